@@ -1,0 +1,110 @@
+"""Memory Studio API and event handlers: wiring only, the logic is in chalicelib."""
+import os
+
+from chalice import BadRequestError, Chalice, CognitoUserPoolAuthorizer, CORSConfig, Response
+
+from chalicelib import __version__
+from chalicelib.auth import User, bearer_token
+from chalicelib.errors import ApiError, BadRequest
+from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
+from chalicelib.services import Services
+
+app = Chalice(app_name="memory-studio")
+services = Services()
+
+# API Gateway checks Cognito tokens in the cloud (the pool ARN comes from the
+# stage's environment); the app verifies them again itself, see chalicelib/auth.py.
+_POOL_ARN = os.environ.get("COGNITO_USER_POOL_ARN")
+authorizer = CognitoUserPoolAuthorizer("CognitoUsers", provider_arns=[_POOL_ARN]) if _POOL_ARN else None
+cors = CORSConfig(
+    allow_origin=os.environ.get("CORS_ALLOW_ORIGIN", "*"),
+    allow_headers=["Authorization", "Content-Type"],
+    max_age=600,
+)
+
+
+@app.middleware("http")
+def json_errors(event, get_response):
+    """Every failure leaves as ``{"error", "message"}``; never a stack trace."""
+    context = app.lambda_context
+    logger.append_keys(request_id=getattr(context, "aws_request_id", None), path=event.path)
+    try:
+        response = get_response(event)
+    except ApiError as exc:
+        response = Response(exc.to_body(), status_code=exc.status)
+    except Exception:
+        logger.exception("unhandled error")
+        response = Response({"error": "internal_error", "message": "an internal error occurred"}, status_code=500)
+    finally:
+        logger.remove_keys(["user", "photo_id"])
+        flush_metrics()
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
+        # Chalice's own rejections (unsupported content type, malformed JSON...).
+        response.body = {"error": str(body["Code"]), "message": str(body.get("Message", ""))}
+    return response
+
+
+def current_user() -> User:
+    user = services.verifier.verify(bearer_token(app.current_request.headers))
+    logger.append_keys(user=user.sub)
+    return user
+
+
+def json_body():
+    try:
+        return app.current_request.json_body
+    except BadRequestError:
+        raise BadRequest("body must be valid JSON", code="invalid_json")
+
+
+@app.route("/health", cors=cors)
+def health():
+    checks = {}
+    for name, check in (("store", lambda: services.store.ping()), ("s3", lambda: services.storage.check())):
+        try:
+            check()
+            checks[name] = {"ok": True}
+        except Exception as exc:  # reported, not raised: this is the health page
+            checks[name] = {"ok": False, "error": type(exc).__name__}
+    ok = all(c["ok"] for c in checks.values())
+    body = {"status": "ok" if ok else "degraded", "version": __version__,
+            "stage": services.settings.stage, "dependencies": checks}
+    return Response(body, status_code=200 if ok else 503)
+
+
+@app.route("/photos/uploads", methods=["POST"], authorizer=authorizer, cors=cors)
+def create_uploads():
+    user = current_user()
+    uploads = services.album.create_uploads(user, json_body())
+    metrics.add_metric(name="UploadsRequested", unit=MetricUnit.Count, value=len(uploads))
+    return Response({"uploads": uploads}, status_code=201)
+
+
+@app.route("/photos", methods=["GET"], authorizer=authorizer, cors=cors)
+def list_photos():
+    user = current_user()
+    params = app.current_request.query_params or {}
+    return services.album.list_photos(user, params.get("limit"), params.get("cursor"))
+
+
+@app.route("/photos/{photo_id}", methods=["GET"], authorizer=authorizer, cors=cors)
+def get_photo(photo_id):
+    return services.album.get_photo(current_user(), photo_id)
+
+
+@app.route("/photos/{photo_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
+def delete_photo(photo_id):
+    services.album.delete_photo(current_user(), photo_id)
+    metrics.add_metric(name="PhotosDeleted", unit=MetricUnit.Count, value=1)
+    return Response(body="", status_code=204)
+
+
+@app.route("/me", methods=["DELETE"], authorizer=authorizer, cors=cors)
+def delete_me():
+    user = current_user()
+    removed = services.album.delete_account_data(user)
+    logger.info("account data deleted", extra=removed)
+    if user.username:
+        services.cognito.admin_delete_user(UserPoolId=services.settings.user_pool_id, Username=user.username)
+    return Response(body="", status_code=204)

@@ -1,0 +1,167 @@
+"""The album: upload requests, listing, one photo, deletion of photos and accounts."""
+from __future__ import annotations
+
+import re
+import uuid
+from typing import List, Optional
+
+from .auth import User
+from .errors import BadRequest, NotFound, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
+from .settings import Settings
+from .storage import CONTENT_TYPE_EXTENSIONS, PhotoStorage, photo_key, user_prefix
+from .store import PhotoStore, now_ms, utc
+
+_PHOTO_ID = re.compile(r"^[0-9a-f]{32}$")
+_MAX_FILENAME = 255
+
+
+def iso(value) -> Optional[str]:
+    value = utc(value)
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _int_param(raw, name: str, default: int, low: int, high: int) -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be an integer")
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}")
+    return value
+
+
+class Album:
+    def __init__(self, store: PhotoStore, storage: PhotoStorage, settings: Settings):
+        self.store = store
+        self.storage = storage
+        self.settings = settings
+
+    # Uploads ----------------------------------------------------------------
+    def create_uploads(self, user: User, body) -> List[dict]:
+        files = self._validate_upload_request(body)
+        pending = self.store.count_photos(user.sub, status="pending")
+        if pending + len(files) > self.settings.max_pending_uploads:
+            raise TooManyRequests(
+                f"{pending} uploads are still pending; wait for them to finish before asking for more",
+                code="too_many_pending_uploads",
+            )
+        uploaded_at = now_ms()
+        photos, uploads = [], []
+        for item in files:
+            photo_id = uuid.uuid4().hex
+            key = photo_key(user.sub, photo_id, item["content_type"])
+            photos.append({
+                "owner": user.sub,
+                "photo_id": photo_id,
+                "key": key,
+                "filename": item["filename"],
+                "content_type": item["content_type"],
+                "declared_size": item["size"],
+                "status": "pending",
+                "error": None,
+                "face_count": 0,
+                "width": None,
+                "height": None,
+                "taken_at": None,
+                "thumbnail_key": None,
+                "uploaded_at": uploaded_at,
+            })
+            post = self.storage.presigned_upload(
+                key, item["content_type"], self.settings.max_upload_bytes, self.settings.upload_url_ttl
+            )
+            uploads.append({
+                "photo_id": photo_id,
+                "url": post["url"],
+                "fields": post["fields"],
+                "expires_in": self.settings.upload_url_ttl,
+            })
+        self.store.add_photos(photos)
+        return uploads
+
+    def _validate_upload_request(self, body) -> List[dict]:
+        if not isinstance(body, dict) or not isinstance(body.get("files"), list):
+            raise BadRequest('body must be {"files": [{"filename", "content_type", "size"}, ...]}')
+        files = body["files"]
+        limit = self.settings.max_files_per_request
+        if not 1 <= len(files) <= limit:
+            raise BadRequest(f"ask for between 1 and {limit} uploads at a time")
+        return [self._validate_file(i, item) for i, item in enumerate(files)]
+
+    def _validate_file(self, index: int, item) -> dict:
+        where = f"files[{index}]"
+        if not isinstance(item, dict):
+            raise BadRequest(f"{where} must be an object")
+        filename, content_type, size = item.get("filename"), item.get("content_type"), item.get("size")
+        if not isinstance(filename, str) or not filename.strip() or len(filename) > _MAX_FILENAME:
+            raise BadRequest(f"{where}.filename must be a non-empty string of at most {_MAX_FILENAME} characters")
+        if not isinstance(content_type, str):
+            raise BadRequest(f"{where}.content_type is required")
+        content_type = content_type.strip().lower()
+        if content_type == "image/jpg":
+            content_type = "image/jpeg"
+        if content_type not in CONTENT_TYPE_EXTENSIONS:
+            raise UnsupportedMediaType(
+                f"{where}: {content_type!r} is not supported; send one of "
+                + ", ".join(sorted(CONTENT_TYPE_EXTENSIONS))
+            )
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise BadRequest(f"{where}.size must be a positive integer (bytes)")
+        if size > self.settings.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"{where} is {size} bytes; the limit is {self.settings.max_upload_bytes} bytes"
+            )
+        return {"filename": filename.strip(), "content_type": content_type, "size": size}
+
+    # Reading ------------------------------------------------------------------
+    def list_photos(self, user: User, limit=None, cursor=None) -> dict:
+        limit = _int_param(limit, "limit", self.settings.page_size_default, 1, self.settings.page_size_max)
+        rows, next_cursor = self.store.list_photos(user.sub, limit, cursor or None)
+        return {"photos": [self.present(row) for row in rows], "next_cursor": next_cursor}
+
+    def get_photo(self, user: User, photo_id: str) -> dict:
+        photo = self._owned_photo(user, photo_id)
+        result = self.present(photo)
+        result["faces"] = [
+            {"face_id": f["face_id"], "box": f["box"], "score": f["score"]}
+            for f in self.store.list_faces(user.sub, photo_id)
+        ]
+        return result
+
+    def present(self, photo: dict) -> dict:
+        ttl = self.settings.download_url_ttl
+        thumbnail = photo.get("thumbnail_key")
+        return {
+            "photo_id": photo["photo_id"],
+            "filename": photo.get("filename"),
+            "content_type": photo.get("content_type"),
+            "status": photo["status"],
+            "error": photo.get("error"),
+            "face_count": photo.get("face_count", 0),
+            "width": photo.get("width"),
+            "height": photo.get("height"),
+            "uploaded_at": iso(photo.get("uploaded_at")),
+            "taken_at": iso(photo.get("taken_at")),
+            "thumbnail_url": self.storage.presigned_get(thumbnail, ttl) if thumbnail else None,
+            "url": self.storage.presigned_get(photo["key"], ttl),
+        }
+
+    def _owned_photo(self, user: User, photo_id: str) -> dict:
+        # Another user's id and a made-up id look the same: 404.
+        photo = self.store.get_photo(user.sub, photo_id) if _PHOTO_ID.match(photo_id or "") else None
+        if photo is None:
+            raise NotFound("no such photo")
+        return photo
+
+    # Deletion ---------------------------------------------------------------
+    def delete_photo(self, user: User, photo_id: str) -> None:
+        photo = self._owned_photo(user, photo_id)
+        # Objects first: if S3 fails the record stays and the call can be repeated.
+        self.storage.delete_keys([photo["key"], photo.get("thumbnail_key")])
+        self.store.delete_photo(user.sub, photo_id)
+
+    def delete_account_data(self, user: User) -> dict:
+        objects = self.storage.delete_prefix(user_prefix(user.sub))
+        counts = self.store.delete_owner(user.sub)
+        return dict(counts, objects=objects)

@@ -1,0 +1,65 @@
+"""The app's collaborators, built lazily once per Lambda container.
+
+Tests and the local stack swap the environment (settings), never the code.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+import boto3
+from botocore.config import Config
+
+from .album import Album
+from .auth import TokenVerifier
+from .database import open_database
+from .settings import Settings
+from .storage import PhotoStorage
+from .store import PhotoStore
+
+
+class Services:
+    def __init__(self, settings: Settings = None):
+        self._settings = settings
+
+    @cached_property
+    def settings(self) -> Settings:
+        return self._settings or Settings.from_env()
+
+    def client(self, name: str, **config):
+        s = self.settings
+        return boto3.client(
+            name,
+            region_name=s.region,
+            endpoint_url=s.aws_endpoint_url,
+            config=Config(retries={"mode": "standard", "max_attempts": 4}, **config),
+        )
+
+    @cached_property
+    def s3(self):
+        # SigV4 and virtual-host-free addressing: presigned URLs then work
+        # against moto's server as well as against AWS.
+        return self.client("s3", signature_version="s3v4", s3={"addressing_style": "path"} if self.settings.aws_endpoint_url else {})
+
+    @cached_property
+    def cognito(self):
+        return self.client("cognito-idp")
+
+    @cached_property
+    def store(self) -> PhotoStore:
+        secrets = self.client("secretsmanager") if self.settings.store_backend == "mongodb" else None
+        store = PhotoStore(open_database(self.settings, secrets))
+        store.ensure_indexes()
+        return store
+
+    @cached_property
+    def storage(self) -> PhotoStorage:
+        return PhotoStorage(self.s3, self.settings.bucket)
+
+    @cached_property
+    def verifier(self) -> TokenVerifier:
+        s = self.settings
+        return TokenVerifier(s.issuer, s.user_pool_client_ids, s.resolved_jwks_url)
+
+    @cached_property
+    def album(self) -> Album:
+        return Album(self.store, self.storage, self.settings)

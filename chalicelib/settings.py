@@ -1,0 +1,85 @@
+"""One typed settings object, read once from the environment.
+
+Every knob the Lambdas, the local stack and the tests share lives here, so the
+stage configuration in ``.chalice/config.json`` is the whole story.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Tuple
+
+MB = 1024 * 1024
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting {name} must be an integer, got {raw!r}") from exc
+
+
+def _csv(env: Mapping[str, str], name: str) -> Tuple[str, ...]:
+    return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = "local"
+    region: str = "us-east-1"
+    # None in the cloud; the moto server's URL locally.
+    aws_endpoint_url: Optional[str] = None
+    bucket: str = "memory-studio-local"
+    user_pool_id: str = ""
+    user_pool_client_ids: Tuple[str, ...] = ()
+    # Overrides the JWKS address derived from the issuer (moto serves it elsewhere).
+    jwks_url: Optional[str] = None
+    # "mongodb" (Atlas / any MongoDB), "embedded" (on-disk, local default) or "memory".
+    store_backend: str = "embedded"
+    mongodb_uri: Optional[str] = None
+    mongodb_secret_id: Optional[str] = None
+    mongodb_database: str = "memory_studio"
+    embedded_store_path: str = ".local/store"
+    max_upload_bytes: int = 25 * MB
+    max_files_per_request: int = 50
+    max_pending_uploads: int = 1000
+    upload_url_ttl: int = 900
+    download_url_ttl: int = 300
+    page_size_default: int = 30
+    page_size_max: int = 100
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def issuer(self) -> str:
+        return f"https://cognito-idp.{self.region}.amazonaws.com/{self.user_pool_id}"
+
+    @property
+    def resolved_jwks_url(self) -> str:
+        return self.jwks_url or f"{self.issuer}/.well-known/jwks.json"
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
+        env = os.environ if env is None else env
+        return cls(
+            stage=env.get("STAGE", "local"),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            bucket=env.get("PHOTO_BUCKET", "memory-studio-local"),
+            user_pool_id=env.get("COGNITO_USER_POOL_ID", ""),
+            user_pool_client_ids=_csv(env, "COGNITO_CLIENT_IDS"),
+            jwks_url=env.get("COGNITO_JWKS_URL") or None,
+            store_backend=env.get("STORE_BACKEND", "embedded"),
+            mongodb_uri=env.get("MONGODB_URI") or None,
+            mongodb_secret_id=env.get("MONGODB_SECRET_ID") or None,
+            mongodb_database=env.get("MONGODB_DATABASE", "memory_studio"),
+            embedded_store_path=env.get("EMBEDDED_STORE_PATH", ".local/store"),
+            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 25 * MB),
+            max_files_per_request=_int(env, "MAX_FILES_PER_REQUEST", 50),
+            max_pending_uploads=_int(env, "MAX_PENDING_UPLOADS", 1000),
+            upload_url_ttl=_int(env, "UPLOAD_URL_TTL", 900),
+            download_url_ttl=_int(env, "DOWNLOAD_URL_TTL", 300),
+            extra=dict(env),
+        )

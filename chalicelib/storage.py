@@ -1,0 +1,80 @@
+"""S3 layout and access: every object of a user lives under ``users/{sub}/``.
+
+Keys are built only from the verified ``sub`` and server-generated ids, so no
+request can name another user's object.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable, Optional, Tuple
+
+CONTENT_TYPE_EXTENSIONS = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "image/heic": ".heic",
+    "image/heif": ".heif",
+}
+
+_PHOTO_KEY = re.compile(r"^users/(?P<owner>[A-Za-z0-9-]+)/photos/(?P<photo_id>[0-9a-f]{32})(?P<ext>\.[a-z]+)$")
+
+
+def user_prefix(owner: str) -> str:
+    return f"users/{owner}/"
+
+
+def photo_key(owner: str, photo_id: str, content_type: str) -> str:
+    return f"users/{owner}/photos/{photo_id}{CONTENT_TYPE_EXTENSIONS[content_type]}"
+
+
+def thumbnail_key(owner: str, photo_id: str) -> str:
+    return f"users/{owner}/thumbs/{photo_id}.jpg"
+
+
+def parse_photo_key(key: str) -> Optional[Tuple[str, str]]:
+    """``(owner, photo_id)`` for a photo key, or None for anything else."""
+    match = _PHOTO_KEY.match(key)
+    return (match["owner"], match["photo_id"]) if match else None
+
+
+class PhotoStorage:
+    def __init__(self, s3_client, bucket: str):
+        self.s3 = s3_client
+        self.bucket = bucket
+
+    def presigned_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict:
+        """A presigned POST whose policy pins the key, the type and the size range."""
+        return self.s3.generate_presigned_post(
+            self.bucket,
+            key,
+            Fields={"Content-Type": content_type},
+            Conditions=[
+                {"Content-Type": content_type},
+                ["content-length-range", 1, max_bytes],
+            ],
+            ExpiresIn=expires_in,
+        )
+
+    def presigned_get(self, key: str, expires_in: int) -> str:
+        return self.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+        )
+
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        keys = [k for k in keys if k]
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start:start + 1000]]
+            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix``; returns how many."""
+        paginator = self.s3.get_paginator("list_objects_v2")
+        deleted = 0
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            keys = [obj["Key"] for obj in page.get("Contents", [])]
+            self.delete_keys(keys)
+            deleted += len(keys)
+        return deleted
+
+    def check(self) -> None:
+        self.s3.head_bucket(Bucket=self.bucket)

@@ -1,0 +1,1 @@
+"""The local stack: moto's AWS, the embedded store and the API on one machine."""

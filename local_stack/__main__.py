@@ -1,0 +1,111 @@
+"""``python -m local_stack up | user EMAIL PASSWORD | token EMAIL PASSWORD``.
+
+``up`` starts moto's server, provisions bucket/queue/user pool, and serves the
+Chalice API (with token verification) on the embedded store.  Every start is a
+fresh stack: moto keeps its state in memory, so the embedded store is reset
+with it and never points at objects or users that vanished.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from .aws import StackInfo, create_confirmed_user, port_is_free, provision, sign_in
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".local"
+STACK_FILE = STATE / "stack.json"
+
+
+def serve_api(info: StackInfo, host: str, port: int):
+    """The Chalice app under Chalice's own local server, stage 'local'."""
+    from chalice.cli.factory import CLIFactory
+
+    os.environ.update(info.app_environment())
+    factory = CLIFactory(project_dir=str(ROOT))
+    config = factory.create_config_obj(chalice_stage_name="local")
+    return factory.create_local_server(config.chalice_app, config, host, port)
+
+
+def up(args) -> int:
+    from moto.server import ThreadedMotoServer
+
+    for name, port in (("moto (AWS)", args.aws_port), ("API", args.port)):
+        if not port_is_free(args.host, port):
+            print(f"error: port {port} for the {name} is already in use; stop what holds it "
+                  f"or pass --{'aws-port' if name.startswith('moto') else 'port'}", file=sys.stderr)
+            return 2
+    store_path = STATE / "store"
+    shutil.rmtree(store_path, ignore_errors=True)  # fresh with moto's in-memory state
+
+    moto = ThreadedMotoServer(ip_address=args.host, port=args.aws_port, verbose=False)
+    moto.start()
+    endpoint = f"http://{args.host}:{args.aws_port}"
+    api_url = f"http://{args.host}:{args.port}"
+    try:
+        info = provision(endpoint, args.bucket, api_url, str(store_path))
+        info.write(STACK_FILE)
+        server = serve_api(info, args.host, args.port)
+    except Exception as exc:
+        moto.stop()
+        print(f"error: the local stack failed to start: {exc}", file=sys.stderr)
+        return 1
+
+    print(f"Memory Studio local stack\n  API          {api_url}\n  AWS (moto)   {endpoint}\n"
+          f"  bucket       {info.bucket}\n  user pool    {info.user_pool_id} (client {info.user_pool_client_id})\n"
+          f"  store        {store_path} (embedded, reset at each start)\n  stack file   {STACK_FILE}\n"
+          f"Create a user: python -m local_stack user you@example.com 'Passw0rd!'\nCtrl-C stops.", flush=True)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        moto.stop()
+        print("stopped", flush=True)
+    return 0
+
+
+def user(args) -> int:
+    info = StackInfo.read(STACK_FILE)
+    create_confirmed_user(info, args.email, args.password)
+    print(f"created confirmed user {args.email} in {info.user_pool_id}")
+    return 0
+
+
+def token(args) -> int:
+    info = StackInfo.read(STACK_FILE)
+    print(sign_in(info, args.email, args.password)["IdToken"])
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="start the local stack")
+    p_up.add_argument("--host", default="127.0.0.1")
+    p_up.add_argument("--port", type=int, default=8000)
+    p_up.add_argument("--aws-port", type=int, default=4566)
+    p_up.add_argument("--bucket", default="memory-studio-local")
+    p_up.set_defaults(func=up)
+    for name, func, text in (("user", user, "create a confirmed user"), ("token", token, "print an ID token")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("email")
+        p.add_argument("password")
+        p.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
