@@ -5,7 +5,7 @@ from chalice import BadRequestError, Chalice, CognitoUserPoolAuthorizer, CORSCon
 
 from chalicelib import __version__
 from chalicelib.auth import User, bearer_token
-from chalicelib.errors import ApiError, BadRequest
+from chalicelib.errors import ApiError, BadRequest, code_for_status
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
 from chalicelib.services import Services
 
@@ -32,16 +32,14 @@ def json_errors(event, get_response):
         response = get_response(event)
     except ApiError as exc:
         response = Response(exc.to_body(), status_code=exc.status)
-    except Exception:
-        logger.exception("unhandled error")
-        response = Response({"error": "internal_error", "message": "an internal error occurred"}, status_code=500)
     finally:
         logger.remove_keys(["user", "photo_id"])
         flush_metrics()
     body = response.body
     if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
-        # Chalice's own rejections (unsupported content type, malformed JSON...).
-        response.body = {"error": str(body["Code"]), "message": str(body.get("Message", ""))}
+        # Chalice's own answers: unsupported content type, and any unhandled
+        # exception (logged by Chalice, rendered without its trace).
+        response.body = {"error": code_for_status(response.status_code), "message": str(body.get("Message", ""))}
     return response
 
 

@@ -58,3 +58,11 @@ class TooManyRequests(ApiError):
 
 class ServiceUnavailable(ApiError):
     status, code = 503, "service_unavailable"
+
+
+def code_for_status(status: int) -> str:
+    """The error code our API uses for a status Chalice produced itself."""
+    for cls in ApiError.__subclasses__():
+        if cls.status == status:
+            return cls.code
+    return "internal_error" if status >= 500 else "error"

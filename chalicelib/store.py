@@ -15,6 +15,7 @@ from typing import Iterable, List, Optional, Tuple
 import numpy as np
 from bson.binary import Binary, BinaryVectorDtype
 from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from .errors import BadRequest
 
@@ -78,8 +79,15 @@ class PhotoStore:
     # Photos -----------------------------------------------------------------
     def add_photos(self, photos: Iterable[dict]) -> None:
         docs = [dict(p) for p in photos]
-        if docs:
+        if not docs:
+            return
+        try:
             self.photos.insert_many(docs)
+        except BulkWriteError as exc:
+            # Backends differ in which of the two they raise; callers see one.
+            if all(e.get("code") == 11000 for e in exc.details.get("writeErrors", [])):
+                raise DuplicateKeyError("photo already exists", 11000) from exc
+            raise
 
     def count_photos(self, owner: str, status: Optional[str] = None) -> int:
         query = {"owner": owner}

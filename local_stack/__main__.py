@@ -21,18 +21,26 @@ STATE = ROOT / ".local"
 STACK_FILE = STATE / "stack.json"
 
 
-def serve_api(info: StackInfo, host: str, port: int):
-    """The Chalice app under Chalice's own local server, stage 'local'."""
+def serve_api(host: str, port: int):
+    """The Chalice app under Chalice's own local server, stage 'local'
+    (settings come from the environment, see StackInfo.app_environment)."""
     from chalice.cli.factory import CLIFactory
+    from chalice.local import LocalChalice, LocalDevServer
 
-    os.environ.update(info.app_environment())
     factory = CLIFactory(project_dir=str(ROOT))
     config = factory.create_config_obj(chalice_stage_name="local")
-    return factory.create_local_server(config.chalice_app, config, host, port)
+    app = config.chalice_app
+    if isinstance(app, LocalChalice):  # already adapted by an earlier server in this process
+        return LocalDevServer(app, config, host, port)
+    return factory.create_local_server(app, config, host, port)
 
 
 def up(args) -> int:
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     for name, port in (("moto (AWS)", args.aws_port), ("API", args.port)):
         if not port_is_free(args.host, port):
@@ -49,7 +57,8 @@ def up(args) -> int:
     try:
         info = provision(endpoint, args.bucket, api_url, str(store_path))
         info.write(STACK_FILE)
-        server = serve_api(info, args.host, args.port)
+        os.environ.update(info.app_environment())
+        server = serve_api(args.host, args.port)
     except Exception as exc:
         moto.stop()
         print(f"error: the local stack failed to start: {exc}", file=sys.stderr)

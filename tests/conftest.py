@@ -1,0 +1,105 @@
+"""Shared fixtures: one moto server per session, a fresh store per test, real Cognito users."""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from chalice.test import Client
+from moto.server import ThreadedMotoServer
+
+import app as app_module
+from chalicelib.services import Services
+from chalicelib.settings import Settings
+from local_stack.aws import StackInfo, client, create_confirmed_user, provision, sign_in
+
+ROOT = Path(__file__).resolve().parent.parent
+FACEDATA = ROOT.parent / "shared" / "facedata"
+PASSWORD = "Corr3ct-Horse!"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def aws_stack(tmp_path_factory) -> StackInfo:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    store = tmp_path_factory.mktemp("store")
+    info = provision(f"http://127.0.0.1:{port}", "memory-studio-test", "http://127.0.0.1:0", str(store))
+    yield info
+    server.stop()
+
+
+@pytest.fixture
+def settings(aws_stack, tmp_path, monkeypatch) -> Settings:
+    env = aws_stack.app_environment()
+    env["EMBEDDED_STORE_PATH"] = str(tmp_path / "store")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)  # boto3 credentials for helper clients too
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def services(settings, monkeypatch) -> Services:
+    svc = Services(settings)
+    monkeypatch.setattr(app_module, "services", svc)
+    return svc
+
+
+@pytest.fixture
+def api(services) -> Client:
+    with Client(app_module.app) as chalice_client:
+        yield chalice_client
+
+
+@dataclass
+class TestUser:
+    email: str
+    sub: str
+    id_token: str
+    access_token: str
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.id_token}", "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def make_user(aws_stack):
+    def _make(prefix: str = "user") -> TestUser:
+        email = f"{prefix}-{uuid.uuid4().hex[:8]}@example.com"
+        create_confirmed_user(aws_stack, email, PASSWORD)
+        tokens = sign_in(aws_stack, email, PASSWORD)
+        sub = client("cognito-idp", aws_stack.aws_endpoint_url).get_user(
+            AccessToken=tokens["AccessToken"])["UserAttributes"]
+        sub = next(a["Value"] for a in sub if a["Name"] == "sub")
+        return TestUser(email, sub, tokens["IdToken"], tokens["AccessToken"])
+    return _make
+
+
+def request_uploads(api, user: TestUser, files) -> list:
+    response = api.http.post("/photos/uploads", headers=user.headers, body=json.dumps({"files": files}))
+    assert response.status_code == 201, response.body
+    return response.json_body["uploads"]
+
+
+def post_to_s3(upload: dict, data: bytes, filename: str = "photo.jpg") -> requests.Response:
+    """What a browser does with a presigned POST."""
+    return requests.post(upload["url"], data=upload["fields"], files={"file": (filename, data)}, timeout=30)
+
+
+def object_keys(aws_stack: StackInfo, prefix: str) -> list:
+    s3 = client("s3", aws_stack.aws_endpoint_url)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=aws_stack.bucket, Prefix=prefix)
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]

@@ -1,0 +1,66 @@
+"""User B can reach nothing of user A's: a matrix over every route."""
+import json
+
+import pytest
+
+from tests.conftest import post_to_s3, request_uploads
+
+JPEG = {"filename": "a.jpg", "content_type": "image/jpeg", "size": 100}
+PHOTO_ROUTES = [("get", "/photos/{id}"), ("delete", "/photos/{id}")]
+
+
+@pytest.fixture
+def two_users(api, make_user, services):
+    alice, bob = make_user("alice"), make_user("bob")
+    upload = request_uploads(api, alice, [JPEG])[0]
+    post_to_s3(upload, b"alice's bytes")
+    services.store.replace_faces(alice.sub, upload["photo_id"], [
+        {"face_id": f"{upload['photo_id']}-0", "face_index": 0, "box": [1, 2, 3, 4], "score": 0.9,
+         "landmarks": [], "embedding": [1.0, 0.0], "model_version": "v"}])
+    return alice, bob, upload
+
+
+@pytest.mark.parametrize("method, route", PHOTO_ROUTES)
+def test_other_users_photo_is_not_found(api, two_users, method, route):
+    alice, bob, upload = two_users
+    response = getattr(api.http, method)(route.format(id=upload["photo_id"]), headers=bob.headers)
+    assert response.status_code == 404
+    # And alice's photo is untouched.
+    assert api.http.get(route.format(id=upload["photo_id"]), headers=alice.headers).status_code == 200
+
+
+def test_listing_shows_only_own_photos(api, two_users):
+    alice, bob, upload = two_users
+    assert api.http.get("/photos", headers=bob.headers).json_body["photos"] == []
+    alice_listing = json.dumps(api.http.get("/photos", headers=alice.headers).json_body)
+    assert upload["photo_id"] in alice_listing
+    bob_upload = request_uploads(api, bob, [JPEG])[0]
+    bob_listing = json.dumps(api.http.get("/photos", headers=bob.headers).json_body)
+    assert alice.sub not in bob_listing and upload["photo_id"] not in bob_listing
+    assert bob_upload["photo_id"] in bob_listing
+
+
+def test_uploads_land_only_in_own_prefix(api, two_users):
+    alice, bob, _ = two_users
+    # Whatever the client asks for, the key is built from the verified sub.
+    files = [{"filename": f"../../{alice.sub}/photos/x.jpg", "content_type": "image/jpeg", "size": 10}]
+    upload = request_uploads(api, bob, files)[0]
+    assert upload["fields"]["key"].startswith(f"users/{bob.sub}/photos/")
+    policy = json.loads(__import__("base64").b64decode(upload["fields"]["policy"]))
+    assert {"key": upload["fields"]["key"]} in policy["conditions"]
+
+
+def test_cursor_of_another_user_reveals_nothing(api, two_users):
+    alice, bob, _ = two_users
+    for _ in range(3):
+        request_uploads(api, alice, [JPEG])
+    cursor = api.http.get("/photos?limit=1", headers=alice.headers).json_body["next_cursor"]
+    assert cursor
+    page = api.http.get(f"/photos?cursor={cursor}", headers=bob.headers).json_body
+    assert page["photos"] == []
+
+
+def test_delete_me_of_one_user_spares_the_other(api, two_users):
+    alice, bob, upload = two_users
+    assert api.http.delete("/me", headers=bob.headers).status_code == 204
+    assert api.http.get(f"/photos/{upload['photo_id']}", headers=alice.headers).status_code == 200

@@ -1,0 +1,145 @@
+"""One contract for every store backend: mongomock, the embedded store, and real MongoDB when MONGODB_URI is set."""
+import multiprocessing
+import os
+import uuid
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from pymongo.errors import DuplicateKeyError
+
+from chalicelib.database import open_database
+from chalicelib.settings import Settings
+from chalicelib.store import PhotoStore, now_ms
+
+BACKENDS = ["memory", "embedded", "mongodb"]
+
+
+def make_store(backend: str, path) -> PhotoStore:
+    if backend == "mongodb":
+        uri = os.environ.get("MONGODB_URI")
+        if not uri:
+            pytest.skip("MONGODB_URI is not set: no real MongoDB to run the contract against")
+        settings = Settings(store_backend="mongodb", mongodb_uri=uri,
+                            mongodb_database=f"ms_test_{uuid.uuid4().hex[:8]}")
+        database = open_database(settings)
+        store = PhotoStore(database)
+        store.ensure_indexes()
+        yield store
+        database.client.drop_database(database.name)
+        return
+    settings = Settings(store_backend=backend, embedded_store_path=str(path))
+    store = PhotoStore(open_database(settings))
+    store.ensure_indexes()
+    yield store
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    yield from make_store(request.param, tmp_path / "store")
+
+
+def photo(owner, photo_id, at, **extra):
+    return dict({"owner": owner, "photo_id": photo_id, "key": f"users/{owner}/photos/{photo_id}.jpg",
+                 "status": "pending", "uploaded_at": at, "face_count": 0}, **extra)
+
+
+def face(photo_id, index, vector, version="v1"):
+    return {"face_id": f"{photo_id}-{index}", "face_index": index, "box": [index, 0, 10, 10], "score": 0.9,
+            "landmarks": [[0.0, 0.0]] * 5, "embedding": vector, "model_version": version}
+
+
+def test_add_get_update(store):
+    at = now_ms()
+    store.add_photos([photo("a", "p1", at)])
+    got = store.get_photo("a", "p1")
+    assert got["status"] == "pending" and "_id" not in got
+    assert got["uploaded_at"].replace(tzinfo=None) == at.replace(tzinfo=None)
+    assert store.update_photo("a", "p1", {"status": "indexed", "face_count": 2})
+    assert store.get_photo("a", "p1")["status"] == "indexed"
+    assert not store.update_photo("b", "p1", {"status": "failed"})
+    assert store.get_photo("b", "p1") is None
+
+
+def test_unique_owner_and_photo_id(store):
+    store.add_photos([photo("a", "p1", now_ms())])
+    with pytest.raises(DuplicateKeyError):
+        store.add_photos([photo("a", "p1", now_ms())])
+    store.add_photos([photo("b", "p1", now_ms())])  # another owner may reuse it
+
+
+def test_pagination_newest_first_with_ties(store):
+    base = now_ms()
+    rows = [photo("a", f"p{i:02d}", base + timedelta(seconds=i // 3)) for i in range(10)]
+    store.add_photos(rows)
+    store.add_photos([photo("b", "zz", base + timedelta(days=1))])
+    seen, cursor = [], None
+    while True:
+        page, cursor = store.list_photos("a", 3, cursor)
+        seen += [p["photo_id"] for p in page]
+        if not cursor:
+            break
+    expected = [r["photo_id"] for r in sorted(rows, key=lambda r: (r["uploaded_at"], r["photo_id"]), reverse=True)]
+    assert seen == expected
+    assert store.count_photos("a") == 10 and store.count_photos("a", status="pending") == 10
+
+
+def test_faces_round_trip_as_float32_vectors(store):
+    store.add_photos([photo("a", "p1", now_ms())])
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3, 128)).astype(np.float32)
+    store.replace_faces("a", "p1", [face("p1", i, vectors[i]) for i in range(3)])
+    listed = store.list_faces("a", "p1")
+    assert [f["face_index"] for f in listed] == [0, 1, 2]
+    assert "embedding" not in listed[0]
+    ids, matrix = store.face_vectors("a", "v1")
+    order = [int(i["face_id"].rsplit("-", 1)[1]) for i in ids]
+    assert matrix.dtype == np.float32
+    np.testing.assert_array_equal(matrix, vectors[order])
+    assert store.face_vectors("a", "v2")[1].shape[0] == 0
+    assert store.face_vectors("b", "v1")[1].shape[0] == 0
+
+
+def test_replace_faces_is_idempotent(store):
+    store.add_photos([photo("a", "p1", now_ms())])
+    faces = [face("p1", i, [float(i), 1.0]) for i in range(2)]
+    store.replace_faces("a", "p1", faces)
+    store.replace_faces("a", "p1", faces)
+    assert len(store.list_faces("a", "p1")) == 2
+    store.replace_faces("a", "p1", faces[:1])
+    assert [f["face_id"] for f in store.list_faces("a", "p1")] == ["p1-0"]
+
+
+def test_delete_photo_and_owner(store):
+    at = now_ms()
+    store.add_photos([photo("a", "p1", at), photo("a", "p2", at), photo("b", "p3", at)])
+    store.replace_faces("a", "p1", [face("p1", 0, [1.0, 0.0])])
+    store.replace_faces("b", "p3", [face("p3", 0, [1.0, 0.0])])
+    assert store.delete_photo("a", "p1")["photo_id"] == "p1"
+    assert store.delete_photo("a", "p1") is None
+    assert store.list_faces("a", "p1") == []
+    assert store.delete_owner("a") == {"photos": 1, "faces": 0}
+    assert store.get_photo("b", "p3") is not None
+    assert len(store.list_faces("b", "p3")) == 1
+
+
+def _writer(path, worker, count):
+    store = PhotoStore(open_database(Settings(store_backend="embedded", embedded_store_path=path)))
+    store.add_photos([photo("shared", f"w{worker}-{i}", now_ms()) for i in range(count)])
+    for i in range(count):
+        store.update_photo("shared", f"w{worker}-{i}", {"status": "indexed"})
+
+
+def test_embedded_store_is_shared_by_processes_and_survives_reopen(tmp_path):
+    path = str(tmp_path / "store")
+    PhotoStore(open_database(Settings(store_backend="embedded", embedded_store_path=path))).ensure_indexes()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(path, w, 25)) for w in range(4)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(120)
+        assert p.exitcode == 0
+    reopened = PhotoStore(open_database(Settings(store_backend="embedded", embedded_store_path=path)))
+    assert reopened.count_photos("shared") == 100
+    assert reopened.count_photos("shared", status="indexed") == 100
