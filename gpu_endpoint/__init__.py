@@ -1,0 +1,1 @@
+"""The face engine: model bundle, detection, alignment, embedding, and the SageMaker-contract server."""
