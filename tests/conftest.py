@@ -17,6 +17,7 @@ import app as app_module
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from local_stack.aws import StackInfo, client, create_confirmed_user, provision, sign_in
+from tests.face_fixtures import bundle_dir, engine  # noqa: F401  (shared fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 FACEDATA = ROOT.parent / "shared" / "facedata"

@@ -1,0 +1,102 @@
+"""Reading photos safely: real format from the bytes, size and pixel limits, EXIF orientation.
+
+Shared by the indexing Lambda and the face endpoint, so both judge a photo the same way.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Optional
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+try:  # HEIC/HEIF, as phones send them
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIF_SUPPORTED = True
+except ImportError:  # pragma: no cover - pillow-heif is a pinned dependency
+    HEIF_SUPPORTED = False
+
+FORMAT_CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
+                        "HEIF": "image/heic", "HEIC": "image/heic"}
+SUPPORTED_CONTENT_TYPES = {"image/jpeg", "image/png", "image/webp", "image/heic", "image/heif"}
+MAX_BYTES = 25 * 1024 * 1024
+MAX_PIXELS = 50_000_000
+MIN_SIDE = 16
+
+
+class ImageError(ValueError):
+    """A photo that cannot be used; ``status`` is the HTTP status it maps to."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "invalid_image"):
+        super().__init__(message)
+        self.message, self.status, self.code = message, status, code
+
+
+@dataclass
+class DecodedImage:
+    image: Image.Image           # RGB, EXIF orientation applied
+    content_type: str            # from the bytes, not the name
+    width: int
+    height: int
+    taken_at: Optional[datetime]
+
+
+def _taken_at(exif) -> Optional[datetime]:
+    raw = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)  # DateTimeOriginal, else DateTime
+    if not raw:
+        return None
+    try:
+        return datetime.strptime(str(raw).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    if not data:
+        raise ImageError("the file is empty", 400, "empty_file")
+    if len(data) > max_bytes:
+        raise ImageError(f"the file is {len(data)} bytes; the limit is {max_bytes}", 413, "file_too_large")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            content_type = FORMAT_CONTENT_TYPES.get(image.format or "")
+            if content_type is None:
+                raise ImageError(f"{image.format} images are not supported; send JPEG, PNG, WebP or HEIC",
+                                 415, "unsupported_image_type")
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(f"the image has {width}x{height} pixels; the limit is {max_pixels}",
+                                 413, "too_many_pixels")
+            if getattr(image, "n_frames", 1) > 1:
+                image.seek(0)  # animated WebP: the first frame is the photo
+            exif = image.getexif()
+            image = ImageOps.exif_transpose(image)
+            image.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"the image is too large to decode safely ({exc})", 413, "too_many_pixels")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"the file is not a readable image ({exc.__class__.__name__})", 400, "unreadable_image")
+    if min(image.size) < MIN_SIDE:
+        raise ImageError(f"the image is {image.size[0]}x{image.size[1]}; photos need at least {MIN_SIDE} px a side",
+                         422, "image_too_small")
+    return DecodedImage(image=_to_rgb(image), content_type=content_type, width=image.size[0],
+                        height=image.size[1], taken_at=_taken_at(exif))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode (CMYK, 16-bit, palette, alpha) as 8-bit RGB; transparency over white."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        image = image.point(lambda v: v / 256).convert("L")
+    return image.convert("RGB")

@@ -1,0 +1,153 @@
+"""The face engine: a model bundle loaded into ONNX Runtime; detect → align → embed.
+
+Faces of every image in a call are embedded together, in batches.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from .align import warp_chip
+from .detector import MTCNN, Detections
+
+log = logging.getLogger("face_engine")
+
+
+def choose_providers() -> List[str]:
+    """CUDA on a GPU (TensorRT too when FACE_ENGINE_TENSORRT=1), CPU otherwise."""
+    available = ort.get_available_providers()
+    chosen = []
+    if os.environ.get("FACE_ENGINE_TENSORRT") == "1" and "TensorrtExecutionProvider" in available:
+        chosen.append("TensorrtExecutionProvider")
+    if "CUDAExecutionProvider" in available:
+        chosen.append("CUDAExecutionProvider")
+    chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+@dataclass
+class Face:
+    box: List[float]            # x, y, w, h in original pixels
+    score: float
+    landmarks: List[List[float]]
+    embedding: Optional[np.ndarray] = None
+
+    def to_json(self) -> dict:
+        return {"box": [round(v, 2) for v in self.box], "score": round(float(self.score), 5),
+                "landmarks": [[round(x, 2), round(y, 2)] for x, y in self.landmarks],
+                "embedding": [float(v) for v in self.embedding]}
+
+
+class FaceEngine:
+    def __init__(self, bundle_dir, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
+                 max_detect_pixels: int = 2_100_000, batch_size: int = 32):
+        self.bundle_dir = Path(bundle_dir)
+        self.manifest = json.loads((self.bundle_dir / "manifest.json").read_text())
+        self.providers = list(providers or choose_providers())
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        files = self.manifest["files"]
+
+        def session(key):
+            return ort.InferenceSession(str(self.bundle_dir / files[key]["path"]), options, providers=self.providers)
+
+        self.detector = MTCNN(session("pnet"), session("rnet"), session("onet"))
+        self.embedder = session("embedder")
+        emb = self.manifest["embedder"]
+        self.chip_size = emb["input_size"]
+        self.template = np.asarray(emb["alignment_template"], dtype=np.float64)
+        self.max_detect_pixels = max_detect_pixels
+        self.batch_size = batch_size
+        log.info("face engine ready: bundle %s, providers %s", self.version, self.embedder.get_providers())
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def threshold(self) -> float:
+        return self.manifest["calibration"]["threshold"]
+
+    # Detection ----------------------------------------------------------------
+    def detect(self, image: Image.Image, min_face_size: int = 20, max_faces: int = 50) -> List[Face]:
+        """Faces of an RGB image, largest first.
+
+        facenet-pytorch's cascade clamps its crops at the image border, which
+        squashes a face that reaches past it (a profile picture that is all
+        face) and spoils its landmarks.  Such photos, and photos where nothing
+        was found, are searched again with a border of repeated edge pixels.
+        """
+        faces, cut_off = self._detect(image, min_face_size, pad_fraction=0.0)
+        if not faces or cut_off:
+            padded, _ = self._detect(image, min_face_size, pad_fraction=0.3)
+            faces = padded or faces
+        faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
+        return faces[:max_faces]
+
+    def _detect(self, image: Image.Image, min_face_size: int, pad_fraction: float):
+        width, height = image.size
+        pad = int(pad_fraction * max(width, height))
+        if pad:
+            image = Image.fromarray(np.pad(np.asarray(image), ((pad, pad), (pad, pad), (0, 0)), mode="edge"))
+        factor = 1.0
+        pixels = image.size[0] * image.size[1]
+        if pixels > self.max_detect_pixels:
+            factor = float(np.sqrt(pixels / self.max_detect_pixels))
+            image = image.resize((max(1, round(image.size[0] / factor)), max(1, round(image.size[1] / factor))),
+                                 Image.Resampling.BOX)
+        found = self.detector.detect(np.asarray(image), max(12, int(round(min_face_size / factor))))
+        boxes = found.boxes * factor - pad
+        # A face whose box reaches more than 5 % of its size past the photo's edge.
+        size = np.maximum(boxes[:, 2] - boxes[:, 0], 1.0)[:, None]
+        outside = np.concatenate([-boxes[:, :2], boxes[:, 2:] - [width, height]], axis=1)
+        cut_off = bool(len(boxes)) and bool((outside > 0.05 * size).any())
+        return self._faces(found, factor, pad, pad, width, height), cut_off
+
+    @staticmethod
+    def _faces(found: Detections, factor, dx, dy, width, height) -> List[Face]:
+        faces = []
+        for box, score, points in zip(found.boxes, found.scores, found.landmarks):
+            x1, y1, x2, y2 = box * factor - [dx, dy, dx, dy]
+            x1, y1 = max(0.0, float(x1)), max(0.0, float(y1))
+            x2, y2 = min(float(width), float(x2)), min(float(height), float(y2))
+            if x2 - x1 < 2 or y2 - y1 < 2:
+                continue
+            landmarks = (points * factor - [dx, dy]).tolist()
+            faces.append(Face([x1, y1, x2 - x1, y2 - y1], float(score), landmarks))
+        return faces
+
+    # Embedding ----------------------------------------------------------------
+    def chips(self, image: Image.Image, faces: Sequence[Face]) -> np.ndarray:
+        if not faces:
+            return np.zeros((0, self.chip_size, self.chip_size, 3), np.uint8)
+        return np.stack([warp_chip(image, f.landmarks, self.template, self.chip_size) for f in faces])
+
+    def embed_chips(self, chips: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 chips → (N, D) float32 embeddings (unit vectors for a calibrated bundle)."""
+        out = []
+        for start in range(0, len(chips), self.batch_size):
+            batch = chips[start:start + self.batch_size].transpose(0, 3, 1, 2).astype(np.float32)
+            out.append(self.embedder.run(None, {"chips": batch})[0])
+        dim = self.manifest["embedder"]["embedding_dim"]
+        return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+
+    def analyze(self, images: Sequence[Image.Image], min_face_size: int = 20, max_faces: int = 50) -> List[List[Face]]:
+        """Detect in every image, then embed all their faces together."""
+        per_image = [self.detect(img, min_face_size, max_faces) for img in images]
+        chips = [self.chips(img, faces) for img, faces in zip(images, per_image)]
+        embeddings = self.embed_chips(np.concatenate(chips)) if chips else np.zeros((0, 0), np.float32)
+        index = 0
+        for faces in per_image:
+            for face in faces:
+                face.embedding = embeddings[index]
+                index += 1
+        return per_image

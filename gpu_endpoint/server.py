@@ -1,0 +1,168 @@
+"""The SageMaker bring-your-own-container contract: ``GET /ping``, ``POST /invocations``.
+
+``POST /invocations`` takes one image as the body (image/jpeg, image/png,
+image/webp, image/heic, image/heif), or ``application/json``::
+
+    {"images": [{"id": "a", "b64": "..."} | {"id": "b", "s3_uri": "s3://bucket/key"}],
+     "max_faces": 50, "min_face_size": 20}
+
+and answers ``{"model_version", "results": [{"id", "width", "height", "faces": [...]}]}`` with
+boxes ``[x, y, w, h]`` and landmarks in original pixels after EXIF orientation.
+A bad single image is the request's status (400, 413, 415); in a JSON batch each
+image that fails carries its own ``error`` and the others are still answered.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+from typing import List, Optional
+
+from flask import Flask, jsonify, request
+
+from chalicelib.images import SUPPORTED_CONTENT_TYPES, ImageError, decode_image
+
+from .engine import FaceEngine
+
+log = logging.getLogger("face_engine")
+
+MAX_REQUEST_BYTES = int(os.environ.get("MAX_REQUEST_BYTES", 30 * 1024 * 1024))
+MAX_IMAGES = int(os.environ.get("MAX_IMAGES_PER_REQUEST", 16))
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400, code: str = "bad_request"):
+        super().__init__(message)
+        self.message, self.status, self.code = message, status, code
+
+
+def _int_option(body: dict, name: str, default: int, low: int, high: int) -> int:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"{name} must be an integer between {low} and {high}")
+    return value
+
+
+class S3Reader:
+    """Reads ``s3://`` images for requests too large for SageMaker's 6 MB payload,
+    only from the buckets named in ALLOWED_S3_BUCKETS."""
+
+    def __init__(self, allowed_buckets: List[str]):
+        self.allowed = set(allowed_buckets)
+        self._client = None
+
+    def read(self, uri: str, max_bytes: int) -> bytes:
+        if not isinstance(uri, str) or not uri.startswith("s3://") or "/" not in uri[5:]:
+            raise ImageError("s3_uri must look like s3://bucket/key", 400, "bad_s3_uri")
+        bucket, key = uri[5:].split("/", 1)
+        if bucket not in self.allowed:
+            raise ImageError(f"bucket {bucket!r} is not readable by this endpoint", 403, "bucket_not_allowed")
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        try:
+            obj = self._client.get_object(Bucket=bucket, Key=key)
+        except self._client.exceptions.NoSuchKey:
+            raise ImageError(f"{uri} does not exist", 404, "not_found")
+        if obj["ContentLength"] > max_bytes:
+            raise ImageError(f"{uri} is {obj['ContentLength']} bytes; the limit is {max_bytes}", 413, "file_too_large")
+        return obj["Body"].read()
+
+
+def create_app(engine: Optional[FaceEngine] = None, bundle_dir: Optional[str] = None) -> Flask:
+    app = Flask("face_endpoint")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    state = {"engine": engine}
+    s3 = S3Reader([b for b in os.environ.get("ALLOWED_S3_BUCKETS", "").split(",") if b])
+
+    def get_engine() -> FaceEngine:
+        if state["engine"] is None:
+            state["engine"] = FaceEngine(bundle_dir or os.environ.get("MODEL_DIR", "/opt/ml/model"),
+                                         threads=int(os.environ.get("ORT_THREADS", "0")) or None)
+        return state["engine"]
+
+    @app.errorhandler(BadRequest)
+    def bad_request(exc: BadRequest):
+        return jsonify(error=exc.code, message=exc.message), exc.status
+
+    @app.errorhandler(ImageError)
+    def bad_image(exc: ImageError):
+        return jsonify(error=exc.code, message=exc.message), exc.status
+
+    @app.errorhandler(413)
+    def too_large(_exc):
+        return jsonify(error="request_too_large", message=f"requests are limited to {MAX_REQUEST_BYTES} bytes"), 413
+
+    @app.errorhandler(Exception)
+    def unexpected(exc):
+        code = getattr(exc, "code", 500)
+        if isinstance(code, int) and 400 <= code < 500:
+            return jsonify(error="bad_request", message=str(exc)), code
+        log.exception("inference failed")
+        return jsonify(error="internal_error", message="inference failed"), 500
+
+    @app.get("/ping")
+    def ping():
+        try:
+            engine_ = get_engine()
+        except Exception as exc:  # the container stays up and says why
+            log.exception("model bundle failed to load")
+            return jsonify(status="unavailable", error=str(exc)), 503
+        return jsonify(status="ok", model_version=engine_.version, providers=engine_.providers)
+
+    @app.post("/invocations")
+    def invocations():
+        engine_ = get_engine()
+        content_type = (request.mimetype or "").lower()
+        if content_type == "application/json":
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict) or not isinstance(body.get("images"), list) or not body["images"]:
+                raise BadRequest('body must be {"images": [{"id", "b64" | "s3_uri"}, ...]}')
+            if len(body["images"]) > MAX_IMAGES:
+                raise BadRequest(f"at most {MAX_IMAGES} images per request", 413, "too_many_images")
+            max_faces = _int_option(body, "max_faces", 50, 1, 500)
+            min_face = _int_option(body, "min_face_size", 20, 12, 1000)
+            items = [_load_item(i, item, s3) for i, item in enumerate(body["images"])]
+        elif content_type in SUPPORTED_CONTENT_TYPES or content_type.startswith("image/"):
+            if content_type not in SUPPORTED_CONTENT_TYPES:
+                raise BadRequest(f"{content_type} is not supported", 415, "unsupported_media_type")
+            max_faces, min_face = 50, 20
+            decoded = decode_image(request.get_data())  # raises: the request's own status
+            items = [("0", decoded, None)]
+        else:
+            raise BadRequest(f"send an image or application/json, not {content_type or 'nothing'}",
+                             415, "unsupported_media_type")
+        good = [(ident, d) for ident, d, err in items if err is None]
+        faces = engine_.analyze([d.image for _, d in good], min_face, max_faces)
+        by_id = {ident: (d, f) for (ident, d), f in zip(good, faces)}
+        results = []
+        for ident, decoded, error in items:
+            if error is not None:
+                results.append({"id": ident, "error": {"error": error.code, "status": error.status,
+                                                       "message": error.message}})
+                continue
+            decoded, found = by_id[ident]
+            results.append({"id": ident, "width": decoded.width, "height": decoded.height,
+                            "faces": [f.to_json() for f in found]})
+        return jsonify(model_version=engine_.version, results=results)
+
+    return app
+
+
+def _load_item(index: int, item, s3: S3Reader):
+    ident = str(item.get("id", index)) if isinstance(item, dict) else str(index)
+    try:
+        if not isinstance(item, dict) or ("b64" in item) == ("s3_uri" in item):
+            raise ImageError("each image needs exactly one of b64 or s3_uri", 400, "bad_image_entry")
+        if "b64" in item:
+            try:
+                data = base64.b64decode(item["b64"], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raise ImageError("b64 is not valid base64", 400, "bad_base64")
+        else:
+            data = s3.read(item["s3_uri"], MAX_REQUEST_BYTES)
+        return ident, decode_image(data), None
+    except ImageError as exc:
+        return ident, None, exc

@@ -1,0 +1,161 @@
+"""The endpoint's SageMaker contract: every content type, every error case, S3 inputs."""
+import base64
+import io
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.face_fixtures import FACEDATA, needs_facedata
+
+pytestmark = needs_facedata
+
+
+@pytest.fixture(scope="module")
+def client(engine):
+    from gpu_endpoint.server import create_app
+
+    return create_app(engine).test_client()
+
+
+@pytest.fixture(scope="module")
+def face_jpeg() -> bytes:
+    return (FACEDATA / "people/deepface/Angelina_Jolie/img11.jpg").read_bytes()
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def single_face(response):
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    (result,) = body["results"]
+    return body, result
+
+
+def test_ping(client, engine):
+    response = client.get("/ping")
+    assert response.status_code == 200
+    assert response.get_json()["model_version"] == engine.version
+
+
+def test_jpeg_body(client, face_jpeg, engine):
+    body, result = single_face(client.post("/invocations", data=face_jpeg, content_type="image/jpeg"))
+    assert body["model_version"] == engine.version
+    assert (result["width"], result["height"]) == Image.open(io.BytesIO(face_jpeg)).size
+    (face,) = result["faces"]
+    x, y, w, h = face["box"]
+    assert 0 <= x < x + w <= result["width"] and 0 <= y < y + h <= result["height"]
+    assert len(face["landmarks"]) == 5 and face["score"] > 0.9
+    assert len(face["embedding"]) == 129  # 128 dlib dimensions + the anchor
+    assert np.linalg.norm(face["embedding"]) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("fmt, content_type", [("PNG", "image/png"), ("WEBP", "image/webp"), ("HEIF", "image/heic")])
+def test_other_formats_give_the_same_face(client, face_jpeg, fmt, content_type):
+    image = Image.open(io.BytesIO(face_jpeg))
+    data = encode(image, fmt, quality=95) if fmt != "PNG" else encode(image, fmt)
+    _, reference = single_face(client.post("/invocations", data=face_jpeg, content_type="image/jpeg"))
+    _, result = single_face(client.post("/invocations", data=data, content_type=content_type))
+    assert len(result["faces"]) == 1
+    np.testing.assert_allclose(result["faces"][0]["box"], reference["faces"][0]["box"], atol=4)
+    assert np.dot(result["faces"][0]["embedding"], reference["faces"][0]["embedding"]) > 0.95
+
+
+def test_exif_orientation_is_applied(client, face_jpeg):
+    upright = Image.open(io.BytesIO(face_jpeg))
+    rotated = upright.transpose(Image.Transpose.ROTATE_90)  # stored sideways...
+    exif = Image.Exif()
+    exif[0x0112] = 8  # ...and tagged "rotate 90 CW to view"
+    data = encode(rotated, "JPEG", exif=exif, quality=95)
+    _, result = single_face(client.post("/invocations", data=data, content_type="image/jpeg"))
+    assert (result["width"], result["height"]) == upright.size
+    assert len(result["faces"]) == 1
+
+
+def test_json_batch_with_b64_and_a_bad_entry(client, face_jpeg):
+    group = (FACEDATA / "groups/dlib/2008_002470.jpg").read_bytes()
+    body = {"images": [{"id": "one", "b64": base64.b64encode(face_jpeg).decode()},
+                       {"id": "group", "b64": base64.b64encode(group).decode()},
+                       {"id": "junk", "b64": base64.b64encode(b"not an image").decode()},
+                       {"id": "bad64", "b64": "%%%"}],
+            "max_faces": 3, "min_face_size": 20}
+    response = client.post("/invocations", json=body)
+    assert response.status_code == 200
+    results = {r["id"]: r for r in response.get_json()["results"]}
+    assert len(results["one"]["faces"]) == 1
+    assert len(results["group"]["faces"]) == 3  # capped by max_faces, largest first
+    areas = [f["box"][2] * f["box"][3] for f in results["group"]["faces"]]
+    assert areas == sorted(areas, reverse=True)
+    assert results["junk"]["error"]["status"] == 400
+    assert results["bad64"]["error"]["error"] == "bad_base64"
+
+
+def test_s3_uri_input(engine, face_jpeg, aws_stack, monkeypatch):
+    from gpu_endpoint.server import create_app
+    from local_stack.aws import client as aws_client
+
+    aws_client("s3", aws_stack.aws_endpoint_url).put_object(
+        Bucket=aws_stack.bucket, Key="users/u/photos/x.jpg", Body=face_jpeg)
+    for key, value in aws_stack.app_environment().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ALLOWED_S3_BUCKETS", aws_stack.bucket)
+    client = create_app(engine).test_client()
+    body = {"images": [{"id": "s3", "s3_uri": f"s3://{aws_stack.bucket}/users/u/photos/x.jpg"},
+                       {"id": "missing", "s3_uri": f"s3://{aws_stack.bucket}/users/u/photos/none.jpg"},
+                       {"id": "elsewhere", "s3_uri": "s3://someone-elses-bucket/secret.jpg"}]}
+    results = {r["id"]: r for r in client.post("/invocations", json=body).get_json()["results"]}
+    assert len(results["s3"]["faces"]) == 1
+    assert results["missing"]["error"]["status"] == 404
+    assert results["elsewhere"]["error"]["status"] == 403
+
+
+def png_bomb(side: int = 20000) -> bytes:
+    """A tiny file that claims a huge image: a valid PNG header and one compressed row."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\x00" + b"\x00" * side * 3)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("data, content_type, status", [
+    (b"this is text, not a photo", "image/jpeg", 400),
+    (b"", "image/jpeg", 400),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00 truncated", "image/jpeg", 400),
+    (None, "image/jpeg", 413),          # the PNG bomb
+    (b"GIF89a...", "image/gif", 415),
+    (b"hello", "text/plain", 415),
+    (b"{not json", "application/json", 400),
+    (b'{"images": []}', "application/json", 400),
+    (b'{"images": [{"id": "a", "b64": "AA=="}], "max_faces": 0}', "application/json", 400),
+])
+def test_bad_requests_get_clear_errors(client, data, content_type, status):
+    response = client.post("/invocations", data=png_bomb() if data is None else data, content_type=content_type)
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error", "message"} and body["message"]
+    assert client.get("/ping").status_code == 200  # the worker lives on
+
+
+def test_gif_body_declared_as_jpeg_is_unsupported(client):
+    data = encode(Image.new("RGB", (64, 64), "white"), "GIF")
+    response = client.post("/invocations", data=data, content_type="image/jpeg")
+    assert response.status_code == 415
+
+
+def test_too_many_images(client):
+    body = {"images": [{"id": str(i), "b64": "AA=="} for i in range(17)]}
+    assert client.post("/invocations", json=body).status_code == 413
+
+
+def test_photo_without_faces(client):
+    data = encode(Image.new("RGB", (640, 480), (90, 140, 200)), "JPEG")
+    _, result = single_face(client.post("/invocations", data=data, content_type="image/jpeg"))
+    assert result["faces"] == []

@@ -1,0 +1,180 @@
+"""The bundle's models against their originals, on real photos from ../shared/facedata."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from chalicelib.images import decode_image
+from gpu_endpoint.facedata import ground_truth_boxes, labelled_photos, match_detections
+from tests.face_fixtures import FACEDATA, needs_facedata
+
+pytestmark = needs_facedata
+
+
+def load(path) -> Image.Image:
+    return decode_image(path.read_bytes()).image
+
+
+@pytest.fixture(scope="module")
+def dlib_models():
+    dlib = pytest.importorskip("dlib", reason="dlib-bin is the reference implementation")
+    import face_recognition_models as frm
+
+    return (dlib, dlib.face_recognition_model_v1(frm.face_recognition_model_location()),
+            dlib.get_frontal_face_detector(), dlib.shape_predictor(frm.pose_predictor_five_point_model_location()))
+
+
+def test_converted_embedder_matches_dlib_on_the_same_chips(dlib_models):
+    import face_recognition_models as frm
+    import onnxruntime as ort
+
+    from gpu_endpoint.facemodels.dlib_resnet import convert
+
+    dlib, recognizer, detector, predictor = dlib_models
+    session = ort.InferenceSession(convert(frm.face_recognition_model_location()).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    photos = [p for p in labelled_photos(FACEDATA) if p.source in ("deepface", "kpop", "faceapi_bbt")][::4]
+    chips = []
+    for photo in photos:
+        image = np.asarray(load(photo.path))
+        rects = detector(image, 1)
+        if rects:
+            chips.append(dlib.get_face_chip(image, predictor(image, rects[0]), size=150, padding=0.25))
+    assert len(chips) >= 10
+    ours = session.run(None, {"chips": np.stack(chips).transpose(0, 3, 1, 2).astype(np.float32)})[0]
+    theirs = np.array([recognizer.compute_face_descriptor(chip) for chip in chips])
+    assert np.abs(ours - theirs).max() <= 1e-4
+
+
+def test_alignment_template_reproduces_dlibs_own_pipeline(engine, dlib_models):
+    """Our detector + 5-point alignment + embedder against dlib's detector + predictor + chips."""
+    import face_recognition_models as frm
+    import onnxruntime as ort
+
+    from gpu_endpoint.facemodels.dlib_resnet import convert
+
+    dlib, recognizer, detector, predictor = dlib_models
+    raw = ort.InferenceSession(convert(frm.face_recognition_model_location()).SerializeToString(),
+                               providers=["CPUExecutionProvider"])
+    similarities = []
+    for photo in [p for p in labelled_photos(FACEDATA) if p.source == "deepface"]:
+        image = load(photo.path)
+        array = np.asarray(image)
+        rects = detector(array, 1)
+        faces = engine.detect(image, max_faces=1)
+        if len(rects) != 1 or not faces:
+            continue
+        theirs = np.array(recognizer.compute_face_descriptor(array, predictor(array, rects[0])))
+        chip = engine.chips(image, faces)
+        ours = raw.run(None, {"chips": chip.transpose(0, 3, 1, 2).astype(np.float32)})[0][0]
+        similarities.append(float(np.linalg.norm(ours - theirs)))
+    assert len(similarities) >= 30
+    # dlib's own same-person cut-off is a distance of 0.6; the same face through
+    # the two pipelines must be far closer than that.
+    assert np.median(similarities) < 0.2
+    assert np.percentile(similarities, 90) < 0.3
+
+
+def test_mtcnn_matches_facenet_pytorch(bundle_dir):
+    """The same faces as facenet-pytorch's MTCNN; boxes agree to the pixel except
+    where near-tied scores (ORT vs torch arithmetic, ~1e-6) make NMS keep a
+    neighbouring candidate."""
+    import onnxruntime as ort
+
+    from gpu_endpoint.detector import MTCNN
+    from tests.support.facenet_reference import facenet_mtcnn
+
+    def session(name):
+        return ort.InferenceSession(str(bundle_dir / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+
+    ours, reference = MTCNN(session("pnet"), session("rnet"), session("onet")), facenet_mtcnn()
+    paths = sorted((FACEDATA / "groups").glob("*/*.jpg"))[:14]
+    paths += [p.path for p in labelled_photos(FACEDATA) if p.source == "celeba"][:40:2]
+    offsets, same_count, extra = [], 0, 0
+    for path in paths:
+        image = np.asarray(load(path))
+        if image.shape[0] * image.shape[1] > 1_500_000:
+            continue
+        found = ours.detect(image)
+        ref_boxes, _ = reference.detect(Image.fromarray(image))
+        ref_boxes = np.zeros((0, 4)) if ref_boxes is None else ref_boxes.astype(np.float64)
+        same_count += len(found) == len(ref_boxes)
+        extra += abs(len(found) - len(ref_boxes))
+        for box in ref_boxes:
+            if len(found):
+                offsets.append(np.abs(found.boxes - box).max(axis=1).min())
+    offsets = np.array(offsets)
+    assert len(offsets) >= 40
+    assert same_count >= 0.9 * len(paths) and extra <= 3
+    assert np.mean(offsets <= 1.0) >= 0.9
+    assert np.median(offsets) < 0.01
+
+
+def test_detection_recall_on_dlibs_ground_truth(engine):
+    truth = ground_truth_boxes(FACEDATA)
+    assert sum(len(v) for v in truth.values()) == 43
+    hits = misses = false_pos = 0
+    for path, boxes in truth.items():
+        faces = engine.detect(load(path))
+        tp, fn, fp = match_detections(boxes, [f.box for f in faces])
+        hits, misses, false_pos = hits + tp, misses + fn, false_pos + fp
+    recall = hits / (hits + misses)
+    assert recall >= 0.9, (hits, misses, false_pos)
+    assert false_pos <= 5
+
+
+@pytest.mark.parametrize("source", ["kpop", "dlib_johns"])
+def test_tight_crops_are_found(engine, source):
+    """Profile pictures that are all face: found thanks to the padded retry."""
+    photos = [p for p in labelled_photos(FACEDATA) if p.source == source][::3]
+    found = sum(bool(engine.detect(load(p.path))) for p in photos)
+    assert found >= 0.95 * len(photos)
+
+
+def test_manifest_is_complete(bundle_dir):
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert manifest["embedder"]["embedding_dim"] == 129 and manifest["embedder"]["metric"] == "cosine"
+    assert len(manifest["embedder"]["alignment_template"]) == 5
+    cal = manifest["calibration"]
+    for split in ("calibration", "holdout"):
+        for key in ("threshold", "accuracy", "precision", "recall", "f1", "auc"):
+            assert 0 <= cal[split][key] <= 1
+    assert cal["holdout"]["auc"] > 0.95
+    for entry in manifest["files"].values():
+        assert len(entry["sha256"]) == 64 and (bundle_dir / entry["path"]).exists()
+    assert all(len(v) == 64 for src in manifest["sources"].values() for v in src["files"].values())
+
+
+def test_embeddings_are_unit_vectors_that_separate_people(engine):
+    photos = [p for p in labelled_photos(FACEDATA) if p.source == "deepface"]
+    vectors, labels = [], []
+    for photo in photos:
+        image = load(photo.path)
+        faces = engine.analyze([image], max_faces=1)[0]
+        if faces:
+            vectors.append(faces[0].embedding)
+            labels.append(photo.identity)
+    vectors = np.array(vectors)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    sims = vectors @ vectors.T
+    same = np.equal.outer(labels, labels) & ~np.eye(len(labels), dtype=bool)
+    different = ~np.equal.outer(labels, labels)
+    assert sims[same].mean() > engine.threshold > sims[different].mean()
+
+
+def test_calibrated_graph_computes_the_documented_transform(bundle_dir, engine):
+    """The bundle's embedder = normalise([dlib descriptor - mean, anchor]), inside the graph."""
+    import face_recognition_models as frm
+    import onnxruntime as ort
+
+    from gpu_endpoint.build_bundle import embed_transform
+    from gpu_endpoint.facemodels.dlib_resnet import convert
+
+    manifest = engine.manifest["embedder"]
+    raw = ort.InferenceSession(convert(frm.face_recognition_model_location()).SerializeToString(),
+                               providers=["CPUExecutionProvider"])
+    chips = np.random.default_rng(3).integers(0, 255, (5, 150, 150, 3)).astype(np.uint8)
+    expected = embed_transform(raw.run(None, {"chips": chips.transpose(0, 3, 1, 2).astype(np.float32)})[0],
+                               np.array(manifest["reference_mean"], np.float32), manifest["anchor"])
+    np.testing.assert_allclose(engine.embed_chips(chips), expected, atol=1e-5)

@@ -1,0 +1,1 @@
+"""Fine-tuning and evaluation of face embedders (torch; not needed to serve)."""
