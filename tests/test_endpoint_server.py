@@ -70,9 +70,9 @@ def test_other_formats_give_the_same_face(client, face_jpeg, fmt, content_type):
 
 def test_exif_orientation_is_applied(client, face_jpeg):
     upright = Image.open(io.BytesIO(face_jpeg))
-    rotated = upright.transpose(Image.Transpose.ROTATE_90)  # stored sideways...
+    rotated = upright.transpose(Image.Transpose.ROTATE_90)  # stored turned a quarter anticlockwise...
     exif = Image.Exif()
-    exif[0x0112] = 8  # ...and tagged "rotate 90 CW to view"
+    exif[0x0112] = 6  # ...and tagged "turn 90 degrees clockwise to view"
     data = encode(rotated, "JPEG", exif=exif, quality=95)
     _, result = single_face(client.post("/invocations", data=data, content_type="image/jpeg"))
     assert (result["width"], result["height"]) == upright.size

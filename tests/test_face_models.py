@@ -91,11 +91,12 @@ def test_mtcnn_matches_facenet_pytorch(bundle_dir):
     ours, reference = MTCNN(session("pnet"), session("rnet"), session("onet")), facenet_mtcnn()
     paths = sorted((FACEDATA / "groups").glob("*/*.jpg"))[:14]
     paths += [p.path for p in labelled_photos(FACEDATA) if p.source == "celeba"][:40:2]
-    offsets, same_count, extra = [], 0, 0
+    offsets, same_count, extra, compared = [], 0, 0, 0
     for path in paths:
         image = np.asarray(load(path))
         if image.shape[0] * image.shape[1] > 1_500_000:
-            continue
+            continue  # keeps the reference (torch on CPU) quick
+        compared += 1
         found = ours.detect(image)
         ref_boxes, _ = reference.detect(Image.fromarray(image))
         ref_boxes = np.zeros((0, 4)) if ref_boxes is None else ref_boxes.astype(np.float64)
@@ -106,9 +107,10 @@ def test_mtcnn_matches_facenet_pytorch(bundle_dir):
                 offsets.append(np.abs(found.boxes - box).max(axis=1).min())
     offsets = np.array(offsets)
     assert len(offsets) >= 40
-    assert same_count >= 0.9 * len(paths) and extra <= 3
-    assert np.mean(offsets <= 1.0) >= 0.9
-    assert np.median(offsets) < 0.01
+    summary = (compared, same_count, extra, np.mean(offsets <= 1.0), np.median(offsets))
+    assert same_count >= 0.9 * compared and extra <= 3, summary
+    assert np.mean(offsets <= 1.0) >= 0.9, summary
+    assert np.median(offsets) < 0.01, summary
 
 
 def test_detection_recall_on_dlibs_ground_truth(engine):

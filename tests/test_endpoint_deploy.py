@@ -1,0 +1,70 @@
+"""The endpoint deploy script against moto: publish a bundle, create, then roll the endpoint."""
+import io
+import json
+import tarfile
+
+from gpu_endpoint import deploy
+from local_stack.aws import client
+
+ROLE = "arn:aws:iam::123456789012:role/memory-studio-sagemaker"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/memory-studio-faces:1"
+
+
+def fake_bundle(tmp_path, version):
+    bundle = tmp_path / version
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"version": version}))
+    (bundle / "embedder.onnx").write_bytes(b"onnx bytes")
+    return bundle
+
+
+def test_publish_then_create_then_update(aws_stack, tmp_path, settings):
+    s3 = client("s3", aws_stack.aws_endpoint_url)
+    sagemaker = client("sagemaker", aws_stack.aws_endpoint_url)
+    scaling = client("application-autoscaling", aws_stack.aws_endpoint_url)
+    s3.create_bucket(Bucket="memory-studio-models")
+
+    first = fake_bundle(tmp_path, "dlib-resnet-v1.aaaa")
+    url = deploy.publish(s3, "memory-studio-models", first)
+    assert url == "s3://memory-studio-models/models/dlib-resnet-v1.aaaa/model.tar.gz"
+    body = s3.get_object(Bucket="memory-studio-models", Key="models/dlib-resnet-v1.aaaa/model.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        assert sorted(tar.getnames()) == ["embedder.onnx", "manifest.json"]
+
+    kwargs = dict(image=IMAGE, role=ROLE, endpoint="ms-test-faces", allowed_buckets=aws_stack.bucket)
+    result = deploy.deploy(sagemaker, scaling, model_url=url, version="dlib-resnet-v1.aaaa", **kwargs)
+    assert result["action"] == "created"
+    model = sagemaker.describe_model(ModelName=result["config"])
+    assert model["PrimaryContainer"]["ModelDataUrl"] == url
+    assert model["PrimaryContainer"]["Environment"]["ALLOWED_S3_BUCKETS"] == aws_stack.bucket
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=result["config"])
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.g4dn.xlarge"
+
+    policies = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    policy = next(p for p in policies if p["ResourceId"] == "endpoint/ms-test-faces/variant/AllTraffic")
+    spec = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert spec["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+
+
+def test_a_new_bundle_updates_the_existing_endpoint(aws_stack):
+    """moto has no UpdateEndpoint: the requests are checked with botocore's Stubber instead."""
+    from botocore.stub import ANY, Stubber
+
+    sagemaker = client("sagemaker", aws_stack.aws_endpoint_url)
+    scaling = client("application-autoscaling", aws_stack.aws_endpoint_url)
+    name = "ms-prod-faces-dlib-resnet-v1-bbbb"
+    with Stubber(sagemaker) as stub:
+        stub.add_response("create_model", {"ModelArn": f"arn:aws:sagemaker:us-east-1:1:model/{name}"},
+                          {"ModelName": name, "ExecutionRoleArn": ROLE, "PrimaryContainer": ANY})
+        stub.add_response("create_endpoint_config", {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:1:endpoint-config/{name}"},
+                          {"EndpointConfigName": name, "ProductionVariants": ANY})
+        stub.add_response("list_endpoints", {"Endpoints": [{
+            "EndpointName": "ms-prod-faces", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces", "CreationTime": "2026-01-01T00:00:00Z",
+            "LastModifiedTime": "2026-01-01T00:00:00Z", "EndpointStatus": "InService"}]},
+            {"NameContains": "ms-prod-faces"})
+        stub.add_response("update_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces"},
+                          {"EndpointName": "ms-prod-faces", "EndpointConfigName": name})
+        result = deploy.deploy(sagemaker, scaling, model_url="s3://m/models/v/model.tar.gz",
+                               version="dlib-resnet-v1.bbbb", image=IMAGE, role=ROLE, endpoint="ms-prod-faces")
+        stub.assert_no_pending_responses()
+    assert result == {"endpoint": "ms-prod-faces", "config": name, "action": "updated"}
