@@ -196,7 +196,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--facedata", type=Path, default=None)
     parser.add_argument("--force", action="store_true", help="rebuild even if the cache is up to date")
+    parser.add_argument("--if-possible", action="store_true",
+                        help="without ../shared/facedata, say so and exit 0 instead of failing")
     args = parser.parse_args(argv)
+    if args.if_possible and (args.facedata or facedata_root()) is None:
+        print("face model bundle not built: ../shared/facedata (or FACEDATA_DIR) is absent", file=sys.stderr)
+        return 0
     build(args.out, args.facedata, args.force, log=lambda m: print(m, flush=True))
     return 0
 

@@ -15,10 +15,12 @@ import sys
 from pathlib import Path
 
 from .aws import StackInfo, create_confirmed_user, port_is_free, provision, sign_in
+from .endpoint import EndpointProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".local"
 STACK_FILE = STATE / "stack.json"
+BUNDLE = ROOT / ".cache" / "bundle"
 
 
 def serve_api(host: str, port: int):
@@ -42,11 +44,16 @@ def up(args) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    for name, port in (("moto (AWS)", args.aws_port), ("API", args.port)):
+    for name, port, flag in (("moto (AWS)", args.aws_port, "--aws-port"), ("API", args.port, "--port"),
+                              ("face endpoint", args.endpoint_port, "--endpoint-port")):
         if not port_is_free(args.host, port):
-            print(f"error: port {port} for the {name} is already in use; stop what holds it "
-                  f"or pass --{'aws-port' if name.startswith('moto') else 'port'}", file=sys.stderr)
+            print(f"error: port {port} for the {name} is already in use; stop what holds it or pass {flag}",
+                  file=sys.stderr)
             return 2
+    if not (BUNDLE / "manifest.json").exists():
+        print(f"error: no face model bundle in {BUNDLE}; build it with "
+              "'.venv/bin/python -m gpu_endpoint.build_bundle' (needs ../shared/facedata)", file=sys.stderr)
+        return 2
     store_path = STATE / "store"
     shutil.rmtree(store_path, ignore_errors=True)  # fresh with moto's in-memory state
 
@@ -54,18 +61,25 @@ def up(args) -> int:
     moto.start()
     endpoint = f"http://{args.host}:{args.aws_port}"
     api_url = f"http://{args.host}:{args.port}"
+    faces = None
     try:
         info = provision(endpoint, args.bucket, api_url, str(store_path))
+        faces = EndpointProcess(BUNDLE, args.host, args.endpoint_port,
+                                {**info.app_environment(), "ALLOWED_S3_BUCKETS": info.bucket}, STATE / "endpoint.log")
+        faces.wait_ready()
+        info.endpoint_url = faces.url
         info.write(STACK_FILE)
         os.environ.update(info.app_environment())
         server = serve_api(args.host, args.port)
     except Exception as exc:
+        if faces:
+            faces.stop()
         moto.stop()
         print(f"error: the local stack failed to start: {exc}", file=sys.stderr)
         return 1
 
     print(f"Memory Studio local stack\n  API          {api_url}\n  AWS (moto)   {endpoint}\n"
-          f"  bucket       {info.bucket}\n  user pool    {info.user_pool_id} (client {info.user_pool_client_id})\n"
+          f"  faces        {info.endpoint_url} (model bundle, CPU)\n  bucket       {info.bucket}\n  user pool    {info.user_pool_id} (client {info.user_pool_client_id})\n"
           f"  store        {store_path} (embedded, reset at each start)\n  stack file   {STACK_FILE}\n"
           f"Create a user: python -m local_stack user you@example.com 'Passw0rd!'\nCtrl-C stops.", flush=True)
 
@@ -79,6 +93,7 @@ def up(args) -> int:
         pass
     finally:
         server.shutdown()
+        faces.stop()
         moto.stop()
         print("stopped", flush=True)
     return 0
@@ -105,6 +120,7 @@ def main(argv=None) -> int:
     p_up.add_argument("--host", default="127.0.0.1")
     p_up.add_argument("--port", type=int, default=8000)
     p_up.add_argument("--aws-port", type=int, default=4566)
+    p_up.add_argument("--endpoint-port", type=int, default=8080)
     p_up.add_argument("--bucket", default="memory-studio-local")
     p_up.set_defaults(func=up)
     for name, func, text in (("user", user, "create a confirmed user"), ("token", token, "print an ID token")):

@@ -24,6 +24,7 @@ class StackInfo:
     user_pool_client_id: str
     jwks_url: str
     store_path: str
+    endpoint_url: str = ""
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +50,7 @@ class StackInfo:
             "STORE_BACKEND": "embedded",
             "EMBEDDED_STORE_PATH": self.store_path,
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "FACE_ENDPOINT_URL": self.endpoint_url,
         }
 
 

@@ -1,0 +1,46 @@
+"""The face endpoint as a child process of the local stack (CPU, SageMaker contract)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+
+class EndpointProcess:
+    def __init__(self, bundle_dir: Path, host: str, port: int, env: dict, log_path: Path):
+        self.url = f"http://{host}:{port}"
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gpu_endpoint.serve", "--host", host, "--port", str(port),
+                 "--model-dir", str(bundle_dir), "--workers", "1", "--threads", "4"],
+                env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                tail = self.log_path.read_text()[-2000:]
+                raise RuntimeError(f"the face endpoint exited (log {self.log_path}):\n{tail}")
+            try:
+                if requests.get(f"{self.url}/ping", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"the face endpoint did not answer /ping within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
