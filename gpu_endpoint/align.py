@@ -27,24 +27,31 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 def warp_chip(image: Image.Image, landmarks: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
     """The aligned (size, size, 3) uint8 RGB chip of one face.
 
-    A face much larger than the chip is first shrunk with a box filter, so the
-    bilinear warp does not alias (dlib downsamples the same way before chipping)."""
-    landmarks = np.asarray(landmarks, np.float64)
-    matrix = similarity_transform(landmarks, template)
+    Only the region under the chip is touched: where it reaches past the photo
+    (a tight crop, a face at the edge) the border pixels are repeated instead
+    of leaving black, and a face much larger than the chip is first shrunk
+    with a box filter so the bilinear warp does not alias (dlib, too,
+    downsamples before chipping)."""
+    matrix = similarity_transform(np.asarray(landmarks, np.float64), template)
+    inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
+    corners = inverse @ np.array([[0, size, 0, size], [0, 0, size, size], [1, 1, 1, 1]], dtype=np.float64)
+    x0, y0 = np.floor(corners.min(axis=1)).astype(int) - 2
+    x1, y1 = np.ceil(corners.max(axis=1)).astype(int) + 2
+    width, height = image.size
+    inside = image.crop((max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)))
+    region = np.asarray(inside)
+    pads = ((max(0, -y0), max(0, y1 - height)), (max(0, -x0), max(0, x1 - width)), (0, 0))
+    if any(p for pair in pads[:2] for p in pair):
+        region = np.pad(region, pads, mode="edge")
+    crop = Image.fromarray(region)
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     factor = int(1 / scale) if scale < 0.5 else 1
     if factor > 1:
-        image = image.reduce(factor)
-        landmarks = landmarks / factor
-        matrix = similarity_transform(landmarks, template)
-    inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
-    # Where the chip reaches past the photo (a tight crop, a face at the edge),
-    # repeat the border pixels instead of leaving black, as dlib does for padded input.
-    corners = inverse @ np.array([[0, size, 0, size], [0, 0, size, size], [1, 1, 1, 1]], dtype=np.float64)
-    margin = int(np.ceil(max(0.0, -corners.min(), (corners[0] - image.size[0]).max(),
-                             (corners[1] - image.size[1]).max()))) + 2
-    if margin > 2:
-        image = Image.fromarray(np.pad(np.asarray(image), ((margin, margin), (margin, margin), (0, 0)), mode="edge"))
-        inverse[:, 2] += margin
-    chip = image.transform((size, size), Image.Transform.AFFINE, inverse.ravel().tolist(), resample=Image.Resampling.BILINEAR)
+        crop = crop.reduce(factor)
+    # chip -> crop coordinates: shift by the crop's origin, then shrink by the factor.
+    to_crop = inverse.copy()
+    to_crop[:, 2] -= (x0, y0)
+    to_crop /= factor
+    chip = crop.transform((size, size), Image.Transform.AFFINE, to_crop.ravel().tolist(),
+                          resample=Image.Resampling.BILINEAR)
     return np.asarray(chip, dtype=np.uint8)

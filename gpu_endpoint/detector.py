@@ -28,49 +28,58 @@ class Detections:
 
 
 class IntegralImage:
-    """Summed-area table of an (H, W, C) image: any box resized in torch's
+    """Summed-area table of an image, channels first: any box resized in torch's
     ``area`` mode (adaptive average pooling) at a cost proportional to the output."""
 
     def __init__(self, image: np.ndarray):
+        """``image``: (H, W, C) uint8."""
         self.height, self.width = image.shape[:2]
-        # Exact integer sums: int32 holds 255 * 8.4 MP; larger images are shrunk before detection.
+        # Exact integer sums: int32 holds 255 * 8.4 MP; detection never sees more.
         dtype = np.int32 if self.height * self.width <= 8_000_000 else np.int64
-        table = np.zeros((self.height + 1, self.width + 1, image.shape[2]), dtype=dtype)
-        np.cumsum(np.cumsum(image, axis=0, dtype=dtype), axis=1, out=table[1:, 1:])
+        planes = np.ascontiguousarray(image.transpose(2, 0, 1))
+        table = np.zeros((planes.shape[0], self.height + 1, self.width + 1), dtype=dtype)
+        inner = table[:, 1:, 1:]
+        np.cumsum(planes, axis=2, dtype=dtype, out=inner)
+        np.cumsum(inner, axis=1, out=inner)
         self.table = table
 
     @staticmethod
-    def _bounds(origin: int, length: int, size: int):
+    def _bounds(origin, length, size: int):
         i = np.arange(size)
         return origin + (i * length) // size, origin - ((-(i + 1) * length) // size)
+
     def resize(self, y0: int, x0: int, y1: int, x1: int, height: int, width: int) -> np.ndarray:
-        """The box [y0, y1) x [x0, x1) as a (height, width, C) float32 array."""
+        """The box [y0, y1) x [x0, x1) as a (C, height, width) float32 array."""
         ys, ye = self._bounds(y0, y1 - y0, height)
         xs, xe = self._bounds(x0, x1 - x0, width)
-        rows = self.table[ye] - self.table[ys]
-        total = rows[:, xe] - rows[:, xs]
-        count = ((ye - ys)[:, None] * (xe - xs)[None, :])[..., None]
+        rows = self.table[:, ye, :] - self.table[:, ys, :]
+        total = rows[:, :, xe] - rows[:, :, xs]
+        count = (ye - ys)[:, None] * (xe - xs)[None, :]
         return (total / count).astype(np.float32)
 
     def resize_many(self, y0, x0, y1, x1, size: int) -> np.ndarray:
-        """Many boxes (arrays of K corners) each as a (size, size) crop: (K, size, size, C)."""
+        """Many boxes (arrays of K corners), each as a (C, size, size) crop: (K, C, size, size)."""
         i = np.arange(size)
+
         def bounds(origin, length):
             return (origin[:, None] + (i[None, :] * length[:, None]) // size,
                     origin[:, None] - ((-(i[None, :] + 1) * length[:, None]) // size))
+
         ys, ye = bounds(y0, y1 - y0)
         xs, xe = bounds(x0, x1 - x0)
         t = self.table
+
         def corner(yy, xx):
-            return t[yy[:, :, None], xx[:, None, :]]
+            return t[:, yy[:, :, None], xx[:, None, :]]        # (C, K, size, size)
+
         total = corner(ye, xe) - corner(ys, xe) - corner(ye, xs) + corner(ys, xs)
-        count = ((ye - ys)[:, :, None] * (xe - xs)[:, None, :])[..., None]
-        return (total / count).astype(np.float32)
+        count = (ye - ys)[:, :, None] * (xe - xs)[:, None, :]
+        return (total / count).astype(np.float32).transpose(1, 0, 2, 3)
 
 
 def area_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W, C) → (height, width, C) float32, torch's ``area`` interpolation."""
-    return IntegralImage(image).resize(0, 0, image.shape[0], image.shape[1], height, width)
+    """(H, W, C) uint8 → (height, width, C) float32, torch's ``area`` interpolation."""
+    return IntegralImage(image).resize(0, 0, image.shape[0], image.shape[1], height, width).transpose(1, 2, 0)
 
 
 def _iou_suppress(boxes, scores, threshold, plus_one: bool, use_min: bool) -> np.ndarray:
@@ -157,7 +166,7 @@ class MTCNN:
         found = []
         for scale in self._scales(h, w, min_face_size):
             resized = img.resize(0, 0, h, w, int(h * scale + 1), int(w * scale + 1))
-            reg, prob = self.pnet.run(None, {"pixels": resized.transpose(2, 0, 1)[None]})
+            reg, prob = self.pnet.run(None, {"pixels": resized[None]})
             boxes = self._candidates(reg[0], prob[0, 1], scale, self.thresholds[0])
             found.append(boxes[nms(boxes[:, :4], boxes[:, 4], 0.5)])
         boxes = np.concatenate(found) if found else np.zeros((0, 9), np.float32)
@@ -191,7 +200,7 @@ class MTCNN:
         ey = np.minimum(ints[:, 3], h)
         keep = (ey > y - 1) & (ex > x - 1)
         crops = img.resize_many(y[keep] - 1, x[keep] - 1, ey[keep], ex[keep], size)
-        return np.ascontiguousarray(crops.transpose(0, 3, 1, 2)), keep
+        return np.ascontiguousarray(crops), keep
 
     def _stage_two(self, img, h, w, boxes) -> np.ndarray:
         batch, keep = self._crops(img, boxes, 24, h, w)

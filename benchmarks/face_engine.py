@@ -1,0 +1,126 @@
+"""Face engine on this machine's CPU: embedding, detection by photo size, and the
+server end to end under concurrent requests.
+
+    .venv/bin/python -m benchmarks.face_engine   → benchmarks/results/face_engine_cpu.json
+
+Everything is measured in one run so the numbers compare with each other; the
+machine is shared, so read ratios rather than absolute values.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+from gpu_endpoint.build_bundle import DEFAULT_OUT
+from gpu_endpoint.engine import FaceEngine
+from gpu_endpoint.facedata import facedata_root, labelled_photos
+
+RESULTS = Path(__file__).resolve().parent / "results" / "face_engine_cpu.json"
+
+
+def median_ms(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def resized(image: Image.Image, megapixels: float) -> Image.Image:
+    factor = (megapixels * 1e6 / (image.size[0] * image.size[1])) ** 0.5
+    return image.resize((round(image.size[0] * factor), round(image.size[1] * factor)), Image.Resampling.LANCZOS)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a process and its children (gunicorn workers)."""
+    total = 0
+    for p in [pid] + [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def server_throughput(bundle: Path, photos: list, clients: int = 4, requests_total: int = 48) -> dict:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "gpu_endpoint.serve", "--host", "127.0.0.1", "--port", str(port),
+                               "--model-dir", str(bundle)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(240):
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        bodies = [p.read_bytes() for p in photos]
+
+        def call(i):
+            r = requests.post(f"http://127.0.0.1:{port}/invocations", data=bodies[i % len(bodies)],
+                              headers={"Content-Type": "image/jpeg"}, timeout=120)
+            r.raise_for_status()
+            return len(r.json()["results"][0]["faces"])
+
+        call(0)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            faces = sum(pool.map(call, range(requests_total)))
+        seconds = time.perf_counter() - start
+        return {"clients": clients, "requests": requests_total, "seconds": seconds,
+                "photos_per_s": requests_total / seconds, "faces_per_s": faces / seconds,
+                "server_peak_rss_mb": peak_rss_mb(server.pid)}
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def main() -> int:
+    root = facedata_root()
+    if root is None:
+        print("../shared/facedata is absent: nothing real to benchmark on", file=sys.stderr)
+        return 1
+    engine = FaceEngine(DEFAULT_OUT, providers=["CPUExecutionProvider"])
+    big = Image.open(root / "people/deepface/Angelina_Jolie/img4.jpg").convert("RGB")
+    chips = engine.chips(big, engine.detect(big, max_faces=1))
+    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "bundle": engine.version, "embedding": {}}
+    for batch in (1, 32):
+        batch_chips = np.repeat(chips, batch, axis=0)
+        ms = median_ms(lambda: engine.embed_chips(batch_chips), 10 if batch == 1 else 3)
+        results["embedding"][f"batch_{batch}_ms_per_face"] = ms / batch
+    results["detection"] = {}
+    for mp in (0.3, 1.0, 4.0):
+        image = resized(big, mp)
+        detect_ms = median_ms(lambda: engine.detect(image), 5)
+        total_ms = median_ms(lambda: engine.analyze([image]), 5)
+        results["detection"][f"{mp}MP"] = {"detect_ms": detect_ms, "detect_and_embed_ms": total_ms}
+    group = root / "groups/dlib/2008_002470.jpg"
+    singles = [p.path for p in labelled_photos(root) if p.source == "deepface" and p.path.suffix == ".jpg"][:6]
+    results["server"] = server_throughput(DEFAULT_OUT, singles + [group])
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
