@@ -1,0 +1,43 @@
+"""Detection quality on dlib's hand-labelled group photos, and the bundle's calibration.
+
+    .venv/bin/python -m benchmarks.face_quality   → benchmarks/results/face_quality.json
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from chalicelib.images import decode_image
+from gpu_endpoint.build_bundle import DEFAULT_OUT
+from gpu_endpoint.engine import FaceEngine
+from gpu_endpoint.facedata import facedata_root, ground_truth_boxes, match_detections
+
+RESULTS = Path(__file__).resolve().parent / "results" / "face_quality.json"
+
+
+def main() -> int:
+    root = facedata_root()
+    if root is None:
+        print("../shared/facedata is absent", file=sys.stderr)
+        return 1
+    engine = FaceEngine(DEFAULT_OUT, providers=["CPUExecutionProvider"])
+    per_photo, totals = [], {"faces": 0, "found": 0, "missed": 0, "false_positives": 0}
+    for path, boxes in sorted(ground_truth_boxes(root).items()):
+        faces = engine.detect(decode_image(path.read_bytes()).image)
+        tp, fn, fp = match_detections(boxes, [f.box for f in faces])
+        per_photo.append({"photo": path.name, "faces": len(boxes), "found": tp, "missed": fn, "false_positives": fp})
+        for key, value in (("faces", len(boxes)), ("found", tp), ("missed", fn), ("false_positives", fp)):
+            totals[key] += value
+    totals["recall"] = totals["found"] / totals["faces"]
+    manifest = engine.manifest
+    results = {"bundle": engine.version, "detection_dlib_ground_truth": {"totals": totals, "photos": per_photo},
+               "calibration": manifest["calibration"]}
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(totals, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
