@@ -1,4 +1,5 @@
 """Memory Studio API and event handlers: wiring only, the logic is in chalicelib."""
+import json
 import os
 
 from chalice import BadRequestError, Chalice, CognitoUserPoolAuthorizer, CORSConfig, Response
@@ -106,3 +107,16 @@ def delete_me():
     if user.username:
         services.cognito.admin_delete_user(UserPoolId=services.settings.user_pool_id, Username=user.username)
     return Response(body="", status_code=204)
+
+
+# S3 → SQS → this function (locally, local_stack's pump feeds the same handler).
+# One message per invocation, so a photo whose face call keeps failing goes back
+# to the queue alone, and after maxReceiveCount to the dead-letter queue.
+@app.on_sqs_message(queue=os.environ.get("PHOTO_EVENTS_QUEUE", "memory-studio-photo-events"), batch_size=1,
+                    maximum_concurrency=int(os.environ.get("INDEXER_MAX_CONCURRENCY", "10")))
+def index_photos(event):
+    for record in event:
+        outcomes = services.indexer.handle_notification(json.loads(record.body))
+        logger.info("photo event handled", extra={"outcomes": outcomes})
+        metrics.add_metric(name="PhotoEvents", unit=MetricUnit.Count, value=len(outcomes))
+    flush_metrics()

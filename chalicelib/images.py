@@ -100,3 +100,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         image = image.point(lambda v: v / 256).convert("L")
     return image.convert("RGB")
+
+
+def make_thumbnail(image: Image.Image, size: int = 512, quality: int = 85) -> bytes:
+    """A JPEG no larger than ``size`` on its longer side."""
+    thumb = image.copy()
+    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    thumb.save(buffer, "JPEG", quality=quality, optimize=True)
+    return buffer.getvalue()

@@ -12,6 +12,8 @@ from botocore.config import Config
 from .album import Album
 from .auth import TokenVerifier
 from .database import open_database
+from .face_client import FaceClient, HttpTransport, SageMakerTransport
+from .indexing import Indexer
 from .settings import Settings
 from .storage import PhotoStorage
 from .store import PhotoStore
@@ -25,13 +27,13 @@ class Services:
     def settings(self) -> Settings:
         return self._settings or Settings.from_env()
 
-    def client(self, name: str, **config):
+    def client(self, name: str, attempts: int = 4, **config):
         s = self.settings
         return boto3.client(
             name,
             region_name=s.region,
             endpoint_url=s.aws_endpoint_url,
-            config=Config(retries={"mode": "standard", "max_attempts": 4}, **config),
+            config=Config(retries={"mode": "standard", "max_attempts": attempts}, **config),
         )
 
     @cached_property
@@ -63,3 +65,20 @@ class Services:
     @cached_property
     def album(self) -> Album:
         return Album(self.store, self.storage, self.settings)
+
+    @cached_property
+    def face_client(self) -> FaceClient:
+        s = self.settings
+        if s.face_endpoint_url:
+            transport = HttpTransport(s.face_endpoint_url, timeout=s.face_timeout)
+        elif s.face_endpoint_name:
+            # FaceClient does the retrying, with jitter and a bound; botocore tries once.
+            runtime = self.client("sagemaker-runtime", attempts=1, read_timeout=s.face_timeout, connect_timeout=5)
+            transport = SageMakerTransport(runtime, s.face_endpoint_name)
+        else:
+            raise RuntimeError("set FACE_ENDPOINT_URL (local) or FACE_ENDPOINT_NAME (SageMaker)")
+        return FaceClient(transport, attempts=s.face_attempts)
+
+    @cached_property
+    def indexer(self) -> Indexer:
+        return Indexer(self.store, self.storage, self.face_client, self.settings)

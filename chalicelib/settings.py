@@ -48,6 +48,11 @@ class Settings:
     max_pending_uploads: int = 1000
     upload_url_ttl: int = 900
     download_url_ttl: int = 300
+    # The face endpoint: an HTTP URL locally, a SageMaker endpoint name in the cloud.
+    face_endpoint_url: Optional[str] = None
+    face_endpoint_name: Optional[str] = None
+    face_timeout: int = 30
+    face_attempts: int = 4
     page_size_default: int = 30
     page_size_max: int = 100
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -81,5 +86,9 @@ class Settings:
             max_pending_uploads=_int(env, "MAX_PENDING_UPLOADS", 1000),
             upload_url_ttl=_int(env, "UPLOAD_URL_TTL", 900),
             download_url_ttl=_int(env, "DOWNLOAD_URL_TTL", 300),
+            face_endpoint_url=env.get("FACE_ENDPOINT_URL") or None,
+            face_endpoint_name=env.get("FACE_ENDPOINT_NAME") or None,
+            face_timeout=_int(env, "FACE_TIMEOUT", 30),
+            face_attempts=_int(env, "FACE_ATTEMPTS", 4),
             extra=dict(env),
         )

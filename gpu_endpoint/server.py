@@ -48,9 +48,9 @@ class S3Reader:
     """Reads ``s3://`` images for requests too large for SageMaker's 6 MB payload,
     only from the buckets named in ALLOWED_S3_BUCKETS."""
 
-    def __init__(self, allowed_buckets: List[str]):
+    def __init__(self, allowed_buckets: List[str], client=None):
         self.allowed = set(allowed_buckets)
-        self._client = None
+        self._client = client
 
     def read(self, uri: str, max_bytes: int) -> bytes:
         if not isinstance(uri, str) or not uri.startswith("s3://") or "/" not in uri[5:]:
@@ -71,11 +71,15 @@ class S3Reader:
         return obj["Body"].read()
 
 
-def create_app(engine: Optional[FaceEngine] = None, bundle_dir: Optional[str] = None) -> Flask:
+def create_app(engine: Optional[FaceEngine] = None, bundle_dir: Optional[str] = None,
+               allowed_buckets: Optional[List[str]] = None, s3_client=None) -> Flask:
+    """The WSGI app; its settings come from the environment unless given."""
     app = Flask("face_endpoint")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     state = {"engine": engine}
-    s3 = S3Reader([b for b in os.environ.get("ALLOWED_S3_BUCKETS", "").split(",") if b])
+    if allowed_buckets is None:
+        allowed_buckets = [b for b in os.environ.get("ALLOWED_S3_BUCKETS", "").split(",") if b]
+    s3 = S3Reader(allowed_buckets, s3_client)
 
     def get_engine() -> FaceEngine:
         if state["engine"] is None:

@@ -37,6 +37,18 @@ def serve_api(host: str, port: int):
     return factory.create_local_server(app, config, host, port)
 
 
+def start_pump(info: StackInfo):
+    """S3 notifications (via SQS) into the same handler the cloud's Lambda runs."""
+    import app as app_module
+
+    from .aws import client
+    from .pump import EventPump
+
+    pump = EventPump(client("sqs", info.aws_endpoint_url), info.queue_url, app_module.index_photos, info.region)
+    pump.start()
+    return pump
+
+
 def up(args) -> int:
     import logging
 
@@ -71,6 +83,7 @@ def up(args) -> int:
         info.write(STACK_FILE)
         os.environ.update(info.app_environment())
         server = serve_api(args.host, args.port)
+        pump = start_pump(info)
     except Exception as exc:
         if faces:
             faces.stop()
@@ -93,6 +106,7 @@ def up(args) -> int:
         pass
     finally:
         server.shutdown()
+        pump.stop()
         faces.stop()
         moto.stop()
         print("stopped", flush=True)

@@ -20,6 +20,7 @@ class StackInfo:
     aws_endpoint_url: str
     bucket: str
     queue_url: str
+    dlq_url: str
     user_pool_id: str
     user_pool_client_id: str
     jwks_url: str
@@ -69,7 +70,8 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 def provision(endpoint_url: str, bucket: str, api_url: str, store_path: str,
-              cors_origins=("http://127.0.0.1:8000", "http://localhost:8000")) -> StackInfo:
+              cors_origins=("http://127.0.0.1:8000", "http://localhost:8000"),
+              visibility_timeout: int = 60, max_receive_count: int = 5) -> StackInfo:
     """Create the bucket (CORS, S3→SQS notifications), the queue and the user pool."""
     s3 = client("s3", endpoint_url)
     sqs = client("sqs", endpoint_url)
@@ -80,7 +82,12 @@ def provision(endpoint_url: str, bucket: str, api_url: str, store_path: str,
         "AllowedOrigins": list(cors_origins), "AllowedMethods": ["GET", "POST", "PUT"],
         "AllowedHeaders": ["*"], "MaxAgeSeconds": 600,
     }]})
-    queue_url = sqs.create_queue(QueueName=f"{bucket}-events")["QueueUrl"]
+    dlq_url = sqs.create_queue(QueueName=f"{bucket}-events-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(QueueName=f"{bucket}-events", Attributes={
+        "VisibilityTimeout": str(visibility_timeout),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+    })["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [{
         "QueueArn": queue_arn,
@@ -104,6 +111,7 @@ def provision(endpoint_url: str, bucket: str, api_url: str, store_path: str,
         aws_endpoint_url=endpoint_url,
         bucket=bucket,
         queue_url=queue_url,
+        dlq_url=dlq_url,
         user_pool_id=pool["Id"],
         user_pool_client_id=app_client["ClientId"],
         jwks_url=f"{endpoint_url}/{pool['Id']}/.well-known/jwks.json",

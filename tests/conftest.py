@@ -37,7 +37,9 @@ def aws_stack(tmp_path_factory) -> StackInfo:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     store = tmp_path_factory.mktemp("store")
-    info = provision(f"http://127.0.0.1:{port}", "memory-studio-test", "http://127.0.0.1:0", str(store))
+    # Short visibility timeout and receive count: redelivery and the dead-letter queue in seconds.
+    info = provision(f"http://127.0.0.1:{port}", "memory-studio-test", "http://127.0.0.1:0", str(store),
+                     visibility_timeout=1, max_receive_count=3)
     yield info
     server.stop()
 

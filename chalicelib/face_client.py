@@ -1,0 +1,107 @@
+"""One client for the face endpoint: SageMaker runtime in the cloud, HTTP locally.
+
+Both speak the endpoint's JSON contract (gpu_endpoint/server.py).  Throttling,
+5xx, timeouts, refused connections and unreadable answers are retried with
+exponential backoff and full jitter, a bounded number of times; a 4xx about
+the photo itself is final.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Callable, Optional
+
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
+
+
+class FaceServiceError(Exception):
+    def __init__(self, message: str, retriable: bool, status: Optional[int] = None):
+        super().__init__(message)
+        self.message, self.retriable, self.status = message, retriable, status
+
+
+class HttpTransport:
+    """The endpoint's own server (local stack, tests)."""
+
+    def __init__(self, url: str, timeout: float = 30.0):
+        self.url = url.rstrip("/") + "/invocations"
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def invoke(self, body: bytes) -> bytes:
+        try:
+            response = self.session.post(self.url, data=body, timeout=self.timeout,
+                                         headers={"Content-Type": "application/json"})
+        except requests.Timeout:
+            raise FaceServiceError("the face service timed out", retriable=True)
+        except requests.RequestException as exc:
+            raise FaceServiceError(f"the face service is unreachable ({exc.__class__.__name__})", retriable=True)
+        if response.status_code == 429 or response.status_code >= 500:
+            raise FaceServiceError(f"the face service answered {response.status_code}", True, response.status_code)
+        if response.status_code >= 400:
+            raise FaceServiceError(_message(response.content), False, response.status_code)
+        return response.content
+
+
+class SageMakerTransport:
+    def __init__(self, runtime_client, endpoint_name: str):
+        self.client, self.endpoint_name = runtime_client, endpoint_name
+
+    def invoke(self, body: bytes) -> bytes:
+        try:
+            response = self.client.invoke_endpoint(EndpointName=self.endpoint_name, Body=body,
+                                                   ContentType="application/json", Accept="application/json")
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("OriginalStatusCode") or exc.response.get("ResponseMetadata", {}).get(
+                "HTTPStatusCode", 500)
+            retriable = code in ("ThrottlingException", "ServiceUnavailable", "InternalFailure") or status >= 500
+            raise FaceServiceError(f"SageMaker {code}: {exc}", retriable, status)
+        except BotoCoreError as exc:  # timeouts, connection errors
+            raise FaceServiceError(f"SageMaker unreachable ({exc.__class__.__name__})", retriable=True)
+        return response["Body"].read()
+
+
+def _message(content: bytes) -> str:
+    try:
+        return str(json.loads(content).get("message", content[:200]))
+    except (ValueError, AttributeError):
+        return content[:200].decode("utf-8", "replace")
+
+
+class FaceClient:
+    def __init__(self, transport, attempts: int = 4, base_delay: float = 0.5, max_delay: float = 8.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.transport = transport
+        self.attempts, self.base_delay, self.max_delay, self.sleep = attempts, base_delay, max_delay, sleep
+
+    def analyze_s3(self, bucket: str, key: str, max_faces: int = 50, min_face_size: int = 20) -> dict:
+        """The endpoint's result for one photo in S3: ``{"model_version", "width", "height", "faces"}``."""
+        body = json.dumps({"images": [{"id": key, "s3_uri": f"s3://{bucket}/{key}"}],
+                           "max_faces": max_faces, "min_face_size": min_face_size}).encode()
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self._parse(self.transport.invoke(body))
+            except FaceServiceError as exc:
+                if not exc.retriable or attempt == self.attempts:
+                    raise
+                # Full jitter: spread retries of many photos over the window.
+                self.sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1))))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _parse(raw: bytes) -> dict:
+        try:
+            body = json.loads(raw)
+            (result,) = body["results"]
+            version = body["model_version"]
+        except (ValueError, KeyError, TypeError):
+            raise FaceServiceError("the face service sent an unreadable answer", retriable=True)
+        if "error" in result:
+            error = result["error"]
+            status = int(error.get("status", 500))
+            raise FaceServiceError(error.get("message", "the photo could not be analysed"), status >= 500, status)
+        return {"model_version": version, "width": result["width"], "height": result["height"],
+                "faces": result["faces"]}

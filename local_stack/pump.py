@@ -1,0 +1,66 @@
+"""Feeds S3 notifications from the local SQS queue into the indexing handler, as Lambda's
+SQS event source does in the cloud (moto cannot run Lambda functions)."""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+log = logging.getLogger("local_stack.pump")
+
+
+class EventPump(threading.Thread):
+    def __init__(self, sqs, queue_url: str, handler, region: str = "us-east-1", wait_seconds: int = 1):
+        super().__init__(name="event-pump", daemon=True)
+        self.sqs, self.queue_url, self.handler = sqs, queue_url, handler
+        self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.region, self.wait_seconds = region, wait_seconds
+        self._stop = threading.Event()
+        self.handled = self.failed = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def pump_once(self) -> int:
+        """Receive up to 10 messages and hand each to the handler; returns how many were received."""
+        messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                                            WaitTimeSeconds=self.wait_seconds,
+                                            AttributeNames=["All"]).get("Messages", [])
+        for message in messages:
+            event = {"Records": [{
+                "messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"], "attributes": message.get("Attributes", {}), "messageAttributes": {},
+                "md5OfBody": message.get("MD5OfBody", ""), "eventSource": "aws:sqs",
+                "eventSourceARN": self.queue_arn, "awsRegion": self.region,
+            }]}
+            try:
+                self.handler(event, _Context())
+            except Exception:
+                # Like Lambda: the message becomes visible again after the visibility
+                # timeout, and after maxReceiveCount it moves to the dead-letter queue.
+                self.failed += 1
+                log.warning("photo event failed; it will be redelivered", exc_info=True)
+                continue
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            self.handled += 1
+        return len(messages)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.pump_once()
+            except Exception:
+                log.exception("event pump error")
+                self._stop.wait(1)
+
+
+class _Context:
+    function_name = "index_photos"
+    memory_limit_in_mb = 1024
+
+    def __init__(self):
+        self.aws_request_id = str(uuid.uuid4())
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 120_000

@@ -1,0 +1,314 @@
+"""Indexing end to end: presigned upload → moto S3 → SQS → the handler → the real face
+endpoint (the built bundle, served over HTTP) → the store."""
+import io
+import json
+import struct
+import threading
+import time
+import zlib
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+from werkzeug.serving import make_server
+
+import app as app_module
+from chalicelib.services import Services
+from local_stack.aws import client
+from local_stack.pump import EventPump
+from tests.conftest import free_port, post_to_s3, request_uploads
+from tests.face_fixtures import FACEDATA, needs_facedata
+
+pytestmark = needs_facedata
+
+
+def serve(wsgi_app):
+    port = free_port()
+    server = make_server("127.0.0.1", port, wsgi_app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def face_endpoint(engine, aws_stack):
+    from gpu_endpoint.server import create_app
+
+    server, url = serve(create_app(engine, allowed_buckets=[aws_stack.bucket],
+                                   s3_client=client("s3", aws_stack.aws_endpoint_url)))
+    yield url
+    server.shutdown()
+
+
+@pytest.fixture
+def indexing(settings, face_endpoint, monkeypatch, aws_stack):
+    """Services wired to the real endpoint, an emptied event queue and a pump."""
+    svc = Services(replace(settings, face_endpoint_url=face_endpoint, face_timeout=60))
+    svc.face_client.sleep = lambda seconds: None  # retries without waiting
+    monkeypatch.setattr(app_module, "services", svc)
+    sqs = client("sqs", aws_stack.aws_endpoint_url)
+    for url in (aws_stack.queue_url, aws_stack.dlq_url):
+        empty(sqs, url)
+    return svc, EventPump(sqs, aws_stack.queue_url, app_module.index_photos, wait_seconds=0)
+
+
+def empty(sqs, url: str) -> None:
+    """Drop what earlier tests left (PurgeQueue is allowed once a minute)."""
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not messages:
+            return
+        for m in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def drain(pump, rounds: int = 40):
+    """Pump until the queue stays empty (notifications arrive asynchronously)."""
+    idle = 0
+    for _ in range(rounds):
+        if pump.pump_once():
+            idle = 0
+        else:
+            idle += 1
+            if idle >= 3:
+                return
+            time.sleep(0.2)
+
+
+def upload(api, user, data: bytes, content_type: str, filename: str = "photo"):
+    item = request_uploads(api, user, [{"filename": filename, "content_type": content_type, "size": max(1, len(data))}])[0]
+    assert post_to_s3(item, data, filename).status_code == 204
+    return item["photo_id"]
+
+
+def photo(api, user, photo_id):
+    response = api.http.get(f"/photos/{photo_id}", headers=user.headers)
+    assert response.status_code == 200
+    return response.json_body
+
+
+def encode(image, fmt, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+SINGLE = FACEDATA / "people/deepface/Angelina_Jolie/img11.jpg" if FACEDATA else None
+
+
+def test_real_photos_are_indexed(api, make_user, indexing, aws_stack):
+    services, pump = indexing
+    user = make_user()
+    group = FACEDATA / "groups/dlib/2008_002470.jpg"
+    ids = {
+        "single": upload(api, user, SINGLE.read_bytes(), "image/jpeg"),
+        "group": upload(api, user, group.read_bytes(), "image/jpeg"),
+        "none": upload(api, user, encode(Image.linear_gradient("L").resize((640, 480)).convert("RGB"), "JPEG"),
+                       "image/jpeg"),
+        "small": upload(api, user, (FACEDATA / "groups/face_recognition/obama_small.jpg").read_bytes(), "image/jpeg"),
+    }
+    drain(pump)
+    single = photo(api, user, ids["single"])
+    assert single["status"] == "indexed" and single["face_count"] == 1
+    x, y, w, h = single["faces"][0]["box"]
+    assert 0 <= x and x + w <= single["width"] and 0 <= y and y + h <= single["height"]
+    thumb = Image.open(io.BytesIO(client("s3", aws_stack.aws_endpoint_url).get_object(
+        Bucket=aws_stack.bucket, Key=f"users/{user.sub}/thumbs/{ids['single']}.jpg")["Body"].read()))
+    assert max(thumb.size) == 512
+    assert photo(api, user, ids["group"])["face_count"] == 6   # dlib's ground truth: 6 faces
+    assert photo(api, user, ids["none"])["status"] == "indexed"
+    assert photo(api, user, ids["none"])["face_count"] == 0
+    assert photo(api, user, ids["small"])["face_count"] == 1
+    stored = services.store.faces.find_one({"owner": user.sub, "photo_id": ids["single"]})
+    assert stored["model_version"] == services.face_client.analyze_s3(
+        aws_stack.bucket, f"users/{user.sub}/photos/{ids['single']}.jpg")["model_version"]
+
+
+def test_exif_rotated_photo(api, make_user, indexing):
+    _, pump = indexing
+    user = make_user()
+    upright = Image.open(SINGLE)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo_id = upload(api, user, encode(upright.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif, quality=95),
+                      "image/jpeg")
+    drain(pump)
+    body = photo(api, user, photo_id)
+    assert (body["width"], body["height"]) == upright.size
+    assert body["face_count"] == 1
+
+
+def png_bomb(side=30000) -> bytes:
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * (side * 3 + 1))) + chunk(b"IEND", b""))
+
+
+def bad_inputs():
+    face = Image.open(SINGLE).convert("RGB")
+    animated = [face.resize((200, 260)), face.resize((200, 260)).rotate(10)]
+    sixteen = Image.fromarray((np.asarray(face.convert("L"), dtype=np.uint16) * 257).astype(np.uint16))
+    rgba = face.convert("RGBA")
+    rgba.putalpha(200)
+    heic = io.BytesIO()
+    face.save(heic, "HEIF")
+    jpeg = SINGLE.read_bytes()
+    return [
+        ("text renamed .jpg", b"just some text, not a photo at all", "image/jpeg", "failed", "not a readable image"),
+        ("truncated JPEG", jpeg[: len(jpeg) // 3], "image/jpeg", "failed", "not a readable image"),
+        ("empty file", b"", "image/jpeg", "failed", "empty"),
+        ("1x1 PNG", encode(Image.new("RGB", (1, 1)), "PNG"), "image/png", "failed", "at least 16 px"),
+        ("PNG bomb", png_bomb(), "image/png", "failed", "pixels"),
+        ("CMYK JPEG", encode(face.convert("CMYK"), "JPEG"), "image/jpeg", "indexed", 1),
+        ("PNG with alpha", encode(rgba, "PNG"), "image/png", "indexed", 1),
+        ("16-bit PNG", encode(sixteen, "PNG"), "image/png", "indexed", 1),
+        ("animated GIF", encode(animated[0], "GIF", save_all=True, append_images=animated[1:]), "image/png",
+         "failed", "GIF"),
+        ("animated WebP", encode(animated[0], "WEBP", save_all=True, append_images=animated[1:]), "image/webp",
+         "indexed", 1),
+        ("HEIC", heic.getvalue(), "image/heic", "indexed", 1),
+        ("JPEG declared as PNG", jpeg, "image/png", "failed", "declared image/png"),
+    ]
+
+
+def test_bad_inputs_each_have_a_defined_outcome(api, make_user, indexing):
+    _, pump = indexing
+    user = make_user()
+    cases = bad_inputs()
+    ids = [upload(api, user, data, content_type) for _, data, content_type, _, _ in cases]
+    drain(pump)
+    for (name, _, _, status, detail), photo_id in zip(cases, ids):
+        body = photo(api, user, photo_id)
+        assert body["status"] == status, (name, body)
+        if status == "failed":
+            assert detail in body["error"], (name, body["error"])
+            assert body["faces"] == []
+        else:
+            assert body["face_count"] == detail, name
+    assert pump.failed == 0  # bad photos are outcomes, not crashes
+
+
+class FaultyEndpoint:
+    """A real HTTP server that misbehaves as told, then (optionally) forwards to the real endpoint."""
+
+    def __init__(self, real_url: str):
+        import requests
+        from werkzeug.wrappers import Request, Response
+
+        self.mode, self.calls = "500", 0
+
+        @Request.application
+        def application(request):
+            self.calls += 1
+            if self.mode == "ok":
+                real = requests.post(f"{real_url}/invocations", data=request.get_data(),
+                                     headers={"Content-Type": "application/json"}, timeout=60)
+                return Response(real.content, real.status_code, content_type="application/json")
+            if self.mode == "slow":
+                time.sleep(1.5)
+                return Response("{}", 200, content_type="application/json")
+            if self.mode == "malformed":
+                return Response("{not json", 200, content_type="application/json")
+            return Response('{"error": "x", "message": "busy"}', int(self.mode), content_type="application/json")
+
+        self.server, self.url = serve(application)
+
+
+@pytest.mark.parametrize("mode", ["down", "slow", "500", "429", "malformed"])
+def test_endpoint_faults_are_retried_then_visible_then_recovered(api, make_user, indexing, face_endpoint,
+                                                                  settings, monkeypatch, mode):
+    services, pump = indexing
+    faulty = FaultyEndpoint(face_endpoint)
+    url = f"http://127.0.0.1:{free_port()}" if mode == "down" else faulty.url
+    faulty.mode = mode
+    broken = Services(replace(settings, face_endpoint_url=url, face_timeout=1, face_attempts=3))
+    broken.face_client.sleep = lambda seconds: None
+    monkeypatch.setattr(app_module, "services", broken)
+    user = make_user()
+    photo_id = upload(api, user, SINGLE.read_bytes(), "image/jpeg")
+    time.sleep(0.3)
+    pump.pump_once()
+    body = photo(api, user, photo_id)
+    assert body["status"] == "failed" and "retried" in body["error"]
+    assert pump.failed == 1
+    if mode != "down":
+        assert faulty.calls == 3  # bounded retries
+    # The endpoint recovers: the redelivered event indexes the photo.
+    faulty.mode = "ok"
+    monkeypatch.setattr(app_module, "services", Services(replace(settings, face_endpoint_url=faulty.url)))
+    time.sleep(1.2)  # the queue's visibility timeout
+    drain(pump)
+    assert photo(api, user, photo_id)["status"] == "indexed"
+    faulty.server.shutdown()
+
+
+def test_persistent_failure_reaches_the_dead_letter_queue(api, make_user, indexing, settings, monkeypatch,
+                                                          aws_stack):
+    _, pump = indexing
+    down = Services(replace(settings, face_endpoint_url=f"http://127.0.0.1:{free_port()}", face_attempts=1))
+    monkeypatch.setattr(app_module, "services", down)
+    user = make_user()
+    photo_id = upload(api, user, SINGLE.read_bytes(), "image/jpeg")
+    sqs = client("sqs", aws_stack.aws_endpoint_url)
+    deadline = time.time() + 30
+    dead = []
+    while time.time() < deadline and not dead:
+        pump.pump_once()
+        time.sleep(0.5)
+        dead = sqs.receive_message(QueueUrl=aws_stack.dlq_url, WaitTimeSeconds=0).get("Messages", [])
+    assert dead, "the event never reached the dead-letter queue"
+    record = json.loads(dead[0]["Body"])["Records"][0]
+    assert record["s3"]["object"]["key"].endswith(f"{photo_id}.jpg")
+    body = photo(api, user, photo_id)
+    assert body["status"] == "failed" and "retried" in body["error"]
+
+
+def test_duplicate_and_out_of_order_events(api, make_user, indexing, aws_stack):
+    services, pump = indexing
+    user = make_user()
+    photo_id = upload(api, user, (FACEDATA / "groups/dlib/2008_002470.jpg").read_bytes(), "image/jpeg")
+    drain(pump)
+    key = f"users/{user.sub}/photos/{photo_id}.jpg"
+    created = {"Records": [{"eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": aws_stack.bucket},
+                                                                       "object": {"key": key}}}]}
+    faces_before = sorted(f["face_id"] for f in services.store.list_faces(user.sub, photo_id))
+    assert services.indexer.handle_notification(created) == ["duplicate"]
+    # Forced re-index (e.g. the ETag check bypassed): upserts, still one set of faces.
+    services.store.update_photo(user.sub, photo_id, {"source_etag": "something-else"})
+    threads = [threading.Thread(target=services.indexer.handle_notification, args=(created,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(f["face_id"] for f in services.store.list_faces(user.sub, photo_id)) == faces_before
+    assert services.store.faces.count_documents({"owner": user.sub}) == 6
+    # A removal that overtakes its creation: the record goes, the late creation changes nothing.
+    removed = {"Records": [dict(created["Records"][0], eventName="ObjectRemoved:Delete")]}
+    client("s3", aws_stack.aws_endpoint_url).delete_object(Bucket=aws_stack.bucket, Key=key)
+    assert services.indexer.handle_notification(removed) == ["forgotten"]
+    assert services.indexer.handle_notification(created) == ["orphan_removed"]
+    assert services.store.faces.count_documents({"owner": user.sub}) == 0
+
+
+def test_objects_deleted_outside_the_api_are_cleaned_up(api, make_user, indexing, aws_stack):
+    services, pump = indexing
+    user = make_user()
+    photo_id = upload(api, user, SINGLE.read_bytes(), "image/jpeg")
+    drain(pump)
+    assert photo(api, user, photo_id)["status"] == "indexed"
+    s3 = client("s3", aws_stack.aws_endpoint_url)
+    s3.delete_object(Bucket=aws_stack.bucket, Key=f"users/{user.sub}/photos/{photo_id}.jpg")
+    drain(pump)
+    assert api.http.get(f"/photos/{photo_id}", headers=user.headers).status_code == 404
+    assert services.store.faces.count_documents({"owner": user.sub}) == 0
+    listed = s3.list_objects_v2(Bucket=aws_stack.bucket, Prefix=f"users/{user.sub}/").get("KeyCount", 0)
+    assert listed == 0
+
+
+def test_s3_test_event_and_foreign_keys_are_ignored(indexing, aws_stack):
+    services, _ = indexing
+    assert services.indexer.handle_notification({"Event": "s3:TestEvent"}) == ["test_event"]
+    record = {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": aws_stack.bucket},
+                                                       "object": {"key": "users/x/thumbs/abc.jpg"}}}
+    assert services.indexer.handle_notification({"Records": [record]}) == ["ignored"]
