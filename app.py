@@ -8,6 +8,7 @@ from chalicelib import __version__
 from chalicelib.auth import User, bearer_token
 from chalicelib.errors import ApiError, BadRequest, code_for_status
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
+from chalicelib.reindex import enqueue, progress
 from chalicelib.services import Services
 
 app = Chalice(app_name="memory-studio")
@@ -115,8 +116,20 @@ def delete_me():
 @app.on_sqs_message(queue=os.environ.get("PHOTO_EVENTS_QUEUE", "memory-studio-photo-events"), batch_size=1,
                     maximum_concurrency=int(os.environ.get("INDEXER_MAX_CONCURRENCY", "10")))
 def index_photos(event):
+    logger.remove_keys(["path", "user", "photo_id"])
+    logger.append_keys(request_id=getattr(event.context, "aws_request_id", None))
     for record in event:
         outcomes = services.indexer.handle_notification(json.loads(record.body))
         logger.info("photo event handled", extra={"outcomes": outcomes})
         metrics.add_metric(name="PhotoEvents", unit=MetricUnit.Count, value=len(outcomes))
     flush_metrics()
+
+
+@app.lambda_function(name="reindex")
+def reindex(event, context):
+    """Send photos not yet embedded with the target bundle back through indexing.
+    Event: {"model_version": optional (default: what the endpoint serves now), "owner": optional sub}."""
+    target = event.get("model_version") or services.face_client.model_version()
+    sent = enqueue(services.store, services.client("sqs"), services.settings.events_queue_url,
+                   services.settings.bucket, target, event.get("owner"))
+    return dict(progress(services.store, target, event.get("owner")), enqueued=sent, model_version=target)

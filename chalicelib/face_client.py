@@ -7,6 +7,8 @@ the photo itself is final.
 """
 from __future__ import annotations
 
+import base64
+import io
 import json
 import random
 import time
@@ -14,6 +16,17 @@ from typing import Callable, Optional
 
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
+
+
+def _blank_png() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+_BLANK_PNG = _blank_png()
 
 
 class FaceServiceError(Exception):
@@ -79,8 +92,16 @@ class FaceClient:
 
     def analyze_s3(self, bucket: str, key: str, max_faces: int = 50, min_face_size: int = 20) -> dict:
         """The endpoint's result for one photo in S3: ``{"model_version", "width", "height", "faces"}``."""
-        body = json.dumps({"images": [{"id": key, "s3_uri": f"s3://{bucket}/{key}"}],
-                           "max_faces": max_faces, "min_face_size": min_face_size}).encode()
+        return self._call({"images": [{"id": key, "s3_uri": f"s3://{bucket}/{key}"}],
+                           "max_faces": max_faces, "min_face_size": min_face_size})
+
+    def model_version(self) -> str:
+        """The bundle version the endpoint serves now (asked with a blank 32x32 image)."""
+        blank = base64.b64encode(_BLANK_PNG).decode()
+        return self._call({"images": [{"id": "probe", "b64": blank}], "max_faces": 1})["model_version"]
+
+    def _call(self, request: dict) -> dict:
+        body = json.dumps(request).encode()
         for attempt in range(1, self.attempts + 1):
             try:
                 return self._parse(self.transport.invoke(body))

@@ -47,14 +47,15 @@ class Indexer:
             if bucket != self.storage.bucket:
                 outcomes.append("other_bucket")
             elif name.startswith("ObjectCreated"):
-                outcomes.append(self.index(key))
+                outcomes.append(self.index(key, force=bool(message.get("reindex"))))
             elif name.startswith("ObjectRemoved"):
                 outcomes.append(self.forget(key))
             else:
                 outcomes.append("ignored")
         return outcomes
 
-    def index(self, key: str) -> str:
+    def index(self, key: str, force: bool = False) -> str:
+        """``force``: re-embed even an object already indexed (reindexing with a new bundle)."""
         parsed = parse_photo_key(key)
         if parsed is None:
             return "ignored"  # thumbnails, search keys, anything that is not an album photo
@@ -71,7 +72,7 @@ class Indexer:
                 return "object_gone"
             raise
         etag = head["ETag"]
-        if photo["status"] == "indexed" and photo.get("source_etag") == etag:
+        if not force and photo["status"] == "indexed" and photo.get("source_etag") == etag:
             return "duplicate"
         if head["ContentLength"] > self.settings.max_upload_bytes:
             return self._fail(photo, f"the file is {head['ContentLength']} bytes; the limit is "

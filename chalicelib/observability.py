@@ -12,3 +12,4 @@ def flush_metrics() -> None:
     """Publish what this invocation recorded (nothing when it recorded nothing)."""
     if metrics.metric_set:
         metrics.flush_metrics()
+        metrics.clear_metrics()  # flush_metrics leaves them in place when metrics are disabled

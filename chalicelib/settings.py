@@ -51,6 +51,7 @@ class Settings:
     # The face endpoint: an HTTP URL locally, a SageMaker endpoint name in the cloud.
     face_endpoint_url: Optional[str] = None
     face_endpoint_name: Optional[str] = None
+    events_queue_url: Optional[str] = None
     face_timeout: int = 30
     face_attempts: int = 4
     page_size_default: int = 30
@@ -88,6 +89,7 @@ class Settings:
             download_url_ttl=_int(env, "DOWNLOAD_URL_TTL", 300),
             face_endpoint_url=env.get("FACE_ENDPOINT_URL") or None,
             face_endpoint_name=env.get("FACE_ENDPOINT_NAME") or None,
+            events_queue_url=env.get("PHOTO_EVENTS_QUEUE_URL") or None,
             face_timeout=_int(env, "FACE_TIMEOUT", 30),
             face_attempts=_int(env, "FACE_ATTEMPTS", 4),
             extra=dict(env),

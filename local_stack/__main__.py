@@ -126,6 +126,30 @@ def token(args) -> int:
     return 0
 
 
+def reindex(args) -> int:
+    """Re-embed photos with the bundle the local endpoint serves, with a progress bar."""
+    import time
+
+    from tqdm import tqdm
+
+    import app as app_module
+    from chalicelib.reindex import progress
+
+    info = StackInfo.read(STACK_FILE)
+    os.environ.update(info.app_environment())
+    result = app_module.reindex({"owner": args.owner, "model_version": args.model_version}, None)
+    target = result["model_version"]
+    print(f"{result['enqueued']} photos sent for reindexing with {target}")
+    store = app_module.services.store
+    with tqdm(total=result["total"], initial=result["done"], unit="photo") as bar:
+        while bar.n < bar.total:
+            time.sleep(1)
+            state = progress(store, target, args.owner)
+            bar.total = state["total"]
+            bar.update(state["done"] - bar.n)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -142,6 +166,10 @@ def main(argv=None) -> int:
         p.add_argument("email")
         p.add_argument("password")
         p.set_defaults(func=func)
+    p_re = sub.add_parser("reindex", help="re-embed photos with the served bundle (resumable)")
+    p_re.add_argument("--owner", default=None, help="only this user's photos (Cognito sub)")
+    p_re.add_argument("--model-version", default=None, help="target bundle (default: what the endpoint serves)")
+    p_re.set_defaults(func=reindex)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -52,6 +52,7 @@ class StackInfo:
             "EMBEDDED_STORE_PATH": self.store_path,
             "POWERTOOLS_METRICS_DISABLED": "true",
             "FACE_ENDPOINT_URL": self.endpoint_url,
+            "PHOTO_EVENTS_QUEUE_URL": self.queue_url,
         }
 
 

@@ -312,3 +312,29 @@ def test_s3_test_event_and_foreign_keys_are_ignored(indexing, aws_stack):
     record = {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": aws_stack.bucket},
                                                        "object": {"key": "users/x/thumbs/abc.jpg"}}}
     assert services.indexer.handle_notification({"Records": [record]}) == ["ignored"]
+
+
+def test_reindex_moves_stale_photos_to_the_served_bundle_and_resumes(api, make_user, indexing):
+    services, pump = indexing
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_photo = upload(api, alice, SINGLE.read_bytes(), "image/jpeg")
+    bob_photo = upload(api, bob, SINGLE.read_bytes(), "image/jpeg")
+    drain(pump)
+    served = services.face_client.model_version()
+    for user, photo_id in ((alice, alice_photo), (bob, bob_photo)):
+        # As if indexed by an older bundle.
+        services.store.update_photo(user.sub, photo_id, {"model_version": "old-bundle"})
+        services.store.faces.update_many({"owner": user.sub}, {"$set": {"model_version": "old-bundle"}})
+
+    result = app_module.reindex({"owner": alice.sub}, None)
+    assert result == {"total": 1, "done": 0, "enqueued": 1, "model_version": served}
+    drain(pump)
+    assert services.store.get_photo(alice.sub, alice_photo)["model_version"] == served
+    assert {f["model_version"] for f in services.store.faces.find({"owner": alice.sub})} == {served}
+    assert services.store.get_photo(bob.sub, bob_photo)["model_version"] == "old-bundle"  # not in scope
+    again = app_module.reindex({"owner": alice.sub}, None)
+    assert again["enqueued"] == 0 and again["done"] == 1  # resumable: nothing left to send
+    everyone = app_module.reindex({}, None)
+    assert everyone["enqueued"] == 1  # bob's
+    drain(pump)
+    assert services.store.get_photo(bob.sub, bob_photo)["model_version"] == served

@@ -61,8 +61,9 @@ def test_zip_holds_everything_the_handlers_import(package, tmp_path):
         (runtime / name).symlink_to(site / name)
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{tmp_path / 'task'}:{runtime}", "AWS_DEFAULT_REGION": "us-east-1",
            "COGNITO_USER_POOL_ARN": "arn:aws:cognito-idp:us-east-1:111122223333:userpool/us-east-1_test"}
-    code = ("import app, chalicelib.services as s, chalicelib.store, jwt, pymongo, numpy, "
-            "aws_lambda_powertools; assert app.authorizer is not None; print(sorted(app.app.routes))")
+    code = ("import app, chalicelib.services as s, chalicelib.store, chalicelib.indexing, jwt, pymongo, numpy, "
+            "aws_lambda_powertools, PIL.Image, pillow_heif, requests; from chalicelib.images import HEIF_SUPPORTED; "
+            "assert HEIF_SUPPORTED and app.authorizer is not None; print(sorted(app.app.routes))")
     result = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {str(env['PYTHONPATH']).split(':')!r}; {code}"],
                             cwd=tmp_path / "task", env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
