@@ -100,6 +100,19 @@ def delete_photo(photo_id):
     return Response(body="", status_code=204)
 
 
+@app.route("/search/uploads", methods=["POST"], authorizer=authorizer, cors=cors)
+def create_key_upload():
+    return Response(services.search.create_key_upload(current_user(), json_body()), status_code=201)
+
+
+@app.route("/search", methods=["POST"], authorizer=authorizer, cors=cors)
+def search():
+    user = current_user()
+    result = services.search.search(user, json_body())
+    metrics.add_metric(name="Searches", unit=MetricUnit.Count, value=1)
+    return result
+
+
 @app.route("/me", methods=["DELETE"], authorizer=authorizer, cors=cors)
 def delete_me():
     user = current_user()

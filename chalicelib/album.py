@@ -32,6 +32,32 @@ def _int_param(raw, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def validate_file(where: str, item, max_bytes: int) -> dict:
+    """One ``{"filename", "content_type", "size"}`` a client wants to upload."""
+    if not isinstance(item, dict):
+        raise BadRequest(f"{where} must be an object")
+    filename, content_type, size = item.get("filename"), item.get("content_type"), item.get("size")
+    if not isinstance(filename, str) or not filename.strip() or len(filename) > _MAX_FILENAME:
+        raise BadRequest(f"{where}.filename must be a non-empty string of at most {_MAX_FILENAME} characters")
+    if not isinstance(content_type, str):
+        raise BadRequest(f"{where}.content_type is required")
+    content_type = content_type.strip().lower()
+    if content_type == "image/jpg":
+        content_type = "image/jpeg"
+    if content_type not in CONTENT_TYPE_EXTENSIONS:
+        raise UnsupportedMediaType(
+            f"{where}: {content_type!r} is not supported; send one of "
+            + ", ".join(sorted(CONTENT_TYPE_EXTENSIONS))
+        )
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise BadRequest(f"{where}.size must be a positive integer (bytes)")
+    if size > max_bytes:
+        raise PayloadTooLarge(
+            f"{where} is {size} bytes; the limit is {max_bytes} bytes"
+        )
+    return {"filename": filename.strip(), "content_type": content_type, "size": size}
+
+
 class Album:
     def __init__(self, store: PhotoStore, storage: PhotoStorage, settings: Settings):
         self.store = store
@@ -87,33 +113,9 @@ class Album:
         limit = self.settings.max_files_per_request
         if not 1 <= len(files) <= limit:
             raise BadRequest(f"ask for between 1 and {limit} uploads at a time")
-        return [self._validate_file(i, item) for i, item in enumerate(files)]
+        return [validate_file(f"files[{i}]", item, self.settings.max_upload_bytes) for i, item in enumerate(files)]
 
-    def _validate_file(self, index: int, item) -> dict:
-        where = f"files[{index}]"
-        if not isinstance(item, dict):
-            raise BadRequest(f"{where} must be an object")
-        filename, content_type, size = item.get("filename"), item.get("content_type"), item.get("size")
-        if not isinstance(filename, str) or not filename.strip() or len(filename) > _MAX_FILENAME:
-            raise BadRequest(f"{where}.filename must be a non-empty string of at most {_MAX_FILENAME} characters")
-        if not isinstance(content_type, str):
-            raise BadRequest(f"{where}.content_type is required")
-        content_type = content_type.strip().lower()
-        if content_type == "image/jpg":
-            content_type = "image/jpeg"
-        if content_type not in CONTENT_TYPE_EXTENSIONS:
-            raise UnsupportedMediaType(
-                f"{where}: {content_type!r} is not supported; send one of "
-                + ", ".join(sorted(CONTENT_TYPE_EXTENSIONS))
-            )
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise BadRequest(f"{where}.size must be a positive integer (bytes)")
-        if size > self.settings.max_upload_bytes:
-            raise PayloadTooLarge(
-                f"{where} is {size} bytes; the limit is {self.settings.max_upload_bytes} bytes"
-            )
-        return {"filename": filename.strip(), "content_type": content_type, "size": size}
-
+    # Reading ------------------------------------------------------------------
     # Reading ------------------------------------------------------------------
     def list_photos(self, user: User, limit=None, cursor=None) -> dict:
         limit = _int_param(limit, "limit", self.settings.page_size_default, 1, self.settings.page_size_max)

@@ -95,10 +95,18 @@ class FaceClient:
         return self._call({"images": [{"id": key, "s3_uri": f"s3://{bucket}/{key}"}],
                            "max_faces": max_faces, "min_face_size": min_face_size})
 
+    def analyze_bytes(self, data: bytes, max_faces: int = 50, min_face_size: int = 20) -> dict:
+        return self._call({"images": [{"id": "key", "b64": base64.b64encode(data).decode()}],
+                           "max_faces": max_faces, "min_face_size": min_face_size})
+
     def model_version(self) -> str:
         """The bundle version the endpoint serves now (asked with a blank 32x32 image)."""
-        blank = base64.b64encode(_BLANK_PNG).decode()
-        return self._call({"images": [{"id": "probe", "b64": blank}], "max_faces": 1})["model_version"]
+        return self.model_info()["model_version"]
+
+    def model_info(self) -> dict:
+        """``{"model_version", "threshold"}`` of the bundle the endpoint serves now."""
+        result = self.analyze_bytes(_BLANK_PNG, max_faces=1)
+        return {"model_version": result["model_version"], "threshold": result["threshold"]}
 
     def _call(self, request: dict) -> dict:
         body = json.dumps(request).encode()
@@ -124,5 +132,5 @@ class FaceClient:
             error = result["error"]
             status = int(error.get("status", 500))
             raise FaceServiceError(error.get("message", "the photo could not be analysed"), status >= 500, status)
-        return {"model_version": version, "width": result["width"], "height": result["height"],
-                "faces": result["faces"]}
+        return {"model_version": version, "threshold": body.get("threshold"), "width": result["width"],
+                "height": result["height"], "faces": result["faces"]}

@@ -14,6 +14,8 @@ from .auth import TokenVerifier
 from .database import open_database
 from .face_client import FaceClient, HttpTransport, SageMakerTransport
 from .indexing import Indexer
+from .search import FaceSearch
+from .vector_search import AtlasSearch, ExactSearch
 from .settings import Settings
 from .storage import PhotoStorage
 from .store import PhotoStore
@@ -82,3 +84,11 @@ class Services:
     @cached_property
     def indexer(self) -> Indexer:
         return Indexer(self.store, self.storage, self.face_client, self.settings)
+
+    @cached_property
+    def vector_index(self):
+        return AtlasSearch(self.store) if self.settings.search_backend == "atlas" else ExactSearch(self.store)
+
+    @cached_property
+    def search(self) -> FaceSearch:
+        return FaceSearch(self.album, self.face_client, self.vector_index)

@@ -39,6 +39,8 @@ class Settings:
     jwks_url: Optional[str] = None
     # "mongodb" (Atlas / any MongoDB), "embedded" (on-disk, local default) or "memory".
     store_backend: str = "embedded"
+    # "exact" (numpy scan, local default) or "atlas" ($vectorSearch; needs the index in atlas_vector_index.json).
+    search_backend: str = "exact"
     mongodb_uri: Optional[str] = None
     mongodb_secret_id: Optional[str] = None
     mongodb_database: str = "memory_studio"
@@ -78,6 +80,7 @@ class Settings:
             user_pool_client_ids=_csv(env, "COGNITO_CLIENT_IDS"),
             jwks_url=env.get("COGNITO_JWKS_URL") or None,
             store_backend=env.get("STORE_BACKEND", "embedded"),
+            search_backend=env.get("SEARCH_BACKEND", "exact"),
             mongodb_uri=env.get("MONGODB_URI") or None,
             mongodb_secret_id=env.get("MONGODB_SECRET_ID") or None,
             mongodb_database=env.get("MONGODB_DATABASE", "memory_studio"),

@@ -78,3 +78,8 @@ class PhotoStorage:
 
     def check(self) -> None:
         self.s3.head_bucket(Bucket=self.bucket)
+
+
+def key_photo_key(owner: str, key_id: str, content_type: str) -> str:
+    """Search key photos: short-lived (a lifecycle rule expires users/*/keys/ after a day)."""
+    return f"users/{owner}/keys/{key_id}{CONTENT_TYPE_EXTENSIONS[content_type]}"

@@ -63,6 +63,7 @@ class PhotoStore:
         self.db = database
         self.photos = database["photos"]
         self.faces = database["faces"]
+        self.counters = database["owner_versions"]
 
     def ensure_indexes(self) -> None:
         # Ascending keys only: the embedded backend supports no others, and a
@@ -129,12 +130,22 @@ class PhotoStore:
             return None
         self.faces.delete_many({"owner": owner, "photo_id": photo_id})
         self.photos.delete_one({"owner": owner, "photo_id": photo_id})
+        self.bump_owner_version(owner)
         return photo
 
     def delete_owner(self, owner: str) -> dict:
         faces = self.faces.delete_many({"owner": owner}).deleted_count
         photos = self.photos.delete_many({"owner": owner}).deleted_count
+        self.counters.delete_one({"_id": owner})  # back to 0: an empty album, as for a new user
         return {"photos": photos, "faces": faces}
+
+    # Per-owner change counter: search caches a user's vectors until it moves.
+    def bump_owner_version(self, owner: str) -> None:
+        self.counters.update_one({"_id": owner}, {"$inc": {"v": 1}}, upsert=True)
+
+    def owner_version(self, owner: str) -> int:
+        doc = self.counters.find_one({"_id": owner})
+        return int(doc["v"]) if doc else 0
 
     # Faces ------------------------------------------------------------------
     def replace_faces(self, owner: str, photo_id: str, faces: List[dict]) -> None:
@@ -145,6 +156,14 @@ class PhotoStore:
         for face in faces:
             doc = dict(face, owner=owner, photo_id=photo_id, embedding=vector_to_binary(face["embedding"]))
             self.faces.replace_one({"owner": owner, "face_id": face["face_id"]}, doc, upsert=True)
+        self.bump_owner_version(owner)
+
+    def get_face(self, owner: str, face_id: str) -> Optional[dict]:
+        """One face of ``owner`` with its vector as a float32 array."""
+        doc = self.faces.find_one({"owner": owner, "face_id": face_id}, _NO_ID)
+        if doc is not None:
+            doc["embedding"] = binary_to_vector(doc["embedding"])
+        return doc
 
     def list_faces(self, owner: str, photo_id: str) -> List[dict]:
         return list(self.faces.find({"owner": owner, "photo_id": photo_id}, _NO_VECTOR).sort("face_index", ASCENDING))

@@ -6,7 +6,7 @@ image/webp, image/heic, image/heif), or ``application/json``::
     {"images": [{"id": "a", "b64": "..."} | {"id": "b", "s3_uri": "s3://bucket/key"}],
      "max_faces": 50, "min_face_size": 20}
 
-and answers ``{"model_version", "results": [{"id", "width", "height", "faces": [...]}]}`` with
+and answers ``{"model_version", "threshold", "results": [{"id", "width", "height", "faces": [...]}]}`` with
 boxes ``[x, y, w, h]`` and landmarks in original pixels after EXIF orientation.
 A bad single image is the request's status (400, 413, 415); in a JSON batch each
 image that fails carries its own ``error`` and the others are still answered.
@@ -150,7 +150,7 @@ def create_app(engine: Optional[FaceEngine] = None, bundle_dir: Optional[str] = 
             decoded, found = by_id[ident]
             results.append({"id": ident, "width": decoded.width, "height": decoded.height,
                             "faces": [f.to_json() for f in found]})
-        return jsonify(model_version=engine_.version, results=results)
+        return jsonify(model_version=engine_.version, threshold=engine_.threshold, results=results)
 
     return app
 

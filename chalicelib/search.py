@@ -1,0 +1,184 @@
+"""Face search: a key face (uploaded key photo, inline image, or a face already in the
+album) → the caller's photos with that person, one result per photo, best first."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+import uuid
+from typing import Optional
+
+from .album import Album, validate_file
+from .auth import User
+from .errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, ServiceUnavailable, Unprocessable
+from .face_client import FaceClient, FaceServiceError
+from .storage import CONTENT_TYPE_EXTENSIONS, key_photo_key
+
+MAX_INLINE_BYTES = 4 * 1024 * 1024
+MAX_KEY_BYTES = 10 * 1024 * 1024
+MAX_HITS = 2000
+_HEX_ID = re.compile(r"^[0-9a-f]{32}$")
+_FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
+
+
+def _error_from_face_service(exc: FaceServiceError) -> ApiError:
+    if exc.retriable:
+        return ServiceUnavailable("face detection is unavailable right now; try again shortly")
+    error = ApiError(exc.message, code="invalid_key_photo")
+    error.status = exc.status if exc.status in (400, 413, 415, 422) else 400
+    return error
+
+
+class FaceSearch:
+    def __init__(self, album: Album, faces: FaceClient, index, model_info_ttl: float = 300.0):
+        self.album, self.store, self.storage = album, album.store, album.storage
+        self.faces, self.index = faces, index
+        self.model_info_ttl = model_info_ttl
+        self._model_info = (0.0, None)
+
+    # Key uploads --------------------------------------------------------------
+    def create_key_upload(self, user: User, body) -> dict:
+        item = validate_file("body", body if isinstance(body, dict) else None, MAX_KEY_BYTES)
+        key_id = uuid.uuid4().hex
+        ttl = 300
+        post = self.storage.presigned_upload(key_photo_key(user.sub, key_id, item["content_type"]),
+                                             item["content_type"], MAX_KEY_BYTES, ttl)
+        return {"key_id": key_id, "url": post["url"], "fields": post["fields"], "expires_in": ttl}
+
+    # Search -------------------------------------------------------------------
+    def search(self, user: User, body) -> dict:
+        if not isinstance(body, dict):
+            raise BadRequest("body must be a JSON object")
+        sources = [name for name in ("key_id", "image_base64", "face_id") if body.get(name) is not None]
+        if len(sources) != 1:
+            raise BadRequest('give exactly one key: "key_id", "image_base64", or "photo_id" with "face_id"')
+        limit = self._int(body, "limit", 30, 1, 100)
+        offset = self._cursor(body.get("cursor"))
+        if sources[0] == "face_id":
+            key = self._album_face(user, body)
+        else:
+            key = self._key_photo(user, body, sources[0])
+        threshold = body.get("threshold")
+        if threshold is None:
+            threshold = key["threshold"]
+        elif isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 0.99:
+            raise BadRequest("threshold must be a number between 0 and 0.99")
+        hits = self.index.search(user.sub, key["model_version"], key["vector"], MAX_HITS, float(threshold))
+        best = {}
+        for face_id, photo_id, similarity in hits:  # best first: the first hit of a photo is its best face
+            if photo_id not in best:
+                best[photo_id] = (face_id, similarity)
+        ranked = list(best.items())
+        page = ranked[offset:offset + limit]
+        next_cursor = self._encode_cursor(offset + limit) if offset + limit < len(ranked) else None
+        return {"model_version": key["model_version"], "threshold": float(threshold),
+                "key_faces": key["faces"], "used_face": key["used_face"],
+                "results": self._present(user, page), "next_cursor": next_cursor}
+
+    def _key_photo(self, user: User, body: dict, source: str) -> dict:
+        try:
+            if source == "key_id":
+                key_id = str(body["key_id"])
+                if not _HEX_ID.match(key_id):
+                    raise NotFound("no such key photo")
+                result = self._analyze_key_object(user, key_id)
+            else:
+                result = self.faces.analyze_bytes(self._inline_image(body["image_base64"]))
+        except FaceServiceError as exc:
+            raise _error_from_face_service(exc)
+        faces = result["faces"]
+        if not faces:
+            raise Unprocessable("no face was found in the key photo; use a photo where the face is clearly visible",
+                                code="no_face")
+        used = self._int(body, "face", 0, 0, len(faces) - 1)
+        return {"model_version": result["model_version"], "threshold": result["threshold"],
+                "vector": faces[used]["embedding"], "used_face": used,
+                "faces": [{"box": f["box"], "score": f["score"]} for f in faces]}
+
+    def _analyze_key_object(self, user: User, key_id: str) -> dict:
+        for content_type in CONTENT_TYPE_EXTENSIONS:
+            key = key_photo_key(user.sub, key_id, content_type)
+            try:
+                self.storage.s3.head_object(Bucket=self.storage.bucket, Key=key)
+            except self.storage.s3.exceptions.ClientError:
+                continue
+            return self.faces.analyze_s3(self.storage.bucket, key)
+        raise NotFound("no such key photo (keys expire a day after upload)")
+
+    @staticmethod
+    def _inline_image(value) -> bytes:
+        if not isinstance(value, str):
+            raise BadRequest("image_base64 must be a base64 string")
+        if len(value) > MAX_INLINE_BYTES * 4 // 3 + 4:
+            raise PayloadTooLarge(f"image_base64 is limited to {MAX_INLINE_BYTES} bytes; upload a key photo instead")
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("image_base64 is not valid base64")
+
+    def _album_face(self, user: User, body: dict) -> dict:
+        photo_id, face_id = str(body.get("photo_id", "")), str(body["face_id"])
+        face = self.store.get_face(user.sub, face_id) if _FACE_ID.match(face_id) else None
+        if face is None or face["photo_id"] != photo_id:
+            raise NotFound("no such face in your album")
+        info = self._served_model()
+        if face["model_version"] != info["model_version"]:
+            raise Conflict("this photo was indexed with an older face model; it is being reindexed",
+                           code="stale_model_version")
+        return {"model_version": face["model_version"], "threshold": info["threshold"],
+                "vector": face["embedding"], "used_face": face["face_index"],
+                "faces": [{"box": face["box"], "score": face["score"]}]}
+
+    def _served_model(self) -> dict:
+        fetched_at, info = self._model_info
+        if info is None or time.time() - fetched_at > self.model_info_ttl:
+            try:
+                info = self.faces.model_info()
+            except FaceServiceError as exc:
+                raise _error_from_face_service(exc)
+            self._model_info = (time.time(), info)
+        return info
+
+    def _present(self, user: User, page) -> list:
+        if not page:
+            return []
+        photo_ids = [photo_id for photo_id, _ in page]
+        face_ids = [face_id for _, (face_id, _) in page]
+        photos = {p["photo_id"]: p for p in self.store.photos.find(
+            {"owner": user.sub, "photo_id": {"$in": photo_ids}}, {"_id": 0})}
+        boxes = {f["face_id"]: f["box"] for f in self.store.faces.find(
+            {"owner": user.sub, "face_id": {"$in": face_ids}}, {"_id": 0, "face_id": 1, "box": 1})}
+        results = []
+        for photo_id, (face_id, similarity) in page:
+            photo = photos.get(photo_id)
+            if photo is None:
+                continue  # deleted since the vectors were cached
+            shown = self.album.present(photo)
+            results.append({"photo_id": photo_id, "face_id": face_id, "similarity": round(similarity, 5),
+                            "box": boxes.get(face_id), "thumbnail_url": shown["thumbnail_url"], "url": shown["url"]})
+        return results
+
+    @staticmethod
+    def _int(body: dict, name: str, default: int, low: int, high: int) -> int:
+        value = body.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise BadRequest(f"{name} must be an integer between {low} and {high}")
+        return value
+
+    @staticmethod
+    def _encode_cursor(offset: int) -> str:
+        return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+
+    @staticmethod
+    def _cursor(cursor: Optional[str]) -> int:
+        if not cursor:
+            return 0
+        try:
+            offset = json.loads(base64.urlsafe_b64decode(str(cursor) + "=" * (-len(str(cursor)) % 4)))["o"]
+            if isinstance(offset, int) and offset >= 0:
+                return offset
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            pass
+        raise BadRequest("cursor is not valid", code="invalid_cursor")

@@ -1,0 +1,79 @@
+"""Nearest faces of one user: an exact numpy scan (local default and fallback) or
+Atlas ``$vectorSearch`` (cloud).  Both return (face_id, photo_id, cosine similarity),
+best first, only from the caller's faces of the key's bundle version."""
+from __future__ import annotations
+
+import threading
+from typing import List, Tuple
+
+import numpy as np
+
+from .store import PhotoStore
+
+Hit = Tuple[str, str, float]
+ATLAS_INDEX_NAME = "face_vectors"
+
+
+class ExactSearch:
+    """One matrix-vector product over the user's vectors, cached per container and
+    invalidated by the user's change counter (bumped by indexing and deletion)."""
+
+    def __init__(self, store: PhotoStore, max_cached_users: int = 64):
+        self.store = store
+        self.max_cached_users = max_cached_users
+        self._cache: dict = {}
+        self._lock = threading.Lock()
+        self.loads = 0
+
+    def _vectors(self, owner: str, model_version: str):
+        version = self.store.owner_version(owner)
+        key = (owner, model_version)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached and cached[0] == version:
+                return cached[1], cached[2]
+        ids, matrix = self.store.face_vectors(owner, model_version)
+        self.loads += 1
+        with self._lock:
+            if len(self._cache) >= self.max_cached_users:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = (version, ids, matrix)
+        return ids, matrix
+
+    def search(self, owner: str, model_version: str, vector, limit: int, threshold: float) -> List[Hit]:
+        ids, matrix = self._vectors(owner, model_version)
+        if not ids:
+            return []
+        query = np.asarray(vector, np.float32)
+        if matrix.shape[1] != query.shape[0]:
+            return []
+        sims = matrix @ query
+        k = min(limit, len(sims))
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [(ids[i]["face_id"], ids[i]["photo_id"], float(sims[i])) for i in top if sims[i] >= threshold]
+
+
+class AtlasSearch:
+    """MongoDB Atlas Vector Search over the faces collection (index: atlas_vector_index.json)."""
+
+    def __init__(self, store: PhotoStore):
+        self.store = store
+
+    @staticmethod
+    def pipeline(owner: str, model_version: str, vector, limit: int, threshold: float) -> list:
+        return [
+            {"$vectorSearch": {
+                "index": ATLAS_INDEX_NAME, "path": "embedding",
+                "queryVector": [float(v) for v in np.asarray(vector, np.float32)],
+                "numCandidates": max(100, 10 * limit), "limit": limit,
+                "filter": {"owner": owner, "model_version": model_version},
+            }},
+            {"$project": {"_id": 0, "face_id": 1, "photo_id": 1, "score": {"$meta": "vectorSearchScore"}}},
+            # Atlas scores cosine as (1 + cos) / 2.
+            {"$match": {"score": {"$gte": (1 + threshold) / 2}}},
+        ]
+
+    def search(self, owner: str, model_version: str, vector, limit: int, threshold: float) -> List[Hit]:
+        rows = self.store.faces.aggregate(self.pipeline(owner, model_version, vector, limit, threshold))
+        return [(r["face_id"], r["photo_id"], 2 * float(r["score"]) - 1) for r in rows]

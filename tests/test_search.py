@@ -1,0 +1,148 @@
+"""Face search over the local stack with real photos: every key source, multi-face keys,
+no-face keys, thresholds, pagination and isolation."""
+import base64
+import json
+
+import pytest
+
+from tests.conftest import post_to_s3
+from tests.face_fixtures import FACEDATA, needs_facedata
+from tests.test_indexing import drain, face_endpoint, indexing, upload  # noqa: F401 (fixtures)
+
+pytestmark = needs_facedata
+
+PEOPLE = FACEDATA / "people/deepface" if FACEDATA else None
+
+
+@pytest.fixture
+def album(api, make_user, indexing):  # noqa: F811
+    """Alice's album: Jolie x3, Clooney x3, a group photo; Bob has one Jolie photo."""
+    _, pump = indexing
+    alice, bob = make_user("alice"), make_user("bob")
+    jolie = sorted((PEOPLE / "Angelina_Jolie").glob("*.jpg"))
+    clooney = sorted((PEOPLE / "George_Clooney").glob("*.jpg"))
+    ids = {"jolie": [upload(api, alice, p.read_bytes(), "image/jpeg") for p in jolie[1:4]],
+           "clooney": [upload(api, alice, p.read_bytes(), "image/jpeg") for p in clooney[1:4]],
+           "group": upload(api, alice, (FACEDATA / "groups/dlib/2008_002470.jpg").read_bytes(), "image/jpeg"),
+           "bob_jolie": upload(api, bob, jolie[4].read_bytes(), "image/jpeg")}
+    drain(pump)
+    return alice, bob, ids, jolie[0], clooney[0]
+
+
+def search(api, user, body):
+    return api.http.post("/search", headers=user.headers, body=json.dumps(body))
+
+
+def b64(path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def test_inline_key_finds_that_person_first_and_only(api, album):
+    alice, _, ids, jolie_key, clooney_key = album
+    response = search(api, alice, {"image_base64": b64(jolie_key)})
+    assert response.status_code == 200, response.body
+    body = response.json_body
+    found = [r["photo_id"] for r in body["results"]]
+    assert set(found) == set(ids["jolie"])
+    sims = [r["similarity"] for r in body["results"]]
+    assert sims == sorted(sims, reverse=True) and min(sims) >= body["threshold"]
+    assert body["used_face"] == 0 and len(body["key_faces"]) == 1
+    assert body["results"][0]["thumbnail_url"] and len(body["results"][0]["box"]) == 4
+    clooney = [r["photo_id"] for r in search(api, alice, {"image_base64": b64(clooney_key)}).json_body["results"]]
+    assert set(clooney) == set(ids["clooney"])
+
+
+def test_uploaded_key_photo(api, album):
+    alice, _, ids, jolie_key, _ = album
+    response = api.http.post("/search/uploads", headers=alice.headers, body=json.dumps(
+        {"filename": "key.jpg", "content_type": "image/jpeg", "size": jolie_key.stat().st_size}))
+    assert response.status_code == 201
+    key = response.json_body
+    assert key["fields"]["key"] == f"users/{alice.sub}/keys/{key['key_id']}.jpg"
+    assert post_to_s3(key, jolie_key.read_bytes()).status_code == 204
+    body = search(api, alice, {"key_id": key["key_id"]}).json_body
+    assert {r["photo_id"] for r in body["results"]} == set(ids["jolie"])
+    assert search(api, alice, {"key_id": "0" * 32}).status_code == 404
+
+
+def test_face_already_in_the_album(api, album):
+    alice, _, ids, _, _ = album
+    photo = api.http.get(f"/photos/{ids['clooney'][0]}", headers=alice.headers).json_body
+    body = search(api, alice, {"photo_id": photo["photo_id"], "face_id": photo["faces"][0]["face_id"]}).json_body
+    assert [r["photo_id"] for r in body["results"]][0] == photo["photo_id"]  # itself, similarity 1
+    assert {r["photo_id"] for r in body["results"]} == set(ids["clooney"])
+    wrong = search(api, alice, {"photo_id": ids["jolie"][0], "face_id": photo["faces"][0]["face_id"]})
+    assert wrong.status_code == 404
+
+
+def test_multi_face_key_chooses_a_face(api, album):
+    alice, _, _, _, _ = album
+    group = b64(FACEDATA / "groups/dlib/2008_002470.jpg")
+    body = search(api, alice, {"image_base64": group, "face": 2}).json_body
+    assert len(body["key_faces"]) == 6 and body["used_face"] == 2
+    # Each face of the group photo finds the group photo itself.
+    assert body["results"] and body["results"][0]["similarity"] > 0.99
+    assert search(api, alice, {"image_base64": group, "face": 6}).status_code == 400
+
+
+def test_key_without_a_face_is_422(api, album):
+    alice, _, _, _, _ = album
+    import io
+
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((400, 300)).convert("RGB").save(buffer, "JPEG")
+    response = search(api, alice, {"image_base64": base64.b64encode(buffer.getvalue()).decode()})
+    assert response.status_code == 422 and response.json_body["error"] == "no_face"
+    bad = search(api, alice, {"image_base64": base64.b64encode(b"not an image").decode()})
+    assert bad.status_code == 400
+
+
+def test_threshold_and_pagination(api, album):
+    alice, _, ids, jolie_key, _ = album
+    loose = search(api, alice, {"image_base64": b64(jolie_key), "threshold": 0.0, "limit": 2}).json_body
+    assert len(loose["results"]) == 2 and loose["next_cursor"]
+    seen = [r["photo_id"] for r in loose["results"]]
+    cursor = loose["next_cursor"]
+    while cursor:
+        page = search(api, alice, {"image_base64": b64(jolie_key), "threshold": 0.0, "limit": 2,
+                                   "cursor": cursor}).json_body
+        seen += [r["photo_id"] for r in page["results"]]
+        cursor = page["next_cursor"]
+    assert len(seen) == len(set(seen)) == 7  # every photo of the album once, at threshold 0
+    strict = search(api, alice, {"image_base64": b64(jolie_key), "threshold": 0.99}).json_body
+    assert strict["results"] == []
+    for bad in ({"threshold": 1.5}, {"threshold": "high"}, {"limit": 0}, {"cursor": "%%"}):
+        assert search(api, alice, dict({"image_base64": b64(jolie_key)}, **bad)).status_code == 400
+
+
+def test_body_must_name_exactly_one_key(api, album):
+    alice, _, _, jolie_key, _ = album
+    assert search(api, alice, {}).status_code == 400
+    assert search(api, alice, {"image_base64": b64(jolie_key), "key_id": "0" * 32}).status_code == 400
+
+
+def test_isolation(api, album):
+    alice, bob, ids, jolie_key, _ = album
+    bob_results = search(api, bob, {"image_base64": b64(jolie_key), "threshold": 0.0}).json_body["results"]
+    assert [r["photo_id"] for r in bob_results] == [ids["bob_jolie"]]
+    photo = api.http.get(f"/photos/{ids['jolie'][0]}", headers=alice.headers).json_body
+    stolen = search(api, bob, {"photo_id": photo["photo_id"], "face_id": photo["faces"][0]["face_id"]})
+    assert stolen.status_code == 404
+    key = api.http.post("/search/uploads", headers=alice.headers, body=json.dumps(
+        {"filename": "k.jpg", "content_type": "image/jpeg", "size": 100})).json_body
+    post_to_s3(key, jolie_key.read_bytes())
+    assert search(api, bob, {"key_id": key["key_id"]}).status_code == 404
+
+
+def test_cache_is_invalidated_by_indexing_and_deletion(api, album, indexing):  # noqa: F811
+    services, pump = indexing
+    alice, _, ids, jolie_key, _ = album
+    first = search(api, alice, {"image_base64": b64(jolie_key)}).json_body
+    loads = services.vector_index.loads
+    search(api, alice, {"image_base64": b64(jolie_key)})
+    assert services.vector_index.loads == loads  # warm: no reload
+    api.http.delete(f"/photos/{ids['jolie'][0]}", headers=alice.headers)
+    after = search(api, alice, {"image_base64": b64(jolie_key)}).json_body
+    assert services.vector_index.loads == loads + 1
+    assert len(after["results"]) == len(first["results"]) - 1

@@ -1,0 +1,81 @@
+"""The two search engines: the exact scan against brute force, and the Atlas pipeline's shape."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chalicelib.database import open_database
+from chalicelib.settings import Settings
+from chalicelib.store import PhotoStore
+from chalicelib.vector_search import ATLAS_INDEX_NAME, AtlasSearch, ExactSearch
+
+
+@pytest.fixture
+def store():
+    s = PhotoStore(open_database(Settings(store_backend="memory")))
+    s.ensure_indexes()
+    return s
+
+
+def unit(rows):
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def add_faces(store, owner, vectors, version="v1"):
+    for i, vector in enumerate(vectors):
+        photo_id = f"{i:032x}"
+        store.replace_faces(owner, photo_id, [{"face_id": f"{photo_id}-000", "face_index": 0, "box": [0, 0, 1, 1],
+                                               "score": 1.0, "landmarks": [], "embedding": vector,
+                                               "model_version": version}])
+
+
+def test_exact_search_equals_brute_force_and_respects_owner_and_version(store):
+    rng = np.random.default_rng(0)
+    mine, theirs = unit(rng.standard_normal((200, 16))), unit(rng.standard_normal((50, 16)))
+    add_faces(store, "me", mine)
+    add_faces(store, "them", theirs)
+    add_faces(store, "me", unit(rng.standard_normal((5, 16))), version="v0")
+    engine = ExactSearch(store)
+    query = mine[17]
+    hits = engine.search("me", "v1", query, limit=10, threshold=-1.0)
+    expected = np.argsort(-(mine @ query))[:10]
+    assert [h[1] for h in hits] == [f"{i:032x}" for i in expected]
+    assert hits[0][2] == pytest.approx(1.0, abs=1e-6)
+    assert all(h[2] >= 0.3 for h in engine.search("me", "v1", query, limit=200, threshold=0.3))
+    assert engine.search("nobody", "v1", query, 10, -1.0) == []
+    assert engine.search("me", "v2", query, 10, -1.0) == []
+
+
+def test_exact_search_reloads_only_after_a_change(store):
+    rng = np.random.default_rng(1)
+    add_faces(store, "me", unit(rng.standard_normal((20, 8))))
+    engine = ExactSearch(store)
+    engine.search("me", "v1", np.ones(8) / np.sqrt(8), 5, -1.0)
+    engine.search("me", "v1", np.ones(8) / np.sqrt(8), 5, -1.0)
+    assert engine.loads == 1
+    store.delete_photo("me", f"{3:032x}")
+    assert len(engine.search("me", "v1", np.ones(8) / np.sqrt(8), 50, -1.0)) == 19
+    assert engine.loads == 2
+
+
+def test_atlas_pipeline_filters_by_owner_and_version_with_enough_candidates():
+    pipeline = AtlasSearch.pipeline("me", "v1", np.ones(4, np.float32) / 2, limit=30, threshold=0.6)
+    stage = pipeline[0]["$vectorSearch"]
+    assert stage["index"] == ATLAS_INDEX_NAME and stage["path"] == "embedding"
+    assert stage["filter"] == {"owner": "me", "model_version": "v1"}
+    assert stage["numCandidates"] >= 10 * 30 and stage["limit"] == 30
+    assert stage["queryVector"] == [0.5] * 4
+    assert pipeline[-1] == {"$match": {"score": {"$gte": 0.8}}}  # cosine 0.6 in Atlas's (1 + cos) / 2
+
+
+def test_atlas_index_definition_matches_the_bundle():
+    spec = json.loads((Path(__file__).parent.parent / "chalicelib" / "atlas_vector_index.json").read_text())
+    fields = {f["path"]: f for f in spec["definition"]["fields"]}
+    assert spec["name"] == ATLAS_INDEX_NAME and spec["type"] == "vectorSearch"
+    assert fields["embedding"]["similarity"] == "cosine"
+    assert {"owner", "model_version"} <= {p for p, f in fields.items() if f["type"] == "filter"}
+    from gpu_endpoint.build_bundle import DEFAULT_OUT
+    manifest = DEFAULT_OUT / "manifest.json"
+    if manifest.exists():
+        assert fields["embedding"]["numDimensions"] == json.loads(manifest.read_text())["embedder"]["embedding_dim"]
