@@ -22,9 +22,11 @@ def unit(rows):
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def add_faces(store, owner, vectors, version="v1"):
-    for i, vector in enumerate(vectors):
+def add_faces(store, owner, vectors, version="v1", first=0):
+    for i, vector in enumerate(vectors, start=first):
         photo_id = f"{i:032x}"
+        store.add_photos([{"owner": owner, "photo_id": photo_id, "key": f"users/{owner}/photos/{photo_id}.jpg",
+                           "status": "indexed", "uploaded_at": None}])
         store.replace_faces(owner, photo_id, [{"face_id": f"{photo_id}-000", "face_index": 0, "box": [0, 0, 1, 1],
                                                "score": 1.0, "landmarks": [], "embedding": vector,
                                                "model_version": version}])
@@ -35,7 +37,7 @@ def test_exact_search_equals_brute_force_and_respects_owner_and_version(store):
     mine, theirs = unit(rng.standard_normal((200, 16))), unit(rng.standard_normal((50, 16)))
     add_faces(store, "me", mine)
     add_faces(store, "them", theirs)
-    add_faces(store, "me", unit(rng.standard_normal((5, 16))), version="v0")
+    add_faces(store, "me", unit(rng.standard_normal((5, 16))), version="v0", first=1000)
     engine = ExactSearch(store)
     query = mine[17]
     hits = engine.search("me", "v1", query, limit=10, threshold=-1.0)
