@@ -8,14 +8,11 @@ machine is shared, so read ratios rather than absolute values.
 """
 from __future__ import annotations
 
-import io
-import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,11 +21,13 @@ import numpy as np
 import requests
 from PIL import Image
 
+from benchmarks.common import write_results
 from gpu_endpoint.build_bundle import DEFAULT_OUT
 from gpu_endpoint.engine import FaceEngine
 from gpu_endpoint.facedata import facedata_root, labelled_photos
+from local_stack.aws import free_port
+from local_stack.endpoint import EndpointProcess
 
-RESULTS = Path(__file__).resolve().parent / "results" / "face_engine_cpu.json"
 
 
 def median_ms(fn, repeat: int) -> float:
@@ -46,12 +45,6 @@ def resized(image: Image.Image, megapixels: float) -> Image.Image:
     return image.resize((round(image.size[0] * factor), round(image.size[1] * factor)), Image.Resampling.LANCZOS)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory of a process and its children (gunicorn workers)."""
     total = 0
@@ -64,15 +57,10 @@ def peak_rss_mb(pid: int) -> float:
 
 def server_throughput(bundle: Path, photos: list, clients: int = 4, requests_total: int = 48) -> dict:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "gpu_endpoint.serve", "--host", "127.0.0.1", "--port", str(port),
-                               "--model-dir", str(bundle)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = EndpointProcess(bundle, "127.0.0.1", port, {}, Path(tempfile.mkdtemp()) / "endpoint.log",
+                             workers=max(1, (os.cpu_count() or 2) // 2), threads=1)
     try:
-        for _ in range(240):
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.5)
+        server.wait_ready()
         bodies = [p.read_bytes() for p in photos]
 
         def call(i):
@@ -88,10 +76,9 @@ def server_throughput(bundle: Path, photos: list, clients: int = 4, requests_tot
         seconds = time.perf_counter() - start
         return {"clients": clients, "requests": requests_total, "seconds": seconds,
                 "photos_per_s": requests_total / seconds, "faces_per_s": faces / seconds,
-                "server_peak_rss_mb": peak_rss_mb(server.pid)}
+                "server_peak_rss_mb": peak_rss_mb(server.process.pid)}
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
 
 
 def main() -> int:
@@ -116,9 +103,7 @@ def main() -> int:
     group = root / "groups/dlib/2008_002470.jpg"
     singles = [p.path for p in labelled_photos(root) if p.source == "deepface" and p.path.suffix == ".jpg"][:6]
     results["server"] = server_throughput(DEFAULT_OUT, singles + [group])
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    write_results("face_engine_cpu.json", results)
     return 0
 
 

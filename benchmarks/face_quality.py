@@ -4,16 +4,14 @@
 """
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 from chalicelib.images import decode_image
+from benchmarks.common import write_results
 from gpu_endpoint.build_bundle import DEFAULT_OUT
 from gpu_endpoint.engine import FaceEngine
 from gpu_endpoint.facedata import facedata_root, ground_truth_boxes, match_detections
 
-RESULTS = Path(__file__).resolve().parent / "results" / "face_quality.json"
 
 
 def main() -> int:
@@ -33,9 +31,7 @@ def main() -> int:
     manifest = engine.manifest
     results = {"bundle": engine.version, "detection_dlib_ground_truth": {"totals": totals, "photos": per_photo},
                "calibration": manifest["calibration"]}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(totals, indent=2))
+    write_results("face_quality.json", results)
     return 0
 
 

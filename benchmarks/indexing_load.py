@@ -33,22 +33,14 @@ from werkzeug.wrappers import Request, Response
 import app as app_module
 from chalicelib.services import Services
 from chalicelib.settings import Settings
+from benchmarks.common import write_results
 from gpu_endpoint.build_bundle import DEFAULT_OUT
 from gpu_endpoint.engine import FaceEngine
 from gpu_endpoint.facedata import facedata_root, labelled_photos
 from gpu_endpoint.server import create_app
-from local_stack.aws import client, create_confirmed_user, provision, sign_in
+from local_stack.aws import client, create_confirmed_user, free_port, provision, sign_in
 from local_stack.pump import EventPump
 
-RESULTS = Path(__file__).resolve().parent / "results" / "indexing_load.json"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve(wsgi_app) -> str:
@@ -174,9 +166,7 @@ def main(argv=None) -> int:
             "upload_seconds": round(uploaded - started, 1), "index_seconds": round(finished - uploaded, 1),
             "photos_per_second": round(len(photo_ids) / (finished - uploaded), 2),
         }
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-        print(json.dumps(results, indent=2))
+        write_results("indexing_load.json", results)
         ok = results["lost"] == 0 and results["duplicate_faces"] == 0 and statuses["pending"] == 0
         return 0 if ok else 1
     finally:

@@ -75,7 +75,9 @@ class FaceEngine:
 
     @property
     def threshold(self) -> float:
-        return self.manifest["calibration"]["threshold"]
+        """The similarity above which a face counts as the same person in album search."""
+        calibration = self.manifest["calibration"]
+        return calibration.get("search_threshold", calibration["threshold"])
 
     # Detection ----------------------------------------------------------------
     def detect(self, image: Image.Image, min_face_size: int = 20, max_faces: int = 50) -> List[Face]:

@@ -60,6 +60,13 @@ def client(name: str, endpoint_url: str):
     return boto3.client(name, region_name=REGION, endpoint_url=endpoint_url, **CREDENTIALS)
 
 
+def free_port() -> int:
+    """A port nothing listens on now (for tests and benchmarks)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,18 +15,12 @@ from moto.server import ThreadedMotoServer
 import app as app_module
 from chalicelib.services import Services
 from chalicelib.settings import Settings
-from local_stack.aws import StackInfo, client, create_confirmed_user, provision, sign_in
+from local_stack.aws import StackInfo, client, create_confirmed_user, free_port, provision, sign_in  # noqa: F401
 from tests.face_fixtures import bundle_dir, engine  # noqa: F401  (shared fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 FACEDATA = ROOT.parent / "shared" / "facedata"
 PASSWORD = "Corr3ct-Horse!"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

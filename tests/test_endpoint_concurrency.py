@@ -1,37 +1,23 @@
 """The served endpoint (gunicorn, as in the container) under concurrent requests."""
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from tests.conftest import free_port
+from local_stack.aws import free_port
+from local_stack.endpoint import EndpointProcess
 from tests.face_fixtures import FACEDATA, needs_facedata
 
 pytestmark = [pytest.mark.slow, needs_facedata]
 
 
 @pytest.fixture(scope="module")
-def served(bundle_dir):
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "gpu_endpoint.serve", "serve", "--host", "127.0.0.1",
-                                "--port", str(port), "--model-dir", str(bundle_dir), "--workers", "2",
-                                "--threads", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if requests.get(f"{url}/ping", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("the endpoint did not start")
-    yield url
-    process.terminate()
-    process.wait(10)
+def served(bundle_dir, tmp_path_factory):
+    server = EndpointProcess(bundle_dir, "127.0.0.1", free_port(), {}, tmp_path_factory.mktemp("ep") / "log",
+                             workers=2, threads=2)
+    server.wait_ready()
+    yield server.url
+    server.stop()
 
 
 def test_concurrent_requests_all_answered_identically(served):

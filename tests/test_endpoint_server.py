@@ -1,7 +1,6 @@
 """The endpoint's SageMaker contract: every content type, every error case, S3 inputs."""
 import base64
 import io
-import json
 import struct
 import zlib
 

@@ -1,0 +1,122 @@
+"""Exact search speed on synthetic unit vectors (129-d, the bundle's dimension).
+
+    .venv/bin/python -m benchmarks.search_speed   → benchmarks/results/search_speed.json
+
+warm: a search against vectors already cached in the container (matrix-vector product and
+argpartition top-k, as ExactSearch does).  cold: loading the user's vectors from the store
+(BSON binary float32 → one matrix) then searching; measured on mongomock for 10k and 100k faces
+(1M is not filled: mongomock's in-memory documents would need several GB).
+end_to_end: FaceSearch.search with a face already in the album as the key (so no key
+embedding), on 10k faces in 2k photos: vector lookup, ranking, one result per photo, and the
+photo records and presigned URLs of a 30-result page.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+from benchmarks.common import write_results
+from chalicelib.database import open_database
+from chalicelib.settings import Settings
+from chalicelib.store import PhotoStore, vector_to_binary
+from chalicelib.vector_search import ExactSearch
+
+DIM = 129
+
+
+def percentiles(samples):
+    ordered = sorted(samples)
+    return {"p50_ms": round(statistics.median(ordered) * 1000, 3),
+            "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 3)}
+
+
+def unit_vectors(n, rng):
+    v = rng.standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def warm(n, rng) -> dict:
+    matrix = unit_vectors(n, rng)
+    ids = [{"face_id": f"f{i}", "photo_id": f"p{i}"} for i in range(n)]
+
+    class Cached(ExactSearch):
+        def _vectors(self, owner, model_version):
+            return ids, matrix
+
+    engine = Cached(store=None)
+    queries = unit_vectors(50, rng)
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        hits = engine.search("u", "v", q, 100, -1.0)
+        times.append(time.perf_counter() - start)
+    exact = np.argsort(-(matrix @ queries[-1]))[:100]
+    recall = len({h[0] for h in hits} & {f"f{i}" for i in exact}) / 100
+    return dict(percentiles(times), faces=n, recall_at_100=recall, matrix_mb=round(matrix.nbytes / 2**20, 1))
+
+
+def cold(n, rng) -> dict:
+    # No unique indexes: mongomock checks them by scanning, which would make filling it quadratic.
+    store = PhotoStore(open_database(Settings(store_backend="memory")))
+    vectors = unit_vectors(n, rng)
+    store.faces.insert_many([{"owner": "u", "face_id": f"f{i}", "photo_id": f"p{i}", "model_version": "v",
+                              "embedding": vector_to_binary(vectors[i])} for i in range(n)])
+    times = []
+    tracemalloc.start()
+    for _ in range(3):
+        engine = ExactSearch(store)  # a fresh container: nothing cached
+        start = time.perf_counter()
+        engine.search("u", "v", vectors[0], 100, -1.0)
+        times.append(time.perf_counter() - start)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return dict(percentiles(times), faces=n, peak_python_mb=round(peak / 2**20, 1))
+
+
+def end_to_end(rng, photos: int = 2000, faces_per_photo: int = 5) -> dict:
+    import boto3
+
+    from chalicelib.album import Album
+    from chalicelib.auth import User
+    from chalicelib.search import FaceSearch
+    from chalicelib.storage import PhotoStorage
+
+    settings = Settings(store_backend="memory")
+    store = PhotoStore(open_database(settings))
+    vectors = unit_vectors(photos * faces_per_photo, rng)
+    store.add_photos([{"owner": "u", "photo_id": f"{p:032x}", "key": f"users/u/photos/{p:032x}.jpg",
+                       "status": "indexed", "uploaded_at": None, "thumbnail_key": f"users/u/thumbs/{p:032x}.jpg"}
+                      for p in range(photos)])
+    store.faces.insert_many([{"owner": "u", "photo_id": f"{i // faces_per_photo:032x}",
+                              "face_id": f"{i // faces_per_photo:032x}-{i % faces_per_photo:03d}",
+                              "face_index": i % faces_per_photo, "box": [0, 0, 10, 10], "score": 1.0,
+                              "model_version": "v", "embedding": vector_to_binary(vectors[i])}
+                             for i in range(len(vectors))])
+    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    search = FaceSearch(Album(store, PhotoStorage(s3, "bucket"), settings), faces=None, index=ExactSearch(store))
+    search._model_info = (time.time(), {"model_version": "v", "threshold": 0.0})  # the endpoint already asked
+    user = User(sub="u")
+    times = []
+    for i in range(30):
+        face_id = f"{i * 37:032x}-000"
+        start = time.perf_counter()
+        result = search.search(user, {"photo_id": face_id[:32], "face_id": face_id, "limit": 30})
+        times.append(time.perf_counter() - start)
+    assert len(result["results"]) == 30
+    return dict(percentiles(times[1:]), faces=len(vectors), photos=photos, first_call_ms=round(times[0] * 1000, 1))
+
+
+def main() -> int:
+    rng = np.random.default_rng(0)
+    results = {"dim": DIM, "warm": [warm(n, rng) for n in (10_000, 100_000, 1_000_000)],
+               "cold": [cold(n, rng) for n in (10_000, 100_000)], "end_to_end": end_to_end(rng)}
+    write_results("search_speed.json", results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
