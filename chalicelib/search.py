@@ -14,7 +14,7 @@ from .album import Album, validate_file
 from .auth import User
 from .errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, ServiceUnavailable, Unprocessable
 from .face_client import FaceClient, FaceServiceError
-from .storage import CONTENT_TYPE_EXTENSIONS, key_photo_key
+from .storage import CONTENT_TYPE_EXTENSIONS, SEARCH_KEY_TAG, key_photo_key
 
 MAX_INLINE_BYTES = 4 * 1024 * 1024
 MAX_KEY_BYTES = 10 * 1024 * 1024
@@ -44,7 +44,7 @@ class FaceSearch:
         key_id = uuid.uuid4().hex
         ttl = 300
         post = self.storage.presigned_upload(key_photo_key(user.sub, key_id, item["content_type"]),
-                                             item["content_type"], MAX_KEY_BYTES, ttl)
+                                             item["content_type"], MAX_KEY_BYTES, ttl, tags=SEARCH_KEY_TAG)
         return {"key_id": key_id, "url": post["url"], "fields": post["fields"], "expires_in": ttl}
 
     # Search -------------------------------------------------------------------

@@ -42,18 +42,17 @@ class PhotoStorage:
         self.s3 = s3_client
         self.bucket = bucket
 
-    def presigned_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict:
-        """A presigned POST whose policy pins the key, the type and the size range."""
-        return self.s3.generate_presigned_post(
-            self.bucket,
-            key,
-            Fields={"Content-Type": content_type},
-            Conditions=[
-                {"Content-Type": content_type},
-                ["content-length-range", 1, max_bytes],
-            ],
-            ExpiresIn=expires_in,
-        )
+    def presigned_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int,
+                         tags: dict = None) -> dict:
+        """A presigned POST whose policy pins the key, the type, the size range and any tags."""
+        fields = {"Content-Type": content_type}
+        conditions = [{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]]
+        if tags:
+            tag_set = "".join(f"<Tag><Key>{k}</Key><Value>{v}</Value></Tag>" for k, v in sorted(tags.items()))
+            fields["tagging"] = f"<Tagging><TagSet>{tag_set}</TagSet></Tagging>"
+            conditions.append({"tagging": fields["tagging"]})
+        return self.s3.generate_presigned_post(self.bucket, key, Fields=fields, Conditions=conditions,
+                                               ExpiresIn=expires_in)
 
     def presigned_get(self, key: str, expires_in: int) -> str:
         return self.s3.generate_presigned_url(
@@ -80,6 +79,9 @@ class PhotoStorage:
         self.s3.head_bucket(Bucket=self.bucket)
 
 
+# Search key photos carry this tag; the bucket's lifecycle rule expires tagged objects after a day.
+SEARCH_KEY_TAG = {"kind": "search-key"}
+
+
 def key_photo_key(owner: str, key_id: str, content_type: str) -> str:
-    """Search key photos: short-lived (a lifecycle rule expires users/*/keys/ after a day)."""
     return f"users/{owner}/keys/{key_id}{CONTENT_TYPE_EXTENSIONS[content_type]}"

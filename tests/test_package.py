@@ -68,3 +68,10 @@ def test_zip_holds_everything_the_handlers_import(package, tmp_path):
                             cwd=tmp_path / "task", env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "/photos/uploads" in result.stdout
+
+
+def test_packaged_template_passes_cfn_lint(package):
+    from tests.test_infrastructure import cfn_lint
+
+    result = cfn_lint(package / "sam.json")
+    assert result.returncode == 0, result.stdout + result.stderr
