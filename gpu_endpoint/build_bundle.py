@@ -13,6 +13,7 @@ import importlib.metadata as metadata
 import json
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -119,9 +120,9 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
         log(f"bundle up to date: {out_dir}")
         return out_dir
 
-    work = out_dir.with_name(out_dir.name + ".building")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    # A private working folder: two builds at once (two checkouts, two CI jobs) cannot collide.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=out_dir.name + ".building-", dir=out_dir.parent))
     log("exporting MTCNN to ONNX")
     for name, path in sources["facenet-pytorch"].items():
         export_stage(name, path.parent, work / f"{name}.onnx")
@@ -199,7 +200,10 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
         entry["sha256"] = sha256(work / entry["path"])
     (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(out_dir, ignore_errors=True)
-    work.rename(out_dir)
+    try:
+        work.rename(out_dir)
+    except OSError:  # another build with the same inputs finished in between: keep its result
+        shutil.rmtree(work, ignore_errors=True)
     log(f"bundle {manifest['version']} in {out_dir}: threshold {threshold:.4f}, holdout accuracy "
         f"{holdout['accuracy']:.4f}, AUC {holdout['auc']:.4f}")
     return out_dir
