@@ -11,3 +11,18 @@ def write_results(name: str, results: dict) -> Path:
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return path
+
+
+def cpu_engine():
+    """(facedata root, the built bundle on CPU), or None, said on stderr, without facedata."""
+    import sys
+
+    from gpu_endpoint.build_bundle import DEFAULT_OUT
+    from gpu_endpoint.engine import FaceEngine
+    from gpu_endpoint.facedata import facedata_root
+
+    root = facedata_root()
+    if root is None:
+        print("../shared/facedata is absent: nothing real to benchmark on", file=sys.stderr)
+        return None
+    return root, FaceEngine(DEFAULT_OUT, providers=["CPUExecutionProvider"])

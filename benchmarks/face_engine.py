@@ -21,10 +21,9 @@ import numpy as np
 import requests
 from PIL import Image
 
-from benchmarks.common import write_results
+from benchmarks.common import cpu_engine, write_results
 from gpu_endpoint.build_bundle import DEFAULT_OUT
-from gpu_endpoint.engine import FaceEngine
-from gpu_endpoint.facedata import facedata_root, labelled_photos
+from gpu_endpoint.facedata import labelled_photos
 from local_stack.aws import free_port
 from local_stack.endpoint import EndpointProcess
 
@@ -82,11 +81,10 @@ def server_throughput(bundle: Path, photos: list, clients: int = 4, requests_tot
 
 
 def main() -> int:
-    root = facedata_root()
-    if root is None:
-        print("../shared/facedata is absent: nothing real to benchmark on", file=sys.stderr)
+    loaded = cpu_engine()
+    if loaded is None:
         return 1
-    engine = FaceEngine(DEFAULT_OUT, providers=["CPUExecutionProvider"])
+    root, engine = loaded
     big = Image.open(root / "people/deepface/Angelina_Jolie/img4.jpg").convert("RGB")
     chips = engine.chips(big, engine.detect(big, max_faces=1))
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "bundle": engine.version, "embedding": {}}

@@ -7,19 +7,16 @@ from __future__ import annotations
 import sys
 
 from chalicelib.images import decode_image
-from benchmarks.common import write_results
-from gpu_endpoint.build_bundle import DEFAULT_OUT
-from gpu_endpoint.engine import FaceEngine
-from gpu_endpoint.facedata import facedata_root, ground_truth_boxes, match_detections
+from benchmarks.common import cpu_engine, write_results
+from gpu_endpoint.facedata import ground_truth_boxes, match_detections
 
 
 
 def main() -> int:
-    root = facedata_root()
-    if root is None:
-        print("../shared/facedata is absent", file=sys.stderr)
+    loaded = cpu_engine()
+    if loaded is None:
         return 1
-    engine = FaceEngine(DEFAULT_OUT, providers=["CPUExecutionProvider"])
+    root, engine = loaded
     per_photo, totals = [], {"faces": 0, "found": 0, "missed": 0, "false_positives": 0}
     for path, boxes in sorted(ground_truth_boxes(root).items()):
         faces = engine.detect(decode_image(path.read_bytes()).image)

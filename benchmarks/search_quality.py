@@ -15,10 +15,8 @@ from collections import Counter
 import numpy as np
 
 from chalicelib.images import ImageError, decode_image
-from benchmarks.common import write_results
-from gpu_endpoint.build_bundle import DEFAULT_OUT
-from gpu_endpoint.engine import FaceEngine
-from gpu_endpoint.facedata import facedata_root, group_photos, labelled_photos
+from benchmarks.common import cpu_engine, write_results
+from gpu_endpoint.facedata import group_photos, labelled_photos
 
 
 
@@ -37,11 +35,10 @@ def summarise(rows) -> dict:
 
 
 def main() -> int:
-    root = facedata_root()
-    if root is None:
-        print("../shared/facedata is absent", file=sys.stderr)
+    loaded = cpu_engine()
+    if loaded is None:
         return 1
-    engine = FaceEngine(DEFAULT_OUT)
+    root, engine = loaded
     threshold = engine.threshold
     photos, vectors = [], []
     for photo in labelled_photos(root):
