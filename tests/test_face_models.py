@@ -83,7 +83,7 @@ def test_mtcnn_matches_facenet_pytorch(bundle_dir):
     import onnxruntime as ort
 
     from gpu_endpoint.detector import MTCNN
-    from tests.support.facenet_reference import facenet_mtcnn
+    from training.facenet import facenet_mtcnn
 
     def session(name):
         return ort.InferenceSession(str(bundle_dir / f"{name}.onnx"), providers=["CPUExecutionProvider"])

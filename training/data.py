@@ -1,0 +1,153 @@
+"""Training data: labelled photos → face chips aligned by the serving engine, cached.
+
+A data set is a folder per person (``root/<name>/*.jpg``) or ../shared/facedata
+(its manifest).  Identities, never photos, are split into the three roles:
+``train`` (fitted on), ``validation`` (model choice and threshold calibration)
+and ``evaluation`` (reported only), stratified by source so that a small
+domain such as the kpop photos lands in every role.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from gpu_endpoint.facedata import labelled_photos, normalise_identity
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".heic", ".heif"}
+ROLES = ("train", "validation", "evaluation")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    identity: str
+    source: str
+
+
+def load_samples(data: Path) -> List[Sample]:
+    """Every labelled photo of a facedata folder (by its manifest) or of a folder per person."""
+    data = Path(data)
+    if (data / "manifest.tsv").exists():
+        return [Sample(p.path, p.identity, p.source) for p in labelled_photos(data)]
+    people = sorted(d for d in data.iterdir() if d.is_dir())
+    samples = [Sample(f, normalise_identity(data.name, person.name), data.name)
+               for person in people for f in sorted(person.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not samples:
+        raise ValueError(f"{data}: no photos found; expected {data}/<person>/<photo>.jpg")
+    return samples
+
+
+def _rank(identity: str) -> str:
+    return hashlib.sha1(identity.encode()).hexdigest()
+
+
+def assign_roles(identities_by_source: Dict[str, Sequence[str]], validation_fraction: float,
+                 evaluation_fraction: float) -> Dict[str, str]:
+    """Identity → role.  Within each source, identities in a stable hashed order: the
+    first share is evaluation, the next validation, the rest train."""
+    roles: Dict[str, str] = {}
+    for source in sorted(identities_by_source):
+        ids = sorted({i for i in identities_by_source[source] if i not in roles}, key=_rank)
+        n_eval = int(round(len(ids) * evaluation_fraction))
+        n_val = int(round(len(ids) * validation_fraction))
+        for k, identity in enumerate(ids):
+            roles[identity] = "evaluation" if k < n_eval else "validation" if k < n_eval + n_val else "train"
+    return roles
+
+
+@dataclass
+class ChipSet:
+    """Aligned face chips (N, S, S, 3) uint8 RGB with their labels."""
+    chips: np.ndarray
+    identities: np.ndarray
+    sources: np.ndarray
+    paths: np.ndarray
+    roles: np.ndarray
+    bundle_version: str
+
+    def __len__(self) -> int:
+        return len(self.chips)
+
+    def subset(self, mask) -> "ChipSet":
+        mask = np.asarray(mask)
+        return ChipSet(self.chips[mask], self.identities[mask], self.sources[mask], self.paths[mask],
+                       self.roles[mask], self.bundle_version)
+
+    def role(self, name: str) -> "ChipSet":
+        return self.subset(self.roles == name)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, chips=self.chips, identities=self.identities, sources=self.sources,
+                            paths=self.paths, roles=self.roles, bundle_version=np.array(self.bundle_version))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "ChipSet":
+        with np.load(path) as z:
+            return cls(z["chips"], z["identities"], z["sources"], z["paths"], z["roles"], str(z["bundle_version"]))
+
+
+def _cache_key(samples: Sequence[Sample], manifest: dict, size: int, fractions) -> str:
+    digest = hashlib.sha256(json.dumps([manifest["version"], manifest["embedder"]["alignment_template"], size,
+                                        list(fractions)]).encode())
+    for s in samples:
+        stat = s.path.stat()
+        digest.update(f"{s.path}|{s.identity}|{s.source}|{stat.st_size}|{int(stat.st_mtime)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def prepare_chips(samples: Sequence[Sample], bundle_dir: Path, size: int, cache_dir: Path,
+                  validation_fraction: float = 0.15, evaluation_fraction: float = 0.4,
+                  log=print) -> ChipSet:
+    """Detect the largest face of each photo with the serving engine and align it to a
+    ``size`` chip (the bundle's template scaled); cached under ``cache_dir``."""
+    from chalicelib.images import ImageError, decode_image
+    from gpu_endpoint.engine import FaceEngine
+    from tqdm import tqdm
+
+    manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
+    key = _cache_key(samples, manifest, size, (validation_fraction, evaluation_fraction))
+    cached = Path(cache_dir) / f"chips-{key}.npz"
+    if cached.exists():
+        log(f"face chips from cache: {cached}")
+        return ChipSet.load(cached)
+
+    by_source = defaultdict(list)
+    for s in samples:
+        by_source[s.source].append(s.identity)
+    roles = assign_roles(by_source, validation_fraction, evaluation_fraction)
+    engine = FaceEngine(bundle_dir)
+    template = engine.template * (size / engine.chip_size)
+    from gpu_endpoint.align import warp_chip
+
+    chips, kept, missed = [], [], 0
+    started = time.time()
+    for sample in tqdm(samples, desc="detect and align", unit="photo", mininterval=5):
+        try:
+            image = decode_image(sample.path.read_bytes()).image
+        except ImageError:
+            missed += 1
+            continue
+        faces = engine.detect(image, min_face_size=20, max_faces=1)
+        if not faces:
+            missed += 1
+            continue
+        chips.append(warp_chip(image, faces[0].landmarks, template, size))
+        kept.append(sample)
+    if not kept:
+        raise ValueError("no face was found in any photo of the data set")
+    chip_set = ChipSet(np.stack(chips), np.array([s.identity for s in kept]), np.array([s.source for s in kept]),
+                       np.array([str(s.path) for s in kept]), np.array([roles[s.identity] for s in kept]),
+                       manifest["version"])
+    chip_set.save(cached)
+    log(f"{len(kept)} chips ({missed} photos without a face) in {time.time() - started:.0f}s → {cached}")
+    return chip_set

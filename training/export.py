@@ -1,0 +1,81 @@
+"""Fine-tuned weights → ONNX (dynamic batch, verified against torch on real chips) →
+the endpoint's bundle format, with a new version and calibrated thresholds."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from gpu_endpoint.build_bundle import sha256
+
+from .models import Calibrated, Embedder
+
+MAX_EXPORT_ERROR = 1e-4
+
+
+def export_onnx(model: Embedder, mean, anchor: float, path: Path) -> Calibrated:
+    served = Calibrated(model.cpu().eval(), mean, anchor).eval()
+    example = torch.zeros(2, 3, model.input_size, model.input_size)
+    torch.onnx.export(served, (example,), str(path), input_names=["chips"], output_names=["embeddings"],
+                      dynamic_axes={"chips": {0: "batch"}, "embeddings": {0: "batch"}}, opset_version=17,
+                      dynamo=False)
+    return served
+
+
+def verify_onnx(served: Calibrated, path: Path, chips: np.ndarray) -> float:
+    """Largest absolute difference between ONNX Runtime and torch on these (N, S, S, 3) chips."""
+    batch = chips.transpose(0, 3, 1, 2).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"chips": batch})[0]
+    with torch.no_grad():
+        want = served(torch.from_numpy(batch)).numpy()
+    error = float(np.abs(got - want).max())
+    if error > MAX_EXPORT_ERROR:
+        raise RuntimeError(f"ONNX export differs from torch by {error:.2e} (limit {MAX_EXPORT_ERROR:.0e})")
+    return error
+
+
+def package_bundle(base_bundle: Path, embedder_onnx: Path, out_dir: Path, *, model: Embedder, mean, anchor: float,
+                   thresholds: Dict[str, float], training: Dict) -> Path:
+    """A bundle like the base one (same detector) serving the fine-tuned embedder."""
+    base = json.loads((base_bundle / "manifest.json").read_text())
+    digest = sha256(embedder_onnx)
+    manifest = json.loads(json.dumps(base))
+    manifest["version"] = f"{model.name}-ft.{digest[:10]}"
+    manifest["builder"] = "training.export/1"
+    manifest.pop("build_key", None)
+    manifest.pop("sources", None)
+    scale = model.input_size / base["embedder"]["input_size"]
+    manifest["embedder"] = {
+        "name": f"{model.name} fine-tuned from {base['version']}" if model.name == "dlib-resnet"
+        else f"{model.name} fine-tuned",
+        "input_size": model.input_size,
+        "input": "aligned RGB chip 0..255, float32, NCHW",
+        "alignment_template": [[round(x * scale, 3), round(y * scale, 3)] for x, y in
+                               base["embedder"]["alignment_template"]],
+        "embedding_dim": model.dim + 1,
+        "metric": "cosine",
+        "output": "unit vector: L2-normalise([embedding - reference_mean, anchor]), inside the graph",
+        "reference_mean": [round(float(v), 7) for v in mean],
+        "anchor": round(float(anchor), 6),
+    }
+    manifest["calibration"] = {
+        "threshold": round(thresholds["verification"], 4),
+        "search_threshold": round(thresholds["search"], 4),
+        "method": "verification: accuracy peak between the pair means on the validation identities; search: best "
+                  "mean retrieval F1 on the validation identities",
+    }
+    manifest["training"] = training
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, entry in base["files"].items():
+        if name != "embedder":
+            shutil.copy2(base_bundle / entry["path"], out_dir / entry["path"])
+    shutil.copy2(embedder_onnx, out_dir / "embedder.onnx")
+    manifest["files"]["embedder"] = {"path": "embedder.onnx", "sha256": digest}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return out_dir

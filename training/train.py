@@ -1,0 +1,180 @@
+"""The fine-tuning loop: ArcFace (and/or triplet) loss, identity-grouped batches, a
+checkpoint after every epoch that a rerun resumes from, and the best weights by
+validation AUC kept apart (epoch 0, the starting weights, competes too)."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gpu_endpoint import calibration
+from gpu_endpoint.build_bundle import embed_transform
+
+from .augment import augment
+from .config import TrainConfig
+from .data import ChipSet
+from .evaluate import embed, fit_calibration
+from .models import Embedder, build_model, freeze_leading
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def identity_batches(labels: np.ndarray, batch_size: int, per_identity: int, generator: torch.Generator):
+    """Shuffled batches in which a person's photos come in groups of up to ``per_identity``
+    (a triplet miner needs positives in the batch; ArcFace does not mind)."""
+    groups = []
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        idx = idx[torch.randperm(len(idx), generator=generator).numpy()]
+        groups += [idx[i:i + per_identity] for i in range(0, len(idx), per_identity)]
+    order = torch.randperm(len(groups), generator=generator).numpy()
+    flat = np.concatenate([groups[i] for i in order])
+    return [flat[i:i + batch_size] for i in range(0, len(flat) - 1, batch_size) if len(flat[i:i + batch_size]) > 1]
+
+
+def validation_auc(model: Embedder, chips: ChipSet, device: str) -> Dict[str, float]:
+    raw = embed(model, chips.chips, device)
+    mean, anchor = fit_calibration(raw)
+    pos, neg = calibration.pair_similarities(embed_transform(raw, mean, anchor), list(chips.identities))
+    return calibration.report(pos, neg)
+
+
+class Losses(torch.nn.Module):
+    def __init__(self, cfg: TrainConfig, num_classes: int, dim: int, class_means: torch.Tensor):
+        super().__init__()
+        from pytorch_metric_learning import distances, losses, miners
+
+        self.arcface = self.triplet = None
+        if "arcface" in cfg.loss:
+            self.arcface = losses.ArcFaceLoss(num_classes, dim, margin=math.degrees(cfg.arcface_margin),
+                                              scale=cfg.arcface_scale)
+            # Start the class centres at the classes' mean embeddings: the loss is then
+            # meaningful from step one and the pretrained features are not torn apart.
+            self.arcface.W.data = F.normalize(class_means, dim=1).T.contiguous()
+        if "triplet" in cfg.loss:
+            self.triplet = losses.TripletMarginLoss(margin=cfg.triplet_margin, distance=distances.CosineSimilarity())
+            self.miner = miners.BatchHardMiner(distance=distances.CosineSimilarity())
+
+    def forward(self, embeddings, labels):
+        total = embeddings.new_zeros(())
+        if self.arcface is not None:
+            total = total + self.arcface(embeddings, labels)
+        if self.triplet is not None:
+            total = total + self.triplet(embeddings, labels, self.miner(embeddings, labels))
+        return total
+
+
+def _settings(config: dict) -> dict:
+    """What must match to resume: everything but the number of epochs (a run may be extended)."""
+    return {k: v for k, v in config.items() if k != "epochs"}
+
+
+def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: bool = True) -> Dict:
+    """Train on the ``train`` chips, choose by ``validation`` AUC; resumable from ``run_dir``."""
+    from tqdm import tqdm
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    aug_generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    model = build_model(cfg.model, cfg.weights, cfg.input_size).to(device)
+    train_set, val_set = chips.role("train"), chips.role("validation")
+    if chips.chips.shape[1] != model.input_size:
+        raise ValueError(f"chips are {chips.chips.shape[1]} px, the model takes {model.input_size}")
+    classes = sorted(set(train_set.identities))
+    labels = np.array([classes.index(i) for i in train_set.identities])
+    frozen = freeze_leading(model, cfg.freeze_fraction)
+
+    raw = torch.from_numpy(embed(model, train_set.chips, device))
+    means = torch.stack([raw[torch.from_numpy(labels == c)].mean(0) for c in range(len(classes))])
+    loss_fn = Losses(cfg, len(classes), model.dim, means).to(device)
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
+    if list(loss_fn.parameters()):
+        groups.append({"params": list(loss_fn.parameters()), "lr": cfg.head_lr})
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+
+    history: List[Dict] = []
+    start_epoch = 1
+    checkpoint_path = run_dir / CHECKPOINT
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if _settings(state["config"]) != _settings(cfg.to_dict()):
+            raise ValueError(f"{checkpoint_path} was written with other settings; use a new run folder")
+        model.load_state_dict(state["model"])
+        loss_fn.load_state_dict(state["loss"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"].cpu())
+        aug_generator.set_state(state["aug_generator"].cpu())
+        history = state["history"]
+        start_epoch = state["epoch"] + 1
+        log(f"resuming after epoch {state['epoch']} from {checkpoint_path}")
+    else:
+        baseline = validation_auc(model, val_set, device)
+        history.append({"epoch": 0, "train_loss": None, "val_auc": baseline["auc"],
+                        "val_accuracy": baseline["accuracy"], "seconds": 0.0})
+        torch.save(model.state_dict(), run_dir / BEST)
+        log(f"epoch 0 (starting weights): validation AUC {baseline['auc']:.4f}, accuracy {baseline['accuracy']:.4f}")
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        started = time.time()
+        model.train()
+        batches = identity_batches(labels, cfg.batch_size, cfg.per_identity, generator)
+        if cfg.max_steps_per_epoch:
+            batches = batches[:cfg.max_steps_per_epoch]
+        losses = []
+        for idx in tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress, leave=False):
+            x = torch.from_numpy(train_set.chips[idx]).permute(0, 3, 1, 2).float().to(device)
+            if cfg.augment:
+                x = augment(x, cfg.augmentation, aug_generator)
+            y = torch.from_numpy(labels[idx]).to(device)
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        if device == "cuda":
+            torch.cuda.synchronize()
+        train_seconds = time.time() - started
+        val = validation_auc(model, val_set, device)
+        best_auc = max(h["val_auc"] for h in history)
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
+                        "val_auc": val["auc"], "val_accuracy": val["accuracy"], "seconds": round(train_seconds, 2),
+                        "steps": len(batches), "device": device})
+        if val["auc"] > best_auc:
+            torch.save(model.state_dict(), run_dir / BEST)
+        log(f"epoch {epoch}: loss {history[-1]['train_loss']:.4f}, validation AUC {val['auc']:.4f} "
+            f"(accuracy {val['accuracy']:.4f}), {train_seconds:.1f}s on {device}")
+        torch.save({"config": cfg.to_dict(), "epoch": epoch, "model": model.state_dict(), "loss": loss_fn.state_dict(),
+                    "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                    "aug_generator": aug_generator.get_state(), "history": history},
+                   run_dir / (CHECKPOINT + ".tmp"))
+        (run_dir / (CHECKPOINT + ".tmp")).replace(checkpoint_path)
+
+    best = max(history, key=lambda h: h["val_auc"])
+    summary = {"history": history, "best_epoch": best["epoch"], "frozen_tensors": frozen, "device": device,
+               "classes": len(classes), "train_faces": len(train_set), "validation_faces": len(val_set)}
+    (run_dir / "history.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def load_best(cfg: TrainConfig, run_dir: Path, device: str = "cpu") -> Embedder:
+    model = build_model(cfg.model, cfg.weights, cfg.input_size)
+    model.load_state_dict(torch.load(run_dir / BEST, map_location=device, weights_only=True))
+    return model.to(device).eval()
