@@ -127,7 +127,7 @@ def test_arcface_fine_tuning_lowers_the_loss(tiny_chips, tmp_path):
     losses = [h["train_loss"] for h in summary["history"] if h["epoch"]]
     assert len(losses) == 4 and all(np.isfinite(losses))
     assert losses[-1] < 0.8 * losses[0], losses
-    assert summary["history"][0]["epoch"] == 0 and 0 <= summary["best_epoch"] <= 4
+    assert summary["history"][0]["epoch"] == 0 and 0 <= summary["chosen_epoch"] <= 4
 
 
 def test_a_resumed_run_equals_an_uninterrupted_one(tiny_chips, tmp_path):

@@ -16,18 +16,19 @@ class TrainConfig:
     input_size: Optional[int] = None      # chip size ("resize"); default: the model's native size
     loss: str = "arcface"                 # arcface | triplet | arcface+triplet
     arcface_scale: float = 30.0
-    arcface_margin: float = 0.5           # additive angular margin, radians
+    arcface_margin: float = 0.1           # additive angular margin, radians (see README: chosen by validation)
     triplet_margin: float = 0.2
     optimizer: str = "sgd"                # sgd | adam
-    lr: float = 1e-4                      # the network's learning rate (the seed's best: 1e-4, SGD)
+    lr: float = 1e-5                      # the network's learning rate (the seed's best was 1e-4 for FaceNet)
     head_lr: float = 1e-2                 # ArcFace class centres (initialised at the class means)
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    freeze_fraction: float = 0.0          # freeze this share of parameter tensors, input side first
+    freeze_fraction: float = 0.5          # freeze this share of parameter tensors, input side first
     epochs: int = 10
     batch_size: int = 32
     per_identity: int = 4                 # photos of one person together in a batch
     max_steps_per_epoch: Optional[int] = None
+    select: str = "last"                  # last: the final epoch's weights (the seed's way) | best-validation
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
@@ -56,6 +57,8 @@ class TrainConfig:
             raise ValueError(f"loss must be arcface, triplet or arcface+triplet, not {self.loss!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be sgd or adam, not {self.optimizer!r}")
+        if self.select not in ("last", "best-validation"):
+            raise ValueError(f"select must be last or best-validation, not {self.select!r}")
         if not 0 <= self.freeze_fraction <= 1:
             raise ValueError("freeze_fraction must be between 0 and 1")
         if self.epochs < 0 or self.batch_size < 2 or self.per_identity < 1:

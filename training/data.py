@@ -33,7 +33,7 @@ class Sample:
 
 def load_samples(data: Path) -> List[Sample]:
     """Every labelled photo of a facedata folder (by its manifest) or of a folder per person."""
-    data = Path(data)
+    data = Path(data).resolve()
     if (data / "manifest.tsv").exists():
         return [Sample(p.path, p.identity, p.source) for p in labelled_photos(data)]
     people = sorted(d for d in data.iterdir() if d.is_dir())

@@ -53,7 +53,8 @@ def evaluate_model(model, chips: ChipSet, mean, anchor, device="cpu", thresholds
     groups = {"all": np.ones(len(chips), bool)}
     for source in sorted(set(chips.sources)):
         mask = chips.sources == source
-        if len(set(chips.identities[mask])) >= 2:
+        _, counts = np.unique(chips.identities[mask], return_counts=True)
+        if len(counts) >= 2 and (counts >= 2).any():     # a source with pairs of both kinds
             groups[source] = mask
     out = {}
     for name, mask in groups.items():
@@ -62,7 +63,7 @@ def evaluate_model(model, chips: ChipSet, mean, anchor, device="cpu", thresholds
         entry = {"at_accuracy_peak": at_peak["metrics"], "_pairs": (at_peak["positives"], at_peak["negatives"])}
         if "verification" in thresholds:
             entry["at_validation_threshold"] = verification(vectors[mask], ids, thresholds["verification"])["metrics"]
-        if "search" in thresholds:
+        if "search" in thresholds and (np.unique(ids, return_counts=True)[1] >= 3).any():
             entry["search"] = calibration.retrieval_report(vectors[mask], ids, thresholds["search"])
         out[name] = entry
     return out

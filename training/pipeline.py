@@ -36,7 +36,14 @@ def calibrate(model, chips: ChipSet, device: str):
 
 
 def load_chips(cfg: TrainConfig, data: Path, base_bundle: Path, cache_dir: Path, log=print) -> ChipSet:
+    """``data``: photos (see data.load_samples), or a chips file the ``chips`` command wrote
+    (to train where the photos are not, e.g. on a GPU machine)."""
     size = cfg.input_size or MODELS[cfg.model]
+    if Path(data).suffix == ".npz":
+        chips = ChipSet.load(Path(data))
+        if chips.chips.shape[1] != size:
+            raise ValueError(f"{data} holds {chips.chips.shape[1]} px chips; this model takes {size}")
+        return chips
     return prepare_chips(load_samples(data), base_bundle, size, cache_dir, cfg.validation_fraction,
                          cfg.evaluation_fraction, log)
 
@@ -65,7 +72,7 @@ def fine_tune(cfg: TrainConfig, data: Path, run_dir: Path, base_bundle: Path = D
         results[label] = evaluate_model(model, chips.role("evaluation"), mean, anchor, device, thresholds)
     epoch_seconds = [h["seconds"] for h in summary["history"] if h["epoch"] > 0]
     context = {"data": str(data), "base_bundle": chips.bundle_version, "config": cfg.to_dict(), "roles": counts,
-               "best_epoch": summary["best_epoch"], "device": summary["device"],
+               "chosen_epoch": summary["chosen_epoch"], "device": summary["device"],
                "seconds_per_epoch": round(float(np.mean(epoch_seconds)), 2) if epoch_seconds else None,
                "history": summary["history"],
                "thresholds": {label: c[2] for label, c in calibrations.items()}}
@@ -77,7 +84,7 @@ def fine_tune(cfg: TrainConfig, data: Path, run_dir: Path, base_bundle: Path = D
         onnx_path = run_dir / "embedder.onnx"
         served = export_onnx(models["after"], mean, anchor, onnx_path)
         error = verify_onnx(served, onnx_path, chips.role("evaluation").chips[:32])
-        training = {"base_bundle": chips.bundle_version, "config": cfg.to_dict(), "best_epoch": summary["best_epoch"],
+        training = {"base_bundle": chips.bundle_version, "config": cfg.to_dict(), "chosen_epoch": summary["chosen_epoch"],
                     "export_max_abs_diff": error,
                     "evaluation": {label: groups["all"]["at_accuracy_peak"] for label, groups in
                                    document["models"].items()}}

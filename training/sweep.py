@@ -21,7 +21,8 @@ def run_name(values: Dict) -> str:
 
 
 def sweep(base: TrainConfig, grid: Dict[str, List], data: Path, out_dir: Path, base_bundle: Path = DEFAULT_BUNDLE,
-          cache_dir: Path = DEFAULT_CACHE, log=print, progress: bool = True) -> List[Dict]:
+          cache_dir: Path = DEFAULT_CACHE, log=print, progress: bool = True,
+          table_groups=("all", "kpop")) -> List[Dict]:
     rows, chip_sets = [], {}
     for values in combinations(grid):
         cfg = base.with_overrides(f"{k}={json.dumps(v)}" for k, v in values.items())
@@ -34,20 +35,32 @@ def sweep(base: TrainConfig, grid: Dict[str, List], data: Path, out_dir: Path, b
         row = dict(values)
         for label in ("before", "after"):
             for group, entry in document["models"][label].items():
+                if group not in table_groups:
+                    continue
                 row[f"{label}.{group}.accuracy"] = entry["at_accuracy_peak"]["accuracy"]
                 row[f"{label}.{group}.auc"] = entry["at_accuracy_peak"]["auc"]
-        row["best_epoch"] = document["context"]["best_epoch"]
+        history = document["context"]["history"]
+        row["chosen_epoch"] = document["context"]["chosen_epoch"]
+        row["val_auc.start"] = history[0]["val_auc"]
+        row["val_auc.best"] = max(h["val_auc"] for h in history)
+        row["seconds_per_epoch"] = document["context"]["seconds_per_epoch"]
         rows.append(row)
         write_table(rows, out_dir)
     return rows
+
+
+def _cell(column, value, grid_keys) -> str:
+    if isinstance(value, float) and column not in grid_keys:
+        return f"{value:.4f}"
+    return str(value)
 
 
 def write_table(rows: List[Dict], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps(rows, indent=2))
     columns = list(rows[0])
+    grid_keys = {c for c in columns if "." not in c and c not in ("chosen_epoch", "seconds_per_epoch")}
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(f"{row.get(c):.4f}" if isinstance(row.get(c), float) else str(row.get(c))
-                                       for c in columns) + " |")
+        lines.append("| " + " | ".join(_cell(c, row.get(c), grid_keys) for c in columns) + " |")
     (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")

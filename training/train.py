@@ -1,6 +1,7 @@
 """The fine-tuning loop: ArcFace (and/or triplet) loss, identity-grouped batches, a
-checkpoint after every epoch that a rerun resumes from, and the best weights by
-validation AUC kept apart (epoch 0, the starting weights, competes too)."""
+checkpoint after every epoch that a rerun resumes from.  best.pt holds the weights
+chosen by ``select``: the last epoch's, or those with the best validation AUC
+(epoch 0, the starting weights, competes too)."""
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ from .augment import augment
 from .config import TrainConfig
 from .data import ChipSet
 from .evaluate import embed, fit_calibration
-from .models import Embedder, build_model, freeze_leading
+from .models import Calibrated, Embedder, build_model, freeze_leading
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -99,9 +100,14 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
     labels = np.array([classes.index(i) for i in train_set.identities])
     frozen = freeze_leading(model, cfg.freeze_fraction)
 
-    raw = torch.from_numpy(embed(model, train_set.chips, device))
-    means = torch.stack([raw[torch.from_numpy(labels == c)].mean(0) for c in range(len(classes))])
-    loss_fn = Losses(cfg, len(classes), model.dim, means).to(device)
+    # The loss sees the vectors search compares: the bundle's calibrated output, with the
+    # reference mean and anchor of the starting weights (a resumed run recomputes the same).
+    raw = embed(model, train_set.chips, device)
+    mean, anchor = fit_calibration(raw)
+    served = Calibrated(model, mean, anchor).to(device)
+    vectors = torch.from_numpy(embed_transform(raw, mean, anchor))
+    means = torch.stack([vectors[torch.from_numpy(labels == c)].mean(0) for c in range(len(classes))])
+    loss_fn = Losses(cfg, len(classes), model.dim + 1, means).to(device)
     groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
     if list(loss_fn.parameters()):
         groups.append({"params": list(loss_fn.parameters()), "lr": cfg.head_lr})
@@ -144,7 +150,7 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
             if cfg.augment:
                 x = augment(x, cfg.augmentation, aug_generator)
             y = torch.from_numpy(labels[idx]).to(device)
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(served(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -157,7 +163,7 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
                         "val_auc": val["auc"], "val_accuracy": val["accuracy"], "seconds": round(train_seconds, 2),
                         "steps": len(batches), "device": device})
-        if val["auc"] > best_auc:
+        if val["auc"] > best_auc and cfg.select == "best-validation":
             torch.save(model.state_dict(), run_dir / BEST)
         log(f"epoch {epoch}: loss {history[-1]['train_loss']:.4f}, validation AUC {val['auc']:.4f} "
             f"(accuracy {val['accuracy']:.4f}), {train_seconds:.1f}s on {device}")
@@ -167,8 +173,12 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
                    run_dir / (CHECKPOINT + ".tmp"))
         (run_dir / (CHECKPOINT + ".tmp")).replace(checkpoint_path)
 
-    best = max(history, key=lambda h: h["val_auc"])
-    summary = {"history": history, "best_epoch": best["epoch"], "frozen_tensors": frozen, "device": device,
+    if cfg.select == "last":
+        torch.save(model.state_dict(), run_dir / BEST)
+        chosen = history[-1]
+    else:
+        chosen = max(history, key=lambda h: h["val_auc"])
+    summary = {"history": history, "chosen_epoch": chosen["epoch"], "frozen_tensors": frozen, "device": device,
                "classes": len(classes), "train_faces": len(train_set), "validation_faces": len(val_set)}
     (run_dir / "history.json").write_text(json.dumps(summary, indent=2))
     return summary
