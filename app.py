@@ -10,6 +10,7 @@ from chalicelib.errors import ApiError, BadRequest, code_for_status
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
 from chalicelib.reindex import enqueue, progress
 from chalicelib.services import Services
+from chalicelib.web_client import asset, client_config
 
 app = Chalice(app_name="memory-studio")
 services = Services()
@@ -71,6 +72,19 @@ def health():
     body = {"status": "ok" if ok else "degraded", "version": __version__,
             "stage": services.settings.stage, "dependencies": checks}
     return Response(body, status_code=200 if ok else 503)
+
+
+@app.route("/", methods=["GET"])
+def web_client():
+    """The browser client (no token needed to load it; every API call it makes carries one)."""
+    return asset("index.html", services.settings)
+
+
+@app.route("/web/{name}", methods=["GET"])
+def web_file(name):
+    if name == "config.json":
+        return client_config(services.settings)
+    return asset(name, services.settings)
 
 
 @app.route("/photos/uploads", methods=["POST"], authorizer=authorizer, cors=cors)

@@ -66,7 +66,8 @@ def up(args) -> int:
         print(f"error: no face model bundle in {BUNDLE}; build it with "
               "'.venv/bin/python -m gpu_endpoint.build_bundle' (needs ../shared/facedata)", file=sys.stderr)
         return 2
-    store_path = STATE / "store"
+    state = Path(args.state_dir)
+    store_path = state / "store"
     shutil.rmtree(store_path, ignore_errors=True)  # fresh with moto's in-memory state
 
     moto = ThreadedMotoServer(ip_address=args.host, port=args.aws_port, verbose=False)
@@ -75,12 +76,14 @@ def up(args) -> int:
     api_url = f"http://{args.host}:{args.port}"
     faces = None
     try:
-        info = provision(endpoint, args.bucket, api_url, str(store_path))
+        # The web client is served by the API, so its origin is the API's: browser uploads go from there.
+        origins = (api_url, f"http://localhost:{args.port}")
+        info = provision(endpoint, args.bucket, api_url, str(store_path), cors_origins=origins)
         faces = EndpointProcess(BUNDLE, args.host, args.endpoint_port,
-                                {**info.app_environment(), "ALLOWED_S3_BUCKETS": info.bucket}, STATE / "endpoint.log")
+                                {**info.app_environment(), "ALLOWED_S3_BUCKETS": info.bucket}, state / "endpoint.log")
         faces.wait_ready()
         info.endpoint_url = faces.url
-        info.write(STACK_FILE)
+        info.write(state / "stack.json")
         os.environ.update(info.app_environment())
         server = serve_api(args.host, args.port)
         pump = start_pump(info)
@@ -91,9 +94,9 @@ def up(args) -> int:
         print(f"error: the local stack failed to start: {exc}", file=sys.stderr)
         return 1
 
-    print(f"Memory Studio local stack\n  API          {api_url}\n  AWS (moto)   {endpoint}\n"
+    print(f"Memory Studio local stack\n  web client   {api_url}/\n  API          {api_url}\n  AWS (moto)   {endpoint}\n"
           f"  faces        {info.endpoint_url} (model bundle, CPU)\n  bucket       {info.bucket}\n  user pool    {info.user_pool_id} (client {info.user_pool_client_id})\n"
-          f"  store        {store_path} (embedded, reset at each start)\n  stack file   {STACK_FILE}\n"
+          f"  store        {store_path} (embedded, reset at each start)\n  stack file   {state / 'stack.json'}\n"
           f"Create a user: python -m local_stack user you@example.com 'Passw0rd!'\nCtrl-C stops.", flush=True)
 
     def stop(*_):
@@ -160,6 +163,7 @@ def main(argv=None) -> int:
     p_up.add_argument("--aws-port", type=int, default=4566)
     p_up.add_argument("--endpoint-port", type=int, default=8080)
     p_up.add_argument("--bucket", default="memory-studio-local")
+    p_up.add_argument("--state-dir", default=str(STATE), help="store, stack.json and logs (default .local)")
     p_up.set_defaults(func=up)
     for name, func, text in (("user", user, "create a confirmed user"), ("token", token, "print an ID token")):
         p = sub.add_parser(name, help=text)

@@ -1,0 +1,489 @@
+// Memory Studio web client: Cognito sign-in, presigned uploads, album, find by face.
+// Talks only to Cognito (config.cognitoEndpoint) and this API (relative paths, so it works
+// under an API Gateway stage prefix too).  The ID token lives in memory only; the refresh
+// token in localStorage; neither ever goes into a URL.
+const $ = (id) => document.getElementById(id);
+const EXTENSION_TYPES = { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", webp: "image/webp", heic: "image/heic", heif: "image/heif" };
+const SESSION_KEY = "memstudio.session";
+let config = null;
+let session = null;
+
+// Status line -------------------------------------------------------------------------
+function say(message, isError = false) {
+  const status = $("status");
+  status.textContent = message;
+  status.classList.toggle("error", isError);
+}
+
+// Cognito -----------------------------------------------------------------------------
+async function cognito(action, body) {
+  const response = await fetch(config.cognitoEndpoint, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": `AWSCognitoIdentityProviderService.${action}` },
+    body: JSON.stringify(body),
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.message || data.Message || `${action} failed (${response.status})`);
+  return data;
+}
+
+function claims(token) {
+  const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+  return JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
+}
+
+function keepSession(result, email) {
+  const idToken = result.IdToken;
+  const c = claims(idToken);
+  session = { idToken, refreshToken: result.RefreshToken || session?.refreshToken, expiresAt: c.exp * 1000, email: c.email || email };
+  localStorage.setItem(SESSION_KEY, JSON.stringify({ refreshToken: session.refreshToken, email: session.email }));
+}
+
+async function refreshSession() {
+  const result = await cognito("InitiateAuth", {
+    AuthFlow: "REFRESH_TOKEN_AUTH", ClientId: config.clientId, AuthParameters: { REFRESH_TOKEN: session.refreshToken },
+  });
+  keepSession(result.AuthenticationResult, session.email);
+}
+
+async function currentToken() {
+  if (!session) throw new Error("please sign in");
+  if (Date.now() > session.expiresAt - 60_000) await refreshSession();
+  return session.idToken;
+}
+
+function signOut(message = "Signed out.") {
+  session = null;
+  localStorage.removeItem(SESSION_KEY);
+  album.reset();
+  show("auth");
+  say(message);
+}
+
+// API ---------------------------------------------------------------------------------
+class ApiError extends Error {
+  constructor(message, status, code) { super(message); this.status = status; this.code = code; }
+}
+
+async function api(method, path, body, retried = false) {
+  const headers = { Authorization: `Bearer ${await currentToken()}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (response.status === 401 && !retried) {
+    await refreshSession();
+    return api(method, path, body, true);
+  }
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new ApiError(data.message || `request failed (${response.status})`, response.status, data.error);
+  return data;
+}
+
+function contentType(file) {
+  const ext = file.name.split(".").pop().toLowerCase();
+  return config.contentTypes.includes(file.type) ? file.type : EXTENSION_TYPES[ext] || file.type || "application/octet-stream";
+}
+
+function s3Error(xhr) {
+  const match = /<Message>([^<]*)<\/Message>/.exec(xhr.responseText || "");
+  return match ? match[1] : `storage refused the upload (${xhr.status})`;
+}
+
+/** A presigned POST straight to S3; onProgress(loaded, total). */
+function postToS3(upload, file, onProgress = () => {}) {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    for (const [name, value] of Object.entries(upload.fields)) form.append(name, value);
+    form.append("file", file);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", upload.url);
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded, e.total); };
+    xhr.onload = () => (xhr.status >= 200 && xhr.status < 300 ? resolve() : reject(new Error(s3Error(xhr))));
+    xhr.onerror = () => reject(new Error("network error while uploading"));
+    xhr.send(form);
+  });
+}
+
+async function inParallel(tasks, width) {
+  const queue = [...tasks];
+  await Promise.all(Array.from({ length: Math.min(width, queue.length) }, async () => {
+    while (queue.length) await queue.shift()();
+  }));
+}
+
+// Views -------------------------------------------------------------------------------
+const VIEWS = ["auth", "album", "upload", "find", "profile"];
+
+function show(name) {
+  if (name !== "auth" && !session) name = "auth";
+  for (const view of VIEWS) $(`view-${view}`).hidden = view !== name;
+  $("nav").hidden = !session;
+  for (const link of document.querySelectorAll("nav a")) {
+    if (link.dataset.view === name) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
+  }
+  if (name === "album") album.start();
+  if (name === "profile") $("profile-email").textContent = session.email || "";
+  $("main").focus({ preventScroll: true });
+}
+
+function route() {
+  const name = location.hash.slice(1) || "album";
+  show(VIEWS.includes(name) ? name : "album");
+}
+
+// Sign in / up / confirm --------------------------------------------------------------
+function selectTab(name) {
+  for (const tab of ["signin", "signup", "confirm"]) {
+    $(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
+    $(`form-${tab}`).hidden = tab !== name;
+  }
+}
+
+function wireAuth() {
+  for (const tab of ["signin", "signup", "confirm"]) $(`tab-${tab}`).addEventListener("click", () => selectTab(tab));
+  if (config.local) $("confirm-hint").textContent = "Local stack: no email is sent; any code confirms the account.";
+  const guarded = (handler) => async (event) => {
+    event.preventDefault();
+    const button = event.target.querySelector("button");
+    button.disabled = true;
+    try { await handler(new FormData(event.target)); } catch (error) { say(error.message, true); } finally { button.disabled = false; }
+  };
+  $("form-signin").addEventListener("submit", guarded(async (form) => {
+    const email = form.get("email");
+    const result = await cognito("InitiateAuth", {
+      AuthFlow: "USER_PASSWORD_AUTH", ClientId: config.clientId, AuthParameters: { USERNAME: email, PASSWORD: form.get("password") },
+    });
+    keepSession(result.AuthenticationResult, email);
+    say(`Signed in as ${session.email}.`);
+    location.hash = "#album";
+    route();
+  }));
+  $("form-signup").addEventListener("submit", guarded(async (form) => {
+    const email = form.get("email");
+    await cognito("SignUp", { ClientId: config.clientId, Username: email, Password: form.get("password"), UserAttributes: [{ Name: "email", Value: email }] });
+    $("form-confirm").elements.email.value = email;
+    selectTab("confirm");
+    say("Account created: enter the confirmation code.");
+  }));
+  $("form-confirm").addEventListener("submit", guarded(async (form) => {
+    const email = form.get("email");
+    await cognito("ConfirmSignUp", { ClientId: config.clientId, Username: email, ConfirmationCode: form.get("code") });
+    $("form-signin").elements.email.value = email;
+    selectTab("signin");
+    say("Account confirmed: sign in.");
+  }));
+  $("sign-out").addEventListener("click", () => signOut());
+}
+
+// Album -------------------------------------------------------------------------------
+const album = {
+  cursor: null, loading: false, finished: false, started: false, tiles: new Map(), watcher: null,
+
+  reset() {
+    this.cursor = null; this.finished = false; this.started = false; this.tiles.clear();
+    $("grid").replaceChildren();
+    clearInterval(this.watcher); this.watcher = null;
+  },
+
+  start() {
+    if (this.started) return;
+    this.started = true;
+    this.loadMore();
+    this.watcher = setInterval(() => this.watchPending(), 2000);
+  },
+
+  async loadMore() {
+    if (this.loading || this.finished) return;
+    this.loading = true;
+    try {
+      const query = this.cursor ? `&cursor=${encodeURIComponent(this.cursor)}` : "";
+      const page = await api("GET", `photos?limit=30${query}`);
+      for (const photo of page.photos) this.render(photo, false);
+      this.cursor = page.next_cursor;
+      this.finished = !page.next_cursor;
+      $("album-empty").hidden = this.tiles.size > 0;
+    } catch (error) {
+      say(`Could not load the album: ${error.message}`, true);
+    } finally {
+      this.loading = false;
+    }
+  },
+
+  render(photo, first) {
+    let item = this.tiles.get(photo.photo_id)?.item;
+    if (!item) {
+      item = document.createElement("li");
+      item.dataset.photoId = photo.photo_id;
+      if (first) $("grid").prepend(item); else $("grid").append(item);
+    }
+    this.tiles.set(photo.photo_id, { item, photo });
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.status = photo.status;
+    button.setAttribute("aria-label", `${photo.filename || "photo"}: ${photo.status}${photo.error ? ` (${photo.error})` : ""}`);
+    if (photo.thumbnail_url) {
+      const img = document.createElement("img");
+      img.src = photo.thumbnail_url; img.alt = ""; img.loading = "lazy";
+      button.append(img);
+    } else {
+      const text = document.createElement("span");
+      text.className = "placeholder"; text.textContent = photo.filename || "photo";
+      button.append(text);
+    }
+    if (photo.status !== "indexed") {
+      const badge = document.createElement("span");
+      badge.className = `badge ${photo.status}`;
+      badge.textContent = photo.status === "failed" ? `failed: ${photo.error || "unknown error"}` : photo.status;
+      button.append(badge);
+    }
+    button.addEventListener("click", () => openPhoto(photo.photo_id));
+    item.replaceChildren(button);
+    $("album-empty").hidden = true;
+  },
+
+  remove(photoId) {
+    this.tiles.get(photoId)?.item.remove();
+    this.tiles.delete(photoId);
+    $("album-empty").hidden = this.tiles.size > 0;
+  },
+
+  async watchPending() {
+    if (!session) return;
+    const pending = [...this.tiles.values()].filter((t) => t.photo.status === "pending").slice(0, 20);
+    for (const { photo } of pending) {
+      try {
+        const fresh = await api("GET", `photos/${photo.photo_id}`);
+        if (fresh.status !== photo.status) this.render(fresh, false);
+      } catch (error) {
+        if (error.status === 404) this.remove(photo.photo_id);
+      }
+    }
+  },
+};
+
+// Upload ------------------------------------------------------------------------------
+function uploadRow(file) {
+  const item = document.createElement("li");
+  const name = document.createElement("span");
+  name.textContent = file.name;
+  const bar = document.createElement("progress");
+  bar.max = 100; bar.value = 0;
+  bar.setAttribute("aria-label", `Upload of ${file.name}`);
+  const state = document.createElement("span");
+  state.textContent = "waiting";
+  item.append(name, bar, state);
+  $("uploads").append(item);
+  const started = performance.now();
+  return {
+    item,
+    progress(loaded, total) {
+      bar.value = Math.round((100 * loaded) / total);
+      const seconds = (performance.now() - started) / 1000;
+      state.textContent = `${bar.value}% · ${(loaded / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s`;
+    },
+    done() { bar.value = 100; state.textContent = "uploaded"; state.className = "done"; item.dataset.state = "done"; },
+    fail(message) {
+      state.textContent = "failed"; item.dataset.state = "failed";
+      const error = document.createElement("span");
+      error.className = "error"; error.textContent = `${file.name}: ${message}`;
+      item.append(error);
+    },
+  };
+}
+
+async function uploadFiles(files) {
+  const accepted = [];
+  for (const file of files) {
+    const row = uploadRow(file);
+    if (!config.contentTypes.includes(contentType(file))) row.fail("not a supported photo type (JPEG, PNG, WebP, HEIC)");
+    else if (file.size > config.maxUploadBytes) row.fail(`larger than ${Math.round(config.maxUploadBytes / 1e6)} MB`);
+    else if (file.size === 0) row.fail("the file is empty");
+    else accepted.push({ file, row });
+  }
+  for (let i = 0; i < accepted.length; i += config.maxFilesPerRequest) {
+    const chunk = accepted.slice(i, i + config.maxFilesPerRequest);
+    let uploads;
+    try {
+      const body = { files: chunk.map(({ file }) => ({ filename: file.name, content_type: contentType(file), size: file.size })) };
+      uploads = (await api("POST", "photos/uploads", body)).uploads;
+    } catch (error) {
+      chunk.forEach(({ row }) => row.fail(error.message));
+      continue;
+    }
+    await inParallel(chunk.map(({ file, row }, k) => async () => {
+      try {
+        await postToS3(uploads[k], file, (loaded, total) => row.progress(loaded, total));
+        row.done();
+        album.render({ photo_id: uploads[k].photo_id, filename: file.name, status: "pending" }, true);
+      } catch (error) {
+        row.fail(error.message);
+      }
+    }), 4);
+  }
+  const failed = document.querySelectorAll('#uploads li[data-state="failed"]').length;
+  say(failed ? `${failed} file(s) failed; see the list.` : "Uploads finished; photos are being indexed.", failed > 0);
+}
+
+function wireUpload() {
+  const drop = $("drop");
+  $("file-input").addEventListener("change", (e) => { uploadFiles([...e.target.files]); e.target.value = ""; });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); uploadFiles([...e.dataTransfer.files]); });
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file-input").click(); } });
+}
+
+// Photo view --------------------------------------------------------------------------
+function drawBoxes(svg, width, height, boxes, chosen = -1) {
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.replaceChildren(...boxes.map((box, i) => {
+    const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    const [x, y, w, h] = box;
+    Object.entries({ x, y, width: w, height: h }).forEach(([k, v]) => rect.setAttribute(k, v));
+    if (i === chosen) rect.classList.add("chosen");
+    return rect;
+  }));
+}
+
+async function openPhoto(photoId) {
+  let photo;
+  try { photo = await api("GET", `photos/${photoId}`); } catch (error) { say(error.message, true); return; }
+  const dialog = $("photo-dialog");
+  $("photo-title").textContent = photo.filename || "Photo";
+  const img = $("photo-image");
+  img.alt = `${photo.filename || "Photo"}, ${photo.faces.length} face(s)`;
+  const boxes = photo.faces.map((f) => f.box);
+  img.onload = () => drawBoxes($("photo-boxes"), photo.width || img.naturalWidth, photo.height || img.naturalHeight, boxes);
+  img.src = photo.url;
+  $("photo-info").textContent = photo.status === "failed" ? `Indexing failed: ${photo.error}`
+    : `${photo.status} · ${photo.faces.length} face(s)${photo.taken_at ? ` · taken ${photo.taken_at.slice(0, 10)}` : ""}`;
+  $("photo-faces").replaceChildren(...photo.faces.map((face, i) => {
+    const button = document.createElement("button");
+    button.type = "button"; button.className = "secondary";
+    button.textContent = `More of face ${i + 1}`;
+    button.addEventListener("focus", () => drawBoxes($("photo-boxes"), photo.width || img.naturalWidth, photo.height || img.naturalHeight, boxes, i));
+    button.addEventListener("click", () => { dialog.close(); findByAlbumFace(photo, face); });
+    return button;
+  }));
+  $("photo-delete").onclick = async () => {
+    if (!confirm(`Delete ${photo.filename || "this photo"}? This cannot be undone.`)) return;
+    try {
+      await api("DELETE", `photos/${photo.photo_id}`);
+      album.remove(photo.photo_id);
+      dialog.close();
+      say("Photo deleted.");
+    } catch (error) { say(error.message, true); }
+  };
+  if (!dialog.open) dialog.showModal();
+}
+
+// Find --------------------------------------------------------------------------------
+function renderResults(result, what) {
+  const count = result.results.length;
+  $("find-summary").textContent = count
+    ? `${count}${result.next_cursor ? "+" : ""} photo(s) with ${what}, best match first (threshold ${result.threshold.toFixed(2)}).`
+    : `No photo with ${what} above the threshold ${result.threshold.toFixed(2)}.`;
+  $("results").replaceChildren(...result.results.map((hit, rank) => {
+    const item = document.createElement("li");
+    item.dataset.photoId = hit.photo_id;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.setAttribute("aria-label", `Match ${rank + 1}, similarity ${hit.similarity.toFixed(2)}`);
+    const img = document.createElement("img");
+    img.src = hit.thumbnail_url || hit.url; img.alt = "";
+    const badge = document.createElement("span");
+    badge.className = "similarity"; badge.textContent = hit.similarity.toFixed(2);
+    button.append(img, badge);
+    button.addEventListener("click", () => openPhoto(hit.photo_id));
+    item.append(button);
+    return item;
+  }));
+}
+
+async function search(body, what) {
+  say("Searching…");
+  try {
+    const result = await api("POST", "search", body);
+    renderResults(result, what);
+    say(`Search done: ${result.results.length} match(es).`);
+    return result;
+  } catch (error) {
+    say(error.message, true);
+    $("results").replaceChildren();
+    $("find-summary").textContent = "";
+    return null;
+  }
+}
+
+function chooseKeyFace(keyId, result) {
+  const faces = result.key_faces;
+  $("key-faces").hidden = faces.length < 2;
+  if (faces.length < 2) return;
+  const img = $("key-image");
+  const draw = (chosen) => drawBoxes($("key-boxes"), img.naturalWidth, img.naturalHeight, faces.map((f) => f.box), chosen);
+  if (img.complete) draw(result.used_face); else img.onload = () => draw(result.used_face);
+  $("key-face-buttons").replaceChildren(...faces.map((face, i) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = i === result.used_face ? "" : "secondary";
+    button.textContent = `Face ${i + 1}`;
+    button.setAttribute("aria-pressed", String(i === result.used_face));
+    button.addEventListener("click", async () => {
+      const again = await search({ key_id: keyId, face: i }, `face ${i + 1} of the key photo`);
+      if (again) chooseKeyFace(keyId, again);
+    });
+    return button;
+  }));
+}
+
+async function findByKeyPhoto(file) {
+  location.hash = "#find";
+  $("key-faces").hidden = true;
+  $("key-image").src = URL.createObjectURL(file);
+  try {
+    say("Uploading the key photo…");
+    const upload = await api("POST", "search/uploads", { filename: file.name, content_type: contentType(file), size: file.size });
+    await postToS3(upload, file);
+    const result = await search({ key_id: upload.key_id }, "this face");
+    if (result) chooseKeyFace(upload.key_id, result);
+  } catch (error) {
+    say(error.message, true);
+  }
+}
+
+async function findByAlbumFace(photo, face) {
+  location.hash = "#find";
+  $("key-faces").hidden = true;
+  await search({ photo_id: photo.photo_id, face_id: face.face_id }, `the face from ${photo.filename || "that photo"}`);
+}
+
+function wireFind() {
+  $("key-input").addEventListener("change", (e) => { const file = e.target.files[0]; if (file) findByKeyPhoto(file); e.target.value = ""; });
+}
+
+// Profile -----------------------------------------------------------------------------
+function wireProfile() {
+  $("delete-account").addEventListener("click", async () => {
+    if (!confirm("Delete your account, every photo and every face? This cannot be undone.")) return;
+    try { await api("DELETE", "me"); signOut("Your account and all its data were deleted."); } catch (error) { say(error.message, true); }
+  });
+}
+
+// Start -------------------------------------------------------------------------------
+async function main() {
+  config = await (await fetch("web/config.json")).json();
+  wireAuth(); wireUpload(); wireFind(); wireProfile();
+  window.addEventListener("hashchange", route);
+  const saved = JSON.parse(localStorage.getItem(SESSION_KEY) || "null");
+  if (saved?.refreshToken) {
+    session = { ...saved, expiresAt: 0 };
+    try { await refreshSession(); } catch { session = null; localStorage.removeItem(SESSION_KEY); }
+  }
+  route();
+  new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting) && session) album.loadMore(); })
+    .observe($("grid-more"));
+  document.body.dataset.ready = "true";
+}
+
+main().catch((error) => say(`The app failed to start: ${error.message}`, true));

@@ -1,0 +1,181 @@
+"""The web client end to end in headless Chromium against the whole local stack
+(``python -m local_stack up``: moto, the model server on CPU, the API, the event pump),
+with real photos from ../shared/facedata.  Screenshots land in test-artifacts/web/."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import free_port
+from tests.face_fixtures import FACEDATA, needs_facedata
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts" / "web"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.slow,
+    needs_facedata,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/run installs it)"),
+]
+
+
+def people(name: str):
+    return sorted((FACEDATA / "people" / "deepface" / name).iterdir())
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, bundle_dir):
+    state = tmp_path_factory.mktemp("stack")
+    ports = [free_port() for _ in range(3)]
+    log = open(state / "stack.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local_stack", "up", "--port", str(ports[0]), "--aws-port", str(ports[1]),
+         "--endpoint-port", str(ports[2]), "--state-dir", str(state)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{ports[0]}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the local stack exited: {(state / 'stack.log').read_text()}")
+        try:
+            if requests.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    else:
+        process.terminate()
+        raise AssertionError("the local stack did not start in 3 minutes")
+    yield base
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(stack):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        # bypass_csp: the page's policy forbids eval, which wait_for_function needs (the app itself never evals).
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+        page.set_default_timeout(30_000)
+        page.on("dialog", lambda dialog: dialog.accept())      # the delete confirmations
+        page.on("console", lambda message: print(f"browser {message.type}: {message.text}"))
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_sign_up_upload_index_view_search_delete(page, stack, tmp_path):
+    katy, angelina = people("Katy_Perry"), people("Angelina_Jolie")
+    page.goto(f"{stack}/")
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator("#view-auth").is_visible() and page.locator("#nav").is_hidden()
+    shot(page, "01-sign-in")
+
+    # Sign up, confirm (moto accepts any code), sign in.
+    email, password = "e2e@example.com", "Corr3ct-Horse!"
+    page.click("#tab-signup")
+    page.fill("#form-signup input[name=email]", email)
+    page.fill("#form-signup input[name=password]", password)
+    page.click("#form-signup button[type=submit]")
+    page.wait_for_selector("#form-confirm:not([hidden])")
+    assert page.input_value("#form-confirm input[name=email]") == email
+    page.fill("#form-confirm input[name=code]", "123456")
+    page.click("#form-confirm button[type=submit]")
+    page.wait_for_selector("#form-signin:not([hidden])")
+    page.fill("#form-signin input[name=password]", password)
+    page.click("#form-signin button[type=submit]")
+    page.wait_for_selector("#view-album:not([hidden])")
+    assert "e2e@example.com" in page.text_content("#status")
+    assert "token" not in page.url.lower() and "eyj" not in page.url.lower()   # no token in a URL
+
+    # Upload four photos of each of two people, and one file that is not a photo.
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a photo")
+    page.click("nav a[data-view=upload]")
+    page.set_input_files("#file-input", [str(p) for p in katy[:4] + angelina[:4]] + [str(bad)])
+    try:
+        page.wait_for_function("document.querySelectorAll('#uploads li[data-state=done]').length === 8")
+    finally:
+        shot(page, "02-upload")
+    failed = page.locator("#uploads li[data-state=failed]")
+    assert failed.count() == 1 and "not a supported photo type" in failed.text_content()
+    shot(page, "02-upload")
+
+    # The album shows them pending, then indexed without a reload.
+    page.click("nav a[data-view=album]")
+    page.wait_for_function("document.querySelectorAll('#grid li').length === 8")
+    page.wait_for_function("document.querySelectorAll('#grid button[data-status=indexed]').length === 8",
+                           timeout=180_000)
+    page.wait_for_function("[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)")
+    shot(page, "03-album")
+    names = {el.get_attribute("data-photo-id"): el.query_selector("button").get_attribute("aria-label")
+             for el in page.locator("#grid li").element_handles()}
+    katy_ids = [pid for pid, label in names.items() if any(label.startswith(p.name) for p in katy[:4])]
+    angelina_ids = [pid for pid, label in names.items() if any(label.startswith(p.name) for p in angelina[:4])]
+    assert len(katy_ids) == 4 and len(angelina_ids) == 4
+
+    # The photo view draws the face boxes.
+    page.click(f"#grid li[data-photo-id='{katy_ids[0]}'] button")
+    page.wait_for_selector("#photo-dialog[open]")
+    page.wait_for_function("document.querySelectorAll('#photo-boxes rect').length >= 1")
+    assert "face" in page.text_content("#photo-info")
+    shot(page, "04-photo")
+    page.click("#photo-dialog form button")
+
+    # Find with a key photo of Katy Perry that is not in the album: her photos come first.
+    page.click("nav a[data-view=find]")
+    page.set_input_files("#key-input", str(katy[4]))
+    page.wait_for_function("document.querySelectorAll('#results li').length >= 1", timeout=60_000)
+    ranked = [el.get_attribute("data-photo-id") for el in page.locator("#results li").element_handles()]
+    assert ranked[0] in katy_ids
+    top = ranked[:len([r for r in ranked if r in katy_ids])]
+    assert set(top) <= set(katy_ids), ranked     # no stranger ranks above any of her photos
+    shot(page, "05-find")
+
+    # "More of this person" from a face box in Angelina Jolie's photo.
+    page.click("nav a[data-view=album]")
+    page.click(f"#grid li[data-photo-id='{angelina_ids[0]}'] button")
+    page.wait_for_selector("#photo-dialog[open] #photo-faces button")
+    page.click("#photo-faces button >> nth=0")
+    page.wait_for_selector("#view-find:not([hidden])")
+    page.wait_for_function(f"document.querySelector('#results li')?.dataset.photoId !== undefined "
+                           f"&& {str(angelina_ids)}.includes(document.querySelector('#results li').dataset.photoId)")
+    shot(page, "06-more-of-this-person")
+
+    # Delete a photo: it leaves the album, and the API no longer has it.
+    page.click("nav a[data-view=album]")
+    page.click(f"#grid li[data-photo-id='{katy_ids[1]}'] button")
+    page.wait_for_selector("#photo-dialog[open]")
+    page.click("#photo-delete")
+    page.wait_for_function("document.querySelectorAll('#grid li').length === 7")
+    assert page.locator(f"#grid li[data-photo-id='{katy_ids[1]}']").count() == 0
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.wait_for_function("document.querySelectorAll('#grid li').length === 7")    # still signed in, from storage
+
+    # Phone-sized screen, then the profile page and sign-out.
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "07-album-phone")
+    page.click("nav a[data-view=profile]")
+    assert page.text_content("#profile-email") == email
+    shot(page, "08-profile")
+    page.click("#sign-out")
+    page.wait_for_selector("#view-auth:not([hidden])")
