@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.conftest import free_port
 from tests.face_fixtures import FACEDATA, needs_facedata
+from tests.stack_fixture import local_stack  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "web"
@@ -34,36 +30,7 @@ def people(name: str):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, bundle_dir):
-    state = tmp_path_factory.mktemp("stack")
-    ports = [free_port() for _ in range(3)]
-    log = open(state / "stack.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local_stack", "up", "--port", str(ports[0]), "--aws-port", str(ports[1]),
-         "--endpoint-port", str(ports[2]), "--state-dir", str(state)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{ports[0]}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the local stack exited: {(state / 'stack.log').read_text()}")
-        try:
-            if requests.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    else:
-        process.terminate()
-        raise AssertionError("the local stack did not start in 3 minutes")
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def page(stack):
+def page(local_stack):  # noqa: F811
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -82,7 +49,8 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def test_sign_up_upload_index_view_search_delete(page, stack, tmp_path):
+def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  # noqa: F811
+    stack = local_stack.api
     katy, angelina = people("Katy_Perry"), people("Angelina_Jolie")
     page.goto(f"{stack}/")
     page.wait_for_selector("body[data-ready=true]")

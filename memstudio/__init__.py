@@ -1,0 +1,1 @@
+"""``memstudio``: the command-line client for power users and operators (python -m memstudio)."""

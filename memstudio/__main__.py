@@ -1,0 +1,162 @@
+"""memstudio: Memory Studio from the command line, against the local stack or AWS.
+
+    python -m memstudio login you@example.com            (asks for the password)
+    python -m memstudio upload ~/Pictures/2026 [--parallel 8]   (resumable: rerun to finish)
+    python -m memstudio list [--all]
+    python -m memstudio show PHOTO_ID
+    python -m memstudio search key.jpg [--face N] [--limit 30]
+    python -m memstudio delete PHOTO_ID [PHOTO_ID ...]
+    python -m memstudio reindex [--owner SUB] [--function memory-studio-prod-reindex]
+
+The API is --api, else $MEMSTUDIO_API, else the running local stack (.local/stack.json).
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+
+from .session import CliError, Session
+from .uploads import CONTENT_TYPES, upload_folder
+
+LOCAL_STACK = Path(__file__).resolve().parent.parent / ".local" / "stack.json"
+
+
+def default_api() -> str:
+    if os.environ.get("MEMSTUDIO_API"):
+        return os.environ["MEMSTUDIO_API"]
+    if LOCAL_STACK.exists():
+        return json.loads(LOCAL_STACK.read_text())["api_url"]
+    raise CliError("no API given: pass --api URL, set MEMSTUDIO_API, or start the local stack (./dev up)")
+
+
+def cmd_login(args) -> int:
+    password = args.password or os.environ.get("MEMSTUDIO_PASSWORD") or getpass.getpass(f"password for {args.email}: ")
+    session = Session.login(args.api, args.email, password)
+    print(f"signed in to {session.api} as {args.email}")
+    return 0
+
+
+def cmd_upload(args) -> int:
+    uploaded, skipped, failures = upload_folder(Session.load(args.api), Path(args.folder), args.parallel,
+                                                progress=not args.quiet)
+    print(f"uploaded {uploaded}, already uploaded {skipped}, failed {len(failures)}")
+    for failure in failures:
+        print(f"  failed: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_list(args) -> int:
+    session, cursor = Session.load(args.api), None
+    while True:
+        page = session.call("GET", "photos", params={"limit": 100, **({"cursor": cursor} if cursor else {})})
+        for p in page["photos"]:
+            note = f"  ({p['error']})" if p["error"] else ""
+            print(f"{p['photo_id']}  {p['status']:8}  {p['face_count']:2} faces  {p['filename']}{note}")
+        cursor = page["next_cursor"]
+        if not cursor or not args.all:
+            if cursor:
+                print("… more: --all lists every photo")
+            return 0
+
+
+def cmd_show(args) -> int:
+    print(json.dumps(Session.load(args.api).call("GET", f"photos/{args.photo_id}"), indent=2))
+    return 0
+
+
+def cmd_search(args) -> int:
+    from .uploads import _post
+
+    session, key = Session.load(args.api), Path(args.photo)
+    content_type = CONTENT_TYPES.get(key.suffix.lower())
+    if content_type is None or not key.is_file():
+        raise CliError(f"{key}: not a photo file (JPEG, PNG, WebP or HEIC)")
+    upload = session.call("POST", "search/uploads",
+                          {"filename": key.name, "content_type": content_type, "size": key.stat().st_size})
+    _post(upload, key, content_type)
+    result = session.call("POST", "search", {"key_id": upload["key_id"], "face": args.face, "limit": args.limit})
+    faces = len(result["key_faces"])
+    print(f"key face {result['used_face'] + 1} of {faces}; threshold {result['threshold']:.3f}; "
+          f"{len(result['results'])} match(es), best first")
+    for hit in result["results"]:
+        print(f"{hit['similarity']:.3f}  {hit['photo_id']}")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    session = Session.load(args.api)
+    for photo_id in args.photo_ids:
+        session.call("DELETE", f"photos/{photo_id}")
+        print(f"deleted {photo_id}")
+    return 0
+
+
+def cmd_reindex(args) -> int:
+    """Operators: the local stack's reindex, or the deployed reindex Lambda."""
+    if args.function is None:
+        from local_stack.__main__ import reindex
+
+        return reindex(argparse.Namespace(owner=args.owner, model_version=args.model_version))
+    import boto3
+
+    payload = {"owner": args.owner, "model_version": args.model_version}
+    response = boto3.client("lambda").invoke(FunctionName=args.function, Payload=json.dumps(payload).encode())
+    result = json.loads(response["Payload"].read() or b"{}")
+    if response.get("FunctionError"):
+        raise CliError(f"{args.function} failed: {result}")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="memstudio", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--api", help="the API's base URL")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("login", help="sign in (tokens kept in ~/.config/memstudio, mode 600)")
+    p.add_argument("email")
+    p.add_argument("--password", help="default: $MEMSTUDIO_PASSWORD, else asked")
+    p.set_defaults(func=cmd_login)
+    p = sub.add_parser("upload", help="upload every photo of a folder (recursive, resumable)")
+    p.add_argument("folder")
+    p.add_argument("--parallel", type=int, default=4)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_upload)
+    p = sub.add_parser("list", help="the album, newest first")
+    p.add_argument("--all", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("show", help="one photo with its faces")
+    p.add_argument("photo_id")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("search", help="the album's photos of the person in a key photo")
+    p.add_argument("photo")
+    p.add_argument("--face", type=int, default=0, help="which face of the key photo (0 = largest)")
+    p.add_argument("--limit", type=int, default=30)
+    p.set_defaults(func=cmd_search)
+    p = sub.add_parser("delete", help="delete photos")
+    p.add_argument("photo_ids", nargs="+")
+    p.set_defaults(func=cmd_delete)
+    p = sub.add_parser("reindex", help="operators: re-embed photos with the served model bundle")
+    p.add_argument("--owner", help="only this user's photos (Cognito sub)")
+    p.add_argument("--model-version", help="target bundle (default: what the endpoint serves)")
+    p.add_argument("--function", help="the deployed reindex Lambda (AWS); without it, the local stack")
+    p.set_defaults(func=cmd_reindex)
+    args = parser.parse_args(argv)
+    try:
+        if args.command != "reindex":
+            args.api = (args.api or default_api()).rstrip("/")
+        return args.func(args)
+    except (CliError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Signing in to the API's Cognito pool and keeping the tokens (mode 600, never in a URL).
+
+The CLI needs only the API's address: Cognito's endpoint and app client come from the
+API's own ``web/config.json``, as for the web client.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import requests
+
+
+def state_dir() -> Path:
+    """Where tokens and upload journals live: $MEMSTUDIO_HOME, else ~/.config/memstudio."""
+    return Path(os.environ.get("MEMSTUDIO_HOME", Path.home() / ".config" / "memstudio"))
+
+
+class CliError(Exception):
+    """A failure to report in one line, with exit status 1."""
+
+
+def _claims(token: str) -> dict:
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def client_config(api: str) -> dict:
+    try:
+        response = requests.get(f"{api.rstrip('/')}/web/config.json", timeout=15)
+        response.raise_for_status()
+        return response.json()
+    except (requests.RequestException, ValueError) as exc:
+        raise CliError(f"cannot reach the API at {api}: {exc}")
+
+
+def cognito(config: dict, action: str, body: dict) -> dict:
+    response = requests.post(config["cognitoEndpoint"], json=body, timeout=30, headers={
+        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"AWSCognitoIdentityProviderService.{action}"})
+    data = response.json() if response.content else {}
+    if response.status_code >= 400:
+        raise CliError(f"{action}: {data.get('message') or data.get('Message') or response.status_code}")
+    return data
+
+
+@dataclass
+class Session:
+    api: str
+    email: str
+    id_token: str
+    refresh_token: str
+    expires_at: float
+
+    @property
+    def sub(self) -> str:
+        return _claims(self.id_token)["sub"]
+
+    @staticmethod
+    def path(api: str) -> Path:
+        name = base64.urlsafe_b64encode(api.rstrip("/").encode()).decode().rstrip("=")
+        return state_dir() / f"session-{name}.json"
+
+    def save(self) -> None:
+        path = self.path(self.api)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(self.__dict__, handle)
+
+    @classmethod
+    def load(cls, api: str) -> "Session":
+        path = cls.path(api)
+        if not path.exists():
+            raise CliError(f"not signed in to {api}: run 'memstudio login EMAIL' first")
+        return cls(**json.loads(path.read_text()))
+
+    @classmethod
+    def login(cls, api: str, email: str, password: str) -> "Session":
+        config = client_config(api)
+        result = cognito(config, "InitiateAuth", {"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": config["clientId"],
+                                                  "AuthParameters": {"USERNAME": email, "PASSWORD": password}})
+        tokens = result["AuthenticationResult"]
+        session = cls(api.rstrip("/"), email, tokens["IdToken"], tokens["RefreshToken"],
+                      _claims(tokens["IdToken"])["exp"])
+        session.save()
+        return session
+
+    def token(self) -> str:
+        if time.time() > self.expires_at - 60:
+            self.refresh()
+        return self.id_token
+
+    def refresh(self) -> None:
+        config = client_config(self.api)
+        result = cognito(config, "InitiateAuth", {"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": config["clientId"],
+                                                  "AuthParameters": {"REFRESH_TOKEN": self.refresh_token}})
+        self.id_token = result["AuthenticationResult"]["IdToken"]
+        self.expires_at = _claims(self.id_token)["exp"]
+        self.save()
+
+    def call(self, method: str, path: str, body: Optional[dict] = None, params: Optional[dict] = None):
+        """An API call; the JSON answer, or CliError with the API's message."""
+        for attempt in (1, 2):
+            response = requests.request(method, f"{self.api}/{path}", json=body, params=params, timeout=120,
+                                        headers={"Authorization": f"Bearer {self.token()}"})
+            if response.status_code == 401 and attempt == 1:
+                self.refresh()
+                continue
+            break
+        if response.status_code == 204:
+            return None
+        data = response.json() if response.content else {}
+        if response.status_code >= 400:
+            raise CliError(f"{method} /{path}: {response.status_code} {data.get('message', '')}".rstrip())
+        return data

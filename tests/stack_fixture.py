@@ -1,0 +1,50 @@
+"""The whole local stack (python -m local_stack up) in a subprocess on free ports, per test module."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class RunningStack:
+    api: str
+    state: Path
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory, bundle_dir):
+    state = tmp_path_factory.mktemp("stack")
+    ports = [free_port() for _ in range(3)]
+    log = open(state / "stack.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local_stack", "up", "--port", str(ports[0]), "--aws-port", str(ports[1]),
+         "--endpoint-port", str(ports[2]), "--state-dir", str(state)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{ports[0]}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the local stack exited: {(state / 'stack.log').read_text()}")
+        try:
+            if requests.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    else:
+        process.terminate()
+        raise AssertionError("the local stack did not start in 3 minutes")
+    yield RunningStack(base, state)
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()

@@ -1,0 +1,81 @@
+"""memstudio against the whole local stack: sign in, upload a folder (resumable), watch it
+index, list, search with a key photo, delete."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+
+from local_stack.aws import StackInfo, create_confirmed_user
+from memstudio.__main__ import main
+from memstudio.session import Session
+from memstudio.uploads import Journal
+from tests.face_fixtures import FACEDATA, needs_facedata
+from tests.stack_fixture import local_stack  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.slow, needs_facedata]
+PASSWORD = "Corr3ct-Horse!"
+
+
+def test_cli_upload_search_delete(local_stack, tmp_path, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.setenv("MEMSTUDIO_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MEMSTUDIO_API", raising=False)
+    api = local_stack.api
+    create_confirmed_user(StackInfo.read(local_stack.state / "stack.json"), "cli@example.com", PASSWORD)
+
+    assert main(["--api", api, "login", "cli@example.com", "--password", "wrong-Passw0rd!"]) == 1
+    assert "error:" in capsys.readouterr().err
+    assert main(["--api", api, "list"]) == 1
+    assert "not signed in" in capsys.readouterr().err
+    assert main(["--api", api, "login", "cli@example.com", "--password", PASSWORD]) == 0
+    session_file = next((tmp_path / "home").glob("session-*.json"))
+    assert oct(session_file.stat().st_mode & 0o777) == "0o600"
+
+    people = FACEDATA / "people" / "deepface"
+    clooney, jolie = sorted((people / "George_Clooney").glob("*.jpg")), sorted((people / "Angelina_Jolie").glob("*.jpg"))
+    folder = tmp_path / "photos"
+    (folder / "2024").mkdir(parents=True)
+    for photo in clooney[:2]:
+        shutil.copy(photo, folder / f"clooney-{photo.name}")
+    (folder / "notes.txt").write_text("not a photo: never sent")
+    (folder / "2024" / "empty.jpg").write_bytes(b"")
+    assert main(["--api", api, "upload", str(folder), "--quiet"]) == 1          # the empty file failed
+    out, err = capsys.readouterr()
+    assert "uploaded 2, already uploaded 0, failed 1" in out and "empty.jpg: empty file" in err
+
+    # Resumable: a rerun sends only what is new since.
+    (folder / "2024" / "empty.jpg").unlink()
+    shutil.copy(clooney[2], folder / "2024" / f"clooney-{clooney[2].name}")
+    for photo in jolie[:2]:
+        shutil.copy(photo, folder / "2024" / f"jolie-{photo.name}")
+    assert main(["--api", api, "upload", str(folder), "--quiet", "--parallel", "3"]) == 0
+    assert "uploaded 3, already uploaded 2, failed 0" in capsys.readouterr().out
+
+    session = Session.load(api)
+    journal = Journal(session, folder).entries
+    ids = {name: entry["photo_id"] for name, entry in journal.items()}
+    clooney_ids = {pid for name, pid in ids.items() if "clooney" in name}
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        photos = session.call("GET", "photos")["photos"]
+        if len(photos) == 5 and all(p["status"] == "indexed" for p in photos):
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"not indexed in time: {photos}")
+    assert main(["--api", api, "list"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.count("indexed") == 5 and "clooney-" in listing
+
+    assert main(["--api", api, "search", str(clooney[3])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ranked = [line.split()[1] for line in lines[1:]]
+    assert len(ranked) >= 3 and set(ranked[:3]) == clooney_ids, lines
+
+    assert main(["--api", api, "show", ranked[0]]) == 0
+    assert json.loads(capsys.readouterr().out)["faces"]
+    assert main(["--api", api, "delete", ranked[0]]) == 0
+    assert main(["--api", api, "show", ranked[0]]) == 1
+    assert "404" in capsys.readouterr().err
