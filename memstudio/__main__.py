@@ -7,6 +7,7 @@
     python -m memstudio search key.jpg [--face N] [--limit 30]
     python -m memstudio delete PHOTO_ID [PHOTO_ID ...]
     python -m memstudio reindex [--owner SUB] [--function memory-studio-prod-reindex]
+    python -m memstudio purge-user EMAIL      (operators: with the stage's environment, or the local stack)
 
 The API is --api, else $MEMSTUDIO_API, else the running local stack (.local/stack.json).
 """
@@ -112,6 +113,14 @@ def cmd_reindex(args) -> int:
     return 0
 
 
+def cmd_purge_user(args) -> int:
+    from .ops import purge_user, stage_settings
+
+    removed = purge_user(stage_settings(Path(args.stack_file)), args.username)
+    print(f"deleted user {args.username} ({removed['sub']}): {removed}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="memstudio", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,9 +154,13 @@ def main(argv=None) -> int:
     p.add_argument("--model-version", help="target bundle (default: what the endpoint serves)")
     p.add_argument("--function", help="the deployed reindex Lambda (AWS); without it, the local stack")
     p.set_defaults(func=cmd_reindex)
+    p = sub.add_parser("purge-user", help="operators: delete a user's data and account")
+    p.add_argument("username", help="the Cognito user name (the email address)")
+    p.add_argument("--stack-file", default=str(LOCAL_STACK), help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_purge_user)
     args = parser.parse_args(argv)
     try:
-        if args.command != "reindex":
+        if args.command not in ("reindex", "purge-user"):
             args.api = (args.api or default_api()).rstrip("/")
         return args.func(args)
     except (CliError, FileNotFoundError) as exc:

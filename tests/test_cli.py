@@ -79,3 +79,14 @@ def test_cli_upload_search_delete(local_stack, tmp_path, monkeypatch, capsys):  
     assert main(["--api", api, "delete", ranked[0]]) == 0
     assert main(["--api", api, "show", ranked[0]]) == 1
     assert "404" in capsys.readouterr().err
+
+    # Operators delete a user's data and account without the user's token.
+    stack_file = str(local_stack.state / "stack.json")
+    for key, value in StackInfo.read(local_stack.state / "stack.json").app_environment().items():
+        monkeypatch.setenv(key, value)    # what purge-user sets, undone after the test
+    monkeypatch.delenv("PHOTO_BUCKET")
+    assert main(["purge-user", "cli@example.com", "--stack-file", stack_file]) == 0
+    assert "'photos': 4" in capsys.readouterr().out
+    assert main(["--api", api, "login", "cli@example.com", "--password", PASSWORD]) == 1
+    assert main(["purge-user", "cli@example.com", "--stack-file", stack_file]) == 1
+    assert "no user" in capsys.readouterr().err

@@ -1,0 +1,41 @@
+"""Operator actions that act for a user without the user's token, with the stage's own
+settings (the same environment variables the Lambda functions read)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from chalicelib.auth import User
+from chalicelib.services import Services
+from chalicelib.settings import Settings
+
+from .session import CliError
+
+
+def stage_settings(local_stack_file: Path) -> Settings:
+    """The environment's settings when it names a bucket (a cloud stage), else the local stack's."""
+    if os.environ.get("PHOTO_BUCKET"):
+        return Settings.from_env()
+    if not local_stack_file.exists():
+        raise CliError("set the stage's environment (PHOTO_BUCKET, COGNITO_USER_POOL_ID, STORE_BACKEND, ...) "
+                       "or start the local stack")
+    from local_stack.aws import StackInfo
+
+    env = StackInfo.read(local_stack_file).app_environment()
+    os.environ.update(env)        # boto3 credentials and endpoint for moto
+    return Settings.from_env(env)
+
+
+def purge_user(settings: Settings, username: str) -> dict:
+    """Delete a user's photos, thumbnails, key photos, faces and Cognito account (the same
+    steps as DELETE /me, in the same order: data first, so a failure leaves a user who can retry)."""
+    services = Services(settings)
+    cognito = services.cognito
+    try:
+        found = cognito.admin_get_user(UserPoolId=settings.user_pool_id, Username=username)
+    except cognito.exceptions.UserNotFoundException:
+        raise CliError(f"no user {username!r} in pool {settings.user_pool_id}")
+    sub = next(a["Value"] for a in found["UserAttributes"] if a["Name"] == "sub")
+    removed = services.album.delete_account_data(User(sub=sub, username=found["Username"]))
+    cognito.admin_delete_user(UserPoolId=settings.user_pool_id, Username=found["Username"])
+    return dict(removed, sub=sub)
