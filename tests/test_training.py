@@ -21,7 +21,7 @@ METRICS = ("threshold", "accuracy", "precision", "recall", "f1", "auc", "positiv
 
 
 def tiny_config(**overrides) -> TrainConfig:
-    values = dict(epochs=1, batch_size=8, per_identity=2, max_steps_per_epoch=2, lr=1e-3,
+    values = dict(epochs=1, batch_size=8, per_identity=2, max_steps_per_epoch=2,
                   validation_fraction=0.25, evaluation_fraction=0.4)
     values.update(overrides)
     return TrainConfig.from_dict(values)
@@ -183,7 +183,7 @@ def test_fine_tune_exports_a_bundle_the_endpoint_serves(tiny_data, bundle_dir, c
     code = main(["fine-tune", "--data", str(tiny_data), "--run-dir", str(run_dir), "--bundle", str(bundle_dir),
                  "--cache", str(cache_dir), "--set", "epochs=1", "--set", "max_steps_per_epoch=2",
                  "--set", "batch_size=8", "--set", "validation_fraction=0.25", "--set", "per_identity=2",
-                 "--set", "lr=0.001"])
+                 "--set", "lr=0.00001"])
     assert code == 0
     document = json.loads((run_dir / "report" / "report.json").read_text())
     _check_report(document, run_dir)
