@@ -24,19 +24,11 @@ class EndpointProcess:
             )
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                tail = self.log_path.read_text()[-2000:]
-                raise RuntimeError(f"the face endpoint exited (log {self.log_path}):\n{tail}")
-            try:
-                if requests.get(f"{self.url}/ping", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"the face endpoint did not answer /ping within {timeout:.0f}s")
+        try:
+            wait_until_answering(self.process, f"{self.url}/ping", timeout, self.log_path, "the face endpoint")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -45,3 +37,19 @@ class EndpointProcess:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def wait_until_answering(process: subprocess.Popen, url: str, timeout: float, log_path: Path, name: str) -> None:
+    """Poll ``url`` until it answers 200; RuntimeError, with the log's tail, if ``process``
+    exits first or ``timeout`` seconds pass."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited (log {log_path}):\n{Path(log_path).read_text()[-2000:]}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{name} did not answer {url} within {timeout:.0f}s")

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
+from local_stack.endpoint import wait_until_answering
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,19 +30,11 @@ def local_stack(tmp_path_factory, bundle_dir):
          "--endpoint-port", str(ports[2]), "--state-dir", str(state)],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{ports[0]}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the local stack exited: {(state / 'stack.log').read_text()}")
-        try:
-            if requests.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    else:
+    try:
+        wait_until_answering(process, f"{base}/health", 180, state / "stack.log", "the local stack")
+    except RuntimeError:
         process.terminate()
-        raise AssertionError("the local stack did not start in 3 minutes")
+        raise
     yield RunningStack(base, state)
     process.terminate()
     process.wait(timeout=30)
