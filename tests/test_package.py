@@ -40,7 +40,10 @@ def test_template_deploys_exactly_the_catalogue(package):
     assert deployed_routes == set(catalog["APIHandler"]["routes"])
 
 
-def test_routes_use_the_cognito_authorizer_except_health(package):
+PUBLIC_ROUTES = {"/health", "/", "/web/{name}"}   # the health check and the web client's static files
+
+
+def test_routes_use_the_cognito_authorizer_except_health_and_the_web_client(package):
     template = json.loads((package / "sam.json").read_text())
     paths = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
     for path, methods in paths.items():
@@ -48,12 +51,14 @@ def test_routes_use_the_cognito_authorizer_except_health(package):
             if method == "options":
                 continue
             secured = bool(spec.get("security"))
-            assert secured == (path != "/health"), (method, path)
+            assert secured == (path not in PUBLIC_ROUTES), (method, path)
 
 
 def test_zip_holds_everything_the_handlers_import(package, tmp_path):
     with zipfile.ZipFile(package / "deployment.zip") as archive:
         archive.extractall(tmp_path / "task")
+        names = set(archive.namelist())
+    assert {"chalicelib/web/index.html", "chalicelib/web/app.js", "chalicelib/web/style.css"} <= names
     runtime = tmp_path / "runtime"
     runtime.mkdir()
     site = Path(__import__("boto3").__file__).parent.parent
