@@ -97,7 +97,9 @@ def up(args) -> int:
     print(f"Memory Studio local stack\n  web client   {api_url}/\n  API          {api_url}\n  AWS (moto)   {endpoint}\n"
           f"  faces        {info.endpoint_url} (model bundle, CPU)\n  bucket       {info.bucket}\n  user pool    {info.user_pool_id} (client {info.user_pool_client_id})\n"
           f"  store        {store_path} (embedded, reset at each start)\n  stack file   {state / 'stack.json'}\n"
-          f"Create a user: python -m local_stack user you@example.com 'Passw0rd!'\nCtrl-C stops.", flush=True)
+          f"Open {api_url}/ and sign up (any confirmation code works locally), or create a user:\n"
+          f"  python -m local_stack user you@example.com 'Passw0rd!'   then   python -m memstudio login you@example.com\n"
+          f"Ctrl-C stops.", flush=True)
 
     def stop(*_):
         raise KeyboardInterrupt
