@@ -64,8 +64,9 @@ def run(grid: dict, epochs: int, out: Path, weights: Path, packed: Path = PACKED
     chips_file = unpack(packed, Path("/tmp/chips-from-jpeg.npz"))
     base = TrainConfig(epochs=epochs, weights=str(weights), device="cuda" if torch.cuda.is_available() else "cpu")
     started = time.time()
-    rows = sweep(base, grid, chips_file, Path("/tmp/sweep"), base_bundle=Path("/nonexistent"),
-                 cache_dir=Path("/tmp/cache"), log=lambda m: print(m, flush=True), progress=False)
+    # Sweeps never export, so the base bundle (not carried to the GPU machine) is not read.
+    rows = sweep(base, grid, chips_file, Path("/tmp/sweep"), cache_dir=Path("/tmp/cache"),
+                 log=lambda m: print(m, flush=True), progress=False)
     results = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor(),
                "torch": torch.__version__, "epochs": epochs, "chips": "JPEG q95 copies of the facedata chips",
                "seconds_total": round(time.time() - started, 1), "grid": grid, "runs": rows}

@@ -11,7 +11,8 @@ from .settings import Settings
 from .storage import CONTENT_TYPE_EXTENSIONS
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+         ".css": "text/css; charset=utf-8"}
 
 
 def _aws_origin(settings: Settings) -> str:

@@ -92,6 +92,13 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
+def fit_transform(raw: np.ndarray):
+    """The reference mean face and the anchor (the RMS distance of a face from it) of raw descriptors."""
+    mean = raw.mean(axis=0).astype(np.float32)
+    anchor = float(np.sqrt(np.mean(np.sum((raw - mean) ** 2, axis=1))))
+    return mean, anchor
+
+
 def embed_transform(raw: np.ndarray, mean: np.ndarray, anchor: float) -> np.ndarray:
     """What the calibrated graph computes, in numpy (tests compare the two)."""
     return _unit(np.hstack([raw - mean, np.full((len(raw), 1), anchor, np.float32)]))
@@ -148,9 +155,7 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
     log(f"embedding the labelled photos in {facedata}")
     photos, raw, missed = embed_facedata(work, facedata, log)
     calib = np.array([p.split == "calibration" for p in photos])
-    reference_mean = raw[calib].mean(axis=0)
-    # The anchor coordinate: the RMS distance of a face from the mean face.
-    anchor = float(np.sqrt(np.mean(np.sum((raw[calib] - reference_mean) ** 2, axis=1))))
+    reference_mean, anchor = fit_transform(raw[calib])
     centred = embed_transform(raw, reference_mean, anchor)
     cal_report = _evaluate(centred, photos, "calibration")
     threshold = cal_report["threshold"]

@@ -70,7 +70,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from .uploads import _post
+    from .uploads import post_file
 
     session, key = Session.load(args.api), Path(args.photo)
     content_type = CONTENT_TYPES.get(key.suffix.lower())
@@ -78,7 +78,7 @@ def cmd_search(args) -> int:
         raise CliError(f"{key}: not a photo file (JPEG, PNG, WebP or HEIC)")
     upload = session.call("POST", "search/uploads",
                           {"filename": key.name, "content_type": content_type, "size": key.stat().st_size})
-    _post(upload, key, content_type)
+    post_file(upload, key, content_type)
     result = session.call("POST", "search", {"key_id": upload["key_id"], "face": args.face, "limit": args.limit})
     faces = len(result["key_faces"])
     print(f"key face {result['used_face'] + 1} of {faces}; threshold {result['threshold']:.3f}; "

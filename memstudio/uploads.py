@@ -11,10 +11,12 @@ from typing import Dict, List, Tuple
 
 import requests
 
-from .session import Session, state_dir
+from chalicelib.storage import CONTENT_TYPE_EXTENSIONS
 
-CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
-                 ".heic": "image/heic", ".heif": "image/heif"}
+from .session import Session, client_config, state_dir
+
+# What the API accepts, by file extension.
+CONTENT_TYPES = {extension: kind for kind, extension in CONTENT_TYPE_EXTENSIONS.items()} | {".jpeg": "image/jpeg"}
 
 
 def photos_in(folder: Path) -> List[Path]:
@@ -48,7 +50,8 @@ class Journal:
             tmp.replace(self.path)
 
 
-def _post(upload: dict, path: Path, content_type: str) -> None:
+def post_file(upload: dict, path: Path, content_type: str) -> None:
+    """A presigned POST of one file straight to S3."""
     with open(path, "rb") as handle:
         response = requests.post(upload["url"], data=upload["fields"], timeout=300,
                                  files={"file": (path.name, handle, content_type)})
@@ -56,11 +59,13 @@ def _post(upload: dict, path: Path, content_type: str) -> None:
         raise RuntimeError(f"storage refused it ({response.status_code})")
 
 
-def upload_folder(session: Session, folder: Path, parallel: int = 4, batch: int = 50,
-                  progress: bool = True, max_bytes: int = 25 * 1024 * 1024) -> Tuple[int, int, List[str]]:
+def upload_folder(session: Session, folder: Path, parallel: int = 4,
+                  progress: bool = True) -> Tuple[int, int, List[str]]:
     """Returns (uploaded now, already there, failures as 'name: reason')."""
     from tqdm import tqdm
 
+    limits = client_config(session.api)       # the stage's own upload limits
+    max_bytes, batch = limits["maxUploadBytes"], limits["maxFilesPerRequest"]
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
@@ -85,7 +90,8 @@ def upload_folder(session: Session, folder: Path, parallel: int = 4, batch: int 
                 failures += [f"{p.relative_to(folder)}: {exc}" for p in chunk]
                 bar.update(sum(p.stat().st_size for p in chunk))
                 continue
-            jobs = {pool.submit(_post, u, p, CONTENT_TYPES[p.suffix.lower()]): (u, p) for u, p in zip(uploads, chunk)}
+            jobs = {pool.submit(post_file, u, p, CONTENT_TYPES[p.suffix.lower()]): (u, p)
+                    for u, p in zip(uploads, chunk)}
             for job in as_completed(jobs):
                 upload, path = jobs[job]
                 name = str(path.relative_to(folder))

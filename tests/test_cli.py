@@ -34,7 +34,8 @@ def test_cli_upload_search_delete(local_stack, tmp_path, monkeypatch, capsys):  
     assert oct(session_file.stat().st_mode & 0o777) == "0o600"
 
     people = FACEDATA / "people" / "deepface"
-    clooney, jolie = sorted((people / "George_Clooney").glob("*.jpg")), sorted((people / "Angelina_Jolie").glob("*.jpg"))
+    clooney = sorted((people / "George_Clooney").glob("*.jpg"))
+    jolie = sorted((people / "Angelina_Jolie").glob("*.jpg"))
     folder = tmp_path / "photos"
     (folder / "2024").mkdir(parents=True)
     for photo in clooney[:2]:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from gpu_endpoint import calibration
-from gpu_endpoint.build_bundle import embed_transform
+from gpu_endpoint.build_bundle import embed_transform, fit_transform
 
 from .data import ChipSet
 
@@ -25,13 +25,6 @@ def embed(model: torch.nn.Module, chips: np.ndarray, device: str = "cpu", batch_
         batch = torch.from_numpy(chips[start:start + batch_size]).permute(0, 3, 1, 2).float().to(device)
         out.append(model(batch).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def fit_calibration(raw: np.ndarray):
-    """The reference mean and anchor the bundle's output transform uses (see build_bundle)."""
-    mean = raw.mean(axis=0)
-    anchor = float(np.sqrt(np.mean(np.sum((raw - mean) ** 2, axis=1))))
-    return mean.astype(np.float32), anchor
 
 
 def verification(vectors: np.ndarray, identities: Sequence[str], threshold: Optional[float] = None) -> Dict:
@@ -115,8 +108,8 @@ def markdown(document: Dict) -> str:
     lines = ["# Face embedder evaluation", "", "Held-out identities (never trained on). "
              "`peak`: the seed's metric, threshold at the accuracy peak on this set; "
              "`val thr`: at the threshold fitted on the validation identities.", "",
-             "| model | group | ids | faces | pos mean | neg mean | AUC | peak thr | peak acc | precision | recall | F1 "
-             "| val thr acc | search P | search R | search mAP |",
+             "| model | group | ids | faces | pos mean | neg mean | AUC | peak thr | peak acc | precision | recall "
+             "| F1 | val thr acc | search P | search R | search mAP |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, groups in document["models"].items():
         for group, entry in groups.items():

@@ -8,11 +8,11 @@ from typing import Dict, Optional
 import numpy as np
 
 from gpu_endpoint import calibration
-from gpu_endpoint.build_bundle import embed_transform
+from gpu_endpoint.build_bundle import embed_transform, fit_transform
 
 from .config import TrainConfig
 from .data import ROLES, ChipSet, load_samples, prepare_chips
-from .evaluate import embed, evaluate_model, fit_calibration, write_report
+from .evaluate import embed, evaluate_model, write_report
 from .export import export_onnx, package_bundle, verify_onnx
 from .models import MODELS, build_model
 from .train import load_best, resolve_device, train
@@ -23,7 +23,7 @@ DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "training"
 
 def calibrate(model, chips: ChipSet, device: str):
     """Mean and anchor from every non-evaluation face; thresholds from the validation identities."""
-    mean, anchor = fit_calibration(embed(model, chips.chips[chips.roles != "evaluation"], device))
+    mean, anchor = fit_transform(embed(model, chips.chips[chips.roles != "evaluation"], device))
     val = chips.role("validation")
     vectors = embed_transform(embed(model, val.chips, device), mean, anchor)
     ids = list(val.identities)
@@ -84,7 +84,8 @@ def fine_tune(cfg: TrainConfig, data: Path, run_dir: Path, base_bundle: Path = D
         onnx_path = run_dir / "embedder.onnx"
         served = export_onnx(models["after"], mean, anchor, onnx_path)
         error = verify_onnx(served, onnx_path, chips.role("evaluation").chips[:32])
-        training = {"base_bundle": chips.bundle_version, "config": cfg.to_dict(), "chosen_epoch": summary["chosen_epoch"],
+        training = {"base_bundle": chips.bundle_version, "config": cfg.to_dict(),
+                    "chosen_epoch": summary["chosen_epoch"],
                     "export_max_abs_diff": error,
                     "evaluation": {label: groups["all"]["at_accuracy_peak"] for label, groups in
                                    document["models"].items()}}

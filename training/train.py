@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from gpu_endpoint import calibration
-from gpu_endpoint.build_bundle import embed_transform
+from gpu_endpoint.build_bundle import embed_transform, fit_transform
 
 from .augment import augment
 from .config import TrainConfig
 from .data import ChipSet
-from .evaluate import embed, fit_calibration
+from .evaluate import embed
 from .models import Calibrated, Embedder, build_model, freeze_leading
 
 CHECKPOINT = "checkpoint.pt"
@@ -48,7 +48,7 @@ def identity_batches(labels: np.ndarray, batch_size: int, per_identity: int, gen
 
 def validation_auc(model: Embedder, chips: ChipSet, device: str) -> Dict[str, float]:
     raw = embed(model, chips.chips, device)
-    mean, anchor = fit_calibration(raw)
+    mean, anchor = fit_transform(raw)
     pos, neg = calibration.pair_similarities(embed_transform(raw, mean, anchor), list(chips.identities))
     return calibration.report(pos, neg)
 
@@ -103,7 +103,7 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
     # The loss sees the vectors search compares: the bundle's calibrated output, with the
     # reference mean and anchor of the starting weights (a resumed run recomputes the same).
     raw = embed(model, train_set.chips, device)
-    mean, anchor = fit_calibration(raw)
+    mean, anchor = fit_transform(raw)
     served = Calibrated(model, mean, anchor).to(device)
     vectors = torch.from_numpy(embed_transform(raw, mean, anchor))
     means = torch.stack([vectors[torch.from_numpy(labels == c)].mean(0) for c in range(len(classes))])
