@@ -1,6 +1,8 @@
 """Reading photos safely: real format from the bytes, size and pixel limits, EXIF orientation.
 
 Shared by the indexing Lambda and the face endpoint, so both judge a photo the same way.
+``decode_image`` runs the native decoders in a child process (``isolation``): a file that
+crashes or exhausts a decoder becomes an ``ImageError``, never a dead process.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from typing import Optional
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .isolation import ChildFailed, run_isolated
+
 try:  # HEIC/HEIF, as phones send them
     from pillow_heif import register_heif_opener
 
@@ -20,12 +24,18 @@ try:  # HEIC/HEIF, as phones send them
 except ImportError:  # pragma: no cover - pillow-heif is a pinned dependency
     HEIF_SUPPORTED = False
 
-FORMAT_CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
+# MPO: the multi-picture JPEG many phones write (the first picture is the photo).
+FORMAT_CONTENT_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
                         "HEIF": "image/heic", "HEIC": "image/heic"}
 SUPPORTED_CONTENT_TYPES = {"image/jpeg", "image/png", "image/webp", "image/heic", "image/heif"}
 MAX_BYTES = 25 * 1024 * 1024
 MAX_PIXELS = 50_000_000
 MIN_SIDE = 16
+# What one decode may take: time, and address space on top of what the process already has.
+DECODE_TIMEOUT_S = 20.0
+DECODE_MEMORY_BYTES = 2 * 1024 ** 3
+
+Image.init()  # every plugin imported here, once, rather than in each child
 
 
 class ImageError(ValueError):
@@ -34,6 +44,9 @@ class ImageError(ValueError):
     def __init__(self, message: str, status: int = 400, code: str = "invalid_image"):
         super().__init__(message)
         self.message, self.status, self.code = message, status, code
+
+    def __reduce__(self):  # crosses the process boundary whole
+        return ImageError, (self.message, self.status, self.code)
 
 
 @dataclass
@@ -56,10 +69,23 @@ def _taken_at(exif) -> Optional[datetime]:
 
 
 def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    """Untrusted bytes → an RGB image, decoded in a child process; any failure is an ``ImageError``."""
     if not data:
         raise ImageError("the file is empty", 400, "empty_file")
     if len(data) > max_bytes:
         raise ImageError(f"the file is {len(data)} bytes; the limit is {max_bytes}", 413, "file_too_large")
+    try:
+        return run_isolated(_decode, data, max_pixels, timeout=DECODE_TIMEOUT_S, memory_bytes=DECODE_MEMORY_BYTES)
+    except ChildFailed as exc:
+        if exc.kind == "timeout":
+            raise ImageError(f"the image took too long to decode ({exc.reason})", 422, "decode_timeout")
+        raise ImageError(f"the file is not a readable image (the decoder failed: {exc.reason})",
+                         400, "unreadable_image")
+    except MemoryError:
+        raise ImageError("the image needs too much memory to decode", 413, "too_many_pixels")
+
+
+def _decode(data: bytes, max_pixels: int) -> DecodedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -4,12 +4,15 @@
 image/webp, image/heic, image/heif), or ``application/json``::
 
     {"images": [{"id": "a", "b64": "..."} | {"id": "b", "s3_uri": "s3://bucket/key"}],
-     "max_faces": 50, "min_face_size": 20}
+     "max_faces": 50, "min_face_size": 20, "max_pixels": 50000000}
 
 and answers ``{"model_version", "threshold", "results": [{"id", "width", "height", "faces": [...]}]}`` with
 boxes ``[x, y, w, h]`` and landmarks in original pixels after EXIF orientation.
 A bad single image is the request's status (400, 413, 415); in a JSON batch each
-image that fails carries its own ``error`` and the others are still answered.
+image that fails carries its own ``error`` (an S3 error too) and the others are still
+answered. Results come in the order of the request; ids must be unique. All images of
+one request together may decode to at most MAX_REQUEST_PIXELS; ``max_pixels`` lowers the
+per-image limit (search keys).
 """
 from __future__ import annotations
 
@@ -19,9 +22,10 @@ import logging
 import os
 from typing import List, Optional
 
+from botocore.exceptions import BotoCoreError, ClientError
 from flask import Flask, jsonify, request
 
-from chalicelib.images import SUPPORTED_CONTENT_TYPES, ImageError, decode_image
+from chalicelib.images import MAX_PIXELS, SUPPORTED_CONTENT_TYPES, ImageError, decode_image
 
 from .engine import FaceEngine
 
@@ -29,6 +33,8 @@ log = logging.getLogger("face_engine")
 
 MAX_REQUEST_BYTES = int(os.environ.get("MAX_REQUEST_BYTES", 30 * 1024 * 1024))
 MAX_IMAGES = int(os.environ.get("MAX_IMAGES_PER_REQUEST", 16))
+# Decoded pixels of one request, all images together (~3 bytes each: 100 MP is ~300 MB).
+MAX_REQUEST_PIXELS = int(os.environ.get("MAX_REQUEST_PIXELS", 2 * MAX_PIXELS))
 
 
 class BadRequest(Exception):
@@ -64,8 +70,15 @@ class S3Reader:
             self._client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
         try:
             obj = self._client.get_object(Bucket=bucket, Key=key)
-        except self._client.exceptions.NoSuchKey:
-            raise ImageError(f"{uri} does not exist", 404, "not_found")
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise ImageError(f"{uri} does not exist", 404, "not_found")
+            if code in ("AccessDenied", "403", "Forbidden"):
+                raise ImageError(f"{uri} cannot be read by the endpoint (access denied)", 403, "access_denied")
+            raise ImageError(f"{uri} could not be read right now ({code or 'S3 error'})", 503, "s3_unavailable")
+        except BotoCoreError as exc:
+            raise ImageError(f"{uri} could not be read right now ({exc.__class__.__name__})", 503, "s3_unavailable")
         if obj["ContentLength"] > max_bytes:
             raise ImageError(f"{uri} is {obj['ContentLength']} bytes; the limit is {max_bytes}", 413, "file_too_large")
         return obj["Body"].read()
@@ -121,14 +134,22 @@ def create_app(engine: Optional[FaceEngine] = None, bundle_dir: Optional[str] = 
         engine_ = get_engine()
         content_type = (request.mimetype or "").lower()
         if content_type == "application/json":
-            body = request.get_json(silent=True)
+            try:
+                body = request.get_json(silent=True)
+            except RecursionError:  # nesting deeper than the parser goes
+                body = None
             if not isinstance(body, dict) or not isinstance(body.get("images"), list) or not body["images"]:
                 raise BadRequest('body must be {"images": [{"id", "b64" | "s3_uri"}, ...]}')
             if len(body["images"]) > MAX_IMAGES:
                 raise BadRequest(f"at most {MAX_IMAGES} images per request", 413, "too_many_images")
             max_faces = _int_option(body, "max_faces", 50, 1, 500)
             min_face = _int_option(body, "min_face_size", 20, 12, 1000)
-            items = [_load_item(i, item, s3) for i, item in enumerate(body["images"])]
+            max_pixels = _int_option(body, "max_pixels", MAX_PIXELS, 1, MAX_PIXELS)
+            ids = [_item_id(i, item) for i, item in enumerate(body["images"])]
+            if len(set(ids)) != len(ids):
+                raise BadRequest("each image needs its own id", 400, "duplicate_image_id")
+            budget = _PixelBudget(MAX_REQUEST_PIXELS)
+            items = [_load_item(ident, item, s3, max_pixels, budget) for ident, item in zip(ids, body["images"])]
         elif content_type in SUPPORTED_CONTENT_TYPES or content_type.startswith("image/"):
             if content_type not in SUPPORTED_CONTENT_TYPES:
                 raise BadRequest(f"{content_type} is not supported", 415, "unsupported_media_type")
@@ -138,25 +159,35 @@ def create_app(engine: Optional[FaceEngine] = None, bundle_dir: Optional[str] = 
         else:
             raise BadRequest(f"send an image or application/json, not {content_type or 'nothing'}",
                              415, "unsupported_media_type")
-        good = [(ident, d) for ident, d, err in items if err is None]
-        faces = engine_.analyze([d.image for _, d in good], min_face, max_faces)
-        by_id = {ident: (d, f) for (ident, d), f in zip(good, faces)}
-        results = []
+        found = iter(engine_.analyze([d.image for _, d, err in items if err is None], min_face, max_faces))
+        results = []  # by position: the engine answers the decoded images in order
         for ident, decoded, error in items:
             if error is not None:
                 results.append({"id": ident, "error": {"error": error.code, "status": error.status,
                                                        "message": error.message}})
-                continue
-            decoded, found = by_id[ident]
-            results.append({"id": ident, "width": decoded.width, "height": decoded.height,
-                            "faces": [f.to_json() for f in found]})
+            else:
+                results.append({"id": ident, "width": decoded.width, "height": decoded.height,
+                                "faces": [f.to_json() for f in next(found)]})
         return jsonify(model_version=engine_.version, threshold=engine_.threshold, results=results)
 
     return app
 
 
-def _load_item(index: int, item, s3: S3Reader):
-    ident = str(item.get("id", index)) if isinstance(item, dict) else str(index)
+def _item_id(index: int, item) -> str:
+    return str(item.get("id", index)) if isinstance(item, dict) else str(index)
+
+
+class _PixelBudget:
+    """What is left of one request's decoded-pixel allowance."""
+
+    def __init__(self, total: int):
+        self.total = self.left = total
+
+    def take(self, decoded) -> None:
+        self.left -= decoded.width * decoded.height
+
+
+def _load_item(ident: str, item, s3: S3Reader, max_pixels: int, budget: _PixelBudget):
     try:
         if not isinstance(item, dict) or ("b64" in item) == ("s3_uri" in item):
             raise ImageError("each image needs exactly one of b64 or s3_uri", 400, "bad_image_entry")
@@ -167,6 +198,15 @@ def _load_item(index: int, item, s3: S3Reader):
                 raise ImageError("b64 is not valid base64", 400, "bad_base64")
         else:
             data = s3.read(item["s3_uri"], MAX_REQUEST_BYTES)
-        return ident, decode_image(data), None
+        limit = min(max_pixels, budget.left)
+        try:
+            decoded = decode_image(data, max_pixels=limit)
+        except ImageError as exc:
+            if exc.code == "too_many_pixels" and limit < max_pixels:
+                raise ImageError(f"the images of this request together exceed {budget.total} pixels; "
+                                 "send this one in another request", 413, "request_pixel_budget") from exc
+            raise
+        budget.take(decoded)
+        return ident, decoded, None
     except ImageError as exc:
         return ident, None, exc

@@ -3,6 +3,7 @@ import base64
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +159,73 @@ def test_photo_without_faces(client):
     data = encode(Image.new("RGB", (640, 480), (90, 140, 200)), "JPEG")
     _, result = single_face(client.post("/invocations", data=data, content_type="image/jpeg"))
     assert result["faces"] == []
+
+
+CRASHER = Path(__file__).resolve().parent / "fuzz_cases" / "heic-exif-item-type-segfault.heic"
+
+
+def test_a_file_that_crashes_the_decoder_is_a_400_and_the_worker_lives_on(client, face_jpeg):
+    """pillow-heif 0.22 dies with SIGSEGV on this file; decoding in a child keeps this process alive."""
+    response = client.post("/invocations", data=CRASHER.read_bytes(), content_type="image/heic")
+    assert response.status_code == 400 and response.get_json()["error"] == "unreadable_image"
+    body = {"images": [{"id": "crasher", "b64": base64.b64encode(CRASHER.read_bytes()).decode()},
+                       {"id": "face", "b64": base64.b64encode(face_jpeg).decode()}]}
+    crasher, face = client.post("/invocations", json=body).get_json()["results"]
+    assert crasher["error"]["status"] == 400 and len(face["faces"]) == 1
+    assert client.get("/ping").status_code == 200
+
+
+def test_batch_answers_by_position_and_refuses_duplicate_ids(client, face_jpeg):
+    group = (FACEDATA / "groups/dlib/2008_002470.jpg").read_bytes()
+    entries = [{"id": "x", "b64": base64.b64encode(b"junk").decode()},
+               {"id": "g", "b64": base64.b64encode(group).decode()},
+               {"id": "f", "b64": base64.b64encode(face_jpeg).decode()}]
+    results = client.post("/invocations", json={"images": entries}).get_json()["results"]
+    assert [r["id"] for r in results] == ["x", "g", "f"]
+    assert (results[1]["width"], results[1]["height"]) == Image.open(io.BytesIO(group)).size
+    assert (results[2]["width"], results[2]["height"]) == Image.open(io.BytesIO(face_jpeg)).size
+    entries[2]["id"] = "g"
+    response = client.post("/invocations", json={"images": entries})
+    assert response.status_code == 400 and response.get_json()["error"] == "duplicate_image_id"
+
+
+def test_the_pixels_of_one_request_are_capped(client, face_jpeg, monkeypatch):
+    import gpu_endpoint.server as server
+
+    width, height = Image.open(io.BytesIO(face_jpeg)).size
+    monkeypatch.setattr(server, "MAX_REQUEST_PIXELS", int(width * height * 1.5))
+    entry = base64.b64encode(face_jpeg).decode()
+    first, second = client.post("/invocations", json={"images": [{"id": "1", "b64": entry},
+                                                                  {"id": "2", "b64": entry}]}).get_json()["results"]
+    assert len(first["faces"]) == 1
+    assert second["error"]["error"] == "request_pixel_budget" and second["error"]["status"] == 413
+    small = client.post("/invocations", json={"images": [{"id": "1", "b64": entry}], "max_pixels": 1000})
+    assert small.get_json()["results"][0]["error"]["error"] == "too_many_pixels"
+
+
+def test_every_s3_error_is_that_images_error(engine, face_jpeg):
+    from botocore.exceptions import ClientError
+
+    from gpu_endpoint.server import create_app
+
+    class S3:  # answers like S3 does when a policy denies one key
+        def get_object(self, Bucket, Key):
+            if Key == "denied.jpg":
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+            if Key == "slow.jpg":
+                raise ClientError({"Error": {"Code": "SlowDown", "Message": "Reduce your rate"}}, "GetObject")
+            return {"ContentLength": len(face_jpeg), "Body": io.BytesIO(face_jpeg)}
+
+    client = create_app(engine, allowed_buckets=["b"], s3_client=S3()).test_client()
+    body = {"images": [{"id": k, "s3_uri": f"s3://b/{k}"} for k in ("denied.jpg", "ok.jpg", "slow.jpg")]}
+    response = client.post("/invocations", json=body)
+    assert response.status_code == 200
+    denied, ok, slow = response.get_json()["results"]
+    assert (denied["error"]["status"], denied["error"]["error"]) == (403, "access_denied")
+    assert len(ok["faces"]) == 1
+    assert slow["error"]["status"] == 503  # the client retries what is not the image's fault
+
+
+def test_deeply_nested_json_is_a_400(client):
+    response = client.post("/invocations", data="[" * 100_000 + "]" * 100_000, content_type="application/json")
+    assert response.status_code == 400
