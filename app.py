@@ -7,6 +7,7 @@ from chalice import BadRequestError, Chalice, CognitoUserPoolAuthorizer, CORSCon
 from chalicelib import __version__
 from chalicelib.auth import User, bearer_token
 from chalicelib.errors import ApiError, BadRequest, code_for_status
+from chalicelib.face_client import Deadline
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
 from chalicelib.reindex import enqueue, progress
 from chalicelib.services import Services
@@ -34,7 +35,7 @@ def json_errors(event, get_response):
     try:
         response = get_response(event)
     except ApiError as exc:
-        response = Response(exc.to_body(), status_code=exc.status)
+        response = Response(exc.to_body(), status_code=exc.status, headers=exc.headers)
     finally:
         logger.remove_keys(["user", "photo_id"])
         flush_metrics()
@@ -55,7 +56,7 @@ def current_user() -> User:
 def json_body():
     try:
         return app.current_request.json_body
-    except BadRequestError:
+    except (BadRequestError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise BadRequest("body must be valid JSON", code="invalid_json")
 
 
@@ -122,18 +123,18 @@ def create_key_upload():
 @app.route("/search", methods=["POST"], authorizer=authorizer, cors=cors)
 def search():
     user = current_user()
-    result = services.search.search(user, json_body())
+    deadline = Deadline.for_lambda(app.lambda_context, cap=services.settings.api_time_budget)
+    result = services.search.search(user, json_body(), deadline)
     metrics.add_metric(name="Searches", unit=MetricUnit.Count, value=1)
     return result
 
 
 @app.route("/me", methods=["DELETE"], authorizer=authorizer, cors=cors)
 def delete_me():
-    user = current_user()
-    removed = services.album.delete_account_data(user)
-    logger.info("account data deleted", extra=removed)
-    if user.username:
-        services.cognito.admin_delete_user(UserPoolId=services.settings.user_pool_id, Username=user.username)
+    """Idempotent: a repeated call (the same token, now of a deleted account) runs the deletion again."""
+    user = services.verifier.verify(bearer_token(app.current_request.headers), allow_deleted=True)
+    logger.append_keys(user=user.sub)
+    services.accounts.delete(user)
     return Response(body="", status_code=204)
 
 
@@ -146,7 +147,8 @@ def index_photos(event):
     logger.remove_keys(["path", "user", "photo_id"])
     logger.append_keys(request_id=getattr(event.context, "aws_request_id", None))
     for record in event:
-        outcomes = services.indexer.handle_notification(json.loads(record.body))
+        deadline = Deadline.for_lambda(event.context, reserve=services.settings.indexer_reserve)
+        outcomes = services.indexer.handle_notification(json.loads(record.body), deadline)
         logger.info("photo event handled", extra={"outcomes": outcomes})
         metrics.add_metric(name="PhotoEvents", unit=MetricUnit.Count, value=len(outcomes))
     flush_metrics()

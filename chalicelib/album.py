@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 from typing import List, Optional
 
 from .auth import User
 from .errors import BadRequest, NotFound, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
 from .settings import Settings
-from .storage import CONTENT_TYPE_EXTENSIONS, PhotoStorage, photo_key, user_prefix
+from .storage import CONTENT_TYPE_EXTENSIONS, PhotoStorage, parse_user_key, photo_key, thumbnail_key, user_prefix
 from .store import PhotoStore, now_ms, utc
 
 _PHOTO_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -67,12 +68,14 @@ class Album:
     # Uploads ----------------------------------------------------------------
     def create_uploads(self, user: User, body) -> List[dict]:
         files = self._validate_upload_request(body)
+        self.expire_abandoned_uploads(user.sub)
         pending = self.store.count_photos(user.sub, status="pending")
         if pending + len(files) > self.settings.max_pending_uploads:
             raise TooManyRequests(
                 f"{pending} uploads are still pending; wait for them to finish before asking for more",
-                code="too_many_pending_uploads",
+                code="too_many_pending_uploads", retry_after=60,
             )
+        self._reserve_quota(user.sub, files)
         uploaded_at = now_ms()
         photos, uploads = [], []
         for item in files:
@@ -94,9 +97,8 @@ class Album:
                 "thumbnail_key": None,
                 "uploaded_at": uploaded_at,
             })
-            post = self.storage.presigned_upload(
-                key, item["content_type"], self.settings.max_upload_bytes, self.settings.upload_url_ttl
-            )
+            # The policy caps the object at the declared size, so quotas count real bytes at most.
+            post = self.storage.presigned_upload(key, item["content_type"], item["size"], self.settings.upload_url_ttl)
             uploads.append({
                 "photo_id": photo_id,
                 "url": post["url"],
@@ -105,6 +107,29 @@ class Album:
             })
         self.store.add_photos(photos)
         return uploads
+
+    def _reserve_quota(self, owner: str, files: List[dict]) -> None:
+        s = self.settings
+        size = sum(f["size"] for f in files)
+        if not self.store.reserve_usage(owner, len(files), size, s.max_photos_per_user, s.max_bytes_per_user):
+            usage = self.store.usage_of(owner)
+            raise TooManyRequests(
+                f"your album holds {usage['photos']} photos and {usage['bytes']} bytes; the limits are "
+                f"{s.max_photos_per_user} photos and {s.max_bytes_per_user} bytes: delete photos to make room",
+                code="quota_exceeded")
+
+    def expire_abandoned_uploads(self, owner: str, limit: int = 100) -> int:
+        """Forget ``pending`` photos whose upload never arrived, once their presigned POST has
+        expired (plus a grace period for uploads still in flight). A photo whose object exists
+        is left to the indexer, however late."""
+        cutoff = now_ms() - timedelta(seconds=self.settings.upload_url_ttl + self.settings.pending_grace)
+        expired = 0
+        for photo in self.store.expired_pending(owner, cutoff)[:limit]:
+            if self.storage.exists(photo["key"]):
+                continue
+            if self.store.delete_photo(owner, photo["photo_id"]) is not None:
+                expired += 1
+        return expired
 
     def _validate_upload_request(self, body) -> List[dict]:
         if not isinstance(body, dict) or not isinstance(body.get("files"), list):
@@ -119,6 +144,8 @@ class Album:
     # Reading ------------------------------------------------------------------
     def list_photos(self, user: User, limit=None, cursor=None) -> dict:
         limit = _int_param(limit, "limit", self.settings.page_size_default, 1, self.settings.page_size_max)
+        if not cursor:
+            self.expire_abandoned_uploads(user.sub)
         rows, next_cursor = self.store.list_photos(user.sub, limit, cursor or None)
         return {"photos": [self.present(row) for row in rows], "next_cursor": next_cursor}
 
@@ -159,11 +186,28 @@ class Album:
     # Deletion ---------------------------------------------------------------
     def delete_photo(self, user: User, photo_id: str) -> None:
         photo = self._owned_photo(user, photo_id)
-        # Objects first: if S3 fails the record stays and the call can be repeated.
-        self.storage.delete_keys([photo["key"], photo.get("thumbnail_key")])
+        # The original first: if S3 fails the record stays and the call can be repeated. Then the
+        # record, its faces, and the thumbnail by its fixed key, in that order: an indexer still
+        # working on this photo either wrote before (removed here) or finds the record gone after
+        # its writes and removes them itself (Indexer).
+        self.storage.delete_keys([photo["key"]])
         self.store.delete_photo(user.sub, photo_id)
+        self.storage.delete_keys([thumbnail_key(user.sub, photo_id)])
 
     def delete_account_data(self, user: User) -> dict:
         objects = self.storage.delete_prefix(user_prefix(user.sub))
         counts = self.store.delete_owner(user.sub)
+        # What an indexer in flight wrote after the first pass (it also undoes its own writes).
+        objects += self.storage.delete_prefix(user_prefix(user.sub))
         return dict(counts, objects=objects)
+
+    def sweep(self, owner: str) -> dict:
+        """Remove what no photo record owns: faces, originals and thumbnails left by a deletion
+        that raced an indexer (or a crash between two writes), and abandoned uploads."""
+        objects = self.storage.list_keys(user_prefix(owner))  # listed before the records: see below
+        known = self.store.photo_ids(owner)  # a photo's record is always written before its object
+        orphans = [key for key in objects if (parsed := parse_user_key(key)) and parsed[0] in ("photos", "thumbs")
+                   and parsed[1] not in known]
+        self.storage.delete_keys(orphans)
+        return {"faces": self.store.delete_orphan_faces(owner), "objects": len(orphans),
+                "abandoned_uploads": self.expire_abandoned_uploads(owner)}

@@ -4,13 +4,15 @@ API Gateway's Cognito authorizer checks tokens in the cloud, but ``chalice
 local`` and direct Lambda invocations do not, so the app always verifies the
 bearer token itself: RS256 signature against the pool's JWKS (cached), issuer,
 expiry, ``token_use`` and the app client.  Checking twice in the cloud costs
-well under a millisecond and removes any way to misconfigure it.
+well under a millisecond and removes any way to misconfigure it.  Tokens of a
+deleted account are refused too (``is_deleted``: the account's tombstone), since
+Cognito's own ID tokens stay valid until they expire.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 import jwt
 from jwt import PyJWKClient
@@ -42,13 +44,23 @@ def bearer_token(headers: Mapping[str, str]) -> str:
 
 
 class TokenVerifier:
-    def __init__(self, issuer: str, client_ids: Iterable[str], jwks_url: str, leeway: int = 5):
+    def __init__(self, issuer: str, client_ids: Iterable[str], jwks_url: str, leeway: int = 5,
+                 is_deleted: Callable[[str], bool] = lambda sub: False):
         self.issuer = issuer
         self.client_ids = frozenset(client_ids)
         self.leeway = leeway
+        self.is_deleted = is_deleted
         self._jwks = PyJWKClient(jwks_url, cache_jwk_set=True, lifespan=3600, timeout=5)
 
-    def verify(self, token: str) -> User:
+    def verify(self, token: str, allow_deleted: bool = False) -> User:
+        """The caller, from a valid token; ``allow_deleted`` lets a deleted account's token
+        through (only to repeat the deletion)."""
+        user = self._verify_token(token)
+        if not allow_deleted and self.is_deleted(user.sub):
+            raise Unauthorized("this account has been deleted", code="account_deleted")
+        return user
+
+    def _verify_token(self, token: str) -> User:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

@@ -10,11 +10,17 @@ class ApiError(ChaliceUnhandledError):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, code: str = None):
+    def __init__(self, message: str, code: str = None, retry_after: int = None):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
+        # Seconds a client should wait before trying again (sent as Retry-After).
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
 
     def to_body(self) -> dict:
         return {"error": self.code, "message": self.message}

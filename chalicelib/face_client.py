@@ -3,7 +3,9 @@
 Both speak the endpoint's JSON contract (gpu_endpoint/server.py).  Throttling,
 5xx, timeouts, refused connections and unreadable answers are retried with
 exponential backoff and full jitter, a bounded number of times; a 4xx about
-the photo itself is final.
+the photo itself is final.  Every call has a ``Deadline`` (the caller's time
+limit: the Lambda's remaining time, API Gateway's 29 s): attempts and their
+timeouts shrink to fit it, so the caller can still answer or record a failure.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import base64
 import io
 import json
 import random
+import math
 import time
 from typing import Callable, Optional
 
@@ -35,17 +38,34 @@ class FaceServiceError(Exception):
         self.message, self.retriable, self.status = message, retriable, status
 
 
+class Deadline:
+    """When the caller must have its answer (monotonic clock)."""
+
+    def __init__(self, seconds: float):
+        self.at = time.monotonic() + seconds
+
+    @classmethod
+    def for_lambda(cls, context, cap: Optional[float] = None, reserve: float = 0.0) -> "Deadline":
+        """The Lambda's remaining time less ``reserve`` (kept for the caller's own work), at most ``cap``."""
+        remaining = math.inf
+        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+            remaining = context.get_remaining_time_in_millis() / 1000 - reserve
+        return cls(min(remaining, cap if cap is not None else math.inf))
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+
 class HttpTransport:
     """The endpoint's own server (local stack, tests)."""
 
-    def __init__(self, url: str, timeout: float = 30.0):
+    def __init__(self, url: str):
         self.url = url.rstrip("/") + "/invocations"
-        self.timeout = timeout
         self.session = requests.Session()
 
-    def invoke(self, body: bytes) -> bytes:
+    def invoke(self, body: bytes, timeout: float) -> bytes:
         try:
-            response = self.session.post(self.url, data=body, timeout=self.timeout,
+            response = self.session.post(self.url, data=body, timeout=timeout,
                                          headers={"Content-Type": "application/json"})
         except requests.Timeout:
             raise FaceServiceError("the face service timed out", retriable=True)
@@ -59,12 +79,15 @@ class HttpTransport:
 
 
 class SageMakerTransport:
-    def __init__(self, runtime_client, endpoint_name: str):
-        self.client, self.endpoint_name = runtime_client, endpoint_name
+    """``runtime_for(seconds)``: a sagemaker-runtime client whose read timeout is that many
+    seconds (botocore sets timeouts per client, not per call)."""
 
-    def invoke(self, body: bytes) -> bytes:
+    def __init__(self, runtime_for: Callable[[int], object], endpoint_name: str):
+        self.runtime_for, self.endpoint_name = runtime_for, endpoint_name
+
+    def invoke(self, body: bytes, timeout: float) -> bytes:
         try:
-            response = self.client.invoke_endpoint(EndpointName=self.endpoint_name, Body=body,
+            response = self.runtime_for(max(1, math.ceil(timeout))).invoke_endpoint(EndpointName=self.endpoint_name, Body=body,
                                                    ContentType="application/json", Accept="application/json")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
@@ -85,39 +108,58 @@ def _message(content: bytes) -> str:
 
 
 class FaceClient:
-    def __init__(self, transport, attempts: int = 4, base_delay: float = 0.5, max_delay: float = 8.0,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.transport = transport
-        self.attempts, self.base_delay, self.max_delay, self.sleep = attempts, base_delay, max_delay, sleep
+    """``timeout``: the longest one attempt may take; ``min_attempt``: an attempt with less
+    time left than this is not started."""
 
-    def analyze_s3(self, bucket: str, key: str, max_faces: int = 50, min_face_size: int = 20) -> dict:
+    def __init__(self, transport, attempts: int = 4, timeout: float = 30.0, base_delay: float = 0.5,
+                 max_delay: float = 8.0, min_attempt: float = 2.0, sleep: Callable[[float], None] = time.sleep):
+        self.transport, self.attempts, self.timeout = transport, attempts, timeout
+        self.base_delay, self.max_delay, self.min_attempt, self.sleep = base_delay, max_delay, min_attempt, sleep
+
+    def analyze_s3(self, bucket: str, key: str, deadline: Optional[Deadline] = None, max_faces: int = 50,
+                   min_face_size: int = 20, max_pixels: Optional[int] = None) -> dict:
         """The endpoint's result for one photo in S3: ``{"model_version", "width", "height", "faces"}``."""
-        return self._call({"images": [{"id": key, "s3_uri": f"s3://{bucket}/{key}"}],
-                           "max_faces": max_faces, "min_face_size": min_face_size})
+        return self._call(self._request({"id": key, "s3_uri": f"s3://{bucket}/{key}"}, max_faces, min_face_size,
+                                        max_pixels), deadline)
 
-    def analyze_bytes(self, data: bytes, max_faces: int = 50, min_face_size: int = 20) -> dict:
-        return self._call({"images": [{"id": "key", "b64": base64.b64encode(data).decode()}],
-                           "max_faces": max_faces, "min_face_size": min_face_size})
+    def analyze_bytes(self, data: bytes, deadline: Optional[Deadline] = None, max_faces: int = 50,
+                      min_face_size: int = 20, max_pixels: Optional[int] = None) -> dict:
+        return self._call(self._request({"id": "key", "b64": base64.b64encode(data).decode()}, max_faces,
+                                        min_face_size, max_pixels), deadline)
+
+    @staticmethod
+    def _request(image: dict, max_faces: int, min_face_size: int, max_pixels: Optional[int]) -> dict:
+        request = {"images": [image], "max_faces": max_faces, "min_face_size": min_face_size}
+        if max_pixels is not None:
+            request["max_pixels"] = max_pixels
+        return request
 
     def model_version(self) -> str:
         """The bundle version the endpoint serves now (asked with a blank 32x32 image)."""
         return self.model_info()["model_version"]
 
-    def model_info(self) -> dict:
+    def model_info(self, deadline: Optional[Deadline] = None) -> dict:
         """``{"model_version", "threshold"}`` of the bundle the endpoint serves now."""
-        result = self.analyze_bytes(_BLANK_PNG, max_faces=1)
+        result = self.analyze_bytes(_BLANK_PNG, deadline, max_faces=1)
         return {"model_version": result["model_version"], "threshold": result["threshold"]}
 
-    def _call(self, request: dict) -> dict:
+    def _call(self, request: dict, deadline: Optional[Deadline]) -> dict:
         body = json.dumps(request).encode()
+        deadline = deadline or Deadline(self.attempts * (self.timeout + self.max_delay))
+        shortest = min(self.min_attempt, self.timeout)
         for attempt in range(1, self.attempts + 1):
+            if deadline.left() < shortest:
+                raise FaceServiceError("the face service did not answer in the time this request has", True)
             try:
-                return self._parse(self.transport.invoke(body))
+                return self._parse(self.transport.invoke(body, min(self.timeout, deadline.left())))
             except FaceServiceError as exc:
                 if not exc.retriable or attempt == self.attempts:
                     raise
-                # Full jitter: spread retries of many photos over the window.
-                self.sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1))))
+                # Full jitter: spread retries of many photos over the window; never past the deadline.
+                pause = random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+                if deadline.left() - pause < shortest:
+                    raise
+                self.sleep(pause)
         raise AssertionError("unreachable")
 
     @staticmethod

@@ -4,16 +4,21 @@ Exactly once in effect: face ids are deterministic (photo id + rank) and
 written by upsert, and a photo already indexed from the same object version
 (ETag) with the same model is skipped, so redelivered, duplicated or
 concurrent events leave one set of faces.
+
+A photo deleted while it is being indexed leaves nothing behind: the writes
+that follow the face call end with a conditional update of the photo record,
+and when the record is gone the indexer removes what it wrote (the deletion
+removes the record before the faces and the thumbnail, see ``Album``).
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Dict, List
+from typing import Dict, List, Optional
 from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
-from .face_client import FaceClient, FaceServiceError
+from .face_client import Deadline, FaceClient, FaceServiceError
 from .images import ImageError, decode_image, make_thumbnail
 from .observability import logger
 from .settings import Settings
@@ -35,8 +40,9 @@ class Indexer:
     def __init__(self, store: PhotoStore, storage: PhotoStorage, faces: FaceClient, settings: Settings):
         self.store, self.storage, self.faces, self.settings = store, storage, faces, settings
 
-    def handle_notification(self, message: dict) -> List[str]:
-        """One S3 notification (as S3 sends it to SQS); returns what happened to each record."""
+    def handle_notification(self, message: dict, deadline: Optional[Deadline] = None) -> List[str]:
+        """One S3 notification (as S3 sends it to SQS); returns what happened to each record.
+        A reindex message carries its target bundle version in ``reindex``."""
         if message.get("Event") == "s3:TestEvent":
             return ["test_event"]
         outcomes = []
@@ -47,15 +53,19 @@ class Indexer:
             if bucket != self.storage.bucket:
                 outcomes.append("other_bucket")
             elif name.startswith("ObjectCreated"):
-                outcomes.append(self.index(key, force=bool(message.get("reindex"))))
+                target = message.get("reindex")
+                outcomes.append(self.index(key, deadline, force=bool(target),
+                                           target_version=target if isinstance(target, str) else None))
             elif name.startswith("ObjectRemoved"):
                 outcomes.append(self.forget(key))
             else:
                 outcomes.append("ignored")
         return outcomes
 
-    def index(self, key: str, force: bool = False) -> str:
-        """``force``: re-embed even an object already indexed (reindexing with a new bundle)."""
+    def index(self, key: str, deadline: Optional[Deadline] = None, force: bool = False,
+              target_version: Optional[str] = None) -> str:
+        """``force``: re-embed even an object already indexed (reindexing with a new bundle),
+        unless it is already indexed with ``target_version``."""
         parsed = parse_photo_key(key)
         if parsed is None:
             return "ignored"  # thumbnails, search keys, anything that is not an album photo
@@ -72,8 +82,11 @@ class Indexer:
                 return "object_gone"
             raise
         etag = head["ETag"]
-        if not force and photo["status"] == "indexed" and photo.get("source_etag") == etag:
+        current = photo["status"] == "indexed" and photo.get("source_etag") == etag
+        if current and not force:
             return "duplicate"
+        if current and target_version and photo.get("model_version") == target_version:
+            return "already_current"  # a second reindex run queued it again
         if head["ContentLength"] > self.settings.max_upload_bytes:
             return self._fail(photo, f"the file is {head['ContentLength']} bytes; the limit is "
                                      f"{self.settings.max_upload_bytes}", etag)
@@ -89,11 +102,13 @@ class Indexer:
         self.storage.s3.put_object(Bucket=self.storage.bucket, Key=thumb_key, Body=make_thumbnail(decoded.image),
                                    ContentType="image/jpeg")
         try:
-            result = self.faces.analyze_s3(self.storage.bucket, key)
+            result = self.faces.analyze_s3(self.storage.bucket, key, deadline)
         except FaceServiceError as exc:
             if exc.retriable:
-                self._fail(photo, "face detection is unavailable right now; it will be retried", etag,
-                           retriable=True, thumbnail=thumb_key)
+                outcome = self._fail(photo, "face detection is unavailable right now; it will be retried", etag,
+                                     retriable=True, thumbnail=thumb_key)
+                if outcome != "failed":
+                    return outcome
                 raise RetryLater(exc.message) from exc
             return self._fail(photo, exc.message, etag, thumbnail=thumb_key)
         version = result["model_version"]
@@ -101,12 +116,14 @@ class Indexer:
                   "landmarks": f["landmarks"], "embedding": f["embedding"], "model_version": version}
                  for i, f in enumerate(result["faces"])]
         self.store.replace_faces(owner, photo_id, faces)
-        self.store.update_photo(owner, photo_id, {
+        still_there = self.store.update_photo(owner, photo_id, {
             "status": "indexed", "error": None, "retriable": False, "face_count": len(faces),
             "width": decoded.width, "height": decoded.height, "taken_at": decoded.taken_at,
             "thumbnail_key": thumb_key, "model_version": version, "source_etag": etag,
-            "indexed_at": datetime.now(timezone.utc),
+            "size": head["ContentLength"], "indexed_at": datetime.now(timezone.utc),
         })
+        if not still_there:
+            return self._undo(owner, photo_id)
         logger.info("photo indexed", extra={"user": owner, "photo_id": photo_id, "faces": len(faces)})
         return "indexed"
 
@@ -115,12 +132,21 @@ class Indexer:
                         "face_count": 0}
         if thumbnail:
             fields["thumbnail_key"] = thumbnail
-        self.store.update_photo(photo["owner"], photo["photo_id"], fields)
+        if not self.store.update_photo(photo["owner"], photo["photo_id"], fields):
+            return self._undo(photo["owner"], photo["photo_id"])
         if not retriable:
             self.store.replace_faces(photo["owner"], photo["photo_id"], [])
         logger.warning("photo failed", extra={"user": photo["owner"], "photo_id": photo["photo_id"],
                                               "error": message, "retriable": retriable})
         return "failed"
+
+    def _undo(self, owner: str, photo_id: str) -> str:
+        """The photo was deleted while this indexer worked: remove what it wrote."""
+        self.store.replace_faces(owner, photo_id, [])
+        self.storage.delete_keys([thumbnail_key(owner, photo_id)])
+        logger.info("photo deleted during indexing; its faces and thumbnail removed",
+                    extra={"user": owner, "photo_id": photo_id})
+        return "deleted_during_indexing"
 
     def forget(self, key: str) -> str:
         """The object was deleted outside the API: drop its record, faces and thumbnail."""
@@ -130,6 +156,8 @@ class Indexer:
         owner, photo_id = parsed
         photo = self.store.get_photo(owner, photo_id)
         if photo is None or photo["key"] != key:
+            # Deleted through the API: sweep what an indexer that raced the deletion may have left.
+            self._undo(owner, photo_id)
             return "already_forgotten"
         self.storage.delete_keys([thumbnail_key(owner, photo_id)])
         self.store.delete_photo(owner, photo_id)

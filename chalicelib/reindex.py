@@ -1,10 +1,13 @@
 """Re-embedding photos with a new model bundle.
 
 Reindexing sends each photo whose faces are not of the target bundle version
-back through the normal indexing queue, marked ``reindex`` so the indexer
-re-embeds even an unchanged object.  Running it again only sends what is still
+back through the normal indexing queue, marked with the target version so the
+indexer re-embeds an unchanged object once (a photo already at the target, say
+queued by two runs, is skipped).  Running it again only sends what is still
 behind, so it resumes where it stopped; searches filter by version and never
-compare vectors of two bundles.
+compare vectors of two bundles.  In scope: indexed photos, and photos that
+failed because the face service was unavailable; a photo refused for its own
+bytes (not an image, too large) does not depend on the model and stays out.
 """
 from __future__ import annotations
 
@@ -14,26 +17,30 @@ from typing import Iterator, Optional
 from .store import PhotoStore
 
 
-def reindex_message(bucket: str, key: str) -> str:
-    return json.dumps({"reindex": True, "Records": [{
+def reindex_message(bucket: str, key: str, target_version: str) -> str:
+    return json.dumps({"reindex": target_version, "Records": [{
         "eventName": "ObjectCreated:Reindex",
         "s3": {"bucket": {"name": bucket}, "object": {"key": key}},
     }]})
 
 
-def stale_photos(store: PhotoStore, target_version: str, owner: Optional[str] = None) -> Iterator[dict]:
-    """Photos not yet indexed with ``target_version`` (failed ones too), oldest first."""
-    query = {"status": {"$in": ["indexed", "failed"]}, "model_version": {"$ne": target_version}}
+def _in_scope(owner: Optional[str]) -> dict:
+    query = {"$or": [{"status": "indexed"}, {"status": "failed", "retriable": True}]}
     if owner:
         query["owner"] = owner
+    return query
+
+
+def stale_photos(store: PhotoStore, target_version: str, owner: Optional[str] = None) -> Iterator[dict]:
+    """Photos in scope not yet indexed with ``target_version``, oldest first."""
+    query = dict(_in_scope(owner), model_version={"$ne": target_version})
     projection = {"_id": 0, "owner": 1, "photo_id": 1, "key": 1}
     yield from store.photos.find(query, projection).sort("uploaded_at", 1)
 
 
 def progress(store: PhotoStore, target_version: str, owner: Optional[str] = None) -> dict:
-    scope = {"owner": owner} if owner else {}
-    total = store.photos.count_documents(dict(scope, status={"$in": ["indexed", "failed"]}))
-    done = store.photos.count_documents(dict(scope, status="indexed", model_version=target_version))
+    total = store.photos.count_documents(_in_scope(owner))
+    done = store.photos.count_documents(dict(_in_scope(owner), status="indexed", model_version=target_version))
     return {"total": total, "done": done}
 
 
@@ -41,7 +48,7 @@ def enqueue(store: PhotoStore, sqs, queue_url: str, bucket: str, target_version:
             owner: Optional[str] = None) -> int:
     sent, batch = 0, []
     for photo in stale_photos(store, target_version, owner):
-        batch.append({"Id": str(len(batch)), "MessageBody": reindex_message(bucket, photo["key"])})
+        batch.append({"Id": str(len(batch)), "MessageBody": reindex_message(bucket, photo["key"], target_version)})
         if len(batch) == 10:
             sent += _send(sqs, queue_url, batch)
             batch = []

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 import time
 import uuid
+from datetime import timedelta
 from typing import Optional
 
 from .album import Album, validate_file
 from .auth import User
-from .errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, ServiceUnavailable, Unprocessable
-from .face_client import FaceClient, FaceServiceError
+from .errors import (ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, ServiceUnavailable,
+                     TooManyRequests, Unprocessable)
+from .face_client import Deadline, FaceClient, FaceServiceError
 from .storage import CONTENT_TYPE_EXTENSIONS, SEARCH_KEY_TAG, key_photo_key
+from .store import now_ms
 
 MAX_INLINE_BYTES = 4 * 1024 * 1024
 MAX_KEY_BYTES = 10 * 1024 * 1024
 MAX_HITS = 2000
+KEY_ANALYSIS_TTL = timedelta(hours=1)  # a key's faces are kept this long for the search's later pages
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 _FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
 
@@ -34,6 +39,7 @@ def _error_from_face_service(exc: FaceServiceError) -> ApiError:
 class FaceSearch:
     def __init__(self, album: Album, faces: FaceClient, index, model_info_ttl: float = 300.0):
         self.album, self.store, self.storage = album, album.store, album.storage
+        self.settings = album.settings
         self.faces, self.index = faces, index
         self.model_info_ttl = model_info_ttl
         self._model_info = (0.0, None)
@@ -41,14 +47,25 @@ class FaceSearch:
     # Key uploads --------------------------------------------------------------
     def create_key_upload(self, user: User, body) -> dict:
         item = validate_file("body", body if isinstance(body, dict) else None, MAX_KEY_BYTES)
+        self._count_key_photo(user)
         key_id = uuid.uuid4().hex
         ttl = 300
         post = self.storage.presigned_upload(key_photo_key(user.sub, key_id, item["content_type"]),
                                              item["content_type"], MAX_KEY_BYTES, ttl, tags=SEARCH_KEY_TAG)
         return {"key_id": key_id, "url": post["url"], "fields": post["fields"], "expires_in": ttl}
 
+    def _count_key_photo(self, user: User) -> None:
+        """Key photos cost GPU time: at most ``key_photos_per_hour`` a user (uploads and inline images)."""
+        now = now_ms()
+        window = now.replace(minute=0, second=0, microsecond=0)
+        if not self.store.take_rate(user.sub, "key_photo", window, self.settings.key_photos_per_hour):
+            retry_after = int((window + timedelta(hours=1) - now).total_seconds()) + 1
+            raise TooManyRequests(f"at most {self.settings.key_photos_per_hour} key photos an hour; "
+                                  f"try again in {retry_after // 60 + 1} minutes", code="key_photo_rate",
+                                  retry_after=retry_after)
+
     # Search -------------------------------------------------------------------
-    def search(self, user: User, body) -> dict:
+    def search(self, user: User, body, deadline: Optional[Deadline] = None) -> dict:
         if not isinstance(body, dict):
             raise BadRequest("body must be a JSON object")
         sources = [name for name in ("key_id", "image_base64", "face_id") if body.get(name) is not None]
@@ -57,9 +74,9 @@ class FaceSearch:
         limit = self._int(body, "limit", 30, 1, 100)
         offset = self._cursor(body.get("cursor"))
         if sources[0] == "face_id":
-            key = self._album_face(user, body)
+            key = self._album_face(user, body, deadline)
         else:
-            key = self._key_photo(user, body, sources[0])
+            key = self._key_photo(user, body, sources[0], deadline)
         threshold = body.get("threshold")
         if threshold is None:
             threshold = key["threshold"]
@@ -77,17 +94,30 @@ class FaceSearch:
                 "key_faces": key["faces"], "used_face": key["used_face"],
                 "results": self._present(user, page), "next_cursor": next_cursor}
 
-    def _key_photo(self, user: User, body: dict, source: str) -> dict:
-        try:
-            if source == "key_id":
-                key_id = str(body["key_id"])
-                if not _HEX_ID.match(key_id):
-                    raise NotFound("no such key photo")
-                result = self._analyze_key_object(user, key_id)
-            else:
-                result = self.faces.analyze_bytes(self._inline_image(body["image_base64"]))
-        except FaceServiceError as exc:
-            raise _error_from_face_service(exc)
+    def _key_photo(self, user: User, body: dict, source: str, deadline: Optional[Deadline]) -> dict:
+        """The key's faces, analysed once: later pages of the search read them from the store."""
+        if source == "key_id":
+            key_id = str(body["key_id"])
+            if not _HEX_ID.match(key_id):
+                raise NotFound("no such key photo")
+            key_ref, data = f"key:{key_id}", None
+        else:
+            data = self._inline_image(body["image_base64"])
+            key_ref = f"inline:{hashlib.sha256(data).hexdigest()}"
+        result = self.store.key_faces_of(user.sub, key_ref)
+        if result is None:
+            try:
+                if data is None:
+                    result = self._analyze_key_object(user, key_id, deadline)
+                else:
+                    self._count_key_photo(user)
+                    result = self.faces.analyze_bytes(data, deadline, max_pixels=self.settings.key_max_pixels)
+            except FaceServiceError as exc:
+                raise _error_from_face_service(exc)
+            result = {"model_version": result["model_version"], "threshold": result["threshold"],
+                      "faces": [{"box": f["box"], "score": f["score"], "embedding": f["embedding"]}
+                                for f in result["faces"]]}
+            self.store.save_key_faces(user.sub, key_ref, result, KEY_ANALYSIS_TTL)
         faces = result["faces"]
         if not faces:
             raise Unprocessable("no face was found in the key photo; use a photo where the face is clearly visible",
@@ -97,14 +127,14 @@ class FaceSearch:
                 "vector": faces[used]["embedding"], "used_face": used,
                 "faces": [{"box": f["box"], "score": f["score"]} for f in faces]}
 
-    def _analyze_key_object(self, user: User, key_id: str) -> dict:
+    def _analyze_key_object(self, user: User, key_id: str, deadline: Optional[Deadline]) -> dict:
         for content_type in CONTENT_TYPE_EXTENSIONS:
             key = key_photo_key(user.sub, key_id, content_type)
             try:
                 self.storage.s3.head_object(Bucket=self.storage.bucket, Key=key)
             except self.storage.s3.exceptions.ClientError:
                 continue
-            return self.faces.analyze_s3(self.storage.bucket, key)
+            return self.faces.analyze_s3(self.storage.bucket, key, deadline, max_pixels=self.settings.key_max_pixels)
         raise NotFound("no such key photo (keys expire a day after upload)")
 
     @staticmethod
@@ -118,12 +148,12 @@ class FaceSearch:
         except (binascii.Error, ValueError):
             raise BadRequest("image_base64 is not valid base64")
 
-    def _album_face(self, user: User, body: dict) -> dict:
+    def _album_face(self, user: User, body: dict, deadline: Optional[Deadline]) -> dict:
         photo_id, face_id = str(body.get("photo_id", "")), str(body["face_id"])
         face = self.store.get_face(user.sub, face_id) if _FACE_ID.match(face_id) else None
         if face is None or face["photo_id"] != photo_id:
             raise NotFound("no such face in your album")
-        info = self._served_model()
+        info = self._served_model(deadline)
         if face["model_version"] != info["model_version"]:
             raise Conflict("this photo was indexed with an older face model; it is being reindexed",
                            code="stale_model_version")
@@ -131,11 +161,11 @@ class FaceSearch:
                 "vector": face["embedding"], "used_face": face["face_index"],
                 "faces": [{"box": face["box"], "score": face["score"]}]}
 
-    def _served_model(self) -> dict:
+    def _served_model(self, deadline: Optional[Deadline]) -> dict:
         fetched_at, info = self._model_info
         if info is None or time.time() - fetched_at > self.model_info_ttl:
             try:
-                info = self.faces.model_info()
+                info = self.faces.model_info(deadline)
             except FaceServiceError as exc:
                 raise _error_from_face_service(exc)
             self._model_info = (time.time(), info)

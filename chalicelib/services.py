@@ -4,11 +4,12 @@ Tests and the local stack swap the environment (settings), never the code.
 """
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import boto3
 from botocore.config import Config
 
+from .accounts import Accounts
 from .album import Album
 from .auth import TokenVerifier
 from .database import open_database
@@ -62,7 +63,12 @@ class Services:
     @cached_property
     def verifier(self) -> TokenVerifier:
         s = self.settings
-        return TokenVerifier(s.issuer, s.user_pool_client_ids, s.resolved_jwks_url)
+        return TokenVerifier(s.issuer, s.user_pool_client_ids, s.resolved_jwks_url,
+                             is_deleted=lambda sub: self.store.is_tombstoned(sub))
+
+    @cached_property
+    def accounts(self) -> Accounts:
+        return Accounts(self.store, self.album, self.cognito, self.settings.user_pool_id)
 
     @cached_property
     def album(self) -> Album:
@@ -72,14 +78,18 @@ class Services:
     def face_client(self) -> FaceClient:
         s = self.settings
         if s.face_endpoint_url:
-            transport = HttpTransport(s.face_endpoint_url, timeout=s.face_timeout)
+            transport = HttpTransport(s.face_endpoint_url)
         elif s.face_endpoint_name:
-            # FaceClient does the retrying, with jitter and a bound; botocore tries once.
-            runtime = self.client("sagemaker-runtime", attempts=1, read_timeout=s.face_timeout, connect_timeout=5)
-            transport = SageMakerTransport(runtime, s.face_endpoint_name)
+            transport = SageMakerTransport(self._sagemaker_runtime, s.face_endpoint_name)
         else:
             raise RuntimeError("set FACE_ENDPOINT_URL (local) or FACE_ENDPOINT_NAME (SageMaker)")
-        return FaceClient(transport, attempts=s.face_attempts)
+        return FaceClient(transport, attempts=s.face_attempts, timeout=s.face_timeout)
+
+    @lru_cache(maxsize=None)
+    def _sagemaker_runtime(self, read_timeout: int):
+        # FaceClient does the retrying, with jitter and a bound; botocore tries once.
+        return self.client("sagemaker-runtime", attempts=1, read_timeout=read_timeout,
+                           connect_timeout=min(5, read_timeout))
 
     @cached_property
     def indexer(self) -> Indexer:

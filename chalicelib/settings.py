@@ -56,6 +56,18 @@ class Settings:
     events_queue_url: Optional[str] = None
     face_timeout: int = 30
     face_attempts: int = 4
+    # Time limits the face calls must fit in: API Gateway ends a request at 29 s; the indexer
+    # keeps this much of its Lambda time for the writes after the face call.
+    api_time_budget: float = 25.0
+    indexer_reserve: float = 15.0
+    # Quotas: a pool anyone can sign up to must not become unlimited storage or GPU time.
+    max_photos_per_user: int = 50_000
+    max_bytes_per_user: int = 50 * 1024 * MB
+    key_photos_per_hour: int = 60
+    # Search keys are faces to look for, not photos to keep: a lower pixel cap than the album's.
+    key_max_pixels: int = 20_000_000
+    # A pending upload that never arrived expires this long after its presigned POST did.
+    pending_grace: int = 600
     page_size_default: int = 30
     page_size_max: int = 100
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -95,5 +107,10 @@ class Settings:
             events_queue_url=env.get("PHOTO_EVENTS_QUEUE_URL") or None,
             face_timeout=_int(env, "FACE_TIMEOUT", 30),
             face_attempts=_int(env, "FACE_ATTEMPTS", 4),
+            max_photos_per_user=_int(env, "MAX_PHOTOS_PER_USER", 50_000),
+            max_bytes_per_user=_int(env, "MAX_BYTES_PER_USER", 50 * 1024 * MB),
+            key_photos_per_hour=_int(env, "KEY_PHOTOS_PER_HOUR", 60),
+            key_max_pixels=_int(env, "KEY_MAX_PIXELS", 20_000_000),
+            pending_grace=_int(env, "PENDING_GRACE", 600),
             extra=dict(env),
         )

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Optional, Tuple
 
+from botocore.exceptions import ClientError
+
 CONTENT_TYPE_EXTENSIONS = {
     "image/jpeg": ".jpg",
     "image/png": ".png",
@@ -17,6 +19,7 @@ CONTENT_TYPE_EXTENSIONS = {
 }
 
 _PHOTO_KEY = re.compile(r"^users/(?P<owner>[A-Za-z0-9-]+)/photos/(?P<photo_id>[0-9a-f]{32})(?P<ext>\.[a-z]+)$")
+_USER_KEY = re.compile(r"^users/[A-Za-z0-9-]+/(?P<kind>[a-z]+)/(?P<id>[0-9a-f]{32})\.[a-z]+$")
 
 
 def user_prefix(owner: str) -> str:
@@ -29,6 +32,12 @@ def photo_key(owner: str, photo_id: str, content_type: str) -> str:
 
 def thumbnail_key(owner: str, photo_id: str) -> str:
     return f"users/{owner}/thumbs/{photo_id}.jpg"
+
+
+def parse_user_key(key: str) -> Optional[Tuple[str, str]]:
+    """``(kind, id)`` of any object of a user: ("photos", photo_id), ("thumbs", photo_id), ("keys", key_id)."""
+    match = _USER_KEY.match(key)
+    return (match["kind"], match["id"]) if match else None
 
 
 def parse_photo_key(key: str) -> Optional[Tuple[str, str]]:
@@ -65,15 +74,24 @@ class PhotoStorage:
             batch = [{"Key": k} for k in keys[start:start + 1000]]
             self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
+    def list_keys(self, prefix: str) -> list:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix``; returns how many."""
-        paginator = self.s3.get_paginator("list_objects_v2")
-        deleted = 0
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            keys = [obj["Key"] for obj in page.get("Contents", [])]
-            self.delete_keys(keys)
-            deleted += len(keys)
-        return deleted
+        keys = self.list_keys(prefix)
+        self.delete_keys(keys)
+        return len(keys)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
     def check(self) -> None:
         self.s3.head_bucket(Bucket=self.bucket)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime, timezone
+import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
@@ -58,12 +59,22 @@ def decode_cursor(cursor: str) -> Tuple[datetime, str]:
         raise BadRequest("cursor is not valid", code="invalid_cursor")
 
 
+def photo_size(photo: dict) -> int:
+    """The bytes a photo counts for in its owner's quota: the declared size, which the upload
+    policy makes an upper bound of the object's."""
+    return int(photo.get("declared_size") or 0)
+
+
 class PhotoStore:
     def __init__(self, database):
         self.db = database
         self.photos = database["photos"]
         self.faces = database["faces"]
         self.counters = database["owner_versions"]
+        self.tombstones = database["tombstones"]   # subs of deleted accounts: their tokens are refused
+        self.usage = database["usage"]             # per user: photos and bytes held, for quotas
+        self.rates = database["rates"]             # per user and hour: rate-limited actions
+        self.key_faces = database["key_faces"]     # a search key's analysed faces, for its later pages
 
     def ensure_indexes(self) -> None:
         # Ascending keys only: the embedded backend supports no others, and a
@@ -73,6 +84,7 @@ class PhotoStore:
         self.faces.create_index([("owner", ASCENDING), ("face_id", ASCENDING)], unique=True)
         self.faces.create_index([("owner", ASCENDING), ("photo_id", ASCENDING)])
         self.faces.create_index([("owner", ASCENDING), ("model_version", ASCENDING)])
+        self.key_faces.create_index([("owner", ASCENDING), ("key_ref", ASCENDING)], unique=True)
 
     def ping(self) -> None:
         self.photos.find_one({"owner": "__ping__"}, _NO_ID)
@@ -124,28 +136,91 @@ class PhotoStore:
         return rows, next_cursor
 
     def delete_photo(self, owner: str, photo_id: str) -> Optional[dict]:
-        """Remove the photo and its faces; returns the removed photo, if any."""
+        """Remove the photo, then its faces; returns the removed photo, if any.
+
+        The record goes first: an indexer that writes faces after this checks the record
+        afterwards and removes what it wrote (``Indexer``), and faces it wrote before are
+        removed here."""
         photo = self.get_photo(owner, photo_id)
         if photo is None:
             return None
-        self.faces.delete_many({"owner": owner, "photo_id": photo_id})
         self.photos.delete_one({"owner": owner, "photo_id": photo_id})
+        self.faces.delete_many({"owner": owner, "photo_id": photo_id})
+        self.release_usage(owner, 1, photo_size(photo))
         self.bump_owner_version(owner)
         return photo
 
     def delete_owner(self, owner: str) -> dict:
-        faces = self.faces.delete_many({"owner": owner}).deleted_count
         photos = self.photos.delete_many({"owner": owner}).deleted_count
-        self.counters.delete_one({"_id": owner})  # back to 0: an empty album, as for a new user
+        faces = self.faces.delete_many({"owner": owner}).deleted_count
+        self.usage.delete_one({"_id": owner})
+        self.key_faces.delete_many({"owner": owner})
+        self.bump_owner_version(owner)
         return {"photos": photos, "faces": faces}
 
-    # Per-owner change counter: search caches a user's vectors until it moves.
-    def bump_owner_version(self, owner: str) -> None:
-        self.counters.update_one({"_id": owner}, {"$inc": {"v": 1}}, upsert=True)
+    def delete_orphan_faces(self, owner: str) -> int:
+        """Faces whose photo record is gone (a deletion that raced an indexer)."""
+        removed = self.faces.delete_many({"owner": owner, "photo_id": {"$nin": sorted(self.photo_ids(owner))}}).deleted_count
+        if removed:
+            self.bump_owner_version(owner)
+        return removed
 
-    def owner_version(self, owner: str) -> int:
+    def photo_ids(self, owner: str) -> set:
+        return {p["photo_id"] for p in self.photos.find({"owner": owner}, {"_id": 0, "photo_id": 1})}
+
+    def expired_pending(self, owner: str, created_before: datetime) -> List[dict]:
+        return list(self.photos.find({"owner": owner, "status": "pending",
+                                      "uploaded_at": {"$lt": created_before.replace(tzinfo=None)}}, _NO_ID))
+
+    # Per-owner change token: search caches a user's vectors until it changes. A fresh
+    # random value each time, so a value once cached can never come back.
+    def bump_owner_version(self, owner: str) -> None:
+        self.counters.update_one({"_id": owner}, {"$set": {"v": uuid.uuid4().hex}}, upsert=True)
+
+    def owner_version(self, owner: str) -> Optional[str]:
         doc = self.counters.find_one({"_id": owner})
-        return int(doc["v"]) if doc else 0
+        return str(doc["v"]) if doc else None
+
+    # Deleted accounts -----------------------------------------------------------
+    def add_tombstone(self, sub: str) -> None:
+        self.tombstones.update_one({"_id": sub}, {"$setOnInsert": {"deleted_at": now_ms()}}, upsert=True)
+
+    def is_tombstoned(self, sub: str) -> bool:
+        return self.tombstones.find_one({"_id": sub}) is not None
+
+    # Quotas -----------------------------------------------------------------------
+    def reserve_usage(self, owner: str, photos: int, size: int, max_photos: int, max_bytes: int) -> bool:
+        """Count ``photos`` more photos of ``size`` bytes in all against the owner's quota,
+        if they fit: one conditional update, so concurrent requests cannot both pass."""
+        self.usage.update_one({"_id": owner}, {"$inc": {"photos": 0, "bytes": 0}}, upsert=True)
+        result = self.usage.update_one(
+            {"_id": owner, "photos": {"$lte": max_photos - photos}, "bytes": {"$lte": max_bytes - size}},
+            {"$inc": {"photos": photos, "bytes": size}})
+        return result.matched_count == 1
+
+    def release_usage(self, owner: str, photos: int, size: int) -> None:
+        self.usage.update_one({"_id": owner}, {"$inc": {"photos": -photos, "bytes": -size}})
+
+    def usage_of(self, owner: str) -> dict:
+        doc = self.usage.find_one({"_id": owner}) or {}
+        return {"photos": int(doc.get("photos", 0)), "bytes": int(doc.get("bytes", 0))}
+
+    def take_rate(self, owner: str, action: str, window_start: datetime, limit: int) -> bool:
+        """One more ``action`` in the window starting at ``window_start``, if under ``limit``."""
+        doc_id = f"{owner}|{action}|{window_start.strftime('%Y%m%d%H')}"
+        self.rates.update_one({"_id": doc_id}, {"$setOnInsert": {"owner": owner, "n": 0}}, upsert=True)
+        return self.rates.update_one({"_id": doc_id, "n": {"$lt": limit}}, {"$inc": {"n": 1}}).matched_count == 1
+
+    # Search keys' analysed faces, so that paging a search does not analyse the key again.
+    def save_key_faces(self, owner: str, key_ref: str, analysis: dict, ttl: timedelta) -> None:
+        doc = {"owner": owner, "key_ref": key_ref, "expires_at": now_ms() + ttl, "analysis": json.dumps(analysis)}
+        self.key_faces.replace_one({"owner": owner, "key_ref": key_ref}, doc, upsert=True)
+
+    def key_faces_of(self, owner: str, key_ref: str) -> Optional[dict]:
+        doc = self.key_faces.find_one({"owner": owner, "key_ref": key_ref}, _NO_ID)
+        if doc is None or utc(doc["expires_at"]) < datetime.now(timezone.utc):
+            return None
+        return json.loads(doc["analysis"])
 
     # Faces ------------------------------------------------------------------
     def replace_faces(self, owner: str, photo_id: str, faces: List[dict]) -> None:

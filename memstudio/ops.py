@@ -27,8 +27,8 @@ def stage_settings(local_stack_file: Path) -> Settings:
 
 
 def purge_user(settings: Settings, username: str) -> dict:
-    """Delete a user's photos, thumbnails, key photos, faces and Cognito account (the same
-    steps as DELETE /me, in the same order: data first, so a failure leaves a user who can retry)."""
+    """Delete a user's photos, thumbnails, key photos, faces and Cognito account: the same
+    sequence as DELETE /me (chalicelib.accounts), so a failure half-way can simply be run again."""
     services = Services(settings)
     cognito = services.cognito
     try:
@@ -36,6 +36,5 @@ def purge_user(settings: Settings, username: str) -> dict:
     except cognito.exceptions.UserNotFoundException:
         raise CliError(f"no user {username!r} in pool {settings.user_pool_id}")
     sub = next(a["Value"] for a in found["UserAttributes"] if a["Name"] == "sub")
-    removed = services.album.delete_account_data(User(sub=sub, username=found["Username"]))
-    cognito.admin_delete_user(UserPoolId=settings.user_pool_id, Username=found["Username"])
+    removed = services.accounts.delete(User(sub=sub, username=found["Username"]))
     return dict(removed, sub=sub)

@@ -1,0 +1,38 @@
+"""Deleting an account: one sequence for ``DELETE /me`` and the operators' ``purge-user``.
+
+1. A tombstone for the user's ``sub``: from then on the API refuses every token of the
+   account (an ID token stays valid at Cognito until it expires; the tombstone does not).
+2. Cognito's global sign-out: refresh tokens stop working, no new tokens are issued.
+3. The data: objects under ``users/{sub}/``, photo and face records (Album).
+4. The Cognito user itself.
+
+Each step is idempotent and tolerates a user Cognito no longer knows, so a repeated or
+interrupted deletion can simply run again.
+"""
+from __future__ import annotations
+
+from .album import Album
+from .auth import User
+from .observability import logger
+from .store import PhotoStore
+
+
+class Accounts:
+    def __init__(self, store: PhotoStore, album: Album, cognito, user_pool_id: str):
+        self.store, self.album, self.cognito, self.user_pool_id = store, album, cognito, user_pool_id
+
+    def delete(self, user: User) -> dict:
+        self.store.add_tombstone(user.sub)
+        if user.username:
+            self._cognito("admin_user_global_sign_out", user.username)
+        removed = self.album.delete_account_data(user)
+        if user.username:
+            self._cognito("admin_delete_user", user.username)
+        logger.info("account deleted", extra=dict(removed, user=user.sub))
+        return removed
+
+    def _cognito(self, action: str, username: str) -> None:
+        try:
+            getattr(self.cognito, action)(UserPoolId=self.user_pool_id, Username=username)
+        except self.cognito.exceptions.UserNotFoundException:
+            pass  # already gone: a repeated deletion
