@@ -65,6 +65,15 @@ def photo_size(photo: dict) -> int:
     return int(photo.get("declared_size") or 0)
 
 
+def _insert_if_absent(collection, doc: dict) -> None:
+    """``$setOnInsert`` for every backend (the embedded one has no such operator)."""
+    if collection.find_one({"_id": doc["_id"]}) is None:
+        try:
+            collection.insert_one(doc)
+        except DuplicateKeyError:
+            pass  # a concurrent request inserted it first
+
+
 class PhotoStore:
     def __init__(self, database):
         self.db = database
@@ -183,7 +192,7 @@ class PhotoStore:
 
     # Deleted accounts -----------------------------------------------------------
     def add_tombstone(self, sub: str) -> None:
-        self.tombstones.update_one({"_id": sub}, {"$setOnInsert": {"deleted_at": now_ms()}}, upsert=True)
+        _insert_if_absent(self.tombstones, {"_id": sub, "deleted_at": now_ms()})
 
     def is_tombstoned(self, sub: str) -> bool:
         return self.tombstones.find_one({"_id": sub}) is not None
@@ -208,7 +217,7 @@ class PhotoStore:
     def take_rate(self, owner: str, action: str, window_start: datetime, limit: int) -> bool:
         """One more ``action`` in the window starting at ``window_start``, if under ``limit``."""
         doc_id = f"{owner}|{action}|{window_start.strftime('%Y%m%d%H')}"
-        self.rates.update_one({"_id": doc_id}, {"$setOnInsert": {"owner": owner, "n": 0}}, upsert=True)
+        _insert_if_absent(self.rates, {"_id": doc_id, "owner": owner, "n": 0})
         return self.rates.update_one({"_id": doc_id, "n": {"$lt": limit}}, {"$inc": {"n": 1}}).matched_count == 1
 
     # Search keys' analysed faces, so that paging a search does not analyse the key again.

@@ -1,0 +1,250 @@
+"""Hostile input, deletion races and abuse, through the real API, moto's S3/SQS/Cognito and the
+real face endpoint: nothing crashes, nothing leaks, nothing is left behind."""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import app as app_module
+from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
+from chalicelib.services import Services
+from chalicelib.vector_search import ExactSearch
+from local_stack.aws import client, sign_in
+from tests.conftest import PASSWORD, object_keys, post_to_s3, request_uploads
+from tests.face_fixtures import FACEDATA, needs_facedata
+from tests.test_indexing import drain, face_endpoint, indexing, photo, upload  # noqa: F401  (fixtures)
+
+CRASHER = Path(__file__).resolve().parent / "fuzz_cases" / "heic-exif-item-type-segfault.heic"
+SINGLE = FACEDATA / "people/deepface/Angelina_Jolie/img11.jpg" if FACEDATA else None
+JPEG = {"filename": "a.jpg", "content_type": "image/jpeg", "size": 2048}
+
+
+# Untrusted images ------------------------------------------------------------------
+@needs_facedata
+def test_the_crashing_heic_becomes_a_failed_photo_and_a_4xx_search(api, make_user, indexing):
+    _, pump = indexing
+    user = make_user()
+    photo_id = upload(api, user, CRASHER.read_bytes(), "image/heic")
+    drain(pump)
+    body = photo(api, user, photo_id)
+    assert body["status"] == "failed" and "not a readable image" in body["error"]
+    assert pump.failed == 0  # handled, not retried into the dead-letter queue
+    response = api.http.post("/search", headers=user.headers,
+                             body=json.dumps({"image_base64": base64.b64encode(CRASHER.read_bytes()).decode()}))
+    assert response.status_code == 400 and response.json_body["error"] == "invalid_key_photo"
+
+
+def with_settings(monkeypatch, settings, **changes) -> Services:
+    """The app's services with other settings; the face endpoint is named (the search routes
+    need one) but never reached by the tests that use this."""
+    changed = Services(replace(settings, face_endpoint_url=settings.face_endpoint_url or "http://127.0.0.1:9",
+                               **changes))
+    monkeypatch.setattr(app_module, "services", changed)
+    return changed
+
+
+@pytest.mark.parametrize("path", ["/search", "/photos/uploads", "/search/uploads"])
+def test_deeply_nested_json_is_a_400(api, make_user, settings, monkeypatch, path):
+    with_settings(monkeypatch, settings)
+    user = make_user()
+    response = api.http.post(path, headers=user.headers, body="[" * 100_000 + "]" * 100_000)
+    assert response.status_code == 400 and response.json_body["error"] == "invalid_json"
+
+
+# Deletion races ----------------------------------------------------------------------
+class DeletingTransport:
+    """The real endpoint, but the photo is deleted through the API while the call is in flight."""
+
+    def __init__(self, real, on_call):
+        self.real, self.on_call = real, on_call
+
+    def invoke(self, body: bytes, timeout: float) -> bytes:
+        self.on_call()
+        return self.real.invoke(body, timeout)
+
+
+@needs_facedata
+@pytest.mark.parametrize("deletion", ["photo", "account"])
+def test_deleting_while_indexing_leaves_no_faces_or_objects(api, make_user, indexing, aws_stack, deletion):
+    services, pump = indexing
+    user = make_user()
+    photo_id = upload(api, user, SINGLE.read_bytes(), "image/jpeg")
+
+    def delete_now():
+        path = f"/photos/{photo_id}" if deletion == "photo" else "/me"
+        assert api.http.delete(path, headers=user.headers).status_code == 204
+
+    services.face_client.transport = DeletingTransport(services.face_client.transport, delete_now)
+    drain(pump)
+    assert services.store.faces.count_documents({"owner": user.sub}) == 0
+    assert object_keys(aws_stack, f"users/{user.sub}/") == []  # no thumbnail written after the deletion
+    assert services.store.photos.count_documents({"owner": user.sub}) == 0
+
+
+@needs_facedata
+def test_the_sweep_removes_what_no_photo_owns(api, make_user, indexing, aws_stack):
+    services, pump = indexing
+    user = make_user()
+    kept = upload(api, user, SINGLE.read_bytes(), "image/jpeg")
+    drain(pump)
+    s3 = client("s3", aws_stack.aws_endpoint_url)
+    ghost = "f" * 32  # as an indexer that crashed between its writes would leave them
+    s3.put_object(Bucket=aws_stack.bucket, Key=f"users/{user.sub}/thumbs/{ghost}.jpg", Body=b"x")
+    services.store.faces.insert_one(dict(services.store.faces.find_one({"owner": user.sub}, {"_id": 0}),
+                                         photo_id=ghost, face_id=f"{ghost}-000"))
+    assert services.album.sweep(user.sub) == {"faces": 1, "objects": 1, "abandoned_uploads": 0}
+    assert sorted(object_keys(aws_stack, f"users/{user.sub}/")) == sorted(
+        [f"users/{user.sub}/photos/{kept}.jpg", f"users/{user.sub}/thumbs/{kept}.jpg"])
+    assert services.store.faces.count_documents({"owner": user.sub}) == 1
+
+
+# A deleted account ----------------------------------------------------------------------
+def test_a_deleted_account_cannot_use_its_tokens_and_deleting_again_is_a_204(api, make_user, aws_stack):
+    user = make_user()
+    tokens = sign_in(aws_stack, user.email, PASSWORD)
+    assert api.http.delete("/me", headers=user.headers).status_code == 204
+    for method, path, body in (("post", "/photos/uploads", {"files": [JPEG]}), ("get", "/photos", None)):
+        response = getattr(api.http, method)(path, headers=user.headers, body=json.dumps(body) if body else b"")
+        assert response.status_code == 401 and response.json_body["error"] == "account_deleted"
+    assert api.http.delete("/me", headers=user.headers).status_code == 204  # idempotent
+    cognito = client("cognito-idp", aws_stack.aws_endpoint_url)
+    with pytest.raises(cognito.exceptions.ClientError):  # the refresh token no longer works
+        cognito.initiate_auth(ClientId=aws_stack.user_pool_client_id, AuthFlow="REFRESH_TOKEN_AUTH",
+                              AuthParameters={"REFRESH_TOKEN": tokens["RefreshToken"]})
+
+
+# Lifecycle -----------------------------------------------------------------------------
+def test_abandoned_uploads_expire_and_free_their_slots(api, make_user, services, settings, monkeypatch, aws_stack):
+    limited = with_settings(monkeypatch, settings, max_pending_uploads=2, upload_url_ttl=60, pending_grace=0)
+    user = make_user()
+    abandoned, arrived = request_uploads(api, user, [JPEG, JPEG])
+    assert post_to_s3(arrived, b"\xff\xd8 any bytes", "a.jpg").status_code == 204  # its indexing is late
+    refused = api.http.post("/photos/uploads", headers=user.headers, body=json.dumps({"files": [JPEG]}))
+    assert refused.status_code == 429 and refused.headers["Retry-After"]
+    old = limited.store.photos.find_one({"owner": user.sub, "photo_id": abandoned["photo_id"]})["uploaded_at"]
+    limited.store.photos.update_many({"owner": user.sub}, {"$set": {"uploaded_at": old - timedelta(seconds=61)}})
+    assert len(request_uploads(api, user, [JPEG])) == 1  # the abandoned one expired
+    listed = {p["photo_id"] for p in api.http.get("/photos", headers=user.headers).json_body["photos"]}
+    assert abandoned["photo_id"] not in listed and arrived["photo_id"] in listed  # the uploaded one waits
+    assert limited.store.usage_of(user.sub)["photos"] == 2
+
+
+def test_the_search_cache_never_serves_faces_of_a_deleted_album(services):
+    store, search = services.store, ExactSearch(services.store)
+    face = {"face_id": "a" * 32 + "-000", "face_index": 0, "box": [0, 0, 9, 9], "score": 1.0, "landmarks": [],
+            "embedding": [1.0, 0.0], "model_version": "v"}
+    store.replace_faces("owner", "a" * 32, [face])
+    assert len(search.search("owner", "v", [1.0, 0.0], 10, 0.5)) == 1
+    store.delete_owner("owner")
+    for photo_id in ("b" * 32, "c" * 32):  # two writes: with a counter reset to 0, the cached value came back
+        store.replace_faces("other", photo_id, [])
+        store.bump_owner_version("owner")
+    assert search.search("owner", "v", [1.0, 0.0], 10, 0.5) == []
+
+
+# Quotas and rates ------------------------------------------------------------------------
+def test_storage_quota_is_a_429_with_the_reason(api, make_user, settings, monkeypatch):
+    with_settings(monkeypatch, settings, max_photos_per_user=3, max_bytes_per_user=5000)
+    user = make_user()
+    request_uploads(api, user, [JPEG, JPEG])
+    over_bytes = api.http.post("/photos/uploads", headers=user.headers, body=json.dumps({"files": [JPEG]}))
+    assert over_bytes.status_code == 429 and over_bytes.json_body["error"] == "quota_exceeded"
+    small = dict(JPEG, size=100)
+    request_uploads(api, user, [small])
+    over_count = api.http.post("/photos/uploads", headers=user.headers, body=json.dumps({"files": [small]}))
+    assert over_count.status_code == 429 and "3 photos" in over_count.json_body["message"]
+    listed = api.http.get("/photos", headers=user.headers).json_body["photos"]
+    assert api.http.delete(f"/photos/{listed[0]['photo_id']}", headers=user.headers).status_code == 204
+    request_uploads(api, user, [small])  # deleting makes room
+
+
+def test_key_photos_are_rate_limited_per_hour(api, make_user, settings, monkeypatch):
+    with_settings(monkeypatch, settings, key_photos_per_hour=2)
+    user, other = make_user(), make_user()
+    for _ in range(2):
+        assert api.http.post("/search/uploads", headers=user.headers, body=json.dumps(JPEG)).status_code == 201
+    refused = api.http.post("/search/uploads", headers=user.headers, body=json.dumps(JPEG))
+    assert refused.status_code == 429 and refused.json_body["error"] == "key_photo_rate"
+    assert 0 < int(refused.headers["Retry-After"]) <= 3601
+    assert api.http.post("/search/uploads", headers=other.headers, body=json.dumps(JPEG)).status_code == 201
+
+
+class CountingTransport:
+    def __init__(self, real):
+        self.real, self.calls = real, 0
+
+    def invoke(self, body: bytes, timeout: float) -> bytes:
+        self.calls += 1
+        return self.real.invoke(body, timeout)
+
+
+@needs_facedata
+def test_a_keys_faces_are_analysed_once_for_all_its_pages(api, make_user, indexing):
+    services, pump = indexing
+    user = make_user()
+    for _ in range(3):
+        upload(api, user, SINGLE.read_bytes(), "image/jpeg")
+    drain(pump)
+    counting = services.face_client.transport = CountingTransport(services.face_client.transport)
+    query = {"image_base64": base64.b64encode(SINGLE.read_bytes()).decode(), "limit": 1}
+    pages = []
+    while True:
+        body = api.http.post("/search", headers=user.headers, body=json.dumps(query)).json_body
+        pages.append(body["results"])
+        if not body["next_cursor"]:
+            break
+        query["cursor"] = body["next_cursor"]
+    assert [len(p) for p in pages] == [1, 1, 1] and counting.calls == 1
+
+
+@needs_facedata
+def test_search_keys_have_a_lower_pixel_cap(api, make_user, indexing, monkeypatch):
+    services, _ = indexing
+    with_settings(monkeypatch, services.settings, key_max_pixels=10_000)
+    user = make_user()
+    response = api.http.post("/search", headers=user.headers,
+                             body=json.dumps({"image_base64": base64.b64encode(SINGLE.read_bytes()).decode()}))
+    assert response.status_code == 413 and "pixels" in response.json_body["message"]
+
+
+# Time limits ------------------------------------------------------------------------------
+class SlowTransport:
+    def __init__(self, seconds: float):
+        self.seconds, self.calls, self.timeouts = seconds, 0, []
+
+    def invoke(self, body: bytes, timeout: float) -> bytes:
+        self.calls += 1
+        self.timeouts.append(timeout)
+        time.sleep(min(self.seconds, timeout))
+        raise FaceServiceError("the face service timed out", retriable=True)
+
+
+def test_face_calls_fit_the_callers_deadline():
+    slow = SlowTransport(10)
+    face_client = FaceClient(slow, attempts=4, timeout=30, min_attempt=0.2, sleep=lambda s: None)
+    started = time.monotonic()
+    with pytest.raises(FaceServiceError) as caught:
+        face_client.analyze_bytes(b"x", Deadline(1.0))
+    assert caught.value.retriable
+    assert time.monotonic() - started < 1.5  # four attempts of 30 s would take two minutes
+    assert all(t <= 1.0 for t in slow.timeouts)
+
+
+class _Context:
+    def __init__(self, millis: int):
+        self.millis = millis
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.millis
+
+
+def test_deadlines_come_from_the_lambdas_remaining_time():
+    assert Deadline.for_lambda(_Context(120_000), reserve=15).left() == pytest.approx(105, abs=0.5)
+    assert Deadline.for_lambda(_Context(30_000), cap=25).left() == pytest.approx(25, abs=0.5)
+    assert Deadline.for_lambda(None, cap=25).left() == pytest.approx(25, abs=0.5)
