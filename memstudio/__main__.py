@@ -41,6 +41,12 @@ def cmd_login(args) -> int:
     return 0
 
 
+def cmd_logout(args) -> int:
+    Session.load(args.api).logout()
+    print(f"signed out of {args.api}; the refresh token is revoked")
+    return 0
+
+
 def cmd_upload(args) -> int:
     uploaded, skipped, failures = upload_folder(Session.load(args.api), Path(args.folder), args.parallel,
                                                 progress=not args.quiet)
@@ -130,6 +136,8 @@ def main(argv=None) -> int:
     p.add_argument("email")
     p.add_argument("--password", help="default: $MEMSTUDIO_PASSWORD, else asked")
     p.set_defaults(func=cmd_login)
+    p = sub.add_parser("logout", help="sign out: revoke the refresh token and forget the session")
+    p.set_defaults(func=cmd_logout)
     p = sub.add_parser("upload", help="upload every photo of a folder (recursive, resumable)")
     p.add_argument("folder")
     p.add_argument("--parallel", type=int, default=4)

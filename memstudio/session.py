@@ -55,6 +55,7 @@ class Session:
     id_token: str
     refresh_token: str
     expires_at: float
+    access_token: str = ""
 
     @property
     def sub(self) -> str:
@@ -86,7 +87,7 @@ class Session:
                                                   "AuthParameters": {"USERNAME": email, "PASSWORD": password}})
         tokens = result["AuthenticationResult"]
         session = cls(api.rstrip("/"), email, tokens["IdToken"], tokens["RefreshToken"],
-                      _claims(tokens["IdToken"])["exp"])
+                      _claims(tokens["IdToken"])["exp"], tokens.get("AccessToken", ""))
         session.save()
         return session
 
@@ -100,8 +101,20 @@ class Session:
         result = cognito(config, "InitiateAuth", {"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": config["clientId"],
                                                   "AuthParameters": {"REFRESH_TOKEN": self.refresh_token}})
         self.id_token = result["AuthenticationResult"]["IdToken"]
+        self.access_token = result["AuthenticationResult"].get("AccessToken", self.access_token)
         self.expires_at = _claims(self.id_token)["exp"]
         self.save()
+
+    def logout(self) -> None:
+        """Revoke this session's refresh token (RevokeToken), then forget the session. A pool
+        without RevokeToken (moto's, in the local stack) gets a global sign-out instead."""
+        config = client_config(self.api)
+        try:
+            cognito(config, "RevokeToken", {"ClientId": config["clientId"], "Token": self.refresh_token})
+        except CliError:
+            if self.access_token:
+                cognito(config, "GlobalSignOut", {"AccessToken": self.access_token})
+        self.path(self.api).unlink(missing_ok=True)
 
     def call(self, method: str, path: str, body: Optional[dict] = None, params: Optional[dict] = None):
         """An API call; the JSON answer, or CliError with the API's message."""

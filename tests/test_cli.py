@@ -10,7 +10,7 @@ import pytest
 
 from local_stack.aws import StackInfo, create_confirmed_user
 from memstudio.__main__ import main
-from memstudio.session import Session
+from memstudio.session import CliError, Session, client_config, cognito
 from memstudio.uploads import Journal
 from tests.face_fixtures import FACEDATA, needs_facedata
 from tests.stack_fixture import local_stack  # noqa: F401  (fixture)
@@ -80,6 +80,14 @@ def test_cli_upload_search_delete(local_stack, tmp_path, monkeypatch, capsys):  
     assert main(["--api", api, "delete", ranked[0]]) == 0
     assert main(["--api", api, "show", ranked[0]]) == 1
     assert "404" in capsys.readouterr().err
+
+    # Signing out revokes the refresh token and forgets the session.
+    refresh_token = Session.load(api).refresh_token
+    assert main(["--api", api, "logout"]) == 0
+    assert not list((tmp_path / "home").glob("session-*.json"))
+    with pytest.raises(CliError):
+        cognito(client_config(api), "InitiateAuth", {"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": client_config(
+            api)["clientId"], "AuthParameters": {"REFRESH_TOKEN": refresh_token}})
 
     # Operators delete a user's data and account without the user's token.
     stack_file = str(local_stack.state / "stack.json")

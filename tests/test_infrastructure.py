@@ -37,3 +37,26 @@ def test_chalice_stage_points_at_the_templates_resources(stage):
         assert resource in policy, resource
     # The indexer's timeout fits six times in the queue's visibility timeout.
     assert 6 * config["lambda_functions"]["index_photos"]["lambda_timeout"] <= 720
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_stage_throttling_is_applied_to_the_deployed_api(stage, aws_stack, monkeypatch):
+    """Against moto's API Gateway: the stage every method answers on gets the stage's limits."""
+    from infrastructure import throttling
+    from local_stack.aws import client
+
+    apigateway = client("apigateway", aws_stack.aws_endpoint_url)
+    api = apigateway.create_rest_api(name=f"memory-studio-{stage}")
+    root = apigateway.get_resources(restApiId=api["id"])["items"][0]["id"]
+    apigateway.put_method(restApiId=api["id"], resourceId=root, httpMethod="GET", authorizationType="NONE")
+    apigateway.put_integration(restApiId=api["id"], resourceId=root, httpMethod="GET", type="MOCK")
+    apigateway.create_deployment(restApiId=api["id"], stageName="api")
+    for key, value in aws_stack.app_environment().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(throttling, "deployed_rest_api_id", lambda s: api["id"])
+    assert throttling.main(["--stage", stage]) == 0
+    assert throttling.main(["--stage", stage]) == 0  # idempotent
+    settings = apigateway.get_stage(restApiId=api["id"], stageName="api")["methodSettings"]["*/*"]
+    limits = throttling.stage_limits(stage)
+    assert settings["throttlingRateLimit"] == limits["rate_limit"]
+    assert settings["throttlingBurstLimit"] == limits["burst_limit"]

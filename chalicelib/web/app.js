@@ -35,7 +35,8 @@ function claims(token) {
 function keepSession(result, email) {
   const idToken = result.IdToken;
   const c = claims(idToken);
-  session = { idToken, refreshToken: result.RefreshToken || session?.refreshToken, expiresAt: c.exp * 1000, email: c.email || email };
+  session = { idToken, accessToken: result.AccessToken, refreshToken: result.RefreshToken || session?.refreshToken,
+              expiresAt: c.exp * 1000, email: c.email || email };
   localStorage.setItem(SESSION_KEY, JSON.stringify({ refreshToken: session.refreshToken, email: session.email }));
 }
 
@@ -52,7 +53,19 @@ async function currentToken() {
   return session.idToken;
 }
 
-function signOut(message = "Signed out.") {
+/** Sign-out revokes this browser's refresh token at Cognito (RevokeToken). A pool without
+ * that operation (moto's, in the local stack) gets a global sign-out with the access token. */
+async function revokeSession() {
+  if (!session?.refreshToken) return;
+  try {
+    await cognito("RevokeToken", { ClientId: config.clientId, Token: session.refreshToken });
+  } catch (error) {
+    if (session.accessToken) await cognito("GlobalSignOut", { AccessToken: session.accessToken }).catch(() => {});
+  }
+}
+
+async function signOut(message = "Signed out.", revoke = true) {
+  if (revoke) await revokeSession().catch(() => {});
   session = null;
   localStorage.removeItem(SESSION_KEY);
   album.reset();
@@ -177,19 +190,27 @@ function wireAuth() {
 
 // Album -------------------------------------------------------------------------------
 const album = {
-  cursor: null, loading: false, finished: false, started: false, tiles: new Map(), watcher: null,
+  cursor: null, loading: false, finished: false, started: false, tiles: new Map(),
+  // Pending tiles are polled one round at a time (never overlapping), every 2 s while something
+  // changes, backing off to 30 s while nothing does, and not at all once nothing is pending or
+  // nothing changed for 15 minutes (a reload or a new upload starts it again).
+  watcher: null, watchDelay: 2000, unchangedSince: 0,
 
   reset() {
     this.cursor = null; this.finished = false; this.started = false; this.tiles.clear();
     $("grid").replaceChildren();
-    clearInterval(this.watcher); this.watcher = null;
+    clearTimeout(this.watcher); this.watcher = null;
   },
 
   start() {
     if (this.started) return;
     this.started = true;
     this.loadMore();
-    this.watcher = setInterval(() => this.watchPending(), 2000);
+  },
+
+  watchSoon() {
+    this.watchDelay = 2000; this.unchangedSince = Date.now();
+    if (this.watcher === null) this.watcher = setTimeout(() => this.watchPending(), this.watchDelay);
   },
 
   async loadMore() {
@@ -239,6 +260,7 @@ const album = {
     button.addEventListener("click", () => openPhoto(photo.photo_id));
     item.replaceChildren(button);
     $("album-empty").hidden = true;
+    if (photo.status === "pending" && this.watcher === null) this.watchSoon();
   },
 
   remove(photoId) {
@@ -248,16 +270,21 @@ const album = {
   },
 
   async watchPending() {
-    if (!session) return;
+    let changed = false;
     const pending = [...this.tiles.values()].filter((t) => t.photo.status === "pending").slice(0, 20);
-    for (const { photo } of pending) {
+    for (const { photo } of session ? pending : []) {
       try {
         const fresh = await api("GET", `photos/${photo.photo_id}`);
-        if (fresh.status !== photo.status) this.render(fresh, false);
+        if (fresh.status !== photo.status) { this.render(fresh, false); changed = true; }
       } catch (error) {
-        if (error.status === 404) this.remove(photo.photo_id);
+        if (error.status === 404) { this.remove(photo.photo_id); changed = true; }
       }
     }
+    const stillPending = [...this.tiles.values()].some((t) => t.photo.status === "pending");
+    if (changed) { this.watchDelay = 2000; this.unchangedSince = Date.now(); }
+    else this.watchDelay = Math.min(30_000, this.watchDelay * 1.5);
+    const givenUp = Date.now() - this.unchangedSince > 15 * 60_000;
+    this.watcher = session && stillPending && !givenUp ? setTimeout(() => this.watchPending(), this.watchDelay) : null;
   },
 };
 
@@ -466,7 +493,7 @@ function wireFind() {
 function wireProfile() {
   $("delete-account").addEventListener("click", async () => {
     if (!confirm("Delete your account, every photo and every face? This cannot be undone.")) return;
-    try { await api("DELETE", "me"); signOut("Your account and all its data were deleted."); } catch (error) { say(error.message, true); }
+    try { await api("DELETE", "me"); signOut("Your account and all its data were deleted.", false); } catch (error) { say(error.message, true); }
   });
 }
 

@@ -1,0 +1,56 @@
+"""Stage throttling for the deployed REST API, which Chalice's configuration cannot express.
+
+Run after ``chalice deploy --stage STAGE``: it reads the API's id from Chalice's deployment
+record (``.chalice/deployed/STAGE.json``) unless ``--rest-api-id`` is given, and sets every
+method's rate and burst limits on the stage (API Gateway then answers 429 above them) from
+``infrastructure/throttling.json``. Idempotent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+LIMITS = Path(__file__).with_name("throttling.json")
+
+
+def stage_limits(stage: str) -> dict:
+    return json.loads(LIMITS.read_text())[stage]
+
+
+def deployed_rest_api_id(stage: str, chalice_dir: Path = ROOT / ".chalice") -> str:
+    record = json.loads((chalice_dir / "deployed" / f"{stage}.json").read_text())
+    for resource in record["resources"]:
+        if resource.get("resource_type") == "rest_api":
+            return resource["rest_api_id"]
+    raise SystemExit(f"no REST API in .chalice/deployed/{stage}.json: run chalice deploy --stage {stage} first")
+
+
+def apply(apigateway, rest_api_id: str, api_stage: str, rate_limit: float, burst_limit: int) -> dict:
+    """Every method of ``api_stage``: at most ``rate_limit`` requests a second, bursts of ``burst_limit``."""
+    return apigateway.update_stage(restApiId=rest_api_id, stageName=api_stage, patchOperations=[
+        {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(rate_limit)},
+        {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": str(burst_limit)},
+    ])
+
+
+def main(argv: Optional[list] = None) -> int:
+    import boto3
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", required=True, help="the Chalice stage (dev, prod)")
+    parser.add_argument("--rest-api-id", help="default: from .chalice/deployed/STAGE.json")
+    args = parser.parse_args(argv)
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    api_stage = config["stages"][args.stage].get("api_gateway_stage", config.get("api_gateway_stage", "api"))
+    limits = stage_limits(args.stage)
+    rest_api_id = args.rest_api_id or deployed_rest_api_id(args.stage)
+    apply(boto3.client("apigateway"), rest_api_id, api_stage, limits["rate_limit"], limits["burst_limit"])
+    print(f"{rest_api_id}/{api_stage}: {limits['rate_limit']} requests/s, bursts of {limits['burst_limit']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
