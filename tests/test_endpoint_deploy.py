@@ -68,3 +68,27 @@ def test_a_new_bundle_updates_the_existing_endpoint(aws_stack):
                                version="dlib-resnet-v1.bbbb", image=IMAGE, role=ROLE, endpoint="ms-prod-faces")
         stub.assert_no_pending_responses()
     assert result == {"endpoint": "ms-prod-faces", "config": name, "action": "updated"}
+
+
+def test_the_images_copy_of_the_code_imports(tmp_path):
+    """The Dockerfile copies only part of chalicelib/: the server must import from exactly that."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    dockerfile = (root / "gpu_endpoint" / "Dockerfile").read_text()
+    copies = [line.split()[1:] for line in dockerfile.splitlines() if re.match(r"COPY (chalicelib|gpu_endpoint)/", line)]
+    for *sources, target in copies:
+        for source in sources:
+            destination = tmp_path / target / (Path(source).name if not source.endswith("/") else "")
+            if source.endswith("/"):
+                shutil.copytree(root / source, tmp_path / target, dirs_exist_ok=True)
+            else:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(root / source, destination)
+    result = subprocess.run([sys.executable, "-c", "import gpu_endpoint.server, gpu_endpoint.serve"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
