@@ -43,17 +43,22 @@ def _child(fn: Callable, args: tuple, answer_fd: int, memory_bytes: int) -> None
         limit = _address_space() + memory_bytes
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         try:
-            payload = pickle.dumps((True, fn(*args)), protocol=pickle.HIGHEST_PROTOCOL)
+            result = (True, fn(*args))
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
-            try:
-                payload = pickle.dumps((False, exc), protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception:  # an exception that cannot be pickled: send its text
-                payload = pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(answer_fd, view):]
+            result = (False, exc)
+        try:
+            _write_answer(answer_fd, result)
+        except Exception as exc:  # an answer that cannot be pickled: send its text
+            _write_answer(answer_fd, (False, RuntimeError(f"{type(exc).__name__}: {exc}")))
     finally:
         os._exit(0)
+
+
+def _write_answer(fd: int, answer: tuple) -> None:
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    with os.fdopen(fd, "wb", closefd=False) as out:  # large buffers go straight to the file
+        pickle.dump(answer, out, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float = 20.0,
