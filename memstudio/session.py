@@ -42,7 +42,10 @@ def client_config(api: str) -> dict:
 def cognito(config: dict, action: str, body: dict) -> dict:
     response = requests.post(config["cognitoEndpoint"], json=body, timeout=30, headers={
         "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"AWSCognitoIdentityProviderService.{action}"})
-    data = response.json() if response.content else {}
+    try:
+        data = response.json() if response.content else {}
+    except ValueError:  # an error page, not Cognito's JSON
+        data = {}
     if response.status_code >= 400:
         raise CliError(f"{action}: {data.get('message') or data.get('Message') or response.status_code}")
     return data
