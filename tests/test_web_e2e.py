@@ -143,6 +143,7 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     page.set_viewport_size({"width": 390, "height": 844})
     shot(page, "07-album-phone")
     page.click("nav a[data-view=profile]")
+    page.wait_for_selector("#view-profile:not([hidden])")  # the view changes on hashchange, after the click
     assert page.text_content("#profile-email") == email
     shot(page, "08-profile")
     page.click("#sign-out")
