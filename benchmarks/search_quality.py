@@ -1,20 +1,17 @@
 """Search quality on real faces, as the product searches: one album with every labelled photo of
 every source mixed (plus the faces of the group photos as unlabelled distractors), each photo of an
-identity with ≥ 3 photos as the key (its largest face), one threshold.
+identity with ≥ 3 photos as the key (its largest face), the bundle's own decision rule.
 
     .venv/bin/python -m benchmarks.search_quality   → benchmarks/results/search_quality.json
 
 Levers, each a column:
-- ``raw``: cosine at the served bundle's search threshold (what search does today);
-- ``as_norm``: cohort score normalisation (``chalicelib.score_norm``) with the cohort built from the
-  calibration identities of every source, its ``top_n`` and threshold fitted on the calibration
-  identities only;
-- ``as_norm_western_cohort``: the same with a cohort without East-Asian faces, to show what the
-  cohort's make-up does.
-Nothing fitted sees a held-out identity: held-out faces are never in a cohort, and every threshold
-and ``top_n`` is chosen by mean F1 over calibration keys searching a calibration-only album (where a
-face's cohort statistics leave out its own person). Slices: held-out East-Asian first (kpop,
-asian_faces, casia_v5), then the rest.
+- ``raw``: cosine at the bundle's raw search threshold (search before cohort normalisation);
+- ``served``: what search does with the bundle's cohort score normalisation (``chalicelib.score_norm``):
+  cosine ≥ its raw floor and normalised score ≥ its threshold, ranked by the normalised score, with
+  the statistics the endpoint computes against the bundle's cohort.
+The cohort, ``top_n``, floor and thresholds were all fitted by the bundle builder on the
+calibration identities only (``gpu_endpoint.calibration.fit_normalised_search``); held-out faces are
+never in the cohort. Slices: held-out East-Asian first (kpop, asian_faces, casia_v5), then the rest.
 """
 from __future__ import annotations
 
@@ -24,11 +21,10 @@ import numpy as np
 
 from benchmarks.common import cpu_engine, write_results
 from chalicelib.images import ImageError, decode_image
-from chalicelib.score_norm import as_norm, cohort_stats
+from chalicelib.score_norm import as_norm
 from gpu_endpoint.facedata import group_photos, labelled_photos
 
 EAST_ASIAN = ("kpop", "asian_faces", "casia_v5")
-TOP_N_CHOICES = (20, 50, 100)
 
 
 def average_precision(relevant: np.ndarray) -> float:
@@ -68,8 +64,9 @@ def summarise(rows) -> dict:
 class Album:
     """The embedded album and everything the levers need about it."""
 
-    def __init__(self, vectors, groups, sources, identities, splits):
+    def __init__(self, vectors, groups, sources, identities, splits, stats=None, group_stats=None):
         self.vectors, self.groups = vectors, groups
+        self.stats, self.group_stats = stats, group_stats   # (n, 2) cohort mean and std, from the endpoint
         self.sources, self.identities, self.splits = sources, identities, splits
         self.calibration = splits == "calibration"
         self.east_asian = np.isin(sources, EAST_ASIAN)
@@ -80,29 +77,18 @@ class Album:
         columns = np.arange(len(self.vectors)) if columns is None else columns
         return self.vectors[keys] @ self.vectors[columns].T, self.vectors[keys] @ self.groups.T
 
-    def normalised(self, keys, cohort_mask, top_n, columns=None):
-        """AS-norm scores; a face whose person is in the cohort never meets that person there."""
-        columns = np.arange(len(self.vectors)) if columns is None else columns
-        cohort, cohort_ids = self.vectors[cohort_mask], self.identities[cohort_mask]
-        mean, std = cohort_stats(self.vectors, cohort, top_n, self.identities[:, None] == cohort_ids[None, :])
-        g_mean, g_std = cohort_stats(self.groups, cohort, top_n)
-        raw, group_raw = self.raw(keys, columns)
-        scores = np.vstack([as_norm(raw[k], mean[i], std[i], mean[columns], std[columns]) for k, i in enumerate(keys)])
-        groups = np.vstack([as_norm(group_raw[k], mean[i], std[i], g_mean, g_std) for k, i in enumerate(keys)])
-        return scores, groups
-
-
-def fit(album: Album, score_fn, grid) -> tuple:
-    """The threshold with the best mean F1 of calibration keys over a calibration-only album."""
-    columns = np.nonzero(album.calibration)[0]
-    keys = np.nonzero(album.calibration & album.is_key)[0]
-    scores, groups = score_fn(keys, columns)
-    local = {int(c): n for n, c in enumerate(columns)}
-    labels = album.identities[columns]
-    best = max(((float(np.mean([r["f1"] for r in search_rows(scores, groups, labels,
-                                                                [local[int(k)] for k in keys], t)])), t)
-                for t in grid))
-    return best[1], best[0]
+    def served(self, keys, raw_floor: float):
+        """Normalised scores, -inf below the raw floor (a result must pass both)."""
+        raw, group_raw = self.raw(keys)
+        scores, groups = [], []
+        for k, i in enumerate(keys):
+            key_mean, key_std = self.stats[i]
+            scores.append(np.where(raw[k] >= raw_floor, as_norm(raw[k], key_mean, key_std, self.stats[:, 0],
+                                                                 self.stats[:, 1]), -np.inf))
+            groups.append(np.where(group_raw[k] >= raw_floor, as_norm(group_raw[k], key_mean, key_std,
+                                                                      self.group_stats[:, 0],
+                                                                      self.group_stats[:, 1]), -np.inf))
+        return np.vstack(scores), np.vstack(groups)
 
 
 def report(album: Album, scores, groups, threshold) -> dict:
@@ -121,24 +107,26 @@ def report(album: Album, scores, groups, threshold) -> dict:
 
 
 def embed(engine, root) -> Album:
-    photos, vectors = [], []
+    photos, faces = [], []
     for photo in labelled_photos(root):
         try:
-            faces = engine.analyze([decode_image(photo.path.read_bytes()).image], max_faces=1)[0]
+            found = engine.analyze([decode_image(photo.path.read_bytes()).image], max_faces=1)[0]
         except ImageError:
             continue
-        if faces:
+        if found:
             photos.append(photo)
-            vectors.append(faces[0].embedding)
+            faces.append(found[0])
     groups = []
     for path in group_photos(root):
         try:
-            groups += [face.embedding for face in engine.analyze([decode_image(path.read_bytes()).image])[0]]
+            groups += engine.analyze([decode_image(path.read_bytes()).image])[0]
         except ImageError:
             continue
-    return Album(np.array(vectors, np.float32), np.array(groups, np.float32),
+    stats = [f.cohort or (np.nan, np.nan) for f in faces]
+    return Album(np.array([f.embedding for f in faces], np.float32), np.array([f.embedding for f in groups], np.float32),
                  np.array([p.source for p in photos]), np.array([p.identity for p in photos]),
-                 np.array([p.split for p in photos]))
+                 np.array([p.split for p in photos]), np.array(stats, np.float64),
+                 np.array([f.cohort or (np.nan, np.nan) for f in groups], np.float64).reshape(-1, 2))
 
 
 def main() -> int:
@@ -153,16 +141,11 @@ def main() -> int:
                                          "holdout": len(set(album.identities[album.east_asian & ~album.calibration]))},
                "levers": {}}
     results["levers"]["raw"] = report(album, *album.raw(keys), engine.threshold)
-    cohorts = {"as_norm": album.calibration, "as_norm_western_cohort": album.calibration & ~album.east_asian}
-    for name, cohort in cohorts.items():
-        fitted = {n: fit(album, lambda k, c, n=n: album.normalised(k, cohort, n, c), np.linspace(0.5, 6, 56))
-                  for n in TOP_N_CHOICES}
-        top_n = max(fitted, key=lambda n: fitted[n][1])
-        threshold = fitted[top_n][0]
-        results["levers"][name] = dict(report(album, *album.normalised(keys, cohort, top_n), threshold),
-                                       top_n=top_n, cohort_faces=int(cohort.sum()),
-                                       cohort_identities=len(set(album.identities[cohort])),
-                                       calibration_f1_by_top_n={n: round(f, 4) for n, (_, f) in fitted.items()})
+    norm = engine.normalisation
+    if norm:
+        results["levers"]["served"] = dict(report(album, *album.served(keys, norm["raw_floor"]), norm["threshold"]),
+                                           raw_floor=norm["raw_floor"], top_n=norm["top_n"],
+                                           cohort=norm["cohort"])
     write_results("search_quality.json", results)
     return 0
 

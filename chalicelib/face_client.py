@@ -139,9 +139,10 @@ class FaceClient:
         return self.model_info()["model_version"]
 
     def model_info(self, deadline: Optional[Deadline] = None) -> dict:
-        """``{"model_version", "threshold"}`` of the bundle the endpoint serves now."""
+        """``{"model_version", "threshold", "normalisation"}`` of the bundle the endpoint serves now."""
         result = self.analyze_bytes(_BLANK_PNG, deadline, max_faces=1)
-        return {"model_version": result["model_version"], "threshold": result["threshold"]}
+        return {"model_version": result["model_version"], "threshold": result["threshold"],
+                "normalisation": result["normalisation"]}
 
     def _call(self, request: dict, deadline: Optional[Deadline]) -> dict:
         body = json.dumps(request).encode()
@@ -174,5 +175,6 @@ class FaceClient:
             error = result["error"]
             status = int(error.get("status", 500))
             raise FaceServiceError(error.get("message", "the photo could not be analysed"), status >= 500, status)
-        return {"model_version": version, "threshold": body.get("threshold"), "width": result["width"],
+        return {"model_version": version, "threshold": body.get("threshold"),
+                "normalisation": body.get("normalisation"), "width": result["width"],
                 "height": result["height"], "faces": result["faces"]}

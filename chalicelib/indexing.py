@@ -113,7 +113,8 @@ class Indexer:
             return self._fail(photo, exc.message, etag, thumbnail=thumb_key)
         version = result["model_version"]
         faces = [{"face_id": f"{photo_id}-{i:03d}", "face_index": i, "box": f["box"], "score": f["score"],
-                  "landmarks": f["landmarks"], "embedding": f["embedding"], "model_version": version}
+                  "landmarks": f["landmarks"], "embedding": f["embedding"], "model_version": version,
+                  "cohort_mean": f.get("cohort_mean"), "cohort_std": f.get("cohort_std")}
                  for i, f in enumerate(result["faces"])]
         self.store.replace_faces(owner, photo_id, faces)
         still_there = self.store.update_photo(owner, photo_id, {

@@ -13,6 +13,7 @@ where μ, σ are the mean and standard deviation of a face's ``top_n`` highest c
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
@@ -34,3 +35,21 @@ def cohort_stats(vectors: np.ndarray, cohort: np.ndarray, top_n: int,
 def as_norm(raw: np.ndarray, key_mean: float, key_std: float, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Normalised scores of one key against album faces (their μ, σ in ``mean``, ``std``)."""
     return 0.5 * ((raw - key_mean) / key_std + (raw - mean) / std)
+
+
+@dataclass(frozen=True)
+class KeyNormalisation:
+    """One search key's side of AS-norm: its cohort statistics and the normalised threshold
+    (None: rank by the normalised score, cut by cosine only)."""
+
+    mean: float
+    std: float
+    threshold: Optional[float]
+
+    def scores(self, raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        """Album faces without statistics (NaN) score -inf: they cannot be compared fairly."""
+        scores = as_norm(np.asarray(raw, np.float64), self.mean, self.std, mean, std)
+        return np.where(np.isnan(scores), -np.inf, scores)
+
+    def passes(self, scores):
+        return scores >= self.threshold if self.threshold is not None else np.isfinite(scores)

@@ -18,6 +18,7 @@ from .errors import (ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, 
                      TooManyRequests, Unprocessable)
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .storage import CONTENT_TYPE_EXTENSIONS, SEARCH_KEY_TAG, key_photo_key
+from .score_norm import KeyNormalisation
 from .store import now_ms
 
 MAX_INLINE_BYTES = 4 * 1024 * 1024
@@ -77,22 +78,36 @@ class FaceSearch:
             key = self._album_face(user, body, deadline)
         else:
             key = self._key_photo(user, body, sources[0], deadline)
-        threshold = body.get("threshold")
-        if threshold is None:
-            threshold = key["threshold"]
-        elif isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 0.99:
-            raise BadRequest("threshold must be a number between 0 and 0.99")
-        hits = self.index.search(user.sub, key["model_version"], key["vector"], MAX_HITS, float(threshold))
+        threshold, key_norm = self._decision(body.get("threshold"), key)
+        hits = self.index.search(user.sub, key["model_version"], key["vector"], MAX_HITS, threshold, key_norm)
         best = {}
-        for face_id, photo_id, similarity in hits:  # best first: the first hit of a photo is its best face
+        for face_id, photo_id, similarity, score in hits:  # best first: a photo's first hit is its best face
             if photo_id not in best:
-                best[photo_id] = (face_id, similarity)
+                best[photo_id] = (face_id, similarity, score)
         ranked = list(best.items())
         page = ranked[offset:offset + limit]
         next_cursor = self._encode_cursor(offset + limit) if offset + limit < len(ranked) else None
-        return {"model_version": key["model_version"], "threshold": float(threshold),
+        return {"model_version": key["model_version"], "threshold": threshold,
+                "score_threshold": key_norm.threshold if key_norm else None,
+                "normalised": key_norm is not None,
                 "key_faces": key["faces"], "used_face": key["used_face"],
                 "results": self._present(user, page), "next_cursor": next_cursor}
+
+    @staticmethod
+    def _decision(requested, key: dict):
+        """(cosine threshold, KeyNormalisation or None). With the bundle's cohort normalisation a
+        result needs cosine ≥ its raw floor and a normalised score ≥ its threshold, and results are
+        ranked by that score; a ``threshold`` in the request is a plain cosine cut instead (still
+        ranked by the normalised score)."""
+        norm, stats = key.get("normalisation"), key.get("cohort")
+        usable = bool(norm) and stats is not None and None not in stats
+        if requested is None:
+            if usable:
+                return float(norm["raw_floor"]), KeyNormalisation(stats[0], stats[1], float(norm["threshold"]))
+            return float(key["threshold"]), None
+        if isinstance(requested, bool) or not isinstance(requested, (int, float)) or not 0.0 <= requested <= 0.99:
+            raise BadRequest("threshold must be a number between 0 and 0.99")
+        return float(requested), (KeyNormalisation(stats[0], stats[1], None) if usable else None)
 
     def _key_photo(self, user: User, body: dict, source: str, deadline: Optional[Deadline]) -> dict:
         """The key's faces, analysed once: later pages of the search read them from the store."""
@@ -115,8 +130,9 @@ class FaceSearch:
             except FaceServiceError as exc:
                 raise _error_from_face_service(exc)
             result = {"model_version": result["model_version"], "threshold": result["threshold"],
-                      "faces": [{"box": f["box"], "score": f["score"], "embedding": f["embedding"]}
-                                for f in result["faces"]]}
+                      "normalisation": result.get("normalisation"),
+                      "faces": [{"box": f["box"], "score": f["score"], "embedding": f["embedding"],
+                                 "cohort": [f.get("cohort_mean"), f.get("cohort_std")]} for f in result["faces"]]}
             self.store.save_key_faces(user.sub, key_ref, result, KEY_ANALYSIS_TTL)
         faces = result["faces"]
         if not faces:
@@ -124,6 +140,7 @@ class FaceSearch:
                                 code="no_face")
         used = self._int(body, "face", 0, 0, len(faces) - 1)
         return {"model_version": result["model_version"], "threshold": result["threshold"],
+                "normalisation": result.get("normalisation"), "cohort": faces[used].get("cohort"),
                 "vector": faces[used]["embedding"], "used_face": used,
                 "faces": [{"box": f["box"], "score": f["score"]} for f in faces]}
 
@@ -158,6 +175,8 @@ class FaceSearch:
             raise Conflict("this photo was indexed with an older face model; it is being reindexed",
                            code="stale_model_version")
         return {"model_version": face["model_version"], "threshold": info["threshold"],
+                "normalisation": info.get("normalisation"),
+                "cohort": [face.get("cohort_mean"), face.get("cohort_std")],
                 "vector": face["embedding"], "used_face": face["face_index"],
                 "faces": [{"box": face["box"], "score": face["score"]}]}
 
@@ -175,18 +194,19 @@ class FaceSearch:
         if not page:
             return []
         photo_ids = [photo_id for photo_id, _ in page]
-        face_ids = [face_id for _, (face_id, _) in page]
+        face_ids = [face_id for _, (face_id, _, _) in page]
         photos = {p["photo_id"]: p for p in self.store.photos.find(
             {"owner": user.sub, "photo_id": {"$in": photo_ids}}, {"_id": 0})}
         boxes = {f["face_id"]: f["box"] for f in self.store.faces.find(
             {"owner": user.sub, "face_id": {"$in": face_ids}}, {"_id": 0, "face_id": 1, "box": 1})}
         results = []
-        for photo_id, (face_id, similarity) in page:
+        for photo_id, (face_id, similarity, score) in page:
             photo = photos.get(photo_id)
             if photo is None:
                 continue  # deleted since the vectors were cached
             shown = self.album.present(photo)
             results.append({"photo_id": photo_id, "face_id": face_id, "similarity": round(similarity, 5),
+                            "score": round(score, 4),
                             "box": boxes.get(face_id), "thumbnail_url": shown["thumbnail_url"], "url": shown["url"]})
         return results
 

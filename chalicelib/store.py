@@ -252,12 +252,14 @@ class PhotoStore:
     def list_faces(self, owner: str, photo_id: str) -> List[dict]:
         return list(self.faces.find({"owner": owner, "photo_id": photo_id}, _NO_VECTOR).sort("face_index", ASCENDING))
 
-    def face_vectors(self, owner: str, model_version: str) -> Tuple[List[dict], np.ndarray]:
-        """All of ``owner``'s faces of one model version: their ids and a float32 matrix."""
-        ids, vectors = [], []
-        projection = {"_id": 0, "face_id": 1, "photo_id": 1, "embedding": 1}
+    def face_vectors(self, owner: str, model_version: str) -> Tuple[List[dict], np.ndarray, np.ndarray]:
+        """All of ``owner``'s faces of one model version: their ids, a float32 matrix, and their
+        cohort statistics as an (n, 2) array of (mean, std) (NaN where the bundle had no cohort)."""
+        ids, vectors, stats = [], [], []
+        projection = {"_id": 0, "face_id": 1, "photo_id": 1, "embedding": 1, "cohort_mean": 1, "cohort_std": 1}
         for doc in self.faces.find({"owner": owner, "model_version": model_version}, projection):
             ids.append({"face_id": doc["face_id"], "photo_id": doc["photo_id"]})
             vectors.append(binary_to_vector(doc["embedding"]))
+            stats.append((doc.get("cohort_mean"), doc.get("cohort_std")))
         matrix = np.vstack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
-        return ids, matrix
+        return ids, matrix, np.array(stats, dtype=np.float64).reshape(-1, 2)

@@ -1,16 +1,20 @@
 """Nearest faces of one user: an exact numpy scan (local default and fallback) or
-Atlas ``$vectorSearch`` (cloud).  Both return (face_id, photo_id, cosine similarity),
-best first, only from the caller's faces of the key's bundle version."""
+Atlas ``$vectorSearch`` (cloud).  Both return (face_id, photo_id, cosine similarity, score),
+best first, only from the caller's faces of the key's bundle version, with cosine ≥ the
+threshold. With a ``KeyNormalisation`` the score is the cohort-normalised one
+(``chalicelib.score_norm``), results must also pass its threshold and are ranked by it;
+without one the score is the cosine."""
 from __future__ import annotations
 
 import threading
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
+from .score_norm import KeyNormalisation
 from .store import PhotoStore
 
-Hit = Tuple[str, str, float]
+Hit = Tuple[str, str, float, float]
 ATLAS_INDEX_NAME = "face_vectors"
 
 
@@ -31,27 +35,35 @@ class ExactSearch:
         with self._lock:
             cached = self._cache.get(key)
             if cached and cached[0] == version:
-                return cached[1], cached[2]
-        ids, matrix = self.store.face_vectors(owner, model_version)
+                return cached[1:]
+        ids, matrix, stats = self.store.face_vectors(owner, model_version)
         self.loads += 1
         with self._lock:
             if len(self._cache) >= self.max_cached_users:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = (version, ids, matrix)
-        return ids, matrix
+            self._cache[key] = (version, ids, matrix, stats)
+        return ids, matrix, stats
 
-    def search(self, owner: str, model_version: str, vector, limit: int, threshold: float) -> List[Hit]:
-        ids, matrix = self._vectors(owner, model_version)
+    def search(self, owner: str, model_version: str, vector, limit: int, threshold: float,
+               key_norm: Optional[KeyNormalisation] = None) -> List[Hit]:
+        ids, matrix, stats = self._vectors(owner, model_version)
         if not ids:
             return []
         query = np.asarray(vector, np.float32)
         if matrix.shape[1] != query.shape[0]:
             return []
         sims = matrix @ query
-        k = min(limit, len(sims))
-        top = np.argpartition(-sims, k - 1)[:k]
-        top = top[np.argsort(-sims[top], kind="stable")]
-        return [(ids[i]["face_id"], ids[i]["photo_id"], float(sims[i])) for i in top if sims[i] >= threshold]
+        scores = sims if key_norm is None else key_norm.scores(sims, stats[:, 0], stats[:, 1])
+        passing = sims >= threshold
+        if key_norm is not None:
+            passing &= key_norm.passes(scores)
+        candidates = np.nonzero(passing)[0]
+        k = min(limit, len(candidates))
+        if k == 0:
+            return []
+        top = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(ids[i]["face_id"], ids[i]["photo_id"], float(sims[i]), float(scores[i])) for i in top]
 
 
 class AtlasSearch:
@@ -69,11 +81,20 @@ class AtlasSearch:
                 "numCandidates": max(100, 10 * limit), "limit": limit,
                 "filter": {"owner": owner, "model_version": model_version},
             }},
-            {"$project": {"_id": 0, "face_id": 1, "photo_id": 1, "score": {"$meta": "vectorSearchScore"}}},
+            {"$project": {"_id": 0, "face_id": 1, "photo_id": 1, "cohort_mean": 1, "cohort_std": 1,
+                          "score": {"$meta": "vectorSearchScore"}}},
             # Atlas scores cosine as (1 + cos) / 2.
             {"$match": {"score": {"$gte": (1 + threshold) / 2}}},
         ]
 
-    def search(self, owner: str, model_version: str, vector, limit: int, threshold: float) -> List[Hit]:
-        rows = self.store.faces.aggregate(self.pipeline(owner, model_version, vector, limit, threshold))
-        return [(r["face_id"], r["photo_id"], 2 * float(r["score"]) - 1) for r in rows]
+    def search(self, owner: str, model_version: str, vector, limit: int, threshold: float,
+               key_norm: Optional[KeyNormalisation] = None) -> List[Hit]:
+        """Candidates by cosine from Atlas; with ``key_norm``, re-scored and re-ranked here."""
+        rows = list(self.store.faces.aggregate(self.pipeline(owner, model_version, vector, limit, threshold)))
+        sims = np.array([2 * float(r["score"]) - 1 for r in rows])
+        if key_norm is None or not rows:
+            return [(r["face_id"], r["photo_id"], float(s), float(s)) for r, s in zip(rows, sims)]
+        stats = np.array([(r.get("cohort_mean"), r.get("cohort_std")) for r in rows], dtype=np.float64)
+        scores = key_norm.scores(sims, stats[:, 0], stats[:, 1])
+        order = [i for i in np.argsort(-scores, kind="stable") if key_norm.passes(scores[i])]
+        return [(rows[i]["face_id"], rows[i]["photo_id"], float(sims[i]), float(scores[i])) for i in order]

@@ -23,7 +23,12 @@ import onnx
 from . import calibration
 from .facedata import facedata_root, labelled_photos
 
-BUILDER_VERSION = "3"
+BUILDER_VERSION = "5"  # 5: the score-normalisation cohort
+# The cohort: calibration identities of the large, demographically broad sets only. The small
+# celebrity sets are left out, so that the people tests and demos search for (Angelina Jolie,
+# George Clooney, Katy Perry...) are never in it: a face whose own person is in the cohort meets
+# itself there and can no longer match (an identical photo scored below the threshold).
+COHORT_SOURCES = ("celeba", "kpop", "asian_faces", "casia_v5")
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / ".cache" / "bundle"
 # Where MTCNN's five points (eyes, nose tip, mouth corners) fall on dlib's own
 # 150x150 chips (get_face_chip, padding 0.25): the mean over 312 real faces,
@@ -177,6 +182,13 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
         "kpop": calibration.retrieval_report(centred[kpop_mask], [p.identity for p in kpop], search_threshold),
     }
 
+    log("fitting cohort score normalisation on the calibration identities")
+    cal_sources = [p.source for p, c in zip(photos, calib) if c]
+    in_cohort = np.isin(cal_sources, COHORT_SOURCES)
+    normalisation = calibration.fit_normalised_search(cal_vectors, cal_labels, in_cohort)
+    np.save(work / "cohort.npy", cal_vectors[in_cohort].astype(np.float32))
+    cohort_sources = [s for s, c in zip(cal_sources, in_cohort) if c]
+
     log("writing the calibrated embedder (unit vectors inside the graph)")
     onnx.save(convert(str(resnet), output_transform=(reference_mean, anchor)), work / "embedder.onnx")
     manifest["embedder"]["output"] = ("unit vector: L2-normalise([dlib descriptor - reference_mean, anchor]), "
@@ -196,6 +208,19 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
         "alternatives_on_holdout": {"raw_dlib_cosine": raw_report, "centred_then_normalised": centred_only},
         "kpop_all_identities": kpop_report,
         "photos": {"used": len(photos), "no_face_found": len(missed)},
+    }
+    manifest["score_normalisation"] = {
+        "method": "as-norm",
+        "formula": "s' = (((s - mq) / sq) + ((s - mt) / st)) / 2, m and s the mean and standard deviation of a "
+                   "face's top_n cosine scores against the cohort; a result needs cosine >= raw_floor and "
+                   "s' >= threshold, ranked by s'",
+        "top_n": normalisation["top_n"], "raw_floor": round(normalisation["raw_floor"], 4),
+        "threshold": round(normalisation["threshold"], 4), "calibration_f1": round(normalisation["f1"], 4),
+        "fitted_on": "calibration identities only (each face's own person left out of its cohort)",
+        "cohort": {"path": "cohort.npy", "sha256": sha256(work / "cohort.npy"), "faces": int(in_cohort.sum()),
+                   "identities": len({lab for lab, c in zip(cal_labels, in_cohort) if c}),
+                   "sources": {src: cohort_sources.count(src) for src in sorted(set(cohort_sources))},
+                   "what": "served vectors of the calibration identities' photos (vectors only, no photos)"},
     }
     manifest["sources"] = {
         package: {"version": metadata.version(package), "files": {p.name: sha256(p) for p in files.values()}}

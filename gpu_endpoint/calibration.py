@@ -110,3 +110,48 @@ def best_search_threshold(embeddings: np.ndarray, labels: Sequence[str], low: fl
     grid = np.linspace(low, high, steps)
     scores = [retrieval_report(embeddings, labels, t)["f1"] for t in grid]
     return float(grid[int(np.argmax(scores))])
+
+
+def _mean_f1(retrieved: np.ndarray, relevant: np.ndarray) -> float:
+    tp = (retrieved & relevant).sum(axis=1)
+    found = retrieved.sum(axis=1)
+    precision = np.where(found > 0, tp / np.maximum(found, 1), 1.0)
+    recall = tp / relevant.sum(axis=1)
+    return float(np.mean(np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall,
+                                                                                              1e-12), 0.0)))
+
+
+def fit_normalised_search(embeddings: np.ndarray, labels: Sequence[str], cohort_mask=None,
+                          top_n_choices=(20, 50, 100),
+                          raw_grid=np.linspace(0.6, 0.85, 11), norm_grid=np.linspace(0.5, 4.0, 15),
+                          min_photos: int = 3) -> Dict[str, float]:
+    """Search with cohort normalisation (``chalicelib.score_norm``), fitted on calibration faces:
+    the faces (those in ``cohort_mask``, default all) are the cohort (each face's own person left
+    out of it), every face of an
+    identity with ``min_photos`` or more is a key over all the others, and a result must pass
+    a raw-cosine floor *and* a normalised threshold. Returns the ``top_n``, floor and threshold
+    with the best mean retrieval F1 (the floor keeps the precision of faces the cohort judges
+    leniently; the normalised threshold cuts the crowded regions, East-Asian faces above all)."""
+    from chalicelib.score_norm import as_norm, cohort_stats
+
+    embeddings = np.asarray(embeddings, np.float32)
+    labels = np.asarray(labels)
+    same = labels[:, None] == labels[None, :]
+    values, counts = np.unique(labels, return_counts=True)
+    keys = np.isin(labels, values[counts >= min_photos])
+    cohort_mask = np.ones(len(labels), bool) if cohort_mask is None else np.asarray(cohort_mask, bool)
+    raw = embeddings @ embeddings.T
+    relevant = same.copy()
+    np.fill_diagonal(relevant, False)
+    best = None
+    for top_n in top_n_choices:
+        mean, std = cohort_stats(embeddings, embeddings[cohort_mask], top_n, exclude=same[:, cohort_mask])
+        scores = as_norm(raw, mean[:, None], std[:, None], mean[None, :], std[None, :])
+        np.fill_diagonal(scores, -np.inf)
+        for floor in raw_grid:
+            above_floor = raw[keys] >= floor
+            for threshold in norm_grid:
+                f1 = _mean_f1(above_floor & (scores[keys] >= threshold), relevant[keys])
+                if best is None or f1 > best["f1"]:
+                    best = {"top_n": int(top_n), "raw_floor": float(floor), "threshold": float(threshold), "f1": f1}
+    return best

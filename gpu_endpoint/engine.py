@@ -9,11 +9,13 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
+
+from chalicelib.score_norm import cohort_stats
 
 from .align import warp_chip
 from .detector import MTCNN, Detections
@@ -39,11 +41,15 @@ class Face:
     score: float
     landmarks: List[List[float]]
     embedding: Optional[np.ndarray] = None
+    cohort: Optional[Tuple[float, float]] = None   # (mean, std) of its top cohort scores
 
     def to_json(self) -> dict:
-        return {"box": [round(v, 2) for v in self.box], "score": round(float(self.score), 5),
-                "landmarks": [[round(x, 2), round(y, 2)] for x, y in self.landmarks],
-                "embedding": [float(v) for v in self.embedding]}
+        out = {"box": [round(v, 2) for v in self.box], "score": round(float(self.score), 5),
+               "landmarks": [[round(x, 2), round(y, 2)] for x, y in self.landmarks],
+               "embedding": [float(v) for v in self.embedding]}
+        if self.cohort is not None:
+            out["cohort_mean"], out["cohort_std"] = float(self.cohort[0]), float(self.cohort[1])
+        return out
 
 
 class FaceEngine:
@@ -67,6 +73,10 @@ class FaceEngine:
         self.template = np.asarray(emb["alignment_template"], dtype=np.float64)
         self.max_detect_pixels = max_detect_pixels
         self.batch_size = batch_size
+        # Cohort score normalisation, when the bundle declares it (chalicelib/score_norm.py).
+        self.normalisation = self.manifest.get("score_normalisation")
+        self.cohort = (np.load(self.bundle_dir / self.normalisation["cohort"]["path"])
+                       if self.normalisation else None)
         log.info("face engine ready: bundle %s, providers %s", self.version, self.embedder.get_providers())
 
     @property
@@ -147,9 +157,21 @@ class FaceEngine:
         per_image = [self.detect(img, min_face_size, max_faces) for img in images]
         chips = [self.chips(img, faces) for img, faces in zip(images, per_image)]
         embeddings = self.embed_chips(np.concatenate(chips)) if chips else np.zeros((0, 0), np.float32)
+        stats = None
+        if self.cohort is not None and len(embeddings):
+            stats = cohort_stats(embeddings, self.cohort, self.normalisation["top_n"])
         index = 0
         for faces in per_image:
             for face in faces:
                 face.embedding = embeddings[index]
+                if stats is not None:
+                    face.cohort = (float(stats[0][index]), float(stats[1][index]))
                 index += 1
         return per_image
+
+    @property
+    def search_settings(self) -> Optional[dict]:
+        """What search needs of the bundle's normalisation: ``{"method", "raw_floor", "threshold"}``."""
+        if not self.normalisation:
+            return None
+        return {k: self.normalisation[k] for k in ("method", "raw_floor", "threshold")}

@@ -6,7 +6,9 @@ image/webp, image/heic, image/heif), or ``application/json``::
     {"images": [{"id": "a", "b64": "..."} | {"id": "b", "s3_uri": "s3://bucket/key"}],
      "max_faces": 50, "min_face_size": 20, "max_pixels": 50000000}
 
-and answers ``{"model_version", "threshold", "results": [{"id", "width", "height", "faces": [...]}]}`` with
+and answers ``{"model_version", "threshold", "normalisation", "results": [{"id", "width", "height", "faces": [...]}]}``
+(``normalisation``: the bundle's cohort score normalisation for search, or null; each face then carries
+``cohort_mean`` and ``cohort_std``) with
 boxes ``[x, y, w, h]`` and landmarks in original pixels after EXIF orientation.
 A bad single image is the request's status (400, 413, 415); in a JSON batch each
 image that fails carries its own ``error`` (an S3 error too) and the others are still
@@ -168,7 +170,8 @@ def create_app(engine: Optional[FaceEngine] = None, bundle_dir: Optional[str] = 
             else:
                 results.append({"id": ident, "width": decoded.width, "height": decoded.height,
                                 "faces": [f.to_json() for f in next(found)]})
-        return jsonify(model_version=engine_.version, threshold=engine_.threshold, results=results)
+        return jsonify(model_version=engine_.version, threshold=engine_.threshold,
+                       normalisation=engine_.search_settings, results=results)
 
     return app
 

@@ -41,3 +41,21 @@ def test_pairs_are_balanced_and_labelled():
     assert len(neg) == 1 and neg[0] == 0.0
     report = calibration.report(pos, neg)
     assert report["accuracy"] == 1.0 and report["auc"] == 1.0
+
+
+def test_normalised_search_fit_prefers_the_rule_that_separates_a_crowded_group():
+    """Two groups: people of group A sit close to each other (strangers ~0.85), of group B far apart.
+    One cosine threshold cannot serve both; the fitted floor + normalised threshold does."""
+    rng = np.random.default_rng(3)
+    dim, vectors, labels = 32, [], []
+    centre = rng.standard_normal(dim)
+    for person in range(12):
+        crowded = person < 6
+        base = (centre * 3 if crowded else 0) + rng.standard_normal(dim)
+        for _ in range(4):
+            vectors.append(base + rng.standard_normal(dim) * 0.35)
+            labels.append(f"p{person}")
+    vectors = np.array(vectors) / np.linalg.norm(vectors, axis=1, keepdims=True)
+    fitted = calibration.fit_normalised_search(vectors, labels, top_n_choices=(5, 10))
+    plain = max(calibration.retrieval_report(vectors, labels, t)["f1"] for t in np.linspace(0.3, 0.99, 70))
+    assert fitted["top_n"] in (5, 10) and fitted["f1"] >= plain

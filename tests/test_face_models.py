@@ -146,6 +146,22 @@ def test_manifest_is_complete(bundle_dir):
     for entry in manifest["files"].values():
         assert len(entry["sha256"]) == 64 and (bundle_dir / entry["path"]).exists()
     assert all(len(v) == 64 for src in manifest["sources"].values() for v in src["files"].values())
+    norm = manifest["score_normalisation"]
+    cohort = np.load(bundle_dir / norm["cohort"]["path"])
+    assert cohort.shape == (norm["cohort"]["faces"], 129) and norm["top_n"] <= len(cohort)
+    assert {"kpop", "asian_faces", "casia_v5"} <= set(norm["cohort"]["sources"])  # East-Asian faces in the cohort
+    assert 0.5 <= norm["raw_floor"] < 1 and norm["threshold"] > 0
+
+
+def test_the_engine_gives_each_face_its_cohort_statistics(engine, bundle_dir):
+    from chalicelib.score_norm import cohort_stats
+
+    image = load(FACEDATA / "people/deepface/Angelina_Jolie/img11.jpg")
+    (face,) = engine.analyze([image], max_faces=1)[0]
+    cohort = np.load(bundle_dir / engine.normalisation["cohort"]["path"])
+    mean, std = cohort_stats(face.embedding[None, :], cohort, engine.normalisation["top_n"])
+    assert face.cohort == pytest.approx((mean[0], std[0]))
+    assert set(face.to_json()) >= {"cohort_mean", "cohort_std"}
 
 
 def test_embeddings_are_unit_vectors_that_separate_people(engine):

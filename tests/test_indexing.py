@@ -331,6 +331,8 @@ def test_reindex_moves_stale_photos_to_the_served_bundle_and_resumes(api, make_u
     drain(pump)
     assert services.store.get_photo(alice.sub, alice_photo)["model_version"] == served
     assert {f["model_version"] for f in services.store.faces.find({"owner": alice.sub})} == {served}
+    # Re-embedded faces carry the new bundle's cohort statistics, which normalised search needs.
+    assert all(f.get("cohort_std", 0) > 0 for f in services.store.faces.find({"owner": alice.sub}))
     assert services.store.get_photo(bob.sub, bob_photo)["model_version"] == "old-bundle"  # not in scope
     again = app_module.reindex({"owner": alice.sub}, None)
     assert again["enqueued"] == 0 and again["done"] == 1  # resumable: nothing left to send

@@ -45,7 +45,9 @@ def test_inline_key_finds_that_person_first_and_only(api, album):
     found = [r["photo_id"] for r in body["results"]]
     assert set(found) == set(ids["jolie"])
     sims = [r["similarity"] for r in body["results"]]
-    assert sims == sorted(sims, reverse=True) and min(sims) >= body["threshold"]
+    scores = [r["score"] for r in body["results"]]
+    assert min(sims) >= body["threshold"]  # the cosine floor
+    assert body["normalised"] and scores == sorted(scores, reverse=True) and min(scores) >= body["score_threshold"]
     assert body["used_face"] == 0 and len(body["key_faces"]) == 1
     assert body["results"][0]["thumbnail_url"] and len(body["results"][0]["box"]) == 4
     clooney = [r["photo_id"] for r in search(api, alice, {"image_base64": b64(clooney_key)}).json_body["results"]]

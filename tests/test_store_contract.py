@@ -92,7 +92,7 @@ def test_faces_round_trip_as_float32_vectors(store):
     listed = store.list_faces("a", "p1")
     assert [f["face_index"] for f in listed] == [0, 1, 2]
     assert "embedding" not in listed[0]
-    ids, matrix = store.face_vectors("a", "v1")
+    ids, matrix, _ = store.face_vectors("a", "v1")
     order = [int(i["face_id"].rsplit("-", 1)[1]) for i in ids]
     assert matrix.dtype == np.float32
     np.testing.assert_array_equal(matrix, vectors[order])

@@ -81,3 +81,46 @@ def test_atlas_index_definition_matches_the_bundle():
     manifest = DEFAULT_OUT / "manifest.json"
     if manifest.exists():
         assert fields["embedding"]["numDimensions"] == json.loads(manifest.read_text())["embedder"]["embedding_dim"]
+
+
+def test_exact_search_with_cohort_normalisation_ranks_and_cuts_by_the_normalised_score(store):
+    from chalicelib.score_norm import KeyNormalisation, as_norm
+
+    rng = np.random.default_rng(2)
+    vectors = unit(rng.standard_normal((30, 8)))
+    means, stds = rng.uniform(0.2, 0.8, 30), rng.uniform(0.02, 0.1, 30)
+    add_faces(store, "me", vectors)
+    for i, (m, s) in enumerate(zip(means, stds)):
+        store.faces.update_one({"owner": "me", "face_id": f"{i:032x}-000"}, {"$set": {"cohort_mean": m,
+                                                                                         "cohort_std": s}})
+    key = KeyNormalisation(0.5, 0.05, threshold=1.0)
+    query = vectors[3]
+    hits = ExactSearch(store).search("me", "v1", query, limit=30, threshold=0.1, key_norm=key)
+    raw = vectors @ query
+    expected = as_norm(raw, 0.5, 0.05, means, stds)
+    wanted = [i for i in np.argsort(-expected) if raw[i] >= 0.1 and expected[i] >= 1.0]
+    assert [h[1] for h in hits] == [f"{i:032x}" for i in wanted]
+    assert [h[3] for h in hits] == pytest.approx([expected[i] for i in wanted], abs=1e-5)
+    assert all(h[2] >= 0.1 for h in hits)
+    # Faces indexed without statistics never pass a normalised search.
+    store.faces.update_one({"owner": "me", "face_id": f"{3:032x}-000"}, {"$unset": {"cohort_mean": ""}})
+    assert f"{3:032x}" not in [h[1] for h in ExactSearch(store).search("me", "v1", query, 30, 0.1, key)]
+
+
+def test_atlas_candidates_are_rescored_with_the_cohort(monkeypatch):
+    from chalicelib.score_norm import KeyNormalisation
+
+    rows = [{"face_id": "a", "photo_id": "pa", "score": 0.9, "cohort_mean": 0.7, "cohort_std": 0.05},   # cos 0.8
+            {"face_id": "b", "photo_id": "pb", "score": 0.85, "cohort_mean": 0.3, "cohort_std": 0.05}]  # cos 0.7
+
+    class Faces:
+        def aggregate(self, pipeline):
+            return iter(rows)
+
+    class Store:
+        faces = Faces()
+
+    hits = AtlasSearch(Store()).search("me", "v1", np.ones(4) / 2, 30, 0.5, KeyNormalisation(0.5, 0.05, 3.0))
+    # b: ½[(0.7−0.5)/0.05 + (0.7−0.3)/0.05] = 6 beats a: ½[(0.8−0.5)/0.05 + (0.8−0.7)/0.05] = 4
+    assert [h[0] for h in hits] == ["b", "a"] and hits[0][3] == pytest.approx(6.0)
+    assert hits[1][2] == pytest.approx(0.8)

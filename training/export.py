@@ -50,6 +50,8 @@ def package_bundle(base_bundle: Path, embedder_onnx: Path, out_dir: Path, *, mod
     manifest["builder"] = "training.export/1"
     manifest.pop("build_key", None)
     manifest.pop("sources", None)
+    # The cohort is made of the base embedder's vectors: meaningless for the new one.
+    manifest.pop("score_normalisation", None)
     scale = model.input_size / base["embedder"]["input_size"]
     manifest["embedder"] = {
         "name": f"{model.name} fine-tuned from {base['version']}" if model.name == "dlib-resnet"
