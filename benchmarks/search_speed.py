@@ -69,6 +69,24 @@ def warm(n, rng) -> dict:
                 normalised_p50_ms=normalised["p50_ms"], normalised_p95_ms=normalised["p95_ms"])
 
 
+def indexing_cost(rng, cohort_faces: int = 845, top_n: int = 20) -> dict:
+    """The extra work per indexed face with cohort normalisation: its μ, σ against the cohort
+    (the bundle's size), for one face and for a photo's worth (8) at once."""
+    from chalicelib.score_norm import cohort_stats
+
+    cohort = unit_vectors(cohort_faces, rng)
+    out = {"cohort_faces": cohort_faces, "top_n": top_n}
+    for faces in (1, 8):
+        batch = unit_vectors(faces, rng)
+        times = []
+        for _ in range(200):
+            start = time.perf_counter()
+            cohort_stats(batch, cohort, top_n)
+            times.append(time.perf_counter() - start)
+        out[f"{faces}_faces"] = percentiles(times)
+    return out
+
+
 def cold(n, rng) -> dict:
     # No unique indexes: mongomock checks them by scanning, which would make filling it quadratic.
     store = PhotoStore(open_database(Settings(store_backend="memory")))
@@ -124,7 +142,8 @@ def main() -> int:
     rng = np.random.default_rng(0)
     if "--warm" in sys.argv[1:]:  # the warm scans only (minutes faster): search_speed_warm.json
         write_results("search_speed_warm.json", {"dim": DIM, "warm": [warm(n, rng) for n in (10_000, 100_000,
-                                                                                               1_000_000)]})
+                                                                                               1_000_000)],
+                                                 "indexing_cohort_stats": indexing_cost(rng)})
         return 0
     results = {"dim": DIM, "warm": [warm(n, rng) for n in (10_000, 100_000, 1_000_000)],
                "cold": [cold(n, rng) for n in (10_000, 100_000)], "end_to_end": end_to_end(rng)}
