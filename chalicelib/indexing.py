@@ -121,7 +121,7 @@ class Indexer:
             "status": "indexed", "error": None, "retriable": False, "face_count": len(faces),
             "width": decoded.width, "height": decoded.height, "taken_at": decoded.taken_at,
             "thumbnail_key": thumb_key, "model_version": version, "source_etag": etag,
-            "size": head["ContentLength"], "indexed_at": datetime.now(timezone.utc),
+            "indexed_at": datetime.now(timezone.utc),
         })
         if not still_there:
             return self._undo(owner, photo_id)

@@ -31,12 +31,14 @@ class Services:
         return self._settings or Settings.from_env()
 
     def client(self, name: str, attempts: int = 4, **config):
+        """A boto3 client; ``attempts`` counts every try, the first included (botocore's
+        ``max_attempts`` would count retries only: attempts=1 meant two tries)."""
         s = self.settings
         return boto3.client(
             name,
             region_name=s.region,
             endpoint_url=s.aws_endpoint_url,
-            config=Config(retries={"mode": "standard", "max_attempts": attempts}, **config),
+            config=Config(retries={"mode": "standard", "total_max_attempts": attempts}, **config),
         )
 
     @cached_property

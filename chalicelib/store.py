@@ -163,13 +163,15 @@ class PhotoStore:
         photos = self.photos.delete_many({"owner": owner}).deleted_count
         faces = self.faces.delete_many({"owner": owner}).deleted_count
         self.usage.delete_one({"_id": owner})
+        self.rates.delete_many({"owner": owner})
         self.key_faces.delete_many({"owner": owner})
         self.bump_owner_version(owner)
         return {"photos": photos, "faces": faces}
 
     def delete_orphan_faces(self, owner: str) -> int:
         """Faces whose photo record is gone (a deletion that raced an indexer)."""
-        removed = self.faces.delete_many({"owner": owner, "photo_id": {"$nin": sorted(self.photo_ids(owner))}}).deleted_count
+        query = {"owner": owner, "photo_id": {"$nin": sorted(self.photo_ids(owner))}}
+        removed = self.faces.delete_many(query).deleted_count
         if removed:
             self.bump_owner_version(owner)
         return removed
@@ -200,8 +202,13 @@ class PhotoStore:
     # Quotas -----------------------------------------------------------------------
     def reserve_usage(self, owner: str, photos: int, size: int, max_photos: int, max_bytes: int) -> bool:
         """Count ``photos`` more photos of ``size`` bytes in all against the owner's quota,
-        if they fit: one conditional update, so concurrent requests cannot both pass."""
-        self.usage.update_one({"_id": owner}, {"$inc": {"photos": 0, "bytes": 0}}, upsert=True)
+        if they fit: one conditional update, so concurrent requests cannot both pass. A user
+        without a usage record yet (new, or with photos from before quotas) starts from what
+        their photo records hold."""
+        if self.usage.find_one({"_id": owner}) is None:
+            held = list(self.photos.find({"owner": owner}, {"_id": 0, "declared_size": 1}))
+            _insert_if_absent(self.usage, {"_id": owner, "photos": len(held),
+                                           "bytes": sum(photo_size(p) for p in held)})
         result = self.usage.update_one(
             {"_id": owner, "photos": {"$lte": max_photos - photos}, "bytes": {"$lte": max_bytes - size}},
             {"$inc": {"photos": photos, "bytes": size}})
@@ -227,7 +234,10 @@ class PhotoStore:
 
     def key_faces_of(self, owner: str, key_ref: str) -> Optional[dict]:
         doc = self.key_faces.find_one({"owner": owner, "key_ref": key_ref}, _NO_ID)
-        if doc is None or utc(doc["expires_at"]) < datetime.now(timezone.utc):
+        if doc is None:
+            return None
+        if utc(doc["expires_at"]) < datetime.now(timezone.utc):
+            self.key_faces.delete_one({"owner": owner, "key_ref": key_ref})
             return None
         return json.loads(doc["analysis"])
 

@@ -248,3 +248,24 @@ def test_deadlines_come_from_the_lambdas_remaining_time():
     assert Deadline.for_lambda(_Context(120_000), reserve=15).left() == pytest.approx(105, abs=0.5)
     assert Deadline.for_lambda(_Context(30_000), cap=25).left() == pytest.approx(25, abs=0.5)
     assert Deadline.for_lambda(None, cap=25).left() == pytest.approx(25, abs=0.5)
+
+
+def test_quotas_count_photos_held_from_before_quotas(services):
+    """A user whose photos predate quotas starts from what the records hold, not from zero."""
+    store = services.store
+    store.add_photos([{"owner": "old", "photo_id": f"{i:032x}", "declared_size": 1000, "status": "indexed",
+                       "uploaded_at": None} for i in range(3)])
+    assert not store.reserve_usage("old", 1, 1000, max_photos=3, max_bytes=10_000)  # 3 held + 1 > 3
+    assert store.usage_of("old") == {"photos": 3, "bytes": 3000}
+    assert store.reserve_usage("old", 1, 1000, max_photos=4, max_bytes=10_000)
+    store.delete_photo("old", f"{0:032x}")
+    assert store.usage_of("old") == {"photos": 3, "bytes": 3000}
+
+
+def test_sagemaker_calls_use_a_client_with_the_attempts_timeout(settings):
+    """botocore sets read timeouts per client: one client per whole-second timeout, reused."""
+    services = Services(replace(settings, face_endpoint_url=None, face_endpoint_name="faces"))
+    transport = services.face_client.transport
+    seven = transport.runtime_for(7)
+    assert seven.meta.config.read_timeout == 7 and seven.meta.config.retries["total_max_attempts"] == 1
+    assert transport.runtime_for(7) is seven and transport.runtime_for(3).meta.config.read_timeout == 3
