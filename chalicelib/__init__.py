@@ -1,2 +1,10 @@
 """Memory Studio domain code, packaged by Chalice with app.py."""
+import os
+
+# Image decoding forks (chalicelib/isolation.py). OpenBLAS's fork handler tears down its thread
+# pool, and a matrix product running in another thread at that moment never returns (seen: the
+# endpoint hung in cohort_stats under concurrent requests). Without a pool there is nothing to
+# tear down. Set before numpy is imported; a value the environment already has wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 __version__ = "0.1.0"
