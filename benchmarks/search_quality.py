@@ -5,13 +5,16 @@ identity with ≥ 3 photos as the key (its largest face), the bundle's own decis
     .venv/bin/python -m benchmarks.search_quality   → benchmarks/results/search_quality.json
 
 Levers, each a column:
-- ``raw``: cosine at the bundle's raw search threshold (search before cohort normalisation);
+- ``<part>_raw`` / ``<part>_normalised``: one embedder of the bundle alone (``dlib`` is the previous
+  default), by raw cosine or with cohort normalisation, each fitted here on the calibration
+  identities exactly as the bundle builder fits the served embedding;
+- ``raw``: the served (fused) embedding by cosine at the bundle's raw search threshold;
 - ``served``: what search does with the bundle's cohort score normalisation (``chalicelib.score_norm``):
   cosine ≥ its raw floor and normalised score ≥ its threshold, ranked by the normalised score, with
   the statistics the endpoint computes against the bundle's cohort.
-The cohort, ``top_n``, floor and thresholds were all fitted by the bundle builder on the
-calibration identities only (``gpu_endpoint.calibration.fit_normalised_search``); held-out faces are
-never in the cohort. Slices: held-out East-Asian first (kpop, asian_faces, casia_v5), then the rest.
+The cohort, ``top_n``, floors and thresholds are all fitted on the calibration identities only
+(``gpu_endpoint.calibration``); held-out faces are never in a cohort. Slices: held-out East-Asian
+first (kpop, asian_faces, casia_v5), then the rest.
 """
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ import numpy as np
 
 from benchmarks.common import cpu_engine, write_results
 from chalicelib.images import ImageError, decode_image
-from chalicelib.score_norm import as_norm
+from chalicelib.score_norm import as_norm, cohort_stats
+from gpu_endpoint import calibration
+from gpu_endpoint.build_bundle import COHORT_SOURCES
 from gpu_endpoint.facedata import group_photos, labelled_photos
 
 EAST_ASIAN = ("kpop", "asian_faces", "casia_v5")
@@ -129,6 +134,36 @@ def embed(engine, root) -> Album:
                  np.array([f.cohort or (np.nan, np.nan) for f in groups], np.float64).reshape(-1, 2))
 
 
+def part_levers(album: Album, name: str, vectors: np.ndarray, groups: np.ndarray) -> dict:
+    """One embedder alone: raw and normalised search, fitted on the calibration identities."""
+    part = Album(vectors, groups, album.sources, album.identities, album.splits)
+    keys = np.nonzero(part.is_key)[0]
+    labels = list(album.identities[album.calibration])
+    threshold = calibration.best_search_threshold(vectors[album.calibration], labels)
+    in_cohort = np.isin(album.sources[album.calibration], COHORT_SOURCES)
+    fit = calibration.fit_normalised_search(vectors[album.calibration], labels, in_cohort)
+    cohort = vectors[album.calibration][in_cohort]
+    part.stats = np.stack(cohort_stats(vectors, cohort, fit["top_n"]), axis=1)
+    part.group_stats = np.stack(cohort_stats(groups, cohort, fit["top_n"]), axis=1)
+    return {f"{name}_raw": report(part, *part.raw(keys), threshold),
+            f"{name}_normalised": dict(report(part, *part.served(keys, fit["raw_floor"]), fit["threshold"]),
+                                       raw_floor=round(fit["raw_floor"], 4), top_n=fit["top_n"])}
+
+
+def pair_auc(album: Album, vectors: np.ndarray) -> dict:
+    """Verification AUC (all positive pairs, as many random negatives) of held-out identities, per
+    source with 2+ held-out identities, East-Asian first, and over all held-out faces."""
+    out = {}
+    held_out = ~album.calibration
+    order = list(EAST_ASIAN) + sorted(set(album.sources) - set(EAST_ASIAN))
+    for name, mask in [(s, held_out & (album.sources == s)) for s in order] + [("all", held_out)]:
+        if len(set(album.identities[mask])) >= 2:
+            pos, neg = calibration.pair_similarities(vectors[mask], list(album.identities[mask]))
+            if len(pos) and len(neg):
+                out[name] = round(calibration.roc_auc(pos, neg), 4)
+    return out
+
+
 def main() -> int:
     loaded = cpu_engine()
     if loaded is None:
@@ -140,6 +175,14 @@ def main() -> int:
                "east_asian_identities": {"calibration": len(set(album.identities[album.east_asian & album.calibration])),
                                          "holdout": len(set(album.identities[album.east_asian & ~album.calibration]))},
                "levers": {}}
+    results["pair_auc_holdout"] = {}
+    if len(engine.parts) > 1:
+        short = {"dlib_face_recognition_resnet_model_v1": "dlib", "hse_faceres": "faceres"}
+        for part, vectors, groups in zip(engine.parts, engine.split(album.vectors), engine.split(album.groups)):
+            name = short.get(part.name, part.name)
+            results["levers"].update(part_levers(album, name, vectors, groups))
+            results["pair_auc_holdout"][name] = pair_auc(album, vectors)
+    results["pair_auc_holdout"]["served"] = pair_auc(album, album.vectors)
     results["levers"]["raw"] = report(album, *album.raw(keys), engine.threshold)
     norm = engine.normalisation
     if norm:

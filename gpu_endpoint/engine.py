@@ -1,6 +1,10 @@
 """The face engine: a model bundle loaded into ONNX Runtime; detect → align → embed.
 
-Faces of every image in a call are embedded together, in batches.
+Faces of every image in a call are embedded together, in batches. A bundle's embedder has one
+or more parts (e.g. dlib's ResNet and HSE's faceres), each with its own alignment and graph; each
+part's graph ends in a unit vector, and the served embedding is their concatenation, each part
+scaled by √weight (weights sum to 1), so it is a unit vector too and its cosine is the weighted
+mean of the parts' cosines.
 """
 from __future__ import annotations
 
@@ -35,6 +39,37 @@ def choose_providers() -> List[str]:
     return chosen
 
 
+def fuse(outputs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """The served embedding from each part's output (one part: its output as it is)."""
+    if len(outputs) == 1:
+        return outputs[0]
+    return np.hstack([np.sqrt(w) * out for w, out in zip(weights, outputs)]).astype(np.float32)
+
+
+@dataclass
+class EmbedderPart:
+    """One embedding model of the bundle: its graph, chip size, alignment template and weight."""
+
+    name: str
+    session: ort.InferenceSession
+    size: int
+    template: np.ndarray
+    weight: float
+    dim: int
+
+    def chips(self, image: Image.Image, faces: Sequence["Face"]) -> np.ndarray:
+        """(N, size, size, 3) uint8 aligned chips."""
+        if not faces:
+            return np.zeros((0, self.size, self.size, 3), np.uint8)
+        return np.stack([warp_chip(image, f.landmarks, self.template, self.size) for f in faces])
+
+    def embed(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
+        """(N, S, S, 3) uint8 chips → (N, dim) float32 outputs of the graph."""
+        out = [self.session.run(None, {"chips": chips[i:i + batch_size].transpose(0, 3, 1, 2).astype(np.float32)})[0]
+               for i in range(0, len(chips), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
 @dataclass
 class Face:
     box: List[float]            # x, y, w, h in original pixels
@@ -67,17 +102,16 @@ class FaceEngine:
             return ort.InferenceSession(str(self.bundle_dir / files[key]["path"]), options, providers=self.providers)
 
         self.detector = MTCNN(session("pnet"), session("rnet"), session("onet"))
-        self.embedder = session("embedder")
-        emb = self.manifest["embedder"]
-        self.chip_size = emb["input_size"]
-        self.template = np.asarray(emb["alignment_template"], dtype=np.float64)
+        self.parts = [EmbedderPart(p["name"], session(p["file"]), p["input_size"],
+                                   np.asarray(p["alignment_template"], np.float64), float(p["weight"]),
+                                   p["embedding_dim"]) for p in self.manifest["embedder"]["parts"]]
         self.max_detect_pixels = max_detect_pixels
         self.batch_size = batch_size
         # Cohort score normalisation, when the bundle declares it (chalicelib/score_norm.py).
         self.normalisation = self.manifest.get("score_normalisation")
         self.cohort = (np.load(self.bundle_dir / self.normalisation["cohort"]["path"])
                        if self.normalisation else None)
-        log.info("face engine ready: bundle %s, providers %s", self.version, self.embedder.get_providers())
+        log.info("face engine ready: bundle %s, providers %s", self.version, self.parts[0].session.get_providers())
 
     @property
     def version(self) -> str:
@@ -138,25 +172,27 @@ class FaceEngine:
         return faces
 
     # Embedding ----------------------------------------------------------------
-    def chips(self, image: Image.Image, faces: Sequence[Face]) -> np.ndarray:
-        if not faces:
-            return np.zeros((0, self.chip_size, self.chip_size, 3), np.uint8)
-        return np.stack([warp_chip(image, f.landmarks, self.template, self.chip_size) for f in faces])
+    def embed(self, image: Image.Image, faces: Sequence[Face]) -> np.ndarray:
+        """(N, D) float32 served embeddings of these faces of one image."""
+        return self.fuse([part.embed(part.chips(image, faces), self.batch_size) for part in self.parts])
 
-    def embed_chips(self, chips: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 chips → (N, D) float32 embeddings (unit vectors for a calibrated bundle)."""
-        out = []
-        for start in range(0, len(chips), self.batch_size):
-            batch = chips[start:start + self.batch_size].transpose(0, 3, 1, 2).astype(np.float32)
-            out.append(self.embedder.run(None, {"chips": batch})[0])
-        dim = self.manifest["embedder"]["embedding_dim"]
-        return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+    def fuse(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        return fuse(outputs, [part.weight for part in self.parts])
+
+    def split(self, embeddings: np.ndarray) -> List[np.ndarray]:
+        """Each part's unit vectors back out of served embeddings (benchmarks compare the parts)."""
+        bounds = np.cumsum([0] + [part.dim for part in self.parts])
+        return [embeddings[:, a:b] / np.sqrt(part.weight) for part, a, b in zip(self.parts, bounds, bounds[1:])]
 
     def analyze(self, images: Sequence[Image.Image], min_face_size: int = 20, max_faces: int = 50) -> List[List[Face]]:
         """Detect in every image, then embed all their faces together."""
         per_image = [self.detect(img, min_face_size, max_faces) for img in images]
-        chips = [self.chips(img, faces) for img, faces in zip(images, per_image)]
-        embeddings = self.embed_chips(np.concatenate(chips)) if chips else np.zeros((0, 0), np.float32)
+        outputs = []
+        for part in self.parts:
+            chips = [part.chips(img, faces) for img, faces in zip(images, per_image)]
+            outputs.append(part.embed(np.concatenate(chips), self.batch_size) if chips
+                           else np.zeros((0, part.dim), np.float32))
+        embeddings = self.fuse(outputs)
         stats = None
         if self.cohort is not None and len(embeddings):
             stats = cohort_stats(embeddings, self.cohort, self.normalisation["top_n"])

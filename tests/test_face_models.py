@@ -66,7 +66,7 @@ def test_alignment_template_reproduces_dlibs_own_pipeline(engine, dlib_models):
         if len(rects) != 1 or not faces:
             continue
         theirs = np.array(recognizer.compute_face_descriptor(array, predictor(array, rects[0])))
-        chip = engine.chips(image, faces)
+        chip = engine.parts[0].chips(image, faces)
         ours = raw.run(None, {"chips": chip.transpose(0, 3, 1, 2).astype(np.float32)})[0][0]
         similarities.append(float(np.linalg.norm(ours - theirs)))
     assert len(similarities) >= 30
@@ -136,8 +136,14 @@ def test_tight_crops_are_found(engine, source):
 
 def test_manifest_is_complete(bundle_dir):
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
-    assert manifest["embedder"]["embedding_dim"] == 129 and manifest["embedder"]["metric"] == "cosine"
-    assert len(manifest["embedder"]["alignment_template"]) == 5
+    embedder = manifest["embedder"]
+    assert embedder["metric"] == "cosine" and [p["name"] for p in embedder["parts"]] == [
+        "dlib_face_recognition_resnet_model_v1", "hse_faceres"]
+    assert embedder["embedding_dim"] == sum(p["embedding_dim"] for p in embedder["parts"]) == 129 + 1024
+    assert sum(p["weight"] for p in embedder["parts"]) == pytest.approx(1.0)
+    for part in embedder["parts"]:
+        assert len(part["alignment_template"]) == 5 and part["file"] in manifest["files"]
+        assert part["licence"] and part["provenance"]
     cal = manifest["calibration"]
     for split in ("calibration", "holdout"):
         for key in ("threshold", "accuracy", "precision", "recall", "f1", "auc"):
@@ -148,7 +154,7 @@ def test_manifest_is_complete(bundle_dir):
     assert all(len(v) == 64 for src in manifest["sources"].values() for v in src["files"].values())
     norm = manifest["score_normalisation"]
     cohort = np.load(bundle_dir / norm["cohort"]["path"])
-    assert cohort.shape == (norm["cohort"]["faces"], 129) and norm["top_n"] <= len(cohort)
+    assert cohort.shape == (norm["cohort"]["faces"], embedder["embedding_dim"]) and norm["top_n"] <= len(cohort)
     assert {"kpop", "asian_faces", "casia_v5"} <= set(norm["cohort"]["sources"])  # East-Asian faces in the cohort
     assert 0.5 <= norm["raw_floor"] < 1 and norm["threshold"] > 0
 
@@ -182,17 +188,39 @@ def test_embeddings_are_unit_vectors_that_separate_people(engine):
 
 
 def test_calibrated_graph_computes_the_documented_transform(bundle_dir, engine):
-    """The bundle's embedder = normalise([dlib descriptor - mean, anchor]), inside the graph."""
+    """The bundle's dlib part = normalise([dlib descriptor - mean, anchor]), inside the graph."""
     import face_recognition_models as frm
     import onnxruntime as ort
 
     from gpu_endpoint.build_bundle import embed_transform
     from gpu_endpoint.facemodels.dlib_resnet import convert
 
-    manifest = engine.manifest["embedder"]
+    manifest = engine.manifest["embedder"]["parts"][0]
     raw = ort.InferenceSession(convert(frm.face_recognition_model_location()).SerializeToString(),
                                providers=["CPUExecutionProvider"])
     chips = np.random.default_rng(3).integers(0, 255, (5, 150, 150, 3)).astype(np.uint8)
     expected = embed_transform(raw.run(None, {"chips": chips.transpose(0, 3, 1, 2).astype(np.float32)})[0],
                                np.array(manifest["reference_mean"], np.float32), manifest["anchor"])
-    np.testing.assert_allclose(engine.embed_chips(chips), expected, atol=1e-5)
+    np.testing.assert_allclose(engine.parts[0].embed(chips, 4), expected, atol=1e-5)
+
+
+def test_served_embedding_fuses_the_parts_as_declared(engine):
+    """Concatenated unit vectors times √weight: a unit vector whose cosine is the weighted mean of
+    the parts' cosines; ``split`` gives each part back."""
+    from gpu_endpoint.engine import Face
+
+    vectors = []
+    for path in ("people/deepface/Angelina_Jolie/img11.jpg", "people/deepface/Angelina_Jolie/img2.jpg"):
+        image = load(FACEDATA / path)
+        (face,) = engine.detect(image, max_faces=1)
+        parts = [part.embed(part.chips(image, [face]), 1) for part in engine.parts]
+        for out in parts:
+            np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+        fused = engine.embed(image, [Face(face.box, face.score, face.landmarks)])
+        np.testing.assert_allclose(fused, engine.fuse(parts), atol=1e-6)
+        for got, want in zip(engine.split(fused), parts):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+        vectors.append((fused[0], [p[0] for p in parts]))
+    (a, a_parts), (b, b_parts) = vectors
+    weighted = sum(part.weight * float(x @ y) for part, x, y in zip(engine.parts, a_parts, b_parts))
+    assert float(a @ b) == pytest.approx(weighted, abs=1e-5)

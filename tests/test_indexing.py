@@ -15,6 +15,7 @@ from werkzeug.serving import make_server
 
 import app as app_module
 from chalicelib.services import Services
+from chalicelib.store import binary_to_vector, vector_to_binary
 from local_stack.aws import client
 from local_stack.pump import EventPump
 from tests.conftest import free_port, post_to_s3, request_uploads
@@ -340,3 +341,62 @@ def test_reindex_moves_stale_photos_to_the_served_bundle_and_resumes(api, make_u
     assert everyone["enqueued"] == 1  # bob's
     drain(pump)
     assert services.store.get_photo(bob.sub, bob_photo)["model_version"] == served
+
+
+def test_rollout_of_the_default_bundle_publish_deploy_reindex(api, make_user, indexing, aws_stack, bundle_dir,
+                                                               tmp_path):
+    """A new default bundle (dlib fused with faceres) reaches an album indexed by the previous one
+    (dlib alone, 129-d): publish → deploy → search refuses the old vectors → reindex → search."""
+    import tarfile
+
+    from gpu_endpoint import deploy
+    from gpu_endpoint.engine import FaceEngine
+
+    services, pump = indexing
+    served = services.face_client.model_version()
+    # Publish: the tarball SageMaker unpacks holds everything the manifest names, and it serves.
+    s3 = client("s3", aws_stack.aws_endpoint_url)
+    s3.create_bucket(Bucket="memory-studio-models-rollout")
+    url = deploy.publish(s3, "memory-studio-models-rollout", bundle_dir)
+    key = url.split("/", 3)[3]
+    tarball = tmp_path / "model.tar.gz"
+    tarball.write_bytes(s3.get_object(Bucket="memory-studio-models-rollout", Key=key)["Body"].read())
+    with tarfile.open(tarball) as archive:
+        archive.extractall(tmp_path / "model", filter="data")
+    unpacked = FaceEngine(tmp_path / "model", providers=["CPUExecutionProvider"])
+    assert unpacked.version == served and len(unpacked.parts) == 2
+    result = deploy.deploy(client("sagemaker", aws_stack.aws_endpoint_url),
+                           client("application-autoscaling", aws_stack.aws_endpoint_url), model_url=url,
+                           version=served, image="123456789012.dkr.ecr.us-east-1.amazonaws.com/faces:1",
+                           role="arn:aws:iam::123456789012:role/sm", endpoint="ms-rollout-faces")
+    assert result["action"] == "created"
+
+    # An album indexed by the previous default: its vectors are the dlib part alone.
+    alice = make_user("alice")
+    jolie = sorted((FACEDATA / "people/deepface/Angelina_Jolie").glob("*.jpg"))[:2]
+    photo_ids = [upload(api, alice, p.read_bytes(), "image/jpeg") for p in jolie]
+    drain(pump)
+    previous = "dlib-resnet-v1.22a207be6f"
+    for face in services.store.faces.find({"owner": alice.sub}):
+        dlib_part = unpacked.split(binary_to_vector(face["embedding"])[None, :])[0][0]
+        assert dlib_part.shape == (129,)
+        services.store.faces.update_one({"_id": face["_id"]}, {"$set": {
+            "model_version": previous, "embedding": vector_to_binary(dlib_part)}})
+    for photo_id in photo_ids:
+        services.store.update_photo(alice.sub, photo_id, {"model_version": previous})
+    first = services.store.faces.find_one({"owner": alice.sub, "photo_id": photo_ids[0]})
+
+    body = json.dumps({"photo_id": photo_ids[0], "face_id": first["face_id"]})
+    refused = api.http.post("/search", headers=alice.headers, body=body)
+    assert refused.status_code == 409 and refused.json_body["error"] == "stale_model_version"
+
+    assert app_module.reindex({"owner": alice.sub}, None)["enqueued"] == 2
+    drain(pump)
+    faces = list(services.store.faces.find({"owner": alice.sub}))
+    assert {f["model_version"] for f in faces} == {served}
+    assert {binary_to_vector(f["embedding"]).shape for f in faces} == {(unpacked.manifest["embedder"]["embedding_dim"],)}
+    first = next(f for f in faces if f["photo_id"] == photo_ids[0])
+    found = api.http.post("/search", headers=alice.headers,
+                          body=json.dumps({"photo_id": photo_ids[0], "face_id": first["face_id"]}))
+    assert found.status_code == 200, found.json_body
+    assert {r["photo_id"] for r in found.json_body["results"]} == set(photo_ids)   # the key's photo, and hers

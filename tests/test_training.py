@@ -62,6 +62,21 @@ def test_identities_never_straddle_roles_and_every_source_fills_every_role():
     assert sum(roles[i] == "evaluation" for i in by_source["kpop"]) == 3
 
 
+@needs_facedata
+def test_facedata_evaluation_identities_are_exactly_the_bundles_held_out_ones():
+    """Nothing fitted by training sees an identity the search benchmarks report as held out."""
+    from gpu_endpoint.facedata import labelled_photos
+    from training.data import sample_roles
+
+    samples = load_samples(FACEDATA)
+    roles = sample_roles(samples, 0.15, 0.4)
+    bundle_split = {p.identity: p.split for p in labelled_photos(FACEDATA)}
+    for s in samples:
+        assert (roles[s.identity] == "evaluation") == (bundle_split[s.identity] == "holdout")
+    east_asian = {s.identity for s in samples if s.source in ("kpop", "asian_faces", "casia_v5")}
+    assert {roles[i] for i in east_asian} == {"train", "validation", "evaluation"}
+
+
 def test_folder_per_person_and_bad_folders(tiny_data, tmp_path):
     samples = load_samples(tiny_data)
     assert len(samples) == 9 * 6 and len({s.identity for s in samples}) == 9
@@ -201,8 +216,10 @@ def test_fine_tune_exports_a_bundle_the_endpoint_serves(tiny_data, bundle_dir, c
     faces = engine.analyze([image])[0]
     assert faces and faces[0].embedding.shape == (129,)
     cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    served = Calibrated(load_best(cfg, run_dir), manifest["embedder"]["reference_mean"], manifest["embedder"]["anchor"])
-    chips = engine.chips(image, faces[:1])
+    part = manifest["embedder"]["parts"][0]
+    assert [p["file"] for p in manifest["embedder"]["parts"]] == ["embedder"]   # served alone
+    served = Calibrated(load_best(cfg, run_dir), part["reference_mean"], part["anchor"])
+    chips = engine.parts[0].chips(image, faces[:1])
     with torch.no_grad():
         want = served(torch.from_numpy(chips.transpose(0, 3, 1, 2).astype(np.float32))).numpy()[0]
     assert np.abs(faces[0].embedding - want).max() <= 1e-4

@@ -4,7 +4,10 @@ A data set is a folder per person (``root/<name>/*.jpg``) or ../shared/facedata
 (its manifest).  Identities, never photos, are split into the three roles:
 ``train`` (fitted on), ``validation`` (model choice and threshold calibration)
 and ``evaluation`` (reported only), stratified by source so that a small
-domain such as the kpop photos lands in every role.
+domain such as the kpop photos lands in every role.  For ../shared/facedata the
+evaluation identities are exactly the bundle's held-out ones
+(``LabelledPhoto.split``): what the search benchmarks report as held out is never
+trained on, and the bundle's calibration identities are never evaluated on.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -29,13 +32,14 @@ class Sample:
     path: Path
     identity: str
     source: str
+    held_out: Optional[bool] = None   # the bundle's split (facedata only): held-out identities
 
 
 def load_samples(data: Path) -> List[Sample]:
     """Every labelled photo of a facedata folder (by its manifest) or of a folder per person."""
     data = Path(data).resolve()
     if (data / "manifest.tsv").exists():
-        return [Sample(p.path, p.identity, p.source) for p in labelled_photos(data)]
+        return [Sample(p.path, p.identity, p.source, p.split == "holdout") for p in labelled_photos(data)]
     people = sorted(d for d in data.iterdir() if d.is_dir())
     samples = [Sample(f, normalise_identity(data.name, person.name), data.name)
                for person in people for f in sorted(person.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
@@ -49,10 +53,11 @@ def _rank(identity: str) -> str:
 
 
 def assign_roles(identities_by_source: Dict[str, Sequence[str]], validation_fraction: float,
-                 evaluation_fraction: float) -> Dict[str, str]:
-    """Identity → role.  Within each source, identities in a stable hashed order: the
-    first share is evaluation, the next validation, the rest train."""
-    roles: Dict[str, str] = {}
+                 evaluation_fraction: float, held_out: Sequence[str] = ()) -> Dict[str, str]:
+    """Identity → role.  ``held_out`` identities are evaluation; within each source, the
+    others in a stable hashed order: the first share is evaluation, the next validation,
+    the rest train."""
+    roles: Dict[str, str] = {identity: "evaluation" for identity in held_out}
     for source in sorted(identities_by_source):
         ids = sorted({i for i in identities_by_source[source] if i not in roles}, key=_rank)
         n_eval = int(round(len(ids) * evaluation_fraction))
@@ -60,6 +65,16 @@ def assign_roles(identities_by_source: Dict[str, Sequence[str]], validation_frac
         for k, identity in enumerate(ids):
             roles[identity] = "evaluation" if k < n_eval else "validation" if k < n_eval + n_val else "train"
     return roles
+
+
+def sample_roles(samples: Sequence[Sample], validation_fraction: float, evaluation_fraction: float) -> Dict[str, str]:
+    """Identity → role; where the samples carry the bundle's split, it alone decides evaluation."""
+    by_source = defaultdict(list)
+    for s in samples:
+        by_source[s.source].append(s.identity)
+    if any(s.held_out is not None for s in samples):
+        return assign_roles(by_source, validation_fraction, 0.0, {s.identity for s in samples if s.held_out})
+    return assign_roles(by_source, validation_fraction, evaluation_fraction)
 
 
 @dataclass
@@ -97,7 +112,7 @@ class ChipSet:
 
 
 def _cache_key(samples: Sequence[Sample], manifest: dict, size: int, fractions) -> str:
-    digest = hashlib.sha256(json.dumps([manifest["version"], manifest["embedder"]["alignment_template"], size,
+    digest = hashlib.sha256(json.dumps([manifest["version"], manifest["embedder"]["parts"][0]["alignment_template"], size,
                                         list(fractions)]).encode())
     for s in samples:
         stat = s.path.stat()
@@ -121,12 +136,10 @@ def prepare_chips(samples: Sequence[Sample], bundle_dir: Path, size: int, cache_
         log(f"face chips from cache: {cached}")
         return ChipSet.load(cached)
 
-    by_source = defaultdict(list)
-    for s in samples:
-        by_source[s.source].append(s.identity)
-    roles = assign_roles(by_source, validation_fraction, evaluation_fraction)
+    roles = sample_roles(samples, validation_fraction, evaluation_fraction)
     engine = FaceEngine(bundle_dir)
-    template = engine.template * (size / engine.chip_size)
+    base = engine.parts[0]   # the part fine-tuning starts from (dlib's ResNet)
+    template = base.template * (size / base.size)
     from gpu_endpoint.align import warp_chip
 
     chips, kept, missed = [], [], 0

@@ -52,19 +52,26 @@ def package_bundle(base_bundle: Path, embedder_onnx: Path, out_dir: Path, *, mod
     manifest.pop("sources", None)
     # The cohort is made of the base embedder's vectors: meaningless for the new one.
     manifest.pop("score_normalisation", None)
-    scale = model.input_size / base["embedder"]["input_size"]
+    # The fine-tuned model replaces the base's first part (dlib's ResNet, the one training starts
+    # from) and is served alone: the base's other parts were fused with the dlib vectors it replaces.
+    base_part = base["embedder"]["parts"][0]
+    scale = model.input_size / base_part["input_size"]
+    output = "unit vector: L2-normalise([embedding - reference_mean, anchor]), inside the graph"
     manifest["embedder"] = {
         "name": f"{model.name} fine-tuned from {base['version']}" if model.name == "dlib-resnet"
         else f"{model.name} fine-tuned",
-        "input_size": model.input_size,
-        "input": "aligned RGB chip 0..255, float32, NCHW",
-        "alignment_template": [[round(x * scale, 3), round(y * scale, 3)] for x, y in
-                               base["embedder"]["alignment_template"]],
-        "embedding_dim": model.dim + 1,
-        "metric": "cosine",
-        "output": "unit vector: L2-normalise([embedding - reference_mean, anchor]), inside the graph",
-        "reference_mean": [round(float(v), 7) for v in mean],
-        "anchor": round(float(anchor), 6),
+        "embedding_dim": model.dim + 1, "metric": "cosine", "output": output,
+        "parts": [{
+            "name": f"{model.name} fine-tuned", "file": "embedder", "weight": 1.0,
+            "input_size": model.input_size,
+            "input": "aligned RGB chip 0..255, float32, NCHW",
+            "alignment_template": [[round(x * scale, 3), round(y * scale, 3)] for x, y in
+                                   base_part["alignment_template"]],
+            "embedding_dim": model.dim + 1,
+            "output": output,
+            "reference_mean": [round(float(v), 7) for v in mean],
+            "anchor": round(float(anchor), 6),
+        }],
     }
     manifest["calibration"] = {
         "threshold": round(thresholds["verification"], 4),
@@ -74,9 +81,10 @@ def package_bundle(base_bundle: Path, embedder_onnx: Path, out_dir: Path, *, mod
     }
     manifest["training"] = training
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, entry in base["files"].items():
-        if name != "embedder":
-            shutil.copy2(base_bundle / entry["path"], out_dir / entry["path"])
+    embedder_files = {part["file"] for part in base["embedder"]["parts"]}
+    manifest["files"] = {name: entry for name, entry in base["files"].items() if name not in embedder_files}
+    for entry in manifest["files"].values():
+        shutil.copy2(base_bundle / entry["path"], out_dir / entry["path"])
     shutil.copy2(embedder_onnx, out_dir / "embedder.onnx")
     manifest["files"]["embedder"] = {"path": "embedder.onnx", "sha256": digest}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
