@@ -13,11 +13,11 @@ def write_results(name: str, results: dict) -> Path:
     return path
 
 
-def cpu_engine():
-    """(facedata root, the built bundle on CPU), or None, said on stderr, without facedata."""
+def cpu_engine(bundle=None):
+    """(facedata root, the built bundle (or ``bundle``) on CPU), or None, said on stderr, without facedata."""
     import sys
 
-    from gpu_endpoint.build_bundle import DEFAULT_OUT
+    from gpu_endpoint.bundle import DEFAULT_DIR
     from gpu_endpoint.engine import FaceEngine
     from gpu_endpoint.facedata import facedata_root
 
@@ -25,4 +25,4 @@ def cpu_engine():
     if root is None:
         print("../shared/facedata is absent: nothing real to benchmark on", file=sys.stderr)
         return None
-    return root, FaceEngine(DEFAULT_OUT, providers=["CPUExecutionProvider"])
+    return root, FaceEngine(bundle or DEFAULT_DIR, providers=["CPUExecutionProvider"])

@@ -22,7 +22,7 @@ import requests
 from PIL import Image
 
 from benchmarks.common import cpu_engine, write_results
-from gpu_endpoint.build_bundle import DEFAULT_OUT
+from gpu_endpoint.bundle import DEFAULT_DIR
 from gpu_endpoint.facedata import labelled_photos
 from local_stack.aws import free_port
 from local_stack.endpoint import EndpointProcess
@@ -102,7 +102,7 @@ def main() -> int:
         results["detection"][f"{mp}MP"] = {"detect_ms": detect_ms, "detect_and_embed_ms": total_ms}
     group = root / "groups/dlib/2008_002470.jpg"
     singles = [p.path for p in labelled_photos(root) if p.source == "deepface" and p.path.suffix == ".jpg"][:6]
-    results["server"] = server_throughput(DEFAULT_OUT, singles + [group])
+    results["server"] = server_throughput(DEFAULT_DIR, singles + [group])
     write_results("face_engine_cpu.json", results)
     return 0
 

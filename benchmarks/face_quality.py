@@ -25,9 +25,8 @@ def main() -> int:
         for key, value in (("faces", len(boxes)), ("found", tp), ("missed", fn), ("false_positives", fp)):
             totals[key] += value
     totals["recall"] = totals["found"] / totals["faces"]
-    manifest = engine.manifest
     results = {"bundle": engine.version, "detection_dlib_ground_truth": {"totals": totals, "photos": per_photo},
-               "calibration": manifest["calibration"]}
+               "calibration": engine.manifest.document["calibration"]}
     write_results("face_quality.json", results)
     return 0
 

@@ -34,7 +34,7 @@ import app as app_module
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from benchmarks.common import write_results
-from gpu_endpoint.build_bundle import DEFAULT_OUT
+from gpu_endpoint.bundle import DEFAULT_DIR
 from gpu_endpoint.engine import FaceEngine
 from gpu_endpoint.facedata import facedata_root, labelled_photos
 from gpu_endpoint.server import create_app
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         endpoint = f"http://127.0.0.1:{moto._port}"
         info = provision(endpoint, "memory-studio-load", "http://127.0.0.1:0", str(work / "store"),
                          visibility_timeout=2, max_receive_count=5)
-        engine = FaceEngine(DEFAULT_OUT)
+        engine = FaceEngine(DEFAULT_DIR)
         faces_url = serve(create_app(engine, allowed_buckets=[info.bucket], s3_client=client("s3", endpoint)))
         proxy, counts = faulty_proxy(faces_url, args.failure_rate)
         settings = replace(Settings.from_env(info.app_environment()), face_endpoint_url=serve(proxy))

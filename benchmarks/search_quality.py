@@ -3,6 +3,7 @@ every source mixed (plus the faces of the group photos as unlabelled distractors
 identity with ≥ 3 photos as the key (its largest face), the bundle's own decision rule.
 
     .venv/bin/python -m benchmarks.search_quality   → benchmarks/results/search_quality.json
+    .venv/bin/python -m benchmarks.search_quality --bundle DIR   → search_quality_<bundle version>.json
 
 Levers, each a column:
 - ``<part>_raw`` / ``<part>_normalised``: one embedder of the bundle alone (``dlib`` is the previous
@@ -18,7 +19,9 @@ first (kpop, asian_faces, casia_v5), then the rest.
 """
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -164,8 +167,11 @@ def pair_auc(album: Album, vectors: np.ndarray) -> dict:
     return out
 
 
-def main() -> int:
-    loaded = cpu_engine()
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, default=None, help="another bundle than the default one")
+    args = parser.parse_args(argv)
+    loaded = cpu_engine(args.bundle)
     if loaded is None:
         return 1
     root, engine = loaded
@@ -177,9 +183,8 @@ def main() -> int:
                "levers": {}}
     results["pair_auc_holdout"] = {}
     if len(engine.parts) > 1:
-        short = {"dlib_face_recognition_resnet_model_v1": "dlib", "hse_faceres": "faceres"}
         for part, vectors, groups in zip(engine.parts, engine.split(album.vectors), engine.split(album.groups)):
-            name = short.get(part.name, part.name)
+            name = "dlib" if "dlib" in part.name else "faceres" if "faceres" in part.name else part.name
             results["levers"].update(part_levers(album, name, vectors, groups))
             results["pair_auc_holdout"][name] = pair_auc(album, vectors)
     results["pair_auc_holdout"]["served"] = pair_auc(album, album.vectors)
@@ -189,7 +194,7 @@ def main() -> int:
         results["levers"]["served"] = dict(report(album, *album.served(keys, norm["raw_floor"]), norm["threshold"]),
                                            raw_floor=norm["raw_floor"], top_n=norm["top_n"],
                                            cohort=norm["cohort"])
-    write_results("search_quality.json", results)
+    write_results(f"search_quality_{engine.version}.json" if args.bundle else "search_quality.json", results)
     return 0
 
 

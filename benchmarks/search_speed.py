@@ -33,12 +33,9 @@ DLIB_DIM = 129
 
 def bundle_dim() -> int:
     """The built bundle's embedding dimension (1153 when no bundle is built)."""
-    import json
+    from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
 
-    from gpu_endpoint.build_bundle import DEFAULT_OUT
-
-    manifest = DEFAULT_OUT / "manifest.json"
-    return json.loads(manifest.read_text())["embedder"]["embedding_dim"] if manifest.exists() else 1153
+    return Manifest.load(DEFAULT_DIR).embedding_dim if Manifest.exists(DEFAULT_DIR) else 1153
 
 
 DIM = bundle_dim()

@@ -28,9 +28,10 @@ PACKED = ROOT / ".devcarry" / "chips-jpeg.npz"
 def pack(out: Path = PACKED) -> Path:
     from gpu_endpoint.facedata import facedata_root
     from training.config import TrainConfig
-    from training.pipeline import DEFAULT_BUNDLE, DEFAULT_CACHE, load_chips
+    from gpu_endpoint.bundle import DEFAULT_DIR
+    from training.pipeline import DEFAULT_CACHE, load_chips
 
-    chips = load_chips(TrainConfig(), facedata_root(), DEFAULT_BUNDLE, DEFAULT_CACHE)
+    chips = load_chips(TrainConfig(), facedata_root(), DEFAULT_DIR, DEFAULT_CACHE)
     blobs = []
     for chip in chips.chips:
         buffer = io.BytesIO()

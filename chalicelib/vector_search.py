@@ -66,6 +66,10 @@ class ExactSearch:
         return [(ids[i]["face_id"], ids[i]["photo_id"], float(sims[i]), float(scores[i])) for i in top]
 
 
+# Atlas refuses a $vectorSearch with numCandidates over 10,000 or a limit over numCandidates.
+ATLAS_MAX_CANDIDATES = 10_000
+
+
 class AtlasSearch:
     """MongoDB Atlas Vector Search over the faces collection (index: atlas_vector_index.json)."""
 
@@ -78,7 +82,8 @@ class AtlasSearch:
             {"$vectorSearch": {
                 "index": ATLAS_INDEX_NAME, "path": "embedding",
                 "queryVector": [float(v) for v in np.asarray(vector, np.float32)],
-                "numCandidates": max(100, 10 * limit), "limit": limit,
+                "numCandidates": min(ATLAS_MAX_CANDIDATES, max(100, 10 * limit)),
+                "limit": min(limit, ATLAS_MAX_CANDIDATES),
                 "filter": {"owner": owner, "model_version": model_version},
             }},
             {"$project": {"_id": 0, "face_id": 1, "photo_id": 1, "cohort_mean": 1, "cohort_std": 1,

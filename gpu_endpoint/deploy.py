@@ -19,12 +19,12 @@ import tarfile
 from pathlib import Path
 
 import boto3
+from botocore.exceptions import ClientError
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / ".cache" / "bundle"
-
+from .bundle import DEFAULT_DIR, BundleError, Manifest
 
 def bundle_version(bundle: Path) -> str:
-    return json.loads((bundle / "manifest.json").read_text())["version"]
+    return Manifest.load(bundle).version
 
 
 def model_tarball(bundle: Path) -> bytes:
@@ -46,21 +46,28 @@ def publish(s3, bucket: str, bundle: Path) -> str:
 def deploy(sagemaker, autoscaling, *, model_url: str, version: str, image: str, role: str, endpoint: str,
            instance_type: str = "ml.g4dn.xlarge", min_instances: int = 1, max_instances: int = 4,
            invocations_per_instance: int = 300, allowed_buckets: str = "") -> dict:
+    """Idempotent: a model or endpoint config of this version that exists is kept, and an endpoint
+    already on it is left alone (a re-run after a failure picks up where it stopped)."""
     name = f"{endpoint}-{version}".replace(".", "-")[:63]
-    sagemaker.create_model(
-        ModelName=name, ExecutionRoleArn=role,
-        PrimaryContainer={"Image": image, "ModelDataUrl": model_url,
-                          "Environment": {"ALLOWED_S3_BUCKETS": allowed_buckets}},
-    )
-    sagemaker.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InstanceType": instance_type,
-                             "InitialInstanceCount": min_instances}],
-    )
+    if not _exists(sagemaker.describe_model, ModelName=name):
+        sagemaker.create_model(
+            ModelName=name, ExecutionRoleArn=role,
+            PrimaryContainer={"Image": image, "ModelDataUrl": model_url,
+                              "Environment": {"ALLOWED_S3_BUCKETS": allowed_buckets}},
+        )
+    if not _exists(sagemaker.describe_endpoint_config, EndpointConfigName=name):
+        sagemaker.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InstanceType": instance_type,
+                                 "InitialInstanceCount": min_instances}],
+        )
     existing = {e["EndpointName"] for e in sagemaker.list_endpoints(NameContains=endpoint)["Endpoints"]}
     if endpoint in existing:
-        sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=name)
-        action = "updated"
+        if sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"] == name:
+            action = "unchanged"
+        else:
+            sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=name)
+            action = "updated"
     else:
         sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=name)
         action = "created"
@@ -82,13 +89,24 @@ def deploy(sagemaker, autoscaling, *, model_url: str, version: str, image: str, 
     return {"endpoint": endpoint, "config": name, "action": action}
 
 
+def _exists(describe, **name) -> bool:
+    """SageMaker answers a describe of something missing with a ValidationException."""
+    try:
+        describe(**name)
+        return True
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ValidationException":
+            return False
+        raise
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("publish", "deploy"):
         p = sub.add_parser(name)
         p.add_argument("--bucket", required=True, help="bucket for model artifacts")
-        p.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
+        p.add_argument("--bundle", type=Path, default=DEFAULT_DIR)
         if name == "deploy":
             p.add_argument("--image", required=True, help="ECR URI of the gpu_endpoint image")
             p.add_argument("--role", required=True, help="SageMaker execution role ARN")
@@ -99,6 +117,11 @@ def main(argv=None) -> int:
             p.add_argument("--invocations-per-instance", type=int, default=300)
             p.add_argument("--allowed-buckets", default="", help="photo buckets the endpoint may read")
     args = parser.parse_args(argv)
+    try:
+        Manifest.load(args.bundle)
+    except BundleError as error:   # before anything is uploaded
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     url = publish(boto3.client("s3"), args.bucket, args.bundle)
     print(f"published {url}")
     if args.command == "deploy":

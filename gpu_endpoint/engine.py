@@ -8,7 +8,6 @@ mean of the parts' cosines.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from PIL import Image
 from chalicelib.score_norm import cohort_stats
 
 from .align import warp_chip
+from .bundle import Manifest
 from .detector import MTCNN, Detections
 
 log = logging.getLogger("face_engine")
@@ -91,37 +91,35 @@ class FaceEngine:
     def __init__(self, bundle_dir, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
                  max_detect_pixels: int = 2_100_000, batch_size: int = 32):
         self.bundle_dir = Path(bundle_dir)
-        self.manifest = json.loads((self.bundle_dir / "manifest.json").read_text())
+        self.manifest = Manifest.load(self.bundle_dir)
         self.providers = list(providers or choose_providers())
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        files = self.manifest["files"]
-
-        def session(key):
-            return ort.InferenceSession(str(self.bundle_dir / files[key]["path"]), options, providers=self.providers)
+        def session(name):
+            return ort.InferenceSession(str(self.manifest.path(self.bundle_dir, name)), options,
+                                        providers=self.providers)
 
         self.detector = MTCNN(session("pnet"), session("rnet"), session("onet"))
         self.parts = [EmbedderPart(p["name"], session(p["file"]), p["input_size"],
                                    np.asarray(p["alignment_template"], np.float64), float(p["weight"]),
-                                   p["embedding_dim"]) for p in self.manifest["embedder"]["parts"]]
+                                   p["embedding_dim"]) for p in self.manifest.parts]
         self.max_detect_pixels = max_detect_pixels
         self.batch_size = batch_size
         # Cohort score normalisation, when the bundle declares it (chalicelib/score_norm.py).
-        self.normalisation = self.manifest.get("score_normalisation")
+        self.normalisation = self.manifest.normalisation
         self.cohort = (np.load(self.bundle_dir / self.normalisation["cohort"]["path"])
                        if self.normalisation else None)
         log.info("face engine ready: bundle %s, providers %s", self.version, self.parts[0].session.get_providers())
 
     @property
     def version(self) -> str:
-        return self.manifest["version"]
+        return self.manifest.version
 
     @property
     def threshold(self) -> float:
         """The similarity above which a face counts as the same person in album search."""
-        calibration = self.manifest["calibration"]
-        return calibration.get("search_threshold", calibration["threshold"])
+        return self.manifest.search_threshold
 
     # Detection ----------------------------------------------------------------
     def detect(self, image: Image.Image, min_face_size: int = 20, max_faces: int = 50) -> List[Face]:

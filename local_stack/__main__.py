@@ -14,13 +14,14 @@ import signal
 import sys
 from pathlib import Path
 
+from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
+
 from .aws import StackInfo, create_confirmed_user, port_is_free, provision, sign_in
 from .endpoint import EndpointProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".local"
 STACK_FILE = STATE / "stack.json"
-BUNDLE = ROOT / ".cache" / "bundle"
 
 
 def serve_api(host: str, port: int):
@@ -62,8 +63,8 @@ def up(args) -> int:
             print(f"error: port {port} for the {name} is already in use; stop what holds it or pass {flag}",
                   file=sys.stderr)
             return 2
-    if not (BUNDLE / "manifest.json").exists():
-        print(f"error: no face model bundle in {BUNDLE}; build it with "
+    if not Manifest.exists(DEFAULT_DIR):
+        print(f"error: no face model bundle in {DEFAULT_DIR}; build it with "
               "'.venv/bin/python -m gpu_endpoint.build_bundle' (needs ../shared/facedata)", file=sys.stderr)
         return 2
     state = Path(args.state_dir)
@@ -79,7 +80,7 @@ def up(args) -> int:
         # The web client is served by the API, so its origin is the API's: browser uploads go from there.
         origins = (api_url, f"http://localhost:{args.port}")
         info = provision(endpoint, args.bucket, api_url, str(store_path), cors_origins=origins)
-        faces = EndpointProcess(BUNDLE, args.host, args.endpoint_port,
+        faces = EndpointProcess(DEFAULT_DIR, args.host, args.endpoint_port,
                                 {**info.app_environment(), "ALLOWED_S3_BUCKETS": info.bucket}, state / "endpoint.log")
         faces.wait_ready()
         info.endpoint_url = faces.url

@@ -11,9 +11,10 @@ needs_facedata = pytest.mark.skipif(FACEDATA is None, reason="../shared/facedata
 def bundle_dir():
     if FACEDATA is None:
         pytest.skip("../shared/facedata is absent: the bundle cannot be calibrated")
-    from gpu_endpoint.build_bundle import DEFAULT_OUT, build
+    from gpu_endpoint.build_bundle import build
+    from gpu_endpoint.bundle import DEFAULT_DIR
 
-    return build(DEFAULT_OUT, FACEDATA, log=lambda m: None)
+    return build(DEFAULT_DIR, FACEDATA, log=lambda m: None)
 
 
 @pytest.fixture(scope="session")

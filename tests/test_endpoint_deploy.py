@@ -4,6 +4,7 @@ import json
 import tarfile
 
 from gpu_endpoint import deploy
+from gpu_endpoint.bundle import FORMAT
 from local_stack.aws import client
 
 ROLE = "arn:aws:iam::123456789012:role/memory-studio-sagemaker"
@@ -13,7 +14,7 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/memory-studio-faces:1"
 def fake_bundle(tmp_path, version):
     bundle = tmp_path / version
     bundle.mkdir()
-    (bundle / "manifest.json").write_text(json.dumps({"version": version}))
+    (bundle / "manifest.json").write_text(json.dumps({"format": FORMAT, "version": version}))
     (bundle / "embedder.onnx").write_bytes(b"onnx bytes")
     return bundle
 
@@ -40,6 +41,10 @@ def test_publish_then_create_then_update(aws_stack, tmp_path, settings):
     config = sagemaker.describe_endpoint_config(EndpointConfigName=result["config"])
     assert config["ProductionVariants"][0]["InstanceType"] == "ml.g4dn.xlarge"
 
+    # Re-run for the same version (after a failure, or by mistake): nothing is created twice.
+    again = deploy.deploy(sagemaker, scaling, model_url=url, version="dlib-resnet-v1.aaaa", **kwargs)
+    assert again == dict(result, action="unchanged")
+
     policies = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
     policy = next(p for p in policies if p["ResourceId"] == "endpoint/ms-test-faces/variant/AllTraffic")
     spec = policy["TargetTrackingScalingPolicyConfiguration"]
@@ -54,14 +59,21 @@ def test_a_new_bundle_updates_the_existing_endpoint(aws_stack):
     scaling = client("application-autoscaling", aws_stack.aws_endpoint_url)
     name = "ms-prod-faces-dlib-resnet-v1-bbbb"
     with Stubber(sagemaker) as stub:
+        stub.add_client_error("describe_model", "ValidationException", "Could not find model")
         stub.add_response("create_model", {"ModelArn": f"arn:aws:sagemaker:us-east-1:1:model/{name}"},
                           {"ModelName": name, "ExecutionRoleArn": ROLE, "PrimaryContainer": ANY})
+        stub.add_client_error("describe_endpoint_config", "ValidationException", "Could not find endpoint configuration")
         stub.add_response("create_endpoint_config", {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:1:endpoint-config/{name}"},
                           {"EndpointConfigName": name, "ProductionVariants": ANY})
         stub.add_response("list_endpoints", {"Endpoints": [{
             "EndpointName": "ms-prod-faces", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces", "CreationTime": "2026-01-01T00:00:00Z",
             "LastModifiedTime": "2026-01-01T00:00:00Z", "EndpointStatus": "InService"}]},
             {"NameContains": "ms-prod-faces"})
+        stub.add_response("describe_endpoint", {
+            "EndpointName": "ms-prod-faces", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces",
+            "EndpointConfigName": "ms-prod-faces-dlib-resnet-v1-aaaa", "EndpointStatus": "InService",
+            "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z"},
+            {"EndpointName": "ms-prod-faces"})
         stub.add_response("update_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces"},
                           {"EndpointName": "ms-prod-faces", "EndpointConfigName": name})
         result = deploy.deploy(sagemaker, scaling, model_url="s3://m/models/v/model.tar.gz",

@@ -53,7 +53,7 @@ def test_jpeg_body(client, face_jpeg, engine):
     x, y, w, h = face["box"]
     assert 0 <= x < x + w <= result["width"] and 0 <= y < y + h <= result["height"]
     assert len(face["landmarks"]) == 5 and face["score"] > 0.9
-    assert len(face["embedding"]) == engine.manifest["embedder"]["embedding_dim"]
+    assert len(face["embedding"]) == engine.manifest.embedding_dim
     assert np.linalg.norm(face["embedding"]) == pytest.approx(1.0, abs=1e-4)
 
 

@@ -195,7 +195,7 @@ def test_calibrated_graph_computes_the_documented_transform(bundle_dir, engine):
     from gpu_endpoint.build_bundle import embed_transform
     from gpu_endpoint.facemodels.dlib_resnet import convert
 
-    manifest = engine.manifest["embedder"]["parts"][0]
+    manifest = engine.manifest.parts[0]
     raw = ort.InferenceSession(convert(frm.face_recognition_model_location()).SerializeToString(),
                                providers=["CPUExecutionProvider"])
     chips = np.random.default_rng(3).integers(0, 255, (5, 150, 150, 3)).astype(np.uint8)

@@ -394,7 +394,7 @@ def test_rollout_of_the_default_bundle_publish_deploy_reindex(api, make_user, in
     drain(pump)
     faces = list(services.store.faces.find({"owner": alice.sub}))
     assert {f["model_version"] for f in faces} == {served}
-    assert {binary_to_vector(f["embedding"]).shape for f in faces} == {(unpacked.manifest["embedder"]["embedding_dim"],)}
+    assert {binary_to_vector(f["embedding"]).shape for f in faces} == {(unpacked.manifest.embedding_dim,)}
     first = next(f for f in faces if f["photo_id"] == photo_ids[0])
     found = api.http.post("/search", headers=alice.headers,
                           body=json.dumps({"photo_id": photo_ids[0], "face_id": first["face_id"]}))

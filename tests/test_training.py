@@ -270,3 +270,43 @@ def test_sweep_writes_a_results_table(tiny_chips, tiny_data, bundle_dir, cache_d
     table = (tmp_path / "sweep.md").read_text().splitlines()
     assert len(table) == 4 and "after.all.auc" in table[0]
     assert all(0 <= r["after.all.auc"] <= 1 for r in rows)
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_embedder_is_fused_with_faceres_by_the_bundle_factory(tiny_data, bundle_dir, cache_dir,
+                                                                          tmp_path):
+    """``build_bundle --dlib-from RUN/bundle``: the fine-tuned graph replaces stock dlib as the first
+    part, faceres stays, and the fused bundle is calibrated (thresholds, cohort) on the facedata."""
+    from chalicelib.images import decode_image
+    from gpu_endpoint.build_bundle import build
+    from gpu_endpoint.bundle import sha256
+    from gpu_endpoint.engine import FaceEngine
+    from training.__main__ import main
+
+    run_dir = tmp_path / "run"
+    assert main(["fine-tune", "--data", str(tiny_data), "--run-dir", str(run_dir), "--bundle", str(bundle_dir),
+                 "--cache", str(cache_dir), "--set", "epochs=1", "--set", "max_steps_per_epoch=2",
+                 "--set", "batch_size=8", "--set", "validation_fraction=0.25", "--set", "per_identity=2"]) == 0
+    # A small labelled set in facedata's manifest format (the photos are read where they are).
+    facedata = tmp_path / "facedata"
+    facedata.mkdir()
+    rows = ["source\tidentity\tpath\tkind"] + [f"kpop\t{person.name}\t{photo.resolve()}\tsingle"
+                                              for person in sorted(tiny_data.iterdir())
+                                              for photo in sorted(person.iterdir())]
+    (facedata / "manifest.tsv").write_text("\n".join(rows) + "\n")
+
+    fused = build(tmp_path / "bundle", facedata, log=lambda m: None, dlib_from=run_dir / "bundle")
+    manifest = json.loads((fused / "manifest.json").read_text())
+    assert manifest["version"].startswith("dlib-ft-faceres-v1.")
+    assert [p["file"] for p in manifest["embedder"]["parts"]] == ["embedder", "embedder_faceres"]
+    assert sha256(fused / "embedder.onnx") == sha256(run_dir / "bundle" / "embedder.onnx")
+    assert manifest["embedder"]["parts"][0]["training"]["base_bundle"] == json.loads(
+        (bundle_dir / "manifest.json").read_text())["version"]
+    assert manifest["score_normalisation"]["cohort"]["faces"] > 0
+
+    engine = FaceEngine(fused, providers=["CPUExecutionProvider"])
+    fine_tuned = FaceEngine(run_dir / "bundle", providers=["CPUExecutionProvider"])
+    image = decode_image(next(next(tiny_data.iterdir()).iterdir()).read_bytes()).image
+    (face,) = engine.analyze([image], max_faces=1)[0]
+    alone = fine_tuned.embed(image, [face])
+    np.testing.assert_allclose(engine.split(face.embedding[None, :])[0], alone, atol=1e-5)

@@ -8,7 +8,8 @@ import pytest
 from chalicelib.database import open_database
 from chalicelib.settings import Settings
 from chalicelib.store import PhotoStore
-from chalicelib.vector_search import ATLAS_INDEX_NAME, AtlasSearch, ExactSearch
+from chalicelib.search import MAX_HITS
+from chalicelib.vector_search import ATLAS_INDEX_NAME, ATLAS_MAX_CANDIDATES, AtlasSearch, ExactSearch
 
 
 @pytest.fixture
@@ -77,10 +78,9 @@ def test_atlas_index_definition_matches_the_bundle():
     assert spec["name"] == ATLAS_INDEX_NAME and spec["type"] == "vectorSearch"
     assert fields["embedding"]["similarity"] == "cosine"
     assert {"owner", "model_version"} <= {p for p, f in fields.items() if f["type"] == "filter"}
-    from gpu_endpoint.build_bundle import DEFAULT_OUT
-    manifest = DEFAULT_OUT / "manifest.json"
-    if manifest.exists():
-        assert fields["embedding"]["numDimensions"] == json.loads(manifest.read_text())["embedder"]["embedding_dim"]
+    from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
+    if Manifest.exists(DEFAULT_DIR):
+        assert fields["embedding"]["numDimensions"] == Manifest.load(DEFAULT_DIR).embedding_dim
 
 
 def test_exact_search_with_cohort_normalisation_ranks_and_cuts_by_the_normalised_score(store):
@@ -124,3 +124,11 @@ def test_atlas_candidates_are_rescored_with_the_cohort(monkeypatch):
     # b: ½[(0.7−0.5)/0.05 + (0.7−0.3)/0.05] = 6 beats a: ½[(0.8−0.5)/0.05 + (0.8−0.7)/0.05] = 4
     assert [h[0] for h in hits] == ["b", "a"] and hits[0][3] == pytest.approx(6.0)
     assert hits[1][2] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("limit", [1, 30, 999, 1000, 1001, MAX_HITS, ATLAS_MAX_CANDIDATES, 50_000])
+def test_atlas_limits_hold_at_every_limit_search_can_ask(limit):
+    """Atlas refuses numCandidates > 10,000 and limit > numCandidates (search asks MAX_HITS)."""
+    stage = AtlasSearch.pipeline("me", "v1", np.ones(4, np.float32) / 2, limit=limit, threshold=0.6)[0]["$vectorSearch"]
+    assert 1 <= stage["limit"] <= stage["numCandidates"] <= 10_000
+    assert stage["limit"] == min(limit, 10_000) and stage["numCandidates"] >= min(10 * limit, 10_000)

@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 from .config import TrainConfig
-from .pipeline import DEFAULT_BUNDLE, DEFAULT_CACHE, fine_tune, load_chips
+from gpu_endpoint.bundle import DEFAULT_DIR
+
+from .pipeline import DEFAULT_CACHE, fine_tune, load_chips
 from .sweep import sweep
 
 
@@ -35,7 +37,7 @@ def main(argv=None) -> int:
         p.add_argument("--data", type=Path, required=True)
         p.add_argument("--config", help="a JSON file of training settings (training/config.py)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
-        p.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="the base bundle (detector, alignment)")
+        p.add_argument("--bundle", type=Path, default=DEFAULT_DIR, help="the base bundle (detector, alignment)")
         p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
         if name == "fine-tune":
             p.add_argument("--run-dir", type=Path, required=True)

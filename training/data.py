@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from gpu_endpoint.bundle import Manifest
 from gpu_endpoint.facedata import labelled_photos, normalise_identity
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".heic", ".heif"}
@@ -111,8 +112,8 @@ class ChipSet:
             return cls(z["chips"], z["identities"], z["sources"], z["paths"], z["roles"], str(z["bundle_version"]))
 
 
-def _cache_key(samples: Sequence[Sample], manifest: dict, size: int, fractions) -> str:
-    digest = hashlib.sha256(json.dumps([manifest["version"], manifest["embedder"]["parts"][0]["alignment_template"], size,
+def _cache_key(samples: Sequence[Sample], manifest: Manifest, size: int, fractions) -> str:
+    digest = hashlib.sha256(json.dumps([manifest.version, manifest.parts[0]["alignment_template"], size,
                                         list(fractions)]).encode())
     for s in samples:
         stat = s.path.stat()
@@ -129,7 +130,7 @@ def prepare_chips(samples: Sequence[Sample], bundle_dir: Path, size: int, cache_
     from gpu_endpoint.engine import FaceEngine
     from tqdm import tqdm
 
-    manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
+    manifest = Manifest.load(bundle_dir)
     key = _cache_key(samples, manifest, size, (validation_fraction, evaluation_fraction))
     cached = Path(cache_dir) / f"chips-{key}.npz"
     if cached.exists():
@@ -160,7 +161,7 @@ def prepare_chips(samples: Sequence[Sample], bundle_dir: Path, size: int, cache_
         raise ValueError("no face was found in any photo of the data set")
     chip_set = ChipSet(np.stack(chips), np.array([s.identity for s in kept]), np.array([s.source for s in kept]),
                        np.array([str(s.path) for s in kept]), np.array([roles[s.identity] for s in kept]),
-                       manifest["version"])
+                       manifest.version)
     chip_set.save(cached)
     log(f"{len(kept)} chips ({missed} photos without a face) in {time.time() - started:.0f}s → {cached}")
     return chip_set

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from gpu_endpoint.build_bundle import sha256
+from gpu_endpoint.bundle import Manifest, sha256
 
 from .models import Calibrated, Embedder
 
@@ -43,7 +43,7 @@ def verify_onnx(served: Calibrated, path: Path, chips: np.ndarray) -> float:
 def package_bundle(base_bundle: Path, embedder_onnx: Path, out_dir: Path, *, model: Embedder, mean, anchor: float,
                    thresholds: Dict[str, float], training: Dict) -> Path:
     """A bundle like the base one (same detector) serving the fine-tuned embedder."""
-    base = json.loads((base_bundle / "manifest.json").read_text())
+    base = Manifest.load(base_bundle).document
     digest = sha256(embedder_onnx)
     manifest = json.loads(json.dumps(base))
     manifest["version"] = f"{model.name}-ft.{digest[:10]}"
@@ -86,6 +86,6 @@ def package_bundle(base_bundle: Path, embedder_onnx: Path, out_dir: Path, *, mod
     for entry in manifest["files"].values():
         shutil.copy2(base_bundle / entry["path"], out_dir / entry["path"])
     shutil.copy2(embedder_onnx, out_dir / "embedder.onnx")
-    manifest["files"]["embedder"] = {"path": "embedder.onnx", "sha256": digest}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    manifest["files"]["embedder"] = {"path": "embedder.onnx"}
+    Manifest(manifest).save(out_dir)
     return out_dir

@@ -9,6 +9,7 @@ import numpy as np
 
 from gpu_endpoint import calibration
 from gpu_endpoint.build_bundle import embed_transform, fit_transform
+from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
 
 from .config import TrainConfig
 from .data import ROLES, ChipSet, load_samples, prepare_chips
@@ -17,7 +18,6 @@ from .export import export_onnx, package_bundle, verify_onnx
 from .models import MODELS, build_model
 from .train import load_best, resolve_device, train
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / ".cache" / "bundle"
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "training"
 
 
@@ -48,7 +48,7 @@ def load_chips(cfg: TrainConfig, data: Path, base_bundle: Path, cache_dir: Path,
                          cfg.evaluation_fraction, log)
 
 
-def fine_tune(cfg: TrainConfig, data: Path, run_dir: Path, base_bundle: Path = DEFAULT_BUNDLE,
+def fine_tune(cfg: TrainConfig, data: Path, run_dir: Path, base_bundle: Path = DEFAULT_DIR,
               cache_dir: Path = DEFAULT_CACHE, log=print, progress: bool = True, export: bool = True,
               chips: Optional[ChipSet] = None) -> Dict:
     """Returns the report document; writes under ``run_dir``: checkpoint.pt, best.pt,
@@ -92,6 +92,6 @@ def fine_tune(cfg: TrainConfig, data: Path, run_dir: Path, base_bundle: Path = D
         bundle = package_bundle(base_bundle, onnx_path, run_dir / "bundle", model=models["after"], mean=mean,
                                 anchor=anchor, thresholds=thresholds, training=training)
         document["bundle"] = str(bundle)
-        log(f"bundle {json.loads((bundle / 'manifest.json').read_text())['version']} in {bundle} "
+        log(f"bundle {Manifest.load(bundle).version} in {bundle} "
             f"(ONNX vs torch max abs diff {error:.1e})")
     return document

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Dict, List
 
 from .config import TrainConfig
-from .pipeline import DEFAULT_BUNDLE, DEFAULT_CACHE, fine_tune, load_chips
+from gpu_endpoint.bundle import DEFAULT_DIR
+
+from .pipeline import DEFAULT_CACHE, fine_tune, load_chips
 
 
 def combinations(grid: Dict[str, List]) -> List[Dict]:
@@ -20,7 +22,7 @@ def run_name(values: Dict) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(values.items())).replace("/", "_")
 
 
-def sweep(base: TrainConfig, grid: Dict[str, List], data: Path, out_dir: Path, base_bundle: Path = DEFAULT_BUNDLE,
+def sweep(base: TrainConfig, grid: Dict[str, List], data: Path, out_dir: Path, base_bundle: Path = DEFAULT_DIR,
           cache_dir: Path = DEFAULT_CACHE, log=print, progress: bool = True,
           table_groups=("all", "kpop")) -> List[Dict]:
     rows, chip_sets = [], {}
