@@ -143,8 +143,11 @@ def fit_normalised_search(embeddings: np.ndarray, labels: Sequence[str], cohort_
     raw = embeddings @ embeddings.T
     relevant = same.copy()
     np.fill_diagonal(relevant, False)
+    # A small cohort (a small labelled set) cannot give every face its top 50 or 100 strangers.
+    strangers = int((~same[:, cohort_mask]).sum(axis=1).min())
+    choices = [n for n in top_n_choices if n <= strangers] or [max(1, strangers)]
     best = None
-    for top_n in top_n_choices:
+    for top_n in choices:
         mean, std = cohort_stats(embeddings, embeddings[cohort_mask], top_n, exclude=same[:, cohort_mask])
         scores = as_norm(raw, mean[:, None], std[:, None], mean[None, :], std[None, :])
         np.fill_diagonal(scores, -np.inf)

@@ -59,3 +59,13 @@ def test_normalised_search_fit_prefers_the_rule_that_separates_a_crowded_group()
     fitted = calibration.fit_normalised_search(vectors, labels, top_n_choices=(5, 10))
     plain = max(calibration.retrieval_report(vectors, labels, t)["f1"] for t in np.linspace(0.3, 0.99, 70))
     assert fitted["top_n"] in (5, 10) and fitted["f1"] >= plain
+
+
+def test_normalised_search_fit_on_a_cohort_smaller_than_top_n():
+    """A small labelled set: top_n choices beyond a face's strangers in the cohort are skipped."""
+    rng = np.random.default_rng(4)
+    vectors = rng.standard_normal((12, 8))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = [f"p{i // 3}" for i in range(12)]            # 4 people x 3 photos: 9 strangers each
+    assert calibration.fit_normalised_search(vectors, labels, top_n_choices=(5, 20, 50))["top_n"] == 5
+    assert calibration.fit_normalised_search(vectors, labels, top_n_choices=(20, 50))["top_n"] == 9
