@@ -60,3 +60,42 @@ def test_stage_throttling_is_applied_to_the_deployed_api(stage, aws_stack, monke
     limits = throttling.stage_limits(stage)
     assert settings["throttlingRateLimit"] == limits["rate_limit"]
     assert settings["throttlingBurstLimit"] == limits["burst_limit"]
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_stage_policy_allows_every_aws_call_the_functions_make(stage):
+    """Each AWS call of the code, as IAM evaluates it (moto's policy evaluator): a missing action
+    would fail in the cloud only (the presigned key upload's tagging, /health's HeadBucket)."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][stage]
+    env = config["environment_variables"]
+    policy = IAMPolicy((ROOT / ".chalice" / config["iam_policy_file"]).read_text())
+    bucket = f"arn:aws:s3:::{env['PHOTO_BUCKET']}"
+    sub = "0b1e9a3c-1111-2222-3333-444455556666"
+    calls = [  # (action, resource, request context) and where the code makes the call
+        ("s3:PutObject", f"{bucket}/users/{sub}/photos/a.jpg", None),           # presigned photo upload
+        ("s3:PutObject", f"{bucket}/users/{sub}/keys/k.jpg", None),             # presigned key upload...
+        ("s3:PutObjectTagging", f"{bucket}/users/{sub}/keys/k.jpg", None),      # ...with its expiry tag
+        ("s3:GetObject", f"{bucket}/users/{sub}/photos/a.jpg", None),           # indexer, presigned views
+        ("s3:DeleteObject", f"{bucket}/users/{sub}/thumbs/a.jpg", None),        # deletion
+        ("s3:ListBucket", bucket, {"s3:prefix": f"users/{sub}/"}),              # account deletion
+        ("sagemaker:InvokeEndpoint", f"arn:aws:sagemaker:us-east-1:1:endpoint/{env['FACE_ENDPOINT_NAME']}", None),
+        ("secretsmanager:GetSecretValue",
+         f"arn:aws:secretsmanager:us-east-1:1:secret:{env['MONGODB_SECRET_ID']}-AbCdEf", None),
+        ("cognito-idp:AdminDeleteUser", env["COGNITO_USER_POOL_ARN"], None),
+        ("cognito-idp:AdminUserGlobalSignOut", env["COGNITO_USER_POOL_ARN"], None),
+        ("sqs:SendMessage", f"arn:aws:sqs:us-east-1:1:{env['PHOTO_EVENTS_QUEUE']}", None),  # reindex (a batch is authorised as SendMessage)
+        ("sqs:ReceiveMessage", f"arn:aws:sqs:us-east-1:1:{env['PHOTO_EVENTS_QUEUE']}", None),    # event source
+    ]
+    for action, resource, context in calls:
+        assert policy.is_action_permitted(action, resource, incoming_condition_values=context) \
+            == PermissionResult.PERMITTED, (action, resource, context)
+    # moto's evaluator checks StringEquals conditions only, so the two s3:ListBucket grants are read
+    # here: prefixes under users/ (account deletion), and no prefix at all (/health's HeadBucket,
+    # which carries none: a grant conditioned on users/* would refuse it).
+    document = json.loads((ROOT / ".chalice" / config["iam_policy_file"]).read_text())
+    listing = [st.get("Condition", {}) for st in document["Statement"]
+               if "s3:ListBucket" in st["Action"] and st["Resource"] == bucket]
+    assert {"StringLike": {"s3:prefix": ["users/*"]}} in listing
+    assert {"Null": {"s3:prefix": "true"}} in listing and len(listing) == 2
