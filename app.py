@@ -1,4 +1,5 @@
 """Memory Studio API and event handlers: wiring only, the logic is in chalicelib."""
+
 import json
 import os
 
@@ -57,7 +58,7 @@ def json_body():
     try:
         return app.current_request.json_body
     except (BadRequestError, RecursionError):  # RecursionError: nesting deeper than the parser goes
-        raise BadRequest("body must be valid JSON", code="invalid_json")
+        raise BadRequest("body must be valid JSON", code="invalid_json") from None
 
 
 @app.route("/health", cors=cors)
@@ -70,8 +71,12 @@ def health():
         except Exception as exc:  # reported, not raised: this is the health page
             checks[name] = {"ok": False, "error": type(exc).__name__}
     ok = all(c["ok"] for c in checks.values())
-    body = {"status": "ok" if ok else "degraded", "version": __version__,
-            "stage": services.settings.stage, "dependencies": checks}
+    body = {
+        "status": "ok" if ok else "degraded",
+        "version": __version__,
+        "stage": services.settings.stage,
+        "dependencies": checks,
+    }
     return Response(body, status_code=200 if ok else 503)
 
 
@@ -141,8 +146,11 @@ def delete_me():
 # S3 → SQS → this function (locally, local_stack's pump feeds the same handler).
 # One message per invocation, so a photo whose face call keeps failing goes back
 # to the queue alone, and after maxReceiveCount to the dead-letter queue.
-@app.on_sqs_message(queue=os.environ.get("PHOTO_EVENTS_QUEUE", "memory-studio-photo-events"), batch_size=1,
-                    maximum_concurrency=int(os.environ.get("INDEXER_MAX_CONCURRENCY", "10")))
+@app.on_sqs_message(
+    queue=os.environ.get("PHOTO_EVENTS_QUEUE", "memory-studio-photo-events"),
+    batch_size=1,
+    maximum_concurrency=int(os.environ.get("INDEXER_MAX_CONCURRENCY", "10")),
+)
 def index_photos(event):
     logger.remove_keys(["path", "user", "photo_id"])
     logger.append_keys(request_id=getattr(event.context, "aws_request_id", None))
@@ -159,6 +167,12 @@ def reindex(event, context):
     """Send photos not yet embedded with the target bundle back through indexing.
     Event: {"model_version": optional (default: what the endpoint serves now), "owner": optional sub}."""
     target = event.get("model_version") or services.face_client.model_version()
-    sent = enqueue(services.store, services.client("sqs"), services.settings.events_queue_url,
-                   services.settings.bucket, target, event.get("owner"))
+    sent = enqueue(
+        services.store,
+        services.client("sqs"),
+        services.settings.events_queue_url,
+        services.settings.bucket,
+        target,
+        event.get("owner"),
+    )
     return dict(progress(services.store, target, event.get("owner")), enqueued=sent, model_version=target)

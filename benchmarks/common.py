@@ -1,4 +1,5 @@
 """What every benchmark does at the end: write its results file and show it."""
+
 import json
 from pathlib import Path
 

@@ -3,6 +3,7 @@ measured alternately in one run (this machine is shared and noisy, so the ratio 
 
     .venv/bin/python -m benchmarks.decode_isolation   → benchmarks/results/decode_isolation.json
 """
+
 from __future__ import annotations
 
 import io
@@ -35,8 +36,11 @@ def timed(fn, data: bytes) -> float:
 
 
 def main() -> None:
-    cases = {"1 MP JPEG": photo(1155, 866, "JPEG"), "12 MP JPEG": photo(4032, 3024, "JPEG"),
-             "12 MP HEIC": photo(4032, 3024, "HEIF")}
+    cases = {
+        "1 MP JPEG": photo(1155, 866, "JPEG"),
+        "12 MP JPEG": photo(4032, 3024, "JPEG"),
+        "12 MP HEIC": photo(4032, 3024, "HEIF"),
+    }
     results = {"rounds": ROUNDS, "cases": {}}
     for name, data in cases.items():
         inside, isolated = [], []
@@ -44,9 +48,13 @@ def main() -> None:
             inside.append(timed(lambda d: _decode(d, MAX_PIXELS), data))
             isolated.append(timed(decode_image, data))
         p50_in, p50_iso = statistics.median(inside), statistics.median(isolated)
-        results["cases"][name] = {"bytes": len(data), "in_process_p50_ms": round(p50_in, 1),
-                                  "isolated_p50_ms": round(p50_iso, 1), "overhead_ms": round(p50_iso - p50_in, 1),
-                                  "ratio": round(p50_iso / p50_in, 2)}
+        results["cases"][name] = {
+            "bytes": len(data),
+            "in_process_p50_ms": round(p50_in, 1),
+            "isolated_p50_ms": round(p50_iso, 1),
+            "overhead_ms": round(p50_iso - p50_in, 1),
+            "ratio": round(p50_iso / p50_in, 2),
+        }
     write_results("decode_isolation.json", results)
 
 

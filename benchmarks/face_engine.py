@@ -6,6 +6,7 @@ server end to end under concurrent requests.
 Everything is measured in one run so the numbers compare with each other; the
 machine is shared, so read ratios rather than absolute values.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,6 @@ from gpu_endpoint.bundle import DEFAULT_DIR
 from gpu_endpoint.facedata import labelled_photos
 from local_stack.aws import free_port
 from local_stack.endpoint import EndpointProcess
-
 
 
 def median_ms(fn, repeat: int) -> float:
@@ -56,15 +56,26 @@ def peak_rss_mb(pid: int) -> float:
 
 def server_throughput(bundle: Path, photos: list, clients: int = 4, requests_total: int = 48) -> dict:
     port = free_port()
-    server = EndpointProcess(bundle, "127.0.0.1", port, {}, Path(tempfile.mkdtemp()) / "endpoint.log",
-                             workers=max(1, (os.cpu_count() or 2) // 2), threads=1)
+    server = EndpointProcess(
+        bundle,
+        "127.0.0.1",
+        port,
+        {},
+        Path(tempfile.mkdtemp()) / "endpoint.log",
+        workers=max(1, (os.cpu_count() or 2) // 2),
+        threads=1,
+    )
     try:
         server.wait_ready()
         bodies = [p.read_bytes() for p in photos]
 
         def call(i):
-            r = requests.post(f"http://127.0.0.1:{port}/invocations", data=bodies[i % len(bodies)],
-                              headers={"Content-Type": "image/jpeg"}, timeout=120)
+            r = requests.post(
+                f"http://127.0.0.1:{port}/invocations",
+                data=bodies[i % len(bodies)],
+                headers={"Content-Type": "image/jpeg"},
+                timeout=120,
+            )
             r.raise_for_status()
             return len(r.json()["results"][0]["faces"])
 
@@ -73,9 +84,14 @@ def server_throughput(bundle: Path, photos: list, clients: int = 4, requests_tot
         with ThreadPoolExecutor(clients) as pool:
             faces = sum(pool.map(call, range(requests_total)))
         seconds = time.perf_counter() - start
-        return {"clients": clients, "requests": requests_total, "seconds": seconds,
-                "photos_per_s": requests_total / seconds, "faces_per_s": faces / seconds,
-                "server_peak_rss_mb": peak_rss_mb(server.process.pid)}
+        return {
+            "clients": clients,
+            "requests": requests_total,
+            "seconds": seconds,
+            "photos_per_s": requests_total / seconds,
+            "faces_per_s": faces / seconds,
+            "server_peak_rss_mb": peak_rss_mb(server.process.pid),
+        }
     finally:
         server.stop()
 
@@ -88,17 +104,17 @@ def main() -> int:
     big = Image.open(root / "people/deepface/Angelina_Jolie/img4.jpg").convert("RGB")
     face = engine.detect(big, max_faces=1)
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "bundle": engine.version, "embedding": {}}
-    for part in engine.parts:   # each embedder of the bundle, on its own aligned chip
+    for part in engine.parts:  # each embedder of the bundle, on its own aligned chip
         chips = part.chips(big, face)
         for batch in (1, 32):
             batch_chips = np.repeat(chips, batch, axis=0)
-            ms = median_ms(lambda: part.embed(batch_chips, 32), 10 if batch == 1 else 3)
+            ms = median_ms(lambda part=part, chips=batch_chips: part.embed(chips, 32), 10 if batch == 1 else 3)
             results["embedding"][f"{part.name}_batch_{batch}_ms_per_face"] = ms / batch
     results["detection"] = {}
     for mp in (0.3, 1.0, 4.0):
         image = resized(big, mp)
-        detect_ms = median_ms(lambda: engine.detect(image), 5)
-        total_ms = median_ms(lambda: engine.analyze([image]), 5)
+        detect_ms = median_ms(lambda image=image: engine.detect(image), 5)
+        total_ms = median_ms(lambda image=image: engine.analyze([image]), 5)
         results["detection"][f"{mp}MP"] = {"detect_ms": detect_ms, "detect_and_embed_ms": total_ms}
     group = root / "groups/dlib/2008_002470.jpg"
     singles = [p.path for p in labelled_photos(root) if p.source == "deepface" and p.path.suffix == ".jpg"][:6]

@@ -1,15 +1,15 @@
 """Detection quality on dlib's hand-labelled group photos, and the bundle's calibration.
 
-    .venv/bin/python -m benchmarks.face_quality   → benchmarks/results/face_quality.json
+.venv/bin/python -m benchmarks.face_quality   → benchmarks/results/face_quality.json
 """
+
 from __future__ import annotations
 
 import sys
 
-from chalicelib.images import decode_image
 from benchmarks.common import cpu_engine, write_results
+from chalicelib.images import decode_image
 from gpu_endpoint.facedata import ground_truth_boxes, match_detections
-
 
 
 def main() -> int:
@@ -25,8 +25,11 @@ def main() -> int:
         for key, value in (("faces", len(boxes)), ("found", tp), ("missed", fn), ("false_positives", fp)):
             totals[key] += value
     totals["recall"] = totals["found"] / totals["faces"]
-    results = {"bundle": engine.version, "detection_dlib_ground_truth": {"totals": totals, "photos": per_photo},
-               "calibration": engine.manifest.document["calibration"]}
+    results = {
+        "bundle": engine.version,
+        "detection_dlib_ground_truth": {"totals": totals, "photos": per_photo},
+        "calibration": engine.manifest.document["calibration"],
+    }
     write_results("face_quality.json", results)
     return 0
 

@@ -6,6 +6,7 @@ The endpoint image serves the same weights through onnxruntime-gpu (CUDA EP);
 this benchmark measures the models themselves with torch because that is what
 the lent GPU machine could run (see README, "GPU").
 """
+
 import json
 import sys
 import time
@@ -43,9 +44,15 @@ def main(weights: Path, out: Path) -> None:
             chips = torch.rand(batch, 3, 150, 150, device=device, dtype=dtype).mul_(255)
             chips = chips.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
-                seconds = timed(lambda: net(chips), 20)
-            results["embedding"].append({"dtype": str(dtype).split(".")[-1], "batch": batch,
-                                         "ms_per_batch": seconds * 1000, "faces_per_s": batch / seconds})
+                seconds = timed(lambda net=net, chips=chips: net(chips), 20)
+            results["embedding"].append(
+                {
+                    "dtype": str(dtype).split(".")[-1],
+                    "batch": batch,
+                    "ms_per_batch": seconds * 1000,
+                    "faces_per_s": batch / seconds,
+                }
+            )
     # fp16 must agree with fp32 closely enough to keep the calibrated threshold.
     chips = torch.rand(64, 3, 150, 150, device=device).mul_(255)
     with torch.inference_mode():
@@ -56,7 +63,7 @@ def main(weights: Path, out: Path) -> None:
         stage = load_stage(name, weights).to(device)
         pixels = torch.rand(batch, 3, size, size if name != "pnet" else 1333, device=device).mul_(255)
         with torch.inference_mode():
-            seconds = timed(lambda: stage(pixels), 20)
+            seconds = timed(lambda stage=stage, pixels=pixels: stage(pixels), 20)
         results["mtcnn"].append({"stage": name, "input": list(pixels.shape), "ms": seconds * 1000})
     results["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     out.write_text(json.dumps(results, indent=2))

@@ -10,6 +10,7 @@ JSON.  Photos are uploaded through the API's presigned POSTs by three users in
 parallel and indexed by two event pumps.  Every photo must end indexed or
 visibly failed, with no duplicate faces and nothing lost.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,16 +32,15 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 import app as app_module
+from benchmarks.common import write_results
 from chalicelib.services import Services
 from chalicelib.settings import Settings
-from benchmarks.common import write_results
 from gpu_endpoint.bundle import DEFAULT_DIR
 from gpu_endpoint.engine import FaceEngine
 from gpu_endpoint.facedata import facedata_root, labelled_photos
 from gpu_endpoint.server import create_app
 from local_stack.aws import client, create_confirmed_user, free_port, provision, sign_in
 from local_stack.pump import EventPump
-
 
 
 def serve(wsgi_app) -> str:
@@ -64,10 +64,12 @@ def faulty_proxy(target: str, rate: float, seed: int = 7):
             kind = rng.choice(["500", "429", "malformed"])
             if kind == "malformed":
                 return Response("{oops", 200, content_type="application/json")
-            return Response('{"error": "injected", "message": "injected fault"}', int(kind),
-                            content_type="application/json")
-        real = requests.post(f"{target}/invocations", data=request.get_data(),
-                             headers={"Content-Type": "application/json"}, timeout=120)
+            return Response(
+                '{"error": "injected", "message": "injected fault"}', int(kind), content_type="application/json"
+            )
+        real = requests.post(
+            f"{target}/invocations", data=request.get_data(), headers={"Content-Type": "application/json"}, timeout=120
+        )
         return Response(real.content, real.status_code, content_type="application/json")
 
     return proxy, counts
@@ -97,8 +99,14 @@ def main(argv=None) -> int:
     moto.start()
     try:
         endpoint = f"http://127.0.0.1:{moto._port}"
-        info = provision(endpoint, "memory-studio-load", "http://127.0.0.1:0", str(work / "store"),
-                         visibility_timeout=2, max_receive_count=5)
+        info = provision(
+            endpoint,
+            "memory-studio-load",
+            "http://127.0.0.1:0",
+            str(work / "store"),
+            visibility_timeout=2,
+            max_receive_count=5,
+        )
         engine = FaceEngine(DEFAULT_DIR)
         faces_url = serve(create_app(engine, allowed_buckets=[info.bucket], s3_client=client("s3", endpoint)))
         proxy, counts = faulty_proxy(faces_url, args.failure_rate)
@@ -113,18 +121,25 @@ def main(argv=None) -> int:
         for n in range(3):
             email = f"load{n}@example.com"
             create_confirmed_user(info, email, "Corr3ct-Horse!")
-            users.append({"Authorization": f"Bearer {sign_in(info, email, 'Corr3ct-Horse!')['IdToken']}",
-                          "Content-Type": "application/json"})
+            users.append(
+                {
+                    "Authorization": f"Bearer {sign_in(info, email, 'Corr3ct-Horse!')['IdToken']}",
+                    "Content-Type": "application/json",
+                }
+            )
         sources = [p.path for p in labelled_photos(root) if p.source == "celeba"][: args.photos]
 
         def upload(i):
             headers = users[i % 3]
             data = sources[i].read_bytes()
-            body = json.dumps({"files": [{"filename": sources[i].name, "content_type": "image/jpeg", "size": len(data)}]})
+            body = json.dumps(
+                {"files": [{"filename": sources[i].name, "content_type": "image/jpeg", "size": len(data)}]}
+            )
             item = api.http.post("/photos/uploads", headers=headers, body=body).json_body["uploads"][0]
             for _ in range(3):  # as a browser client retries a failed upload
-                response = requests.post(item["url"], data=item["fields"], files={"file": (sources[i].name, data)},
-                                         timeout=60)
+                response = requests.post(
+                    item["url"], data=item["fields"], files={"file": (sources[i].name, data)}, timeout=60
+                )
                 if response.status_code == 204:
                     break
                 upload_retries.append(response.status_code)
@@ -155,15 +170,19 @@ def main(argv=None) -> int:
             duplicates += max(0, stored - doc["face_count"])
         dead = sqs.get_queue_attributes(QueueUrl=info.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
         results = {
-            "photos": len(photo_ids), "failure_rate": args.failure_rate, "statuses": statuses,
+            "photos": len(photo_ids),
+            "failure_rate": args.failure_rate,
+            "statuses": statuses,
             "lost": len(photo_ids) - statuses["indexed"] - statuses["failed"],
             "duplicate_faces": duplicates,
             "faces": services.store.faces.count_documents({}),
-            "endpoint_calls": counts["calls"], "injected_failures": counts["injected"],
+            "endpoint_calls": counts["calls"],
+            "injected_failures": counts["injected"],
             "events_redelivered": sum(p.failed for p in pumps),
             "upload_retries_after_moto_errors": len(upload_retries),
             "dead_letters": int(dead["Attributes"]["ApproximateNumberOfMessages"]),
-            "upload_seconds": round(uploaded - started, 1), "index_seconds": round(finished - uploaded, 1),
+            "upload_seconds": round(uploaded - started, 1),
+            "index_seconds": round(finished - uploaded, 1),
             "photos_per_second": round(len(photo_ids) / (finished - uploaded), 2),
         }
         write_results("indexing_load.json", results)

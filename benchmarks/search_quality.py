@@ -17,6 +17,7 @@ The cohort, ``top_n``, floors and thresholds are all fitted on the calibration i
 (``gpu_endpoint.calibration``); held-out faces are never in a cohort. Slices: held-out East-Asian
 first (kpop, asian_faces, casia_v5), then the rest.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,17 +47,22 @@ def search_rows(scores: np.ndarray, group_scores: np.ndarray, labels: np.ndarray
     rows = []
     for k, i in enumerate(keys):
         s = scores[k].copy()
-        s[i] = -np.inf                      # the key itself is not a result
+        s[i] = -np.inf  # the key itself is not a result
         relevant = labels == labels[i]
         relevant[i] = False
         retrieved = s >= threshold
         tp = int((retrieved & relevant).sum())
         precision = tp / retrieved.sum() if retrieved.sum() else 1.0
         recall = tp / relevant.sum()
-        rows.append({"precision": precision, "recall": recall,
-                     "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-                     "ap": average_precision(relevant[np.argsort(-s)[:-1]]),
-                     "group_face_hits": int((group_scores[k] >= threshold).sum())})
+        rows.append(
+            {
+                "precision": precision,
+                "recall": recall,
+                "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+                "ap": average_precision(relevant[np.argsort(-s)[:-1]]),
+                "group_face_hits": int((group_scores[k] >= threshold).sum()),
+            }
+        )
     return rows
 
 
@@ -64,8 +70,11 @@ def summarise(rows) -> dict:
     if not rows:
         return {}
     out = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in ("precision", "recall", "f1")}
-    out.update(map=round(float(np.mean([r["ap"] for r in rows])), 4), keys=len(rows),
-               group_face_hits_per_key=round(float(np.mean([r["group_face_hits"] for r in rows])), 3))
+    out.update(
+        map=round(float(np.mean([r["ap"] for r in rows])), 4),
+        keys=len(rows),
+        group_face_hits_per_key=round(float(np.mean([r["group_face_hits"] for r in rows])), 3),
+    )
     return out
 
 
@@ -74,7 +83,7 @@ class Album:
 
     def __init__(self, vectors, groups, sources, identities, splits, stats=None, group_stats=None):
         self.vectors, self.groups = vectors, groups
-        self.stats, self.group_stats = stats, group_stats   # (n, 2) cohort mean and std, from the endpoint
+        self.stats, self.group_stats = stats, group_stats  # (n, 2) cohort mean and std, from the endpoint
         self.sources, self.identities, self.splits = sources, identities, splits
         self.calibration = splits == "calibration"
         self.east_asian = np.isin(sources, EAST_ASIAN)
@@ -91,11 +100,18 @@ class Album:
         scores, groups = [], []
         for k, i in enumerate(keys):
             key_mean, key_std = self.stats[i]
-            scores.append(np.where(raw[k] >= raw_floor, as_norm(raw[k], key_mean, key_std, self.stats[:, 0],
-                                                                 self.stats[:, 1]), -np.inf))
-            groups.append(np.where(group_raw[k] >= raw_floor, as_norm(group_raw[k], key_mean, key_std,
-                                                                      self.group_stats[:, 0],
-                                                                      self.group_stats[:, 1]), -np.inf))
+            scores.append(
+                np.where(
+                    raw[k] >= raw_floor, as_norm(raw[k], key_mean, key_std, self.stats[:, 0], self.stats[:, 1]), -np.inf
+                )
+            )
+            groups.append(
+                np.where(
+                    group_raw[k] >= raw_floor,
+                    as_norm(group_raw[k], key_mean, key_std, self.group_stats[:, 0], self.group_stats[:, 1]),
+                    -np.inf,
+                )
+            )
         return np.vstack(scores), np.vstack(groups)
 
 
@@ -110,8 +126,10 @@ def report(album: Album, scores, groups, threshold) -> dict:
         "calibration_east_asian": album.east_asian & album.calibration,
         "calibration_all": album.calibration,
     }
-    return dict({"threshold": round(float(threshold), 4)},
-                **{name: summarise([r for r, k in zip(rows, keys) if mask[k]]) for name, mask in slices.items()})
+    return dict(
+        {"threshold": round(float(threshold), 4)},
+        **{name: summarise([r for r, k in zip(rows, keys) if mask[k]]) for name, mask in slices.items()},
+    )
 
 
 def embed(engine, root) -> Album:
@@ -131,10 +149,15 @@ def embed(engine, root) -> Album:
         except ImageError:
             continue
     stats = [f.cohort or (np.nan, np.nan) for f in faces]
-    return Album(np.array([f.embedding for f in faces], np.float32), np.array([f.embedding for f in groups], np.float32),
-                 np.array([p.source for p in photos]), np.array([p.identity for p in photos]),
-                 np.array([p.split for p in photos]), np.array(stats, np.float64),
-                 np.array([f.cohort or (np.nan, np.nan) for f in groups], np.float64).reshape(-1, 2))
+    return Album(
+        np.array([f.embedding for f in faces], np.float32),
+        np.array([f.embedding for f in groups], np.float32),
+        np.array([p.source for p in photos]),
+        np.array([p.identity for p in photos]),
+        np.array([p.split for p in photos]),
+        np.array(stats, np.float64),
+        np.array([f.cohort or (np.nan, np.nan) for f in groups], np.float64).reshape(-1, 2),
+    )
 
 
 def part_levers(album: Album, name: str, vectors: np.ndarray, groups: np.ndarray) -> dict:
@@ -148,9 +171,14 @@ def part_levers(album: Album, name: str, vectors: np.ndarray, groups: np.ndarray
     cohort = vectors[album.calibration][in_cohort]
     part.stats = np.stack(cohort_stats(vectors, cohort, fit["top_n"]), axis=1)
     part.group_stats = np.stack(cohort_stats(groups, cohort, fit["top_n"]), axis=1)
-    return {f"{name}_raw": report(part, *part.raw(keys), threshold),
-            f"{name}_normalised": dict(report(part, *part.served(keys, fit["raw_floor"]), fit["threshold"]),
-                                       raw_floor=round(fit["raw_floor"], 4), top_n=fit["top_n"])}
+    return {
+        f"{name}_raw": report(part, *part.raw(keys), threshold),
+        f"{name}_normalised": dict(
+            report(part, *part.served(keys, fit["raw_floor"]), fit["threshold"]),
+            raw_floor=round(fit["raw_floor"], 4),
+            top_n=fit["top_n"],
+        ),
+    }
 
 
 def pair_auc(album: Album, vectors: np.ndarray) -> dict:
@@ -177,10 +205,16 @@ def main(argv=None) -> int:
     root, engine = loaded
     album = embed(engine, root)
     keys = np.nonzero(album.is_key)[0]
-    results = {"bundle": engine.version, "album_photos": len(album.vectors), "distractor_faces": len(album.groups),
-               "east_asian_identities": {"calibration": len(set(album.identities[album.east_asian & album.calibration])),
-                                         "holdout": len(set(album.identities[album.east_asian & ~album.calibration]))},
-               "levers": {}}
+    results = {
+        "bundle": engine.version,
+        "album_photos": len(album.vectors),
+        "distractor_faces": len(album.groups),
+        "east_asian_identities": {
+            "calibration": len(set(album.identities[album.east_asian & album.calibration])),
+            "holdout": len(set(album.identities[album.east_asian & ~album.calibration])),
+        },
+        "levers": {},
+    }
     results["pair_auc_holdout"] = {}
     if len(engine.parts) > 1:
         for part, vectors, groups in zip(engine.parts, engine.split(album.vectors), engine.split(album.groups)):
@@ -191,9 +225,12 @@ def main(argv=None) -> int:
     results["levers"]["raw"] = report(album, *album.raw(keys), engine.threshold)
     norm = engine.normalisation
     if norm:
-        results["levers"]["served"] = dict(report(album, *album.served(keys, norm["raw_floor"]), norm["threshold"]),
-                                           raw_floor=norm["raw_floor"], top_n=norm["top_n"],
-                                           cohort=norm["cohort"])
+        results["levers"]["served"] = dict(
+            report(album, *album.served(keys, norm["raw_floor"]), norm["threshold"]),
+            raw_floor=norm["raw_floor"],
+            top_n=norm["top_n"],
+            cohort=norm["cohort"],
+        )
     write_results(f"search_quality_{engine.version}.json" if args.bundle else "search_quality.json", results)
     return 0
 

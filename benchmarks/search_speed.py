@@ -12,6 +12,7 @@ end_to_end: FaceSearch.search with a face already in the album as the key (so no
 embedding), on 10k faces in 2k photos: vector lookup, ranking, one result per photo, and the
 photo records and presigned URLs of a 30-result page.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -43,8 +44,10 @@ DIM = bundle_dim()
 
 def percentiles(samples):
     ordered = sorted(samples)
-    return {"p50_ms": round(statistics.median(ordered) * 1000, 3),
-            "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 3)}
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 3),
+        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 3),
+    }
 
 
 def unit_vectors(n, rng, dim=None):
@@ -77,8 +80,14 @@ def warm(n, rng, dim) -> dict:
     exact = np.argsort(-(matrix @ queries[-1]))[:100]
     recall = len({h[0] for h in hits} & {f"f{i}" for i in exact}) / 100
     normalised = percentiles(normalised_times)
-    return dict(percentiles(times), faces=n, recall_at_100=recall, matrix_mb=round(matrix.nbytes / 2**20, 1),
-                normalised_p50_ms=normalised["p50_ms"], normalised_p95_ms=normalised["p95_ms"])
+    return dict(
+        percentiles(times),
+        faces=n,
+        recall_at_100=recall,
+        matrix_mb=round(matrix.nbytes / 2**20, 1),
+        normalised_p50_ms=normalised["p50_ms"],
+        normalised_p95_ms=normalised["p95_ms"],
+    )
 
 
 def indexing_cost(rng, cohort_faces: int = 845, top_n: int = 20) -> dict:
@@ -103,8 +112,18 @@ def cold(n, rng) -> dict:
     # No unique indexes: mongomock checks them by scanning, which would make filling it quadratic.
     store = PhotoStore(open_database(Settings(store_backend="memory")))
     vectors = unit_vectors(n, rng)
-    store.faces.insert_many([{"owner": "u", "face_id": f"f{i}", "photo_id": f"p{i}", "model_version": "v",
-                              "embedding": vector_to_binary(vectors[i])} for i in range(n)])
+    store.faces.insert_many(
+        [
+            {
+                "owner": "u",
+                "face_id": f"f{i}",
+                "photo_id": f"p{i}",
+                "model_version": "v",
+                "embedding": vector_to_binary(vectors[i]),
+            }
+            for i in range(n)
+        ]
+    )
     times = []
     tracemalloc.start()
     for _ in range(3):
@@ -128,14 +147,34 @@ def end_to_end(rng, photos: int = 2000, faces_per_photo: int = 5) -> dict:
     settings = Settings(store_backend="memory")
     store = PhotoStore(open_database(settings))
     vectors = unit_vectors(photos * faces_per_photo, rng)
-    store.add_photos([{"owner": "u", "photo_id": f"{p:032x}", "key": f"users/u/photos/{p:032x}.jpg",
-                       "status": "indexed", "uploaded_at": None, "thumbnail_key": f"users/u/thumbs/{p:032x}.jpg"}
-                      for p in range(photos)])
-    store.faces.insert_many([{"owner": "u", "photo_id": f"{i // faces_per_photo:032x}",
-                              "face_id": f"{i // faces_per_photo:032x}-{i % faces_per_photo:03d}",
-                              "face_index": i % faces_per_photo, "box": [0, 0, 10, 10], "score": 1.0,
-                              "model_version": "v", "embedding": vector_to_binary(vectors[i])}
-                             for i in range(len(vectors))])
+    store.add_photos(
+        [
+            {
+                "owner": "u",
+                "photo_id": f"{p:032x}",
+                "key": f"users/u/photos/{p:032x}.jpg",
+                "status": "indexed",
+                "uploaded_at": None,
+                "thumbnail_key": f"users/u/thumbs/{p:032x}.jpg",
+            }
+            for p in range(photos)
+        ]
+    )
+    store.faces.insert_many(
+        [
+            {
+                "owner": "u",
+                "photo_id": f"{i // faces_per_photo:032x}",
+                "face_id": f"{i // faces_per_photo:032x}-{i % faces_per_photo:03d}",
+                "face_index": i % faces_per_photo,
+                "box": [0, 0, 10, 10],
+                "score": 1.0,
+                "model_version": "v",
+                "embedding": vector_to_binary(vectors[i]),
+            }
+            for i in range(len(vectors))
+        ]
+    )
     s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     search = FaceSearch(Album(store, PhotoStorage(s3, "bucket"), settings), faces=None, index=ExactSearch(store))
     search._model_info = (time.time(), {"model_version": "v", "threshold": 0.0})  # the endpoint already asked
@@ -153,13 +192,22 @@ def end_to_end(rng, photos: int = 2000, faces_per_photo: int = 5) -> dict:
 def main() -> int:
     rng = np.random.default_rng(0)
     if "--warm" in sys.argv[1:]:  # the warm scans only (minutes faster): search_speed_warm.json
-        write_results("search_speed_warm.json", {
-            "dim": DIM, "warm": [warm(n, rng, DIM) for n in (10_000, 100_000, 1_000_000)],
-            f"warm_{DLIB_DIM}d": [warm(n, rng, DLIB_DIM) for n in (10_000, 100_000, 1_000_000)],
-            "indexing_cohort_stats": indexing_cost(rng)})
+        write_results(
+            "search_speed_warm.json",
+            {
+                "dim": DIM,
+                "warm": [warm(n, rng, DIM) for n in (10_000, 100_000, 1_000_000)],
+                f"warm_{DLIB_DIM}d": [warm(n, rng, DLIB_DIM) for n in (10_000, 100_000, 1_000_000)],
+                "indexing_cohort_stats": indexing_cost(rng),
+            },
+        )
         return 0
-    results = {"dim": DIM, "warm": [warm(n, rng, DIM) for n in (10_000, 100_000, 1_000_000)],
-               "cold": [cold(n, rng) for n in (10_000, 100_000)], "end_to_end": end_to_end(rng)}
+    results = {
+        "dim": DIM,
+        "warm": [warm(n, rng, DIM) for n in (10_000, 100_000, 1_000_000)],
+        "cold": [cold(n, rng) for n in (10_000, 100_000)],
+        "end_to_end": end_to_end(rng),
+    }
     write_results("search_speed.json", results)
     return 0
 

@@ -9,6 +9,7 @@ face chips go instead, JPEG-encoded (quality 95):
 ``run`` trains every combination with training.sweep on CUDA, from the dlib weights
 in .devcarry, and writes benchmarks/results/training_gpu.json (or --out).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,9 @@ PACKED = ROOT / ".devcarry" / "chips-jpeg.npz"
 
 
 def pack(out: Path = PACKED) -> Path:
+    from gpu_endpoint.bundle import DEFAULT_DIR
     from gpu_endpoint.facedata import facedata_root
     from training.config import TrainConfig
-    from gpu_endpoint.bundle import DEFAULT_DIR
     from training.pipeline import DEFAULT_CACHE, load_chips
 
     chips = load_chips(TrainConfig(), facedata_root(), DEFAULT_DIR, DEFAULT_CACHE)
@@ -39,8 +40,16 @@ def pack(out: Path = PACKED) -> Path:
         blobs.append(buffer.getvalue())
     offsets = np.cumsum([0] + [len(b) for b in blobs])
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, jpeg=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets, identities=chips.identities,
-             sources=chips.sources, paths=chips.paths, roles=chips.roles, bundle_version=np.array(chips.bundle_version))
+    np.savez(
+        out,
+        jpeg=np.frombuffer(b"".join(blobs), np.uint8),
+        offsets=offsets,
+        identities=chips.identities,
+        sources=chips.sources,
+        paths=chips.paths,
+        roles=chips.roles,
+        bundle_version=np.array(chips.bundle_version),
+    )
     print(f"{len(blobs)} chips, {out.stat().st_size / 1e6:.1f} MB → {out}")
     return out
 
@@ -50,8 +59,9 @@ def unpack(packed: Path, out: Path) -> Path:
 
     with np.load(packed) as z:
         data, offsets = z["jpeg"].tobytes(), z["offsets"]
-        chips = np.stack([np.asarray(Image.open(io.BytesIO(data[a:b])).convert("RGB"))
-                          for a, b in zip(offsets[:-1], offsets[1:])])
+        chips = np.stack(
+            [np.asarray(Image.open(io.BytesIO(data[a:b])).convert("RGB")) for a, b in zip(offsets[:-1], offsets[1:])]
+        )
         ChipSet(chips, z["identities"], z["sources"], z["paths"], z["roles"], str(z["bundle_version"])).save(out)
     return out
 
@@ -66,11 +76,24 @@ def run(grid: dict, epochs: int, out: Path, weights: Path, packed: Path = PACKED
     base = TrainConfig(epochs=epochs, weights=str(weights), device="cuda" if torch.cuda.is_available() else "cpu")
     started = time.time()
     # Sweeps never export, so the base bundle (not carried to the GPU machine) is not read.
-    rows = sweep(base, grid, chips_file, Path("/tmp/sweep"), cache_dir=Path("/tmp/cache"),
-                 log=lambda m: print(m, flush=True), progress=False)
-    results = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor(),
-               "torch": torch.__version__, "epochs": epochs, "chips": "JPEG q95 copies of the facedata chips",
-               "seconds_total": round(time.time() - started, 1), "grid": grid, "runs": rows}
+    rows = sweep(
+        base,
+        grid,
+        chips_file,
+        Path("/tmp/sweep"),
+        cache_dir=Path("/tmp/cache"),
+        log=lambda m: print(m, flush=True),
+        progress=False,
+    )
+    results = {
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor(),
+        "torch": torch.__version__,
+        "epochs": epochs,
+        "chips": "JPEG q95 copies of the facedata chips",
+        "seconds_total": round(time.time() - started, 1),
+        "grid": grid,
+        "runs": rows,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     (out.parent / "sweep.md").write_text((Path("/tmp/sweep") / "sweep.md").read_text())

@@ -1,4 +1,5 @@
 """Memory Studio domain code, packaged by Chalice with app.py."""
+
 import os
 
 # Image decoding forks (chalicelib/isolation.py). OpenBLAS's fork handler tears down its thread

@@ -9,7 +9,10 @@
 Each step is idempotent and tolerates a user Cognito no longer knows, so a repeated or
 interrupted deletion can simply run again.
 """
+
 from __future__ import annotations
+
+import contextlib
 
 from .album import Album
 from .auth import User
@@ -32,7 +35,5 @@ class Accounts:
         return removed
 
     def _cognito(self, action: str, username: str) -> None:
-        try:
+        with contextlib.suppress(self.cognito.exceptions.UserNotFoundException):  # a repeated deletion
             getattr(self.cognito, action)(UserPoolId=self.user_pool_id, Username=username)
-        except self.cognito.exceptions.UserNotFoundException:
-            pass  # already gone: a repeated deletion

@@ -1,10 +1,10 @@
 """The album: upload requests, listing, one photo, deletion of photos and accounts."""
+
 from __future__ import annotations
 
 import re
 import uuid
 from datetime import timedelta
-from typing import List, Optional
 
 from .auth import User
 from .errors import BadRequest, NotFound, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
@@ -16,7 +16,7 @@ _PHOTO_ID = re.compile(r"^[0-9a-f]{32}$")
 _MAX_FILENAME = 255
 
 
-def iso(value) -> Optional[str]:
+def iso(value) -> str | None:
     value = utc(value)
     return value.isoformat().replace("+00:00", "Z") if value else None
 
@@ -27,7 +27,7 @@ def _int_param(raw, name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise BadRequest(f"{name} must be an integer")
+        raise BadRequest(f"{name} must be an integer") from None
     if not low <= value <= high:
         raise BadRequest(f"{name} must be between {low} and {high}")
     return value
@@ -47,15 +47,12 @@ def validate_file(where: str, item, max_bytes: int) -> dict:
         content_type = "image/jpeg"
     if content_type not in CONTENT_TYPE_EXTENSIONS:
         raise UnsupportedMediaType(
-            f"{where}: {content_type!r} is not supported; send one of "
-            + ", ".join(sorted(CONTENT_TYPE_EXTENSIONS))
+            f"{where}: {content_type!r} is not supported; send one of " + ", ".join(sorted(CONTENT_TYPE_EXTENSIONS))
         )
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise BadRequest(f"{where}.size must be a positive integer (bytes)")
     if size > max_bytes:
-        raise PayloadTooLarge(
-            f"{where} is {size} bytes; the limit is {max_bytes} bytes"
-        )
+        raise PayloadTooLarge(f"{where} is {size} bytes; the limit is {max_bytes} bytes")
     return {"filename": filename.strip(), "content_type": content_type, "size": size}
 
 
@@ -66,14 +63,15 @@ class Album:
         self.settings = settings
 
     # Uploads ----------------------------------------------------------------
-    def create_uploads(self, user: User, body) -> List[dict]:
+    def create_uploads(self, user: User, body) -> list[dict]:
         files = self._validate_upload_request(body)
         self.expire_abandoned_uploads(user.sub)
         pending = self.store.count_photos(user.sub, status="pending")
         if pending + len(files) > self.settings.max_pending_uploads:
             raise TooManyRequests(
                 f"{pending} uploads are still pending; wait for them to finish before asking for more",
-                code="too_many_pending_uploads", retry_after=60,
+                code="too_many_pending_uploads",
+                retry_after=60,
             )
         self._reserve_quota(user.sub, files)
         uploaded_at = now_ms()
@@ -81,34 +79,38 @@ class Album:
         for item in files:
             photo_id = uuid.uuid4().hex
             key = photo_key(user.sub, photo_id, item["content_type"])
-            photos.append({
-                "owner": user.sub,
-                "photo_id": photo_id,
-                "key": key,
-                "filename": item["filename"],
-                "content_type": item["content_type"],
-                "declared_size": item["size"],
-                "status": "pending",
-                "error": None,
-                "face_count": 0,
-                "width": None,
-                "height": None,
-                "taken_at": None,
-                "thumbnail_key": None,
-                "uploaded_at": uploaded_at,
-            })
+            photos.append(
+                {
+                    "owner": user.sub,
+                    "photo_id": photo_id,
+                    "key": key,
+                    "filename": item["filename"],
+                    "content_type": item["content_type"],
+                    "declared_size": item["size"],
+                    "status": "pending",
+                    "error": None,
+                    "face_count": 0,
+                    "width": None,
+                    "height": None,
+                    "taken_at": None,
+                    "thumbnail_key": None,
+                    "uploaded_at": uploaded_at,
+                }
+            )
             # The policy caps the object at the declared size, so quotas count real bytes at most.
             post = self.storage.presigned_upload(key, item["content_type"], item["size"], self.settings.upload_url_ttl)
-            uploads.append({
-                "photo_id": photo_id,
-                "url": post["url"],
-                "fields": post["fields"],
-                "expires_in": self.settings.upload_url_ttl,
-            })
+            uploads.append(
+                {
+                    "photo_id": photo_id,
+                    "url": post["url"],
+                    "fields": post["fields"],
+                    "expires_in": self.settings.upload_url_ttl,
+                }
+            )
         self.store.add_photos(photos)
         return uploads
 
-    def _reserve_quota(self, owner: str, files: List[dict]) -> None:
+    def _reserve_quota(self, owner: str, files: list[dict]) -> None:
         s = self.settings
         size = sum(f["size"] for f in files)
         if not self.store.reserve_usage(owner, len(files), size, s.max_photos_per_user, s.max_bytes_per_user):
@@ -116,7 +118,8 @@ class Album:
             raise TooManyRequests(
                 f"your album holds {usage['photos']} photos and {usage['bytes']} bytes; the limits are "
                 f"{s.max_photos_per_user} photos and {s.max_bytes_per_user} bytes: delete photos to make room",
-                code="quota_exceeded")
+                code="quota_exceeded",
+            )
 
     def expire_abandoned_uploads(self, owner: str, limit: int = 100) -> int:
         """Forget ``pending`` photos whose upload never arrived, once their presigned POST has
@@ -131,7 +134,7 @@ class Album:
                 expired += 1
         return expired
 
-    def _validate_upload_request(self, body) -> List[dict]:
+    def _validate_upload_request(self, body) -> list[dict]:
         if not isinstance(body, dict) or not isinstance(body.get("files"), list):
             raise BadRequest('body must be {"files": [{"filename", "content_type", "size"}, ...]}')
         files = body["files"]
@@ -206,8 +209,14 @@ class Album:
         that raced an indexer (or a crash between two writes), and abandoned uploads."""
         objects = self.storage.list_keys(user_prefix(owner))  # listed before the records: see below
         known = self.store.photo_ids(owner)  # a photo's record is always written before its object
-        orphans = [key for key in objects if (parsed := parse_user_key(key)) and parsed[0] in ("photos", "thumbs")
-                   and parsed[1] not in known]
+        orphans = [
+            key
+            for key in objects
+            if (parsed := parse_user_key(key)) and parsed[0] in ("photos", "thumbs") and parsed[1] not in known
+        ]
         self.storage.delete_keys(orphans)
-        return {"faces": self.store.delete_orphan_faces(owner), "objects": len(orphans),
-                "abandoned_uploads": self.expire_abandoned_uploads(owner)}
+        return {
+            "faces": self.store.delete_orphan_faces(owner),
+            "objects": len(orphans),
+            "abandoned_uploads": self.expire_abandoned_uploads(owner),
+        }

@@ -1,7 +1,8 @@
 """Create (or update) the Atlas Vector Search index the cloud search uses.
 
-    MONGODB_URI=... python -m chalicelib.atlas_index    (or MONGODB_SECRET_ID=... with AWS credentials)
+MONGODB_URI=... python -m chalicelib.atlas_index    (or MONGODB_SECRET_ID=... with AWS credentials)
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ def ensure_vector_index(faces_collection) -> str:
     if spec["name"] in existing:
         faces_collection.update_search_index(spec["name"], spec["definition"])
         return "updated"
-    faces_collection.create_search_index(SearchIndexModel(definition=spec["definition"], name=spec["name"],
-                                                          type=spec["type"]))
+    faces_collection.create_search_index(
+        SearchIndexModel(definition=spec["definition"], name=spec["name"], type=spec["type"])
+    )
     return "created"
 
 

@@ -8,11 +8,12 @@ well under a millisecond and removes any way to misconfigure it.  Tokens of a
 deleted account are refused too (``is_deleted``: the account's tombstone), since
 Cognito's own ID tokens stay valid until they expire.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Optional
 
 import jwt
 from jwt import PyJWKClient
@@ -27,8 +28,8 @@ _SUB_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,128}$")
 @dataclass(frozen=True)
 class User:
     sub: str
-    username: Optional[str] = None
-    email: Optional[str] = None
+    username: str | None = None
+    email: str | None = None
 
 
 def bearer_token(headers: Mapping[str, str]) -> str:
@@ -44,8 +45,14 @@ def bearer_token(headers: Mapping[str, str]) -> str:
 
 
 class TokenVerifier:
-    def __init__(self, issuer: str, client_ids: Iterable[str], jwks_url: str, leeway: int = 5,
-                 is_deleted: Callable[[str], bool] = lambda sub: False):
+    def __init__(
+        self,
+        issuer: str,
+        client_ids: Iterable[str],
+        jwks_url: str,
+        leeway: int = 5,
+        is_deleted: Callable[[str], bool] = lambda sub: False,
+    ):
         self.issuer = issuer
         self.client_ids = frozenset(client_ids)
         self.leeway = leeway
@@ -64,15 +71,15 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise Unauthorized("token is not a valid JWT")
+            raise Unauthorized("token is not a valid JWT") from None
         if header.get("alg") != "RS256":
             raise Unauthorized("token must be signed with RS256")
         try:
             signing_key = self._jwks.get_signing_key(header.get("kid") or "")
         except PyJWKClientConnectionError:
-            raise ServiceUnavailable("the identity provider's keys cannot be fetched right now")
+            raise ServiceUnavailable("the identity provider's keys cannot be fetched right now") from None
         except PyJWKClientError:
-            raise Unauthorized("token was signed by an unknown key")
+            raise Unauthorized("token was signed by an unknown key") from None
         try:
             claims = jwt.decode(
                 token,
@@ -83,11 +90,11 @@ class TokenVerifier:
                 options={"require": ["exp", "iat", "iss", "sub", "token_use"], "verify_aud": False},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthorized("token has expired", code="token_expired")
+            raise Unauthorized("token has expired", code="token_expired") from None
         except jwt.InvalidIssuerError:
-            raise Unauthorized("token was issued by another user pool")
+            raise Unauthorized("token was issued by another user pool") from None
         except jwt.PyJWTError as exc:
-            raise Unauthorized(f"token rejected: {exc}")
+            raise Unauthorized(f"token rejected: {exc}") from exc
         return self._user_from_claims(claims)
 
     def _user_from_claims(self, claims: Mapping) -> User:

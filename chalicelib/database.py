@@ -1,4 +1,5 @@
 """Opens the document database the settings name: Atlas, embedded or in-memory."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ def open_database(settings: Settings, secrets_client=None):
         from pymongo import MongoClient
 
         # One small pool per Lambda container, reused across invocations.
-        client = MongoClient(
+        client: MongoClient = MongoClient(
             mongodb_uri(settings, secrets_client),
             maxPoolSize=4,
             minPoolSize=0,
@@ -43,8 +44,8 @@ def open_database(settings: Settings, secrets_client=None):
 
         path = Path(settings.embedded_store_path)
         path.mkdir(parents=True, exist_ok=True)
-        client = tinymongo.MongoClient(tinymongo_folder=str(path), backend="sqlite")
-        return client[settings.mongodb_database]
+        embedded = tinymongo.MongoClient(tinymongo_folder=str(path), backend="sqlite")
+        return embedded[settings.mongodb_database]
     if backend == "memory":
         import mongomock
 

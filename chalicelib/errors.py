@@ -3,6 +3,7 @@
 They derive from ``ChaliceUnhandledError`` so that Chalice lets them reach the
 error middleware in ``app.py``, which renders ``{"error", "message"}``.
 """
+
 from chalice import ChaliceUnhandledError
 
 
@@ -10,7 +11,7 @@ class ApiError(ChaliceUnhandledError):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, code: str = None, retry_after: int = None):
+    def __init__(self, message: str, code: str | None = None, retry_after: int | None = None):
         super().__init__(message)
         self.message = message
         if code:

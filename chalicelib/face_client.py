@@ -7,15 +7,17 @@ the photo itself is final.  Every call has a ``Deadline`` (the caller's time
 limit: the Lambda's remaining time, API Gateway's 29 s): attempts and their
 timeouts shrink to fit it, so the caller can still answer or record a failure.
 """
+
 from __future__ import annotations
 
 import base64
 import io
 import json
-import random
 import math
+import random
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
@@ -33,7 +35,7 @@ _BLANK_PNG = _blank_png()
 
 
 class FaceServiceError(Exception):
-    def __init__(self, message: str, retriable: bool, status: Optional[int] = None):
+    def __init__(self, message: str, retriable: bool, status: int | None = None):
         super().__init__(message)
         self.message, self.retriable, self.status = message, retriable, status
 
@@ -45,7 +47,7 @@ class Deadline:
         self.at = time.monotonic() + seconds
 
     @classmethod
-    def for_lambda(cls, context, cap: Optional[float] = None, reserve: float = 0.0) -> "Deadline":
+    def for_lambda(cls, context, cap: float | None = None, reserve: float = 0.0) -> Deadline:
         """The Lambda's remaining time less ``reserve`` (kept for the caller's own work), at most ``cap``."""
         remaining = math.inf
         if context is not None and hasattr(context, "get_remaining_time_in_millis"):
@@ -54,6 +56,12 @@ class Deadline:
 
     def left(self) -> float:
         return self.at - time.monotonic()
+
+
+class Transport(Protocol):
+    """Sends one request body to the face endpoint and returns its answer's body."""
+
+    def invoke(self, body: bytes, timeout: float) -> bytes: ...
 
 
 class HttpTransport:
@@ -65,12 +73,15 @@ class HttpTransport:
 
     def invoke(self, body: bytes, timeout: float) -> bytes:
         try:
-            response = self.session.post(self.url, data=body, timeout=timeout,
-                                         headers={"Content-Type": "application/json"})
+            response = self.session.post(
+                self.url, data=body, timeout=timeout, headers={"Content-Type": "application/json"}
+            )
         except requests.Timeout:
-            raise FaceServiceError("the face service timed out", retriable=True)
+            raise FaceServiceError("the face service timed out", retriable=True) from None
         except requests.RequestException as exc:
-            raise FaceServiceError(f"the face service is unreachable ({exc.__class__.__name__})", retriable=True)
+            raise FaceServiceError(
+                f"the face service is unreachable ({exc.__class__.__name__})", retriable=True
+            ) from exc
         if response.status_code == 429 or response.status_code >= 500:
             raise FaceServiceError(f"the face service answered {response.status_code}", True, response.status_code)
         if response.status_code >= 400:
@@ -82,21 +93,23 @@ class SageMakerTransport:
     """``runtime_for(seconds)``: a sagemaker-runtime client whose read timeout is that many
     seconds (botocore sets timeouts per client, not per call)."""
 
-    def __init__(self, runtime_for: Callable[[int], object], endpoint_name: str):
+    def __init__(self, runtime_for: Callable[[int], Any], endpoint_name: str):
         self.runtime_for, self.endpoint_name = runtime_for, endpoint_name
 
     def invoke(self, body: bytes, timeout: float) -> bytes:
         try:
-            response = self.runtime_for(max(1, math.ceil(timeout))).invoke_endpoint(EndpointName=self.endpoint_name, Body=body,
-                                                   ContentType="application/json", Accept="application/json")
+            response = self.runtime_for(max(1, math.ceil(timeout))).invoke_endpoint(
+                EndpointName=self.endpoint_name, Body=body, ContentType="application/json", Accept="application/json"
+            )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             status = exc.response.get("OriginalStatusCode") or exc.response.get("ResponseMetadata", {}).get(
-                "HTTPStatusCode", 500)
+                "HTTPStatusCode", 500
+            )
             retriable = code in ("ThrottlingException", "ServiceUnavailable", "InternalFailure") or status >= 500
-            raise FaceServiceError(f"SageMaker {code}: {exc}", retriable, status)
+            raise FaceServiceError(f"SageMaker {code}: {exc}", retriable, status) from exc
         except BotoCoreError as exc:  # timeouts, connection errors
-            raise FaceServiceError(f"SageMaker unreachable ({exc.__class__.__name__})", retriable=True)
+            raise FaceServiceError(f"SageMaker unreachable ({exc.__class__.__name__})", retriable=True) from exc
         return response["Body"].read()
 
 
@@ -111,24 +124,48 @@ class FaceClient:
     """``timeout``: the longest one attempt may take; ``min_attempt``: an attempt with less
     time left than this is not started."""
 
-    def __init__(self, transport, attempts: int = 4, timeout: float = 30.0, base_delay: float = 0.5,
-                 max_delay: float = 8.0, min_attempt: float = 2.0, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        transport,
+        attempts: int = 4,
+        timeout: float = 30.0,
+        base_delay: float = 0.5,
+        max_delay: float = 8.0,
+        min_attempt: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.transport, self.attempts, self.timeout = transport, attempts, timeout
         self.base_delay, self.max_delay, self.min_attempt, self.sleep = base_delay, max_delay, min_attempt, sleep
 
-    def analyze_s3(self, bucket: str, key: str, deadline: Optional[Deadline] = None, max_faces: int = 50,
-                   min_face_size: int = 20, max_pixels: Optional[int] = None) -> dict:
+    def analyze_s3(
+        self,
+        bucket: str,
+        key: str,
+        deadline: Deadline | None = None,
+        max_faces: int = 50,
+        min_face_size: int = 20,
+        max_pixels: int | None = None,
+    ) -> dict:
         """The endpoint's result for one photo in S3: ``{"model_version", "width", "height", "faces"}``."""
-        return self._call(self._request({"id": key, "s3_uri": f"s3://{bucket}/{key}"}, max_faces, min_face_size,
-                                        max_pixels), deadline)
+        return self._call(
+            self._request({"id": key, "s3_uri": f"s3://{bucket}/{key}"}, max_faces, min_face_size, max_pixels), deadline
+        )
 
-    def analyze_bytes(self, data: bytes, deadline: Optional[Deadline] = None, max_faces: int = 50,
-                      min_face_size: int = 20, max_pixels: Optional[int] = None) -> dict:
-        return self._call(self._request({"id": "key", "b64": base64.b64encode(data).decode()}, max_faces,
-                                        min_face_size, max_pixels), deadline)
+    def analyze_bytes(
+        self,
+        data: bytes,
+        deadline: Deadline | None = None,
+        max_faces: int = 50,
+        min_face_size: int = 20,
+        max_pixels: int | None = None,
+    ) -> dict:
+        return self._call(
+            self._request({"id": "key", "b64": base64.b64encode(data).decode()}, max_faces, min_face_size, max_pixels),
+            deadline,
+        )
 
     @staticmethod
-    def _request(image: dict, max_faces: int, min_face_size: int, max_pixels: Optional[int]) -> dict:
+    def _request(image: dict, max_faces: int, min_face_size: int, max_pixels: int | None) -> dict:
         request = {"images": [image], "max_faces": max_faces, "min_face_size": min_face_size}
         if max_pixels is not None:
             request["max_pixels"] = max_pixels
@@ -138,13 +175,16 @@ class FaceClient:
         """The bundle version the endpoint serves now (asked with a blank 32x32 image)."""
         return self.model_info()["model_version"]
 
-    def model_info(self, deadline: Optional[Deadline] = None) -> dict:
+    def model_info(self, deadline: Deadline | None = None) -> dict:
         """``{"model_version", "threshold", "normalisation"}`` of the bundle the endpoint serves now."""
         result = self.analyze_bytes(_BLANK_PNG, deadline, max_faces=1)
-        return {"model_version": result["model_version"], "threshold": result["threshold"],
-                "normalisation": result["normalisation"]}
+        return {
+            "model_version": result["model_version"],
+            "threshold": result["threshold"],
+            "normalisation": result["normalisation"],
+        }
 
-    def _call(self, request: dict, deadline: Optional[Deadline]) -> dict:
+    def _call(self, request: dict, deadline: Deadline | None) -> dict:
         body = json.dumps(request).encode()
         deadline = deadline or Deadline(self.attempts * (self.timeout + self.max_delay))
         shortest = min(self.min_attempt, self.timeout)
@@ -170,11 +210,16 @@ class FaceClient:
             (result,) = body["results"]
             version = body["model_version"]
         except (ValueError, KeyError, TypeError):
-            raise FaceServiceError("the face service sent an unreadable answer", retriable=True)
+            raise FaceServiceError("the face service sent an unreadable answer", retriable=True) from None
         if "error" in result:
             error = result["error"]
             status = int(error.get("status", 500))
             raise FaceServiceError(error.get("message", "the photo could not be analysed"), status >= 500, status)
-        return {"model_version": version, "threshold": body.get("threshold"),
-                "normalisation": body.get("normalisation"), "width": result["width"],
-                "height": result["height"], "faces": result["faces"]}
+        return {
+            "model_version": version,
+            "threshold": body.get("threshold"),
+            "normalisation": body.get("normalisation"),
+            "width": result["width"],
+            "height": result["height"],
+            "faces": result["faces"],
+        }

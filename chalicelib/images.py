@@ -4,13 +4,13 @@ Shared by the indexing Lambda and the face endpoint, so both judge a photo the s
 ``decode_image`` runs the native decoders in a child process (``isolation``): a file that
 crashes or exhausts a decoder becomes an ``ImageError``, never a dead process.
 """
+
 from __future__ import annotations
 
 import io
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,15 +26,21 @@ except ImportError:  # pragma: no cover - pillow-heif is a pinned dependency
     HEIF_SUPPORTED = False
 
 # MPO: the multi-picture JPEG many phones write (the first picture is the photo).
-FORMAT_CONTENT_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
-                        "HEIF": "image/heic", "HEIC": "image/heic"}
+FORMAT_CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "HEIF": "image/heic",
+    "HEIC": "image/heic",
+}
 SUPPORTED_CONTENT_TYPES = {"image/jpeg", "image/png", "image/webp", "image/heic", "image/heif"}
 MAX_BYTES = 25 * 1024 * 1024
 MAX_PIXELS = 50_000_000
 MIN_SIDE = 16
 # What one decode may take: time, and address space on top of what the process already has.
 DECODE_TIMEOUT_S = 20.0
-DECODE_MEMORY_BYTES = 2 * 1024 ** 3
+DECODE_MEMORY_BYTES = 2 * 1024**3
 
 Image.init()  # every plugin imported here, once, rather than in each child
 
@@ -52,11 +58,11 @@ class ImageError(ValueError):
 
 @dataclass
 class DecodedImage:
-    image: Image.Image           # RGB, EXIF orientation applied
-    content_type: str            # from the bytes, not the name
+    image: Image.Image  # RGB, EXIF orientation applied
+    content_type: str  # from the bytes, not the name
     width: int
     height: int
-    taken_at: Optional[datetime]
+    taken_at: datetime | None
 
     def __reduce__(self):
         # Out of the decoding child as one numpy buffer: a PIL image pickles through tobytes()
@@ -68,7 +74,7 @@ def _rebuild(pixels: np.ndarray, content_type: str, width: int, height: int, tak
     return DecodedImage(Image.fromarray(pixels), content_type, width, height, taken_at)
 
 
-def _taken_at(exif) -> Optional[datetime]:
+def _taken_at(exif) -> datetime | None:
     raw = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)  # DateTimeOriginal, else DateTime
     if not raw:
         return None
@@ -88,11 +94,12 @@ def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_
         return run_isolated(_decode, data, max_pixels, timeout=DECODE_TIMEOUT_S, memory_bytes=DECODE_MEMORY_BYTES)
     except ChildFailed as exc:
         if exc.kind == "timeout":
-            raise ImageError(f"the image took too long to decode ({exc.reason})", 422, "decode_timeout")
-        raise ImageError(f"the file is not a readable image (the decoder failed: {exc.reason})",
-                         400, "unreadable_image")
+            raise ImageError(f"the image took too long to decode ({exc.reason})", 422, "decode_timeout") from exc
+        raise ImageError(
+            f"the file is not a readable image (the decoder failed: {exc.reason})", 400, "unreadable_image"
+        ) from exc
     except MemoryError:
-        raise ImageError("the image needs too much memory to decode", 413, "too_many_pixels")
+        raise ImageError("the image needs too much memory to decode", 413, "too_many_pixels") from None
 
 
 def _decode(data: bytes, max_pixels: int) -> DecodedImage:
@@ -102,28 +109,42 @@ def _decode(data: bytes, max_pixels: int) -> DecodedImage:
             image = Image.open(io.BytesIO(data))
             content_type = FORMAT_CONTENT_TYPES.get(image.format or "")
             if content_type is None:
-                raise ImageError(f"{image.format} images are not supported; send JPEG, PNG, WebP or HEIC",
-                                 415, "unsupported_image_type")
+                raise ImageError(
+                    f"{image.format} images are not supported; send JPEG, PNG, WebP or HEIC",
+                    415,
+                    "unsupported_image_type",
+                )
             width, height = image.size
             if width * height > max_pixels:
-                raise ImageError(f"the image has {width}x{height} pixels; the limit is {max_pixels}",
-                                 413, "too_many_pixels")
+                raise ImageError(
+                    f"the image has {width}x{height} pixels; the limit is {max_pixels}", 413, "too_many_pixels"
+                )
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)  # animated WebP: the first frame is the photo
             exif = image.getexif()
-            image = ImageOps.exif_transpose(image)
-            image.load()
+            upright = ImageOps.exif_transpose(image)
+            upright.load()
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"the image is too large to decode safely ({exc})", 413, "too_many_pixels")
+        raise ImageError(f"the image is too large to decode safely ({exc})", 413, "too_many_pixels") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"the file is not a readable image ({exc.__class__.__name__})", 400, "unreadable_image")
-    if min(image.size) < MIN_SIDE:
-        raise ImageError(f"the image is {image.size[0]}x{image.size[1]}; photos need at least {MIN_SIDE} px a side",
-                         422, "image_too_small")
-    return DecodedImage(image=_to_rgb(image), content_type=content_type, width=image.size[0],
-                        height=image.size[1], taken_at=_taken_at(exif))
+        raise ImageError(
+            f"the file is not a readable image ({exc.__class__.__name__})", 400, "unreadable_image"
+        ) from exc
+    if min(upright.size) < MIN_SIDE:
+        raise ImageError(
+            f"the image is {upright.size[0]}x{upright.size[1]}; photos need at least {MIN_SIDE} px a side",
+            422,
+            "image_too_small",
+        )
+    return DecodedImage(
+        image=_to_rgb(upright),
+        content_type=content_type,
+        width=upright.size[0],
+        height=upright.size[1],
+        taken_at=_taken_at(exif),
+    )
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -10,10 +10,10 @@ that follow the face call end with a conditional update of the photo record,
 and when the record is gone the indexer removes what it wrote (the deletion
 removes the record before the faces and the thumbnail, see ``Album``).
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Dict, List, Optional
+from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
@@ -40,7 +40,7 @@ class Indexer:
     def __init__(self, store: PhotoStore, storage: PhotoStorage, faces: FaceClient, settings: Settings):
         self.store, self.storage, self.faces, self.settings = store, storage, faces, settings
 
-    def handle_notification(self, message: dict, deadline: Optional[Deadline] = None) -> List[str]:
+    def handle_notification(self, message: dict, deadline: Deadline | None = None) -> list[str]:
         """One S3 notification (as S3 sends it to SQS); returns what happened to each record.
         A reindex message carries its target bundle version in ``reindex``."""
         if message.get("Event") == "s3:TestEvent":
@@ -54,16 +54,20 @@ class Indexer:
                 outcomes.append("other_bucket")
             elif name.startswith("ObjectCreated"):
                 target = message.get("reindex")
-                outcomes.append(self.index(key, deadline, force=bool(target),
-                                           target_version=target if isinstance(target, str) else None))
+                outcomes.append(
+                    self.index(
+                        key, deadline, force=bool(target), target_version=target if isinstance(target, str) else None
+                    )
+                )
             elif name.startswith("ObjectRemoved"):
                 outcomes.append(self.forget(key))
             else:
                 outcomes.append("ignored")
         return outcomes
 
-    def index(self, key: str, deadline: Optional[Deadline] = None, force: bool = False,
-              target_version: Optional[str] = None) -> str:
+    def index(
+        self, key: str, deadline: Deadline | None = None, force: bool = False, target_version: str | None = None
+    ) -> str:
         """``force``: re-embed even an object already indexed (reindexing with a new bundle),
         unless it is already indexed with ``target_version``."""
         parsed = parse_photo_key(key)
@@ -88,65 +92,103 @@ class Indexer:
         if current and target_version and photo.get("model_version") == target_version:
             return "already_current"  # a second reindex run queued it again
         if head["ContentLength"] > self.settings.max_upload_bytes:
-            return self._fail(photo, f"the file is {head['ContentLength']} bytes; the limit is "
-                                     f"{self.settings.max_upload_bytes}", etag)
+            return self._fail(
+                photo, f"the file is {head['ContentLength']} bytes; the limit is {self.settings.max_upload_bytes}", etag
+            )
         data = self.storage.s3.get_object(Bucket=self.storage.bucket, Key=key)["Body"].read()
         try:
             decoded = decode_image(data, max_bytes=self.settings.max_upload_bytes)
         except ImageError as exc:
             return self._fail(photo, exc.message, etag)
         if not _same_type(photo["content_type"], decoded.content_type):
-            return self._fail(photo, f"the upload was declared {photo['content_type']} but the file is "
-                                     f"{decoded.content_type}", etag)
+            return self._fail(
+                photo, f"the upload was declared {photo['content_type']} but the file is {decoded.content_type}", etag
+            )
         thumb_key = thumbnail_key(owner, photo_id)
-        self.storage.s3.put_object(Bucket=self.storage.bucket, Key=thumb_key, Body=make_thumbnail(decoded.image),
-                                   ContentType="image/jpeg")
+        self.storage.s3.put_object(
+            Bucket=self.storage.bucket, Key=thumb_key, Body=make_thumbnail(decoded.image), ContentType="image/jpeg"
+        )
         try:
             result = self.faces.analyze_s3(self.storage.bucket, key, deadline)
         except FaceServiceError as exc:
             if exc.retriable:
-                outcome = self._fail(photo, "face detection is unavailable right now; it will be retried", etag,
-                                     retriable=True, thumbnail=thumb_key)
+                outcome = self._fail(
+                    photo,
+                    "face detection is unavailable right now; it will be retried",
+                    etag,
+                    retriable=True,
+                    thumbnail=thumb_key,
+                )
                 if outcome != "failed":
                     return outcome
                 raise RetryLater(exc.message) from exc
             return self._fail(photo, exc.message, etag, thumbnail=thumb_key)
         version = result["model_version"]
-        faces = [{"face_id": f"{photo_id}-{i:03d}", "face_index": i, "box": f["box"], "score": f["score"],
-                  "landmarks": f["landmarks"], "embedding": f["embedding"], "model_version": version,
-                  "cohort_mean": f.get("cohort_mean"), "cohort_std": f.get("cohort_std")}
-                 for i, f in enumerate(result["faces"])]
+        faces = [
+            {
+                "face_id": f"{photo_id}-{i:03d}",
+                "face_index": i,
+                "box": f["box"],
+                "score": f["score"],
+                "landmarks": f["landmarks"],
+                "embedding": f["embedding"],
+                "model_version": version,
+                "cohort_mean": f.get("cohort_mean"),
+                "cohort_std": f.get("cohort_std"),
+            }
+            for i, f in enumerate(result["faces"])
+        ]
         self.store.replace_faces(owner, photo_id, faces)
-        still_there = self.store.update_photo(owner, photo_id, {
-            "status": "indexed", "error": None, "retriable": False, "face_count": len(faces),
-            "width": decoded.width, "height": decoded.height, "taken_at": decoded.taken_at,
-            "thumbnail_key": thumb_key, "model_version": version, "source_etag": etag,
-            "indexed_at": datetime.now(timezone.utc),
-        })
+        still_there = self.store.update_photo(
+            owner,
+            photo_id,
+            {
+                "status": "indexed",
+                "error": None,
+                "retriable": False,
+                "face_count": len(faces),
+                "width": decoded.width,
+                "height": decoded.height,
+                "taken_at": decoded.taken_at,
+                "thumbnail_key": thumb_key,
+                "model_version": version,
+                "source_etag": etag,
+                "indexed_at": datetime.now(UTC),
+            },
+        )
         if not still_there:
             return self._undo(owner, photo_id)
         logger.info("photo indexed", extra={"user": owner, "photo_id": photo_id, "faces": len(faces)})
         return "indexed"
 
-    def _fail(self, photo: dict, message: str, etag: str, retriable: bool = False, thumbnail: str = None) -> str:
-        fields: Dict = {"status": "failed", "error": message, "retriable": retriable, "source_etag": etag,
-                        "face_count": 0}
+    def _fail(self, photo: dict, message: str, etag: str, retriable: bool = False, thumbnail: str | None = None) -> str:
+        fields: dict = {
+            "status": "failed",
+            "error": message,
+            "retriable": retriable,
+            "source_etag": etag,
+            "face_count": 0,
+        }
         if thumbnail:
             fields["thumbnail_key"] = thumbnail
         if not self.store.update_photo(photo["owner"], photo["photo_id"], fields):
             return self._undo(photo["owner"], photo["photo_id"])
         if not retriable:
             self.store.replace_faces(photo["owner"], photo["photo_id"], [])
-        logger.warning("photo failed", extra={"user": photo["owner"], "photo_id": photo["photo_id"],
-                                              "error": message, "retriable": retriable})
+        logger.warning(
+            "photo failed",
+            extra={"user": photo["owner"], "photo_id": photo["photo_id"], "error": message, "retriable": retriable},
+        )
         return "failed"
 
     def _undo(self, owner: str, photo_id: str) -> str:
         """The photo was deleted while this indexer worked: remove what it wrote."""
         self.store.replace_faces(owner, photo_id, [])
         self.storage.delete_keys([thumbnail_key(owner, photo_id)])
-        logger.info("photo deleted during indexing; its faces and thumbnail removed",
-                    extra={"user": owner, "photo_id": photo_id})
+        logger.info(
+            "photo deleted during indexing; its faces and thumbnail removed",
+            extra={"user": owner, "photo_id": photo_id},
+        )
         return "deleted_during_indexing"
 
     def forget(self, key: str) -> str:

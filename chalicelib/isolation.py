@@ -8,6 +8,7 @@ milliseconds: the child starts with the parent's modules already imported. The a
 through an anonymous memory file (a pipe would cost ~100 ms per decoded photo in context
 switches); a pidfd tells the parent that the child has gone. Both work on Lambda (Linux ≥ 5.3).
 """
+
 from __future__ import annotations
 
 import faulthandler
@@ -17,7 +18,8 @@ import pickle
 import resource
 import select
 import signal
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -60,8 +62,7 @@ def _write_answer(fd: int, answer: tuple) -> None:
         pickle.dump(answer, out, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float = 20.0,
-                 memory_bytes: int = 2 * 1024 ** 3) -> Any:
+def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float = 20.0, memory_bytes: int = 2 * 1024**3) -> Any:
     """``fn(*args)`` computed in a child process; its exception is re-raised here.
 
     ``memory_bytes`` is how much address space the child may add to what it inherits.

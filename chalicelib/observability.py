@@ -1,4 +1,5 @@
 """Structured JSON logs and CloudWatch EMF metrics (AWS Lambda Powertools)."""
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 

@@ -9,44 +9,51 @@ compare vectors of two bundles.  In scope: indexed photos, and photos that
 failed because the face service was unavailable; a photo refused for its own
 bytes (not an image, too large) does not depend on the model and stays out.
 """
+
 from __future__ import annotations
 
 import json
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 from .store import PhotoStore
 
 
 def reindex_message(bucket: str, key: str, target_version: str) -> str:
-    return json.dumps({"reindex": target_version, "Records": [{
-        "eventName": "ObjectCreated:Reindex",
-        "s3": {"bucket": {"name": bucket}, "object": {"key": key}},
-    }]})
+    return json.dumps(
+        {
+            "reindex": target_version,
+            "Records": [
+                {
+                    "eventName": "ObjectCreated:Reindex",
+                    "s3": {"bucket": {"name": bucket}, "object": {"key": key}},
+                }
+            ],
+        }
+    )
 
 
-def _in_scope(owner: Optional[str]) -> dict:
-    query = {"$or": [{"status": "indexed"}, {"status": "failed", "retriable": True}]}
+def _in_scope(owner: str | None) -> dict:
+    query: dict = {"$or": [{"status": "indexed"}, {"status": "failed", "retriable": True}]}
     if owner:
         query["owner"] = owner
     return query
 
 
-def stale_photos(store: PhotoStore, target_version: str, owner: Optional[str] = None) -> Iterator[dict]:
+def stale_photos(store: PhotoStore, target_version: str, owner: str | None = None) -> Iterator[dict]:
     """Photos in scope not yet indexed with ``target_version``, oldest first."""
     query = dict(_in_scope(owner), model_version={"$ne": target_version})
     projection = {"_id": 0, "owner": 1, "photo_id": 1, "key": 1}
     yield from store.photos.find(query, projection).sort("uploaded_at", 1)
 
 
-def progress(store: PhotoStore, target_version: str, owner: Optional[str] = None) -> dict:
+def progress(store: PhotoStore, target_version: str, owner: str | None = None) -> dict:
     total = store.photos.count_documents(_in_scope(owner))
     done = store.photos.count_documents(dict(_in_scope(owner), status="indexed", model_version=target_version))
     return {"total": total, "done": done}
 
 
-def enqueue(store: PhotoStore, sqs, queue_url: str, bucket: str, target_version: str,
-            owner: Optional[str] = None) -> int:
-    sent, batch = 0, []
+def enqueue(store: PhotoStore, sqs, queue_url: str, bucket: str, target_version: str, owner: str | None = None) -> int:
+    sent, batch = 0, []  # type: int, list[dict]
     for photo in stale_photos(store, target_version, owner):
         batch.append({"Id": str(len(batch)), "MessageBody": reindex_message(bucket, photo["key"], target_version)})
         if len(batch) == 10:

@@ -11,18 +11,19 @@ for key q and album face t with raw score s,
 where μ, σ are the mean and standard deviation of a face's ``top_n`` highest cohort scores.
 μt, σt are computed once per face when it is indexed; μq, σq at search time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 import numpy as np
 
 MIN_STD = 1e-4
 
 
-def cohort_stats(vectors: np.ndarray, cohort: np.ndarray, top_n: int,
-                 exclude: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+def cohort_stats(
+    vectors: np.ndarray, cohort: np.ndarray, top_n: int, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(μ, σ) of each vector's ``top_n`` best cohort scores. ``exclude``: a boolean matrix
     (vectors × cohort) of pairs to leave out, e.g. a calibration face and its own person."""
     scores = np.asarray(vectors, np.float32) @ np.asarray(cohort, np.float32).T
@@ -44,7 +45,7 @@ class KeyNormalisation:
 
     mean: float
     std: float
-    threshold: Optional[float]
+    threshold: float | None
 
     def scores(self, raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """Album faces without statistics (NaN) score -inf: they cannot be compared fairly."""

@@ -1,5 +1,6 @@
 """Face search: a key face (uploaded key photo, inline image, or a face already in the
 album) → the caller's photos with that person, one result per photo, best first."""
+
 from __future__ import annotations
 
 import base64
@@ -10,15 +11,22 @@ import re
 import time
 import uuid
 from datetime import timedelta
-from typing import Optional
 
 from .album import Album, validate_file
 from .auth import User
-from .errors import (ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge, ServiceUnavailable,
-                     TooManyRequests, Unprocessable)
+from .errors import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unprocessable,
+)
 from .face_client import Deadline, FaceClient, FaceServiceError
-from .storage import CONTENT_TYPE_EXTENSIONS, SEARCH_KEY_TAG, key_photo_key
 from .score_norm import KeyNormalisation
+from .storage import CONTENT_TYPE_EXTENSIONS, SEARCH_KEY_TAG, key_photo_key
 from .store import now_ms
 
 MAX_INLINE_BYTES = 4 * 1024 * 1024
@@ -27,6 +35,12 @@ MAX_HITS = 2000
 KEY_ANALYSIS_TTL = timedelta(hours=1)  # a key's faces are kept this long for the search's later pages
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 _FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
+
+
+def _requested_threshold(requested) -> float:
+    if isinstance(requested, bool) or not isinstance(requested, (int, float)) or not 0.0 <= requested <= 0.99:
+        raise BadRequest("threshold must be a number between 0 and 0.99")
+    return float(requested)
 
 
 def _error_from_face_service(exc: FaceServiceError) -> ApiError:
@@ -43,7 +57,7 @@ class FaceSearch:
         self.settings = album.settings
         self.faces, self.index = faces, index
         self.model_info_ttl = model_info_ttl
-        self._model_info = (0.0, None)
+        self._model_info: tuple[float, dict | None] = (0.0, None)
 
     # Key uploads --------------------------------------------------------------
     def create_key_upload(self, user: User, body) -> dict:
@@ -51,8 +65,13 @@ class FaceSearch:
         self._count_key_photo(user)
         key_id = uuid.uuid4().hex
         ttl = 300
-        post = self.storage.presigned_upload(key_photo_key(user.sub, key_id, item["content_type"]),
-                                             item["content_type"], MAX_KEY_BYTES, ttl, tags=SEARCH_KEY_TAG)
+        post = self.storage.presigned_upload(
+            key_photo_key(user.sub, key_id, item["content_type"]),
+            item["content_type"],
+            MAX_KEY_BYTES,
+            ttl,
+            tags=SEARCH_KEY_TAG,
+        )
         return {"key_id": key_id, "url": post["url"], "fields": post["fields"], "expires_in": ttl}
 
     def _count_key_photo(self, user: User) -> None:
@@ -61,12 +80,15 @@ class FaceSearch:
         window = now.replace(minute=0, second=0, microsecond=0)
         if not self.store.take_rate(user.sub, "key_photo", window, self.settings.key_photos_per_hour):
             retry_after = int((window + timedelta(hours=1) - now).total_seconds()) + 1
-            raise TooManyRequests(f"at most {self.settings.key_photos_per_hour} key photos an hour; "
-                                  f"try again in {retry_after // 60 + 1} minutes", code="key_photo_rate",
-                                  retry_after=retry_after)
+            raise TooManyRequests(
+                f"at most {self.settings.key_photos_per_hour} key photos an hour; "
+                f"try again in {retry_after // 60 + 1} minutes",
+                code="key_photo_rate",
+                retry_after=retry_after,
+            )
 
     # Search -------------------------------------------------------------------
-    def search(self, user: User, body, deadline: Optional[Deadline] = None) -> dict:
+    def search(self, user: User, body, deadline: Deadline | None = None) -> dict:
         if not isinstance(body, dict):
             raise BadRequest("body must be a JSON object")
         sources = [name for name in ("key_id", "image_base64", "face_id") if body.get(name) is not None]
@@ -85,13 +107,18 @@ class FaceSearch:
             if photo_id not in best:
                 best[photo_id] = (face_id, similarity, score)
         ranked = list(best.items())
-        page = ranked[offset:offset + limit]
+        page = ranked[offset : offset + limit]
         next_cursor = self._encode_cursor(offset + limit) if offset + limit < len(ranked) else None
-        return {"model_version": key["model_version"], "threshold": threshold,
-                "score_threshold": key_norm.threshold if key_norm else None,
-                "normalised": key_norm is not None,
-                "key_faces": key["faces"], "used_face": key["used_face"],
-                "results": self._present(user, page), "next_cursor": next_cursor}
+        return {
+            "model_version": key["model_version"],
+            "threshold": threshold,
+            "score_threshold": key_norm.threshold if key_norm else None,
+            "normalised": key_norm is not None,
+            "key_faces": key["faces"],
+            "used_face": key["used_face"],
+            "results": self._present(user, page),
+            "next_cursor": next_cursor,
+        }
 
     @staticmethod
     def _decision(requested, key: dict):
@@ -99,17 +126,17 @@ class FaceSearch:
         result needs cosine ≥ its raw floor and a normalised score ≥ its threshold, and results are
         ranked by that score; a ``threshold`` in the request is a plain cosine cut instead (still
         ranked by the normalised score)."""
-        norm, stats = key.get("normalisation"), key.get("cohort")
-        usable = bool(norm) and stats is not None and None not in stats
+        norm, stats = key.get("normalisation") or {}, key.get("cohort") or (None, None)
+        mean, std = stats
+        if not norm or mean is None or std is None:  # a bundle without a cohort: cosine only
+            if requested is None:
+                return float(key["threshold"]), None
+            return _requested_threshold(requested), None
         if requested is None:
-            if usable:
-                return float(norm["raw_floor"]), KeyNormalisation(stats[0], stats[1], float(norm["threshold"]))
-            return float(key["threshold"]), None
-        if isinstance(requested, bool) or not isinstance(requested, (int, float)) or not 0.0 <= requested <= 0.99:
-            raise BadRequest("threshold must be a number between 0 and 0.99")
-        return float(requested), (KeyNormalisation(stats[0], stats[1], None) if usable else None)
+            return float(norm["raw_floor"]), KeyNormalisation(mean, std, float(norm["threshold"]))
+        return _requested_threshold(requested), KeyNormalisation(mean, std, None)
 
-    def _key_photo(self, user: User, body: dict, source: str, deadline: Optional[Deadline]) -> dict:
+    def _key_photo(self, user: User, body: dict, source: str, deadline: Deadline | None) -> dict:
         """The key's faces, analysed once: later pages of the search read them from the store."""
         if source == "key_id":
             key_id = str(body["key_id"])
@@ -128,23 +155,39 @@ class FaceSearch:
                     self._count_key_photo(user)
                     result = self.faces.analyze_bytes(data, deadline, max_pixels=self.settings.key_max_pixels)
             except FaceServiceError as exc:
-                raise _error_from_face_service(exc)
-            result = {"model_version": result["model_version"], "threshold": result["threshold"],
-                      "normalisation": result.get("normalisation"),
-                      "faces": [{"box": f["box"], "score": f["score"], "embedding": f["embedding"],
-                                 "cohort": [f.get("cohort_mean"), f.get("cohort_std")]} for f in result["faces"]]}
+                raise _error_from_face_service(exc) from exc
+            result = {
+                "model_version": result["model_version"],
+                "threshold": result["threshold"],
+                "normalisation": result.get("normalisation"),
+                "faces": [
+                    {
+                        "box": f["box"],
+                        "score": f["score"],
+                        "embedding": f["embedding"],
+                        "cohort": [f.get("cohort_mean"), f.get("cohort_std")],
+                    }
+                    for f in result["faces"]
+                ],
+            }
             self.store.save_key_faces(user.sub, key_ref, result, KEY_ANALYSIS_TTL)
         faces = result["faces"]
         if not faces:
-            raise Unprocessable("no face was found in the key photo; use a photo where the face is clearly visible",
-                                code="no_face")
+            raise Unprocessable(
+                "no face was found in the key photo; use a photo where the face is clearly visible", code="no_face"
+            )
         used = self._int(body, "face", 0, 0, len(faces) - 1)
-        return {"model_version": result["model_version"], "threshold": result["threshold"],
-                "normalisation": result.get("normalisation"), "cohort": faces[used].get("cohort"),
-                "vector": faces[used]["embedding"], "used_face": used,
-                "faces": [{"box": f["box"], "score": f["score"]} for f in faces]}
+        return {
+            "model_version": result["model_version"],
+            "threshold": result["threshold"],
+            "normalisation": result.get("normalisation"),
+            "cohort": faces[used].get("cohort"),
+            "vector": faces[used]["embedding"],
+            "used_face": used,
+            "faces": [{"box": f["box"], "score": f["score"]} for f in faces],
+        }
 
-    def _analyze_key_object(self, user: User, key_id: str, deadline: Optional[Deadline]) -> dict:
+    def _analyze_key_object(self, user: User, key_id: str, deadline: Deadline | None) -> dict:
         for content_type in CONTENT_TYPE_EXTENSIONS:
             key = key_photo_key(user.sub, key_id, content_type)
             try:
@@ -163,30 +206,35 @@ class FaceSearch:
         try:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise BadRequest("image_base64 is not valid base64")
+            raise BadRequest("image_base64 is not valid base64") from None
 
-    def _album_face(self, user: User, body: dict, deadline: Optional[Deadline]) -> dict:
+    def _album_face(self, user: User, body: dict, deadline: Deadline | None) -> dict:
         photo_id, face_id = str(body.get("photo_id", "")), str(body["face_id"])
         face = self.store.get_face(user.sub, face_id) if _FACE_ID.match(face_id) else None
         if face is None or face["photo_id"] != photo_id:
             raise NotFound("no such face in your album")
         info = self._served_model(deadline)
         if face["model_version"] != info["model_version"]:
-            raise Conflict("this photo was indexed with an older face model; it is being reindexed",
-                           code="stale_model_version")
-        return {"model_version": face["model_version"], "threshold": info["threshold"],
-                "normalisation": info.get("normalisation"),
-                "cohort": [face.get("cohort_mean"), face.get("cohort_std")],
-                "vector": face["embedding"], "used_face": face["face_index"],
-                "faces": [{"box": face["box"], "score": face["score"]}]}
+            raise Conflict(
+                "this photo was indexed with an older face model; it is being reindexed", code="stale_model_version"
+            )
+        return {
+            "model_version": face["model_version"],
+            "threshold": info["threshold"],
+            "normalisation": info.get("normalisation"),
+            "cohort": [face.get("cohort_mean"), face.get("cohort_std")],
+            "vector": face["embedding"],
+            "used_face": face["face_index"],
+            "faces": [{"box": face["box"], "score": face["score"]}],
+        }
 
-    def _served_model(self, deadline: Optional[Deadline]) -> dict:
+    def _served_model(self, deadline: Deadline | None) -> dict:
         fetched_at, info = self._model_info
         if info is None or time.time() - fetched_at > self.model_info_ttl:
             try:
                 info = self.faces.model_info(deadline)
             except FaceServiceError as exc:
-                raise _error_from_face_service(exc)
+                raise _error_from_face_service(exc) from exc
             self._model_info = (time.time(), info)
         return info
 
@@ -195,19 +243,33 @@ class FaceSearch:
             return []
         photo_ids = [photo_id for photo_id, _ in page]
         face_ids = [face_id for _, (face_id, _, _) in page]
-        photos = {p["photo_id"]: p for p in self.store.photos.find(
-            {"owner": user.sub, "photo_id": {"$in": photo_ids}}, {"_id": 0})}
-        boxes = {f["face_id"]: f["box"] for f in self.store.faces.find(
-            {"owner": user.sub, "face_id": {"$in": face_ids}}, {"_id": 0, "face_id": 1, "box": 1})}
+        photos = {
+            p["photo_id"]: p
+            for p in self.store.photos.find({"owner": user.sub, "photo_id": {"$in": photo_ids}}, {"_id": 0})
+        }
+        boxes = {
+            f["face_id"]: f["box"]
+            for f in self.store.faces.find(
+                {"owner": user.sub, "face_id": {"$in": face_ids}}, {"_id": 0, "face_id": 1, "box": 1}
+            )
+        }
         results = []
         for photo_id, (face_id, similarity, score) in page:
             photo = photos.get(photo_id)
             if photo is None:
                 continue  # deleted since the vectors were cached
             shown = self.album.present(photo)
-            results.append({"photo_id": photo_id, "face_id": face_id, "similarity": round(similarity, 5),
-                            "score": round(score, 4),
-                            "box": boxes.get(face_id), "thumbnail_url": shown["thumbnail_url"], "url": shown["url"]})
+            results.append(
+                {
+                    "photo_id": photo_id,
+                    "face_id": face_id,
+                    "similarity": round(similarity, 5),
+                    "score": round(score, 4),
+                    "box": boxes.get(face_id),
+                    "thumbnail_url": shown["thumbnail_url"],
+                    "url": shown["url"],
+                }
+            )
         return results
 
     @staticmethod
@@ -222,7 +284,7 @@ class FaceSearch:
         return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
 
     @staticmethod
-    def _cursor(cursor: Optional[str]) -> int:
+    def _cursor(cursor: str | None) -> int:
         if not cursor:
             return 0
         try:

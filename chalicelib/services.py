@@ -2,9 +2,10 @@
 
 Tests and the local stack swap the environment (settings), never the code.
 """
+
 from __future__ import annotations
 
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 
 import boto3
 from botocore.config import Config
@@ -13,17 +14,17 @@ from .accounts import Accounts
 from .album import Album
 from .auth import TokenVerifier
 from .database import open_database
-from .face_client import FaceClient, HttpTransport, SageMakerTransport
+from .face_client import FaceClient, HttpTransport, SageMakerTransport, Transport
 from .indexing import Indexer
 from .search import FaceSearch
-from .vector_search import AtlasSearch, ExactSearch
 from .settings import Settings
 from .storage import PhotoStorage
 from .store import PhotoStore
+from .vector_search import AtlasSearch, ExactSearch
 
 
 class Services:
-    def __init__(self, settings: Settings = None):
+    def __init__(self, settings: Settings | None = None):
         self._settings = settings
 
     @cached_property
@@ -45,7 +46,9 @@ class Services:
     def s3(self):
         # SigV4 and virtual-host-free addressing: presigned URLs then work
         # against moto's server as well as against AWS.
-        return self.client("s3", signature_version="s3v4", s3={"addressing_style": "path"} if self.settings.aws_endpoint_url else {})
+        return self.client(
+            "s3", signature_version="s3v4", s3={"addressing_style": "path"} if self.settings.aws_endpoint_url else {}
+        )
 
     @cached_property
     def cognito(self):
@@ -65,8 +68,9 @@ class Services:
     @cached_property
     def verifier(self) -> TokenVerifier:
         s = self.settings
-        return TokenVerifier(s.issuer, s.user_pool_client_ids, s.resolved_jwks_url,
-                             is_deleted=lambda sub: self.store.is_tombstoned(sub))
+        return TokenVerifier(
+            s.issuer, s.user_pool_client_ids, s.resolved_jwks_url, is_deleted=lambda sub: self.store.is_tombstoned(sub)
+        )
 
     @cached_property
     def accounts(self) -> Accounts:
@@ -79,6 +83,7 @@ class Services:
     @cached_property
     def face_client(self) -> FaceClient:
         s = self.settings
+        transport: Transport
         if s.face_endpoint_url:
             transport = HttpTransport(s.face_endpoint_url)
         elif s.face_endpoint_name:
@@ -87,11 +92,12 @@ class Services:
             raise RuntimeError("set FACE_ENDPOINT_URL (local) or FACE_ENDPOINT_NAME (SageMaker)")
         return FaceClient(transport, attempts=s.face_attempts, timeout=s.face_timeout)
 
-    @lru_cache(maxsize=None)
+    @cache  # noqa: B019 (one Services per container: its clients are meant to live as long)
     def _sagemaker_runtime(self, read_timeout: int):
         # FaceClient does the retrying, with jitter and a bound; botocore tries once.
-        return self.client("sagemaker-runtime", attempts=1, read_timeout=read_timeout,
-                           connect_timeout=min(5, read_timeout))
+        return self.client(
+            "sagemaker-runtime", attempts=1, read_timeout=read_timeout, connect_timeout=min(5, read_timeout)
+        )
 
     @cached_property
     def indexer(self) -> Indexer:

@@ -3,11 +3,12 @@
 Every knob the Lambdas, the local stack and the tests share lives here, so the
 stage configuration in ``.chalice/config.json`` is the whole story.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Tuple
 
 MB = 1024 * 1024
 
@@ -22,7 +23,7 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"setting {name} must be an integer, got {raw!r}") from exc
 
 
-def _csv(env: Mapping[str, str], name: str) -> Tuple[str, ...]:
+def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
 
 
@@ -31,18 +32,18 @@ class Settings:
     stage: str = "local"
     region: str = "us-east-1"
     # None in the cloud; the moto server's URL locally.
-    aws_endpoint_url: Optional[str] = None
+    aws_endpoint_url: str | None = None
     bucket: str = "memory-studio-local"
     user_pool_id: str = ""
-    user_pool_client_ids: Tuple[str, ...] = ()
+    user_pool_client_ids: tuple[str, ...] = ()
     # Overrides the JWKS address derived from the issuer (moto serves it elsewhere).
-    jwks_url: Optional[str] = None
+    jwks_url: str | None = None
     # "mongodb" (Atlas / any MongoDB), "embedded" (on-disk, local default) or "memory".
     store_backend: str = "embedded"
     # "exact" (numpy scan, local default) or "atlas" ($vectorSearch; needs the index in atlas_vector_index.json).
     search_backend: str = "exact"
-    mongodb_uri: Optional[str] = None
-    mongodb_secret_id: Optional[str] = None
+    mongodb_uri: str | None = None
+    mongodb_secret_id: str | None = None
     mongodb_database: str = "memory_studio"
     embedded_store_path: str = ".local/store"
     max_upload_bytes: int = 25 * MB
@@ -51,9 +52,9 @@ class Settings:
     upload_url_ttl: int = 900
     download_url_ttl: int = 300
     # The face endpoint: an HTTP URL locally, a SageMaker endpoint name in the cloud.
-    face_endpoint_url: Optional[str] = None
-    face_endpoint_name: Optional[str] = None
-    events_queue_url: Optional[str] = None
+    face_endpoint_url: str | None = None
+    face_endpoint_name: str | None = None
+    events_queue_url: str | None = None
     face_timeout: int = 30
     face_attempts: int = 4
     # Time limits the face calls must fit in: API Gateway ends a request at 29 s; the indexer
@@ -81,7 +82,7 @@ class Settings:
         return self.jwks_url or f"{self.issuer}/.well-known/jwks.json"
 
     @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
             stage=env.get("STAGE", "local"),

@@ -3,10 +3,11 @@
 Keys are built only from the verified ``sub`` and server-generated ids, so no
 request can name another user's object.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable, Optional, Tuple
+from collections.abc import Iterable
 
 from botocore.exceptions import ClientError
 
@@ -34,13 +35,13 @@ def thumbnail_key(owner: str, photo_id: str) -> str:
     return f"users/{owner}/thumbs/{photo_id}.jpg"
 
 
-def parse_user_key(key: str) -> Optional[Tuple[str, str]]:
+def parse_user_key(key: str) -> tuple[str, str] | None:
     """``(kind, id)`` of any object of a user: ("photos", photo_id), ("thumbs", photo_id), ("keys", key_id)."""
     match = _USER_KEY.match(key)
     return (match["kind"], match["id"]) if match else None
 
 
-def parse_photo_key(key: str) -> Optional[Tuple[str, str]]:
+def parse_photo_key(key: str) -> tuple[str, str] | None:
     """``(owner, photo_id)`` for a photo key, or None for anything else."""
     match = _PHOTO_KEY.match(key)
     return (match["owner"], match["photo_id"]) if match else None
@@ -51,8 +52,9 @@ class PhotoStorage:
         self.s3 = s3_client
         self.bucket = bucket
 
-    def presigned_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int,
-                         tags: dict = None) -> dict:
+    def presigned_upload(
+        self, key: str, content_type: str, max_bytes: int, expires_in: int, tags: dict | None = None
+    ) -> dict:
         """A presigned POST whose policy pins the key, the type, the size range and any tags."""
         fields = {"Content-Type": content_type}
         conditions = [{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]]
@@ -60,8 +62,9 @@ class PhotoStorage:
             tag_set = "".join(f"<Tag><Key>{k}</Key><Value>{v}</Value></Tag>" for k, v in sorted(tags.items()))
             fields["tagging"] = f"<Tagging><TagSet>{tag_set}</TagSet></Tagging>"
             conditions.append({"tagging": fields["tagging"]})
-        return self.s3.generate_presigned_post(self.bucket, key, Fields=fields, Conditions=conditions,
-                                               ExpiresIn=expires_in)
+        return self.s3.generate_presigned_post(
+            self.bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
+        )
 
     def presigned_get(self, key: str, expires_in: int) -> str:
         return self.s3.generate_presigned_url(
@@ -71,7 +74,7 @@ class PhotoStorage:
     def delete_keys(self, keys: Iterable[str]) -> None:
         keys = [k for k in keys if k]
         for start in range(0, len(keys), 1000):
-            batch = [{"Key": k} for k in keys[start:start + 1000]]
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
             self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
     def list_keys(self, prefix: str) -> list:

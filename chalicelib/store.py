@@ -4,14 +4,17 @@ The same class runs on MongoDB Atlas (pymongo), the embedded on-disk store
 (tinymongo's SQLite backend) and mongomock; only ``database.open_database``
 knows which.  Every query is scoped by ``owner``.
 """
+
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Iterable, List, Optional, Tuple
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import overload
 
 import numpy as np
 from bson.binary import Binary, BinaryVectorDtype
@@ -24,16 +27,20 @@ _NO_ID = {"_id": 0}
 _NO_VECTOR = {"_id": 0, "embedding": 0}
 
 
-def utc(value: Optional[datetime]) -> Optional[datetime]:
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
+def utc(value: datetime | None) -> datetime | None:
     """MongoDB returns naive UTC datetimes; make them aware."""
     if value is None or value.tzinfo is not None:
         return value
-    return value.replace(tzinfo=timezone.utc)
+    return value.replace(tzinfo=UTC)
 
 
 def now_ms() -> datetime:
     """Now, truncated to the millisecond BSON keeps, so cursors compare exactly."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
@@ -50,13 +57,13 @@ def encode_cursor(uploaded_at: datetime, photo_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> Tuple[datetime, str]:
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
         return datetime.fromisoformat(data["t"]).replace(tzinfo=None), str(data["id"])
     except (binascii.Error, ValueError, KeyError, TypeError):
-        raise BadRequest("cursor is not valid", code="invalid_cursor")
+        raise BadRequest("cursor is not valid", code="invalid_cursor") from None
 
 
 def photo_size(photo: dict) -> int:
@@ -68,10 +75,8 @@ def photo_size(photo: dict) -> int:
 def _insert_if_absent(collection, doc: dict) -> None:
     """``$setOnInsert`` for every backend (the embedded one has no such operator)."""
     if collection.find_one({"_id": doc["_id"]}) is None:
-        try:
+        with contextlib.suppress(DuplicateKeyError):  # a concurrent request inserted it first
             collection.insert_one(doc)
-        except DuplicateKeyError:
-            pass  # a concurrent request inserted it first
 
 
 class PhotoStore:
@@ -80,10 +85,10 @@ class PhotoStore:
         self.photos = database["photos"]
         self.faces = database["faces"]
         self.counters = database["owner_versions"]
-        self.tombstones = database["tombstones"]   # subs of deleted accounts: their tokens are refused
-        self.usage = database["usage"]             # per user: photos and bytes held, for quotas
-        self.rates = database["rates"]             # per user and hour: rate-limited actions
-        self.key_faces = database["key_faces"]     # a search key's analysed faces, for its later pages
+        self.tombstones = database["tombstones"]  # subs of deleted accounts: their tokens are refused
+        self.usage = database["usage"]  # per user: photos and bytes held, for quotas
+        self.rates = database["rates"]  # per user and hour: rate-limited actions
+        self.key_faces = database["key_faces"]  # a search key's analysed faces, for its later pages
 
     def ensure_indexes(self) -> None:
         # Ascending keys only: the embedded backend supports no others, and a
@@ -111,20 +116,20 @@ class PhotoStore:
                 raise DuplicateKeyError("photo already exists", 11000) from exc
             raise
 
-    def count_photos(self, owner: str, status: Optional[str] = None) -> int:
+    def count_photos(self, owner: str, status: str | None = None) -> int:
         query = {"owner": owner}
         if status:
             query["status"] = status
         return self.photos.count_documents(query)
 
-    def get_photo(self, owner: str, photo_id: str) -> Optional[dict]:
+    def get_photo(self, owner: str, photo_id: str) -> dict | None:
         return self.photos.find_one({"owner": owner, "photo_id": photo_id}, _NO_ID)
 
     def update_photo(self, owner: str, photo_id: str, fields: dict) -> bool:
         result = self.photos.update_one({"owner": owner, "photo_id": photo_id}, {"$set": fields})
         return result.matched_count == 1
 
-    def list_photos(self, owner: str, limit: int, cursor: Optional[str] = None) -> Tuple[List[dict], Optional[str]]:
+    def list_photos(self, owner: str, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
         """Newest first; the cursor is the (uploaded_at, photo_id) of the last row."""
         query: dict = {"owner": owner}
         if cursor:
@@ -144,7 +149,7 @@ class PhotoStore:
             next_cursor = encode_cursor(rows[-1]["uploaded_at"], rows[-1]["photo_id"])
         return rows, next_cursor
 
-    def delete_photo(self, owner: str, photo_id: str) -> Optional[dict]:
+    def delete_photo(self, owner: str, photo_id: str) -> dict | None:
         """Remove the photo, then its faces; returns the removed photo, if any.
 
         The record goes first: an indexer that writes faces after this checks the record
@@ -179,16 +184,20 @@ class PhotoStore:
     def photo_ids(self, owner: str) -> set:
         return {p["photo_id"] for p in self.photos.find({"owner": owner}, {"_id": 0, "photo_id": 1})}
 
-    def expired_pending(self, owner: str, created_before: datetime) -> List[dict]:
-        return list(self.photos.find({"owner": owner, "status": "pending",
-                                      "uploaded_at": {"$lt": created_before.replace(tzinfo=None)}}, _NO_ID))
+    def expired_pending(self, owner: str, created_before: datetime) -> list[dict]:
+        return list(
+            self.photos.find(
+                {"owner": owner, "status": "pending", "uploaded_at": {"$lt": created_before.replace(tzinfo=None)}},
+                _NO_ID,
+            )
+        )
 
     # Per-owner change token: search caches a user's vectors until it changes. A fresh
     # random value each time, so a value once cached can never come back.
     def bump_owner_version(self, owner: str) -> None:
         self.counters.update_one({"_id": owner}, {"$set": {"v": uuid.uuid4().hex}}, upsert=True)
 
-    def owner_version(self, owner: str) -> Optional[str]:
+    def owner_version(self, owner: str) -> str | None:
         doc = self.counters.find_one({"_id": owner})
         return str(doc["v"]) if doc else None
 
@@ -207,11 +216,13 @@ class PhotoStore:
         their photo records hold."""
         if self.usage.find_one({"_id": owner}) is None:
             held = list(self.photos.find({"owner": owner}, {"_id": 0, "declared_size": 1}))
-            _insert_if_absent(self.usage, {"_id": owner, "photos": len(held),
-                                           "bytes": sum(photo_size(p) for p in held)})
+            _insert_if_absent(
+                self.usage, {"_id": owner, "photos": len(held), "bytes": sum(photo_size(p) for p in held)}
+            )
         result = self.usage.update_one(
             {"_id": owner, "photos": {"$lte": max_photos - photos}, "bytes": {"$lte": max_bytes - size}},
-            {"$inc": {"photos": photos, "bytes": size}})
+            {"$inc": {"photos": photos, "bytes": size}},
+        )
         return result.matched_count == 1
 
     def release_usage(self, owner: str, photos: int, size: int) -> None:
@@ -232,17 +243,17 @@ class PhotoStore:
         doc = {"owner": owner, "key_ref": key_ref, "expires_at": now_ms() + ttl, "analysis": json.dumps(analysis)}
         self.key_faces.replace_one({"owner": owner, "key_ref": key_ref}, doc, upsert=True)
 
-    def key_faces_of(self, owner: str, key_ref: str) -> Optional[dict]:
+    def key_faces_of(self, owner: str, key_ref: str) -> dict | None:
         doc = self.key_faces.find_one({"owner": owner, "key_ref": key_ref}, _NO_ID)
         if doc is None:
             return None
-        if utc(doc["expires_at"]) < datetime.now(timezone.utc):
+        if utc(doc["expires_at"]) < datetime.now(UTC):
             self.key_faces.delete_one({"owner": owner, "key_ref": key_ref})
             return None
         return json.loads(doc["analysis"])
 
     # Faces ------------------------------------------------------------------
-    def replace_faces(self, owner: str, photo_id: str, faces: List[dict]) -> None:
+    def replace_faces(self, owner: str, photo_id: str, faces: list[dict]) -> None:
         """Make ``faces`` the photo's faces; face ids are deterministic, so a
         repeated call leaves one copy of each."""
         keep = [f["face_id"] for f in faces]
@@ -252,17 +263,17 @@ class PhotoStore:
             self.faces.replace_one({"owner": owner, "face_id": face["face_id"]}, doc, upsert=True)
         self.bump_owner_version(owner)
 
-    def get_face(self, owner: str, face_id: str) -> Optional[dict]:
+    def get_face(self, owner: str, face_id: str) -> dict | None:
         """One face of ``owner`` with its vector as a float32 array."""
         doc = self.faces.find_one({"owner": owner, "face_id": face_id}, _NO_ID)
         if doc is not None:
             doc["embedding"] = binary_to_vector(doc["embedding"])
         return doc
 
-    def list_faces(self, owner: str, photo_id: str) -> List[dict]:
+    def list_faces(self, owner: str, photo_id: str) -> list[dict]:
         return list(self.faces.find({"owner": owner, "photo_id": photo_id}, _NO_VECTOR).sort("face_index", ASCENDING))
 
-    def face_vectors(self, owner: str, model_version: str) -> Tuple[List[dict], np.ndarray, np.ndarray]:
+    def face_vectors(self, owner: str, model_version: str) -> tuple[list[dict], np.ndarray, np.ndarray]:
         """All of ``owner``'s faces of one model version: their ids, a float32 matrix, and their
         cohort statistics as an (n, 2) array of (mean, std) (NaN where the bundle had no cohort)."""
         ids, vectors, stats = [], [], []

@@ -4,17 +4,17 @@ best first, only from the caller's faces of the key's bundle version, with cosin
 threshold. With a ``KeyNormalisation`` the score is the cohort-normalised one
 (``chalicelib.score_norm``), results must also pass its threshold and are ranked by it;
 without one the score is the cosine."""
+
 from __future__ import annotations
 
 import threading
-from typing import List, Optional, Tuple
 
 import numpy as np
 
 from .score_norm import KeyNormalisation
 from .store import PhotoStore
 
-Hit = Tuple[str, str, float, float]
+Hit = tuple[str, str, float, float]
 ATLAS_INDEX_NAME = "face_vectors"
 
 
@@ -44,8 +44,15 @@ class ExactSearch:
             self._cache[key] = (version, ids, matrix, stats)
         return ids, matrix, stats
 
-    def search(self, owner: str, model_version: str, vector, limit: int, threshold: float,
-               key_norm: Optional[KeyNormalisation] = None) -> List[Hit]:
+    def search(
+        self,
+        owner: str,
+        model_version: str,
+        vector,
+        limit: int,
+        threshold: float,
+        key_norm: KeyNormalisation | None = None,
+    ) -> list[Hit]:
         ids, matrix, stats = self._vectors(owner, model_version)
         if not ids:
             return []
@@ -79,21 +86,39 @@ class AtlasSearch:
     @staticmethod
     def pipeline(owner: str, model_version: str, vector, limit: int, threshold: float) -> list:
         return [
-            {"$vectorSearch": {
-                "index": ATLAS_INDEX_NAME, "path": "embedding",
-                "queryVector": [float(v) for v in np.asarray(vector, np.float32)],
-                "numCandidates": min(ATLAS_MAX_CANDIDATES, max(100, 10 * limit)),
-                "limit": min(limit, ATLAS_MAX_CANDIDATES),
-                "filter": {"owner": owner, "model_version": model_version},
-            }},
-            {"$project": {"_id": 0, "face_id": 1, "photo_id": 1, "cohort_mean": 1, "cohort_std": 1,
-                          "score": {"$meta": "vectorSearchScore"}}},
+            {
+                "$vectorSearch": {
+                    "index": ATLAS_INDEX_NAME,
+                    "path": "embedding",
+                    "queryVector": [float(v) for v in np.asarray(vector, np.float32)],
+                    "numCandidates": min(ATLAS_MAX_CANDIDATES, max(100, 10 * limit)),
+                    "limit": min(limit, ATLAS_MAX_CANDIDATES),
+                    "filter": {"owner": owner, "model_version": model_version},
+                }
+            },
+            {
+                "$project": {
+                    "_id": 0,
+                    "face_id": 1,
+                    "photo_id": 1,
+                    "cohort_mean": 1,
+                    "cohort_std": 1,
+                    "score": {"$meta": "vectorSearchScore"},
+                }
+            },
             # Atlas scores cosine as (1 + cos) / 2.
             {"$match": {"score": {"$gte": (1 + threshold) / 2}}},
         ]
 
-    def search(self, owner: str, model_version: str, vector, limit: int, threshold: float,
-               key_norm: Optional[KeyNormalisation] = None) -> List[Hit]:
+    def search(
+        self,
+        owner: str,
+        model_version: str,
+        vector,
+        limit: int,
+        threshold: float,
+        key_norm: KeyNormalisation | None = None,
+    ) -> list[Hit]:
         """Candidates by cosine from Atlas; with ``key_norm``, re-scored and re-ranked here."""
         rows = list(self.store.faces.aggregate(self.pipeline(owner, model_version, vector, limit, threshold)))
         sims = np.array([2 * float(r["score"]) - 1 for r in rows])

@@ -1,5 +1,6 @@
 """The static web client (chalicelib/web/), served by the API itself: one deployable, same
 origin as the API, so the only cross-origin calls are to Cognito and to S3."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,11 @@ from .settings import Settings
 from .storage import CONTENT_TYPE_EXTENSIONS
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-         ".css": "text/css; charset=utf-8"}
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
 
 
 def _aws_origin(settings: Settings) -> str:
@@ -21,10 +25,16 @@ def _aws_origin(settings: Settings) -> str:
 
 def _headers(settings: Settings, content_type: str) -> dict:
     aws = _aws_origin(settings)
-    policy = (f"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: {aws}; "
-              f"connect-src 'self' {aws}; object-src 'none'; base-uri 'self'; frame-ancestors 'none'")
-    return {"Content-Type": content_type, "Content-Security-Policy": policy, "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "no-cache"}
+    policy = (
+        f"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: {aws}; "
+        f"connect-src 'self' {aws}; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+    )
+    return {
+        "Content-Type": content_type,
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-cache",
+    }
 
 
 def asset(name: str, settings: Settings) -> Response:
@@ -37,9 +47,14 @@ def asset(name: str, settings: Settings) -> Response:
 def client_config(settings: Settings) -> Response:
     """What the browser needs to talk to Cognito and to check files before asking for uploads."""
     cognito = settings.aws_endpoint_url or f"https://cognito-idp.{settings.region}.amazonaws.com/"
-    body = {"region": settings.region, "userPoolId": settings.user_pool_id,
-            "clientId": settings.user_pool_client_ids[0] if settings.user_pool_client_ids else "",
-            "cognitoEndpoint": cognito, "local": bool(settings.aws_endpoint_url),
-            "maxUploadBytes": settings.max_upload_bytes, "maxFilesPerRequest": settings.max_files_per_request,
-            "contentTypes": sorted(CONTENT_TYPE_EXTENSIONS)}
+    body = {
+        "region": settings.region,
+        "userPoolId": settings.user_pool_id,
+        "clientId": settings.user_pool_client_ids[0] if settings.user_pool_client_ids else "",
+        "cognitoEndpoint": cognito,
+        "local": bool(settings.aws_endpoint_url),
+        "maxUploadBytes": settings.max_upload_bytes,
+        "maxFilesPerRequest": settings.max_files_per_request,
+        "contentTypes": sorted(CONTENT_TYPE_EXTENSIONS),
+    }
     return Response(body, status_code=200, headers={"Cache-Control": "no-cache"})

@@ -1,4 +1,5 @@
 """Five-point face alignment: a similarity transform onto the embedder's template."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,6 +53,7 @@ def warp_chip(image: Image.Image, landmarks: np.ndarray, template: np.ndarray, s
     to_crop = inverse.copy()
     to_crop[:, 2] -= (x0, y0)
     to_crop /= factor
-    chip = crop.transform((size, size), Image.Transform.AFFINE, to_crop.ravel().tolist(),
-                          resample=Image.Resampling.BILINEAR)
+    chip = crop.transform(
+        (size, size), Image.Transform.AFFINE, to_crop.ravel().tolist(), resample=Image.Resampling.BILINEAR
+    )
     return np.asarray(chip, dtype=np.uint8)

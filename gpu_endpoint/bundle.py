@@ -4,15 +4,16 @@ A bundle is a folder: ``manifest.json`` plus the ONNX graphs and the cohort it n
 factory (``build_bundle``) and training's export write it, the engine and the deploy script read
 it; all of them go through :class:`Manifest`.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-FORMAT = "memory-studio-face-bundle/2"   # /2: the embedder is a list of fused parts
+FORMAT = "memory-studio-face-bundle/2"  # /2: the embedder is a list of fused parts
 MANIFEST = "manifest.json"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / ".cache" / "bundle"
 
@@ -33,17 +34,19 @@ def sha256(path: Path) -> str:
 class Manifest:
     """The manifest document with typed access to what code needs of it."""
 
-    document: Dict[str, Any]
+    document: dict[str, Any]
 
     @classmethod
-    def load(cls, bundle_dir: Path) -> "Manifest":
+    def load(cls, bundle_dir: Path) -> Manifest:
         path = Path(bundle_dir) / MANIFEST
         if not path.exists():
             raise BundleError(f"{bundle_dir} holds no {MANIFEST}: not a face model bundle")
         manifest = cls(json.loads(path.read_text()))
         if manifest.document.get("format") != FORMAT:
-            raise BundleError(f"{bundle_dir}: bundle format {manifest.document.get('format')!r}, this code serves "
-                              f"{FORMAT!r}; rebuild it (python -m gpu_endpoint.build_bundle)")
+            raise BundleError(
+                f"{bundle_dir}: bundle format {manifest.document.get('format')!r}, this code serves "
+                f"{FORMAT!r}; rebuild it (python -m gpu_endpoint.build_bundle)"
+            )
         return manifest
 
     @staticmethod
@@ -61,18 +64,18 @@ class Manifest:
         return self.document["version"]
 
     @property
-    def build_key(self) -> Optional[str]:
+    def build_key(self) -> str | None:
         return self.document.get("build_key")
 
     @property
-    def files(self) -> Dict[str, Dict[str, str]]:
+    def files(self) -> dict[str, dict[str, str]]:
         return self.document["files"]
 
     def path(self, bundle_dir: Path, name: str) -> Path:
         return Path(bundle_dir) / self.files[name]["path"]
 
     @property
-    def parts(self) -> List[Dict[str, Any]]:
+    def parts(self) -> list[dict[str, Any]]:
         """The embedder's parts, in the order their vectors are concatenated."""
         return self.document["embedder"]["parts"]
 
@@ -87,6 +90,6 @@ class Manifest:
         return calibration.get("search_threshold", calibration["threshold"])
 
     @property
-    def normalisation(self) -> Optional[Dict[str, Any]]:
+    def normalisation(self) -> dict[str, Any] | None:
         """Cohort score normalisation (``chalicelib.score_norm``), when the bundle carries a cohort."""
         return self.document.get("score_normalisation")

@@ -5,14 +5,15 @@ threshold is the accuracy peak searched between the two means; accuracy,
 precision, recall and F1 at it; ROC AUC.  Negatives are sampled to match
 the positives in number, so accuracy is not dominated by the easy majority.
 """
+
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
 
-def pair_similarities(embeddings: np.ndarray, labels: Sequence[str], seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+def pair_similarities(embeddings: np.ndarray, labels: Sequence[str], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """All positive pairs, and as many negative pairs drawn at random (fixed seed)."""
     embeddings = np.asarray(embeddings, np.float32)
     labels = np.asarray(labels)
@@ -28,7 +29,7 @@ def pair_similarities(embeddings: np.ndarray, labels: Sequence[str], seed: int =
     return positives, negatives
 
 
-def metrics_at(positives: np.ndarray, negatives: np.ndarray, threshold: float) -> Dict[str, float]:
+def metrics_at(positives: np.ndarray, negatives: np.ndarray, threshold: float) -> dict[str, float]:
     tp = int((positives >= threshold).sum())
     fn = len(positives) - tp
     fp = int((negatives >= threshold).sum())
@@ -36,8 +37,17 @@ def metrics_at(positives: np.ndarray, negatives: np.ndarray, threshold: float) -
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"threshold": float(threshold), "accuracy": (tp + tn) / max(1, tp + tn + fp + fn),
-            "precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+    return {
+        "threshold": float(threshold),
+        "accuracy": (tp + tn) / max(1, tp + tn + fp + fn),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+    }
 
 
 def best_threshold(positives: np.ndarray, negatives: np.ndarray, steps: int = 2000) -> float:
@@ -59,22 +69,28 @@ def roc_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
     _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
     for start, count in zip(first, counts):
         if count > 1:
-            ranks[order[start:start + count]] = ranks[order[start:start + count]].mean()
+            ranks[order[start : start + count]] = ranks[order[start : start + count]].mean()
     n_pos, n_neg = len(positives), len(negatives)
     return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def report(positives: np.ndarray, negatives: np.ndarray, threshold: float = None) -> Dict[str, float]:
+def report(positives: np.ndarray, negatives: np.ndarray, threshold: float = None) -> dict[str, float]:
     """Every number of the evaluation; the threshold is searched unless given."""
     threshold = best_threshold(positives, negatives) if threshold is None else threshold
     result = metrics_at(positives, negatives, threshold)
-    result.update(auc=roc_auc(positives, negatives), positive_pairs=len(positives), negative_pairs=len(negatives),
-                  positive_mean=float(np.mean(positives)), negative_mean=float(np.mean(negatives)))
+    result.update(
+        auc=roc_auc(positives, negatives),
+        positive_pairs=len(positives),
+        negative_pairs=len(negatives),
+        positive_mean=float(np.mean(positives)),
+        negative_mean=float(np.mean(negatives)),
+    )
     return result
 
 
-def retrieval_report(embeddings: np.ndarray, labels: Sequence[str], threshold: float,
-                     min_photos: int = 3) -> Dict[str, float]:
+def retrieval_report(
+    embeddings: np.ndarray, labels: Sequence[str], threshold: float, min_photos: int = 3
+) -> dict[str, float]:
     """Search as the product does it: each photo of an identity with ``min_photos`` or more
     is the key over all the others; mean precision, recall and F1 at ``threshold``, and mAP."""
     embeddings = np.asarray(embeddings, np.float32)
@@ -99,12 +115,19 @@ def retrieval_report(embeddings: np.ndarray, labels: Sequence[str], threshold: f
         ranked = relevant[np.argsort(-sims[i])][:-1]
         hits = np.cumsum(ranked)
         aps.append(float((hits[ranked] / (np.nonzero(ranked)[0] + 1)).mean()))
-    return {"threshold": float(threshold), "keys": len(precision), "precision": float(np.mean(precision)),
-            "recall": float(np.mean(recall)), "f1": float(np.mean(f1)), "map": float(np.mean(aps))}
+    return {
+        "threshold": float(threshold),
+        "keys": len(precision),
+        "precision": float(np.mean(precision)),
+        "recall": float(np.mean(recall)),
+        "f1": float(np.mean(f1)),
+        "map": float(np.mean(aps)),
+    }
 
 
-def best_search_threshold(embeddings: np.ndarray, labels: Sequence[str], low: float = 0.5, high: float = 0.98,
-                          steps: int = 97) -> float:
+def best_search_threshold(
+    embeddings: np.ndarray, labels: Sequence[str], low: float = 0.5, high: float = 0.98, steps: int = 97
+) -> float:
     """The threshold with the best mean retrieval F1: an album holds far more other people
     than photos of the key's person, so this sits above the pair-balanced verification one."""
     grid = np.linspace(low, high, steps)
@@ -117,14 +140,24 @@ def _mean_f1(retrieved: np.ndarray, relevant: np.ndarray) -> float:
     found = retrieved.sum(axis=1)
     precision = np.where(found > 0, tp / np.maximum(found, 1), 1.0)
     recall = tp / relevant.sum(axis=1)
-    return float(np.mean(np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall,
-                                                                                              1e-12), 0.0)))
+    return float(
+        np.mean(np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0))
+    )
 
 
-def fit_normalised_search(embeddings: np.ndarray, labels: Sequence[str], cohort_mask=None,
-                          top_n_choices=(20, 50, 100),
-                          raw_grid=np.linspace(0.6, 0.85, 11), norm_grid=np.linspace(0.5, 4.0, 15),
-                          min_photos: int = 3) -> Dict[str, float]:
+RAW_FLOOR_GRID = tuple(np.linspace(0.6, 0.85, 11))
+NORMALISED_GRID = tuple(np.linspace(0.5, 4.0, 15))
+
+
+def fit_normalised_search(
+    embeddings: np.ndarray,
+    labels: Sequence[str],
+    cohort_mask=None,
+    top_n_choices=(20, 50, 100),
+    raw_grid=RAW_FLOOR_GRID,
+    norm_grid=NORMALISED_GRID,
+    min_photos: int = 3,
+) -> dict[str, float]:
     """Search with cohort normalisation (``chalicelib.score_norm``), fitted on calibration faces:
     the faces (those in ``cohort_mask``, default all) are the cohort (each face's own person left
     out of it), every face of an

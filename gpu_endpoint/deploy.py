@@ -9,6 +9,7 @@ the model and an endpoint config named after the bundle version, then creates th
 endpoint or updates it in place (SageMaker's blue/green swap), and sets target
 tracking autoscaling on invocations per instance.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from .bundle import DEFAULT_DIR, BundleError, Manifest
+
 
 def bundle_version(bundle: Path) -> str:
     return Manifest.load(bundle).version
@@ -43,23 +45,45 @@ def publish(s3, bucket: str, bundle: Path) -> str:
     return f"s3://{bucket}/{key}"
 
 
-def deploy(sagemaker, autoscaling, *, model_url: str, version: str, image: str, role: str, endpoint: str,
-           instance_type: str = "ml.g4dn.xlarge", min_instances: int = 1, max_instances: int = 4,
-           invocations_per_instance: int = 300, allowed_buckets: str = "") -> dict:
+def deploy(
+    sagemaker,
+    autoscaling,
+    *,
+    model_url: str,
+    version: str,
+    image: str,
+    role: str,
+    endpoint: str,
+    instance_type: str = "ml.g4dn.xlarge",
+    min_instances: int = 1,
+    max_instances: int = 4,
+    invocations_per_instance: int = 300,
+    allowed_buckets: str = "",
+) -> dict:
     """Idempotent: a model or endpoint config of this version that exists is kept, and an endpoint
     already on it is left alone (a re-run after a failure picks up where it stopped)."""
     name = f"{endpoint}-{version}".replace(".", "-")[:63]
     if not _exists(sagemaker.describe_model, ModelName=name):
         sagemaker.create_model(
-            ModelName=name, ExecutionRoleArn=role,
-            PrimaryContainer={"Image": image, "ModelDataUrl": model_url,
-                              "Environment": {"ALLOWED_S3_BUCKETS": allowed_buckets}},
+            ModelName=name,
+            ExecutionRoleArn=role,
+            PrimaryContainer={
+                "Image": image,
+                "ModelDataUrl": model_url,
+                "Environment": {"ALLOWED_S3_BUCKETS": allowed_buckets},
+            },
         )
     if not _exists(sagemaker.describe_endpoint_config, EndpointConfigName=name):
         sagemaker.create_endpoint_config(
             EndpointConfigName=name,
-            ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InstanceType": instance_type,
-                                 "InitialInstanceCount": min_instances}],
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": name,
+                    "InstanceType": instance_type,
+                    "InitialInstanceCount": min_instances,
+                }
+            ],
         )
     existing = {e["EndpointName"] for e in sagemaker.list_endpoints(NameContains=endpoint)["Endpoints"]}
     if endpoint in existing:
@@ -73,17 +97,23 @@ def deploy(sagemaker, autoscaling, *, model_url: str, version: str, image: str, 
         action = "created"
     resource = f"endpoint/{endpoint}/variant/AllTraffic"
     autoscaling.register_scalable_target(
-        ServiceNamespace="sagemaker", ResourceId=resource,
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
         ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-        MinCapacity=min_instances, MaxCapacity=max_instances,
+        MinCapacity=min_instances,
+        MaxCapacity=max_instances,
     )
     autoscaling.put_scaling_policy(
-        PolicyName=f"{endpoint}-invocations", ServiceNamespace="sagemaker", ResourceId=resource,
-        ScalableDimension="sagemaker:variant:DesiredInstanceCount", PolicyType="TargetTrackingScaling",
+        PolicyName=f"{endpoint}-invocations",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        PolicyType="TargetTrackingScaling",
         TargetTrackingScalingPolicyConfiguration={
             "TargetValue": float(invocations_per_instance),
             "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
-            "ScaleInCooldown": 300, "ScaleOutCooldown": 60,
+            "ScaleInCooldown": 300,
+            "ScaleOutCooldown": 60,
         },
     )
     return {"endpoint": endpoint, "config": name, "action": action}
@@ -119,17 +149,26 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         Manifest.load(args.bundle)
-    except BundleError as error:   # before anything is uploaded
+    except BundleError as error:  # before anything is uploaded
         print(f"error: {error}", file=sys.stderr)
         return 2
     url = publish(boto3.client("s3"), args.bucket, args.bundle)
     print(f"published {url}")
     if args.command == "deploy":
-        result = deploy(boto3.client("sagemaker"), boto3.client("application-autoscaling"), model_url=url,
-                        version=bundle_version(args.bundle), image=args.image, role=args.role,
-                        endpoint=args.endpoint, instance_type=args.instance_type, min_instances=args.min,
-                        max_instances=args.max, invocations_per_instance=args.invocations_per_instance,
-                        allowed_buckets=args.allowed_buckets)
+        result = deploy(
+            boto3.client("sagemaker"),
+            boto3.client("application-autoscaling"),
+            model_url=url,
+            version=bundle_version(args.bundle),
+            image=args.image,
+            role=args.role,
+            endpoint=args.endpoint,
+            instance_type=args.instance_type,
+            min_instances=args.min,
+            max_instances=args.max,
+            invocations_per_instance=args.invocations_per_instance,
+            allowed_buckets=args.allowed_buckets,
+        )
         print(json.dumps(result))
     return 0
 

@@ -5,25 +5,26 @@ regression, NMS, five landmarks) so that serving needs neither torch nor
 torchvision.  Resampling is torch's ``area`` mode (adaptive average pooling),
 and the NMS variants are the ones facenet-pytorch uses, so detections match it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Sequence
 
 import numpy as np
 
 
 @dataclass
 class Detections:
-    boxes: np.ndarray      # (K, 4) x1, y1, x2, y2 in image pixels
-    scores: np.ndarray     # (K,)
+    boxes: np.ndarray  # (K, 4) x1, y1, x2, y2 in image pixels
+    scores: np.ndarray  # (K,)
     landmarks: np.ndarray  # (K, 5, 2): left eye, right eye, nose, left and right mouth corners
 
     def __len__(self) -> int:
         return len(self.scores)
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
 
 
@@ -62,15 +63,17 @@ class IntegralImage:
         i = np.arange(size)
 
         def bounds(origin, length):
-            return (origin[:, None] + (i[None, :] * length[:, None]) // size,
-                    origin[:, None] - ((-(i[None, :] + 1) * length[:, None]) // size))
+            return (
+                origin[:, None] + (i[None, :] * length[:, None]) // size,
+                origin[:, None] - ((-(i[None, :] + 1) * length[:, None]) // size),
+            )
 
         ys, ye = bounds(y0, y1 - y0)
         xs, xe = bounds(x0, x1 - x0)
         t = self.table
 
         def corner(yy, xx):
-            return t[:, yy[:, :, None], xx[:, None, :]]        # (C, K, size, size)
+            return t[:, yy[:, :, None], xx[:, None, :]]  # (C, K, size, size)
 
         total = corner(ye, xe) - corner(ys, xe) - corner(ye, xs) + corner(ys, xs)
         count = (ye - ys)[:, :, None] * (xe - xs)[:, None, :]
@@ -152,7 +155,7 @@ class MTCNN:
             return Detections.empty()
         return self._stage_three(img, h, w, boxes)
 
-    def _scales(self, h: int, w: int, min_face_size: int) -> List[float]:
+    def _scales(self, h: int, w: int, min_face_size: int) -> list[float]:
         m = 12.0 / min_face_size
         shortest = min(h, w) * m
         scales, scale = [], m
@@ -174,8 +177,16 @@ class MTCNN:
         if not len(boxes):
             return boxes
         regw, regh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        refined = np.stack([boxes[:, 0] + boxes[:, 5] * regw, boxes[:, 1] + boxes[:, 6] * regh,
-                            boxes[:, 2] + boxes[:, 7] * regw, boxes[:, 3] + boxes[:, 8] * regh, boxes[:, 4]], axis=1)
+        refined = np.stack(
+            [
+                boxes[:, 0] + boxes[:, 5] * regw,
+                boxes[:, 1] + boxes[:, 6] * regh,
+                boxes[:, 2] + boxes[:, 7] * regw,
+                boxes[:, 3] + boxes[:, 8] * regh,
+                boxes[:, 4],
+            ],
+            axis=1,
+        )
         return _square(refined)
 
     @staticmethod
@@ -191,7 +202,7 @@ class MTCNN:
         return np.column_stack([q1x, q1y, q2x, q2y, score, offsets]).astype(np.float32)
 
     @staticmethod
-    def _crops(img, boxes, size, h, w) -> np.ndarray:
+    def _crops(img, boxes, size, h, w) -> tuple[np.ndarray, np.ndarray]:
         """Each box cropped (clamped to the image, as facenet-pytorch does) and area-resized."""
         ints = np.trunc(boxes[:, :4]).astype(np.int64)
         x = np.maximum(ints[:, 0], 1)
@@ -226,5 +237,6 @@ class MTCNN:
         landmarks = np.stack([px, py], axis=2)
         boxes = _regress(boxes, reg)
         pick = nms_min(boxes[:, :4], boxes[:, 4], 0.7)
-        return Detections(boxes[pick, :4].astype(np.float32), boxes[pick, 4].astype(np.float32),
-                          landmarks[pick].astype(np.float32))
+        return Detections(
+            boxes[pick, :4].astype(np.float32), boxes[pick, 4].astype(np.float32), landmarks[pick].astype(np.float32)
+        )

@@ -6,13 +6,14 @@ part's graph ends in a unit vector, and the served embedding is their concatenat
 scaled by √weight (weights sum to 1), so it is a unit vector too and its cosine is the weighted
 mean of the parts' cosines.
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import onnxruntime as ort
@@ -27,7 +28,7 @@ from .detector import MTCNN, Detections
 log = logging.getLogger("face_engine")
 
 
-def choose_providers() -> List[str]:
+def choose_providers() -> list[str]:
     """CUDA on a GPU (TensorRT too when FACE_ENGINE_TENSORRT=1), CPU otherwise."""
     available = ort.get_available_providers()
     chosen = []
@@ -57,59 +58,80 @@ class EmbedderPart:
     weight: float
     dim: int
 
-    def chips(self, image: Image.Image, faces: Sequence["Face"]) -> np.ndarray:
+    def chips(self, image: Image.Image, faces: Sequence[Face]) -> np.ndarray:
         """(N, size, size, 3) uint8 aligned chips."""
         if not faces:
             return np.zeros((0, self.size, self.size, 3), np.uint8)
-        return np.stack([warp_chip(image, f.landmarks, self.template, self.size) for f in faces])
+        return np.stack([warp_chip(image, np.asarray(f.landmarks), self.template, self.size) for f in faces])
 
     def embed(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
         """(N, S, S, 3) uint8 chips → (N, dim) float32 outputs of the graph."""
-        out = [self.session.run(None, {"chips": chips[i:i + batch_size].transpose(0, 3, 1, 2).astype(np.float32)})[0]
-               for i in range(0, len(chips), batch_size)]
+        out = [
+            self.session.run(None, {"chips": chips[i : i + batch_size].transpose(0, 3, 1, 2).astype(np.float32)})[0]
+            for i in range(0, len(chips), batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
 @dataclass
 class Face:
-    box: List[float]            # x, y, w, h in original pixels
+    box: list[float]  # x, y, w, h in original pixels
     score: float
-    landmarks: List[List[float]]
-    embedding: Optional[np.ndarray] = None
-    cohort: Optional[Tuple[float, float]] = None   # (mean, std) of its top cohort scores
+    landmarks: list[list[float]]
+    embedding: np.ndarray | None = None
+    cohort: tuple[float, float] | None = None  # (mean, std) of its top cohort scores
 
     def to_json(self) -> dict:
-        out = {"box": [round(v, 2) for v in self.box], "score": round(float(self.score), 5),
-               "landmarks": [[round(x, 2), round(y, 2)] for x, y in self.landmarks],
-               "embedding": [float(v) for v in self.embedding]}
+        assert self.embedding is not None, "a face is answered once it is embedded"
+        out = {
+            "box": [round(v, 2) for v in self.box],
+            "score": round(float(self.score), 5),
+            "landmarks": [[round(x, 2), round(y, 2)] for x, y in self.landmarks],
+            "embedding": [float(v) for v in self.embedding],
+        }
         if self.cohort is not None:
             out["cohort_mean"], out["cohort_std"] = float(self.cohort[0]), float(self.cohort[1])
         return out
 
 
 class FaceEngine:
-    def __init__(self, bundle_dir, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
-                 max_detect_pixels: int = 2_100_000, batch_size: int = 32):
+    def __init__(
+        self,
+        bundle_dir,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        max_detect_pixels: int = 2_100_000,
+        batch_size: int = 32,
+    ):
         self.bundle_dir = Path(bundle_dir)
         self.manifest = Manifest.load(self.bundle_dir)
         self.providers = list(providers or choose_providers())
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+
         def session(name):
-            return ort.InferenceSession(str(self.manifest.path(self.bundle_dir, name)), options,
-                                        providers=self.providers)
+            return ort.InferenceSession(
+                str(self.manifest.path(self.bundle_dir, name)), options, providers=self.providers
+            )
 
         self.detector = MTCNN(session("pnet"), session("rnet"), session("onet"))
-        self.parts = [EmbedderPart(p["name"], session(p["file"]), p["input_size"],
-                                   np.asarray(p["alignment_template"], np.float64), float(p["weight"]),
-                                   p["embedding_dim"]) for p in self.manifest.parts]
+        self.parts = [
+            EmbedderPart(
+                p["name"],
+                session(p["file"]),
+                p["input_size"],
+                np.asarray(p["alignment_template"], np.float64),
+                float(p["weight"]),
+                p["embedding_dim"],
+            )
+            for p in self.manifest.parts
+        ]
         self.max_detect_pixels = max_detect_pixels
         self.batch_size = batch_size
         # Cohort score normalisation, when the bundle declares it (chalicelib/score_norm.py).
         self.normalisation = self.manifest.normalisation
-        self.cohort = (np.load(self.bundle_dir / self.normalisation["cohort"]["path"])
-                       if self.normalisation else None)
+        self.cohort = np.load(self.bundle_dir / self.normalisation["cohort"]["path"]) if self.normalisation else None
         log.info("face engine ready: bundle %s, providers %s", self.version, self.parts[0].session.get_providers())
 
     @property
@@ -122,7 +144,7 @@ class FaceEngine:
         return self.manifest.search_threshold
 
     # Detection ----------------------------------------------------------------
-    def detect(self, image: Image.Image, min_face_size: int = 20, max_faces: int = 50) -> List[Face]:
+    def detect(self, image: Image.Image, min_face_size: int = 20, max_faces: int = 50) -> list[Face]:
         """Faces of an RGB image, largest first.
 
         facenet-pytorch's cascade clamps its crops at the image border, which
@@ -146,8 +168,9 @@ class FaceEngine:
         pixels = image.size[0] * image.size[1]
         if pixels > self.max_detect_pixels:
             factor = float(np.sqrt(pixels / self.max_detect_pixels))
-            image = image.resize((max(1, round(image.size[0] / factor)), max(1, round(image.size[1] / factor))),
-                                 Image.Resampling.BOX)
+            image = image.resize(
+                (max(1, round(image.size[0] / factor)), max(1, round(image.size[1] / factor))), Image.Resampling.BOX
+            )
         found = self.detector.detect(np.asarray(image), max(12, int(round(min_face_size / factor))))
         boxes = found.boxes * factor - pad
         # A face whose box reaches more than 5 % of its size past the photo's edge.
@@ -157,7 +180,7 @@ class FaceEngine:
         return self._faces(found, factor, pad, pad, width, height), cut_off
 
     @staticmethod
-    def _faces(found: Detections, factor, dx, dy, width, height) -> List[Face]:
+    def _faces(found: Detections, factor, dx, dy, width, height) -> list[Face]:
         faces = []
         for box, score, points in zip(found.boxes, found.scores, found.landmarks):
             x1, y1, x2, y2 = box * factor - [dx, dy, dx, dy]
@@ -177,22 +200,23 @@ class FaceEngine:
     def fuse(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
         return fuse(outputs, [part.weight for part in self.parts])
 
-    def split(self, embeddings: np.ndarray) -> List[np.ndarray]:
+    def split(self, embeddings: np.ndarray) -> list[np.ndarray]:
         """Each part's unit vectors back out of served embeddings (benchmarks compare the parts)."""
         bounds = np.cumsum([0] + [part.dim for part in self.parts])
         return [embeddings[:, a:b] / np.sqrt(part.weight) for part, a, b in zip(self.parts, bounds, bounds[1:])]
 
-    def analyze(self, images: Sequence[Image.Image], min_face_size: int = 20, max_faces: int = 50) -> List[List[Face]]:
+    def analyze(self, images: Sequence[Image.Image], min_face_size: int = 20, max_faces: int = 50) -> list[list[Face]]:
         """Detect in every image, then embed all their faces together."""
         per_image = [self.detect(img, min_face_size, max_faces) for img in images]
         outputs = []
         for part in self.parts:
             chips = [part.chips(img, faces) for img, faces in zip(images, per_image)]
-            outputs.append(part.embed(np.concatenate(chips), self.batch_size) if chips
-                           else np.zeros((0, part.dim), np.float32))
+            outputs.append(
+                part.embed(np.concatenate(chips), self.batch_size) if chips else np.zeros((0, part.dim), np.float32)
+            )
         embeddings = self.fuse(outputs)
         stats = None
-        if self.cohort is not None and len(embeddings):
+        if self.normalisation is not None and self.cohort is not None and len(embeddings):
             stats = cohort_stats(embeddings, self.cohort, self.normalisation["top_n"])
         index = 0
         for faces in per_image:
@@ -204,7 +228,7 @@ class FaceEngine:
         return per_image
 
     @property
-    def search_settings(self) -> Optional[dict]:
+    def search_settings(self) -> dict | None:
         """What search needs of the bundle's normalisation: ``{"method", "raw_floor", "threshold"}``."""
         if not self.normalisation:
             return None

@@ -1,4 +1,5 @@
 """The labelled face photos in ``../shared/facedata`` (read in place, never copied)."""
+
 from __future__ import annotations
 
 import csv
@@ -7,12 +8,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "facedata"
 
 
-def facedata_root() -> Optional[Path]:
+def facedata_root() -> Path | None:
     root = Path(os.environ.get("FACEDATA_DIR", DEFAULT_ROOT))
     return root if (root / "manifest.tsv").exists() else None
 
@@ -21,7 +21,7 @@ def facedata_root() -> Optional[Path]:
 class LabelledPhoto:
     path: Path
     source: str
-    identity: str       # normalised: the same person under two sources is one identity
+    identity: str  # normalised: the same person under two sources is one identity
 
     @property
     def split(self) -> str:
@@ -36,14 +36,17 @@ def normalise_identity(source: str, name: str) -> str:
     return f"celeba:{key}" if source == "celeba" else key
 
 
-def labelled_photos(root: Path, kind: str = "single") -> List[LabelledPhoto]:
+def labelled_photos(root: Path, kind: str = "single") -> list[LabelledPhoto]:
     with open(root / "manifest.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    return [LabelledPhoto(root / r["path"], r["source"], normalise_identity(r["source"], r["identity"]))
-            for r in rows if r["kind"] == kind and r["identity"]]
+    return [
+        LabelledPhoto(root / r["path"], r["source"], normalise_identity(r["source"], r["identity"]))
+        for r in rows
+        if r["kind"] == kind and r["identity"]
+    ]
 
 
-def group_photos(root: Path) -> List[Path]:
+def group_photos(root: Path) -> list[Path]:
     with open(root / "manifest.tsv", newline="") as handle:
         return [root / r["path"] for r in csv.DictReader(handle, delimiter="\t") if r["kind"] == "group"]
 
@@ -58,7 +61,8 @@ def ground_truth_boxes(root: Path) -> dict:
             path = root / "groups" / "dlib" / image.get("file")
             boxes.setdefault(path, []).extend(
                 [float(b.get("left")), float(b.get("top")), float(b.get("width")), float(b.get("height"))]
-                for b in image.iter("box"))
+                for b in image.iter("box")
+            )
     return boxes
 
 

@@ -6,6 +6,7 @@ their work; on CPU, workers = cores / 2 processes of 2 intra-op threads each,
 so concurrent requests do not fight over the same cores.  Faces of all images
 in one request are embedded in batches.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", 8080)))
     parser.add_argument("--model-dir", default=os.environ.get("MODEL_DIR", "/opt/ml/model"))
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", 0))
-                        or default_workers(gpu))
+    parser.add_argument(
+        "--workers", type=int, default=int(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", 0)) or default_workers(gpu)
+    )
     parser.add_argument("--threads", type=int, default=4 if gpu else 1, help="request threads per worker")
     args = parser.parse_args([a for a in (argv if argv is not None else sys.argv[1:]) if a != "serve"])
 
@@ -38,8 +40,14 @@ def main(argv=None) -> int:
 
     class Server(BaseApplication):
         def load_config(self):
-            for key, value in {"bind": f"{args.host}:{args.port}", "workers": args.workers, "threads": args.threads,
-                               "timeout": 60, "graceful_timeout": 10, "accesslog": "-"}.items():
+            for key, value in {
+                "bind": f"{args.host}:{args.port}",
+                "workers": args.workers,
+                "threads": args.threads,
+                "timeout": 60,
+                "graceful_timeout": 10,
+                "accesslog": "-",
+            }.items():
                 self.cfg.set(key, value)
 
         def load(self):

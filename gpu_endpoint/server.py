@@ -16,13 +16,13 @@ answered. Results come in the order of the request; ids must be unique. All imag
 one request together may decode to at most MAX_REQUEST_PIXELS; ``max_pixels`` lowers the
 per-image limit (search keys).
 """
+
 from __future__ import annotations
 
 import base64
 import binascii
 import logging
 import os
-from typing import List, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 from flask import Flask, jsonify, request
@@ -56,7 +56,7 @@ class S3Reader:
     """Reads ``s3://`` images for requests too large for SageMaker's 6 MB payload,
     only from the buckets named in ALLOWED_S3_BUCKETS."""
 
-    def __init__(self, allowed_buckets: List[str], client=None):
+    def __init__(self, allowed_buckets: list[str], client=None):
         self.allowed = set(allowed_buckets)
         self._client = client
 
@@ -75,19 +75,27 @@ class S3Reader:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
-                raise ImageError(f"{uri} does not exist", 404, "not_found")
+                raise ImageError(f"{uri} does not exist", 404, "not_found") from exc
             if code in ("AccessDenied", "403", "Forbidden"):
-                raise ImageError(f"{uri} cannot be read by the endpoint (access denied)", 403, "access_denied")
-            raise ImageError(f"{uri} could not be read right now ({code or 'S3 error'})", 503, "s3_unavailable")
+                raise ImageError(f"{uri} cannot be read by the endpoint (access denied)", 403, "access_denied") from exc
+            raise ImageError(
+                f"{uri} could not be read right now ({code or 'S3 error'})", 503, "s3_unavailable"
+            ) from exc
         except BotoCoreError as exc:
-            raise ImageError(f"{uri} could not be read right now ({exc.__class__.__name__})", 503, "s3_unavailable")
+            raise ImageError(
+                f"{uri} could not be read right now ({exc.__class__.__name__})", 503, "s3_unavailable"
+            ) from exc
         if obj["ContentLength"] > max_bytes:
             raise ImageError(f"{uri} is {obj['ContentLength']} bytes; the limit is {max_bytes}", 413, "file_too_large")
         return obj["Body"].read()
 
 
-def create_app(engine: Optional[FaceEngine] = None, bundle_dir: Optional[str] = None,
-               allowed_buckets: Optional[List[str]] = None, s3_client=None) -> Flask:
+def create_app(
+    engine: FaceEngine | None = None,
+    bundle_dir: str | None = None,
+    allowed_buckets: list[str] | None = None,
+    s3_client=None,
+) -> Flask:
     """The WSGI app; its settings come from the environment unless given."""
     app = Flask("face_endpoint")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
@@ -97,10 +105,13 @@ def create_app(engine: Optional[FaceEngine] = None, bundle_dir: Optional[str] = 
     s3 = S3Reader(allowed_buckets, s3_client)
 
     def get_engine() -> FaceEngine:
-        if state["engine"] is None:
-            state["engine"] = FaceEngine(bundle_dir or os.environ.get("MODEL_DIR", "/opt/ml/model"),
-                                         threads=int(os.environ.get("ORT_THREADS", "0")) or None)
-        return state["engine"]
+        engine = state["engine"]
+        if engine is None:
+            engine = state["engine"] = FaceEngine(
+                bundle_dir or os.environ.get("MODEL_DIR", "/opt/ml/model"),
+                threads=int(os.environ.get("ORT_THREADS", "0")) or None,
+            )
+        return engine
 
     @app.errorhandler(BadRequest)
     def bad_request(exc: BadRequest):
@@ -159,19 +170,31 @@ def create_app(engine: Optional[FaceEngine] = None, bundle_dir: Optional[str] = 
             decoded = decode_image(request.get_data())  # raises: the request's own status
             items = [("0", decoded, None)]
         else:
-            raise BadRequest(f"send an image or application/json, not {content_type or 'nothing'}",
-                             415, "unsupported_media_type")
+            raise BadRequest(
+                f"send an image or application/json, not {content_type or 'nothing'}", 415, "unsupported_media_type"
+            )
         found = iter(engine_.analyze([d.image for _, d, err in items if err is None], min_face, max_faces))
         results = []  # by position: the engine answers the decoded images in order
         for ident, decoded, error in items:
             if error is not None:
-                results.append({"id": ident, "error": {"error": error.code, "status": error.status,
-                                                       "message": error.message}})
+                results.append(
+                    {"id": ident, "error": {"error": error.code, "status": error.status, "message": error.message}}
+                )
             else:
-                results.append({"id": ident, "width": decoded.width, "height": decoded.height,
-                                "faces": [f.to_json() for f in next(found)]})
-        return jsonify(model_version=engine_.version, threshold=engine_.threshold,
-                       normalisation=engine_.search_settings, results=results)
+                results.append(
+                    {
+                        "id": ident,
+                        "width": decoded.width,
+                        "height": decoded.height,
+                        "faces": [f.to_json() for f in next(found)],
+                    }
+                )
+        return jsonify(
+            model_version=engine_.version,
+            threshold=engine_.threshold,
+            normalisation=engine_.search_settings,
+            results=results,
+        )
 
     return app
 
@@ -198,7 +221,7 @@ def _load_item(ident: str, item, s3: S3Reader, max_pixels: int, budget: _PixelBu
             try:
                 data = base64.b64decode(item["b64"], validate=True)
             except (binascii.Error, TypeError, ValueError):
-                raise ImageError("b64 is not valid base64", 400, "bad_base64")
+                raise ImageError("b64 is not valid base64", 400, "bad_base64") from None
         else:
             data = s3.read(item["s3_uri"], MAX_REQUEST_BYTES)
         limit = min(max_pixels, budget.left)
@@ -206,8 +229,12 @@ def _load_item(ident: str, item, s3: S3Reader, max_pixels: int, budget: _PixelBu
             decoded = decode_image(data, max_pixels=limit)
         except ImageError as exc:
             if exc.code == "too_many_pixels" and limit < max_pixels:
-                raise ImageError(f"the images of this request together exceed {budget.total} pixels; "
-                                 "send this one in another request", 413, "request_pixel_budget") from exc
+                raise ImageError(
+                    f"the images of this request together exceed {budget.total} pixels; "
+                    "send this one in another request",
+                    413,
+                    "request_pixel_budget",
+                ) from exc
             raise
         budget.take(decoded)
         return ident, decoded, None

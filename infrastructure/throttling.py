@@ -5,12 +5,12 @@ record (``.chalice/deployed/STAGE.json``) unless ``--rest-api-id`` is given, and
 method's rate and burst limits on the stage (API Gateway then answers 429 above them) from
 ``infrastructure/throttling.json``. Idempotent.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = Path(__file__).with_name("throttling.json")
@@ -30,13 +30,17 @@ def deployed_rest_api_id(stage: str, chalice_dir: Path = ROOT / ".chalice") -> s
 
 def apply(apigateway, rest_api_id: str, api_stage: str, rate_limit: float, burst_limit: int) -> dict:
     """Every method of ``api_stage``: at most ``rate_limit`` requests a second, bursts of ``burst_limit``."""
-    return apigateway.update_stage(restApiId=rest_api_id, stageName=api_stage, patchOperations=[
-        {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(rate_limit)},
-        {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": str(burst_limit)},
-    ])
+    return apigateway.update_stage(
+        restApiId=rest_api_id,
+        stageName=api_stage,
+        patchOperations=[
+            {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(rate_limit)},
+            {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": str(burst_limit)},
+        ],
+    )
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     import boto3
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

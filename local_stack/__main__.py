@@ -5,6 +5,7 @@ Chalice API (with token verification) on the embedded store.  Every start is a
 fresh stack: moto keeps its state in memory, so the embedded store is reset
 with it and never points at objects or users that vanished.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,15 +58,23 @@ def up(args) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    for name, port, flag in (("moto (AWS)", args.aws_port, "--aws-port"), ("API", args.port, "--port"),
-                              ("face endpoint", args.endpoint_port, "--endpoint-port")):
+    for name, port, flag in (
+        ("moto (AWS)", args.aws_port, "--aws-port"),
+        ("API", args.port, "--port"),
+        ("face endpoint", args.endpoint_port, "--endpoint-port"),
+    ):
         if not port_is_free(args.host, port):
-            print(f"error: port {port} for the {name} is already in use; stop what holds it or pass {flag}",
-                  file=sys.stderr)
+            print(
+                f"error: port {port} for the {name} is already in use; stop what holds it or pass {flag}",
+                file=sys.stderr,
+            )
             return 2
     if not Manifest.exists(DEFAULT_DIR):
-        print(f"error: no face model bundle in {DEFAULT_DIR}; build it with "
-              "'.venv/bin/python -m gpu_endpoint.build_bundle' (needs ../shared/facedata)", file=sys.stderr)
+        print(
+            f"error: no face model bundle in {DEFAULT_DIR}; build it with "
+            "'.venv/bin/python -m gpu_endpoint.build_bundle' (needs ../shared/facedata)",
+            file=sys.stderr,
+        )
         return 2
     state = Path(args.state_dir)
     store_path = state / "store"
@@ -80,8 +89,13 @@ def up(args) -> int:
         # The web client is served by the API, so its origin is the API's: browser uploads go from there.
         origins = (api_url, f"http://localhost:{args.port}")
         info = provision(endpoint, args.bucket, api_url, str(store_path), cors_origins=origins)
-        faces = EndpointProcess(DEFAULT_DIR, args.host, args.endpoint_port,
-                                {**info.app_environment(), "ALLOWED_S3_BUCKETS": info.bucket}, state / "endpoint.log")
+        faces = EndpointProcess(
+            DEFAULT_DIR,
+            args.host,
+            args.endpoint_port,
+            {**info.app_environment(), "ALLOWED_S3_BUCKETS": info.bucket},
+            state / "endpoint.log",
+        )
         faces.wait_ready()
         info.endpoint_url = faces.url
         info.write(state / "stack.json")
@@ -95,12 +109,16 @@ def up(args) -> int:
         print(f"error: the local stack failed to start: {exc}", file=sys.stderr)
         return 1
 
-    print(f"Memory Studio local stack\n  web client   {api_url}/\n  API          {api_url}\n  AWS (moto)   {endpoint}\n"
-          f"  faces        {info.endpoint_url} (model bundle, CPU)\n  bucket       {info.bucket}\n  user pool    {info.user_pool_id} (client {info.user_pool_client_id})\n"
-          f"  store        {store_path} (embedded, reset at each start)\n  stack file   {state / 'stack.json'}\n"
-          f"Open {api_url}/ and sign up (any confirmation code works locally), or create a user:\n"
-          f"  python -m local_stack user you@example.com 'Passw0rd!'   then   python -m memstudio login you@example.com\n"
-          f"Ctrl-C stops.", flush=True)
+    print(
+        f"Memory Studio local stack\n  web client   {api_url}/\n  API          {api_url}\n  AWS (moto)   {endpoint}\n"
+        f"  faces        {info.endpoint_url} (model bundle, CPU)\n  bucket       {info.bucket}\n"
+        f"  user pool    {info.user_pool_id} (client {info.user_pool_client_id})\n"
+        f"  store        {store_path} (embedded, reset at each start)\n  stack file   {state / 'stack.json'}\n"
+        f"Open {api_url}/ and sign up (any confirmation code works locally), or create a user:\n"
+        f"  python -m local_stack user you@example.com 'Passw0rd!'   then   python -m memstudio login you@example.com\n"
+        f"Ctrl-C stops.",
+        flush=True,
+    )
 
     def stop(*_):
         raise KeyboardInterrupt
@@ -157,8 +175,9 @@ def reindex(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m local_stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="start the local stack")
     p_up.add_argument("--host", default="127.0.0.1")

@@ -1,4 +1,5 @@
 """Local AWS: a moto server with the bucket, queue and user pool the app needs."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ class StackInfo:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def read(cls, path: Path) -> "StackInfo":
+    def read(cls, path: Path) -> StackInfo:
         return cls(**json.loads(Path(path).read_text()))
 
     def app_environment(self) -> dict:
@@ -77,31 +78,56 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def provision(endpoint_url: str, bucket: str, api_url: str, store_path: str,
-              cors_origins=("http://127.0.0.1:8000", "http://localhost:8000"),
-              visibility_timeout: int = 60, max_receive_count: int = 5) -> StackInfo:
+def provision(
+    endpoint_url: str,
+    bucket: str,
+    api_url: str,
+    store_path: str,
+    cors_origins=("http://127.0.0.1:8000", "http://localhost:8000"),
+    visibility_timeout: int = 60,
+    max_receive_count: int = 5,
+) -> StackInfo:
     """Create the bucket (CORS, S3→SQS notifications), the queue and the user pool."""
     s3 = client("s3", endpoint_url)
     sqs = client("sqs", endpoint_url)
     cognito = client("cognito-idp", endpoint_url)
 
     s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [{
-        "AllowedOrigins": list(cors_origins), "AllowedMethods": ["GET", "POST", "PUT"],
-        "AllowedHeaders": ["*"], "MaxAgeSeconds": 600,
-    }]})
+    s3.put_bucket_cors(
+        Bucket=bucket,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedOrigins": list(cors_origins),
+                    "AllowedMethods": ["GET", "POST", "PUT"],
+                    "AllowedHeaders": ["*"],
+                    "MaxAgeSeconds": 600,
+                }
+            ]
+        },
+    )
     dlq_url = sqs.create_queue(QueueName=f"{bucket}-events-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_url = sqs.create_queue(QueueName=f"{bucket}-events", Attributes={
-        "VisibilityTimeout": str(visibility_timeout),
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
-    })["QueueUrl"]
+    queue_url = sqs.create_queue(
+        QueueName=f"{bucket}-events",
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+        },
+    )["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [{
-        "QueueArn": queue_arn,
-        "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
-        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "users/"}]}},
-    }]})
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "users/"}]}},
+                }
+            ]
+        },
+    )
 
     pool = cognito.create_user_pool(
         PoolName="memory-studio-local",
@@ -110,7 +136,9 @@ def provision(endpoint_url: str, bucket: str, api_url: str, store_path: str,
         Policies={"PasswordPolicy": {"MinimumLength": 8}},
     )["UserPool"]
     app_client = cognito.create_user_pool_client(
-        UserPoolId=pool["Id"], ClientName="memory-studio-web", GenerateSecret=False,
+        UserPoolId=pool["Id"],
+        ClientName="memory-studio-web",
+        GenerateSecret=False,
         ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_SRP_AUTH"],
     )["UserPoolClient"]
     return StackInfo(
@@ -129,8 +157,12 @@ def provision(endpoint_url: str, bucket: str, api_url: str, store_path: str,
 
 def create_confirmed_user(info: StackInfo, email: str, password: str) -> None:
     cognito = client("cognito-idp", info.aws_endpoint_url)
-    cognito.sign_up(ClientId=info.user_pool_client_id, Username=email, Password=password,
-                    UserAttributes=[{"Name": "email", "Value": email}])
+    cognito.sign_up(
+        ClientId=info.user_pool_client_id,
+        Username=email,
+        Password=password,
+        UserAttributes=[{"Name": "email", "Value": email}],
+    )
     cognito.admin_confirm_sign_up(UserPoolId=info.user_pool_id, Username=email)
 
 
@@ -138,7 +170,8 @@ def sign_in(info: StackInfo, email: str, password: str) -> dict:
     """Cognito's USER_PASSWORD_AUTH; returns IdToken, AccessToken, RefreshToken."""
     cognito = client("cognito-idp", info.aws_endpoint_url)
     result = cognito.initiate_auth(
-        ClientId=info.user_pool_client_id, AuthFlow="USER_PASSWORD_AUTH",
+        ClientId=info.user_pool_client_id,
+        AuthFlow="USER_PASSWORD_AUTH",
         AuthParameters={"USERNAME": email, "PASSWORD": password},
     )
     return result["AuthenticationResult"]

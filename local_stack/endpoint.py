@@ -1,4 +1,5 @@
 """The face endpoint as a child process of the local stack (CPU, SageMaker contract)."""
+
 from __future__ import annotations
 
 import os
@@ -11,16 +12,32 @@ import requests
 
 
 class EndpointProcess:
-    def __init__(self, bundle_dir: Path, host: str, port: int, env: dict, log_path: Path,
-                 workers: int = 1, threads: int = 4):
+    def __init__(
+        self, bundle_dir: Path, host: str, port: int, env: dict, log_path: Path, workers: int = 1, threads: int = 4
+    ):
         self.url = f"http://{host}:{port}"
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gpu_endpoint.serve", "--host", host, "--port", str(port),
-                 "--model-dir", str(bundle_dir), "--workers", str(workers), "--threads", str(threads)],
-                env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "gpu_endpoint.serve",
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--model-dir",
+                    str(bundle_dir),
+                    "--workers",
+                    str(workers),
+                    "--threads",
+                    str(threads),
+                ],
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     def wait_ready(self, timeout: float = 120.0) -> None:

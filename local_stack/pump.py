@@ -1,5 +1,6 @@
 """Feeds S3 notifications from the local SQS queue into the indexing handler, as Lambda's
 SQS event source does in the cloud (moto cannot run Lambda functions)."""
+
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,9 @@ class EventPump(threading.Thread):
     def __init__(self, sqs, queue_url: str, handler, region: str = "us-east-1", wait_seconds: int = 1):
         super().__init__(name="event-pump", daemon=True)
         self.sqs, self.queue_url, self.handler = sqs, queue_url, handler
-        self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         self.region, self.wait_seconds = region, wait_seconds
         self._stop = threading.Event()
         self.handled = self.failed = 0
@@ -23,16 +26,25 @@ class EventPump(threading.Thread):
 
     def pump_once(self) -> int:
         """Receive up to 10 messages and hand each to the handler; returns how many were received."""
-        messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                            WaitTimeSeconds=self.wait_seconds,
-                                            AttributeNames=["All"]).get("Messages", [])
+        messages = self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_seconds, AttributeNames=["All"]
+        ).get("Messages", [])
         for message in messages:
-            event = {"Records": [{
-                "messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"], "attributes": message.get("Attributes", {}), "messageAttributes": {},
-                "md5OfBody": message.get("MD5OfBody", ""), "eventSource": "aws:sqs",
-                "eventSourceARN": self.queue_arn, "awsRegion": self.region,
-            }]}
+            event = {
+                "Records": [
+                    {
+                        "messageId": message["MessageId"],
+                        "receiptHandle": message["ReceiptHandle"],
+                        "body": message["Body"],
+                        "attributes": message.get("Attributes", {}),
+                        "messageAttributes": {},
+                        "md5OfBody": message.get("MD5OfBody", ""),
+                        "eventSource": "aws:sqs",
+                        "eventSourceARN": self.queue_arn,
+                        "awsRegion": self.region,
+                    }
+                ]
+            }
             try:
                 self.handler(event, _Context())
             except Exception:

@@ -11,6 +11,7 @@
 
 The API is --api, else $MEMSTUDIO_API, else the running local stack (.local/stack.json).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,9 @@ def cmd_logout(args) -> int:
 
 
 def cmd_upload(args) -> int:
-    uploaded, skipped, failures = upload_folder(Session.load(args.api), Path(args.folder), args.parallel,
-                                                progress=not args.quiet)
+    uploaded, skipped, failures = upload_folder(
+        Session.load(args.api), Path(args.folder), args.parallel, progress=not args.quiet
+    )
     print(f"uploaded {uploaded}, already uploaded {skipped}, failed {len(failures)}")
     for failure in failures:
         print(f"  failed: {failure}", file=sys.stderr)
@@ -82,13 +84,16 @@ def cmd_search(args) -> int:
     content_type = CONTENT_TYPES.get(key.suffix.lower())
     if content_type is None or not key.is_file():
         raise CliError(f"{key}: not a photo file (JPEG, PNG, WebP or HEIC)")
-    upload = session.call("POST", "search/uploads",
-                          {"filename": key.name, "content_type": content_type, "size": key.stat().st_size})
+    upload = session.call(
+        "POST", "search/uploads", {"filename": key.name, "content_type": content_type, "size": key.stat().st_size}
+    )
     post_file(upload, key, content_type)
     result = session.call("POST", "search", {"key_id": upload["key_id"], "face": args.face, "limit": args.limit})
     faces = len(result["key_faces"])
-    print(f"key face {result['used_face'] + 1} of {faces}; threshold {result['threshold']:.3f}; "
-          f"{len(result['results'])} match(es), best first")
+    print(
+        f"key face {result['used_face'] + 1} of {faces}; threshold {result['threshold']:.3f}; "
+        f"{len(result['results'])} match(es), best first"
+    )
     for hit in result["results"]:
         print(f"{hit['similarity']:.3f}  {hit['photo_id']}")
     return 0
@@ -128,8 +133,9 @@ def cmd_purge_user(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="memstudio", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="memstudio", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--api", help="the API's base URL")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("login", help="sign in (tokens kept in ~/.config/memstudio, mode 600)")

@@ -1,5 +1,6 @@
 """Operator actions that act for a user without the user's token, with the stage's own
 settings (the same environment variables the Lambda functions read)."""
+
 from __future__ import annotations
 
 import os
@@ -17,12 +18,14 @@ def stage_settings(local_stack_file: Path) -> Settings:
     if os.environ.get("PHOTO_BUCKET"):
         return Settings.from_env()
     if not local_stack_file.exists():
-        raise CliError("set the stage's environment (PHOTO_BUCKET, COGNITO_USER_POOL_ID, STORE_BACKEND, ...) "
-                       "or start the local stack")
+        raise CliError(
+            "set the stage's environment (PHOTO_BUCKET, COGNITO_USER_POOL_ID, STORE_BACKEND, ...) "
+            "or start the local stack"
+        )
     from local_stack.aws import StackInfo
 
     env = StackInfo.read(local_stack_file).app_environment()
-    os.environ.update(env)        # boto3 credentials and endpoint for moto
+    os.environ.update(env)  # boto3 credentials and endpoint for moto
     return Settings.from_env(env)
 
 
@@ -34,7 +37,7 @@ def purge_user(settings: Settings, username: str) -> dict:
     try:
         found = cognito.admin_get_user(UserPoolId=settings.user_pool_id, Username=username)
     except cognito.exceptions.UserNotFoundException:
-        raise CliError(f"no user {username!r} in pool {settings.user_pool_id}")
+        raise CliError(f"no user {username!r} in pool {settings.user_pool_id}") from None
     sub = next(a["Value"] for a in found["UserAttributes"] if a["Name"] == "sub")
     removed = services.accounts.delete(User(sub=sub, username=found["Username"]))
     return dict(removed, sub=sub)

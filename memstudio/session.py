@@ -3,6 +3,7 @@
 The CLI needs only the API's address: Cognito's endpoint and app client come from the
 API's own ``web/config.json``, as for the web client.
 """
+
 from __future__ import annotations
 
 import base64
@@ -11,7 +12,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import requests
 
@@ -36,12 +36,19 @@ def client_config(api: str) -> dict:
         response.raise_for_status()
         return response.json()
     except (requests.RequestException, ValueError) as exc:
-        raise CliError(f"cannot reach the API at {api}: {exc}")
+        raise CliError(f"cannot reach the API at {api}: {exc}") from exc
 
 
 def cognito(config: dict, action: str, body: dict) -> dict:
-    response = requests.post(config["cognitoEndpoint"], json=body, timeout=30, headers={
-        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"AWSCognitoIdentityProviderService.{action}"})
+    response = requests.post(
+        config["cognitoEndpoint"],
+        json=body,
+        timeout=30,
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": f"AWSCognitoIdentityProviderService.{action}",
+        },
+    )
     try:
         data = response.json() if response.content else {}
     except ValueError:  # an error page, not Cognito's JSON
@@ -77,20 +84,33 @@ class Session:
             json.dump(self.__dict__, handle)
 
     @classmethod
-    def load(cls, api: str) -> "Session":
+    def load(cls, api: str) -> Session:
         path = cls.path(api)
         if not path.exists():
             raise CliError(f"not signed in to {api}: run 'memstudio login EMAIL' first")
         return cls(**json.loads(path.read_text()))
 
     @classmethod
-    def login(cls, api: str, email: str, password: str) -> "Session":
+    def login(cls, api: str, email: str, password: str) -> Session:
         config = client_config(api)
-        result = cognito(config, "InitiateAuth", {"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": config["clientId"],
-                                                  "AuthParameters": {"USERNAME": email, "PASSWORD": password}})
+        result = cognito(
+            config,
+            "InitiateAuth",
+            {
+                "AuthFlow": "USER_PASSWORD_AUTH",
+                "ClientId": config["clientId"],
+                "AuthParameters": {"USERNAME": email, "PASSWORD": password},
+            },
+        )
         tokens = result["AuthenticationResult"]
-        session = cls(api.rstrip("/"), email, tokens["IdToken"], tokens["RefreshToken"],
-                      _claims(tokens["IdToken"])["exp"], tokens.get("AccessToken", ""))
+        session = cls(
+            api.rstrip("/"),
+            email,
+            tokens["IdToken"],
+            tokens["RefreshToken"],
+            _claims(tokens["IdToken"])["exp"],
+            tokens.get("AccessToken", ""),
+        )
         session.save()
         return session
 
@@ -101,8 +121,15 @@ class Session:
 
     def refresh(self) -> None:
         config = client_config(self.api)
-        result = cognito(config, "InitiateAuth", {"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": config["clientId"],
-                                                  "AuthParameters": {"REFRESH_TOKEN": self.refresh_token}})
+        result = cognito(
+            config,
+            "InitiateAuth",
+            {
+                "AuthFlow": "REFRESH_TOKEN_AUTH",
+                "ClientId": config["clientId"],
+                "AuthParameters": {"REFRESH_TOKEN": self.refresh_token},
+            },
+        )
         self.id_token = result["AuthenticationResult"]["IdToken"]
         self.access_token = result["AuthenticationResult"].get("AccessToken", self.access_token)
         self.expires_at = _claims(self.id_token)["exp"]
@@ -119,11 +146,17 @@ class Session:
                 cognito(config, "GlobalSignOut", {"AccessToken": self.access_token})
         self.path(self.api).unlink(missing_ok=True)
 
-    def call(self, method: str, path: str, body: Optional[dict] = None, params: Optional[dict] = None):
+    def call(self, method: str, path: str, body: dict | None = None, params: dict | None = None):
         """An API call; the JSON answer, or CliError with the API's message."""
         for attempt in (1, 2):
-            response = requests.request(method, f"{self.api}/{path}", json=body, params=params, timeout=120,
-                                        headers={"Authorization": f"Bearer {self.token()}"})
+            response = requests.request(
+                method,
+                f"{self.api}/{path}",
+                json=body,
+                params=params,
+                timeout=120,
+                headers={"Authorization": f"Bearer {self.token()}"},
+            )
             if response.status_code == 401 and attempt == 1:
                 self.refresh()
                 continue

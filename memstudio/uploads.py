@@ -1,5 +1,6 @@
 """Uploading a folder: presigned POSTs in parallel, a progress bar, and a journal so that a
 rerun (after Ctrl-C, a crash or a network failure) sends only what has not arrived yet."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +8,6 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 import requests
 
@@ -19,7 +19,7 @@ from .session import Session, client_config, state_dir
 CONTENT_TYPES = {extension: kind for kind, extension in CONTENT_TYPE_EXTENSIONS.items()} | {".jpeg": "image/jpeg"}
 
 
-def photos_in(folder: Path) -> List[Path]:
+def photos_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in CONTENT_TYPES)
 
 
@@ -29,7 +29,7 @@ class Journal:
     def __init__(self, session: Session, folder: Path):
         key = hashlib.sha1(f"{session.api}|{session.sub}|{folder.resolve()}".encode()).hexdigest()[:16]
         self.path = state_dir() / f"uploads-{key}.json"
-        self.entries: Dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.entries: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -53,18 +53,20 @@ class Journal:
 def post_file(upload: dict, path: Path, content_type: str) -> None:
     """A presigned POST of one file straight to S3."""
     with open(path, "rb") as handle:
-        response = requests.post(upload["url"], data=upload["fields"], timeout=300,
-                                 files={"file": (path.name, handle, content_type)})
+        response = requests.post(
+            upload["url"], data=upload["fields"], timeout=300, files={"file": (path.name, handle, content_type)}
+        )
     if response.status_code >= 300:
         raise RuntimeError(f"storage refused it ({response.status_code})")
 
 
-def upload_folder(session: Session, folder: Path, parallel: int = 4,
-                  progress: bool = True) -> Tuple[int, int, List[str]]:
+def upload_folder(
+    session: Session, folder: Path, parallel: int = 4, progress: bool = True
+) -> tuple[int, int, list[str]]:
     """Returns (uploaded now, already there, failures as 'name: reason')."""
     from tqdm import tqdm
 
-    limits = client_config(session.api)       # the stage's own upload limits
+    limits = client_config(session.api)  # the stage's own upload limits
     max_bytes, batch = limits["maxUploadBytes"], limits["maxFilesPerRequest"]
     folder = Path(folder)
     if not folder.is_dir():
@@ -74,24 +76,40 @@ def upload_folder(session: Session, folder: Path, parallel: int = 4,
     todo = [p for p in files if not journal.done(str(p.relative_to(folder)), p)]
     skipped = len(files) - len(todo)
     # Checked here so one bad file cannot make the API refuse its whole batch.
-    failures = [f"{p.relative_to(folder)}: " + ("empty file" if p.stat().st_size == 0 else "larger than the limit")
-                for p in todo if not 0 < p.stat().st_size <= max_bytes]
+    failures = [
+        f"{p.relative_to(folder)}: " + ("empty file" if p.stat().st_size == 0 else "larger than the limit")
+        for p in todo
+        if not 0 < p.stat().st_size <= max_bytes
+    ]
     todo = [p for p in todo if 0 < p.stat().st_size <= max_bytes]
     uploaded = 0
-    with tqdm(total=sum(p.stat().st_size for p in todo), unit="B", unit_scale=True, disable=not progress,
-              desc=f"{len(todo)} photos") as bar, ThreadPoolExecutor(parallel) as pool:
+    with (
+        tqdm(
+            total=sum(p.stat().st_size for p in todo),
+            unit="B",
+            unit_scale=True,
+            disable=not progress,
+            desc=f"{len(todo)} photos",
+        ) as bar,
+        ThreadPoolExecutor(parallel) as pool,
+    ):
         for start in range(0, len(todo), batch):
-            chunk = todo[start:start + batch]
-            body = {"files": [{"filename": p.name, "content_type": CONTENT_TYPES[p.suffix.lower()],
-                               "size": p.stat().st_size} for p in chunk]}
+            chunk = todo[start : start + batch]
+            body = {
+                "files": [
+                    {"filename": p.name, "content_type": CONTENT_TYPES[p.suffix.lower()], "size": p.stat().st_size}
+                    for p in chunk
+                ]
+            }
             try:
                 uploads = session.call("POST", "photos/uploads", body)["uploads"]
-            except Exception as exc:       # the whole batch was refused: say why for each file
+            except Exception as exc:  # the whole batch was refused: say why for each file
                 failures += [f"{p.relative_to(folder)}: {exc}" for p in chunk]
                 bar.update(sum(p.stat().st_size for p in chunk))
                 continue
-            jobs = {pool.submit(post_file, u, p, CONTENT_TYPES[p.suffix.lower()]): (u, p)
-                    for u, p in zip(uploads, chunk)}
+            jobs = {
+                pool.submit(post_file, u, p, CONTENT_TYPES[p.suffix.lower()]): (u, p) for u, p in zip(uploads, chunk)
+            }
             for job in as_completed(jobs):
                 upload, path = jobs[job]
                 name = str(path.relative_to(folder))

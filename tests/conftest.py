@@ -1,4 +1,5 @@
 """Shared fixtures: one moto server per session, a fresh store per test, real Cognito users."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,14 @@ def aws_stack(tmp_path_factory) -> StackInfo:
     server.start()
     store = tmp_path_factory.mktemp("store")
     # Short visibility timeout and receive count: redelivery and the dead-letter queue in seconds.
-    info = provision(f"http://127.0.0.1:{port}", "memory-studio-test", "http://127.0.0.1:0", str(store),
-                     visibility_timeout=1, max_receive_count=3)
+    info = provision(
+        f"http://127.0.0.1:{port}",
+        "memory-studio-test",
+        "http://127.0.0.1:0",
+        str(store),
+        visibility_timeout=1,
+        max_receive_count=3,
+    )
     yield info
     server.stop()
 
@@ -77,10 +84,12 @@ def make_user(aws_stack):
         email = f"{prefix}-{uuid.uuid4().hex[:8]}@example.com"
         create_confirmed_user(aws_stack, email, PASSWORD)
         tokens = sign_in(aws_stack, email, PASSWORD)
-        sub = client("cognito-idp", aws_stack.aws_endpoint_url).get_user(
-            AccessToken=tokens["AccessToken"])["UserAttributes"]
+        sub = client("cognito-idp", aws_stack.aws_endpoint_url).get_user(AccessToken=tokens["AccessToken"])[
+            "UserAttributes"
+        ]
         sub = next(a["Value"] for a in sub if a["Name"] == "sub")
         return TestUser(email, sub, tokens["IdToken"], tokens["AccessToken"])
+
     return _make
 
 

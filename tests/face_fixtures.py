@@ -1,10 +1,13 @@
 """Fixtures for suites that need real faces and the built model bundle."""
+
 import pytest
 
 from gpu_endpoint.facedata import facedata_root
 
 FACEDATA = facedata_root()
-needs_facedata = pytest.mark.skipif(FACEDATA is None, reason="../shared/facedata is absent: no real face photos to test on")
+needs_facedata = pytest.mark.skipif(
+    FACEDATA is None, reason="../shared/facedata is absent: no real face photos to test on"
+)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
 """The whole local stack (python -m local_stack up) in a subprocess on free ports, per test module."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,11 +25,26 @@ class RunningStack:
 def local_stack(tmp_path_factory, bundle_dir):
     state = tmp_path_factory.mktemp("stack")
     ports = [free_port() for _ in range(3)]
-    log = open(state / "stack.log", "w")
+    log = open(state / "stack.log", "w")  # noqa: SIM115 (the stack's output until teardown closes it)
     process = subprocess.Popen(
-        [sys.executable, "-m", "local_stack", "up", "--port", str(ports[0]), "--aws-port", str(ports[1]),
-         "--endpoint-port", str(ports[2]), "--state-dir", str(state)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "local_stack",
+            "up",
+            "--port",
+            str(ports[0]),
+            "--aws-port",
+            str(ports[1]),
+            "--endpoint-port",
+            str(ports[2]),
+            "--state-dir",
+            str(state),
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{ports[0]}"
     try:
         wait_until_answering(process, f"{base}/health", 180, state / "stack.log", "the local stack")

@@ -1,4 +1,5 @@
 """The album routes against moto's S3 and the embedded store."""
+
 import base64
 import json
 import time
@@ -18,15 +19,21 @@ def decode_policy(fields: dict) -> dict:
 
 def test_upload_request_presigns_a_post_per_file(api, make_user, aws_stack):
     user = make_user()
-    files = [JPEG, {"filename": "x.png", "content_type": "image/png", "size": 10},
-             {"filename": "w.webp", "content_type": "image/webp", "size": 10},
-             {"filename": "IMG_1.HEIC", "content_type": "image/heic", "size": 10}]
+    files = [
+        JPEG,
+        {"filename": "x.png", "content_type": "image/png", "size": 10},
+        {"filename": "w.webp", "content_type": "image/webp", "size": 10},
+        {"filename": "IMG_1.HEIC", "content_type": "image/heic", "size": 10},
+    ]
     uploads = request_uploads(api, user, files)
     assert len(uploads) == 4
     extensions = [u["fields"]["key"].rsplit(".", 1)[1] for u in uploads]
     assert extensions == ["jpg", "png", "webp", "heic"]
     for upload in uploads:
-        assert upload["fields"]["key"] == f"users/{user.sub}/photos/{upload['photo_id']}.{upload['fields']['key'].rsplit('.', 1)[1]}"
+        assert (
+            upload["fields"]["key"]
+            == f"users/{user.sub}/photos/{upload['photo_id']}.{upload['fields']['key'].rsplit('.', 1)[1]}"
+        )
         assert upload["expires_in"] == 900
     listed = api.http.get("/photos", headers=user.headers).json_body["photos"]
     assert {p["photo_id"] for p in listed} == {u["photo_id"] for u in uploads}
@@ -55,18 +62,29 @@ def test_presigned_post_uploads_to_s3(api, make_user, aws_stack):
     assert head["ContentType"] == "image/jpeg"
 
 
-@pytest.mark.parametrize("body, status, code", [
-    ({}, 400, "bad_request"),
-    ({"files": []}, 400, "bad_request"),
-    ({"files": "a.jpg"}, 400, "bad_request"),
-    ({"files": [JPEG] * 51}, 400, "bad_request"),
-    ({"files": [{"filename": "", "content_type": "image/jpeg", "size": 1}]}, 400, "bad_request"),
-    ({"files": [{"filename": "a.jpg", "content_type": "image/jpeg", "size": 0}]}, 400, "bad_request"),
-    ({"files": [{"filename": "a.jpg", "content_type": "image/jpeg", "size": "12"}]}, 400, "bad_request"),
-    ({"files": [{"filename": "a.gif", "content_type": "image/gif", "size": 1}]}, 415, "unsupported_media_type"),
-    ({"files": [{"filename": "a.pdf", "content_type": "application/pdf", "size": 1}]}, 415, "unsupported_media_type"),
-    ({"files": [{"filename": "a.jpg", "content_type": "image/jpeg", "size": 26 * 1024 * 1024}]}, 413, "payload_too_large"),
-])
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        ({}, 400, "bad_request"),
+        ({"files": []}, 400, "bad_request"),
+        ({"files": "a.jpg"}, 400, "bad_request"),
+        ({"files": [JPEG] * 51}, 400, "bad_request"),
+        ({"files": [{"filename": "", "content_type": "image/jpeg", "size": 1}]}, 400, "bad_request"),
+        ({"files": [{"filename": "a.jpg", "content_type": "image/jpeg", "size": 0}]}, 400, "bad_request"),
+        ({"files": [{"filename": "a.jpg", "content_type": "image/jpeg", "size": "12"}]}, 400, "bad_request"),
+        ({"files": [{"filename": "a.gif", "content_type": "image/gif", "size": 1}]}, 415, "unsupported_media_type"),
+        (
+            {"files": [{"filename": "a.pdf", "content_type": "application/pdf", "size": 1}]},
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            {"files": [{"filename": "a.jpg", "content_type": "image/jpeg", "size": 26 * 1024 * 1024}]},
+            413,
+            "payload_too_large",
+        ),
+    ],
+)
 def test_bad_upload_requests(api, make_user, body, status, code):
     user = make_user()
     response = api.http.post("/photos/uploads", headers=user.headers, body=json.dumps(body))
@@ -90,6 +108,7 @@ def test_malformed_json_and_wrong_content_type(api, make_user):
 
 def test_too_many_pending_uploads(api, make_user, services, monkeypatch):
     from dataclasses import replace
+
     monkeypatch.setattr(services.album, "settings", replace(services.settings, max_pending_uploads=3))
     user = make_user()
     request_uploads(api, user, [JPEG, JPEG])
@@ -130,12 +149,32 @@ def test_bad_listing_parameters(api, make_user, query):
 def test_photo_fields_and_faces(api, make_user, services):
     user = make_user()
     photo_id = request_uploads(api, user, [JPEG])[0]["photo_id"]
-    services.store.replace_faces(user.sub, photo_id, [
-        {"face_id": f"{photo_id}-0", "face_index": 0, "box": [10, 20, 30, 40], "score": 0.99,
-         "landmarks": [[1, 2]] * 5, "embedding": [0.1] * 128, "model_version": "test-1"},
-    ])
-    services.store.update_photo(user.sub, photo_id, {"status": "indexed", "face_count": 1, "width": 640,
-                                                     "height": 480, "thumbnail_key": f"users/{user.sub}/thumbs/{photo_id}.jpg"})
+    services.store.replace_faces(
+        user.sub,
+        photo_id,
+        [
+            {
+                "face_id": f"{photo_id}-0",
+                "face_index": 0,
+                "box": [10, 20, 30, 40],
+                "score": 0.99,
+                "landmarks": [[1, 2]] * 5,
+                "embedding": [0.1] * 128,
+                "model_version": "test-1",
+            },
+        ],
+    )
+    services.store.update_photo(
+        user.sub,
+        photo_id,
+        {
+            "status": "indexed",
+            "face_count": 1,
+            "width": 640,
+            "height": 480,
+            "thumbnail_key": f"users/{user.sub}/thumbs/{photo_id}.jpg",
+        },
+    )
     body = api.http.get(f"/photos/{photo_id}", headers=user.headers).json_body
     assert body["status"] == "indexed" and body["face_count"] == 1
     assert (body["width"], body["height"]) == (640, 480)
@@ -163,9 +202,21 @@ def test_delete_photo_removes_objects_and_faces(api, make_user, services, aws_st
     thumb = f"users/{user.sub}/thumbs/{photo_id}.jpg"
     client("s3", aws_stack.aws_endpoint_url).put_object(Bucket=aws_stack.bucket, Key=thumb, Body=b"t")
     services.store.update_photo(user.sub, photo_id, {"thumbnail_key": thumb})
-    services.store.replace_faces(user.sub, photo_id, [
-        {"face_id": f"{photo_id}-0", "face_index": 0, "box": [0, 0, 1, 1], "score": 1.0,
-         "landmarks": [], "embedding": [1.0, 0.0], "model_version": "v"}])
+    services.store.replace_faces(
+        user.sub,
+        photo_id,
+        [
+            {
+                "face_id": f"{photo_id}-0",
+                "face_index": 0,
+                "box": [0, 0, 1, 1],
+                "score": 1.0,
+                "landmarks": [],
+                "embedding": [1.0, 0.0],
+                "model_version": "v",
+            }
+        ],
+    )
 
     response = api.http.delete(f"/photos/{photo_id}", headers=user.headers)
     assert response.status_code == 204

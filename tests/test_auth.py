@@ -1,4 +1,5 @@
 """Token attacks against the API: each is a 401, only a real token of our pool and client passes."""
+
 import base64
 import json
 import time
@@ -74,8 +75,11 @@ def test_hs256_forged_with_public_key(api, make_user, aws_stack):
     header = b64({"alg": "HS256", "typ": "JWT", "kid": MOTO_PRIVATE_JWK["kid"]})
     import hashlib
     import hmac
+
     body = f"{header}.{b64(claims)}"
-    signature = base64.urlsafe_b64encode(hmac.new(public_n, body.encode(), hashlib.sha256).digest()).decode().rstrip("=")
+    signature = (
+        base64.urlsafe_b64encode(hmac.new(public_n, body.encode(), hashlib.sha256).digest()).decode().rstrip("=")
+    )
     assert get_photos(api, f"{body}.{signature}").status_code == 401
 
 
@@ -90,13 +94,19 @@ def test_tampered_payload(api, make_user):
 def test_token_from_another_pool(api, aws_stack):
     cognito = client("cognito-idp", aws_stack.aws_endpoint_url)
     pool = cognito.create_user_pool(PoolName="other-pool", UsernameAttributes=["email"])["UserPool"]
-    other = cognito.create_user_pool_client(UserPoolId=pool["Id"], ClientName="other",
-                                            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"])
+    other = cognito.create_user_pool_client(
+        UserPoolId=pool["Id"],
+        ClientName="other",
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    )
     client_id = other["UserPoolClient"]["ClientId"]
     cognito.sign_up(ClientId=client_id, Username="intruder@example.com", Password=PASSWORD)
     cognito.admin_confirm_sign_up(UserPoolId=pool["Id"], Username="intruder@example.com")
-    tokens = cognito.initiate_auth(ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH",
-                                   AuthParameters={"USERNAME": "intruder@example.com", "PASSWORD": PASSWORD})
+    tokens = cognito.initiate_auth(
+        ClientId=client_id,
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": "intruder@example.com", "PASSWORD": PASSWORD},
+    )
     response = get_photos(api, tokens["AuthenticationResult"]["IdToken"])
     assert response.status_code == 401
     assert "another user pool" in response.json_body["message"]
@@ -105,10 +115,16 @@ def test_token_from_another_pool(api, aws_stack):
 def test_token_for_another_client(api, aws_stack, make_user):
     user = make_user()
     cognito = client("cognito-idp", aws_stack.aws_endpoint_url)
-    other = cognito.create_user_pool_client(UserPoolId=aws_stack.user_pool_id, ClientName="not-ours",
-                                            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"])
-    tokens = cognito.initiate_auth(ClientId=other["UserPoolClient"]["ClientId"], AuthFlow="USER_PASSWORD_AUTH",
-                                   AuthParameters={"USERNAME": user.email, "PASSWORD": PASSWORD})
+    other = cognito.create_user_pool_client(
+        UserPoolId=aws_stack.user_pool_id,
+        ClientName="not-ours",
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    )
+    tokens = cognito.initiate_auth(
+        ClientId=other["UserPoolClient"]["ClientId"],
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": user.email, "PASSWORD": PASSWORD},
+    )
     for token in (tokens["AuthenticationResult"]["IdToken"], tokens["AuthenticationResult"]["AccessToken"]):
         response = get_photos(api, token)
         assert response.status_code == 401

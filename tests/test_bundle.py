@@ -1,4 +1,5 @@
 """The bundle format's one owner: loading refuses what this code cannot serve, saving seals the files."""
+
 import json
 
 import pytest
@@ -27,9 +28,13 @@ def test_an_older_format_is_refused_with_the_way_out(tmp_path):
 
 def test_save_records_each_files_digest_and_load_reads_it_back(tmp_path):
     (tmp_path / "embedder.onnx").write_bytes(b"graph")
-    document = {"format": FORMAT, "version": "v1", "files": {"embedder": {"path": "embedder.onnx"}},
-                "embedder": {"embedding_dim": 3, "parts": [{"file": "embedder"}]},
-                "calibration": {"threshold": 0.6, "search_threshold": 0.7}}
+    document = {
+        "format": FORMAT,
+        "version": "v1",
+        "files": {"embedder": {"path": "embedder.onnx"}},
+        "embedder": {"embedding_dim": 3, "parts": [{"file": "embedder"}]},
+        "calibration": {"threshold": 0.6, "search_threshold": 0.7},
+    }
     Manifest(document).save(tmp_path)
     loaded = Manifest.load(tmp_path)
     assert loaded.files["embedder"]["sha256"] == sha256(tmp_path / "embedder.onnx")

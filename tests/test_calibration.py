@@ -1,4 +1,5 @@
 """The seed's verification metrics, on numbers whose answers are known."""
+
 import numpy as np
 import pytest
 
@@ -66,6 +67,6 @@ def test_normalised_search_fit_on_a_cohort_smaller_than_top_n():
     rng = np.random.default_rng(4)
     vectors = rng.standard_normal((12, 8))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    labels = [f"p{i // 3}" for i in range(12)]            # 4 people x 3 photos: 9 strangers each
+    labels = [f"p{i // 3}" for i in range(12)]  # 4 people x 3 photos: 9 strangers each
     assert calibration.fit_normalised_search(vectors, labels, top_n_choices=(5, 20, 50))["top_n"] == 5
     assert calibration.fit_normalised_search(vectors, labels, top_n_choices=(20, 50))["top_n"] == 9

@@ -1,5 +1,6 @@
 """memstudio against the whole local stack: sign in, upload a folder (resumable), watch it
 index, list, search with a key photo, delete."""
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,7 @@ def test_cli_upload_search_delete(local_stack, tmp_path, monkeypatch, capsys):  
         shutil.copy(photo, folder / f"clooney-{photo.name}")
     (folder / "notes.txt").write_text("not a photo: never sent")
     (folder / "2024" / "empty.jpg").write_bytes(b"")
-    assert main(["--api", api, "upload", str(folder), "--quiet"]) == 1          # the empty file failed
+    assert main(["--api", api, "upload", str(folder), "--quiet"]) == 1  # the empty file failed
     out, err = capsys.readouterr()
     assert "uploaded 2, already uploaded 0, failed 1" in out and "empty.jpg: empty file" in err
 
@@ -86,13 +87,20 @@ def test_cli_upload_search_delete(local_stack, tmp_path, monkeypatch, capsys):  
     assert main(["--api", api, "logout"]) == 0
     assert not list((tmp_path / "home").glob("session-*.json"))
     with pytest.raises(CliError):
-        cognito(client_config(api), "InitiateAuth", {"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": client_config(
-            api)["clientId"], "AuthParameters": {"REFRESH_TOKEN": refresh_token}})
+        cognito(
+            client_config(api),
+            "InitiateAuth",
+            {
+                "AuthFlow": "REFRESH_TOKEN_AUTH",
+                "ClientId": client_config(api)["clientId"],
+                "AuthParameters": {"REFRESH_TOKEN": refresh_token},
+            },
+        )
 
     # Operators delete a user's data and account without the user's token.
     stack_file = str(local_stack.state / "stack.json")
     for key, value in StackInfo.read(local_stack.state / "stack.json").app_environment().items():
-        monkeypatch.setenv(key, value)    # what purge-user sets, undone after the test
+        monkeypatch.setenv(key, value)  # what purge-user sets, undone after the test
     monkeypatch.delenv("PHOTO_BUCKET")
     assert main(["purge-user", "cli@example.com", "--stack-file", stack_file]) == 0
     assert "'photos': 4" in capsys.readouterr().out

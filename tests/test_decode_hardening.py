@@ -5,6 +5,7 @@ sends each through ``decode_image``, the path the indexer and the face endpoint 
 that kills the decoder is written to ``test-artifacts/fuzz/``; keep each new one as a case in
 ``tests/fuzz_cases/`` (``FUZZ_SAVE_CRASHERS=1`` writes them there directly).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -29,16 +30,45 @@ SHARED_FUZZ = HERE.parent.parent / "shared" / "fuzz"
 MUTATIONS_PER_FORMAT = 60
 
 # Four-character box and chunk names the containers use: a mutation swaps one for another.
-BOX_TYPES = [b"ftyp", b"meta", b"iinf", b"infe", b"iloc", b"iprp", b"ipco", b"ipma", b"hvcC", b"ispe", b"pitm",
-             b"iref", b"Exif", b"mime", b"hvc1", b"av01", b"mdat", b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"EXIF",
-             b"IHDR", b"IDAT", b"IEND", b"PLTE", b"tRNS", b"eXIf", b"iCCP"]
+BOX_TYPES = [
+    b"ftyp",
+    b"meta",
+    b"iinf",
+    b"infe",
+    b"iloc",
+    b"iprp",
+    b"ipco",
+    b"ipma",
+    b"hvcC",
+    b"ispe",
+    b"pitm",
+    b"iref",
+    b"Exif",
+    b"mime",
+    b"hvc1",
+    b"av01",
+    b"mdat",
+    b"VP8 ",
+    b"VP8L",
+    b"VP8X",
+    b"ALPH",
+    b"EXIF",
+    b"IHDR",
+    b"IDAT",
+    b"IEND",
+    b"PLTE",
+    b"tRNS",
+    b"eXIf",
+    b"iCCP",
+]
 
 
 def known_crashers() -> list:
     files = sorted(CASES.glob("*"))
     if SHARED_FUZZ.is_dir():
-        files += [p for p in sorted(SHARED_FUZZ.iterdir()) if p.suffix.lower() != ".md"
-                  and not (CASES / p.name).exists()]
+        files += [
+            p for p in sorted(SHARED_FUZZ.iterdir()) if p.suffix.lower() != ".md" and not (CASES / p.name).exists()
+        ]
     return files
 
 
@@ -64,15 +94,15 @@ def mutations(data: bytes, seed: int, count: int):
             for _ in range(rng.randint(1, 4)):
                 mutated[rng.randrange(len(mutated))] ^= 1 << rng.randrange(8)
         elif kind == "truncate":
-            del mutated[rng.randint(8, len(mutated) - 1):]
+            del mutated[rng.randint(8, len(mutated) - 1) :]
         elif kind == "box":
             present = [(i, box) for box in BOX_TYPES for i in _find_all(data, box)]
             if present:
                 at, _ = rng.choice(present)
-                mutated[at:at + 4] = rng.choice(BOX_TYPES)
+                mutated[at : at + 4] = rng.choice(BOX_TYPES)
         else:  # a run of random bytes (sizes, offsets, counts)
             at = rng.randrange(len(mutated))
-            mutated[at:at + 4] = bytes(rng.randrange(256) for _ in range(4))
+            mutated[at : at + 4] = bytes(rng.randrange(256) for _ in range(4))
         yield kind, bytes(mutated)
 
 
@@ -104,7 +134,7 @@ def test_known_crashers_are_clean_errors(path):
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "HEIF"])
 def test_mutated_files_never_kill_the_process(fmt, tmp_path):
     original = sample(fmt)
-    assert_clean(original) is None
+    assert assert_clean(original) is None
     crashers, outcomes = [], {"decoded": 0, "refused": 0}
     for kind, data in mutations(original, seed=sum(fmt.encode()), count=MUTATIONS_PER_FORMAT):
         error = assert_clean(data)
@@ -147,7 +177,7 @@ def test_isolation_contains_crashes_hangs_and_memory_hogs():
         run_isolated(time.sleep, 30, timeout=0.5)
     assert hung.value.kind == "timeout"
     with pytest.raises(MemoryError):
-        run_isolated(bytearray, 3 * 1024 ** 3, memory_bytes=256 * 1024 ** 2)
+        run_isolated(bytearray, 3 * 1024**3, memory_bytes=256 * 1024**2)
     with pytest.raises(ImageError) as refused:  # the child's own errors come back whole
         run_isolated(_raise_image_error)
     assert (refused.value.status, refused.value.code) == (415, "unsupported_image_type")
@@ -161,7 +191,7 @@ def _raise_image_error():
 def test_a_decode_out_of_memory_is_a_413(monkeypatch):
     import chalicelib.images as images
 
-    monkeypatch.setattr(images, "DECODE_MEMORY_BYTES", 64 * 1024 ** 2)
+    monkeypatch.setattr(images, "DECODE_MEMORY_BYTES", 64 * 1024**2)
     big = Image.new("RGB", (6000, 6000), (10, 20, 30))  # 108 MB decoded, a few KB as PNG
     buffer = io.BytesIO()
     big.save(buffer, "PNG", compress_level=1)

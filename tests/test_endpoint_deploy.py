@@ -1,4 +1,5 @@
 """The endpoint deploy script against moto: publish a bundle, create, then roll the endpoint."""
+
 import io
 import json
 import tarfile
@@ -60,24 +61,60 @@ def test_a_new_bundle_updates_the_existing_endpoint(aws_stack):
     name = "ms-prod-faces-dlib-resnet-v1-bbbb"
     with Stubber(sagemaker) as stub:
         stub.add_client_error("describe_model", "ValidationException", "Could not find model")
-        stub.add_response("create_model", {"ModelArn": f"arn:aws:sagemaker:us-east-1:1:model/{name}"},
-                          {"ModelName": name, "ExecutionRoleArn": ROLE, "PrimaryContainer": ANY})
-        stub.add_client_error("describe_endpoint_config", "ValidationException", "Could not find endpoint configuration")
-        stub.add_response("create_endpoint_config", {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:1:endpoint-config/{name}"},
-                          {"EndpointConfigName": name, "ProductionVariants": ANY})
-        stub.add_response("list_endpoints", {"Endpoints": [{
-            "EndpointName": "ms-prod-faces", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces", "CreationTime": "2026-01-01T00:00:00Z",
-            "LastModifiedTime": "2026-01-01T00:00:00Z", "EndpointStatus": "InService"}]},
-            {"NameContains": "ms-prod-faces"})
-        stub.add_response("describe_endpoint", {
-            "EndpointName": "ms-prod-faces", "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces",
-            "EndpointConfigName": "ms-prod-faces-dlib-resnet-v1-aaaa", "EndpointStatus": "InService",
-            "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z"},
-            {"EndpointName": "ms-prod-faces"})
-        stub.add_response("update_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces"},
-                          {"EndpointName": "ms-prod-faces", "EndpointConfigName": name})
-        result = deploy.deploy(sagemaker, scaling, model_url="s3://m/models/v/model.tar.gz",
-                               version="dlib-resnet-v1.bbbb", image=IMAGE, role=ROLE, endpoint="ms-prod-faces")
+        stub.add_response(
+            "create_model",
+            {"ModelArn": f"arn:aws:sagemaker:us-east-1:1:model/{name}"},
+            {"ModelName": name, "ExecutionRoleArn": ROLE, "PrimaryContainer": ANY},
+        )
+        stub.add_client_error(
+            "describe_endpoint_config", "ValidationException", "Could not find endpoint configuration"
+        )
+        stub.add_response(
+            "create_endpoint_config",
+            {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:1:endpoint-config/{name}"},
+            {"EndpointConfigName": name, "ProductionVariants": ANY},
+        )
+        stub.add_response(
+            "list_endpoints",
+            {
+                "Endpoints": [
+                    {
+                        "EndpointName": "ms-prod-faces",
+                        "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces",
+                        "CreationTime": "2026-01-01T00:00:00Z",
+                        "LastModifiedTime": "2026-01-01T00:00:00Z",
+                        "EndpointStatus": "InService",
+                    }
+                ]
+            },
+            {"NameContains": "ms-prod-faces"},
+        )
+        stub.add_response(
+            "describe_endpoint",
+            {
+                "EndpointName": "ms-prod-faces",
+                "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces",
+                "EndpointConfigName": "ms-prod-faces-dlib-resnet-v1-aaaa",
+                "EndpointStatus": "InService",
+                "CreationTime": "2026-01-01T00:00:00Z",
+                "LastModifiedTime": "2026-01-01T00:00:00Z",
+            },
+            {"EndpointName": "ms-prod-faces"},
+        )
+        stub.add_response(
+            "update_endpoint",
+            {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces"},
+            {"EndpointName": "ms-prod-faces", "EndpointConfigName": name},
+        )
+        result = deploy.deploy(
+            sagemaker,
+            scaling,
+            model_url="s3://m/models/v/model.tar.gz",
+            version="dlib-resnet-v1.bbbb",
+            image=IMAGE,
+            role=ROLE,
+            endpoint="ms-prod-faces",
+        )
         stub.assert_no_pending_responses()
     assert result == {"endpoint": "ms-prod-faces", "config": name, "action": "updated"}
 
@@ -92,7 +129,9 @@ def test_the_images_copy_of_the_code_imports(tmp_path):
 
     root = Path(__file__).resolve().parent.parent
     dockerfile = (root / "gpu_endpoint" / "Dockerfile").read_text()
-    copies = [line.split()[1:] for line in dockerfile.splitlines() if re.match(r"COPY (chalicelib|gpu_endpoint)/", line)]
+    copies = [
+        line.split()[1:] for line in dockerfile.splitlines() if re.match(r"COPY (chalicelib|gpu_endpoint)/", line)
+    ]
     for *sources, target in copies:
         for source in sources:
             destination = tmp_path / target / (Path(source).name if not source.endswith("/") else "")
@@ -101,6 +140,11 @@ def test_the_images_copy_of_the_code_imports(tmp_path):
             else:
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(root / source, destination)
-    result = subprocess.run([sys.executable, "-c", "import gpu_endpoint.server, gpu_endpoint.serve"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", "import gpu_endpoint.server, gpu_endpoint.serve"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,5 @@
 """The endpoint's SageMaker contract: every content type, every error case, S3 inputs."""
+
 import base64
 import io
 import struct
@@ -81,11 +82,16 @@ def test_exif_orientation_is_applied(client, face_jpeg):
 
 def test_json_batch_with_b64_and_a_bad_entry(client, face_jpeg):
     group = (FACEDATA / "groups/dlib/2008_002470.jpg").read_bytes()
-    body = {"images": [{"id": "one", "b64": base64.b64encode(face_jpeg).decode()},
-                       {"id": "group", "b64": base64.b64encode(group).decode()},
-                       {"id": "junk", "b64": base64.b64encode(b"not an image").decode()},
-                       {"id": "bad64", "b64": "%%%"}],
-            "max_faces": 3, "min_face_size": 20}
+    body = {
+        "images": [
+            {"id": "one", "b64": base64.b64encode(face_jpeg).decode()},
+            {"id": "group", "b64": base64.b64encode(group).decode()},
+            {"id": "junk", "b64": base64.b64encode(b"not an image").decode()},
+            {"id": "bad64", "b64": "%%%"},
+        ],
+        "max_faces": 3,
+        "min_face_size": 20,
+    }
     response = client.post("/invocations", json=body)
     assert response.status_code == 200
     results = {r["id"]: r for r in response.get_json()["results"]}
@@ -102,14 +108,19 @@ def test_s3_uri_input(engine, face_jpeg, aws_stack, monkeypatch):
     from local_stack.aws import client as aws_client
 
     aws_client("s3", aws_stack.aws_endpoint_url).put_object(
-        Bucket=aws_stack.bucket, Key="users/u/photos/x.jpg", Body=face_jpeg)
+        Bucket=aws_stack.bucket, Key="users/u/photos/x.jpg", Body=face_jpeg
+    )
     for key, value in aws_stack.app_environment().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("ALLOWED_S3_BUCKETS", aws_stack.bucket)
     client = create_app(engine).test_client()
-    body = {"images": [{"id": "s3", "s3_uri": f"s3://{aws_stack.bucket}/users/u/photos/x.jpg"},
-                       {"id": "missing", "s3_uri": f"s3://{aws_stack.bucket}/users/u/photos/none.jpg"},
-                       {"id": "elsewhere", "s3_uri": "s3://someone-elses-bucket/secret.jpg"}]}
+    body = {
+        "images": [
+            {"id": "s3", "s3_uri": f"s3://{aws_stack.bucket}/users/u/photos/x.jpg"},
+            {"id": "missing", "s3_uri": f"s3://{aws_stack.bucket}/users/u/photos/none.jpg"},
+            {"id": "elsewhere", "s3_uri": "s3://someone-elses-bucket/secret.jpg"},
+        ]
+    }
     results = {r["id"]: r for r in client.post("/invocations", json=body).get_json()["results"]}
     assert len(results["s3"]["faces"]) == 1
     assert results["missing"]["error"]["status"] == 404
@@ -118,24 +129,29 @@ def test_s3_uri_input(engine, face_jpeg, aws_stack, monkeypatch):
 
 def png_bomb(side: int = 20000) -> bytes:
     """A tiny file that claims a huge image: a valid PNG header and one compressed row."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
     rows = zlib.compress(b"\x00" + b"\x00" * side * 3)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize("data, content_type, status", [
-    (b"this is text, not a photo", "image/jpeg", 400),
-    (b"", "image/jpeg", 400),
-    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00 truncated", "image/jpeg", 400),
-    (None, "image/jpeg", 413),          # the PNG bomb
-    (b"GIF89a...", "image/gif", 415),
-    (b"hello", "text/plain", 415),
-    (b"{not json", "application/json", 400),
-    (b'{"images": []}', "application/json", 400),
-    (b'{"images": [{"id": "a", "b64": "AA=="}], "max_faces": 0}', "application/json", 400),
-])
+@pytest.mark.parametrize(
+    "data, content_type, status",
+    [
+        (b"this is text, not a photo", "image/jpeg", 400),
+        (b"", "image/jpeg", 400),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00 truncated", "image/jpeg", 400),
+        (None, "image/jpeg", 413),  # the PNG bomb
+        (b"GIF89a...", "image/gif", 415),
+        (b"hello", "text/plain", 415),
+        (b"{not json", "application/json", 400),
+        (b'{"images": []}', "application/json", 400),
+        (b'{"images": [{"id": "a", "b64": "AA=="}], "max_faces": 0}', "application/json", 400),
+    ],
+)
 def test_bad_requests_get_clear_errors(client, data, content_type, status):
     response = client.post("/invocations", data=png_bomb() if data is None else data, content_type=content_type)
     assert response.status_code == status, response.get_data(as_text=True)
@@ -168,8 +184,12 @@ def test_a_file_that_crashes_the_decoder_is_a_400_and_the_worker_lives_on(client
     """pillow-heif 0.22 dies with SIGSEGV on this file; decoding in a child keeps this process alive."""
     response = client.post("/invocations", data=CRASHER.read_bytes(), content_type="image/heic")
     assert response.status_code == 400 and response.get_json()["error"] == "unreadable_image"
-    body = {"images": [{"id": "crasher", "b64": base64.b64encode(CRASHER.read_bytes()).decode()},
-                       {"id": "face", "b64": base64.b64encode(face_jpeg).decode()}]}
+    body = {
+        "images": [
+            {"id": "crasher", "b64": base64.b64encode(CRASHER.read_bytes()).decode()},
+            {"id": "face", "b64": base64.b64encode(face_jpeg).decode()},
+        ]
+    }
     crasher, face = client.post("/invocations", json=body).get_json()["results"]
     assert crasher["error"]["status"] == 400 and len(face["faces"]) == 1
     assert client.get("/ping").status_code == 200
@@ -177,9 +197,11 @@ def test_a_file_that_crashes_the_decoder_is_a_400_and_the_worker_lives_on(client
 
 def test_batch_answers_by_position_and_refuses_duplicate_ids(client, face_jpeg):
     group = (FACEDATA / "groups/dlib/2008_002470.jpg").read_bytes()
-    entries = [{"id": "x", "b64": base64.b64encode(b"junk").decode()},
-               {"id": "g", "b64": base64.b64encode(group).decode()},
-               {"id": "f", "b64": base64.b64encode(face_jpeg).decode()}]
+    entries = [
+        {"id": "x", "b64": base64.b64encode(b"junk").decode()},
+        {"id": "g", "b64": base64.b64encode(group).decode()},
+        {"id": "f", "b64": base64.b64encode(face_jpeg).decode()},
+    ]
     results = client.post("/invocations", json={"images": entries}).get_json()["results"]
     assert [r["id"] for r in results] == ["x", "g", "f"]
     assert (results[1]["width"], results[1]["height"]) == Image.open(io.BytesIO(group)).size
@@ -195,8 +217,9 @@ def test_the_pixels_of_one_request_are_capped(client, face_jpeg, monkeypatch):
     width, height = Image.open(io.BytesIO(face_jpeg)).size
     monkeypatch.setattr(server, "MAX_REQUEST_PIXELS", int(width * height * 1.5))
     entry = base64.b64encode(face_jpeg).decode()
-    first, second = client.post("/invocations", json={"images": [{"id": "1", "b64": entry},
-                                                                  {"id": "2", "b64": entry}]}).get_json()["results"]
+    first, second = client.post(
+        "/invocations", json={"images": [{"id": "1", "b64": entry}, {"id": "2", "b64": entry}]}
+    ).get_json()["results"]
     assert len(first["faces"]) == 1
     assert second["error"]["error"] == "request_pixel_budget" and second["error"]["status"] == 413
     small = client.post("/invocations", json={"images": [{"id": "1", "b64": entry}], "max_pixels": 1000})

@@ -1,4 +1,5 @@
 """The bundle's models against their originals, on real photos from ../shared/facedata."""
+
 import json
 
 import numpy as np
@@ -21,8 +22,12 @@ def dlib_models():
     dlib = pytest.importorskip("dlib", reason="dlib-bin is the reference implementation")
     import face_recognition_models as frm
 
-    return (dlib, dlib.face_recognition_model_v1(frm.face_recognition_model_location()),
-            dlib.get_frontal_face_detector(), dlib.shape_predictor(frm.pose_predictor_five_point_model_location()))
+    return (
+        dlib,
+        dlib.face_recognition_model_v1(frm.face_recognition_model_location()),
+        dlib.get_frontal_face_detector(),
+        dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
+    )
 
 
 def test_converted_embedder_matches_dlib_on_the_same_chips(dlib_models):
@@ -32,8 +37,9 @@ def test_converted_embedder_matches_dlib_on_the_same_chips(dlib_models):
     from gpu_endpoint.facemodels.dlib_resnet import convert
 
     dlib, recognizer, detector, predictor = dlib_models
-    session = ort.InferenceSession(convert(frm.face_recognition_model_location()).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        convert(frm.face_recognition_model_location()).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     photos = [p for p in labelled_photos(FACEDATA) if p.source in ("deepface", "kpop", "faceapi_bbt")][::4]
     chips = []
     for photo in photos:
@@ -55,8 +61,9 @@ def test_alignment_template_reproduces_dlibs_own_pipeline(engine, dlib_models):
     from gpu_endpoint.facemodels.dlib_resnet import convert
 
     dlib, recognizer, detector, predictor = dlib_models
-    raw = ort.InferenceSession(convert(frm.face_recognition_model_location()).SerializeToString(),
-                               providers=["CPUExecutionProvider"])
+    raw = ort.InferenceSession(
+        convert(frm.face_recognition_model_location()).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     similarities = []
     for photo in [p for p in labelled_photos(FACEDATA) if p.source == "deepface"]:
         image = load(photo.path)
@@ -138,7 +145,9 @@ def test_manifest_is_complete(bundle_dir):
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     embedder = manifest["embedder"]
     assert embedder["metric"] == "cosine" and [p["name"] for p in embedder["parts"]] == [
-        "dlib_face_recognition_resnet_model_v1", "hse_faceres"]
+        "dlib_face_recognition_resnet_model_v1",
+        "hse_faceres",
+    ]
     assert embedder["embedding_dim"] == sum(p["embedding_dim"] for p in embedder["parts"]) == 129 + 1024
     assert sum(p["weight"] for p in embedder["parts"]) == pytest.approx(1.0)
     for part in embedder["parts"]:
@@ -196,11 +205,15 @@ def test_calibrated_graph_computes_the_documented_transform(bundle_dir, engine):
     from gpu_endpoint.facemodels.dlib_resnet import convert
 
     manifest = engine.manifest.parts[0]
-    raw = ort.InferenceSession(convert(frm.face_recognition_model_location()).SerializeToString(),
-                               providers=["CPUExecutionProvider"])
+    raw = ort.InferenceSession(
+        convert(frm.face_recognition_model_location()).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     chips = np.random.default_rng(3).integers(0, 255, (5, 150, 150, 3)).astype(np.uint8)
-    expected = embed_transform(raw.run(None, {"chips": chips.transpose(0, 3, 1, 2).astype(np.float32)})[0],
-                               np.array(manifest["reference_mean"], np.float32), manifest["anchor"])
+    expected = embed_transform(
+        raw.run(None, {"chips": chips.transpose(0, 3, 1, 2).astype(np.float32)})[0],
+        np.array(manifest["reference_mean"], np.float32),
+        manifest["anchor"],
+    )
     np.testing.assert_allclose(engine.parts[0].embed(chips, 4), expected, atol=1e-5)
 
 

@@ -1,5 +1,6 @@
 """Hostile input, deletion races and abuse, through the real API, moto's S3/SQS/Cognito and the
 real face endpoint: nothing crashes, nothing leaks, nothing is left behind."""
+
 from __future__ import annotations
 
 import base64
@@ -35,16 +36,20 @@ def test_the_crashing_heic_becomes_a_failed_photo_and_a_4xx_search(api, make_use
     body = photo(api, user, photo_id)
     assert body["status"] == "failed" and "not a readable image" in body["error"]
     assert pump.failed == 0  # handled, not retried into the dead-letter queue
-    response = api.http.post("/search", headers=user.headers,
-                             body=json.dumps({"image_base64": base64.b64encode(CRASHER.read_bytes()).decode()}))
+    response = api.http.post(
+        "/search",
+        headers=user.headers,
+        body=json.dumps({"image_base64": base64.b64encode(CRASHER.read_bytes()).decode()}),
+    )
     assert response.status_code == 400 and response.json_body["error"] == "invalid_key_photo"
 
 
 def with_settings(monkeypatch, settings, **changes) -> Services:
     """The app's services with other settings; the face endpoint is named (the search routes
     need one) but never reached by the tests that use this."""
-    changed = Services(replace(settings, face_endpoint_url=settings.face_endpoint_url or "http://127.0.0.1:9",
-                               **changes))
+    changed = Services(
+        replace(settings, face_endpoint_url=settings.face_endpoint_url or "http://127.0.0.1:9", **changes)
+    )
     monkeypatch.setattr(app_module, "services", changed)
     return changed
 
@@ -96,11 +101,13 @@ def test_the_sweep_removes_what_no_photo_owns(api, make_user, indexing, aws_stac
     s3 = client("s3", aws_stack.aws_endpoint_url)
     ghost = "f" * 32  # as an indexer that crashed between its writes would leave them
     s3.put_object(Bucket=aws_stack.bucket, Key=f"users/{user.sub}/thumbs/{ghost}.jpg", Body=b"x")
-    services.store.faces.insert_one(dict(services.store.faces.find_one({"owner": user.sub}, {"_id": 0}),
-                                         photo_id=ghost, face_id=f"{ghost}-000"))
+    services.store.faces.insert_one(
+        dict(services.store.faces.find_one({"owner": user.sub}, {"_id": 0}), photo_id=ghost, face_id=f"{ghost}-000")
+    )
     assert services.album.sweep(user.sub) == {"faces": 1, "objects": 1, "abandoned_uploads": 0}
     assert sorted(object_keys(aws_stack, f"users/{user.sub}/")) == sorted(
-        [f"users/{user.sub}/photos/{kept}.jpg", f"users/{user.sub}/thumbs/{kept}.jpg"])
+        [f"users/{user.sub}/photos/{kept}.jpg", f"users/{user.sub}/thumbs/{kept}.jpg"]
+    )
     assert services.store.faces.count_documents({"owner": user.sub}) == 1
 
 
@@ -115,8 +122,11 @@ def test_a_deleted_account_cannot_use_its_tokens_and_deleting_again_is_a_204(api
     assert api.http.delete("/me", headers=user.headers).status_code == 204  # idempotent
     cognito = client("cognito-idp", aws_stack.aws_endpoint_url)
     with pytest.raises(cognito.exceptions.ClientError):  # the refresh token no longer works
-        cognito.initiate_auth(ClientId=aws_stack.user_pool_client_id, AuthFlow="REFRESH_TOKEN_AUTH",
-                              AuthParameters={"REFRESH_TOKEN": tokens["RefreshToken"]})
+        cognito.initiate_auth(
+            ClientId=aws_stack.user_pool_client_id,
+            AuthFlow="REFRESH_TOKEN_AUTH",
+            AuthParameters={"REFRESH_TOKEN": tokens["RefreshToken"]},
+        )
 
 
 # Lifecycle -----------------------------------------------------------------------------
@@ -137,8 +147,15 @@ def test_abandoned_uploads_expire_and_free_their_slots(api, make_user, services,
 
 def test_the_search_cache_never_serves_faces_of_a_deleted_album(services):
     store, search = services.store, ExactSearch(services.store)
-    face = {"face_id": "a" * 32 + "-000", "face_index": 0, "box": [0, 0, 9, 9], "score": 1.0, "landmarks": [],
-            "embedding": [1.0, 0.0], "model_version": "v"}
+    face = {
+        "face_id": "a" * 32 + "-000",
+        "face_index": 0,
+        "box": [0, 0, 9, 9],
+        "score": 1.0,
+        "landmarks": [],
+        "embedding": [1.0, 0.0],
+        "model_version": "v",
+    }
     store.replace_faces("owner", "a" * 32, [face])
     assert len(search.search("owner", "v", [1.0, 0.0], 10, 0.5)) == 1
     store.delete_owner("owner")
@@ -208,8 +225,11 @@ def test_search_keys_have_a_lower_pixel_cap(api, make_user, indexing, monkeypatc
     services, _ = indexing
     with_settings(monkeypatch, services.settings, key_max_pixels=10_000)
     user = make_user()
-    response = api.http.post("/search", headers=user.headers,
-                             body=json.dumps({"image_base64": base64.b64encode(SINGLE.read_bytes()).decode()}))
+    response = api.http.post(
+        "/search",
+        headers=user.headers,
+        body=json.dumps({"image_base64": base64.b64encode(SINGLE.read_bytes()).decode()}),
+    )
     assert response.status_code == 413 and "pixels" in response.json_body["message"]
 
 
@@ -253,8 +273,12 @@ def test_deadlines_come_from_the_lambdas_remaining_time():
 def test_quotas_count_photos_held_from_before_quotas(services):
     """A user whose photos predate quotas starts from what the records hold, not from zero."""
     store = services.store
-    store.add_photos([{"owner": "old", "photo_id": f"{i:032x}", "declared_size": 1000, "status": "indexed",
-                       "uploaded_at": None} for i in range(3)])
+    store.add_photos(
+        [
+            {"owner": "old", "photo_id": f"{i:032x}", "declared_size": 1000, "status": "indexed", "uploaded_at": None}
+            for i in range(3)
+        ]
+    )
     assert not store.reserve_usage("old", 1, 1000, max_photos=3, max_bytes=10_000)  # 3 held + 1 > 3
     assert store.usage_of("old") == {"photos": 3, "bytes": 3000}
     assert store.reserve_usage("old", 1, 1000, max_photos=4, max_bytes=10_000)

@@ -1,5 +1,6 @@
 """Indexing end to end: presigned upload → moto S3 → SQS → the handler → the real face
 endpoint (the built bundle, served over HTTP) → the store."""
+
 import io
 import json
 import struct
@@ -35,8 +36,9 @@ def serve(wsgi_app):
 def face_endpoint(engine, aws_stack):
     from gpu_endpoint.server import create_app
 
-    server, url = serve(create_app(engine, allowed_buckets=[aws_stack.bucket],
-                                   s3_client=client("s3", aws_stack.aws_endpoint_url)))
+    server, url = serve(
+        create_app(engine, allowed_buckets=[aws_stack.bucket], s3_client=client("s3", aws_stack.aws_endpoint_url))
+    )
     yield url
     server.shutdown()
 
@@ -77,7 +79,9 @@ def drain(pump, rounds: int = 40):
 
 
 def upload(api, user, data: bytes, content_type: str, filename: str = "photo"):
-    item = request_uploads(api, user, [{"filename": filename, "content_type": content_type, "size": max(1, len(data))}])[0]
+    item = request_uploads(
+        api, user, [{"filename": filename, "content_type": content_type, "size": max(1, len(data))}]
+    )[0]
     assert post_to_s3(item, data, filename).status_code == 204
     return item["photo_id"]
 
@@ -104,25 +108,35 @@ def test_real_photos_are_indexed(api, make_user, indexing, aws_stack):
     ids = {
         "single": upload(api, user, SINGLE.read_bytes(), "image/jpeg"),
         "group": upload(api, user, group.read_bytes(), "image/jpeg"),
-        "none": upload(api, user, encode(Image.linear_gradient("L").resize((640, 480)).convert("RGB"), "JPEG"),
-                       "image/jpeg"),
+        "none": upload(
+            api, user, encode(Image.linear_gradient("L").resize((640, 480)).convert("RGB"), "JPEG"), "image/jpeg"
+        ),
         "small": upload(api, user, (FACEDATA / "groups/face_recognition/obama_small.jpg").read_bytes(), "image/jpeg"),
     }
     drain(pump)
     single = photo(api, user, ids["single"])
     assert single["status"] == "indexed" and single["face_count"] == 1
     x, y, w, h = single["faces"][0]["box"]
-    assert 0 <= x and x + w <= single["width"] and 0 <= y and y + h <= single["height"]
-    thumb = Image.open(io.BytesIO(client("s3", aws_stack.aws_endpoint_url).get_object(
-        Bucket=aws_stack.bucket, Key=f"users/{user.sub}/thumbs/{ids['single']}.jpg")["Body"].read()))
+    assert x >= 0 and x + w <= single["width"] and y >= 0 and y + h <= single["height"]
+    thumb = Image.open(
+        io.BytesIO(
+            client("s3", aws_stack.aws_endpoint_url)
+            .get_object(Bucket=aws_stack.bucket, Key=f"users/{user.sub}/thumbs/{ids['single']}.jpg")["Body"]
+            .read()
+        )
+    )
     assert max(thumb.size) == 512
-    assert photo(api, user, ids["group"])["face_count"] == 6   # dlib's ground truth: 6 faces
+    assert photo(api, user, ids["group"])["face_count"] == 6  # dlib's ground truth: 6 faces
     assert photo(api, user, ids["none"])["status"] == "indexed"
     assert photo(api, user, ids["none"])["face_count"] == 0
     assert photo(api, user, ids["small"])["face_count"] == 1
     stored = services.store.faces.find_one({"owner": user.sub, "photo_id": ids["single"]})
-    assert stored["model_version"] == services.face_client.analyze_s3(
-        aws_stack.bucket, f"users/{user.sub}/photos/{ids['single']}.jpg")["model_version"]
+    assert (
+        stored["model_version"]
+        == services.face_client.analyze_s3(aws_stack.bucket, f"users/{user.sub}/photos/{ids['single']}.jpg")[
+            "model_version"
+        ]
+    )
 
 
 def test_exif_rotated_photo(api, make_user, indexing):
@@ -131,8 +145,9 @@ def test_exif_rotated_photo(api, make_user, indexing):
     upright = Image.open(SINGLE)
     exif = Image.Exif()
     exif[0x0112] = 6
-    photo_id = upload(api, user, encode(upright.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif, quality=95),
-                      "image/jpeg")
+    photo_id = upload(
+        api, user, encode(upright.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif, quality=95), "image/jpeg"
+    )
     drain(pump)
     body = photo(api, user, photo_id)
     assert (body["width"], body["height"]) == upright.size
@@ -142,8 +157,13 @@ def test_exif_rotated_photo(api, make_user, indexing):
 def png_bomb(side=30000) -> bytes:
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * (side * 3 + 1))) + chunk(b"IEND", b""))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * (side * 3 + 1)))
+        + chunk(b"IEND", b"")
+    )
 
 
 def bad_inputs():
@@ -164,10 +184,20 @@ def bad_inputs():
         ("CMYK JPEG", encode(face.convert("CMYK"), "JPEG"), "image/jpeg", "indexed", 1),
         ("PNG with alpha", encode(rgba, "PNG"), "image/png", "indexed", 1),
         ("16-bit PNG", encode(sixteen, "PNG"), "image/png", "indexed", 1),
-        ("animated GIF", encode(animated[0], "GIF", save_all=True, append_images=animated[1:]), "image/png",
-         "failed", "GIF"),
-        ("animated WebP", encode(animated[0], "WEBP", save_all=True, append_images=animated[1:]), "image/webp",
-         "indexed", 1),
+        (
+            "animated GIF",
+            encode(animated[0], "GIF", save_all=True, append_images=animated[1:]),
+            "image/png",
+            "failed",
+            "GIF",
+        ),
+        (
+            "animated WebP",
+            encode(animated[0], "WEBP", save_all=True, append_images=animated[1:]),
+            "image/webp",
+            "indexed",
+            1,
+        ),
         ("HEIC", heic.getvalue(), "image/heic", "indexed", 1),
         ("JPEG declared as PNG", jpeg, "image/png", "failed", "declared image/png"),
     ]
@@ -203,8 +233,12 @@ class FaultyEndpoint:
         def application(request):
             self.calls += 1
             if self.mode == "ok":
-                real = requests.post(f"{real_url}/invocations", data=request.get_data(),
-                                     headers={"Content-Type": "application/json"}, timeout=60)
+                real = requests.post(
+                    f"{real_url}/invocations",
+                    data=request.get_data(),
+                    headers={"Content-Type": "application/json"},
+                    timeout=60,
+                )
                 return Response(real.content, real.status_code, content_type="application/json")
             if self.mode == "slow":
                 time.sleep(1.5)
@@ -217,8 +251,9 @@ class FaultyEndpoint:
 
 
 @pytest.mark.parametrize("mode", ["down", "slow", "500", "429", "malformed"])
-def test_endpoint_faults_are_retried_then_visible_then_recovered(api, make_user, indexing, face_endpoint,
-                                                                  settings, monkeypatch, mode):
+def test_endpoint_faults_are_retried_then_visible_then_recovered(
+    api, make_user, indexing, face_endpoint, settings, monkeypatch, mode
+):
     services, pump = indexing
     faulty = FaultyEndpoint(face_endpoint)
     url = f"http://127.0.0.1:{free_port()}" if mode == "down" else faulty.url
@@ -244,8 +279,7 @@ def test_endpoint_faults_are_retried_then_visible_then_recovered(api, make_user,
     faulty.server.shutdown()
 
 
-def test_persistent_failure_reaches_the_dead_letter_queue(api, make_user, indexing, settings, monkeypatch,
-                                                          aws_stack):
+def test_persistent_failure_reaches_the_dead_letter_queue(api, make_user, indexing, settings, monkeypatch, aws_stack):
     _, pump = indexing
     down = Services(replace(settings, face_endpoint_url=f"http://127.0.0.1:{free_port()}", face_attempts=1))
     monkeypatch.setattr(app_module, "services", down)
@@ -271,8 +305,11 @@ def test_duplicate_and_out_of_order_events(api, make_user, indexing, aws_stack):
     photo_id = upload(api, user, (FACEDATA / "groups/dlib/2008_002470.jpg").read_bytes(), "image/jpeg")
     drain(pump)
     key = f"users/{user.sub}/photos/{photo_id}.jpg"
-    created = {"Records": [{"eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": aws_stack.bucket},
-                                                                       "object": {"key": key}}}]}
+    created = {
+        "Records": [
+            {"eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": aws_stack.bucket}, "object": {"key": key}}}
+        ]
+    }
     faces_before = sorted(f["face_id"] for f in services.store.list_faces(user.sub, photo_id))
     assert services.indexer.handle_notification(created) == ["duplicate"]
     # Forced re-index (e.g. the ETag check bypassed): upserts, still one set of faces.
@@ -310,8 +347,10 @@ def test_objects_deleted_outside_the_api_are_cleaned_up(api, make_user, indexing
 def test_s3_test_event_and_foreign_keys_are_ignored(indexing, aws_stack):
     services, _ = indexing
     assert services.indexer.handle_notification({"Event": "s3:TestEvent"}) == ["test_event"]
-    record = {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": aws_stack.bucket},
-                                                       "object": {"key": "users/x/thumbs/abc.jpg"}}}
+    record = {
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": aws_stack.bucket}, "object": {"key": "users/x/thumbs/abc.jpg"}},
+    }
     assert services.indexer.handle_notification({"Records": [record]}) == ["ignored"]
 
 
@@ -343,8 +382,9 @@ def test_reindex_moves_stale_photos_to_the_served_bundle_and_resumes(api, make_u
     assert services.store.get_photo(bob.sub, bob_photo)["model_version"] == served
 
 
-def test_rollout_of_the_default_bundle_publish_deploy_reindex(api, make_user, indexing, aws_stack, bundle_dir,
-                                                               tmp_path):
+def test_rollout_of_the_default_bundle_publish_deploy_reindex(
+    api, make_user, indexing, aws_stack, bundle_dir, tmp_path
+):
     """A new default bundle (dlib fused with faceres) reaches an album indexed by the previous one
     (dlib alone, 129-d): publish → deploy → search refuses the old vectors → reindex → search."""
     import tarfile
@@ -365,10 +405,15 @@ def test_rollout_of_the_default_bundle_publish_deploy_reindex(api, make_user, in
         archive.extractall(tmp_path / "model", filter="data")
     unpacked = FaceEngine(tmp_path / "model", providers=["CPUExecutionProvider"])
     assert unpacked.version == served and len(unpacked.parts) == 2
-    result = deploy.deploy(client("sagemaker", aws_stack.aws_endpoint_url),
-                           client("application-autoscaling", aws_stack.aws_endpoint_url), model_url=url,
-                           version=served, image="123456789012.dkr.ecr.us-east-1.amazonaws.com/faces:1",
-                           role="arn:aws:iam::123456789012:role/sm", endpoint="ms-rollout-faces")
+    result = deploy.deploy(
+        client("sagemaker", aws_stack.aws_endpoint_url),
+        client("application-autoscaling", aws_stack.aws_endpoint_url),
+        model_url=url,
+        version=served,
+        image="123456789012.dkr.ecr.us-east-1.amazonaws.com/faces:1",
+        role="arn:aws:iam::123456789012:role/sm",
+        endpoint="ms-rollout-faces",
+    )
     assert result["action"] == "created"
 
     # An album indexed by the previous default: its vectors are the dlib part alone.
@@ -380,8 +425,9 @@ def test_rollout_of_the_default_bundle_publish_deploy_reindex(api, make_user, in
     for face in services.store.faces.find({"owner": alice.sub}):
         dlib_part = unpacked.split(binary_to_vector(face["embedding"])[None, :])[0][0]
         assert dlib_part.shape == (129,)
-        services.store.faces.update_one({"_id": face["_id"]}, {"$set": {
-            "model_version": previous, "embedding": vector_to_binary(dlib_part)}})
+        services.store.faces.update_one(
+            {"_id": face["_id"]}, {"$set": {"model_version": previous, "embedding": vector_to_binary(dlib_part)}}
+        )
     for photo_id in photo_ids:
         services.store.update_photo(alice.sub, photo_id, {"model_version": previous})
     first = services.store.faces.find_one({"owner": alice.sub, "photo_id": photo_ids[0]})
@@ -396,7 +442,8 @@ def test_rollout_of_the_default_bundle_publish_deploy_reindex(api, make_user, in
     assert {f["model_version"] for f in faces} == {served}
     assert {binary_to_vector(f["embedding"]).shape for f in faces} == {(unpacked.manifest.embedding_dim,)}
     first = next(f for f in faces if f["photo_id"] == photo_ids[0])
-    found = api.http.post("/search", headers=alice.headers,
-                          body=json.dumps({"photo_id": photo_ids[0], "face_id": first["face_id"]}))
+    found = api.http.post(
+        "/search", headers=alice.headers, body=json.dumps({"photo_id": photo_ids[0], "face_id": first["face_id"]})
+    )
     assert found.status_code == 200, found.json_body
-    assert {r["photo_id"] for r in found.json_body["results"]} == set(photo_ids)   # the key's photo, and hers
+    assert {r["photo_id"] for r in found.json_body["results"]} == set(photo_ids)  # the key's photo, and hers

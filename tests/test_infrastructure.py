@@ -1,4 +1,5 @@
 """The infrastructure template: valid CloudFormation, and consistent with the Chalice stages."""
+
 import json
 import subprocess
 import sys
@@ -11,8 +12,9 @@ TEMPLATE = ROOT / "infrastructure" / "resources.yaml"
 
 
 def cfn_lint(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), str(path)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), str(path)], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_template_passes_cfn_lint():
@@ -32,8 +34,12 @@ def test_chalice_stage_points_at_the_templates_resources(stage):
     assert "memory-studio-${Stage}-photo-events" in text
     assert env["MONGODB_SECRET_ID"] == f"memory-studio/{stage}/atlas" and "memory-studio/${Stage}/atlas" in text
     policy = (ROOT / ".chalice" / config["iam_policy_file"]).read_text()
-    for resource in (f"memory-studio-{stage}-photos/users/*", f"memory-studio-{stage}-photo-events",
-                     f"memory-studio/{stage}/atlas", f"endpoint/{env['FACE_ENDPOINT_NAME']}"):
+    for resource in (
+        f"memory-studio-{stage}-photos/users/*",
+        f"memory-studio-{stage}-photo-events",
+        f"memory-studio/{stage}/atlas",
+        f"endpoint/{env['FACE_ENDPOINT_NAME']}",
+    ):
         assert resource in policy, resource
     # The indexer's timeout fits six times in the queue's visibility timeout.
     assert 6 * config["lambda_functions"]["index_photos"]["lambda_timeout"] <= 720
@@ -74,28 +80,40 @@ def test_the_stage_policy_allows_every_aws_call_the_functions_make(stage):
     bucket = f"arn:aws:s3:::{env['PHOTO_BUCKET']}"
     sub = "0b1e9a3c-1111-2222-3333-444455556666"
     calls = [  # (action, resource, request context) and where the code makes the call
-        ("s3:PutObject", f"{bucket}/users/{sub}/photos/a.jpg", None),           # presigned photo upload
-        ("s3:PutObject", f"{bucket}/users/{sub}/keys/k.jpg", None),             # presigned key upload...
-        ("s3:PutObjectTagging", f"{bucket}/users/{sub}/keys/k.jpg", None),      # ...with its expiry tag
-        ("s3:GetObject", f"{bucket}/users/{sub}/photos/a.jpg", None),           # indexer, presigned views
-        ("s3:DeleteObject", f"{bucket}/users/{sub}/thumbs/a.jpg", None),        # deletion
-        ("s3:ListBucket", bucket, {"s3:prefix": f"users/{sub}/"}),              # account deletion
+        ("s3:PutObject", f"{bucket}/users/{sub}/photos/a.jpg", None),  # presigned photo upload
+        ("s3:PutObject", f"{bucket}/users/{sub}/keys/k.jpg", None),  # presigned key upload...
+        ("s3:PutObjectTagging", f"{bucket}/users/{sub}/keys/k.jpg", None),  # ...with its expiry tag
+        ("s3:GetObject", f"{bucket}/users/{sub}/photos/a.jpg", None),  # indexer, presigned views
+        ("s3:DeleteObject", f"{bucket}/users/{sub}/thumbs/a.jpg", None),  # deletion
+        ("s3:ListBucket", bucket, {"s3:prefix": f"users/{sub}/"}),  # account deletion
         ("sagemaker:InvokeEndpoint", f"arn:aws:sagemaker:us-east-1:1:endpoint/{env['FACE_ENDPOINT_NAME']}", None),
-        ("secretsmanager:GetSecretValue",
-         f"arn:aws:secretsmanager:us-east-1:1:secret:{env['MONGODB_SECRET_ID']}-AbCdEf", None),
+        (
+            "secretsmanager:GetSecretValue",
+            f"arn:aws:secretsmanager:us-east-1:1:secret:{env['MONGODB_SECRET_ID']}-AbCdEf",
+            None,
+        ),
         ("cognito-idp:AdminDeleteUser", env["COGNITO_USER_POOL_ARN"], None),
         ("cognito-idp:AdminUserGlobalSignOut", env["COGNITO_USER_POOL_ARN"], None),
-        ("sqs:SendMessage", f"arn:aws:sqs:us-east-1:1:{env['PHOTO_EVENTS_QUEUE']}", None),  # reindex (a batch is authorised as SendMessage)
-        ("sqs:ReceiveMessage", f"arn:aws:sqs:us-east-1:1:{env['PHOTO_EVENTS_QUEUE']}", None),    # event source
+        (
+            "sqs:SendMessage",
+            f"arn:aws:sqs:us-east-1:1:{env['PHOTO_EVENTS_QUEUE']}",
+            None,
+        ),  # reindex (a batch is authorised as SendMessage)
+        ("sqs:ReceiveMessage", f"arn:aws:sqs:us-east-1:1:{env['PHOTO_EVENTS_QUEUE']}", None),  # event source
     ]
     for action, resource, context in calls:
-        assert policy.is_action_permitted(action, resource, incoming_condition_values=context) \
-            == PermissionResult.PERMITTED, (action, resource, context)
+        assert (
+            policy.is_action_permitted(action, resource, incoming_condition_values=context)
+            == PermissionResult.PERMITTED
+        ), (action, resource, context)
     # moto's evaluator checks StringEquals conditions only, so the two s3:ListBucket grants are read
     # here: prefixes under users/ (account deletion), and no prefix at all (/health's HeadBucket,
     # which carries none: a grant conditioned on users/* would refuse it).
     document = json.loads((ROOT / ".chalice" / config["iam_policy_file"]).read_text())
-    listing = [st.get("Condition", {}) for st in document["Statement"]
-               if "s3:ListBucket" in st["Action"] and st["Resource"] == bucket]
+    listing = [
+        st.get("Condition", {})
+        for st in document["Statement"]
+        if "s3:ListBucket" in st["Action"] and st["Resource"] == bucket
+    ]
     assert {"StringLike": {"s3:prefix": ["users/*"]}} in listing
     assert {"Null": {"s3:prefix": "true"}} in listing and len(listing) == 2

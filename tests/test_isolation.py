@@ -1,4 +1,5 @@
 """User B can reach nothing of user A's: a matrix over every route."""
+
 import json
 
 import pytest
@@ -14,9 +15,21 @@ def two_users(api, make_user, services):
     alice, bob = make_user("alice"), make_user("bob")
     upload = request_uploads(api, alice, [JPEG])[0]
     post_to_s3(upload, b"alice's bytes")
-    services.store.replace_faces(alice.sub, upload["photo_id"], [
-        {"face_id": f"{upload['photo_id']}-0", "face_index": 0, "box": [1, 2, 3, 4], "score": 0.9,
-         "landmarks": [], "embedding": [1.0, 0.0], "model_version": "v"}])
+    services.store.replace_faces(
+        alice.sub,
+        upload["photo_id"],
+        [
+            {
+                "face_id": f"{upload['photo_id']}-0",
+                "face_index": 0,
+                "box": [1, 2, 3, 4],
+                "score": 0.9,
+                "landmarks": [],
+                "embedding": [1.0, 0.0],
+                "model_version": "v",
+            }
+        ],
+    )
     return alice, bob, upload
 
 

@@ -3,6 +3,7 @@
 ``chalice local`` would accept forged tokens through its Cognito authorizer
 emulation; these checks prove the app's own verification closes that hole.
 """
+
 import base64
 import json
 import threading
@@ -29,8 +30,12 @@ def test_full_album_flow_over_http(base_url, make_user):
     headers = {"Authorization": f"Bearer {user.id_token}"}
     assert requests.get(f"{base_url}/health", timeout=10).json()["status"] == "ok"
 
-    response = requests.post(f"{base_url}/photos/uploads", headers=headers, timeout=10,
-                             json={"files": [{"filename": "a.jpg", "content_type": "image/jpeg", "size": 5}]})
+    response = requests.post(
+        f"{base_url}/photos/uploads",
+        headers=headers,
+        timeout=10,
+        json={"files": [{"filename": "a.jpg", "content_type": "image/jpeg", "size": 5}]},
+    )
     assert response.status_code == 201
     upload = response.json()["uploads"][0]
     assert post_to_s3(upload, b"12345").status_code == 204

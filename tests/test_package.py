@@ -1,4 +1,5 @@
 """`chalice package` builds, deploys what functions/catalog.json lists, and its zip imports on its own."""
+
 import json
 import os
 import subprocess
@@ -20,8 +21,14 @@ def package(tmp_path_factory):
     out = tmp_path_factory.mktemp("package")
     env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1")
     chalice = Path(sys.executable).with_name("chalice")
-    result = subprocess.run([str(chalice), "package", "--stage", "prod", str(out)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [str(chalice), "package", "--stage", "prod", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "missing" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
     return out
@@ -35,12 +42,13 @@ def test_template_deploys_exactly_the_catalogue(package):
     for name, entry in catalog.items():
         assert template["Resources"][name]["Properties"]["Handler"] == entry["handler"]
     paths = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
-    deployed_routes = {f"{method.upper()} {path}" for path, methods in paths.items() for method in methods
-                       if method != "options"}
+    deployed_routes = {
+        f"{method.upper()} {path}" for path, methods in paths.items() for method in methods if method != "options"
+    }
     assert deployed_routes == set(catalog["APIHandler"]["routes"])
 
 
-PUBLIC_ROUTES = {"/health", "/", "/web/{name}"}   # the health check and the web client's static files
+PUBLIC_ROUTES = {"/health", "/", "/web/{name}"}  # the health check and the web client's static files
 
 
 def test_routes_use_the_cognito_authorizer_except_health_and_the_web_client(package):
@@ -64,13 +72,25 @@ def test_zip_holds_everything_the_handlers_import(package, tmp_path):
     site = Path(__import__("boto3").__file__).parent.parent
     for name in RUNTIME_PACKAGES:
         (runtime / name).symlink_to(site / name)
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{tmp_path / 'task'}:{runtime}", "AWS_DEFAULT_REGION": "us-east-1",
-           "COGNITO_USER_POOL_ARN": "arn:aws:cognito-idp:us-east-1:111122223333:userpool/us-east-1_test"}
-    code = ("import app, chalicelib.services as s, chalicelib.store, chalicelib.indexing, jwt, pymongo, numpy, "
-            "aws_lambda_powertools, PIL.Image, pillow_heif, requests; from chalicelib.images import HEIF_SUPPORTED; "
-            "assert HEIF_SUPPORTED and app.authorizer is not None; print(sorted(app.app.routes))")
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {str(env['PYTHONPATH']).split(':')!r}; {code}"],
-                            cwd=tmp_path / "task", env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": f"{tmp_path / 'task'}:{runtime}",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "COGNITO_USER_POOL_ARN": "arn:aws:cognito-idp:us-east-1:111122223333:userpool/us-east-1_test",
+    }
+    code = (
+        "import app, chalicelib.services as s, chalicelib.store, chalicelib.indexing, jwt, pymongo, numpy, "
+        "aws_lambda_powertools, PIL.Image, pillow_heif, requests; from chalicelib.images import HEIF_SUPPORTED; "
+        "assert HEIF_SUPPORTED and app.authorizer is not None; print(sorted(app.app.routes))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {str(env['PYTHONPATH']).split(':')!r}; {code}"],
+        cwd=tmp_path / "task",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "/photos/uploads" in result.stdout
 

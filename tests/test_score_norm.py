@@ -1,4 +1,5 @@
 """Cohort score normalisation: the statistics and the symmetric formula, on vectors with known answers."""
+
 import numpy as np
 import pytest
 

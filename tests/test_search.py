@@ -1,5 +1,6 @@
 """Face search over the local stack with real photos: every key source, multi-face keys,
 no-face keys, thresholds, pagination and isolation."""
+
 import base64
 import json
 
@@ -21,10 +22,12 @@ def album(api, make_user, indexing):  # noqa: F811
     alice, bob = make_user("alice"), make_user("bob")
     jolie = sorted((PEOPLE / "Angelina_Jolie").glob("*.jpg"))
     clooney = sorted((PEOPLE / "George_Clooney").glob("*.jpg"))
-    ids = {"jolie": [upload(api, alice, p.read_bytes(), "image/jpeg") for p in jolie[1:4]],
-           "clooney": [upload(api, alice, p.read_bytes(), "image/jpeg") for p in clooney[1:4]],
-           "group": upload(api, alice, (FACEDATA / "groups/dlib/2008_002470.jpg").read_bytes(), "image/jpeg"),
-           "bob_jolie": upload(api, bob, jolie[4].read_bytes(), "image/jpeg")}
+    ids = {
+        "jolie": [upload(api, alice, p.read_bytes(), "image/jpeg") for p in jolie[1:4]],
+        "clooney": [upload(api, alice, p.read_bytes(), "image/jpeg") for p in clooney[1:4]],
+        "group": upload(api, alice, (FACEDATA / "groups/dlib/2008_002470.jpg").read_bytes(), "image/jpeg"),
+        "bob_jolie": upload(api, bob, jolie[4].read_bytes(), "image/jpeg"),
+    }
     drain(pump)
     return alice, bob, ids, jolie[0], clooney[0]
 
@@ -56,8 +59,11 @@ def test_inline_key_finds_that_person_first_and_only(api, album):
 
 def test_uploaded_key_photo(api, album):
     alice, _, ids, jolie_key, _ = album
-    response = api.http.post("/search/uploads", headers=alice.headers, body=json.dumps(
-        {"filename": "key.jpg", "content_type": "image/jpeg", "size": jolie_key.stat().st_size}))
+    response = api.http.post(
+        "/search/uploads",
+        headers=alice.headers,
+        body=json.dumps({"filename": "key.jpg", "content_type": "image/jpeg", "size": jolie_key.stat().st_size}),
+    )
     assert response.status_code == 201
     key = response.json_body
     assert key["fields"]["key"] == f"users/{alice.sub}/keys/{key['key_id']}.jpg"
@@ -95,6 +101,7 @@ def test_key_without_a_face_is_422(api, album):
     import io
 
     from PIL import Image
+
     buffer = io.BytesIO()
     Image.linear_gradient("L").resize((400, 300)).convert("RGB").save(buffer, "JPEG")
     response = search(api, alice, {"image_base64": base64.b64encode(buffer.getvalue()).decode()})
@@ -110,8 +117,9 @@ def test_threshold_and_pagination(api, album):
     seen = [r["photo_id"] for r in loose["results"]]
     cursor = loose["next_cursor"]
     while cursor:
-        page = search(api, alice, {"image_base64": b64(jolie_key), "threshold": 0.0, "limit": 2,
-                                   "cursor": cursor}).json_body
+        page = search(
+            api, alice, {"image_base64": b64(jolie_key), "threshold": 0.0, "limit": 2, "cursor": cursor}
+        ).json_body
         seen += [r["photo_id"] for r in page["results"]]
         cursor = page["next_cursor"]
     assert len(seen) == len(set(seen)) == 7  # every photo of the album once, at threshold 0
@@ -134,8 +142,11 @@ def test_isolation(api, album):
     photo = api.http.get(f"/photos/{ids['jolie'][0]}", headers=alice.headers).json_body
     stolen = search(api, bob, {"photo_id": photo["photo_id"], "face_id": photo["faces"][0]["face_id"]})
     assert stolen.status_code == 404
-    key = api.http.post("/search/uploads", headers=alice.headers, body=json.dumps(
-        {"filename": "k.jpg", "content_type": "image/jpeg", "size": 100})).json_body
+    key = api.http.post(
+        "/search/uploads",
+        headers=alice.headers,
+        body=json.dumps({"filename": "k.jpg", "content_type": "image/jpeg", "size": 100}),
+    ).json_body
     post_to_s3(key, jolie_key.read_bytes())
     assert search(api, bob, {"key_id": key["key_id"]}).status_code == 404
 

@@ -1,4 +1,5 @@
 """One contract for every store backend: mongomock, the embedded store, and real MongoDB when MONGODB_URI is set."""
+
 import multiprocessing
 import os
 import uuid
@@ -20,8 +21,9 @@ def make_store(backend: str, path) -> PhotoStore:
         uri = os.environ.get("MONGODB_URI")
         if not uri:
             pytest.skip("MONGODB_URI is not set: no real MongoDB to run the contract against")
-        settings = Settings(store_backend="mongodb", mongodb_uri=uri,
-                            mongodb_database=f"ms_test_{uuid.uuid4().hex[:8]}")
+        settings = Settings(
+            store_backend="mongodb", mongodb_uri=uri, mongodb_database=f"ms_test_{uuid.uuid4().hex[:8]}"
+        )
         database = open_database(settings)
         store = PhotoStore(database)
         store.ensure_indexes()
@@ -40,13 +42,29 @@ def store(request, tmp_path):
 
 
 def photo(owner, photo_id, at, **extra):
-    return dict({"owner": owner, "photo_id": photo_id, "key": f"users/{owner}/photos/{photo_id}.jpg",
-                 "status": "pending", "uploaded_at": at, "face_count": 0}, **extra)
+    return dict(
+        {
+            "owner": owner,
+            "photo_id": photo_id,
+            "key": f"users/{owner}/photos/{photo_id}.jpg",
+            "status": "pending",
+            "uploaded_at": at,
+            "face_count": 0,
+        },
+        **extra,
+    )
 
 
 def face(photo_id, index, vector, version="v1"):
-    return {"face_id": f"{photo_id}-{index}", "face_index": index, "box": [index, 0, 10, 10], "score": 0.9,
-            "landmarks": [[0.0, 0.0]] * 5, "embedding": vector, "model_version": version}
+    return {
+        "face_id": f"{photo_id}-{index}",
+        "face_index": index,
+        "box": [index, 0, 10, 10],
+        "score": 0.9,
+        "landmarks": [[0.0, 0.0]] * 5,
+        "embedding": vector,
+        "model_version": version,
+    }
 
 
 def test_add_get_update(store):

@@ -1,5 +1,6 @@
 """The TensorFlow.js → ONNX converter, checked against TensorFlow.js itself (its pure-JavaScript
 CPU backend in node) on real aligned faces, and its refusals."""
+
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from gpu_endpoint.facemodels.tfjs_graph import TfjsFormatError, convert
 from tests.face_fixtures import FACEDATA, needs_facedata
 
 ROOT = Path(__file__).resolve().parent.parent
-TFJS = ROOT / ".cache" / "node" / "node_modules"   # ./dev setup installs @tensorflow/tfjs there
+TFJS = ROOT / ".cache" / "node" / "node_modules"  # ./dev setup installs @tensorflow/tfjs there
 RUNNER = Path(__file__).resolve().parent / "tfjs" / "run_graph.js"
 
 
@@ -24,15 +25,20 @@ def tfjs(model_json: Path, output: str, nhwc: np.ndarray, tmp_path: Path) -> np.
         pytest.skip("node and @tensorflow/tfjs (installed by ./dev setup) are needed for the reference")
     inputs, outputs = tmp_path / "in.f32", tmp_path / "out.f32"
     nhwc.astype("<f4").tofile(inputs)
-    subprocess.run(["node", str(RUNNER), str(model_json), output, str(inputs), *map(str, nhwc.shape), str(outputs)],
-                   check=True, capture_output=True, env=dict(os.environ, NODE_PATH=str(TFJS)), timeout=120)
+    subprocess.run(
+        ["node", str(RUNNER), str(model_json), output, str(inputs), *map(str, nhwc.shape), str(outputs)],
+        check=True,
+        capture_output=True,
+        env=dict(os.environ, NODE_PATH=str(TFJS)),
+        timeout=120,
+    )
     return np.fromfile(outputs, "<f4").reshape(len(nhwc), -1)
 
 
 @needs_facedata
 def test_faceres_matches_tensorflow_js_on_real_faces(engine, tmp_path):
-    from gpu_endpoint.facedata import labelled_photos
     from chalicelib.images import decode_image
+    from gpu_endpoint.facedata import labelled_photos
 
     model_json = faceres.model_files(ROOT / ".cache" / "models")["package/models/faceres.json"]
     part = engine.parts[1]
@@ -50,7 +56,8 @@ def test_faceres_matches_tensorflow_js_on_real_faces(engine, tmp_path):
     reference = tfjs(model_json, faceres.OUTPUT, chips[..., ::-1] - np.float32(faceres.MEAN_BGR), tmp_path)
     raw = convert(model_json, faceres.OUTPUT, input_mean_bgr=faceres.MEAN_BGR, unit_output=False)
     ours = ort.InferenceSession(raw.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-        None, {"chips": chips.transpose(0, 3, 1, 2)})[0]
+        None, {"chips": chips.transpose(0, 3, 1, 2)}
+    )[0]
     assert np.linalg.norm(ours - reference) / np.linalg.norm(reference) <= 1e-5
     assert np.abs(ours - reference).max() <= 1e-5 * np.abs(reference).max() * 10
     # The served graph is the same descriptor as a unit vector.
@@ -61,15 +68,42 @@ def test_faceres_matches_tensorflow_js_on_real_faces(engine, tmp_path):
 def _tiny_model(tmp_path: Path, op: str) -> Path:
     weights = np.arange(12, dtype=np.float16)
     (tmp_path / "w.bin").write_bytes(weights.tobytes())
-    model = {"modelTopology": {"node": [
-        {"name": "x", "op": "Placeholder", "attr": {"shape": {"shape": {"dim": [{"size": "-1"}, {"size": "4"},
-                                                                                 {"size": "4"}, {"size": "3"}]}}}},
-        {"name": "k", "op": "Const"},
-        {"name": "y", "op": op, "input": ["x", "k"], "attr": {"padding": {"s": "VkFMSUQ="},  # b64 "VALID"
-                                                              "strides": {"list": {"i": ["1", "1", "1", "1"]}}}}]},
-        "weightsManifest": [{"paths": ["w.bin"], "weights": [
-            {"name": "k", "shape": [1, 1, 3, 4], "dtype": "float32",
-             "quantization": {"dtype": "float16", "original_dtype": "float32"}}]}]}
+    model = {
+        "modelTopology": {
+            "node": [
+                {
+                    "name": "x",
+                    "op": "Placeholder",
+                    "attr": {
+                        "shape": {"shape": {"dim": [{"size": "-1"}, {"size": "4"}, {"size": "4"}, {"size": "3"}]}}
+                    },
+                },
+                {"name": "k", "op": "Const"},
+                {
+                    "name": "y",
+                    "op": op,
+                    "input": ["x", "k"],
+                    "attr": {
+                        "padding": {"s": "VkFMSUQ="},  # b64 "VALID"
+                        "strides": {"list": {"i": ["1", "1", "1", "1"]}},
+                    },
+                },
+            ]
+        },
+        "weightsManifest": [
+            {
+                "paths": ["w.bin"],
+                "weights": [
+                    {
+                        "name": "k",
+                        "shape": [1, 1, 3, 4],
+                        "dtype": "float32",
+                        "quantization": {"dtype": "float16", "original_dtype": "float32"},
+                    }
+                ],
+            }
+        ],
+    }
     path = tmp_path / "model.json"
     path.write_text(json.dumps(model))
     return path
@@ -79,9 +113,8 @@ def test_a_conv_matches_numpy_and_fp16_weights_are_dequantised(tmp_path):
     path = _tiny_model(tmp_path, "Conv2D")
     graph = convert(path, "y", unit_output=False)
     x = np.random.default_rng(0).normal(size=(2, 3, 4, 4)).astype(np.float32)
-    got = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-        None, {"chips": x})[0]
-    kernel = np.arange(12, dtype=np.float32).reshape(3, 4)          # 1x1 conv: a channel matrix
+    got = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"chips": x})[0]
+    kernel = np.arange(12, dtype=np.float32).reshape(3, 4)  # 1x1 conv: a channel matrix
     np.testing.assert_allclose(got, np.einsum("nchw,co->nohw", x, kernel), rtol=1e-5, atol=1e-5)
 
 

@@ -1,4 +1,5 @@
 """Training pipeline on tiny real data: a few identities from ../shared/facedata, few steps."""
+
 from __future__ import annotations
 
 import json
@@ -16,15 +17,42 @@ from training.evaluate import verification
 
 pytestmark = needs_facedata
 
-METRICS = ("threshold", "accuracy", "precision", "recall", "f1", "auc", "positive_mean", "negative_mean",
-           "positive_pairs", "negative_pairs")
+METRICS = (
+    "threshold",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "auc",
+    "positive_mean",
+    "negative_mean",
+    "positive_pairs",
+    "negative_pairs",
+)
 
 
 def tiny_config(**overrides) -> TrainConfig:
-    values = dict(epochs=1, batch_size=8, per_identity=2, max_steps_per_epoch=2,
-                  validation_fraction=0.25, evaluation_fraction=0.4)
+    values = dict(
+        epochs=1, batch_size=8, per_identity=2, max_steps_per_epoch=2, validation_fraction=0.25, evaluation_fraction=0.4
+    )
     values.update(overrides)
     return TrainConfig.from_dict(values)
+
+
+def tiny_fine_tune_args(tiny_data, run_dir, bundle_dir, cache_dir, *settings) -> list:
+    """``python -m training fine-tune`` on the tiny set: one short epoch."""
+    args = ["fine-tune", "--data", str(tiny_data), "--run-dir", str(run_dir), "--bundle", str(bundle_dir)]
+    args += ["--cache", str(cache_dir)]
+    for setting in (
+        "epochs=1",
+        "max_steps_per_epoch=2",
+        "batch_size=8",
+        "validation_fraction=0.25",
+        "per_identity=2",
+        *settings,
+    ):
+        args += ["--set", setting]
+    return args
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +83,7 @@ def tiny_chips(tiny_data, bundle_dir, cache_dir):
 def test_identities_never_straddle_roles_and_every_source_fills_every_role():
     by_source = {"celeba": [f"c{i}" for i in range(20)], "kpop": [f"k{i}" for i in range(8)], "solo": ["s0"]}
     roles = assign_roles(by_source, 0.15, 0.4)
-    assert assign_roles(by_source, 0.15, 0.4) == roles            # stable
+    assert assign_roles(by_source, 0.15, 0.4) == roles  # stable
     for source in ("celeba", "kpop"):
         got = {roles[i] for i in by_source[source]}
         assert got == {"train", "validation", "evaluation"}, (source, got)
@@ -87,7 +115,7 @@ def test_folder_per_person_and_bad_folders(tiny_data, tmp_path):
 
 def test_chips_come_from_the_serving_engine_and_are_cached(tiny_chips, tiny_data, bundle_dir, cache_dir, monkeypatch):
     assert tiny_chips.chips.shape[1:] == (150, 150, 3) and tiny_chips.chips.dtype == np.uint8
-    assert len(tiny_chips) >= 50     # the odd photo may have no detectable face
+    assert len(tiny_chips) >= 50  # the odd photo may have no detectable face
     assert set(tiny_chips.roles) == {"train", "validation", "evaluation"}
     for identity in set(tiny_chips.identities):
         assert len(set(tiny_chips.roles[tiny_chips.identities == identity])) == 1
@@ -95,7 +123,7 @@ def test_chips_come_from_the_serving_engine_and_are_cached(tiny_chips, tiny_data
     import gpu_endpoint.engine
     from training.pipeline import load_chips
 
-    monkeypatch.setattr(gpu_endpoint.engine, "FaceEngine", None)   # a cache hit never builds an engine
+    monkeypatch.setattr(gpu_endpoint.engine, "FaceEngine", None)  # a cache hit never builds an engine
     again = load_chips(tiny_config(), tiny_data, bundle_dir, cache_dir, log=lambda m: None)
     assert np.array_equal(again.chips, tiny_chips.chips) and list(again.roles) == list(tiny_chips.roles)
 
@@ -105,7 +133,7 @@ def test_augmentation_is_seeded_and_keeps_the_range():
     a = augment(batch, AugmentConfig(), torch.Generator().manual_seed(1))
     b = augment(batch, AugmentConfig(), torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and a.shape == batch.shape
-    assert 0 <= float(a.min()) and float(a.max()) <= 255 and not torch.equal(a, batch)
+    assert float(a.min()) >= 0 and float(a.max()) <= 255 and not torch.equal(a, batch)
     only_flip = AugmentConfig(brightness=0, contrast=0, saturation=0, rotate_degrees=0, scale=0, shift=0)
     flipped = augment(batch, only_flip, torch.Generator().manual_seed(3))
     for original, out in zip(batch, flipped):
@@ -195,11 +223,7 @@ def test_fine_tune_exports_a_bundle_the_endpoint_serves(tiny_data, bundle_dir, c
     from training.train import load_best
 
     run_dir = tmp_path / "run"
-    code = main(["fine-tune", "--data", str(tiny_data), "--run-dir", str(run_dir), "--bundle", str(bundle_dir),
-                 "--cache", str(cache_dir), "--set", "epochs=1", "--set", "max_steps_per_epoch=2",
-                 "--set", "batch_size=8", "--set", "validation_fraction=0.25", "--set", "per_identity=2",
-                 "--set", "lr=0.00001"])
-    assert code == 0
+    assert main(tiny_fine_tune_args(tiny_data, run_dir, bundle_dir, cache_dir, "lr=0.00001")) == 0
     document = json.loads((run_dir / "report" / "report.json").read_text())
     _check_report(document, run_dir)
 
@@ -217,7 +241,7 @@ def test_fine_tune_exports_a_bundle_the_endpoint_serves(tiny_data, bundle_dir, c
     assert faces and faces[0].embedding.shape == (129,)
     cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     part = manifest["embedder"]["parts"][0]
-    assert [p["file"] for p in manifest["embedder"]["parts"]] == ["embedder"]   # served alone
+    assert [p["file"] for p in manifest["embedder"]["parts"]] == ["embedder"]  # served alone
     served = Calibrated(load_best(cfg, run_dir), part["reference_mean"], part["anchor"])
     chips = engine.parts[0].chips(image, faces[:1])
     with torch.no_grad():
@@ -243,8 +267,12 @@ def test_sagemaker_entry_point_writes_the_bundle_as_the_model(tiny_data, bundle_
     monkeypatch.setenv("SM_MODEL_DIR", str(model_dir))
     monkeypatch.setenv("SM_OUTPUT_DATA_DIR", str(output_dir))
     monkeypatch.setenv("MEMSTUDIO_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
-    monkeypatch.setenv("SM_HPS", json.dumps({"epochs": 1, "max_steps_per_epoch": 1, "batch_size": 8,
-                                             "validation_fraction": 0.25, "per_identity": 2}))
+    monkeypatch.setenv(
+        "SM_HPS",
+        json.dumps(
+            {"epochs": 1, "max_steps_per_epoch": 1, "batch_size": 8, "validation_fraction": 0.25, "per_identity": 2}
+        ),
+    )
     assert sagemaker_entry.main() == 0
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert {p.name for p in model_dir.iterdir()} >= {"manifest.json", "embedder.onnx", "pnet.onnx", "onet.onnx"}
@@ -264,8 +292,16 @@ def test_sagemaker_entry_point_writes_the_bundle_as_the_model(tiny_data, bundle_
 def test_sweep_writes_a_results_table(tiny_chips, tiny_data, bundle_dir, cache_dir, tmp_path):
     from training.sweep import sweep
 
-    rows = sweep(tiny_config(max_steps_per_epoch=1), {"lr": [1e-4, 1e-3], "optimizer": ["sgd"]}, tiny_data,
-                 tmp_path, bundle_dir, cache_dir, log=lambda m: None, progress=False)
+    rows = sweep(
+        tiny_config(max_steps_per_epoch=1),
+        {"lr": [1e-4, 1e-3], "optimizer": ["sgd"]},
+        tiny_data,
+        tmp_path,
+        bundle_dir,
+        cache_dir,
+        log=lambda m: None,
+        progress=False,
+    )
     assert [r["lr"] for r in rows] == [1e-4, 1e-3]
     table = (tmp_path / "sweep.md").read_text().splitlines()
     assert len(table) == 4 and "after.all.auc" in table[0]
@@ -273,8 +309,7 @@ def test_sweep_writes_a_results_table(tiny_chips, tiny_data, bundle_dir, cache_d
 
 
 @pytest.mark.slow
-def test_a_fine_tuned_embedder_is_fused_with_faceres_by_the_bundle_factory(tiny_data, bundle_dir, cache_dir,
-                                                                          tmp_path):
+def test_a_fine_tuned_embedder_is_fused_with_faceres_by_the_bundle_factory(tiny_data, bundle_dir, cache_dir, tmp_path):
     """``build_bundle --dlib-from RUN/bundle``: the fine-tuned graph replaces stock dlib as the first
     part, faceres stays, and the fused bundle is calibrated (thresholds, cohort) on the facedata."""
     from chalicelib.images import decode_image
@@ -284,15 +319,15 @@ def test_a_fine_tuned_embedder_is_fused_with_faceres_by_the_bundle_factory(tiny_
     from training.__main__ import main
 
     run_dir = tmp_path / "run"
-    assert main(["fine-tune", "--data", str(tiny_data), "--run-dir", str(run_dir), "--bundle", str(bundle_dir),
-                 "--cache", str(cache_dir), "--set", "epochs=1", "--set", "max_steps_per_epoch=2",
-                 "--set", "batch_size=8", "--set", "validation_fraction=0.25", "--set", "per_identity=2"]) == 0
+    assert main(tiny_fine_tune_args(tiny_data, run_dir, bundle_dir, cache_dir)) == 0
     # A small labelled set in facedata's manifest format (the photos are read where they are).
     facedata = tmp_path / "facedata"
     facedata.mkdir()
-    rows = ["source\tidentity\tpath\tkind"] + [f"kpop\t{person.name}\t{photo.resolve()}\tsingle"
-                                              for person in sorted(tiny_data.iterdir())
-                                              for photo in sorted(person.iterdir())]
+    rows = ["source\tidentity\tpath\tkind"] + [
+        f"kpop\t{person.name}\t{photo.resolve()}\tsingle"
+        for person in sorted(tiny_data.iterdir())
+        for photo in sorted(person.iterdir())
+    ]
     (facedata / "manifest.tsv").write_text("\n".join(rows) + "\n")
 
     fused = build(tmp_path / "bundle", facedata, log=lambda m: None, dlib_from=run_dir / "bundle")
@@ -300,8 +335,10 @@ def test_a_fine_tuned_embedder_is_fused_with_faceres_by_the_bundle_factory(tiny_
     assert manifest["version"].startswith("dlib-ft-faceres-v1.")
     assert [p["file"] for p in manifest["embedder"]["parts"]] == ["embedder", "embedder_faceres"]
     assert sha256(fused / "embedder.onnx") == sha256(run_dir / "bundle" / "embedder.onnx")
-    assert manifest["embedder"]["parts"][0]["training"]["base_bundle"] == json.loads(
-        (bundle_dir / "manifest.json").read_text())["version"]
+    assert (
+        manifest["embedder"]["parts"][0]["training"]["base_bundle"]
+        == json.loads((bundle_dir / "manifest.json").read_text())["version"]
+    )
     assert manifest["score_normalisation"]["cohort"]["faces"] > 0
 
     engine = FaceEngine(fused, providers=["CPUExecutionProvider"])

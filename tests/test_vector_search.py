@@ -1,4 +1,5 @@
 """The two search engines: the exact scan against brute force, and the Atlas pipeline's shape."""
+
 import json
 from pathlib import Path
 
@@ -6,9 +7,9 @@ import numpy as np
 import pytest
 
 from chalicelib.database import open_database
+from chalicelib.search import MAX_HITS
 from chalicelib.settings import Settings
 from chalicelib.store import PhotoStore
-from chalicelib.search import MAX_HITS
 from chalicelib.vector_search import ATLAS_INDEX_NAME, ATLAS_MAX_CANDIDATES, AtlasSearch, ExactSearch
 
 
@@ -26,11 +27,32 @@ def unit(rows):
 def add_faces(store, owner, vectors, version="v1", first=0):
     for i, vector in enumerate(vectors, start=first):
         photo_id = f"{i:032x}"
-        store.add_photos([{"owner": owner, "photo_id": photo_id, "key": f"users/{owner}/photos/{photo_id}.jpg",
-                           "status": "indexed", "uploaded_at": None}])
-        store.replace_faces(owner, photo_id, [{"face_id": f"{photo_id}-000", "face_index": 0, "box": [0, 0, 1, 1],
-                                               "score": 1.0, "landmarks": [], "embedding": vector,
-                                               "model_version": version}])
+        store.add_photos(
+            [
+                {
+                    "owner": owner,
+                    "photo_id": photo_id,
+                    "key": f"users/{owner}/photos/{photo_id}.jpg",
+                    "status": "indexed",
+                    "uploaded_at": None,
+                }
+            ]
+        )
+        store.replace_faces(
+            owner,
+            photo_id,
+            [
+                {
+                    "face_id": f"{photo_id}-000",
+                    "face_index": 0,
+                    "box": [0, 0, 1, 1],
+                    "score": 1.0,
+                    "landmarks": [],
+                    "embedding": vector,
+                    "model_version": version,
+                }
+            ],
+        )
 
 
 def test_exact_search_equals_brute_force_and_respects_owner_and_version(store):
@@ -79,6 +101,7 @@ def test_atlas_index_definition_matches_the_bundle():
     assert fields["embedding"]["similarity"] == "cosine"
     assert {"owner", "model_version"} <= {p for p, f in fields.items() if f["type"] == "filter"}
     from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
+
     if Manifest.exists(DEFAULT_DIR):
         assert fields["embedding"]["numDimensions"] == Manifest.load(DEFAULT_DIR).embedding_dim
 
@@ -91,8 +114,9 @@ def test_exact_search_with_cohort_normalisation_ranks_and_cuts_by_the_normalised
     means, stds = rng.uniform(0.2, 0.8, 30), rng.uniform(0.02, 0.1, 30)
     add_faces(store, "me", vectors)
     for i, (m, s) in enumerate(zip(means, stds)):
-        store.faces.update_one({"owner": "me", "face_id": f"{i:032x}-000"}, {"$set": {"cohort_mean": m,
-                                                                                         "cohort_std": s}})
+        store.faces.update_one(
+            {"owner": "me", "face_id": f"{i:032x}-000"}, {"$set": {"cohort_mean": m, "cohort_std": s}}
+        )
     key = KeyNormalisation(0.5, 0.05, threshold=1.0)
     query = vectors[3]
     hits = ExactSearch(store).search("me", "v1", query, limit=30, threshold=0.1, key_norm=key)
@@ -110,8 +134,10 @@ def test_exact_search_with_cohort_normalisation_ranks_and_cuts_by_the_normalised
 def test_atlas_candidates_are_rescored_with_the_cohort(monkeypatch):
     from chalicelib.score_norm import KeyNormalisation
 
-    rows = [{"face_id": "a", "photo_id": "pa", "score": 0.9, "cohort_mean": 0.7, "cohort_std": 0.05},   # cos 0.8
-            {"face_id": "b", "photo_id": "pb", "score": 0.85, "cohort_mean": 0.3, "cohort_std": 0.05}]  # cos 0.7
+    rows = [
+        {"face_id": "a", "photo_id": "pa", "score": 0.9, "cohort_mean": 0.7, "cohort_std": 0.05},  # cos 0.8
+        {"face_id": "b", "photo_id": "pb", "score": 0.85, "cohort_mean": 0.3, "cohort_std": 0.05},
+    ]  # cos 0.7
 
     class Faces:
         def aggregate(self, pipeline):

@@ -1,6 +1,7 @@
 """The web client end to end in headless Chromium against the whole local stack
 (``python -m local_stack up``: moto, the model server on CPU, the API, the event pump),
 with real photos from ../shared/facedata.  Screenshots land in test-artifacts/web/."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,15 @@ from tests.stack_fixture import local_stack  # noqa: F401  (fixture)
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "web"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = [
     pytest.mark.slow,
@@ -39,7 +47,7 @@ def page(local_stack):  # noqa: F811
         # bypass_csp: the page's policy forbids eval, which wait_for_function needs (the app itself never evals).
         page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
         page.set_default_timeout(30_000)
-        page.on("dialog", lambda dialog: dialog.accept())      # the delete confirmations
+        page.on("dialog", lambda dialog: dialog.accept())  # the delete confirmations
         page.on("console", lambda message: print(f"browser {message.type}: {message.text}"))
         yield page
         browser.close()
@@ -72,7 +80,7 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     page.click("#form-signin button[type=submit]")
     page.wait_for_selector("#view-album:not([hidden])")
     assert "e2e@example.com" in page.text_content("#status")
-    assert "token" not in page.url.lower() and "eyj" not in page.url.lower()   # no token in a URL
+    assert "token" not in page.url.lower() and "eyj" not in page.url.lower()  # no token in a URL
 
     # Upload four photos of each of two people, and one file that is not a photo.
     bad = tmp_path / "notes.txt"
@@ -90,12 +98,15 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     # The album shows them pending, then indexed without a reload.
     page.click("nav a[data-view=album]")
     page.wait_for_function("document.querySelectorAll('#grid li').length === 8")
-    page.wait_for_function("document.querySelectorAll('#grid button[data-status=indexed]').length === 8",
-                           timeout=180_000)
+    page.wait_for_function(
+        "document.querySelectorAll('#grid button[data-status=indexed]').length === 8", timeout=180_000
+    )
     page.wait_for_function("[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)")
     shot(page, "03-album")
-    names = {el.get_attribute("data-photo-id"): el.query_selector("button").get_attribute("aria-label")
-             for el in page.locator("#grid li").element_handles()}
+    names = {
+        el.get_attribute("data-photo-id"): el.query_selector("button").get_attribute("aria-label")
+        for el in page.locator("#grid li").element_handles()
+    }
     katy_ids = [pid for pid, label in names.items() if any(label.startswith(p.name) for p in katy[:4])]
     angelina_ids = [pid for pid, label in names.items() if any(label.startswith(p.name) for p in angelina[:4])]
     assert len(katy_ids) == 4 and len(angelina_ids) == 4
@@ -114,8 +125,8 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     page.wait_for_function("document.querySelectorAll('#results li').length >= 1", timeout=60_000)
     ranked = [el.get_attribute("data-photo-id") for el in page.locator("#results li").element_handles()]
     assert ranked[0] in katy_ids
-    top = ranked[:len([r for r in ranked if r in katy_ids])]
-    assert set(top) <= set(katy_ids), ranked     # no stranger ranks above any of her photos
+    top = ranked[: len([r for r in ranked if r in katy_ids])]
+    assert set(top) <= set(katy_ids), ranked  # no stranger ranks above any of her photos
     shot(page, "05-find")
 
     # "More of this person" from a face box in Angelina Jolie's photo.
@@ -124,8 +135,10 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     page.wait_for_selector("#photo-dialog[open] #photo-faces button")
     page.click("#photo-faces button >> nth=0")
     page.wait_for_selector("#view-find:not([hidden])")
-    page.wait_for_function(f"document.querySelector('#results li')?.dataset.photoId !== undefined "
-                           f"&& {str(angelina_ids)}.includes(document.querySelector('#results li').dataset.photoId)")
+    page.wait_for_function(
+        f"document.querySelector('#results li')?.dataset.photoId !== undefined "
+        f"&& {str(angelina_ids)}.includes(document.querySelector('#results li').dataset.photoId)"
+    )
     shot(page, "06-more-of-this-person")
 
     # Delete a photo: it leaves the album, and the API no longer has it.
@@ -137,7 +150,7 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     assert page.locator(f"#grid li[data-photo-id='{katy_ids[1]}']").count() == 0
     page.reload()
     page.wait_for_selector("body[data-ready=true]")
-    page.wait_for_function("document.querySelectorAll('#grid li').length === 7")    # still signed in, from storage
+    page.wait_for_function("document.querySelectorAll('#grid li').length === 7")  # still signed in, from storage
 
     # Phone-sized screen, then the profile page and sign-out.
     page.set_viewport_size({"width": 390, "height": 844})

@@ -9,6 +9,7 @@
 history.json, report/ and bundle/ — publish it with
 ``python -m gpu_endpoint.deploy publish --bucket B --bundle RUN/bundle``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,9 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-from .config import TrainConfig
 from gpu_endpoint.bundle import DEFAULT_DIR
 
+from .config import TrainConfig
 from .pipeline import DEFAULT_CACHE, fine_tune, load_chips
 from .sweep import sweep
 
@@ -29,8 +30,9 @@ def _config(args) -> TrainConfig:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("fine-tune", "sweep", "chips"):
         p = sub.add_parser(name)

@@ -1,4 +1,5 @@
 """Training-time augmentation of chip batches, in torch (CPU or GPU), from one generator."""
+
 from __future__ import annotations
 
 import math
@@ -11,12 +12,12 @@ import torch.nn.functional as F
 @dataclass
 class AugmentConfig:
     flip: bool = True
-    brightness: float = 0.2     # multiply by 1 ± this
+    brightness: float = 0.2  # multiply by 1 ± this
     contrast: float = 0.2
     saturation: float = 0.2
     rotate_degrees: float = 8.0
-    scale: float = 0.05         # zoom 1 ± this
-    shift: float = 0.04         # fraction of the chip
+    scale: float = 0.05  # zoom 1 ± this
+    shift: float = 0.04  # fraction of the chip
 
 
 def _uniform(n, spread, generator, device):

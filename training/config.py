@@ -1,46 +1,47 @@
 """One fine-tuning run's settings (JSON file, ``--set key=value`` overrides, or SageMaker hyperparameters)."""
+
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 from .augment import AugmentConfig
 
 
 @dataclass
 class TrainConfig:
-    model: str = "dlib-resnet"            # dlib-resnet | facenet
-    weights: Optional[str] = None         # dlib .dat or InceptionResnetV1 state dict; default: see models.py
-    input_size: Optional[int] = None      # chip size ("resize"); default: the model's native size
-    loss: str = "arcface"                 # arcface | triplet | arcface+triplet
+    model: str = "dlib-resnet"  # dlib-resnet | facenet
+    weights: str | None = None  # dlib .dat or InceptionResnetV1 state dict; default: see models.py
+    input_size: int | None = None  # chip size ("resize"); default: the model's native size
+    loss: str = "arcface"  # arcface | triplet | arcface+triplet
     arcface_scale: float = 30.0
-    arcface_margin: float = 0.1           # additive angular margin, radians (see README: chosen by validation)
+    arcface_margin: float = 0.1  # additive angular margin, radians (see README: chosen by validation)
     triplet_margin: float = 0.2
-    optimizer: str = "sgd"                # sgd | adam
-    lr: float = 1e-5                      # the network's learning rate (the seed's best was 1e-4 for FaceNet)
-    head_lr: float = 1e-2                 # ArcFace class centres (initialised at the class means)
+    optimizer: str = "sgd"  # sgd | adam
+    lr: float = 1e-5  # the network's learning rate (the seed's best was 1e-4 for FaceNet)
+    head_lr: float = 1e-2  # ArcFace class centres (initialised at the class means)
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    freeze_fraction: float = 0.5          # freeze this share of parameter tensors, input side first
+    freeze_fraction: float = 0.5  # freeze this share of parameter tensors, input side first
     epochs: int = 10
     batch_size: int = 32
-    per_identity: int = 4                 # photos of one person together in a batch
-    max_steps_per_epoch: Optional[int] = None
-    select: str = "last"                  # last: the final epoch's weights (the seed's way) | best-validation
+    per_identity: int = 4  # photos of one person together in a batch
+    max_steps_per_epoch: int | None = None
+    select: str = "last"  # last: the final epoch's weights (the seed's way) | best-validation
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
-    validation_fraction: float = 0.15     # of the identities, per source
+    validation_fraction: float = 0.15  # of the identities, per source
     evaluation_fraction: float = 0.4
-    device: str = "auto"                  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -64,7 +65,7 @@ class TrainConfig:
         if self.epochs < 0 or self.batch_size < 2 or self.per_identity < 1:
             raise ValueError("epochs >= 0, batch_size >= 2 and per_identity >= 1 are needed")
 
-    def with_overrides(self, pairs: Iterable[str]) -> "TrainConfig":
+    def with_overrides(self, pairs: Iterable[str]) -> TrainConfig:
         """``key=value`` strings; values are JSON (numbers, true/false, null) or plain strings."""
         values = self.to_dict()
         for pair in pairs:

@@ -9,15 +9,16 @@ evaluation identities are exactly the bundle's held-out ones
 (``LabelledPhoto.split``): what the search benchmarks report as held out is never
 trained on, and the bundle's calibration identities are never evaluated on.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -33,17 +34,21 @@ class Sample:
     path: Path
     identity: str
     source: str
-    held_out: Optional[bool] = None   # the bundle's split (facedata only): held-out identities
+    held_out: bool | None = None  # the bundle's split (facedata only): held-out identities
 
 
-def load_samples(data: Path) -> List[Sample]:
+def load_samples(data: Path) -> list[Sample]:
     """Every labelled photo of a facedata folder (by its manifest) or of a folder per person."""
     data = Path(data).resolve()
     if (data / "manifest.tsv").exists():
         return [Sample(p.path, p.identity, p.source, p.split == "holdout") for p in labelled_photos(data)]
     people = sorted(d for d in data.iterdir() if d.is_dir())
-    samples = [Sample(f, normalise_identity(data.name, person.name), data.name)
-               for person in people for f in sorted(person.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    samples = [
+        Sample(f, normalise_identity(data.name, person.name), data.name)
+        for person in people
+        for f in sorted(person.iterdir())
+        if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if not samples:
         raise ValueError(f"{data}: no photos found; expected {data}/<person>/<photo>.jpg")
     return samples
@@ -53,12 +58,16 @@ def _rank(identity: str) -> str:
     return hashlib.sha1(identity.encode()).hexdigest()
 
 
-def assign_roles(identities_by_source: Dict[str, Sequence[str]], validation_fraction: float,
-                 evaluation_fraction: float, held_out: Sequence[str] = ()) -> Dict[str, str]:
+def assign_roles(
+    identities_by_source: dict[str, Sequence[str]],
+    validation_fraction: float,
+    evaluation_fraction: float,
+    held_out: Sequence[str] = (),
+) -> dict[str, str]:
     """Identity → role.  ``held_out`` identities are evaluation; within each source, the
     others in a stable hashed order: the first share is evaluation, the next validation,
     the rest train."""
-    roles: Dict[str, str] = {identity: "evaluation" for identity in held_out}
+    roles: dict[str, str] = {identity: "evaluation" for identity in held_out}
     for source in sorted(identities_by_source):
         ids = sorted({i for i in identities_by_source[source] if i not in roles}, key=_rank)
         n_eval = int(round(len(ids) * evaluation_fraction))
@@ -68,7 +77,7 @@ def assign_roles(identities_by_source: Dict[str, Sequence[str]], validation_frac
     return roles
 
 
-def sample_roles(samples: Sequence[Sample], validation_fraction: float, evaluation_fraction: float) -> Dict[str, str]:
+def sample_roles(samples: Sequence[Sample], validation_fraction: float, evaluation_fraction: float) -> dict[str, str]:
     """Identity → role; where the samples carry the bundle's split, it alone decides evaluation."""
     by_source = defaultdict(list)
     for s in samples:
@@ -81,6 +90,7 @@ def sample_roles(samples: Sequence[Sample], validation_fraction: float, evaluati
 @dataclass
 class ChipSet:
     """Aligned face chips (N, S, S, 3) uint8 RGB with their labels."""
+
     chips: np.ndarray
     identities: np.ndarray
     sources: np.ndarray
@@ -91,44 +101,65 @@ class ChipSet:
     def __len__(self) -> int:
         return len(self.chips)
 
-    def subset(self, mask) -> "ChipSet":
+    def subset(self, mask) -> ChipSet:
         mask = np.asarray(mask)
-        return ChipSet(self.chips[mask], self.identities[mask], self.sources[mask], self.paths[mask],
-                       self.roles[mask], self.bundle_version)
+        return ChipSet(
+            self.chips[mask],
+            self.identities[mask],
+            self.sources[mask],
+            self.paths[mask],
+            self.roles[mask],
+            self.bundle_version,
+        )
 
-    def role(self, name: str) -> "ChipSet":
+    def role(self, name: str) -> ChipSet:
         return self.subset(self.roles == name)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, chips=self.chips, identities=self.identities, sources=self.sources,
-                            paths=self.paths, roles=self.roles, bundle_version=np.array(self.bundle_version))
+        np.savez_compressed(
+            tmp,
+            chips=self.chips,
+            identities=self.identities,
+            sources=self.sources,
+            paths=self.paths,
+            roles=self.roles,
+            bundle_version=np.array(self.bundle_version),
+        )
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> "ChipSet":
+    def load(cls, path: Path) -> ChipSet:
         with np.load(path) as z:
             return cls(z["chips"], z["identities"], z["sources"], z["paths"], z["roles"], str(z["bundle_version"]))
 
 
 def _cache_key(samples: Sequence[Sample], manifest: Manifest, size: int, fractions) -> str:
-    digest = hashlib.sha256(json.dumps([manifest.version, manifest.parts[0]["alignment_template"], size,
-                                        list(fractions)]).encode())
+    digest = hashlib.sha256(
+        json.dumps([manifest.version, manifest.parts[0]["alignment_template"], size, list(fractions)]).encode()
+    )
     for s in samples:
         stat = s.path.stat()
         digest.update(f"{s.path}|{s.identity}|{s.source}|{stat.st_size}|{int(stat.st_mtime)}\n".encode())
     return digest.hexdigest()[:16]
 
 
-def prepare_chips(samples: Sequence[Sample], bundle_dir: Path, size: int, cache_dir: Path,
-                  validation_fraction: float = 0.15, evaluation_fraction: float = 0.4,
-                  log=print) -> ChipSet:
+def prepare_chips(
+    samples: Sequence[Sample],
+    bundle_dir: Path,
+    size: int,
+    cache_dir: Path,
+    validation_fraction: float = 0.15,
+    evaluation_fraction: float = 0.4,
+    log=print,
+) -> ChipSet:
     """Detect the largest face of each photo with the serving engine and align it to a
     ``size`` chip (the bundle's template scaled); cached under ``cache_dir``."""
+    from tqdm import tqdm
+
     from chalicelib.images import ImageError, decode_image
     from gpu_endpoint.engine import FaceEngine
-    from tqdm import tqdm
 
     manifest = Manifest.load(bundle_dir)
     key = _cache_key(samples, manifest, size, (validation_fraction, evaluation_fraction))
@@ -139,7 +170,7 @@ def prepare_chips(samples: Sequence[Sample], bundle_dir: Path, size: int, cache_
 
     roles = sample_roles(samples, validation_fraction, evaluation_fraction)
     engine = FaceEngine(bundle_dir)
-    base = engine.parts[0]   # the part fine-tuning starts from (dlib's ResNet)
+    base = engine.parts[0]  # the part fine-tuning starts from (dlib's ResNet)
     template = base.template * (size / base.size)
     from gpu_endpoint.align import warp_chip
 
@@ -159,9 +190,14 @@ def prepare_chips(samples: Sequence[Sample], bundle_dir: Path, size: int, cache_
         kept.append(sample)
     if not kept:
         raise ValueError("no face was found in any photo of the data set")
-    chip_set = ChipSet(np.stack(chips), np.array([s.identity for s in kept]), np.array([s.source for s in kept]),
-                       np.array([str(s.path) for s in kept]), np.array([roles[s.identity] for s in kept]),
-                       manifest.version)
+    chip_set = ChipSet(
+        np.stack(chips),
+        np.array([s.identity for s in kept]),
+        np.array([s.source for s in kept]),
+        np.array([str(s.path) for s in kept]),
+        np.array([roles[s.identity] for s in kept]),
+        manifest.version,
+    )
     chip_set.save(cached)
     log(f"{len(kept)} chips ({missed} photos without a face) in {time.time() - started:.0f}s → {cached}")
     return chip_set

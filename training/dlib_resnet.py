@@ -1,8 +1,7 @@
 """dlib's ResNet face descriptor as a trainable torch module, built from the same
 parsed weights the ONNX converter uses (gpu_endpoint/facemodels/dlib_resnet.py)."""
-from __future__ import annotations
 
-from typing import List
+from __future__ import annotations
 
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ class DlibResNet(nn.Module):
 
     def __init__(self, top: Layer):
         super().__init__()
-        self.ops: List[tuple] = []
+        self.ops: list[tuple] = []
         self.layers = nn.ModuleList()
         for layer in _bottom_up(top):
             p = layer.params
@@ -62,7 +61,7 @@ class DlibResNet(nn.Module):
             self.ops.append((layer.kind, len(self.layers) - 1 if module is not None else None, p))
 
     @classmethod
-    def from_dat(cls, path: str) -> "DlibResNet":
+    def from_dat(cls, path: str) -> DlibResNet:
         with open(path, "rb") as handle:
             return cls(read_network(handle.read()))
 

@@ -1,17 +1,18 @@
 """The seed's evaluation as a report: positive/negative cosine similarities, their KDE
 plot and histogram, the accuracy-peak threshold, accuracy/precision/recall/F1, ROC/AUC,
 and search-style retrieval numbers; JSON + markdown + PNG per run."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
 
 from gpu_endpoint import calibration
-from gpu_endpoint.build_bundle import embed_transform, fit_transform
+from gpu_endpoint.build_bundle import embed_transform
 
 from .data import ChipSet
 
@@ -22,24 +23,28 @@ def embed(model: torch.nn.Module, chips: np.ndarray, device: str = "cpu", batch_
     model.eval()
     out = []
     for start in range(0, len(chips), batch_size):
-        batch = torch.from_numpy(chips[start:start + batch_size]).permute(0, 3, 1, 2).float().to(device)
+        batch = torch.from_numpy(chips[start : start + batch_size]).permute(0, 3, 1, 2).float().to(device)
         out.append(model(batch).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def verification(vectors: np.ndarray, identities: Sequence[str], threshold: Optional[float] = None) -> Dict:
+def verification(vectors: np.ndarray, identities: Sequence[str], threshold: float | None = None) -> dict:
     """Every number of the seed's evaluation (threshold searched between the means unless given),
     with the similarity lists kept for the plots."""
     pos, neg = calibration.pair_similarities(vectors, identities)
     if len(pos) == 0 or len(neg) == 0:
         raise ValueError("evaluation needs at least one positive and one negative pair")
     result = calibration.report(pos, neg, threshold)
-    result.update(positive_std=float(np.std(pos)), negative_std=float(np.std(neg)),
-                  identities=len(set(identities)), faces=len(identities))
+    result.update(
+        positive_std=float(np.std(pos)),
+        negative_std=float(np.std(neg)),
+        identities=len(set(identities)),
+        faces=len(identities),
+    )
     return {"metrics": result, "positives": pos, "negatives": neg}
 
 
-def evaluate_model(model, chips: ChipSet, mean, anchor, device="cpu", thresholds: Optional[Dict] = None) -> Dict:
+def evaluate_model(model, chips: ChipSet, mean, anchor, device="cpu", thresholds: dict | None = None) -> dict:
     """Served vectors of the evaluation chips: all of them, and per source with 2+ identities."""
     vectors = embed_transform(embed(model, chips.chips, device), mean, anchor)
     thresholds = thresholds or {}
@@ -47,7 +52,7 @@ def evaluate_model(model, chips: ChipSet, mean, anchor, device="cpu", thresholds
     for source in sorted(set(chips.sources)):
         mask = chips.sources == source
         _, counts = np.unique(chips.identities[mask], return_counts=True)
-        if len(counts) >= 2 and (counts >= 2).any():     # a source with pairs of both kinds
+        if len(counts) >= 2 and (counts >= 2).any():  # a source with pairs of both kinds
             groups[source] = mask
     out = {}
     for name, mask in groups.items():
@@ -86,7 +91,7 @@ def plot_similarities(positives, negatives, threshold: float, title: str, path: 
     plt.close(fig)
 
 
-def write_report(out_dir: Path, results: Dict[str, Dict], context: Dict) -> Dict:
+def write_report(out_dir: Path, results: dict[str, dict], context: dict) -> dict:
     """``results``: model label ("before"/"after") → evaluate_model output.  Writes report.json,
     report.md and one similarity plot per model and group; returns the JSON document."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -104,13 +109,18 @@ def write_report(out_dir: Path, results: Dict[str, Dict], context: Dict) -> Dict
     return document
 
 
-def markdown(document: Dict) -> str:
-    lines = ["# Face embedder evaluation", "", "Held-out identities (never trained on). "
-             "`peak`: the seed's metric, threshold at the accuracy peak on this set; "
-             "`val thr`: at the threshold fitted on the validation identities.", "",
-             "| model | group | ids | faces | pos mean | neg mean | AUC | peak thr | peak acc | precision | recall "
-             "| F1 | val thr acc | search P | search R | search mAP |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def markdown(document: dict) -> str:
+    lines = [
+        "# Face embedder evaluation",
+        "",
+        "Held-out identities (never trained on). "
+        "`peak`: the seed's metric, threshold at the accuracy peak on this set; "
+        "`val thr`: at the threshold fitted on the validation identities.",
+        "",
+        "| model | group | ids | faces | pos mean | neg mean | AUC | peak thr | peak acc | precision | recall "
+        "| F1 | val thr acc | search P | search R | search mAP |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for label, groups in document["models"].items():
         for group, entry in groups.items():
             m = entry["at_accuracy_peak"]
@@ -120,9 +130,11 @@ def markdown(document: Dict) -> str:
             def fmt(d, k):
                 return f"{d[k]:.4f}" if k in d else "–"
 
-            lines.append(f"| {label} | {group} | {m['identities']} | {m['faces']} | {m['positive_mean']:.4f} | "
-                         f"{m['negative_mean']:.4f} | {m['auc']:.4f} | {m['threshold']:.4f} | {m['accuracy']:.4f} | "
-                         f"{m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {fmt(v, 'accuracy')} | "
-                         f"{fmt(s, 'precision')} | {fmt(s, 'recall')} | {fmt(s, 'map')} |")
+            lines.append(
+                f"| {label} | {group} | {m['identities']} | {m['faces']} | {m['positive_mean']:.4f} | "
+                f"{m['negative_mean']:.4f} | {m['auc']:.4f} | {m['threshold']:.4f} | {m['accuracy']:.4f} | "
+                f"{m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {fmt(v, 'accuracy')} | "
+                f"{fmt(s, 'precision')} | {fmt(s, 'recall')} | {fmt(s, 'map')} |"
+            )
     lines += ["", "```json", json.dumps(document["context"], indent=2), "```", ""]
     return "\n".join(lines)

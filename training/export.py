@@ -1,11 +1,11 @@
 """Fine-tuned weights → ONNX (dynamic batch, verified against torch on real chips) →
 the endpoint's bundle format, with a new version and calibrated thresholds."""
+
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
-from typing import Dict
 
 import numpy as np
 import onnxruntime as ort
@@ -21,9 +21,16 @@ MAX_EXPORT_ERROR = 1e-4
 def export_onnx(model: Embedder, mean, anchor: float, path: Path) -> Calibrated:
     served = Calibrated(model.cpu().eval(), mean, anchor).eval()
     example = torch.zeros(2, 3, model.input_size, model.input_size)
-    torch.onnx.export(served, (example,), str(path), input_names=["chips"], output_names=["embeddings"],
-                      dynamic_axes={"chips": {0: "batch"}, "embeddings": {0: "batch"}}, opset_version=17,
-                      dynamo=False)
+    torch.onnx.export(
+        served,
+        (example,),
+        str(path),
+        input_names=["chips"],
+        output_names=["embeddings"],
+        dynamic_axes={"chips": {0: "batch"}, "embeddings": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
     return served
 
 
@@ -40,8 +47,17 @@ def verify_onnx(served: Calibrated, path: Path, chips: np.ndarray) -> float:
     return error
 
 
-def package_bundle(base_bundle: Path, embedder_onnx: Path, out_dir: Path, *, model: Embedder, mean, anchor: float,
-                   thresholds: Dict[str, float], training: Dict) -> Path:
+def package_bundle(
+    base_bundle: Path,
+    embedder_onnx: Path,
+    out_dir: Path,
+    *,
+    model: Embedder,
+    mean,
+    anchor: float,
+    thresholds: dict[str, float],
+    training: dict,
+) -> Path:
     """A bundle like the base one (same detector) serving the fine-tuned embedder."""
     base = Manifest.load(base_bundle).document
     digest = sha256(embedder_onnx)
@@ -58,26 +74,34 @@ def package_bundle(base_bundle: Path, embedder_onnx: Path, out_dir: Path, *, mod
     scale = model.input_size / base_part["input_size"]
     output = "unit vector: L2-normalise([embedding - reference_mean, anchor]), inside the graph"
     manifest["embedder"] = {
-        "name": f"{model.name} fine-tuned from {base['version']}" if model.name == "dlib-resnet"
+        "name": f"{model.name} fine-tuned from {base['version']}"
+        if model.name == "dlib-resnet"
         else f"{model.name} fine-tuned",
-        "embedding_dim": model.dim + 1, "metric": "cosine", "output": output,
-        "parts": [{
-            "name": f"{model.name} fine-tuned", "file": "embedder", "weight": 1.0,
-            "input_size": model.input_size,
-            "input": "aligned RGB chip 0..255, float32, NCHW",
-            "alignment_template": [[round(x * scale, 3), round(y * scale, 3)] for x, y in
-                                   base_part["alignment_template"]],
-            "embedding_dim": model.dim + 1,
-            "output": output,
-            "reference_mean": [round(float(v), 7) for v in mean],
-            "anchor": round(float(anchor), 6),
-        }],
+        "embedding_dim": model.dim + 1,
+        "metric": "cosine",
+        "output": output,
+        "parts": [
+            {
+                "name": f"{model.name} fine-tuned",
+                "file": "embedder",
+                "weight": 1.0,
+                "input_size": model.input_size,
+                "input": "aligned RGB chip 0..255, float32, NCHW",
+                "alignment_template": [
+                    [round(x * scale, 3), round(y * scale, 3)] for x, y in base_part["alignment_template"]
+                ],
+                "embedding_dim": model.dim + 1,
+                "output": output,
+                "reference_mean": [round(float(v), 7) for v in mean],
+                "anchor": round(float(anchor), 6),
+            }
+        ],
     }
     manifest["calibration"] = {
         "threshold": round(thresholds["verification"], 4),
         "search_threshold": round(thresholds["search"], 4),
         "method": "verification: accuracy peak between the pair means on the validation identities; search: best "
-                  "mean retrieval F1 on the validation identities",
+        "mean retrieval F1 on the validation identities",
     }
     manifest["training"] = training
     out_dir.mkdir(parents=True, exist_ok=True)

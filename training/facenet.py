@@ -8,11 +8,11 @@ torchvision is missing, a minimal module supplies an exact pure-torch
 everything else is facenet-pytorch's own code.  Where torchvision imports (a GPU
 image, SageMaker's PyTorch container), it is used as is.
 """
+
 from __future__ import annotations
 
 import sys
 import types
-from typing import Optional
 
 import torch
 
@@ -46,6 +46,7 @@ def _ensure_torchvision() -> None:
         return
     try:
         import torchvision  # noqa: F401
+
         return
     except Exception:  # absent, or the PyPI build that fails beside torch's CPU wheel
         for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
@@ -57,8 +58,15 @@ def _ensure_torchvision() -> None:
     functional = types.ModuleType("torchvision.transforms.functional")
     boxes.batched_nms = batched_nms
     tv.ops, ops.boxes, tv.transforms, transforms.functional = ops, boxes, transforms, functional
-    sys.modules.update({"torchvision": tv, "torchvision.ops": ops, "torchvision.ops.boxes": boxes,
-                        "torchvision.transforms": transforms, "torchvision.transforms.functional": functional})
+    sys.modules.update(
+        {
+            "torchvision": tv,
+            "torchvision.ops": ops,
+            "torchvision.ops.boxes": boxes,
+            "torchvision.transforms": transforms,
+            "torchvision.transforms.functional": functional,
+        }
+    )
 
 
 def facenet_mtcnn(min_face_size: int = 20):
@@ -69,7 +77,7 @@ def facenet_mtcnn(min_face_size: int = 20):
     return MTCNN(min_face_size=min_face_size, keep_all=True, post_process=False, device="cpu")
 
 
-def inception_resnet_v1(state_dict_path: Optional[str] = None) -> torch.nn.Module:
+def inception_resnet_v1(state_dict_path: str | None = None) -> torch.nn.Module:
     """FaceNet's InceptionResnetV1 (512-d unit vectors from 160x160 chips standardised as (x-127.5)/128).
 
     ``state_dict_path``: pretrained weights, e.g. facenet-pytorch's VGGFace2 release
@@ -85,6 +93,8 @@ def inception_resnet_v1(state_dict_path: Optional[str] = None) -> torch.nn.Modul
         state = {k: v for k, v in state.items() if not k.startswith("logits.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{state_dict_path} is not an InceptionResnetV1 state dict: missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]}")
+            raise ValueError(
+                f"{state_dict_path} is not an InceptionResnetV1 state dict: missing {missing[:3]}, "
+                f"unexpected {unexpected[:3]}"
+            )
     return model

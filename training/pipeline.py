@@ -1,9 +1,9 @@
 """One fine-tuning run end to end: chips → train → evaluate before/after → export → bundle."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Optional
 
 import numpy as np
 
@@ -44,38 +44,57 @@ def load_chips(cfg: TrainConfig, data: Path, base_bundle: Path, cache_dir: Path,
         if chips.chips.shape[1] != size:
             raise ValueError(f"{data} holds {chips.chips.shape[1]} px chips; this model takes {size}")
         return chips
-    return prepare_chips(load_samples(data), base_bundle, size, cache_dir, cfg.validation_fraction,
-                         cfg.evaluation_fraction, log)
+    return prepare_chips(
+        load_samples(data), base_bundle, size, cache_dir, cfg.validation_fraction, cfg.evaluation_fraction, log
+    )
 
 
-def fine_tune(cfg: TrainConfig, data: Path, run_dir: Path, base_bundle: Path = DEFAULT_DIR,
-              cache_dir: Path = DEFAULT_CACHE, log=print, progress: bool = True, export: bool = True,
-              chips: Optional[ChipSet] = None) -> Dict:
+def fine_tune(
+    cfg: TrainConfig,
+    data: Path,
+    run_dir: Path,
+    base_bundle: Path = DEFAULT_DIR,
+    cache_dir: Path = DEFAULT_CACHE,
+    log=print,
+    progress: bool = True,
+    export: bool = True,
+    chips: ChipSet | None = None,
+) -> dict:
     """Returns the report document; writes under ``run_dir``: checkpoint.pt, best.pt,
     history.json, report/ (json, md, png) and, with ``export``, embedder.onnx and bundle/."""
     run_dir = Path(run_dir)
     chips = chips if chips is not None else load_chips(cfg, data, base_bundle, cache_dir, log)
-    counts = {role: {"identities": len(set(chips.identities[chips.roles == role])),
-                     "faces": int((chips.roles == role).sum())} for role in ROLES}
+    counts = {
+        role: {"identities": len(set(chips.identities[chips.roles == role])), "faces": int((chips.roles == role).sum())}
+        for role in ROLES
+    }
     log(f"identities/faces per role: {counts}")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     summary = train(cfg, chips, run_dir, log, progress)
 
     device = resolve_device(cfg.device)
-    models = {"before": build_model(cfg.model, cfg.weights, cfg.input_size).to(device),
-              "after": load_best(cfg, run_dir, device)}
+    models = {
+        "before": build_model(cfg.model, cfg.weights, cfg.input_size).to(device),
+        "after": load_best(cfg, run_dir, device),
+    }
     results, calibrations = {}, {}
     for label, model in models.items():
         mean, anchor, thresholds = calibrate(model, chips, device)
         calibrations[label] = (mean, anchor, thresholds)
         results[label] = evaluate_model(model, chips.role("evaluation"), mean, anchor, device, thresholds)
     epoch_seconds = [h["seconds"] for h in summary["history"] if h["epoch"] > 0]
-    context = {"data": str(data), "base_bundle": chips.bundle_version, "config": cfg.to_dict(), "roles": counts,
-               "chosen_epoch": summary["chosen_epoch"], "device": summary["device"],
-               "seconds_per_epoch": round(float(np.mean(epoch_seconds)), 2) if epoch_seconds else None,
-               "history": summary["history"],
-               "thresholds": {label: c[2] for label, c in calibrations.items()}}
+    context = {
+        "data": str(data),
+        "base_bundle": chips.bundle_version,
+        "config": cfg.to_dict(),
+        "roles": counts,
+        "chosen_epoch": summary["chosen_epoch"],
+        "device": summary["device"],
+        "seconds_per_epoch": round(float(np.mean(epoch_seconds)), 2) if epoch_seconds else None,
+        "history": summary["history"],
+        "thresholds": {label: c[2] for label, c in calibrations.items()},
+    }
     document = write_report(run_dir / "report", results, context)
     log(f"report: {run_dir / 'report' / 'report.md'}")
 
@@ -84,14 +103,23 @@ def fine_tune(cfg: TrainConfig, data: Path, run_dir: Path, base_bundle: Path = D
         onnx_path = run_dir / "embedder.onnx"
         served = export_onnx(models["after"], mean, anchor, onnx_path)
         error = verify_onnx(served, onnx_path, chips.role("evaluation").chips[:32])
-        training = {"base_bundle": chips.bundle_version, "config": cfg.to_dict(),
-                    "chosen_epoch": summary["chosen_epoch"],
-                    "export_max_abs_diff": error,
-                    "evaluation": {label: groups["all"]["at_accuracy_peak"] for label, groups in
-                                   document["models"].items()}}
-        bundle = package_bundle(base_bundle, onnx_path, run_dir / "bundle", model=models["after"], mean=mean,
-                                anchor=anchor, thresholds=thresholds, training=training)
+        training = {
+            "base_bundle": chips.bundle_version,
+            "config": cfg.to_dict(),
+            "chosen_epoch": summary["chosen_epoch"],
+            "export_max_abs_diff": error,
+            "evaluation": {label: groups["all"]["at_accuracy_peak"] for label, groups in document["models"].items()},
+        }
+        bundle = package_bundle(
+            base_bundle,
+            onnx_path,
+            run_dir / "bundle",
+            model=models["after"],
+            mean=mean,
+            anchor=anchor,
+            thresholds=thresholds,
+            training=training,
+        )
         document["bundle"] = str(bundle)
-        log(f"bundle {Manifest.load(bundle).version} in {bundle} "
-            f"(ONNX vs torch max abs diff {error:.1e})")
+        log(f"bundle {Manifest.load(bundle).version} in {bundle} (ONNX vs torch max abs diff {error:.1e})")
     return document

@@ -6,6 +6,7 @@ Hyperparameters are TrainConfig settings.  Checkpoints go to /opt/ml/checkpoints
 SageMaker syncs to S3, so a restarted (spot) job resumes; the packaged bundle is written
 to /opt/ml/model, so the job's model.tar.gz is a bundle the endpoint serves as is.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):   # SageMaker runs this file as a script: make the repo root importable
+if __package__ in (None, ""):  # SageMaker runs this file as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.config import TrainConfig  # noqa: E402
@@ -38,8 +39,15 @@ def main() -> int:
     output_dir = Path(os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
     checkpoints = Path(os.environ.get("MEMSTUDIO_CHECKPOINT_DIR", "/opt/ml/checkpoints"))
     cfg = TrainConfig().with_overrides(hyperparameters())
-    document = fine_tune(cfg, data, checkpoints / "run", bundle, checkpoints / "chips",
-                         log=lambda m: print(m, flush=True), progress=False)
+    document = fine_tune(
+        cfg,
+        data,
+        checkpoints / "run",
+        bundle,
+        checkpoints / "chips",
+        log=lambda m: print(m, flush=True),
+        progress=False,
+    )
     model_dir.mkdir(parents=True, exist_ok=True)
     for path in Path(document["bundle"]).iterdir():
         shutil.copy2(path, model_dir / path.name)

@@ -1,30 +1,38 @@
 """A small grid of runs like the seed's table (learning rate × optimiser × freezing × chip size):
 each combination trains from the same chips, and the held-out results land in one table."""
+
 from __future__ import annotations
 
 import itertools
 import json
 from pathlib import Path
-from typing import Dict, List
 
-from .config import TrainConfig
 from gpu_endpoint.bundle import DEFAULT_DIR
 
+from .config import TrainConfig
 from .pipeline import DEFAULT_CACHE, fine_tune, load_chips
 
 
-def combinations(grid: Dict[str, List]) -> List[Dict]:
+def combinations(grid: dict[str, list]) -> list[dict]:
     keys = sorted(grid)
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
-def run_name(values: Dict) -> str:
+def run_name(values: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(values.items())).replace("/", "_")
 
 
-def sweep(base: TrainConfig, grid: Dict[str, List], data: Path, out_dir: Path, base_bundle: Path = DEFAULT_DIR,
-          cache_dir: Path = DEFAULT_CACHE, log=print, progress: bool = True,
-          table_groups=("all", "kpop")) -> List[Dict]:
+def sweep(
+    base: TrainConfig,
+    grid: dict[str, list],
+    data: Path,
+    out_dir: Path,
+    base_bundle: Path = DEFAULT_DIR,
+    cache_dir: Path = DEFAULT_CACHE,
+    log=print,
+    progress: bool = True,
+    table_groups=("all", "kpop"),
+) -> list[dict]:
     rows, chip_sets = [], {}
     for values in combinations(grid):
         cfg = base.with_overrides(f"{k}={json.dumps(v)}" for k, v in values.items())
@@ -32,8 +40,17 @@ def sweep(base: TrainConfig, grid: Dict[str, List], data: Path, out_dir: Path, b
         if (cfg.model, size) not in chip_sets:
             chip_sets[(cfg.model, size)] = load_chips(cfg, data, base_bundle, cache_dir, log)
         log(f"sweep run {run_name(values)}")
-        document = fine_tune(cfg, data, out_dir / run_name(values), base_bundle, cache_dir, log, progress,
-                             export=False, chips=chip_sets[(cfg.model, size)])
+        document = fine_tune(
+            cfg,
+            data,
+            out_dir / run_name(values),
+            base_bundle,
+            cache_dir,
+            log,
+            progress,
+            export=False,
+            chips=chip_sets[(cfg.model, size)],
+        )
         row = dict(values)
         for label in ("before", "after"):
             for group, entry in document["models"][label].items():
@@ -57,7 +74,7 @@ def _cell(column, value, grid_keys) -> str:
     return str(value)
 
 
-def write_table(rows: List[Dict], out_dir: Path) -> None:
+def write_table(rows: list[dict], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps(rows, indent=2))
     columns = list(rows[0])

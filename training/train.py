@@ -2,13 +2,13 @@
 checkpoint after every epoch that a rerun resumes from.  best.pt holds the weights
 chosen by ``select``: the last epoch's, or those with the best validation AUC
 (epoch 0, the starting weights, competes too)."""
+
 from __future__ import annotations
 
 import json
 import math
 import time
 from pathlib import Path
-from typing import Dict, List
 
 import numpy as np
 import torch
@@ -40,13 +40,13 @@ def identity_batches(labels: np.ndarray, batch_size: int, per_identity: int, gen
     for label in np.unique(labels):
         idx = np.flatnonzero(labels == label)
         idx = idx[torch.randperm(len(idx), generator=generator).numpy()]
-        groups += [idx[i:i + per_identity] for i in range(0, len(idx), per_identity)]
+        groups += [idx[i : i + per_identity] for i in range(0, len(idx), per_identity)]
     order = torch.randperm(len(groups), generator=generator).numpy()
     flat = np.concatenate([groups[i] for i in order])
-    return [flat[i:i + batch_size] for i in range(0, len(flat) - 1, batch_size) if len(flat[i:i + batch_size]) > 1]
+    return [flat[i : i + batch_size] for i in range(0, len(flat) - 1, batch_size) if len(flat[i : i + batch_size]) > 1]
 
 
-def validation_auc(model: Embedder, chips: ChipSet, device: str) -> Dict[str, float]:
+def validation_auc(model: Embedder, chips: ChipSet, device: str) -> dict[str, float]:
     raw = embed(model, chips.chips, device)
     mean, anchor = fit_transform(raw)
     pos, neg = calibration.pair_similarities(embed_transform(raw, mean, anchor), list(chips.identities))
@@ -60,8 +60,9 @@ class Losses(torch.nn.Module):
 
         self.arcface = self.triplet = None
         if "arcface" in cfg.loss:
-            self.arcface = losses.ArcFaceLoss(num_classes, dim, margin=math.degrees(cfg.arcface_margin),
-                                              scale=cfg.arcface_scale)
+            self.arcface = losses.ArcFaceLoss(
+                num_classes, dim, margin=math.degrees(cfg.arcface_margin), scale=cfg.arcface_scale
+            )
             # Start the class centres at the classes' mean embeddings: the loss is then
             # meaningful from step one and the pretrained features are not torn apart.
             self.arcface.W.data = F.normalize(class_means, dim=1).T.contiguous()
@@ -83,7 +84,7 @@ def _settings(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "epochs"}
 
 
-def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: bool = True) -> Dict:
+def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: bool = True) -> dict:
     """Train on the ``train`` chips, choose by ``validation`` AUC; resumable from ``run_dir``."""
     from tqdm import tqdm
 
@@ -116,7 +117,7 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
     else:
         optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
 
-    history: List[Dict] = []
+    history: list[dict] = []
     start_epoch = 1
     checkpoint_path = run_dir / CHECKPOINT
     if checkpoint_path.exists():
@@ -133,8 +134,15 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
         log(f"resuming after epoch {state['epoch']} from {checkpoint_path}")
     else:
         baseline = validation_auc(model, val_set, device)
-        history.append({"epoch": 0, "train_loss": None, "val_auc": baseline["auc"],
-                        "val_accuracy": baseline["accuracy"], "seconds": 0.0})
+        history.append(
+            {
+                "epoch": 0,
+                "train_loss": None,
+                "val_auc": baseline["auc"],
+                "val_accuracy": baseline["accuracy"],
+                "seconds": 0.0,
+            }
+        )
         torch.save(model.state_dict(), run_dir / BEST)
         log(f"epoch 0 (starting weights): validation AUC {baseline['auc']:.4f}, accuracy {baseline['accuracy']:.4f}")
 
@@ -143,7 +151,7 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
         model.train()
         batches = identity_batches(labels, cfg.batch_size, cfg.per_identity, generator)
         if cfg.max_steps_per_epoch:
-            batches = batches[:cfg.max_steps_per_epoch]
+            batches = batches[: cfg.max_steps_per_epoch]
         losses = []
         for idx in tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress, leave=False):
             x = torch.from_numpy(train_set.chips[idx]).permute(0, 3, 1, 2).float().to(device)
@@ -160,17 +168,36 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
         train_seconds = time.time() - started
         val = validation_auc(model, val_set, device)
         best_auc = max(h["val_auc"] for h in history)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
-                        "val_auc": val["auc"], "val_accuracy": val["accuracy"], "seconds": round(train_seconds, 2),
-                        "steps": len(batches), "device": device})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)) if losses else None,
+                "val_auc": val["auc"],
+                "val_accuracy": val["accuracy"],
+                "seconds": round(train_seconds, 2),
+                "steps": len(batches),
+                "device": device,
+            }
+        )
         if val["auc"] > best_auc and cfg.select == "best-validation":
             torch.save(model.state_dict(), run_dir / BEST)
-        log(f"epoch {epoch}: loss {history[-1]['train_loss']:.4f}, validation AUC {val['auc']:.4f} "
-            f"(accuracy {val['accuracy']:.4f}), {train_seconds:.1f}s on {device}")
-        torch.save({"config": cfg.to_dict(), "epoch": epoch, "model": model.state_dict(), "loss": loss_fn.state_dict(),
-                    "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                    "aug_generator": aug_generator.get_state(), "history": history},
-                   run_dir / (CHECKPOINT + ".tmp"))
+        log(
+            f"epoch {epoch}: loss {history[-1]['train_loss']:.4f}, validation AUC {val['auc']:.4f} "
+            f"(accuracy {val['accuracy']:.4f}), {train_seconds:.1f}s on {device}"
+        )
+        torch.save(
+            {
+                "config": cfg.to_dict(),
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "loss": loss_fn.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "aug_generator": aug_generator.get_state(),
+                "history": history,
+            },
+            run_dir / (CHECKPOINT + ".tmp"),
+        )
         (run_dir / (CHECKPOINT + ".tmp")).replace(checkpoint_path)
 
     if cfg.select == "last":
@@ -178,8 +205,15 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
         chosen = history[-1]
     else:
         chosen = max(history, key=lambda h: h["val_auc"])
-    summary = {"history": history, "chosen_epoch": chosen["epoch"], "frozen_tensors": frozen, "device": device,
-               "classes": len(classes), "train_faces": len(train_set), "validation_faces": len(val_set)}
+    summary = {
+        "history": history,
+        "chosen_epoch": chosen["epoch"],
+        "frozen_tensors": frozen,
+        "device": device,
+        "classes": len(classes),
+        "train_faces": len(train_set),
+        "validation_faces": len(val_set),
+    }
     (run_dir / "history.json").write_text(json.dumps(summary, indent=2))
     return summary
 

