@@ -28,6 +28,7 @@ from .face_client import Deadline, FaceClient, FaceServiceError
 from .score_norm import KeyNormalisation
 from .storage import CONTENT_TYPE_EXTENSIONS, SEARCH_KEY_TAG, key_photo_key
 from .store import now_ms
+from .vector_search import VectorIndex
 
 MAX_INLINE_BYTES = 4 * 1024 * 1024
 MAX_KEY_BYTES = 10 * 1024 * 1024
@@ -52,7 +53,7 @@ def _error_from_face_service(exc: FaceServiceError) -> ApiError:
 
 
 class FaceSearch:
-    def __init__(self, album: Album, faces: FaceClient, index, model_info_ttl: float = 300.0):
+    def __init__(self, album: Album, faces: FaceClient, index: VectorIndex, model_info_ttl: float = 300.0):
         self.album, self.store, self.storage = album, album.store, album.storage
         self.settings = album.settings
         self.faces, self.index = faces, index

@@ -20,7 +20,7 @@ from .search import FaceSearch
 from .settings import Settings
 from .storage import PhotoStorage
 from .store import PhotoStore
-from .vector_search import AtlasSearch, ExactSearch
+from .vector_search import AtlasSearch, ExactSearch, VectorIndex
 
 
 class Services:
@@ -104,7 +104,7 @@ class Services:
         return Indexer(self.store, self.storage, self.face_client, self.settings)
 
     @cached_property
-    def vector_index(self):
+    def vector_index(self) -> VectorIndex:
         return AtlasSearch(self.store) if self.settings.search_backend == "atlas" else ExactSearch(self.store)
 
     @cached_property

@@ -8,6 +8,7 @@ without one the score is the cosine."""
 from __future__ import annotations
 
 import threading
+from typing import Protocol
 
 import numpy as np
 
@@ -16,6 +17,20 @@ from .store import PhotoStore
 
 Hit = tuple[str, str, float, float]
 ATLAS_INDEX_NAME = "face_vectors"
+
+
+class VectorIndex(Protocol):
+    """What search needs of a vector index; ``ExactSearch`` and ``AtlasSearch`` are the two."""
+
+    def search(
+        self,
+        owner: str,
+        model_version: str,
+        vector,
+        limit: int,
+        threshold: float,
+        key_norm: KeyNormalisation | None = None,
+    ) -> list[Hit]: ...
 
 
 class ExactSearch:

