@@ -45,6 +45,11 @@ def json_errors(event, get_response):
         # Chalice's own answers: unsupported content type, and any unhandled
         # exception (logged by Chalice, rendered without its trace).
         response.body = {"error": code_for_status(response.status_code), "message": str(body.get("Message", ""))}
+    if response.status_code >= 400:
+        # Chalice adds the CORS headers to what a view returns, not to what it raises: without
+        # them a browser hides every error from the web client.
+        for name, value in cors.get_access_control_headers().items():
+            response.headers.setdefault(name, value)
     return response
 
 

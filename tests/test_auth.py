@@ -152,3 +152,20 @@ def test_health_needs_no_token(api):
     body = response.json_body
     assert body["status"] == "ok"
     assert body["dependencies"] == {"store": {"ok": True}, "s3": {"ok": True}}
+
+
+@pytest.mark.parametrize(
+    "method, path, headers",
+    [
+        ("GET", "/photos", {}),  # 401 from the token check
+        ("GET", "/photos/" + "0" * 32, None),  # 404 raised by the view
+        ("POST", "/search", None),  # 400: no body
+    ],
+)
+def test_errors_carry_the_cors_headers_a_browser_needs_to_read_them(api, make_user, method, path, headers):
+    if headers is None:
+        headers = make_user().headers
+    response = api.http.request(method, path, headers=headers, body=b"")
+    assert response.status_code >= 400 and set(response.json_body) >= {"error", "message"}
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" in response.headers["Access-Control-Allow-Headers"]

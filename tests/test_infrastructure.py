@@ -69,6 +69,36 @@ def test_stage_throttling_is_applied_to_the_deployed_api(stage, aws_stack, monke
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_api_gateways_own_errors_answer_in_the_apps_shape_with_cors(stage, aws_stack, monkeypatch):
+    """The authorizer's 401/403 and API Gateway's 429/5xx never reach the app: gateway responses
+    give them the CORS headers and the {"error", "message"} body (against moto's API Gateway)."""
+    from infrastructure import gateway_responses
+    from local_stack.aws import client
+
+    apigateway = client("apigateway", aws_stack.aws_endpoint_url)
+    api = apigateway.create_rest_api(name=f"memory-studio-{stage}-errors")
+    for key, value in aws_stack.app_environment().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(gateway_responses, "deployed_rest_api_id", lambda s: api["id"])
+    assert gateway_responses.main(["--stage", stage]) == 0
+    assert gateway_responses.main(["--stage", stage]) == 0  # idempotent
+    answers = {r["responseType"]: r for r in apigateway.get_gateway_responses(restApiId=api["id"])["items"]}
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][stage]
+    origin = config["environment_variables"]["CORS_ALLOW_ORIGIN"]  # the app's own CORS origin
+    for response_type in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        answer = answers[response_type]
+        assert answer["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] == f"'{origin}'"
+        assert "Authorization" in answer["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Headers"]
+        # What API Gateway renders, with the values it substitutes: the app's error shape.
+        rendered = (
+            answer["responseTemplates"]["application/json"]
+            .replace("$context.error.responseType.toLowerCase()", "unauthorized")
+            .replace("$context.error.messageString", json.dumps("Unauthorized"))
+        )
+        assert json.loads(rendered) == {"error": "unauthorized", "message": "Unauthorized"}
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_the_stage_policy_allows_every_aws_call_the_functions_make(stage):
     """Each AWS call of the code, as IAM evaluates it (moto's policy evaluator): a missing action
     would fail in the cloud only (the presigned key upload's tagging, /health's HeadBucket)."""
