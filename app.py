@@ -2,6 +2,8 @@
 
 import json
 import os
+import sys
+import warnings
 
 from chalice import BadRequestError, Chalice, CognitoUserPoolAuthorizer, CORSConfig, Response
 
@@ -13,6 +15,23 @@ from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
 from chalicelib.reindex import enqueue, progress
 from chalicelib.services import Services
 from chalicelib.web_client import asset, client_config
+
+LAMBDA_PYTHON = (3, 11)
+
+
+def runtime_mismatch(version) -> str | None:
+    """`chalice deploy` and `chalice package` give the functions the runtime of the Python that runs
+    them, and requirements.txt pins wheels for python3.11 (numpy, Pillow, pillow-heif)."""
+    if tuple(version[:2]) == LAMBDA_PYTHON:
+        return None
+    return (
+        f"this is Python {version[0]}.{version[1]}: chalice deploy would create python{version[0]}.{version[1]} "
+        "Lambdas, but the pinned wheels are for python3.11"
+    )
+
+
+if (_mismatch := runtime_mismatch(sys.version_info)) is not None:
+    warnings.warn(_mismatch, RuntimeWarning, stacklevel=1)
 
 app = Chalice(app_name="memory-studio")
 services = Services()

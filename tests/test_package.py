@@ -39,8 +39,12 @@ def test_template_deploys_exactly_the_catalogue(package):
     functions = {name for name, res in template["Resources"].items() if res["Type"] == "AWS::Serverless::Function"}
     catalog = json.loads((ROOT / "functions" / "catalog.json").read_text())["functions"]
     assert functions == set(catalog)
+    default_runtime = template.get("Globals", {}).get("Function", {}).get("Runtime")
     for name, entry in catalog.items():
-        assert template["Resources"][name]["Properties"]["Handler"] == entry["handler"]
+        properties = template["Resources"][name]["Properties"]
+        assert properties["Handler"] == entry["handler"]
+        # Chalice takes the runtime from the Python that packages; the pinned wheels are python3.11's.
+        assert properties.get("Runtime", default_runtime) == "python3.11", name
     paths = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
     deployed_routes = {
         f"{method.upper()} {path}" for path, methods in paths.items() for method in methods if method != "options"

@@ -63,3 +63,10 @@ def test_pip_builds_a_wheel_with_the_memstudio_command(tmp_path):
     assert "memstudio = memstudio.__main__:main" in entry_points
     assert "chalicelib/atlas_vector_index.json" in names and "gpu_endpoint/bundle.py" in names
     assert not any(n.startswith("tests/") for n in names)
+
+
+def test_the_app_warns_when_packaged_by_another_python_than_the_lambdas():
+    from app import runtime_mismatch
+
+    assert "python3.12 Lambdas, but the pinned wheels are for python3.11" in runtime_mismatch((3, 12, 0))
+    assert runtime_mismatch((3, 11, 9)) is None
