@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from .auth import User
 from .errors import BadRequest, NotFound, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
@@ -19,6 +19,14 @@ _MAX_FILENAME = 255
 def iso(value) -> str | None:
     value = utc(value)
     return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def taken_at(value) -> str | None:
+    """As the indexer stored it; records of earlier versions hold the camera's local time as a
+    datetime (stored without a zone): shown as local time, never with a ``Z``."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None).isoformat()
+    return value
 
 
 def _int_param(raw, name: str, default: int, low: int, high: int) -> int:
@@ -174,7 +182,7 @@ class Album:
             "width": photo.get("width"),
             "height": photo.get("height"),
             "uploaded_at": iso(photo.get("uploaded_at")),
-            "taken_at": iso(photo.get("taken_at")),
+            "taken_at": taken_at(photo.get("taken_at")),
             "thumbnail_url": self.storage.presigned_get(thumbnail, ttl) if thumbnail else None,
             "url": self.storage.presigned_get(photo["key"], ttl),
         }

@@ -62,7 +62,7 @@ class DecodedImage:
     content_type: str  # from the bytes, not the name
     width: int
     height: int
-    taken_at: datetime | None
+    taken_at: str | None  # ISO 8601 local time; with its UTC offset when the photo records one
 
     def __reduce__(self):
         # Out of the decoding child as one numpy buffer: a PIL image pickles through tobytes()
@@ -74,14 +74,23 @@ def _rebuild(pixels: np.ndarray, content_type: str, width: int, height: int, tak
     return DecodedImage(Image.fromarray(pixels), content_type, width, height, taken_at)
 
 
-def _taken_at(exif) -> datetime | None:
-    raw = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)  # DateTimeOriginal, else DateTime
+def _taken_at(exif) -> str | None:
+    """When the photo was taken, as the camera's clock said: EXIF keeps local time, with the zone
+    only in ``OffsetTimeOriginal`` (newer cameras and phones). With it: ``2021-05-01T14:03:00+09:00``;
+    without it: ``2021-05-01T14:03:00``, local time of an unknown zone (never presented as UTC)."""
+    details = exif.get_ifd(0x8769)
+    raw = details.get(0x9003) or exif.get(0x0132)  # DateTimeOriginal, else DateTime
     if not raw:
         return None
     try:
-        return datetime.strptime(str(raw).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
+        taken = datetime.strptime(str(raw).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
     except ValueError:
         return None
+    offset = str(details.get(0x9011) or "").strip("\x00 ")  # OffsetTimeOriginal, "+09:00"
+    try:
+        return datetime.fromisoformat(taken.isoformat() + offset).isoformat() if offset else taken.isoformat()
+    except ValueError:  # a malformed offset: the local time alone
+        return taken.isoformat()
 
 
 def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> DecodedImage:

@@ -447,3 +447,34 @@ def test_rollout_of_the_default_bundle_publish_deploy_reindex(
     )
     assert found.status_code == 200, found.json_body
     assert {r["photo_id"] for r in found.json_body["results"]} == set(photo_ids)  # the key's photo, and hers
+
+
+def exif_taken(local: str, offset: str | None) -> Image.Exif:
+    exif = Image.Exif()
+    details = exif.get_ifd(0x8769)
+    details[0x9003] = local  # DateTimeOriginal: the camera's local time
+    if offset:
+        details[0x9011] = offset  # OffsetTimeOriginal
+    return exif
+
+
+def test_the_time_a_photo_was_taken_keeps_its_zone_or_says_it_has_none(api, make_user, indexing):
+    """EXIF keeps local time: with OffsetTimeOriginal it is answered with that offset, without it as
+    local time with no zone — never as UTC (the first version answered 14:03 Seoul time as 14:03Z)."""
+    _, pump = indexing
+    user = make_user()
+    face = Image.open(SINGLE).convert("RGB")
+    with_zone = upload(api, user, encode(face, "JPEG", exif=exif_taken("2021:05:01 14:03:00", "+09:00")), "image/jpeg")
+    no_zone = upload(api, user, encode(face, "JPEG", exif=exif_taken("2021:05:01 14:03:00", None)), "image/jpeg")
+    drain(pump)
+    assert photo(api, user, with_zone)["taken_at"] == "2021-05-01T14:03:00+09:00"
+    assert photo(api, user, no_zone)["taken_at"] == "2021-05-01T14:03:00"
+
+
+def test_taken_times_stored_by_the_first_version_are_shown_as_local_time():
+    from datetime import datetime
+
+    from chalicelib.album import taken_at
+
+    assert taken_at(datetime(2021, 5, 1, 14, 3)) == "2021-05-01T14:03:00"
+    assert taken_at("2021-05-01T14:03:00+09:00") == "2021-05-01T14:03:00+09:00" and taken_at(None) is None
