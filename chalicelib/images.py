@@ -33,8 +33,9 @@ FORMAT_CONTENT_TYPES = {
     "WEBP": "image/webp",
     "HEIF": "image/heic",
     "HEIC": "image/heic",
+    "GIF": "image/gif",  # the first frame, as the photo apps do
 }
-SUPPORTED_CONTENT_TYPES = {"image/jpeg", "image/png", "image/webp", "image/heic", "image/heif"}
+SUPPORTED_CONTENT_TYPES = {"image/jpeg", "image/png", "image/webp", "image/heic", "image/heif", "image/gif"}
 MAX_BYTES = 25 * 1024 * 1024
 MAX_PIXELS = 50_000_000
 MIN_SIDE = 16
@@ -119,7 +120,7 @@ def _decode(data: bytes, max_pixels: int) -> DecodedImage:
             content_type = FORMAT_CONTENT_TYPES.get(image.format or "")
             if content_type is None:
                 raise ImageError(
-                    f"{image.format} images are not supported; send JPEG, PNG, WebP or HEIC",
+                    f"{image.format} images are not supported; send JPEG, PNG, WebP, GIF or HEIC",
                     415,
                     "unsupported_image_type",
                 )

@@ -25,15 +25,9 @@ from .settings import Settings
 from .storage import PhotoStorage, parse_photo_key, thumbnail_key
 from .store import PhotoStore
 
-_EQUIVALENT_TYPES = {"image/heif": "image/heic"}
-
 
 class RetryLater(Exception):
     """The face service stayed unavailable: the event must be delivered again."""
-
-
-def _same_type(declared: str, actual: str) -> bool:
-    return _EQUIVALENT_TYPES.get(declared, declared) == _EQUIVALENT_TYPES.get(actual, actual)
 
 
 class Indexer:
@@ -100,10 +94,6 @@ class Indexer:
             decoded = decode_image(data, max_bytes=self.settings.max_upload_bytes)
         except ImageError as exc:
             return self._fail(photo, exc.message, etag)
-        if not _same_type(photo["content_type"], decoded.content_type):
-            return self._fail(
-                photo, f"the upload was declared {photo['content_type']} but the file is {decoded.content_type}", etag
-            )
         thumb_key = thumbnail_key(owner, photo_id)
         self.storage.s3.put_object(
             Bucket=self.storage.bucket, Key=thumb_key, Body=make_thumbnail(decoded.image), ContentType="image/jpeg"
@@ -149,6 +139,8 @@ class Indexer:
                 "face_count": len(faces),
                 "width": decoded.width,
                 "height": decoded.height,
+                # What the bytes are, whatever the name or the declared type said (a PNG saved as .jpg).
+                "content_type": decoded.content_type,
                 "taken_at": decoded.taken_at,
                 "thumbnail_key": thumb_key,
                 "model_version": version,

@@ -17,6 +17,7 @@ CONTENT_TYPE_EXTENSIONS = {
     "image/webp": ".webp",
     "image/heic": ".heic",
     "image/heif": ".heif",
+    "image/gif": ".gif",
 }
 
 _PHOTO_KEY = re.compile(r"^users/(?P<owner>[A-Za-z0-9-]+)/photos/(?P<photo_id>[0-9a-f]{32})(?P<ext>\.[a-z]+)$")

@@ -1,7 +1,7 @@
 """The SageMaker bring-your-own-container contract: ``GET /ping``, ``POST /invocations``.
 
 ``POST /invocations`` takes one image as the body (image/jpeg, image/png,
-image/webp, image/heic, image/heif), or ``application/json``::
+image/webp, image/heic, image/heif, image/gif), or ``application/json``::
 
     {"images": [{"id": "a", "b64": "..."} | {"id": "b", "s3_uri": "s3://bucket/key"}],
      "max_faces": 50, "min_face_size": 20, "max_pixels": 50000000}

@@ -83,7 +83,7 @@ def cmd_search(args) -> int:
     session, key = Session.load(args.api), Path(args.photo)
     content_type = CONTENT_TYPES.get(key.suffix.lower())
     if content_type is None or not key.is_file():
-        raise CliError(f"{key}: not a photo file (JPEG, PNG, WebP or HEIC)")
+        raise CliError(f"{key}: not a photo file (JPEG, PNG, WebP, GIF or HEIC)")
     upload = session.call(
         "POST", "search/uploads", {"filename": key.name, "content_type": content_type, "size": key.stat().st_size}
     )

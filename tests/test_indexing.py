@@ -184,12 +184,13 @@ def bad_inputs():
         ("CMYK JPEG", encode(face.convert("CMYK"), "JPEG"), "image/jpeg", "indexed", 1),
         ("PNG with alpha", encode(rgba, "PNG"), "image/png", "indexed", 1),
         ("16-bit PNG", encode(sixteen, "PNG"), "image/png", "indexed", 1),
+        # The declared type decides nothing: a GIF (its first frame) named .png is indexed as a GIF.
         (
-            "animated GIF",
+            "animated GIF declared as PNG",
             encode(animated[0], "GIF", save_all=True, append_images=animated[1:]),
             "image/png",
-            "failed",
-            "GIF",
+            "indexed",
+            1,
         ),
         (
             "animated WebP",
@@ -199,8 +200,17 @@ def bad_inputs():
             1,
         ),
         ("HEIC", heic.getvalue(), "image/heic", "indexed", 1),
-        ("JPEG declared as PNG", jpeg, "image/png", "failed", "declared image/png"),
+        ("JPEG declared as PNG", jpeg, "image/png", "indexed", 1),
+        ("PNG saved as .jpg", encode(face, "PNG"), "image/jpeg", "indexed", 1),
     ]
+
+
+# The type recorded for a photo is what its bytes are.
+REAL_TYPES = {
+    "animated GIF declared as PNG": "image/gif",
+    "JPEG declared as PNG": "image/jpeg",
+    "PNG saved as .jpg": "image/png",
+}
 
 
 def test_bad_inputs_each_have_a_defined_outcome(api, make_user, indexing):
@@ -217,6 +227,7 @@ def test_bad_inputs_each_have_a_defined_outcome(api, make_user, indexing):
             assert body["faces"] == []
         else:
             assert body["face_count"] == detail, name
+            assert body["content_type"] == REAL_TYPES.get(name, body["content_type"]), name
     assert pump.failed == 0  # bad photos are outcomes, not crashes
 
 

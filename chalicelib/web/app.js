@@ -3,7 +3,7 @@
 // under an API Gateway stage prefix too).  The ID token lives in memory only; the refresh
 // token in localStorage; neither ever goes into a URL.
 const $ = (id) => document.getElementById(id);
-const EXTENSION_TYPES = { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", webp: "image/webp", heic: "image/heic", heif: "image/heif" };
+const EXTENSION_TYPES = { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", webp: "image/webp", heic: "image/heic", heif: "image/heif", gif: "image/gif" };
 const SESSION_KEY = "memstudio.session";
 let config = null;
 let session = null;
@@ -322,7 +322,7 @@ async function uploadFiles(files) {
   const accepted = [];
   for (const file of files) {
     const row = uploadRow(file);
-    if (!config.contentTypes.includes(contentType(file))) row.fail("not a supported photo type (JPEG, PNG, WebP, HEIC)");
+    if (!config.contentTypes.includes(contentType(file))) row.fail("not a supported photo type (JPEG, PNG, WebP, GIF, HEIC)");
     else if (file.size > config.maxUploadBytes) row.fail(`larger than ${Math.round(config.maxUploadBytes / 1e6)} MB`);
     else if (file.size === 0) row.fail("the file is empty");
     else accepted.push({ file, row });
