@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from infrastructure.throttling import ROOT, deployed_rest_api_id
+from infrastructure import deployed
+from infrastructure.throttling import ROOT
 
 # API Gateway fills these in: responseType (UNAUTHORIZED, ACCESS_DENIED, THROTTLED...) and the
 # message, already a quoted JSON string.
@@ -44,7 +45,7 @@ def main(argv: list | None = None) -> int:
     args = parser.parse_args(argv)
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     origin = config["stages"][args.stage]["environment_variables"].get("CORS_ALLOW_ORIGIN", "*")
-    rest_api_id = args.rest_api_id or deployed_rest_api_id(args.stage)
+    rest_api_id = args.rest_api_id or deployed.rest_api_id(args.stage)
     apply(boto3.client("apigateway"), rest_api_id, origin)
     print(f"{rest_api_id}: gateway errors answer in the app's shape with CORS for {origin}")
     return 0

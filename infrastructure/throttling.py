@@ -1,7 +1,7 @@
 """Stage throttling for the deployed REST API, which Chalice's configuration cannot express.
 
 Run after ``chalice deploy --stage STAGE``: it reads the API's id from Chalice's deployment
-record (``.chalice/deployed/STAGE.json``) unless ``--rest-api-id`` is given, and sets every
+record (``infrastructure.deployed``) unless ``--rest-api-id`` is given, and sets every
 method's rate and burst limits on the stage (API Gateway then answers 429 above them) from
 ``infrastructure/throttling.json``. Idempotent.
 """
@@ -12,20 +12,14 @@ import argparse
 import json
 from pathlib import Path
 
+from infrastructure import deployed
+
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = Path(__file__).with_name("throttling.json")
 
 
 def stage_limits(stage: str) -> dict:
     return json.loads(LIMITS.read_text())[stage]
-
-
-def deployed_rest_api_id(stage: str, chalice_dir: Path = ROOT / ".chalice") -> str:
-    record = json.loads((chalice_dir / "deployed" / f"{stage}.json").read_text())
-    for resource in record["resources"]:
-        if resource.get("resource_type") == "rest_api":
-            return resource["rest_api_id"]
-    raise SystemExit(f"no REST API in .chalice/deployed/{stage}.json: run chalice deploy --stage {stage} first")
 
 
 def apply(apigateway, rest_api_id: str, api_stage: str, rate_limit: float, burst_limit: int) -> dict:
@@ -50,7 +44,7 @@ def main(argv: list | None = None) -> int:
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     api_stage = config["stages"][args.stage].get("api_gateway_stage", config.get("api_gateway_stage", "api"))
     limits = stage_limits(args.stage)
-    rest_api_id = args.rest_api_id or deployed_rest_api_id(args.stage)
+    rest_api_id = args.rest_api_id or deployed.rest_api_id(args.stage)
     apply(boto3.client("apigateway"), rest_api_id, api_stage, limits["rate_limit"], limits["burst_limit"])
     print(f"{rest_api_id}/{api_stage}: {limits['rate_limit']} requests/s, bursts of {limits['burst_limit']}")
     return 0

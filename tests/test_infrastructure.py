@@ -59,7 +59,7 @@ def test_stage_throttling_is_applied_to_the_deployed_api(stage, aws_stack, monke
     apigateway.create_deployment(restApiId=api["id"], stageName="api")
     for key, value in aws_stack.app_environment().items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(throttling, "deployed_rest_api_id", lambda s: api["id"])
+    monkeypatch.setattr(throttling.deployed, "rest_api_id", lambda s: api["id"])
     assert throttling.main(["--stage", stage]) == 0
     assert throttling.main(["--stage", stage]) == 0  # idempotent
     settings = apigateway.get_stage(restApiId=api["id"], stageName="api")["methodSettings"]["*/*"]
@@ -79,7 +79,7 @@ def test_api_gateways_own_errors_answer_in_the_apps_shape_with_cors(stage, aws_s
     api = apigateway.create_rest_api(name=f"memory-studio-{stage}-errors")
     for key, value in aws_stack.app_environment().items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(gateway_responses, "deployed_rest_api_id", lambda s: api["id"])
+    monkeypatch.setattr(gateway_responses.deployed, "rest_api_id", lambda s: api["id"])
     assert gateway_responses.main(["--stage", stage]) == 0
     assert gateway_responses.main(["--stage", stage]) == 0  # idempotent
     answers = {r["responseType"]: r for r in apigateway.get_gateway_responses(restApiId=api["id"])["items"]}
@@ -147,3 +147,28 @@ def test_the_stage_policy_allows_every_aws_call_the_functions_make(stage):
     ]
     assert {"StringLike": {"s3:prefix": ["users/*"]}} in listing
     assert {"Null": {"s3:prefix": "true"}} in listing and len(listing) == 2
+
+
+def test_the_deploy_order_is_linear_the_web_origin_comes_from_chalices_record(tmp_path, capsys):
+    """Stack (placeholder origin) → chalice deploy → stack again with the API's origin, read here."""
+    from infrastructure import deployed
+
+    (tmp_path / "deployed").mkdir()
+    record = {
+        "resources": [
+            {"name": "api_handler", "resource_type": "lambda_function", "lambda_arn": "arn:aws:lambda:..."},
+            {
+                "name": "rest_api",
+                "resource_type": "rest_api",
+                "rest_api_id": "abc123",
+                "rest_api_url": "https://abc123.execute-api.us-east-1.amazonaws.com/api/",
+            },
+        ]
+    }
+    (tmp_path / "deployed" / "prod.json").write_text(json.dumps(record))
+    assert deployed.api_origin("prod", tmp_path) == "https://abc123.execute-api.us-east-1.amazonaws.com"
+    assert deployed.rest_api_id("prod", tmp_path) == "abc123"
+    with pytest.raises(SystemExit, match="run chalice deploy --stage dev first"):
+        deployed.rest_api("dev", tmp_path)
+    # The template takes the origin as its WebOrigin parameter, used by the bucket's CORS rule only.
+    assert "AllowedOrigins: [!Ref WebOrigin]" in TEMPLATE.read_text()

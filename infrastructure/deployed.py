@@ -1,0 +1,50 @@
+"""What ``chalice deploy --stage STAGE`` created, read from its record (``.chalice/deployed/STAGE.json``).
+
+    python -m infrastructure.deployed --stage prod --origin   → https://<id>.execute-api.<region>.amazonaws.com
+
+The web client is served by the API, so the API's origin is the one the photo bucket's CORS rule
+must allow (the stack's ``WebOrigin``): the deploy runs the stack with a placeholder first, then
+Chalice, then the stack again with this origin — a straight line, no value needed before it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
+
+
+def rest_api(stage: str, chalice_dir: Path = CHALICE_DIR) -> dict:
+    record_path = chalice_dir / "deployed" / f"{stage}.json"
+    if not record_path.exists():
+        raise SystemExit(f"no {record_path}: run chalice deploy --stage {stage} first")
+    for resource in json.loads(record_path.read_text())["resources"]:
+        if resource.get("resource_type") == "rest_api":
+            return resource
+    raise SystemExit(f"no REST API in {record_path}: run chalice deploy --stage {stage} first")
+
+
+def rest_api_id(stage: str, chalice_dir: Path = CHALICE_DIR) -> str:
+    return rest_api(stage, chalice_dir)["rest_api_id"]
+
+
+def api_origin(stage: str, chalice_dir: Path = CHALICE_DIR) -> str:
+    """``scheme://host`` of the deployed API's URL: the web client's origin."""
+    url = urlsplit(rest_api(stage, chalice_dir)["rest_api_url"])
+    return f"{url.scheme}://{url.netloc}"
+
+
+def main(argv: list | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--origin", action="store_true", help="print the API's origin (else its id)")
+    args = parser.parse_args(argv)
+    print(api_origin(args.stage) if args.origin else rest_api_id(args.stage))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
