@@ -37,6 +37,18 @@ def api_origin(stage: str, chalice_dir: Path = CHALICE_DIR) -> str:
     return f"{url.scheme}://{url.netloc}"
 
 
+def post_deploy_target(description: str, argv: list | None) -> tuple[dict, str, dict]:
+    """The command line of a step run after ``chalice deploy`` (``--stage``, ``--rest-api-id``):
+    (the whole Chalice config, the REST API's id, the stage's config)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", required=True, help="the Chalice stage (dev, prod)")
+    parser.add_argument("--rest-api-id", help="default: from .chalice/deployed/STAGE.json")
+    args = parser.parse_args(argv)
+    config = json.loads((CHALICE_DIR / "config.json").read_text())
+    stage = dict(config["stages"][args.stage], name=args.stage)
+    return config, args.rest_api_id or rest_api_id(args.stage), stage
+
+
 def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True)

@@ -7,11 +7,7 @@ Run after ``chalice deploy --stage STAGE`` (like ``infrastructure.throttling``);
 
 from __future__ import annotations
 
-import argparse
-import json
-
 from infrastructure import deployed
-from infrastructure.throttling import ROOT
 
 # API Gateway fills these in: responseType (UNAUTHORIZED, ACCESS_DENIED, THROTTLED...) and the
 # message, already a quoted JSON string.
@@ -39,13 +35,8 @@ def apply(apigateway, rest_api_id: str, allow_origin: str) -> list:
 def main(argv: list | None = None) -> int:
     import boto3
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", required=True, help="the Chalice stage (dev, prod)")
-    parser.add_argument("--rest-api-id", help="default: from .chalice/deployed/STAGE.json")
-    args = parser.parse_args(argv)
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    origin = config["stages"][args.stage]["environment_variables"].get("CORS_ALLOW_ORIGIN", "*")
-    rest_api_id = args.rest_api_id or deployed.rest_api_id(args.stage)
+    _, rest_api_id, stage = deployed.post_deploy_target(__doc__, argv)
+    origin = stage["environment_variables"].get("CORS_ALLOW_ORIGIN", "*")
     apply(boto3.client("apigateway"), rest_api_id, origin)
     print(f"{rest_api_id}: gateway errors answer in the app's shape with CORS for {origin}")
     return 0

@@ -8,13 +8,11 @@ method's rate and burst limits on the stage (API Gateway then answers 429 above 
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from infrastructure import deployed
 
-ROOT = Path(__file__).resolve().parent.parent
 LIMITS = Path(__file__).with_name("throttling.json")
 
 
@@ -37,14 +35,9 @@ def apply(apigateway, rest_api_id: str, api_stage: str, rate_limit: float, burst
 def main(argv: list | None = None) -> int:
     import boto3
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", required=True, help="the Chalice stage (dev, prod)")
-    parser.add_argument("--rest-api-id", help="default: from .chalice/deployed/STAGE.json")
-    args = parser.parse_args(argv)
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    api_stage = config["stages"][args.stage].get("api_gateway_stage", config.get("api_gateway_stage", "api"))
-    limits = stage_limits(args.stage)
-    rest_api_id = args.rest_api_id or deployed.rest_api_id(args.stage)
+    config, rest_api_id, stage = deployed.post_deploy_target(__doc__, argv)
+    api_stage = stage.get("api_gateway_stage", config.get("api_gateway_stage", "api"))
+    limits = stage_limits(stage["name"])
     apply(boto3.client("apigateway"), rest_api_id, api_stage, limits["rate_limit"], limits["burst_limit"])
     print(f"{rest_api_id}/{api_stage}: {limits['rate_limit']} requests/s, bursts of {limits['burst_limit']}")
     return 0
