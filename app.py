@@ -85,6 +85,10 @@ def json_body():
         raise BadRequest("body must be valid JSON", code="invalid_json") from None
 
 
+def query_params() -> dict:
+    return app.current_request.query_params or {}
+
+
 @app.route("/health", cors=cors)
 def health():
     checks = {}
@@ -128,7 +132,7 @@ def create_uploads():
 @app.route("/photos", methods=["GET"], authorizer=authorizer, cors=cors)
 def list_photos():
     user = current_user()
-    params = app.current_request.query_params or {}
+    params = query_params()
     return services.album.list_photos(user, params.get("limit"), params.get("cursor"))
 
 
@@ -158,6 +162,58 @@ def search():
     return result
 
 
+@app.route("/people", methods=["GET"], authorizer=authorizer, cors=cors)
+def list_people():
+    return services.people.list_people(current_user(), query_params())
+
+
+@app.route("/people/merge", methods=["POST"], authorizer=authorizer, cors=cors)
+def merge_people():
+    return services.people.merge(current_user(), json_body())
+
+
+@app.route("/people/recluster", methods=["POST"], authorizer=authorizer, cors=cors)
+def recluster_people():
+    """Regroup now (queued with no delay; the answer says so)."""
+    return Response(services.people_jobs.request(current_user().sub, delay=0), status_code=202)
+
+
+@app.route("/people/{person_id}", methods=["GET"], authorizer=authorizer, cors=cors)
+def get_person(person_id):
+    return services.people.get_person(current_user(), person_id)
+
+
+@app.route("/people/{person_id}", methods=["PATCH"], authorizer=authorizer, cors=cors)
+def update_person(person_id):
+    return services.people.update_person(current_user(), person_id, json_body())
+
+
+@app.route("/people/{person_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
+def delete_person(person_id):
+    services.people.delete_person(current_user(), person_id)
+    return Response(body="", status_code=204)
+
+
+@app.route("/people/{person_id}/photos", methods=["GET"], authorizer=authorizer, cors=cors)
+def person_photos(person_id):
+    return services.people.person_photos(current_user(), person_id, query_params())
+
+
+@app.route("/people/{person_id}/suggestions", methods=["GET"], authorizer=authorizer, cors=cors)
+def person_suggestions(person_id):
+    return services.people.suggestions(current_user(), person_id, query_params())
+
+
+@app.route("/people/{person_id}/suggestions", methods=["POST"], authorizer=authorizer, cors=cors)
+def answer_suggestions(person_id):
+    return services.people.answer(current_user(), person_id, json_body())
+
+
+@app.route("/faces/{face_id}/person", methods=["PUT"], authorizer=authorizer, cors=cors)
+def set_face_person(face_id):
+    return services.people.set_face_person(current_user(), face_id, json_body())
+
+
 @app.route("/me", methods=["DELETE"], authorizer=authorizer, cors=cors)
 def delete_me():
     """Idempotent: a repeated call (the same token, now of a deleted account) runs the deletion again."""
@@ -183,6 +239,16 @@ def index_photos(event):
         outcomes = services.indexer.handle_notification(json.loads(record.body), deadline)
         logger.info("photo event handled", extra={"outcomes": outcomes})
         metrics.add_metric(name="PhotoEvents", unit=MetricUnit.Count, value=len(outcomes))
+    flush_metrics()
+
+
+# Regrouping jobs (chalicelib/people_jobs.py), one at a time per message; locally the same pump.
+@app.on_sqs_message(queue=os.environ.get("PEOPLE_JOBS_QUEUE", "memory-studio-people-jobs"), batch_size=1)
+def group_people(event):
+    logger.remove_keys(["path", "user", "photo_id"])
+    for record in event:
+        outcome = services.people_jobs.handle(json.loads(record.body))
+        logger.info("people job handled", extra={"outcome": outcome})
     flush_metrics()
 
 

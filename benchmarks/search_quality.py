@@ -81,8 +81,9 @@ def summarise(rows) -> dict:
 class Album:
     """The embedded album and everything the levers need about it."""
 
-    def __init__(self, vectors, groups, sources, identities, splits, stats=None, group_stats=None):
+    def __init__(self, vectors, groups, sources, identities, splits, stats=None, group_stats=None, group_photo=None):
         self.vectors, self.groups = vectors, groups
+        self.group_photo = group_photo  # per distractor face: the index of its group photo
         self.stats, self.group_stats = stats, group_stats  # (n, 2) cohort mean and std, from the endpoint
         self.sources, self.identities, self.splits = sources, identities, splits
         self.calibration = splits == "calibration"
@@ -142,12 +143,14 @@ def embed(engine, root) -> Album:
         if found:
             photos.append(photo)
             faces.append(found[0])
-    groups = []
-    for path in group_photos(root):
+    groups, group_photo = [], []
+    for number, path in enumerate(group_photos(root)):
         try:
-            groups += engine.analyze([decode_image(path.read_bytes()).image])[0]
+            found = engine.analyze([decode_image(path.read_bytes()).image])[0]
         except ImageError:
             continue
+        groups += found
+        group_photo += [number] * len(found)
     stats = [f.cohort or (np.nan, np.nan) for f in faces]
     return Album(
         np.array([f.embedding for f in faces], np.float32),
@@ -157,6 +160,7 @@ def embed(engine, root) -> Album:
         np.array([p.split for p in photos]),
         np.array(stats, np.float64),
         np.array([f.cohort or (np.nan, np.nan) for f in groups], np.float64).reshape(-1, 2),
+        np.array(group_photo, np.int64),
     )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from .auth import User
 from .errors import BadRequest, NotFound, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
+from .people_store import PeopleStore
 from .settings import Settings
 from .storage import CONTENT_TYPE_EXTENSIONS, PhotoStorage, parse_user_key, photo_key, thumbnail_key, user_prefix
 from .store import PhotoStore, now_ms, utc
@@ -65,10 +66,11 @@ def validate_file(where: str, item, max_bytes: int) -> dict:
 
 
 class Album:
-    def __init__(self, store: PhotoStore, storage: PhotoStorage, settings: Settings):
+    def __init__(self, store: PhotoStore, storage: PhotoStorage, settings: Settings, people: PeopleStore | None = None):
         self.store = store
         self.storage = storage
         self.settings = settings
+        self.people = people  # to keep people's counts and covers right when photos go
 
     # Uploads ----------------------------------------------------------------
     def create_uploads(self, user: User, body) -> list[dict]:
@@ -152,7 +154,6 @@ class Album:
         return [validate_file(f"files[{i}]", item, self.settings.max_upload_bytes) for i, item in enumerate(files)]
 
     # Reading ------------------------------------------------------------------
-    # Reading ------------------------------------------------------------------
     def list_photos(self, user: User, limit=None, cursor=None) -> dict:
         limit = _int_param(limit, "limit", self.settings.page_size_default, 1, self.settings.page_size_max)
         if not cursor:
@@ -164,7 +165,13 @@ class Album:
         photo = self._owned_photo(user, photo_id)
         result = self.present(photo)
         result["faces"] = [
-            {"face_id": f["face_id"], "box": f["box"], "score": f["score"]}
+            {
+                "face_id": f["face_id"],
+                "box": f["box"],
+                "score": f["score"],
+                "person_id": f.get("person_id"),
+                "assigned_by": f.get("assigned_by"),
+            }
             for f in self.store.list_faces(user.sub, photo_id)
         ]
         return result
@@ -202,12 +209,17 @@ class Album:
         # working on this photo either wrote before (removed here) or finds the record gone after
         # its writes and removes them itself (Indexer).
         self.storage.delete_keys([photo["key"]])
+        persons = {f.get("person_id") for f in self.store.list_faces(user.sub, photo_id)}
         self.store.delete_photo(user.sub, photo_id)
         self.storage.delete_keys([thumbnail_key(user.sub, photo_id)])
+        if self.people is not None:
+            self.people.refresh(user.sub, persons)
 
     def delete_account_data(self, user: User) -> dict:
         objects = self.storage.delete_prefix(user_prefix(user.sub))
         counts = self.store.delete_owner(user.sub)
+        if self.people is not None:
+            counts["people"] = self.people.delete_owner(user.sub)
         # What an indexer in flight wrote after the first pass (it also undoes its own writes).
         objects += self.storage.delete_prefix(user_prefix(user.sub))
         return dict(counts, objects=objects)

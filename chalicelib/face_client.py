@@ -133,9 +133,12 @@ class FaceClient:
         max_delay: float = 8.0,
         min_attempt: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
+        model_info_ttl: float = 300.0,
     ):
         self.transport, self.attempts, self.timeout = transport, attempts, timeout
         self.base_delay, self.max_delay, self.min_attempt, self.sleep = base_delay, max_delay, min_attempt, sleep
+        self.model_info_ttl = model_info_ttl
+        self._model_info: tuple[float, dict | None] = (0.0, None)
 
     def analyze_s3(
         self,
@@ -176,13 +179,18 @@ class FaceClient:
         return self.model_info()["model_version"]
 
     def model_info(self, deadline: Deadline | None = None) -> dict:
-        """``{"model_version", "threshold", "normalisation"}`` of the bundle the endpoint serves now."""
+        """``{"model_version", "threshold", "normalisation", "grouping"}`` of the bundle the endpoint
+        serves now."""
         result = self.analyze_bytes(_BLANK_PNG, deadline, max_faces=1)
-        return {
-            "model_version": result["model_version"],
-            "threshold": result["threshold"],
-            "normalisation": result["normalisation"],
-        }
+        return {k: result[k] for k in ("model_version", "threshold", "normalisation", "grouping")}
+
+    def served_model(self, deadline: Deadline | None = None) -> dict:
+        """``model_info``, asked at most once per ``model_info_ttl`` seconds."""
+        fetched_at, info = self._model_info
+        if info is None or time.time() - fetched_at > self.model_info_ttl:
+            info = self.model_info(deadline)
+            self._model_info = (time.time(), info)
+        return info
 
     def _call(self, request: dict, deadline: Deadline | None) -> dict:
         body = json.dumps(request).encode()
@@ -219,6 +227,7 @@ class FaceClient:
             "model_version": version,
             "threshold": body.get("threshold"),
             "normalisation": body.get("normalisation"),
+            "grouping": body.get("grouping"),
             "width": result["width"],
             "height": result["height"],
             "faces": result["faces"],

@@ -176,3 +176,12 @@ def make_thumbnail(image: Image.Image, size: int = 512, quality: int = 85) -> by
     buffer = io.BytesIO()
     thumb.save(buffer, "JPEG", quality=quality, optimize=True)
     return buffer.getvalue()
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two [x, y, w, h] boxes."""
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    w = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
+    h = max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = w * h
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter) if inter else 0.0

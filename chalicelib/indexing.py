@@ -19,8 +19,11 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from .face_client import Deadline, FaceClient, FaceServiceError
+from .grouping import GroupingParams
 from .images import ImageError, decode_image, make_thumbnail
 from .observability import logger
+from .people import People
+from .people_jobs import PeopleJobs
 from .settings import Settings
 from .storage import PhotoStorage, parse_photo_key, thumbnail_key
 from .store import PhotoStore
@@ -31,8 +34,17 @@ class RetryLater(Exception):
 
 
 class Indexer:
-    def __init__(self, store: PhotoStore, storage: PhotoStorage, faces: FaceClient, settings: Settings):
+    def __init__(
+        self,
+        store: PhotoStore,
+        storage: PhotoStorage,
+        faces: FaceClient,
+        settings: Settings,
+        people: People | None = None,
+        jobs: PeopleJobs | None = None,
+    ):
         self.store, self.storage, self.faces, self.settings = store, storage, faces, settings
+        self.people, self.jobs = people, jobs
 
     def handle_notification(self, message: dict, deadline: Deadline | None = None) -> list[str]:
         """One S3 notification (as S3 sends it to SQS); returns what happened to each record.
@@ -128,6 +140,8 @@ class Indexer:
             }
             for i, f in enumerate(result["faces"])
         ]
+        if self.people is not None:
+            faces = self.people.store.carry_decisions(owner, photo_id, faces)
         self.store.replace_faces(owner, photo_id, faces)
         still_there = self.store.update_photo(
             owner,
@@ -150,6 +164,11 @@ class Indexer:
         )
         if not still_there:
             return self._undo(owner, photo_id)
+        grouping = GroupingParams.from_model_info(result)
+        if self.people is not None and grouping is not None and faces:
+            counts = self.people.assign_photo(owner, photo_id, version, grouping)
+            if counts["unassigned"] and self.jobs is not None:
+                self.jobs.request(owner)
         logger.info("photo indexed", extra={"user": owner, "photo_id": photo_id, "faces": len(faces)})
         return "indexed"
 

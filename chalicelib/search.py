@@ -8,7 +8,6 @@ import binascii
 import hashlib
 import json
 import re
-import time
 import uuid
 from datetime import timedelta
 
@@ -25,6 +24,7 @@ from .errors import (
     Unprocessable,
 )
 from .face_client import Deadline, FaceClient, FaceServiceError
+from .people import People
 from .score_norm import KeyNormalisation
 from .storage import CONTENT_TYPE_EXTENSIONS, SEARCH_KEY_TAG, key_photo_key
 from .store import now_ms
@@ -53,12 +53,10 @@ def _error_from_face_service(exc: FaceServiceError) -> ApiError:
 
 
 class FaceSearch:
-    def __init__(self, album: Album, faces: FaceClient, index: VectorIndex, model_info_ttl: float = 300.0):
+    def __init__(self, album: Album, faces: FaceClient, index: VectorIndex, people: People | None = None):
         self.album, self.store, self.storage = album, album.store, album.storage
         self.settings = album.settings
-        self.faces, self.index = faces, index
-        self.model_info_ttl = model_info_ttl
-        self._model_info: tuple[float, dict | None] = (0.0, None)
+        self.faces, self.index, self.people = faces, index, people
 
     # Key uploads --------------------------------------------------------------
     def create_key_upload(self, user: User, body) -> dict:
@@ -92,11 +90,24 @@ class FaceSearch:
     def search(self, user: User, body, deadline: Deadline | None = None) -> dict:
         if not isinstance(body, dict):
             raise BadRequest("body must be a JSON object")
-        sources = [name for name in ("key_id", "image_base64", "face_id") if body.get(name) is not None]
+        sources = [name for name in ("key_id", "image_base64", "face_id", "person_id") if body.get(name) is not None]
         if len(sources) != 1:
-            raise BadRequest('give exactly one key: "key_id", "image_base64", or "photo_id" with "face_id"')
+            raise BadRequest(
+                'give exactly one key: "key_id", "image_base64", "person_id", or "photo_id" with "face_id"'
+            )
         limit = self._int(body, "limit", 30, 1, 100)
         offset = self._cursor(body.get("cursor"))
+        if sources[0] == "person_id":
+            if self.people is None:
+                raise ServiceUnavailable("people are not available here")
+            found = self.people.search(user, str(body["person_id"]), offset, limit)
+            following = found["next"]
+            return {
+                "person_id": body["person_id"],
+                "results": found["results"],
+                "total": found["total"],
+                "next_cursor": self._encode_cursor(following) if following is not None else None,
+            }
         if sources[0] == "face_id":
             key = self._album_face(user, body, deadline)
         else:
@@ -230,30 +241,18 @@ class FaceSearch:
         }
 
     def _served_model(self, deadline: Deadline | None) -> dict:
-        fetched_at, info = self._model_info
-        if info is None or time.time() - fetched_at > self.model_info_ttl:
-            try:
-                info = self.faces.model_info(deadline)
-            except FaceServiceError as exc:
-                raise _error_from_face_service(exc) from exc
-            self._model_info = (time.time(), info)
-        return info
+        try:
+            return self.faces.served_model(deadline)
+        except FaceServiceError as exc:
+            raise _error_from_face_service(exc) from exc
 
     def _present(self, user: User, page) -> list:
         if not page:
             return []
         photo_ids = [photo_id for photo_id, _ in page]
         face_ids = [face_id for _, (face_id, _, _) in page]
-        photos = {
-            p["photo_id"]: p
-            for p in self.store.photos.find({"owner": user.sub, "photo_id": {"$in": photo_ids}}, {"_id": 0})
-        }
-        boxes = {
-            f["face_id"]: f["box"]
-            for f in self.store.faces.find(
-                {"owner": user.sub, "face_id": {"$in": face_ids}}, {"_id": 0, "face_id": 1, "box": 1}
-            )
-        }
+        photos = self.store.photos_by_id(user.sub, photo_ids)
+        boxes = self.store.face_boxes(user.sub, face_ids)
         results = []
         for photo_id, (face_id, similarity, score) in page:
             photo = photos.get(photo_id)

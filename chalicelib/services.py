@@ -16,6 +16,9 @@ from .auth import TokenVerifier
 from .database import open_database
 from .face_client import FaceClient, HttpTransport, SageMakerTransport, Transport
 from .indexing import Indexer
+from .people import People
+from .people_jobs import PeopleJobs
+from .people_store import PeopleStore
 from .search import FaceSearch
 from .settings import Settings
 from .storage import PhotoStorage
@@ -62,6 +65,28 @@ class Services:
         return store
 
     @cached_property
+    def people_store(self) -> PeopleStore:
+        people = PeopleStore(self.store.db)
+        people.ensure_indexes()
+        return people
+
+    @cached_property
+    def people(self) -> People:
+        return People(
+            self.store,
+            self.people_store,
+            self.album,
+            lambda deadline: self.face_client.served_model(deadline),
+            self.vector_index,
+        )
+
+    @cached_property
+    def people_jobs(self) -> PeopleJobs:
+        s = self.settings
+        sqs = self.client("sqs") if s.people_jobs_queue_url else None
+        return PeopleJobs(self.store.db, sqs, s.people_jobs_queue_url, s.regroup_delay, self.people.regroup)
+
+    @cached_property
     def storage(self) -> PhotoStorage:
         return PhotoStorage(self.s3, self.settings.bucket)
 
@@ -78,7 +103,7 @@ class Services:
 
     @cached_property
     def album(self) -> Album:
-        return Album(self.store, self.storage, self.settings)
+        return Album(self.store, self.storage, self.settings, self.people_store)
 
     @cached_property
     def face_client(self) -> FaceClient:
@@ -101,7 +126,7 @@ class Services:
 
     @cached_property
     def indexer(self) -> Indexer:
-        return Indexer(self.store, self.storage, self.face_client, self.settings)
+        return Indexer(self.store, self.storage, self.face_client, self.settings, self.people, self.people_jobs)
 
     @cached_property
     def vector_index(self) -> VectorIndex:
@@ -109,4 +134,4 @@ class Services:
 
     @cached_property
     def search(self) -> FaceSearch:
-        return FaceSearch(self.album, self.face_client, self.vector_index)
+        return FaceSearch(self.album, self.face_client, self.vector_index, self.people)

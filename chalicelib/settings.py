@@ -55,6 +55,9 @@ class Settings:
     face_endpoint_url: str | None = None
     face_endpoint_name: str | None = None
     events_queue_url: str | None = None
+    # People regrouping jobs: their queue (unset: a job runs at once) and the debounce delay.
+    people_jobs_queue_url: str | None = None
+    regroup_delay: int = 60
     face_timeout: int = 30
     face_attempts: int = 4
     # Time limits the face calls must fit in: API Gateway ends a request at 29 s; the indexer
@@ -106,6 +109,8 @@ class Settings:
             face_endpoint_url=env.get("FACE_ENDPOINT_URL") or None,
             face_endpoint_name=env.get("FACE_ENDPOINT_NAME") or None,
             events_queue_url=env.get("PHOTO_EVENTS_QUEUE_URL") or None,
+            people_jobs_queue_url=env.get("PEOPLE_JOBS_QUEUE_URL") or None,
+            regroup_delay=_int(env, "REGROUP_DELAY", 60),
             face_timeout=_int(env, "FACE_TIMEOUT", 30),
             face_attempts=_int(env, "FACE_ATTEMPTS", 4),
             max_photos_per_user=_int(env, "MAX_PHOTOS_PER_USER", 50_000),

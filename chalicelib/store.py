@@ -129,9 +129,14 @@ class PhotoStore:
         result = self.photos.update_one({"owner": owner, "photo_id": photo_id}, {"$set": fields})
         return result.matched_count == 1
 
-    def list_photos(self, owner: str, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
-        """Newest first; the cursor is the (uploaded_at, photo_id) of the last row."""
+    def list_photos(
+        self, owner: str, limit: int, cursor: str | None = None, only: set[str] | None = None
+    ) -> tuple[list[dict], str | None]:
+        """Newest first; the cursor is the (uploaded_at, photo_id) of the last row. ``only``: just
+        these photos (a person's)."""
         query: dict = {"owner": owner}
+        if only is not None:
+            query["photo_id"] = {"$in": sorted(only)}
         if cursor:
             at, last_id = decode_cursor(cursor)
             query["$or"] = [
@@ -180,6 +185,9 @@ class PhotoStore:
         if removed:
             self.bump_owner_version(owner)
         return removed
+
+    def photos_by_id(self, owner: str, photo_ids: list[str]) -> dict[str, dict]:
+        return {p["photo_id"]: p for p in self.photos.find({"owner": owner, "photo_id": {"$in": photo_ids}}, _NO_ID)}
 
     def photo_ids(self, owner: str) -> set:
         return {p["photo_id"] for p in self.photos.find({"owner": owner}, {"_id": 0, "photo_id": 1})}
@@ -269,6 +277,10 @@ class PhotoStore:
         if doc is not None:
             doc["embedding"] = binary_to_vector(doc["embedding"])
         return doc
+
+    def face_boxes(self, owner: str, face_ids: list[str]) -> dict[str, list]:
+        rows = self.faces.find({"owner": owner, "face_id": {"$in": face_ids}}, {"_id": 0, "face_id": 1, "box": 1})
+        return {f["face_id"]: f["box"] for f in rows}
 
     def list_faces(self, owner: str, photo_id: str) -> list[dict]:
         return list(self.faces.find({"owner": owner, "photo_id": photo_id}, _NO_VECTOR).sort("face_index", ASCENDING))

@@ -28,7 +28,7 @@ from .bundle import DEFAULT_DIR, FORMAT, BundleError, Manifest, sha256
 from .engine import FaceEngine, fuse
 from .facedata import facedata_root, labelled_photos
 
-BUILDER_VERSION = "6"  # 6: dlib fused with faceres
+BUILDER_VERSION = "7"  # 6: dlib fused with faceres; 7: people grouping calibrated
 # The cohort: calibration identities of the large, demographically broad sets only. The small
 # celebrity sets are left out, so that the people tests and demos search for (Angelina Jolie,
 # George Clooney, Katy Perry...) are never in it: a face whose own person is in the cohort meets
@@ -268,6 +268,9 @@ def build(
     np.save(work / "cohort.npy", cal_vectors[in_cohort].astype(np.float32))
     cohort_sources = [s for s, c in zip(cal_sources, in_cohort) if c]
 
+    log("fitting people grouping on the calibration identities")
+    grouping = calibration.fit_grouping(cal_vectors, cal_labels, in_cohort, normalisation["top_n"])
+
     if fine_tuned:
         dlib_part = dict(
             first,
@@ -322,6 +325,33 @@ def build(
             "sources": {src: cohort_sources.count(src) for src in sorted(set(cohort_sources))},
             "what": "served vectors of the calibration identities' photos (vectors only, no photos)",
         },
+    }
+    best = grouping["best"]
+    per_linkage = {
+        linkage: max(
+            (
+                r
+                for r in grouping["grid"]
+                if r["linkage"] == linkage and r["bcubed_precision"] >= calibration.GROUPING_PRECISION_GOAL
+            ),
+            key=lambda r: r["bcubed_recall"],
+            default=max((r for r in grouping["grid"] if r["linkage"] == linkage), key=lambda r: r["bcubed_f1"]),
+        )
+        for linkage in calibration.GROUPING_LINKAGES
+    }
+    manifest["grouping"] = {
+        "linkage": best["linkage"],
+        "k": best["k"],
+        "min_faces": best["min_faces"],
+        "threshold": best["threshold"],
+        "method": "chalicelib.grouping: constrained agglomeration over each face's k nearest neighbours by "
+        "normalised score; the grid point with the best BCubed recall at BCubed precision >= "
+        f"{calibration.GROUPING_PRECISION_GOAL}, fitted on the calibration identities",
+        "calibration": {
+            k: best[k] for k in ("bcubed_precision", "bcubed_recall", "bcubed_f1", "people_found", "identities")
+        },
+        "best_per_linkage": per_linkage,
+        "grid_points": len(grouping["grid"]),
     }
     manifest["sources"] = {
         package: {"version": package_version(package), "files": {p.name: sha256(p) for p in files.values()}}

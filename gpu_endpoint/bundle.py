@@ -90,6 +90,12 @@ class Manifest:
         return calibration.get("search_threshold", calibration["threshold"])
 
     @property
+    def grouping(self) -> dict[str, Any] | None:
+        """People grouping parameters fitted on the calibration identities (``chalicelib.grouping``)."""
+        fitted = self.document.get("grouping")
+        return {k: fitted[k] for k in ("linkage", "k", "min_faces", "threshold")} if fitted else None
+
+    @property
     def normalisation(self) -> dict[str, Any] | None:
         """Cohort score normalisation (``chalicelib.score_norm``), when the bundle carries a cohort."""
         return self.document.get("score_normalisation")

@@ -228,6 +228,11 @@ class FaceEngine:
         return per_image
 
     @property
+    def grouping(self) -> dict | None:
+        """The bundle's grouping calibration (``chalicelib.grouping.GroupingParams``), if it has one."""
+        return self.manifest.grouping
+
+    @property
     def search_settings(self) -> dict | None:
         """What search needs of the bundle's normalisation: ``{"method", "raw_floor", "threshold"}``."""
         if not self.normalisation:

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from chalicelib.images import box_iou as iou
+
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "facedata"
 
 
@@ -64,15 +66,6 @@ def ground_truth_boxes(root: Path) -> dict:
                 for b in image.iter("box")
             )
     return boxes
-
-
-def iou(a, b) -> float:
-    """Intersection over union of two [x, y, w, h] boxes."""
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    w = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
-    h = max(0.0, min(ay2, by2) - max(a[1], b[1]))
-    inter = w * h
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter) if inter else 0.0
 
 
 def match_detections(truth, found, min_iou: float = 0.3):

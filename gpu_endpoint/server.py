@@ -193,6 +193,7 @@ def create_app(
             model_version=engine_.version,
             threshold=engine_.threshold,
             normalisation=engine_.search_settings,
+            grouping=engine_.grouping,
             results=results,
         )
 

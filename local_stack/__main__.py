@@ -39,16 +39,21 @@ def serve_api(host: str, port: int):
     return factory.create_local_server(app, config, host, port)
 
 
-def start_pump(info: StackInfo):
-    """S3 notifications (via SQS) into the same handler the cloud's Lambda runs."""
+def start_pumps(info: StackInfo) -> list:
+    """S3 notifications and people jobs (via SQS) into the same handlers the cloud's Lambdas run."""
     import app as app_module
 
     from .aws import client
     from .pump import EventPump
 
-    pump = EventPump(client("sqs", info.aws_endpoint_url), info.queue_url, app_module.index_photos, info.region)
-    pump.start()
-    return pump
+    sqs = client("sqs", info.aws_endpoint_url)
+    pumps = [
+        EventPump(sqs, info.queue_url, app_module.index_photos, info.region),
+        EventPump(sqs, info.people_jobs_url, app_module.group_people, info.region),
+    ]
+    for pump in pumps:
+        pump.start()
+    return pumps
 
 
 def up(args) -> int:
@@ -101,7 +106,7 @@ def up(args) -> int:
         info.write(state / "stack.json")
         os.environ.update(info.app_environment())
         server = serve_api(args.host, args.port)
-        pump = start_pump(info)
+        pumps = start_pumps(info)
     except Exception as exc:
         if faces:
             faces.stop()
@@ -130,7 +135,8 @@ def up(args) -> int:
         pass
     finally:
         server.shutdown()
-        pump.stop()
+        for pump in pumps:
+            pump.stop()
         faces.stop()
         moto.stop()
         print("stopped", flush=True)

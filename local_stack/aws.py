@@ -1,4 +1,4 @@
-"""Local AWS: a moto server with the bucket, queue and user pool the app needs."""
+"""Local AWS: a moto server with the bucket, queues and user pool the app needs."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ class StackInfo:
     jwks_url: str
     store_path: str
     endpoint_url: str = ""
+    people_jobs_url: str = ""
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +55,9 @@ class StackInfo:
             "POWERTOOLS_METRICS_DISABLED": "true",
             "FACE_ENDPOINT_URL": self.endpoint_url,
             "PHOTO_EVENTS_QUEUE_URL": self.queue_url,
+            "PEOPLE_JOBS_QUEUE_URL": self.people_jobs_url,
+            # Regroup a few seconds after the last upload (the cloud waits a minute).
+            "REGROUP_DELAY": "3",
         }
 
 
@@ -116,6 +120,9 @@ def provision(
         },
     )["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    people_jobs_url = sqs.create_queue(
+        QueueName=f"{bucket}-people-jobs", Attributes={"VisibilityTimeout": str(visibility_timeout)}
+    )["QueueUrl"]
     s3.put_bucket_notification_configuration(
         Bucket=bucket,
         NotificationConfiguration={
@@ -152,6 +159,7 @@ def provision(
         user_pool_client_id=app_client["ClientId"],
         jwks_url=f"{endpoint_url}/{pool['Id']}/.well-known/jwks.json",
         store_path=store_path,
+        people_jobs_url=people_jobs_url,
     )
 
 

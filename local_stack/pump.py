@@ -1,5 +1,6 @@
-"""Feeds S3 notifications from the local SQS queue into the indexing handler, as Lambda's
-SQS event source does in the cloud (moto cannot run Lambda functions)."""
+"""Feeds messages from a local SQS queue into a handler (S3 notifications into the indexer, people
+jobs into the regrouper), as Lambda's SQS event source does in the cloud (moto cannot run Lambda
+functions)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class EventPump(threading.Thread):
                 # Like Lambda: the message becomes visible again after the visibility
                 # timeout, and after maxReceiveCount it moves to the dead-letter queue.
                 self.failed += 1
-                log.warning("photo event failed; it will be redelivered", exc_info=True)
+                log.warning("message failed; it will be redelivered", exc_info=True)
                 continue
             self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
             self.handled += 1

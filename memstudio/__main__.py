@@ -6,6 +6,10 @@
     python -m memstudio show PHOTO_ID
     python -m memstudio search key.jpg [--face N] [--limit 30]
     python -m memstudio delete PHOTO_ID [PHOTO_ID ...]
+    python -m memstudio people [--hidden]            (biggest first)
+    python -m memstudio person PERSON_ID             (its photos, newest first)
+    python -m memstudio name PERSON_ID "Grandma"
+    python -m memstudio merge TARGET_ID SOURCE_ID [SOURCE_ID ...]
     python -m memstudio reindex [--owner SUB] [--function memory-studio-prod-reindex]
     python -m memstudio purge-user EMAIL      (operators: with the stage's environment, or the local stack)
 
@@ -107,6 +111,45 @@ def cmd_delete(args) -> int:
     return 0
 
 
+def every_row(session: Session, path: str, rows: str, **params):
+    """Every row of a paginated listing, page after page."""
+    cursor = None
+    while True:
+        page = session.call("GET", path, params={"limit": 100, **params, **({"cursor": cursor} if cursor else {})})
+        yield from page[rows]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return
+
+
+def cmd_people(args) -> int:
+    for p in every_row(Session.load(args.api), "people", "people", **({"hidden": "true"} if args.hidden else {})):
+        name = (p["name"] or "Unnamed") + ("  (hidden)" if p["hidden"] else "")
+        print(f"{p['person_id']}  {p['face_count']:4} faces  {p['photo_count']:4} photos  {name}")
+    return 0
+
+
+def cmd_person(args) -> int:
+    session = Session.load(args.api)
+    person = session.call("GET", f"people/{args.person_id}")
+    print(f"{person['name'] or 'Unnamed'}: {person['face_count']} faces in {person['photo_count']} photos")
+    for p in every_row(session, f"people/{args.person_id}/photos", "photos"):
+        print(f"{p['photo_id']}  face {p['face_id']}  {p['assigned_by'] or ''}  {p['filename']}")
+    return 0
+
+
+def cmd_name(args) -> int:
+    person = Session.load(args.api).call("PATCH", f"people/{args.person_id}", {"name": args.name})
+    print(f"{person['person_id']} is now {person['name'] or 'Unnamed'}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    person = Session.load(args.api).call("POST", "people/merge", {"target": args.target, "sources": args.sources})
+    print(f"merged into {person['person_id']} ({person['name'] or 'Unnamed'}): {person['face_count']} faces")
+    return 0
+
+
 def cmd_reindex(args) -> int:
     """Operators: the local stack's reindex, or the deployed reindex Lambda."""
     if args.function is None:
@@ -163,6 +206,20 @@ def main(argv=None) -> int:
     p = sub.add_parser("delete", help="delete photos")
     p.add_argument("photo_ids", nargs="+")
     p.set_defaults(func=cmd_delete)
+    p = sub.add_parser("people", help="the people found in the album, biggest first")
+    p.add_argument("--hidden", action="store_true", help="hidden people too")
+    p.set_defaults(func=cmd_people)
+    p = sub.add_parser("person", help="one person's photos, newest first")
+    p.add_argument("person_id")
+    p.set_defaults(func=cmd_person)
+    p = sub.add_parser("name", help="name a person")
+    p.add_argument("person_id")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_name)
+    p = sub.add_parser("merge", help="merge people into the first one (it keeps its name)")
+    p.add_argument("target")
+    p.add_argument("sources", nargs="+")
+    p.set_defaults(func=cmd_merge)
     p = sub.add_parser("reindex", help="operators: re-embed photos with the served model bundle")
     p.add_argument("--owner", help="only this user's photos (Cognito sub)")
     p.add_argument("--model-version", help="target bundle (default: what the endpoint serves)")

@@ -78,6 +78,25 @@ def test_cli_upload_search_delete(local_stack, tmp_path, monkeypatch, capsys):  
 
     assert main(["--api", api, "show", ranked[0]]) == 0
     assert json.loads(capsys.readouterr().out)["faces"]
+
+    # People: the stack regroups a few seconds after the last upload (its people-jobs pump).
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        people = session.call("GET", "people")["people"]
+        if any(p["photo_count"] == 3 for p in people):
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"no Clooney person in time: {people}")
+    clooney_person = next(p["person_id"] for p in people if p["photo_count"] == 3)
+    assert main(["--api", api, "name", clooney_person, "George"]) == 0
+    assert main(["--api", api, "people"]) == 0
+    assert f"{clooney_person}     3 faces     3 photos  George" in capsys.readouterr().out
+    assert main(["--api", api, "person", clooney_person]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("George: 3 faces in 3 photos") and all(pid in shown for pid in clooney_ids)
+    assert main(["--api", api, "merge", clooney_person, clooney_person]) == 1
+    assert "merged into itself" in capsys.readouterr().err
     assert main(["--api", api, "delete", ranked[0]]) == 0
     assert main(["--api", api, "show", ranked[0]]) == 1
     assert "404" in capsys.readouterr().err

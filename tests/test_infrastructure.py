@@ -43,6 +43,11 @@ def test_chalice_stage_points_at_the_templates_resources(stage):
         assert resource in policy, resource
     # The indexer's timeout fits six times in the queue's visibility timeout.
     assert 6 * config["lambda_functions"]["index_photos"]["lambda_timeout"] <= 720
+    # People jobs: the queue the regrouper reads, which the indexer and the API send to.
+    assert env["PEOPLE_JOBS_QUEUE"] == f"memory-studio-{stage}-people-jobs"
+    assert env["PEOPLE_JOBS_QUEUE_URL"].endswith(f"/memory-studio-{stage}-people-jobs")
+    assert "memory-studio-${Stage}-people-jobs" in text and f"memory-studio-{stage}-people-jobs" in policy
+    assert 6 * config["lambda_functions"]["group_people"]["lambda_timeout"] <= 5400
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])

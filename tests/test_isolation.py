@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from chalicelib.face_client import FaceClient, HttpTransport
 from tests.conftest import post_to_s3, request_uploads
 
 JPEG = {"filename": "a.jpg", "content_type": "image/jpeg", "size": 100}
@@ -77,3 +78,53 @@ def test_delete_me_of_one_user_spares_the_other(api, two_users):
     alice, bob, upload = two_users
     assert api.http.delete("/me", headers=bob.headers).status_code == 204
     assert api.http.get(f"/photos/{upload['photo_id']}", headers=alice.headers).status_code == 200
+
+
+PERSON_ROUTES = [
+    ("get", "/people/{id}", None),
+    ("patch", "/people/{id}", {"name": "Mine now"}),
+    ("delete", "/people/{id}", None),
+    ("get", "/people/{id}/photos", None),
+    ("get", "/people/{id}/suggestions", None),
+    ("post", "/people/{id}/suggestions", {"answers": [{"face_id": "{face}", "accept": True}]}),
+]
+
+
+@pytest.fixture
+def alices_person(services, two_users):
+    alice, bob, upload = two_users
+    person = services.people_store.create(alice.sub, "Alice's friend")
+    face_id = f"{upload['photo_id']}-0"
+    services.people_store.set_by_user(alice.sub, face_id, person["person_id"], None)
+    services.people_store.refresh(alice.sub, [person["person_id"]])
+    return alice, bob, person["person_id"], face_id
+
+
+@pytest.mark.parametrize("method, route, body", PERSON_ROUTES)
+def test_other_users_person_is_not_found(api, alices_person, method, route, body):
+    alice, bob, person_id, face_id = alices_person
+    payload = json.dumps(body).replace("{face}", face_id) if body else None
+    kwargs = {"body": payload} if payload else {}
+    response = getattr(api.http, method)(route.format(id=person_id), headers=bob.headers, **kwargs)
+    assert response.status_code == 404, (route, response.body)
+    person = api.http.get(f"/people/{person_id}", headers=alice.headers).json_body
+    assert person["name"] == "Alice's friend" and person["face_count"] == 1
+
+
+def test_other_users_people_faces_and_person_search_are_not_found(api, alices_person, services):
+    alice, bob, person_id, face_id = alices_person
+    assert api.http.get("/people", headers=bob.headers).json_body["people"] == []
+    assert [p["person_id"] for p in api.http.get("/people", headers=alice.headers).json_body["people"]] == [person_id]
+    bobs = services.people_store.create(bob.sub, "Bob's")["person_id"]
+    for body in ({"target": bobs, "sources": [person_id]}, {"target": person_id, "sources": [bobs]}):
+        response = api.http.post("/people/merge", headers=bob.headers, body=json.dumps(body))
+        assert response.status_code == 404
+    for body in ({"person_id": bobs}, {"person_id": None}, {"new_person": True}):
+        response = api.http.put(f"/faces/{face_id}/person", headers=bob.headers, body=json.dumps(body))
+        assert response.status_code == 404
+    # Search by Alice's person id from Bob's side: not found, before any face model is asked
+    # (the face client points at an address where nothing listens).
+    services.__dict__["face_client"] = FaceClient(HttpTransport("http://127.0.0.1:9"), attempts=1)
+    response = api.http.post("/search", headers=bob.headers, body=json.dumps({"person_id": person_id}))
+    assert response.status_code == 404
+    assert services.people_store.face(alice.sub, face_id)["person_id"] == person_id

@@ -1,0 +1,229 @@
+"""Faces into people: the nearest-neighbour graph and constrained agglomeration (pure numpy).
+
+Two faces are compared by their cohort-normalised score (``score_norm``: each side judged
+against the bundle's cohort, so East-Asian faces, which the embedder places close together, are
+not merged at a Western face's cosine). The graph keeps each face's ``k`` best neighbours,
+computed block by block, so memory grows with n·k, not n².
+
+Agglomeration merges the two groups with the best link first, as long as that link reaches
+the threshold, and never merges across a constraint:
+- cannot-link: two faces of one photo are never one person;
+- a group holding faces the user confirmed for person P never merges with one confirmed for Q;
+- a face the user rejected from P never joins P's confirmed faces.
+``linkage="average"``: a link is the sum of the graph's edge scores between the two groups over
+the number of edges expected between them were they one person, min(|A|·|B|, d·|A|·|B|/(|A|+|B|))
+with d the graph's mean degree
+(or over the edges found, when more): one strong edge bridging two groups through a chain of
+look-alikes is not enough, as it would be with the mean of the edges found;
+``"single"``: their best edge. A group needs ``min_faces`` faces (or a confirmed face) to
+become a person (Immich's minFaces); the rest stay unassigned (-1).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .score_norm import MIN_STD
+
+
+def normalised_pair_scores(a: np.ndarray, a_stats: np.ndarray, b: np.ndarray, b_stats: np.ndarray) -> np.ndarray:
+    """Symmetric AS-norm scores of every face of ``a`` against every face of ``b``; stats are
+    (n, 2) arrays of cohort (mean, std). A face without statistics scores -inf."""
+    raw = np.asarray(a, np.float32) @ np.asarray(b, np.float32).T
+    a_mean, a_std = a_stats[:, :1], np.maximum(a_stats[:, 1:], MIN_STD)
+    b_mean, b_std = b_stats[:, 0][None, :], np.maximum(b_stats[:, 1], MIN_STD)[None, :]
+    scores = 0.5 * ((raw - a_mean) / a_std + (raw - b_mean) / b_std)
+    return np.where(np.isnan(scores), -np.inf, scores)
+
+
+def knn_edges(vectors: np.ndarray, stats: np.ndarray, k: int, block: int | None = None) -> tuple[np.ndarray, ...]:
+    """Each face's ``k`` best neighbours (not itself): undirected edges (i < j, score), each once.
+    Rows are scored ``block`` at a time (default: about 50 million scores, 200 MB, per block)."""
+    vectors = np.asarray(vectors, np.float32)
+    stats = np.asarray(stats, np.float32)
+    n = len(vectors)
+    block = block or max(16, 50_000_000 // max(1, n))
+    k = min(k, n - 1)
+    if k <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    rows, cols, vals = [], [], []
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        scores = normalised_pair_scores(vectors[start:stop], stats[start:stop], vectors, stats)
+        scores[np.arange(stop - start), np.arange(start, stop)] = -np.inf
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        rows.append(np.repeat(np.arange(start, stop), k))
+        cols.append(top.ravel())
+        vals.append(np.take_along_axis(scores, top, axis=1).ravel())
+    i, j, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+    keep = np.isfinite(s)
+    i, j, s = np.minimum(i, j)[keep], np.maximum(i, j)[keep], s[keep]
+    order = np.lexsort((-s, j, i))
+    i, j, s = i[order], j[order], s[order]
+    first = np.ones(len(i), bool)
+    first[1:] = (i[1:] != i[:-1]) | (j[1:] != j[:-1])
+    return i[first], j[first], s[first]
+
+
+@dataclass
+class _Group:
+    faces: list
+    photos: set
+    person: str | None = None  # the person whose confirmed faces it holds
+    rejects: set = field(default_factory=set)  # persons some face of it was rejected from
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What the user said, per face index: confirmed person (or None), rejected persons."""
+
+    confirmed: Sequence[str | None] | None = None
+    rejected: Sequence[frozenset] | None = None
+
+
+def agglomerate(
+    n: int,
+    edges: tuple[np.ndarray, ...],
+    photos: Sequence[str],
+    threshold: float,
+    min_faces: int,
+    linkage: str = "average",
+    constraints: Constraints | None = None,
+) -> np.ndarray:
+    """Group labels 0..m-1 per face, -1 for faces left unassigned (see the module's docstring)."""
+    if linkage not in ("average", "single"):
+        raise ValueError(f"unknown linkage {linkage!r}")
+    confirmed = (constraints.confirmed if constraints and constraints.confirmed is not None else None) or [None] * n
+    rejected = (constraints.rejected if constraints and constraints.rejected is not None else None) or [frozenset()] * n
+    groups: dict[int, _Group] = {}
+    owner = list(range(n))  # face -> group id (kept current for live faces)
+    for f in range(n):
+        groups[f] = _Group([f], {photos[f]}, confirmed[f], set(rejected[f]))
+    # A user's confirmed faces of one person start as one group.
+    by_person: dict[str, int] = {}
+    for f in range(n):
+        person = confirmed[f]
+        if person is None:
+            continue
+        if person in by_person:
+            _absorb(groups, owner, by_person[person], f, {}, allow_shared_photo=True)
+        else:
+            by_person[person] = f
+    links: dict[int, dict[int, list]] = {g: {} for g in groups}
+    i, j, s = edges
+    for a, b, score in zip(i.tolist(), j.tolist(), s.tolist()):
+        ga, gb = owner[a], owner[b]
+        if ga == gb:
+            continue
+        entry = links[ga].setdefault(gb, [0.0, 0, -np.inf])
+        entry[0] += score
+        entry[1] += 1
+        entry[2] = max(entry[2], score)
+        links[gb][ga] = entry
+    degree = max(1.0, 2 * len(i) / max(1, n))  # the graph's mean degree: between k and 2k
+
+    def link(ga: int, gb: int, entry: list) -> float:
+        if linkage == "single":
+            return entry[2]
+        a, b = len(groups[ga].faces), len(groups[gb].faces)
+        expected = min(a * b, degree * a * b / (a + b))
+        return entry[0] / max(entry[1], expected)
+
+    heap = []
+    for ga, neighbours in links.items():
+        for gb, entry in neighbours.items():
+            if ga < gb:
+                heap.append((-link(ga, gb, entry), ga, gb, entry[1]))
+    heapq.heapify(heap)
+    while heap:
+        negative, ga, gb, count = heapq.heappop(heap)
+        if -negative < threshold:
+            break
+        if ga not in groups or gb not in groups:
+            continue
+        queued = links[ga].get(gb)
+        if queued is None:
+            continue
+        current = link(ga, gb, queued)
+        if current < -negative - 1e-9:
+            # A side grew since this was queued (without new edges here): queue what it is now.
+            heapq.heappush(heap, (-current, ga, gb, queued[1]))
+            continue
+        if queued[1] != count:
+            continue  # a newer entry with more edges is queued
+        if not _compatible(groups[ga], groups[gb]):
+            continue
+        keep, gone = (ga, gb) if len(groups[ga].faces) >= len(groups[gb].faces) else (gb, ga)
+        _absorb(groups, owner, keep, gone, links, allow_shared_photo=False)
+        for other, merged in links[keep].items():
+            heapq.heappush(heap, (-link(keep, other, merged), min(keep, other), max(keep, other), merged[1]))
+    labels = np.full(n, -1, np.int64)
+    label = 0
+    for group in sorted(groups.values(), key=lambda g: min(g.faces)):
+        if len(group.faces) >= min_faces or group.person is not None:
+            labels[group.faces] = label
+            label += 1
+    return labels
+
+
+def _compatible(a: _Group, b: _Group) -> bool:
+    if a.photos & b.photos:
+        return False
+    if a.person is not None and b.person is not None and a.person != b.person:
+        return False
+    return not ((a.person is not None and a.person in b.rejects) or (b.person is not None and b.person in a.rejects))
+
+
+def _absorb(groups: dict, owner: list, keep: int, gone: int, links: dict, allow_shared_photo: bool) -> None:
+    """Move group ``gone`` into ``keep``, summing their links to every third group."""
+    a, b = groups[keep], groups.pop(gone)
+    if not allow_shared_photo:
+        assert not (a.photos & b.photos)
+    a.faces.extend(b.faces)
+    a.photos |= b.photos
+    a.rejects |= b.rejects
+    a.person = a.person or b.person
+    for f in b.faces:
+        owner[f] = keep
+    if not links:
+        return
+    links[keep].pop(gone, None)
+    for other, entry in links.pop(gone).items():
+        if other == keep:
+            continue
+        del links[other][gone]
+        mine = links[keep].get(other)
+        if mine is None:
+            merged = list(entry)
+        else:
+            merged = [mine[0] + entry[0], mine[1] + entry[1], max(mine[2], entry[2])]
+        links[keep][other] = merged
+        links[other][keep] = merged
+
+
+@dataclass(frozen=True)
+class GroupingParams:
+    """The bundle's grouping calibration (fitted on its calibration identities): the linkage, the
+    neighbours per face ``k``, the normalised-score ``threshold`` a link needs, and ``min_faces``."""
+
+    linkage: str
+    k: int
+    min_faces: int
+    threshold: float
+
+    @classmethod
+    def from_model_info(cls, info: dict | None) -> GroupingParams | None:
+        """None for a bundle built before grouping was calibrated."""
+        grouping = (info or {}).get("grouping")
+        if not grouping:
+            return None
+        return cls(
+            str(grouping["linkage"]), int(grouping["k"]), int(grouping["min_faces"]), float(grouping["threshold"])
+        )
+
+    def to_json(self) -> dict:
+        return {"linkage": self.linkage, "k": self.k, "min_faces": self.min_faces, "threshold": self.threshold}

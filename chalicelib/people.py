@@ -1,0 +1,482 @@
+"""People: the user's faces grouped into persons that the user names and corrects.
+
+- **Assignment on indexing** (``assign_photo``): each new face joins the person its nearest
+  neighbours (the vector index) link it to best, by the mean normalised score of its neighbours in
+  that person, when that reaches the bundle's grouping threshold, unless the person already holds
+  another face of the photo or the face was rejected from it.
+- **Regrouping** (``regroup``): every face of the served model version, grouped again by
+  ``grouping.agglomerate`` under the user's confirmations and rejections; groups are mapped back to
+  the existing people (confirmed faces decide, then the most auto faces), so names survive.
+- **Corrections** are the user's word and are never undone by either: see ``people_store``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable
+
+import numpy as np
+
+from .album import Album, _int_param
+from .auth import User
+from .errors import BadRequest, Conflict, NotFound, ServiceUnavailable
+from .face_client import Deadline, FaceServiceError
+from .grouping import Constraints, GroupingParams, agglomerate, knn_edges
+from .observability import logger
+from .people_store import AUTO, USER, PeopleStore
+from .score_norm import KeyNormalisation
+from .store import PhotoStore
+from .vector_search import VectorIndex
+
+MAX_NAME = 100
+MAX_MERGE = 50
+MAX_ANSWERS = 100
+MAX_KEY_FACES = 30  # a person's faces used as search keys (confirmed first)
+_ID = re.compile(r"^[0-9a-f]{32}$")
+_FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+NO_RAW_FLOOR = -1.0  # grouping judges by the normalised score alone
+
+
+def clean_name(value) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or _CONTROL.search(value):
+        raise BadRequest("name must be a string without control characters")
+    value = value.strip()
+    if len(value) > MAX_NAME:
+        raise BadRequest(f"name must be at most {MAX_NAME} characters")
+    return value or None
+
+
+class People:
+    def __init__(
+        self,
+        photos: PhotoStore,
+        store: PeopleStore,
+        album: Album,
+        served_model: Callable[[Deadline | None], dict],
+        index: VectorIndex,
+    ):
+        """``served_model``: ``FaceClient.served_model`` (asked only by what needs the bundle)."""
+        self.photos, self.store, self.album, self.index = photos, store, album, index
+        self.served_model = served_model
+
+    # The served bundle's grouping calibration ---------------------------------------
+    def _served(self, deadline: Deadline | None = None) -> tuple[str, GroupingParams]:
+        try:
+            info = self.served_model(deadline)
+        except FaceServiceError as exc:
+            raise ServiceUnavailable("face detection is unavailable right now; try again shortly") from exc
+        params = GroupingParams.from_model_info(info)
+        if params is None:
+            raise ServiceUnavailable("the face model in service has no grouping calibration", code="no_grouping")
+        return info["model_version"], params
+
+    # Assignment on indexing ---------------------------------------------------------
+    def assign_photo(self, owner: str, photo_id: str, model_version: str, params: GroupingParams) -> dict:
+        """Assign (or re-validate, after a reindex) the photo's faces that the user has not decided.
+        Returns ``{"assigned": n, "unassigned": m}``."""
+        faces = [f for f in self.photos.list_faces(owner, photo_id) if f.get("model_version") == model_version]
+        taken = {f["person_id"] for f in faces if f.get("assigned_by") == USER and f.get("person_id")}
+        counts = {"assigned": 0, "unassigned": 0}
+        touched = set()
+        for face in sorted(faces, key=lambda f: -float(f.get("score", 0))):
+            if face.get("assigned_by") == USER:
+                continue
+            person = self._best_person(owner, face, model_version, params, taken)
+            changed = person != face.get("person_id")
+            if changed and self.store.set_by_algorithm(owner, face["face_id"], person):
+                touched |= {person, face.get("person_id")}
+            if person:
+                taken.add(person)
+            counts["assigned" if person else "unassigned"] += 1
+        self.store.refresh(owner, touched)
+        return counts
+
+    def _best_person(self, owner: str, face: dict, model_version: str, params: GroupingParams, taken: set):
+        mean, std = face.get("cohort_mean"), face.get("cohort_std")
+        if mean is None or std is None:
+            return None
+        stored = self.photos.get_face(owner, face["face_id"])
+        if stored is None:  # deleted meanwhile
+            return None
+        key = KeyNormalisation(float(mean), float(std), params.threshold)
+        hits = self.index.search(owner, model_version, stored["embedding"], params.k + 1, NO_RAW_FLOOR, key)
+        hits = [h for h in hits if h[0] != face["face_id"] and h[1] != face["photo_id"]][: params.k]
+        if not hits:
+            return None
+        people = {f["face_id"]: f.get("person_id") for f in self.store.decisions(owner, [h[0] for h in hits])}
+        links: dict[str, list] = defaultdict(list)
+        for face_id, _, _, score in hits:
+            person = people.get(face_id)
+            if person:
+                links[person].append(score)
+        rejected = set(face.get("rejected_from") or [])
+        ranked = sorted(links.items(), key=lambda item: -float(np.mean(item[1])))
+        for person, scores in ranked:
+            if person not in taken and person not in rejected and float(np.mean(scores)) >= params.threshold:
+                return person
+        return None
+
+    # Regrouping ----------------------------------------------------------------------
+    def regroup(self, owner: str, deadline: Deadline | None = None) -> dict:
+        """Group every face of the served version again, keeping names, confirmations, rejections."""
+        model_version, params = self._served(deadline)
+        rows = self.store.grouping_input(owner, model_version)
+        if not rows:
+            return {"faces": 0, "people": 0, "changed": 0}
+        vectors = np.vstack([r["embedding"] for r in rows])
+        stats = np.array([(r.get("cohort_mean"), r.get("cohort_std")) for r in rows], dtype=np.float64)
+        confirmed = [r.get("person_id") if r.get("assigned_by") == USER else None for r in rows]
+        rejected = [frozenset(r.get("rejected_from") or ()) for r in rows]
+        edges = knn_edges(vectors, stats, params.k)
+        labels = agglomerate(
+            len(rows),
+            edges,
+            [r["photo_id"] for r in rows],
+            params.threshold,
+            params.min_faces,
+            params.linkage,
+            Constraints(confirmed, rejected),
+        )
+        wanted = self._map_groups(owner, rows, labels, confirmed)
+        changed, touched = 0, set()
+        for row, person in zip(rows, wanted):
+            if row.get("assigned_by") == USER:
+                continue
+            if person in (row.get("rejected_from") or ()):
+                person = None
+            if person != row.get("person_id") and self.store.set_by_algorithm(owner, row["face_id"], person):
+                changed += 1
+                touched |= {person, row.get("person_id")}
+        self.store.refresh(owner, touched)
+        people = len({p for p in wanted if p})
+        logger.info("people regrouped", extra={"user": owner, "faces": len(rows), "people": people, "changed": changed})
+        return {"faces": len(rows), "people": people, "changed": changed}
+
+    def _map_groups(self, owner: str, rows: list[dict], labels: np.ndarray, confirmed: list) -> list:
+        """The person each face should be in: a group with confirmed faces is their person; any
+        other group takes the existing person most of its auto faces are in (each person once,
+        biggest overlap first), else a new person. Faces outside every group: None."""
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, label in enumerate(labels.tolist()):
+            if label >= 0:
+                groups[label].append(i)
+        person_of: dict[int, str] = {}
+        used = set()
+        for label, members in groups.items():
+            fixed = {confirmed[i] for i in members if confirmed[i]}
+            if fixed:
+                (person_of[label],) = fixed  # agglomerate never joins two confirmed people
+                used |= fixed
+        overlaps = []
+        for label, members in groups.items():
+            if label in person_of:
+                continue
+            votes: dict[str, int] = defaultdict(int)
+            for i in members:
+                if rows[i].get("person_id") and rows[i].get("assigned_by") == AUTO:
+                    votes[rows[i]["person_id"]] += 1
+            overlaps += [(-count, label, person) for person, count in votes.items()]
+        existing = self.store.ids(owner)
+        for _, label, person in sorted(overlaps):
+            if label not in person_of and person not in used and person in existing:
+                person_of[label] = person
+                used.add(person)
+        for label in groups:
+            if label not in person_of:
+                person_of[label] = self.store.create(owner)["person_id"]
+        wanted: list = [None] * len(rows)
+        for label, members in groups.items():
+            for i in members:
+                wanted[i] = person_of[label]
+        return wanted
+
+    # Reading -------------------------------------------------------------------------
+    def list_people(self, user: User, params: dict) -> dict:
+        limit = _int_param(params.get("limit"), "limit", 50, 1, 100)
+        offset = _int_param(params.get("cursor"), "cursor", 0, 0, 10**7)
+        include_hidden = str(params.get("hidden", "")).lower() in ("1", "true", "yes")
+        rows = self.store.page(user.sub, offset, limit + 1, include_hidden)
+        more = len(rows) > limit
+        return {
+            "people": [self._present(user, p) for p in rows[:limit]],
+            "next_cursor": str(offset + limit) if more else None,
+        }
+
+    def get_person(self, user: User, person_id: str) -> dict:
+        return self._present(user, self._owned(user, person_id))
+
+    def person_photos(self, user: User, person_id: str, params: dict) -> dict:
+        """The person's photos, newest first, each with the person's face box."""
+        self._owned(user, person_id)
+        limit = _int_param(params.get("limit"), "limit", 30, 1, 100)
+        faces = self.store.faces_of(user.sub, person_id)
+        rows, next_cursor = self.photos.list_photos(
+            user.sub, limit, params.get("cursor") or None, only={f["photo_id"] for f in faces}
+        )
+        boxes = {f["photo_id"]: f for f in faces}
+        photos = []
+        for row in rows:
+            shown = self.album.present(row)
+            face = boxes[row["photo_id"]]
+            photos.append(dict(shown, face_id=face["face_id"], box=face["box"], assigned_by=face.get("assigned_by")))
+        return {"photos": photos, "next_cursor": next_cursor}
+
+    def _present(self, user: User, person: dict) -> dict:
+        cover = None
+        if person.get("cover_face_id"):
+            face = self.store.face(user.sub, person["cover_face_id"])
+            photo = self.photos.get_photo(user.sub, person["cover_photo_id"]) if face else None
+            if face and photo:
+                shown = self.album.present(photo)
+                cover = {
+                    "face_id": face["face_id"],
+                    "photo_id": photo["photo_id"],
+                    "box": face["box"],
+                    "photo_width": photo.get("width"),
+                    "photo_height": photo.get("height"),
+                    "thumbnail_url": shown["thumbnail_url"],
+                }
+        return {
+            "person_id": person["person_id"],
+            "name": person.get("name"),
+            "hidden": bool(person.get("hidden")),
+            "face_count": person.get("face_count", 0),
+            "photo_count": person.get("photo_count", 0),
+            "cover": cover,
+        }
+
+    def _owned(self, user: User, person_id: str) -> dict:
+        person = self.store.get(user.sub, person_id) if _ID.match(person_id or "") else None
+        if person is None:
+            raise NotFound("no such person")
+        return person
+
+    def _owned_face(self, user: User, face_id: str) -> dict:
+        face = self.store.face(user.sub, face_id) if _FACE_ID.match(face_id or "") else None
+        if face is None:
+            raise NotFound("no such face in your album")
+        return face
+
+    # Changes --------------------------------------------------------------------------
+    def update_person(self, user: User, person_id: str, body) -> dict:
+        self._owned(user, person_id)
+        if not isinstance(body, dict) or not body or set(body) - {"name", "hidden"}:
+            raise BadRequest('send "name" and/or "hidden"')
+        fields: dict = {}
+        if "name" in body:
+            fields["name"] = clean_name(body["name"])
+        if "hidden" in body:
+            if not isinstance(body["hidden"], bool):
+                raise BadRequest("hidden must be true or false")
+            fields["hidden"] = body["hidden"]
+        if not self.store.update(user.sub, person_id, fields):
+            raise NotFound("no such person")
+        return self.get_person(user, person_id)
+
+    def delete_person(self, user: User, person_id: str) -> None:
+        self._owned(user, person_id)
+        self.store.delete(user.sub, person_id)
+
+    def merge(self, user: User, body) -> dict:
+        """``{"target", "sources": [...]}``: the sources' faces join the target, which keeps its name
+        (or takes the first source's name if it has none)."""
+        if not isinstance(body, dict):
+            raise BadRequest("body must be a JSON object")
+        target_id, sources = body.get("target"), body.get("sources")
+        if not isinstance(target_id, str) or not isinstance(sources, list) or not sources:
+            raise BadRequest('send "target" (a person id) and "sources" (a list of person ids)')
+        if len(sources) > MAX_MERGE or not all(isinstance(s, str) for s in sources):
+            raise BadRequest(f"sources must be at most {MAX_MERGE} person ids")
+        if target_id in sources:
+            raise BadRequest("a person cannot be merged into itself", code="merge_into_itself")
+        target = self._owned(user, target_id)
+        others = [self._owned(user, s) for s in dict.fromkeys(sources)]
+        for source in others:
+            self.store.move_all(user.sub, source["person_id"], target_id)
+            self.store.remove(user.sub, source["person_id"])
+        if not target.get("name"):
+            name = next((s["name"] for s in others if s.get("name")), None)
+            if name:
+                self.store.update(user.sub, target_id, {"name": name})
+        self.store.refresh(user.sub, [target_id])
+        return self.get_person(user, target_id)
+
+    def set_face_person(self, user: User, face_id: str, body) -> dict:
+        """The user's word on one face: ``{"person_id": ID}`` (this is ID: confirm or move),
+        ``{"person_id": null}`` (not the person it is in), ``{"new_person": true, "name"?}``."""
+        face = self._owned_face(user, face_id)
+        if not isinstance(body, dict) or ("person_id" in body) == bool(body.get("new_person")):
+            raise BadRequest('send "person_id" (an id, or null for "not this person") or "new_person": true')
+        current = face.get("person_id")
+        if body.get("new_person"):
+            target = self.store.create(user.sub, clean_name(body.get("name")))["person_id"]
+        elif body["person_id"] is None:
+            target = None
+        else:
+            target = self._owned(user, str(body["person_id"]))["person_id"]
+        if target and self._photo_has_other_face_in(user.sub, face, target):
+            raise Conflict("another face of this photo is already this person", code="same_photo")
+        rejected = current if current and current != target else None
+        self.store.set_by_user(user.sub, face_id, target, rejected)
+        if target and self.store.get(user.sub, target) is None:
+            # The person was merged or deleted meanwhile: the face must not point at nothing.
+            self.store.set_by_user(user.sub, face_id, None, None)
+            raise Conflict("that person no longer exists", code="person_gone")
+        self.store.refresh(user.sub, [current, target])
+        updated = self.store.face(user.sub, face_id) or {}
+        return {
+            "face_id": face_id,
+            "photo_id": face["photo_id"],
+            "person_id": updated.get("person_id"),
+            "assigned_by": updated.get("assigned_by"),
+            "rejected_from": updated.get("rejected_from") or [],
+        }
+
+    def _photo_has_other_face_in(self, owner: str, face: dict, person_id: str) -> bool:
+        return any(
+            f["face_id"] != face["face_id"] and f.get("person_id") == person_id
+            for f in self.photos.list_faces(owner, face["photo_id"])
+        )
+
+    # Suggestions and search by person ----------------------------------------------------
+    def candidates(self, user: User, person_id: str, deadline: Deadline | None = None) -> list:
+        """Faces not in the person, not rejected from it and not decided by the user elsewhere,
+        that match one of its faces (confirmed ones first): (face_id, photo_id, score), best first."""
+        person = self._owned(user, person_id)
+        info = self._served_info(deadline)
+        norm = info.get("normalisation") or {}
+        keys = sorted(
+            (
+                f
+                for f in self.store.faces_of(user.sub, person["person_id"])
+                if f["model_version"] == info["model_version"]
+            ),
+            key=lambda f: (f.get("assigned_by") != USER, -float(f.get("score", 0))),
+        )[:MAX_KEY_FACES]
+        if not keys:
+            return []
+        best: dict[str, tuple] = {}
+        for key_face in keys:
+            stored = self.photos.get_face(user.sub, key_face["face_id"])
+            if stored is None or key_face.get("cohort_mean") is None or not norm:
+                continue
+            key = KeyNormalisation(float(key_face["cohort_mean"]), float(key_face["cohort_std"]), norm["threshold"])
+            for face_id, photo_id, _, score in self.index.search(
+                user.sub, info["model_version"], stored["embedding"], 500, float(norm["raw_floor"]), key
+            ):
+                if face_id not in best or score > best[face_id][2]:
+                    best[face_id] = (face_id, photo_id, score)
+        if not best:
+            return []
+        rows = self.store.decisions(user.sub, list(best))
+        eligible = [
+            best[r["face_id"]]
+            for r in rows
+            if r.get("person_id") != person_id
+            and person_id not in (r.get("rejected_from") or ())
+            and r.get("assigned_by") != USER
+        ]
+        return sorted(eligible, key=lambda c: -c[2])
+
+    def _served_info(self, deadline=None) -> dict:
+        try:
+            return self.served_model(deadline)
+        except FaceServiceError as exc:
+            raise ServiceUnavailable("face detection is unavailable right now; try again shortly") from exc
+
+    def suggestions(self, user: User, person_id: str, params: dict) -> dict:
+        """ "Is this <name>?": one suggestion per photo, best first."""
+        limit = _int_param(params.get("limit"), "limit", 10, 1, 50)
+        seen, out = set(), []
+        for face_id, photo_id, score in self.candidates(user, person_id):
+            if photo_id in seen or self._photo_has_other_face_in(
+                user.sub, {"face_id": face_id, "photo_id": photo_id}, person_id
+            ):
+                continue
+            seen.add(photo_id)
+            out.append((face_id, photo_id, score))
+            if len(out) == limit:
+                break
+        return {"suggestions": self._present_faces(user, out)}
+
+    def answer(self, user: User, person_id: str, body) -> dict:
+        """Bulk answers to suggestions: ``{"answers": [{"face_id", "accept": bool}]}``."""
+        self._owned(user, person_id)
+        answers = body.get("answers") if isinstance(body, dict) else None
+        if not isinstance(answers, list) or not 1 <= len(answers) <= MAX_ANSWERS:
+            raise BadRequest(f'send "answers": a list of 1 to {MAX_ANSWERS} {{"face_id", "accept"}}')
+        for i, a in enumerate(answers):
+            if (
+                not isinstance(a, dict)
+                or not isinstance(a.get("face_id"), str)
+                or not isinstance(a.get("accept"), bool)
+            ):
+                raise BadRequest(f'answers[{i}] must be {{"face_id": string, "accept": true|false}}')
+        done = []
+        for a in answers:
+            face = self._owned_face(user, a["face_id"])
+            if a["accept"]:
+                if self._photo_has_other_face_in(user.sub, face, person_id):
+                    done.append({"face_id": a["face_id"], "result": "same_photo"})
+                    continue
+                self.store.set_by_user(user.sub, a["face_id"], person_id, None)
+                self.store.refresh(user.sub, [face.get("person_id"), person_id])
+                done.append({"face_id": a["face_id"], "result": "confirmed"})
+            else:
+                if face.get("person_id") == person_id:
+                    self.store.set_by_user(user.sub, a["face_id"], None, person_id)
+                    self.store.refresh(user.sub, [person_id])
+                else:
+                    self.store.reject(user.sub, a["face_id"], person_id)
+                done.append({"face_id": a["face_id"], "result": "rejected"})
+        return {"answers": done, "person": self.get_person(user, person_id)}
+
+    def search(self, user: User, person_id: str, offset: int, limit: int) -> dict:
+        """The person's photos (``member``), then photos not in it that match its faces above the
+        search threshold (``suggested``), best first."""
+        faces = self.store.faces_of(user.sub, self._owned(user, person_id)["person_id"])
+        members: dict[str, dict | None] = {}
+        for f in sorted(faces, key=lambda f: f.get("assigned_by") != USER):
+            members.setdefault(f["photo_id"], f)
+        ranked = [(pid, f["face_id"], None, "member") for pid, f in members.items() if f]
+        ranked.sort(key=lambda r: r[0])
+        for face_id, photo_id, score in self.candidates(user, person_id):
+            if photo_id not in members:
+                members[photo_id] = None
+                ranked.append((photo_id, face_id, score, "suggested"))
+        page = ranked[offset : offset + limit]
+        shown = self._present_faces(user, [(face_id, photo_id, score) for photo_id, face_id, score, _ in page])
+        for row, (_, _, _, kind) in zip(shown, page):
+            row["match"] = kind
+        return {
+            "results": shown,
+            "total": len(ranked),
+            "next": offset + limit if offset + limit < len(ranked) else None,
+        }
+
+    def _present_faces(self, user: User, items) -> list:
+        if not items:
+            return []
+        photos = self.photos.photos_by_id(user.sub, [photo_id for _, photo_id, _ in items])
+        boxes = self.photos.face_boxes(user.sub, [face_id for face_id, _, _ in items])
+        out = []
+        for face_id, photo_id, score in items:
+            photo = photos.get(photo_id)
+            if photo is None:
+                continue
+            shown = self.album.present(photo)
+            out.append(
+                {
+                    "face_id": face_id,
+                    "photo_id": photo_id,
+                    "box": boxes.get(face_id),
+                    "score": None if score is None else round(float(score), 4),
+                    "thumbnail_url": shown["thumbnail_url"],
+                    "url": shown["url"],
+                }
+            )
+        return out

@@ -1,0 +1,208 @@
+"""People in MongoDB: the ``people`` collection and the person fields of each face.
+
+A face's person fields: ``person_id`` (None: unassigned), ``assigned_by`` ("user" when the user
+confirmed or moved it, "auto" when the algorithm put it there) and ``rejected_from`` (persons the
+user said it is not). The algorithm writes only with a condition that the face is not the
+user's and was not rejected from the person, so a correction made while a job runs is never
+overwritten. A person's counts and cover are recomputed from its faces (``refresh``), never
+incremented, so concurrent changes converge. Every query is scoped by ``owner``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from pymongo import ASCENDING, DESCENDING
+
+from .images import box_iou
+from .store import binary_to_vector, now_ms
+
+_NO_ID = {"_id": 0}
+USER, AUTO = "user", "auto"
+DECISIONS = ("person_id", "assigned_by", "rejected_from")
+SAME_FACE_IOU = 0.5
+
+
+class PeopleStore:
+    def __init__(self, database):
+        self.people = database["people"]
+        self.faces = database["faces"]
+
+    def ensure_indexes(self) -> None:
+        self.people.create_index([("owner", ASCENDING), ("person_id", ASCENDING)], unique=True)
+        self.people.create_index([("owner", ASCENDING), ("face_count", ASCENDING)])
+        self.faces.create_index([("owner", ASCENDING), ("person_id", ASCENDING)])
+
+    # People ---------------------------------------------------------------------
+    def create(self, owner: str, name: str | None = None) -> dict:
+        now = now_ms()
+        doc = {
+            "owner": owner,
+            "person_id": uuid.uuid4().hex,
+            "name": name,
+            "hidden": False,
+            "face_count": 0,
+            "photo_count": 0,
+            "cover_face_id": None,
+            "cover_photo_id": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        self.people.insert_one(dict(doc))
+        return doc
+
+    def get(self, owner: str, person_id: str) -> dict | None:
+        return self.people.find_one({"owner": owner, "person_id": person_id}, _NO_ID)
+
+    def page(self, owner: str, offset: int, limit: int, include_hidden: bool) -> list[dict]:
+        """Biggest first (then oldest), empty unnamed people left out."""
+        query: dict = {"owner": owner, "$or": [{"face_count": {"$gt": 0}}, {"name": {"$ne": None}}]}
+        if not include_hidden:
+            query["hidden"] = False
+        cursor = self.people.find(query, _NO_ID).sort([("face_count", DESCENDING), ("created_at", ASCENDING)])
+        return list(cursor.skip(offset).limit(limit))
+
+    def ids(self, owner: str) -> set[str]:
+        return {p["person_id"] for p in self.people.find({"owner": owner}, {"_id": 0, "person_id": 1})}
+
+    def update(self, owner: str, person_id: str, fields: dict) -> bool:
+        result = self.people.update_one(
+            {"owner": owner, "person_id": person_id}, {"$set": dict(fields, updated_at=now_ms())}
+        )
+        return result.matched_count == 1
+
+    def delete(self, owner: str, person_id: str) -> bool:
+        """The grouping goes, the faces stay (unassigned); rejections of it stay recorded."""
+        found = self.people.delete_one({"owner": owner, "person_id": person_id}).deleted_count == 1
+        self.faces.update_many(
+            {"owner": owner, "person_id": person_id}, {"$set": {"person_id": None, "assigned_by": None}}
+        )
+        return found
+
+    def remove(self, owner: str, person_id: str) -> None:
+        """The record only (a merged person, whose faces have moved)."""
+        self.people.delete_one({"owner": owner, "person_id": person_id})
+
+    def delete_owner(self, owner: str) -> int:
+        return self.people.delete_many({"owner": owner}).deleted_count
+
+    def refresh(self, owner: str, person_ids: Iterable[str | None]) -> None:
+        """Recompute the counts and the cover of each person from its faces; a person whose faces
+        all left and that has no name is removed."""
+        for person_id in {p for p in person_ids if p}:
+            faces = list(
+                self.faces.find(
+                    {"owner": owner, "person_id": person_id},
+                    {"_id": 0, "face_id": 1, "photo_id": 1, "assigned_by": 1, "score": 1, "box": 1},
+                )
+            )
+            person = self.get(owner, person_id)
+            if person is None:
+                continue
+            if not faces and not person.get("name"):
+                self.people.delete_one({"owner": owner, "person_id": person_id, "face_count": person["face_count"]})
+                continue
+            ids = {f["face_id"] for f in faces}
+            cover = person.get("cover_face_id") if person.get("cover_face_id") in ids else None
+            if cover is None and faces:
+                # Prefer what the user confirmed, then the largest face, then the most confident.
+                best = max(faces, key=lambda f: (f.get("assigned_by") == USER, _area(f.get("box")), f.get("score", 0)))
+                cover = best["face_id"]
+            cover_photo = next((f["photo_id"] for f in faces if f["face_id"] == cover), None)
+            self.people.update_one(
+                {"owner": owner, "person_id": person_id},
+                {
+                    "$set": {
+                        "face_count": len(faces),
+                        "photo_count": len({f["photo_id"] for f in faces}),
+                        "cover_face_id": cover,
+                        "cover_photo_id": cover_photo,
+                    }
+                },
+            )
+
+    # Faces' person fields ----------------------------------------------------------
+    def face(self, owner: str, face_id: str) -> dict | None:
+        return self.faces.find_one({"owner": owner, "face_id": face_id}, {"_id": 0, "embedding": 0})
+
+    def faces_of(self, owner: str, person_id: str) -> list[dict]:
+        return list(self.faces.find({"owner": owner, "person_id": person_id}, {"_id": 0, "embedding": 0}))
+
+    def photo_ids_of(self, owner: str, person_id: str) -> set[str]:
+        rows = self.faces.find({"owner": owner, "person_id": person_id}, {"_id": 0, "photo_id": 1})
+        return {r["photo_id"] for r in rows}
+
+    def carry_decisions(self, owner: str, photo_id: str, faces: list[dict]) -> list[dict]:
+        """The photo's new faces (indexed again, maybe by a new bundle, maybe in another order),
+        each with the person fields of the stored face it overlaps most (IoU ≥ 0.5, one to one):
+        a face keeps its person, confirmation and rejections across a reindex."""
+        old = list(
+            self.faces.find({"owner": owner, "photo_id": photo_id}, {"_id": 0, "box": 1, **dict.fromkeys(DECISIONS, 1)})
+        )
+        pairs = sorted(
+            ((box_iou(o["box"], f["box"]), i, j) for i, o in enumerate(old) for j, f in enumerate(faces)), reverse=True
+        )
+        carried = [dict(f) for f in faces]
+        used_old, used_new = set(), set()
+        for overlap, i, j in pairs:
+            if overlap < SAME_FACE_IOU:
+                break
+            if i in used_old or j in used_new:
+                continue
+            used_old.add(i)
+            used_new.add(j)
+            carried[j].update({k: old[i][k] for k in DECISIONS if old[i].get(k) is not None})
+        return carried
+
+    def decisions(self, owner: str, face_ids: list[str]) -> list[dict]:
+        """The person fields of these faces."""
+        projection = {"_id": 0, "face_id": 1, "person_id": 1, "assigned_by": 1, "rejected_from": 1}
+        return list(self.faces.find({"owner": owner, "face_id": {"$in": face_ids}}, projection))
+
+    def reject(self, owner: str, face_id: str, person_id: str) -> None:
+        self.faces.update_one({"owner": owner, "face_id": face_id}, {"$addToSet": {"rejected_from": person_id}})
+
+    def set_by_user(self, owner: str, face_id: str, person_id: str | None, rejected: str | None) -> bool:
+        """The user's word on one face: its person (or none), and a person it is not."""
+        update: dict = {"$set": {"person_id": person_id, "assigned_by": USER if person_id else None}}
+        if rejected:
+            update["$addToSet"] = {"rejected_from": rejected}
+        return self.faces.update_one({"owner": owner, "face_id": face_id}, update).matched_count == 1
+
+    def set_by_algorithm(self, owner: str, face_id: str, person_id: str | None) -> bool:
+        """Only a face the user has not decided, and never into a person it was rejected from."""
+        query: dict = {"owner": owner, "face_id": face_id, "assigned_by": {"$ne": USER}}
+        if person_id:
+            query["rejected_from"] = {"$ne": person_id}
+        update = {"$set": {"person_id": person_id, "assigned_by": AUTO if person_id else None}}
+        return self.faces.update_one(query, update).matched_count == 1
+
+    def move_all(self, owner: str, source: str, target: str) -> None:
+        """Merge: ``source``'s faces go to ``target`` as they are (confirmed stay confirmed), and a
+        face rejected from ``source`` is rejected from ``target`` too."""
+        self.faces.update_many({"owner": owner, "person_id": source}, {"$set": {"person_id": target}})
+        self.faces.update_many({"owner": owner, "rejected_from": source}, {"$addToSet": {"rejected_from": target}})
+
+    def grouping_input(self, owner: str, model_version: str) -> list[dict]:
+        """Every face of one model version with what grouping needs: vector, cohort statistics,
+        photo, person fields."""
+        projection = {
+            "_id": 0,
+            "face_id": 1,
+            "photo_id": 1,
+            "embedding": 1,
+            "cohort_mean": 1,
+            "cohort_std": 1,
+            "person_id": 1,
+            "assigned_by": 1,
+            "rejected_from": 1,
+        }
+        rows = list(self.faces.find({"owner": owner, "model_version": model_version}, projection))
+        for row in rows:
+            row["embedding"] = binary_to_vector(row["embedding"])
+        return rows
+
+
+def _area(box) -> float:
+    return float(box[2]) * float(box[3]) if box and len(box) == 4 else 0.0

@@ -1,0 +1,107 @@
+"""Grouping faces into people (chalicelib.grouping): the graph, the linkages and every constraint."""
+
+import numpy as np
+import pytest
+
+from chalicelib.grouping import Constraints, GroupingParams, agglomerate, knn_edges, normalised_pair_scores
+from gpu_endpoint.calibration import grouping_scores
+
+
+def people_like(n_people: int, per_person: int, dim: int = 32, spread: float = 0.15, seed: int = 0):
+    """Unit vectors around one random centre per person; flat cohort statistics (mean 0, std 0.1)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_people, dim))
+    vectors = np.repeat(centres, per_person, axis=0) + spread * rng.normal(size=(n_people * per_person, dim))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    stats = np.tile([0.0, 0.1], (len(vectors), 1))
+    identities = np.repeat([f"p{i}" for i in range(n_people)], per_person)
+    return vectors.astype(np.float32), stats, identities
+
+
+def test_pair_scores_are_symmetric_as_norm():
+    vectors, stats, _ = people_like(2, 2)
+    stats[0] = [0.2, 0.05]
+    scores = normalised_pair_scores(vectors, stats, vectors, stats)
+    raw = vectors @ vectors.T
+    expected = 0.5 * ((raw[0, 1] - 0.2) / 0.05 + (raw[0, 1] - 0.0) / 0.1)
+    assert scores[0, 1] == pytest.approx(expected, rel=1e-5) and scores[1, 0] == pytest.approx(expected, rel=1e-5)
+    stats[1] = [np.nan, np.nan]  # a face without statistics cannot be compared
+    assert np.isneginf(normalised_pair_scores(vectors, stats, vectors, stats)[0, 1])
+
+
+def test_knn_edges_are_undirected_unique_and_blockwise_equal():
+    vectors, stats, _ = people_like(3, 4)
+    i, j, s = knn_edges(vectors, stats, k=3)
+    assert (i < j).all() and len(set(zip(i.tolist(), j.tolist()))) == len(i)
+    blocked = knn_edges(vectors, stats, k=3, block=5)
+    assert set(zip(i.tolist(), j.tolist())) == set(zip(blocked[0].tolist(), blocked[1].tolist()))
+    full = normalised_pair_scores(vectors, stats, vectors, stats)
+    assert np.allclose(s, full[i, j], rtol=1e-5)
+
+
+@pytest.mark.parametrize("linkage", ["average", "single"])
+def test_separated_people_are_found(linkage):
+    vectors, stats, identities = people_like(4, 6)
+    photos = [str(i) for i in range(len(vectors))]
+    labels = agglomerate(len(vectors), knn_edges(vectors, stats, 10), photos, 7.0, 2, linkage)
+    scores = grouping_scores(labels, identities, photos, np.ones(len(labels), bool))
+    assert scores["bcubed_precision"] == 1.0 and scores["bcubed_recall"] == 1.0 and scores["people_found"] == 4
+
+
+def test_two_faces_of_one_photo_are_never_one_person():
+    vectors, stats, _ = people_like(1, 6)
+    photos = ["a", "a", "b", "c", "d", "e"]  # faces 0 and 1 share a photo
+    labels = agglomerate(len(vectors), knn_edges(vectors, stats, 5), photos, -100.0, 1)
+    assert labels[0] != labels[1]
+
+
+def test_min_faces_leaves_small_groups_unassigned():
+    vectors, stats, _ = people_like(2, 3)
+    vectors = np.vstack([vectors[:3], vectors[3:4]])  # person 1 has one face only
+    stats = stats[:4]
+    labels = agglomerate(4, knn_edges(vectors, stats, 3), list("abcd"), 4.0, 2)
+    assert labels[3] == -1 and len({labels[0], labels[1], labels[2]}) == 1 and labels[0] >= 0
+
+
+def test_confirmed_faces_decide_and_rejections_hold():
+    vectors, stats, _ = people_like(1, 5)
+    photos = list("abcde")
+    edges = knn_edges(vectors, stats, 4)
+    constraints = Constraints(
+        confirmed=["P", None, None, "Q", None],  # the user says 0 and 3 are different people
+        rejected=[frozenset(), frozenset({"P"}), frozenset(), frozenset(), frozenset()],
+    )
+    labels = agglomerate(5, edges, photos, -100.0, 1, constraints=constraints)
+    assert labels[0] != labels[3]
+    assert labels[1] != labels[0]  # rejected from P: never with P's confirmed face
+    # A confirmed face is a person even alone, whatever min_faces says.
+    alone = agglomerate(5, edges, photos, 100.0, 3, constraints=Constraints(confirmed=["P", None, None, None, None]))
+    assert alone[0] >= 0 and (alone[1:] == -1).all()
+
+
+def test_average_linkage_does_not_chain_where_single_does():
+    # Two tight groups bridged by a chain of faces each close to the next: single linkage joins
+    # everything through the chain; average linkage keeps the groups apart.
+    dim = 8
+    a, b = np.eye(dim)[0], np.eye(dim)[1]
+    steps = [a * (1 - t) + b * t for t in np.linspace(0, 1, 9)]
+    vectors = np.array([a] * 4 + steps + [b] * 4, np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rng = np.random.default_rng(1)
+    vectors += 0.01 * rng.normal(size=vectors.shape).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    stats = np.tile([0.0, 0.1], (len(vectors), 1))
+    photos = [str(i) for i in range(len(vectors))]
+    edges = knn_edges(vectors, stats, 4)
+    single = agglomerate(len(vectors), edges, photos, 9.0, 1, "single")
+    average = agglomerate(len(vectors), edges, photos, 9.0, 1, "average")
+    assert single[0] == single[-1]
+    assert average[0] != average[-1]
+
+
+def test_params_from_the_endpoints_answer():
+    assert GroupingParams.from_model_info({"grouping": None}) is None
+    params = GroupingParams.from_model_info(
+        {"grouping": {"linkage": "average", "k": 20, "min_faces": 3, "threshold": 2.5}}
+    )
+    assert params == GroupingParams("average", 20, 3, 2.5) and GroupingParams(**params.to_json()) == params

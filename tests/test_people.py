@@ -1,0 +1,239 @@
+"""People: the store's person fields, the API's answers to bad input, and on real faces the whole
+loop: grouping on indexing, naming, corrections that stick through regrouping and reindexing,
+merging, suggestions and search by person."""
+
+import json
+
+import pytest
+
+import app as app_module
+from chalicelib.people_store import PeopleStore
+from chalicelib.reindex import enqueue
+from local_stack.aws import client
+from local_stack.pump import EventPump
+from tests.face_fixtures import FACEDATA, needs_facedata
+from tests.test_indexing import drain, empty, face_endpoint, indexing, upload  # noqa: F401 (fixtures)
+from tests.test_store_contract import make_store
+
+
+@pytest.fixture(params=["memory", "embedded"])
+def stores(request, tmp_path):
+    for photos in make_store(request.param, tmp_path / "store"):
+        people = PeopleStore(photos.db)
+        people.ensure_indexes()
+        yield photos, people
+
+
+def face(photo_id, index, box, vector=(1.0, 0.0)):
+    return {
+        "face_id": f"{photo_id}-{index:03d}",
+        "face_index": index,
+        "box": list(box),
+        "score": 0.9,
+        "landmarks": [],
+        "embedding": list(vector),
+        "model_version": "v1",
+    }
+
+
+def test_decisions_follow_the_face_across_a_reindex_in_another_order(stores):
+    photos, people = stores
+    pid = "a" * 32
+    photos.replace_faces("u", pid, [face(pid, 0, [0, 0, 100, 100]), face(pid, 1, [300, 0, 100, 100])])
+    p, q = people.create("u", "P")["person_id"], people.create("u")["person_id"]
+    people.set_by_user("u", f"{pid}-001", p, None)
+    people.set_by_user("u", f"{pid}-000", None, q)  # "not Q"
+    # A new bundle finds the faces in the other order, boxes slightly moved, plus a new face.
+    new = [face(pid, 0, [305, 4, 98, 100]), face(pid, 1, [2, 0, 100, 96]), face(pid, 2, [600, 0, 50, 50])]
+    carried = people.carry_decisions("u", pid, new)
+    photos.replace_faces("u", pid, carried)
+    stored = {f["face_index"]: f for f in photos.list_faces("u", pid)}
+    assert stored[0]["person_id"] == p and stored[0]["assigned_by"] == "user"
+    assert stored[1].get("person_id") is None and stored[1]["rejected_from"] == [q]
+    assert stored[2].get("person_id") is None and not stored[2].get("rejected_from")
+
+
+def test_the_algorithm_never_overrides_the_user(stores):
+    photos, people = stores
+    pid = "b" * 32
+    photos.replace_faces("u", pid, [face(pid, 0, [0, 0, 10, 10]), face(pid, 1, [50, 0, 10, 10])])
+    p, q = people.create("u")["person_id"], people.create("u")["person_id"]
+    people.set_by_user("u", f"{pid}-000", p, None)
+    assert not people.set_by_algorithm("u", f"{pid}-000", q)  # confirmed by the user
+    people.set_by_user("u", f"{pid}-001", None, q)
+    assert not people.set_by_algorithm("u", f"{pid}-001", q)  # rejected from Q
+    assert people.set_by_algorithm("u", f"{pid}-001", p)  # another person is fine
+    assert not people.set_by_algorithm("other", f"{pid}-001", None)  # another owner's face: nothing
+    assert photos.list_faces("u", pid)[1]["assigned_by"] == "auto"
+
+
+def test_counts_cover_and_listing(stores):
+    photos, people = stores
+    pids = ["c" * 32, "d" * 32]
+    for pid in pids:
+        photos.replace_faces("u", pid, [face(pid, 0, [0, 0, 10, 10]), face(pid, 1, [50, 0, 40, 40])])
+    big, small, empty = (people.create("u")["person_id"] for _ in range(3))
+    named_empty = people.create("u", "Grandma")["person_id"]
+    for pid in pids:
+        people.set_by_algorithm("u", f"{pid}-000", big)
+    people.set_by_algorithm("u", f"{pids[0]}-001", big)
+    people.set_by_user("u", f"{pids[1]}-001", small, None)
+    people.refresh("u", [big, small, empty, named_empty])
+    listed = people.page("u", 0, 10, include_hidden=False)
+    assert [p["person_id"] for p in listed] == [big, small, named_empty]  # the unnamed empty one is gone
+    assert (listed[0]["face_count"], listed[0]["photo_count"]) == (3, 2)
+    assert listed[0]["cover_face_id"] == f"{pids[0]}-001"  # the largest face
+    assert people.get("u", empty) is None
+    people.update("u", small, {"hidden": True})
+    assert small not in [p["person_id"] for p in people.page("u", 0, 10, include_hidden=False)]
+    assert small in [p["person_id"] for p in people.page("u", 0, 10, include_hidden=True)]
+    assert people.page("someone else", 0, 10, include_hidden=True) == []
+
+
+@pytest.mark.parametrize(
+    "method, route, body, status",
+    [
+        ("patch", "/people/{id}", {"name": "x" * 101}, 400),
+        ("patch", "/people/{id}", {"name": "bad\x07name"}, 400),
+        ("patch", "/people/{id}", {"hidden": "yes"}, 400),
+        ("patch", "/people/{id}", {"colour": "red"}, 400),
+        ("patch", "/people/{unknown}", {"name": "A"}, 404),
+        ("get", "/people/not-an-id", None, 404),
+        ("post", "/people/merge", {"target": "{id}", "sources": ["{id}"]}, 400),
+        ("post", "/people/merge", {"target": "{id}", "sources": []}, 400),
+        ("post", "/people/merge", {"target": "{id}", "sources": ["{unknown}"]}, 404),
+        ("put", "/faces/{face}/person", {}, 400),
+        ("put", "/faces/{face}/person", {"person_id": "{unknown}"}, 404),
+        ("put", "/faces/{face}/person", {"new_person": True, "name": "\x00"}, 400),
+        ("put", "/faces/0123-000/person", {"person_id": None}, 404),
+        ("post", "/people/{id}/suggestions", {"answers": [{"face_id": "{face}"}]}, 400),
+        ("post", "/people/{id}/suggestions", {"answers": []}, 400),
+        ("get", "/people?limit=0", None, 400),
+        ("get", "/people?cursor=x", None, 400),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(api, make_user, services, method, route, body, status):
+    user = make_user()
+    pid = "e" * 32
+    services.store.replace_faces(user.sub, pid, [face(pid, 0, [0, 0, 10, 10])])
+    person = services.people_store.create(user.sub, "Someone")["person_id"]
+    values = {"{id}": person, "{unknown}": "f" * 32, "{face}": f"{pid}-000"}
+    for name, value in values.items():
+        route = route.replace(name, value)
+    payload = json.dumps(body) if body is not None else None
+    for name, value in values.items():
+        payload = payload.replace(name, value) if payload else payload
+    kwargs = {"body": payload} if payload is not None else {}
+    response = getattr(api.http, method)(route, headers=user.headers, **kwargs)
+    assert response.status_code == status, response.body
+    assert response.json_body["message"]
+    assert services.people_store.get(user.sub, person)["name"] == "Someone"  # nothing lost
+
+
+PEOPLE = FACEDATA / "people/deepface" if FACEDATA else None
+
+
+def people_of(api, user) -> dict:
+    """{frozenset of photo ids: person} of the user's people."""
+    out = {}
+    for person in api.http.get("/people?limit=100", headers=user.headers).json_body["people"]:
+        photos = api.http.get(f"/people/{person['person_id']}/photos?limit=100", headers=user.headers).json_body
+        out[frozenset(p["photo_id"] for p in photos["photos"])] = dict(person, photos=photos["photos"])
+    return out
+
+
+@pytest.fixture
+def people_pump(indexing, aws_stack):  # noqa: F811
+    """The people-jobs queue, emptied, with no debounce delay, and a pump into ``group_people``."""
+    services, _ = indexing
+    sqs = client("sqs", aws_stack.aws_endpoint_url)
+    empty(sqs, aws_stack.people_jobs_url)
+    services.people_jobs.delay = 0
+    return EventPump(sqs, aws_stack.people_jobs_url, app_module.group_people, wait_seconds=0)
+
+
+@needs_facedata
+def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexing, people_pump, aws_stack):  # noqa: F811
+    services, pump = indexing
+
+    def regroup():
+        response = api.http.post("/people/recluster", headers=alice.headers)
+        assert response.status_code == 202 and response.json_body["status"] == "queued"
+        drain(people_pump)
+
+    alice = make_user("alice")
+    jolie = sorted((PEOPLE / "Angelina_Jolie").glob("*.jpg"))[:5]
+    clooney = sorted((PEOPLE / "George_Clooney").glob("*.jpg"))[:4]
+    ids = {
+        "jolie": [upload(api, alice, p.read_bytes(), "image/jpeg") for p in jolie],
+        "clooney": [upload(api, alice, p.read_bytes(), "image/jpeg") for p in clooney],
+    }
+    group = upload(api, alice, (FACEDATA / "groups/dlib/2008_002470.jpg").read_bytes(), "image/jpeg")
+    drain(pump)
+    drain(people_pump)  # the regrouping the indexer asked for (debounced: one job runs)
+
+    # Grouped on indexing: one person each, no person holds two faces of the group photo.
+    found = people_of(api, alice)
+    assert frozenset(ids["jolie"]) in found and frozenset(ids["clooney"]) in found, found.keys()
+    for person in found.values():
+        photo_ids = [f["photo_id"] for f in services.people_store.faces_of(alice.sub, person["person_id"])]
+        assert len(photo_ids) == len(set(photo_ids))  # never two faces of one photo (the group photo's)
+    assert api.http.get(f"/photos/{group}", headers=alice.headers).json_body["face_count"] >= 2
+    jolie_person = found[frozenset(ids["jolie"])]
+    clooney_person = found[frozenset(ids["clooney"])]
+    assert jolie_person["face_count"] == 5 and jolie_person["cover"]["thumbnail_url"]
+    jp, cp = jolie_person["person_id"], clooney_person["person_id"]
+
+    # Name; the name survives a regrouping.
+    response = api.http.patch(f"/people/{jp}", headers=alice.headers, body=json.dumps({"name": "Angelina"}))
+    assert response.status_code == 200 and response.json_body["name"] == "Angelina"
+    # "Not this person" on one Jolie face: it leaves, and regrouping never puts it back.
+    out_face = next(p["face_id"] for p in jolie_person["photos"])
+    response = api.http.put(f"/faces/{out_face}/person", headers=alice.headers, body=json.dumps({"person_id": None}))
+    assert response.status_code == 200 and response.json_body["rejected_from"] == [jp]
+    regroup()
+    person = api.http.get(f"/people/{jp}", headers=alice.headers).json_body
+    assert person["name"] == "Angelina" and person["face_count"] == 4
+    assert services.people_store.face(alice.sub, out_face)["person_id"] != jp
+
+    # A confirmed move survives regrouping; a merge keeps the target's name and survives too.
+    moved = next(p["face_id"] for p in clooney_person["photos"])
+    response = api.http.put(f"/faces/{moved}/person", headers=alice.headers, body=json.dumps({"person_id": jp}))
+    assert response.status_code == 200 and response.json_body["assigned_by"] == "user"
+    response = api.http.post("/people/merge", headers=alice.headers, body=json.dumps({"target": jp, "sources": [cp]}))
+    assert response.status_code == 200, response.body
+    merged = response.json_body
+    assert merged["name"] == "Angelina" and merged["face_count"] == 4 + 4
+    assert api.http.get(f"/people/{cp}", headers=alice.headers).status_code == 404
+    regroup()
+    after = api.http.get(f"/people/{jp}", headers=alice.headers).json_body
+    assert after["name"] == "Angelina" and after["face_count"] >= 8 - 1
+    assert services.people_store.face(alice.sub, moved)["person_id"] == jp
+    assert services.people_store.face(alice.sub, out_face)["person_id"] != jp
+
+    # Search by person: its photos, plus (as suggestions) the rejected face's photo is not forced in.
+    response = api.http.post("/search", headers=alice.headers, body=json.dumps({"person_id": jp, "limit": 100}))
+    assert response.status_code == 200, response.body
+    members = {r["photo_id"] for r in response.json_body["results"] if r["match"] == "member"}
+    assert members == {f["photo_id"] for f in services.people_store.faces_of(alice.sub, jp)}
+
+    # A new bundle: the album marked as indexed by a previous one, then reindexed. Every face is
+    # embedded again and keeps its person, its confirmation and its rejection (matched by box).
+    for collection in (services.store.faces, services.store.photos):
+        collection.update_many({"owner": alice.sub}, {"$set": {"model_version": "previous-bundle"}})
+    served = services.face_client.model_version()
+    sqs = client("sqs", aws_stack.aws_endpoint_url)
+    assert enqueue(services.store, sqs, aws_stack.queue_url, aws_stack.bucket, served, alice.sub) == 10
+    drain(pump)
+    drain(people_pump)
+    assert {f["model_version"] for f in services.store.list_faces(alice.sub, ids["jolie"][0])} == {served}
+    kept = services.people_store.face(alice.sub, moved)
+    assert kept["person_id"] == jp and kept["assigned_by"] == "user"
+    assert jp in services.people_store.face(alice.sub, out_face)["rejected_from"]
+    assert services.people_store.face(alice.sub, out_face)["person_id"] != jp
+    assert api.http.get(f"/people/{jp}", headers=alice.headers).json_body["name"] == "Angelina"
+
+    # Deleting the grouping keeps the photos; the faces become unassigned.
+    assert api.http.delete(f"/people/{jp}", headers=alice.headers).status_code == 204
+    assert api.http.get(f"/photos/{ids['jolie'][0]}", headers=alice.headers).status_code == 200
+    assert not services.people_store.faces_of(alice.sub, jp)
