@@ -166,11 +166,20 @@ class Indexer:
             return self._undo(owner, photo_id)
         grouping = GroupingParams.from_model_info(result)
         if self.people is not None and grouping is not None and faces:
-            counts = self.people.assign_photo(owner, photo_id, version, grouping)
-            if counts["unassigned"] and self.jobs is not None:
-                self.jobs.request(owner)
+            self._assign_people(owner, photo_id, version, grouping)
         logger.info("photo indexed", extra={"user": owner, "photo_id": photo_id, "faces": len(faces)})
         return "indexed"
+
+    def _assign_people(self, owner: str, photo_id: str, version: str, grouping: GroupingParams) -> None:
+        """The photo is indexed whatever happens here: a failed assignment is left to the regrouping."""
+        assert self.people is not None
+        try:
+            unassigned = self.people.assign_photo(owner, photo_id, version, grouping)["unassigned"]
+        except Exception:
+            logger.exception("people assignment failed; left to the regrouping", extra={"photo_id": photo_id})
+            unassigned = 1
+        if unassigned and self.jobs is not None:
+            self.jobs.request(owner)
 
     def _fail(self, photo: dict, message: str, etag: str, retriable: bool = False, thumbnail: str | None = None) -> str:
         fields: dict = {

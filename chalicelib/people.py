@@ -296,7 +296,7 @@ class People:
         target = self._owned(user, target_id)
         others = [self._owned(user, s) for s in dict.fromkeys(sources)]
         for source in others:
-            self.store.move_all(user.sub, source["person_id"], target_id)
+            self.store.merge_into(user.sub, source["person_id"], target_id)
             self.store.remove(user.sub, source["person_id"])
         if not target.get("name"):
             name = next((s["name"] for s in others if s.get("name")), None)
@@ -475,6 +475,8 @@ class People:
                     "photo_id": photo_id,
                     "box": boxes.get(face_id),
                     "score": None if score is None else round(float(score), 4),
+                    "photo_width": photo.get("width"),
+                    "photo_height": photo.get("height"),
                     "thumbnail_url": shown["thumbnail_url"],
                     "url": shown["url"],
                 }

@@ -178,10 +178,12 @@ class PeopleStore:
         update = {"$set": {"person_id": person_id, "assigned_by": AUTO if person_id else None}}
         return self.faces.update_one(query, update).matched_count == 1
 
-    def move_all(self, owner: str, source: str, target: str) -> None:
-        """Merge: ``source``'s faces go to ``target`` as they are (confirmed stay confirmed), and a
-        face rejected from ``source`` is rejected from ``target`` too."""
+    def merge_into(self, owner: str, source: str, target: str) -> None:
+        """Merge is the user's word that both are one person: ``source``'s faces join ``target``, and
+        every face of both counts as confirmed (a regrouping never splits them again); a face
+        rejected from ``source`` is rejected from ``target`` too."""
         self.faces.update_many({"owner": owner, "person_id": source}, {"$set": {"person_id": target}})
+        self.faces.update_many({"owner": owner, "person_id": target}, {"$set": {"assigned_by": USER}})
         self.faces.update_many({"owner": owner, "rejected_from": source}, {"$addToSet": {"rejected_from": target}})
 
     def grouping_input(self, owner: str, model_version: str) -> list[dict]:

@@ -194,7 +194,7 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
     regroup()
     person = api.http.get(f"/people/{jp}", headers=alice.headers).json_body
     assert person["name"] == "Angelina" and person["face_count"] == 4
-    assert services.people_store.face(alice.sub, out_face)["person_id"] != jp
+    assert services.people_store.face(alice.sub, out_face).get("person_id") != jp
 
     # A confirmed move survives regrouping; a merge keeps the target's name and survives too.
     moved = next(p["face_id"] for p in clooney_person["photos"])
@@ -207,9 +207,9 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
     assert api.http.get(f"/people/{cp}", headers=alice.headers).status_code == 404
     regroup()
     after = api.http.get(f"/people/{jp}", headers=alice.headers).json_body
-    assert after["name"] == "Angelina" and after["face_count"] >= 8 - 1
+    assert after["name"] == "Angelina" and after["face_count"] == 8  # a merge is the user's word: kept
     assert services.people_store.face(alice.sub, moved)["person_id"] == jp
-    assert services.people_store.face(alice.sub, out_face)["person_id"] != jp
+    assert services.people_store.face(alice.sub, out_face).get("person_id") != jp
 
     # Search by person: its photos, plus (as suggestions) the rejected face's photo is not forced in.
     response = api.http.post("/search", headers=alice.headers, body=json.dumps({"person_id": jp, "limit": 100}))
@@ -230,7 +230,7 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
     kept = services.people_store.face(alice.sub, moved)
     assert kept["person_id"] == jp and kept["assigned_by"] == "user"
     assert jp in services.people_store.face(alice.sub, out_face)["rejected_from"]
-    assert services.people_store.face(alice.sub, out_face)["person_id"] != jp
+    assert services.people_store.face(alice.sub, out_face).get("person_id") != jp
     assert api.http.get(f"/people/{jp}", headers=alice.headers).json_body["name"] == "Angelina"
 
     # Deleting the grouping keeps the photos; the faces become unassigned.

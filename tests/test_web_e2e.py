@@ -141,6 +141,33 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     )
     shot(page, "06-more-of-this-person")
 
+    # People: Katy Perry and Angelina Jolie each become a person (the stack regroups a few seconds
+    # after the last upload); open one, name it, and the list shows the name.
+    page.click("nav a[data-view=people]")
+    page.wait_for_selector("#view-people:not([hidden])")
+    for _ in range(60):
+        if page.locator("#people li").count() >= 2:
+            break
+        page.wait_for_timeout(1000)
+        page.click("nav a[data-view=people]")  # reloads the list
+    labels = [el.text_content() for el in page.locator("#people li").element_handles()]
+    assert sum("4 photo(s)" in label for label in labels) == 2, labels
+    shot(page, "07-people")
+    page.click("#people li button >> nth=0")
+    page.wait_for_selector("#person:not([hidden])")
+    page.wait_for_function("document.querySelectorAll('#person-photos li').length === 4")
+    person_photos = {el.get_attribute("data-photo-id") for el in page.locator("#person-photos li").element_handles()}
+    assert person_photos in (set(katy_ids), set(angelina_ids))
+    page.fill("#person-name input[name=name]", "Someone I know")
+    page.click("#person-name button[type=submit]")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('Someone I know')")
+    shot(page, "08-person")
+    page.click("nav a[data-view=album]")
+    page.click("nav a[data-view=people]")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#people li')].some(li => li.textContent.startsWith('Someone I know'))"
+    )
+
     # Delete a photo: it leaves the album, and the API no longer has it.
     page.click("nav a[data-view=album]")
     page.click(f"#grid li[data-photo-id='{katy_ids[1]}'] button")
@@ -154,10 +181,10 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
 
     # Phone-sized screen, then the profile page and sign-out.
     page.set_viewport_size({"width": 390, "height": 844})
-    shot(page, "07-album-phone")
+    shot(page, "09-album-phone")
     page.click("nav a[data-view=profile]")
     page.wait_for_selector("#view-profile:not([hidden])")  # the view changes on hashchange, after the click
     assert page.text_content("#profile-email") == email
-    shot(page, "08-profile")
+    shot(page, "10-profile")
     page.click("#sign-out")
     page.wait_for_selector("#view-auth:not([hidden])")

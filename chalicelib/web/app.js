@@ -125,7 +125,7 @@ async function inParallel(tasks, width) {
 }
 
 // Views -------------------------------------------------------------------------------
-const VIEWS = ["auth", "album", "upload", "find", "profile"];
+const VIEWS = ["auth", "album", "upload", "find", "people", "profile"];
 
 function show(name) {
   if (name !== "auth" && !session) name = "auth";
@@ -135,6 +135,7 @@ function show(name) {
     if (link.dataset.view === name) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
   if (name === "album") album.start();
+  if (name === "people") people.list();
   if (name === "profile") $("profile-email").textContent = session.email || "";
   $("main").focus({ preventScroll: true });
 }
@@ -489,6 +490,119 @@ function wireFind() {
   $("key-input").addEventListener("change", (e) => { const file = e.target.files[0]; if (file) findByKeyPhoto(file); e.target.value = ""; });
 }
 
+// People ------------------------------------------------------------------------------
+// A face cropped out of its photo's thumbnail: the thumbnail, scaled so the face box fills the tile.
+function faceTile(url, box, width, height) {
+  const tile = document.createElement("span");
+  tile.className = "face";
+  if (!url || !box || !width || !height) return tile;
+  const [x, y, w, h] = box;
+  const side = Math.max(w, h) * 1.3;
+  const left = x + w / 2 - side / 2, top = y + h / 2 - side / 2;
+  tile.style.backgroundImage = `url("${url}")`;
+  tile.style.backgroundSize = `${(100 * width) / side}% ${(100 * height) / side}%`;
+  tile.style.backgroundPosition = `${(100 * left) / (width - side || 1)}% ${(100 * top) / (height - side || 1)}%`;
+  return tile;
+}
+
+const people = {
+  current: null,
+
+  async list() {
+    $("person").hidden = true; $("people").hidden = false;
+    try {
+      const page = await api("GET", "people?limit=100");
+      $("people").replaceChildren(...page.people.map((person) => {
+        const item = document.createElement("li");
+        item.dataset.personId = person.person_id;
+        const button = document.createElement("button");
+        button.type = "button";
+        const c = person.cover;
+        button.append(faceTile(c?.thumbnail_url, c?.box, c?.photo_width, c?.photo_height));
+        const label = document.createElement("span");
+        label.className = "label";
+        label.textContent = `${person.name || "Unnamed"} · ${person.photo_count} photo(s)`;
+        button.append(label);
+        button.addEventListener("click", () => this.open(person.person_id));
+        item.append(button);
+        return item;
+      }));
+      $("people-empty").hidden = page.people.length > 0;
+    } catch (error) { say(`Could not load people: ${error.message}`, true); }
+  },
+
+  async open(personId) {
+    try {
+      const [person, photos, suggestions] = await Promise.all([
+        api("GET", `people/${personId}`),
+        api("GET", `people/${personId}/photos?limit=100`),
+        api("GET", `people/${personId}/suggestions?limit=12`).catch(() => ({ suggestions: [] })),
+      ]);
+      this.current = person;
+      $("people").hidden = true; $("person").hidden = false;
+      $("person-name").elements.name.value = person.name || "";
+      $("person-hide").textContent = person.hidden ? "Show" : "Hide";
+      $("person-summary").textContent = `${person.face_count} face(s) in ${person.photo_count} photo(s)`;
+      $("person-photos").replaceChildren(...photos.photos.map((photo) => {
+        const item = document.createElement("li");
+        item.dataset.photoId = photo.photo_id;
+        const button = document.createElement("button");
+        button.type = "button";
+        button.setAttribute("aria-label", photo.filename || "photo");
+        button.append(faceTile(photo.thumbnail_url, photo.box, photo.width, photo.height));
+        button.addEventListener("click", () => openPhoto(photo.photo_id));
+        item.append(button);
+        return item;
+      }));
+      $("suggestions-title").hidden = suggestions.suggestions.length === 0;
+      $("suggestions").replaceChildren(...suggestions.suggestions.map((s) => this.suggestion(s)));
+    } catch (error) { say(error.message, true); }
+  },
+
+  suggestion(face) {
+    const item = document.createElement("li");
+    item.dataset.faceId = face.face_id;
+    item.append(faceTile(face.thumbnail_url, face.box, face.photo_width, face.photo_height));
+    const answers = document.createElement("div");
+    answers.className = "answer";
+    for (const [text, accept] of [["Yes", true], ["No", false]]) {
+      const button = document.createElement("button");
+      button.type = "button"; button.className = accept ? "" : "secondary"; button.textContent = text;
+      button.addEventListener("click", async () => {
+        try {
+          await api("POST", `people/${this.current.person_id}/suggestions`, { answers: [{ face_id: face.face_id, accept }] });
+          item.remove();
+          if (accept) this.open(this.current.person_id);
+        } catch (error) { say(error.message, true); }
+      });
+      answers.append(button);
+    }
+    item.append(answers);
+    return item;
+  },
+
+  async update(fields, message) {
+    try {
+      this.current = await api("PATCH", `people/${this.current.person_id}`, fields);
+      say(message(this.current));
+      this.open(this.current.person_id);
+    } catch (error) { say(error.message, true); }
+  },
+};
+
+function wirePeople() {
+  $("person-name").addEventListener("submit", (e) => {
+    e.preventDefault();
+    people.update({ name: e.target.elements.name.value.trim() || null }, (p) => `Saved: ${p.name || "Unnamed"}.`);
+  });
+  $("person-hide").addEventListener("click", () =>
+    people.update({ hidden: !people.current.hidden }, (p) => (p.hidden ? "Hidden from People." : "Shown in People.")));
+  $("person-delete").addEventListener("click", async () => {
+    if (!confirm("Ungroup this person? The photos stay; the faces become unassigned.")) return;
+    try { await api("DELETE", `people/${people.current.person_id}`); say("Ungrouped."); people.list(); } catch (error) { say(error.message, true); }
+  });
+}
+
 // Profile -----------------------------------------------------------------------------
 function wireProfile() {
   $("delete-account").addEventListener("click", async () => {
@@ -500,7 +614,7 @@ function wireProfile() {
 // Start -------------------------------------------------------------------------------
 async function main() {
   config = await (await fetch("web/config.json")).json();
-  wireAuth(); wireUpload(); wireFind(); wireProfile();
+  wireAuth(); wireUpload(); wireFind(); wirePeople(); wireProfile();
   window.addEventListener("hashchange", route);
   const saved = JSON.parse(localStorage.getItem(SESSION_KEY) || "null");
   if (saved?.refreshToken) {
