@@ -79,6 +79,67 @@ def evaluate(params: GroupingParams, vectors, stats, photos, identities, sources
     }
 
 
+MAX_KEY_FACES = 30  # as chalicelib.people: a person's faces used as search keys
+ANSWERED = 5
+
+
+def person_search(vectors, stats, members: list, keys: list, rejected: set, raw_floor: float, threshold: float):
+    """Search by person as the API does it: the members, plus every face matching one of the key
+    faces (raw cosine ≥ the floor, normalised score ≥ the threshold), rejected faces left out.
+    Returns (result faces, candidate faces best first)."""
+    raw = vectors[keys] @ vectors.T
+    scores = 0.5 * ((raw - stats[keys, :1]) / stats[keys, 1:] + (raw - stats[None, :, 0]) / stats[None, :, 1])
+    scores = np.where((raw >= raw_floor) & (scores >= threshold), scores, -np.inf).max(axis=0)
+    scores[members] = -np.inf
+    scores[list(rejected)] = -np.inf
+    candidates = [int(i) for i in np.argsort(-scores) if np.isfinite(scores[i])]
+    return set(members) | set(candidates), candidates
+
+
+def feedback_value(labels, vectors, stats, identities, sources, norm: dict) -> dict:
+    """Search by person before and after a user answers its top suggestions with the truth (each
+    person stands for its majority identity; a distractor in the results counts as wrong)."""
+    rows = {"before": [], "after": []}
+    for label in range(int(labels.max()) + 1):
+        members = [int(i) for i in np.nonzero(labels == label)[0]]
+        named = [identities[i] for i in members if identities[i]]
+        if not named:
+            continue
+        truth = max(set(named), key=named.count)
+        relevant = set(np.nonzero(identities == truth)[0].tolist())
+        source = sources[next(iter(relevant))]
+        floor, cut = float(norm["raw_floor"]), float(norm["threshold"])
+        found, candidates = person_search(vectors, stats, members, members[:MAX_KEY_FACES], set(), floor, cut)
+        rows["before"].append((source, found, relevant))
+        confirmed: list = []
+        rejected: set = set()
+        for i in candidates[:ANSWERED]:
+            if identities[i] == truth:
+                confirmed.append(i)
+            else:
+                rejected.add(i)
+        keys = (confirmed + members)[:MAX_KEY_FACES]
+        found, _ = person_search(vectors, stats, members + confirmed, keys, rejected, floor, cut)
+        rows["after"].append((source, found, relevant))
+    out = {}
+    for when, results in rows.items():
+        out[when] = {}
+        for name, keep in (
+            ("east_asian", lambda s: s in EAST_ASIAN),
+            ("rest", lambda s: s not in EAST_ASIAN),
+            ("all", lambda s: True),
+        ):
+            chosen = [(f, r) for s, f, r in results if keep(s)]
+            precision = [len(f & r) / len(f) for f, r in chosen]
+            recall = [len(f & r) / len(r) for f, r in chosen]
+            out[when][name] = {
+                "people": len(chosen),
+                "precision": round(float(np.mean(precision)), 4) if chosen else None,
+                "recall": round(float(np.mean(recall)), 4) if chosen else None,
+            }
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fresh", action="store_true", help="embed the album again")
@@ -94,10 +155,18 @@ def main(argv=None) -> int:
     album = cached_album(engine, root, args.fresh)
     data = holdout_album(album)
     served = GroupingParams.from_model_info({"grouping": fitted})
+    vectors, stats, photos, identities, sources = data
+    edges = knn_edges(vectors, stats, served.k)
+    labels = agglomerate(len(vectors), edges, photos, served.threshold, served.min_faces, served.linkage)
     results = {
         "bundle": engine.version,
         "album": {"faces": len(data[0]), "distractor_faces": len(album.groups)},
         "served": evaluate(served, *data),
+        "search_by_person_feedback": {
+            "what": f"each person's search (members + matches above the search threshold) before and after "
+            f"answering its top {ANSWERED} suggestions with the truth; macro averages over people",
+            **feedback_value(labels, vectors, stats, identities, sources, engine.normalisation),
+        },
         "calibration": fitted.get("calibration"),
         "best_per_linkage_on_calibration": {},
     }

@@ -19,11 +19,11 @@ class EventPump(threading.Thread):
             "QueueArn"
         ]
         self.region, self.wait_seconds = region, wait_seconds
-        self._stop = threading.Event()
+        self._stopping = threading.Event()  # not _stop: Thread has a method by that name
         self.handled = self.failed = 0
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def pump_once(self) -> int:
         """Receive up to 10 messages and hand each to the handler; returns how many were received."""
@@ -59,12 +59,12 @@ class EventPump(threading.Thread):
         return len(messages)
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 self.pump_once()
             except Exception:
                 log.exception("event pump error")
-                self._stop.wait(1)
+                self._stopping.wait(1)
 
 
 class _Context:

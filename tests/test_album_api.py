@@ -178,7 +178,9 @@ def test_photo_fields_and_faces(api, make_user, services):
     body = api.http.get(f"/photos/{photo_id}", headers=user.headers).json_body
     assert body["status"] == "indexed" and body["face_count"] == 1
     assert (body["width"], body["height"]) == (640, 480)
-    assert body["faces"] == [{"face_id": f"{photo_id}-0", "box": [10, 20, 30, 40], "score": 0.99}]
+    assert body["faces"] == [
+        {"face_id": f"{photo_id}-0", "box": [10, 20, 30, 40], "score": 0.99, "person_id": None, "assigned_by": None}
+    ]
     assert f"users/{user.sub}/thumbs/{photo_id}.jpg" in body["thumbnail_url"]
     assert f"users/{user.sub}/photos/{photo_id}.jpg" in body["url"]
     assert "X-Amz-Signature" in body["url"]

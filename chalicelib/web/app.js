@@ -616,6 +616,10 @@ async function main() {
   config = await (await fetch("web/config.json")).json();
   wireAuth(); wireUpload(); wireFind(); wirePeople(); wireProfile();
   window.addEventListener("hashchange", route);
+  // The tab of the view already shown shows it afresh (People: back to the list, reloaded).
+  for (const link of document.querySelectorAll("nav a")) {
+    link.addEventListener("click", () => { if (link.hash === location.hash) route(); });
+  }
   const saved = JSON.parse(localStorage.getItem(SESSION_KEY) || "null");
   if (saved?.refreshToken) {
     session = { ...saved, expiresAt: 0 };
