@@ -135,6 +135,8 @@ def test_the_stage_policy_allows_every_aws_call_the_functions_make(stage):
             None,
         ),  # reindex (a batch is authorised as SendMessage)
         ("sqs:ReceiveMessage", f"arn:aws:sqs:us-east-1:1:{env['PHOTO_EVENTS_QUEUE']}", None),  # event source
+        ("sqs:SendMessage", f"arn:aws:sqs:us-east-1:1:{env['PEOPLE_JOBS_QUEUE']}", None),  # regrouping requests
+        ("sqs:ReceiveMessage", f"arn:aws:sqs:us-east-1:1:{env['PEOPLE_JOBS_QUEUE']}", None),  # group_people
     ]
     for action, resource, context in calls:
         assert (
