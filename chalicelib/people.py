@@ -220,8 +220,10 @@ class People:
         boxes = {f["photo_id"]: f for f in faces}
         photos = []
         for row in rows:
+            face = boxes.get(row["photo_id"])
+            if face is None:
+                continue  # moved out of the person between the two reads
             shown = self.album.present(row)
-            face = boxes[row["photo_id"]]
             photos.append(dict(shown, face_id=face["face_id"], box=face["box"], assigned_by=face.get("assigned_by")))
         return {"photos": photos, "next_cursor": next_cursor}
 
@@ -423,7 +425,8 @@ class People:
                 if self._photo_has_other_face_in(user.sub, face, person_id):
                     done.append({"face_id": a["face_id"], "result": "same_photo"})
                     continue
-                self.store.set_by_user(user.sub, a["face_id"], person_id, None)
+                elsewhere = face.get("person_id") if face.get("person_id") != person_id else None
+                self.store.set_by_user(user.sub, a["face_id"], person_id, elsewhere)
                 self.store.refresh(user.sub, [face.get("person_id"), person_id])
                 done.append({"face_id": a["face_id"], "result": "confirmed"})
             else:

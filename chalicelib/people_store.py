@@ -180,10 +180,13 @@ class PeopleStore:
 
     def merge_into(self, owner: str, source: str, target: str) -> None:
         """Merge is the user's word that both are one person: ``source``'s faces join ``target``, and
-        every face of both counts as confirmed (a regrouping never splits them again); a face
-        rejected from ``source`` is rejected from ``target`` too."""
+        every face of both counts as confirmed (a regrouping never splits them again) and none is
+        rejected from ``target`` any more (the latest word wins); a face rejected from ``source`` is
+        rejected from ``target`` too."""
         self.faces.update_many({"owner": owner, "person_id": source}, {"$set": {"person_id": target}})
-        self.faces.update_many({"owner": owner, "person_id": target}, {"$set": {"assigned_by": USER}})
+        self.faces.update_many(
+            {"owner": owner, "person_id": target}, {"$set": {"assigned_by": USER}, "$pull": {"rejected_from": target}}
+        )
         self.faces.update_many({"owner": owner, "rejected_from": source}, {"$addToSet": {"rejected_from": target}})
 
     def grouping_input(self, owner: str, model_version: str) -> list[dict]:

@@ -196,6 +196,16 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
     assert person["name"] == "Angelina" and person["face_count"] == 4
     assert services.people_store.face(alice.sub, out_face).get("person_id") != jp
 
+    # "Is this Angelina?": the rejected face is never suggested again; a "no" is a rejection.
+    response = api.http.get(f"/people/{jp}/suggestions", headers=alice.headers)
+    assert response.status_code == 200
+    assert out_face not in [s["face_id"] for s in response.json_body["suggestions"]]
+    other = next(p["face_id"] for p in clooney_person["photos"][1:])
+    body = {"answers": [{"face_id": other, "accept": False}]}
+    response = api.http.post(f"/people/{jp}/suggestions", headers=alice.headers, body=json.dumps(body))
+    assert response.status_code == 200 and response.json_body["answers"] == [{"face_id": other, "result": "rejected"}]
+    assert jp in services.people_store.face(alice.sub, other)["rejected_from"]
+
     # A confirmed move survives regrouping; a merge keeps the target's name and survives too.
     moved = next(p["face_id"] for p in clooney_person["photos"])
     response = api.http.put(f"/faces/{moved}/person", headers=alice.headers, body=json.dumps({"person_id": jp}))
@@ -204,6 +214,7 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
     assert response.status_code == 200, response.body
     merged = response.json_body
     assert merged["name"] == "Angelina" and merged["face_count"] == 4 + 4
+    assert jp not in services.people_store.face(alice.sub, other)["rejected_from"]  # the merge is the latest word
     assert api.http.get(f"/people/{cp}", headers=alice.headers).status_code == 404
     regroup()
     after = api.http.get(f"/people/{jp}", headers=alice.headers).json_body
