@@ -105,3 +105,14 @@ def test_params_from_the_endpoints_answer():
         {"grouping": {"linkage": "average", "k": 20, "min_faces": 3, "threshold": 2.5}}
     )
     assert params == GroupingParams("average", 20, 3, 2.5) and GroupingParams(**params.to_json()) == params
+
+
+def test_fit_grouping_asks_each_fold_for_the_precision_goal():
+    from gpu_endpoint import calibration
+
+    vectors, _, identities = people_like(12, 5, dim=128, spread=0.1, seed=3)
+    fit = calibration.fit_grouping(vectors, identities, np.ones(len(vectors), bool), top_n=20)
+    best = fit["best"]
+    assert best["worse_fold_precision"] >= calibration.GROUPING_PRECISION_GOAL
+    assert best["bcubed_recall"] > 0.9 and set(fit["best_per_linkage"]) == set(calibration.GROUPING_LINKAGES)
+    assert len(fit["grid"]) == len(calibration.GROUPING_KS) * 2 * 2 * len(calibration.GROUPING_THRESHOLDS)
