@@ -168,6 +168,26 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
         "[...document.querySelectorAll('#people li')].some(li => li.textContent.startsWith('Someone I know'))"
     )
 
+    # Merge the named person into the other one (it takes the name: the target had none): 8 photos.
+    page.click("#people li button >> text=Someone I know")
+    page.wait_for_selector("#person:not([hidden])")
+    page.wait_for_function("document.querySelectorAll('#person-merge-target option').length === 2")
+    page.select_option("#person-merge-target", index=1)
+    page.click("#person-merge button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('#person-photos li').length === 8")
+    assert page.input_value("#person-name input[name=name]") == "Someone I know"
+    shot(page, "08b-merged")
+
+    # "Not this person" from the photo view: the face leaves the person.
+    page.click("nav a[data-view=album]")
+    page.click(f"#grid li[data-photo-id='{katy_ids[2]}'] button")
+    page.wait_for_selector("#photo-dialog[open] .face-row")
+    assert "Someone I know" in page.text_content("#photo-faces .face-row")
+    page.select_option("#photo-faces .face-row select", value="none")
+    page.wait_for_function("document.querySelector('#photo-faces .face-row')?.textContent.includes('no one yet')")
+    shot(page, "08c-not-this-person")
+    page.click("#photo-dialog form button")
+
     # Delete a photo: it leaves the album, and the API no longer has it.
     page.click("nav a[data-view=album]")
     page.click(f"#grid li[data-photo-id='{katy_ids[1]}'] button")

@@ -386,13 +386,33 @@ async function openPhoto(photoId) {
   img.src = photo.url;
   $("photo-info").textContent = photo.status === "failed" ? `Indexing failed: ${photo.error}`
     : `${photo.status} · ${photo.faces.length} face(s)${photo.taken_at ? ` · taken ${photo.taken_at.slice(0, 10)}` : ""}`;
+  const known = await people.all();
   $("photo-faces").replaceChildren(...photo.faces.map((face, i) => {
+    const row = document.createElement("div");
+    row.className = "face-row";
+    row.dataset.faceId = face.face_id;
+    const highlight = () => drawBoxes($("photo-boxes"), photo.width || img.naturalWidth, photo.height || img.naturalHeight, boxes, i);
+    const who = document.createElement("span");
+    const current = known.find((p) => p.person_id === face.person_id);
+    who.textContent = `Face ${i + 1}: ${current ? current.name || "Unnamed" : "no one yet"}`;
     const button = document.createElement("button");
     button.type = "button"; button.className = "secondary";
     button.textContent = `More of face ${i + 1}`;
-    button.addEventListener("focus", () => drawBoxes($("photo-boxes"), photo.width || img.naturalWidth, photo.height || img.naturalHeight, boxes, i));
+    button.addEventListener("focus", highlight);
     button.addEventListener("click", () => { dialog.close(); findByAlbumFace(photo, face); });
-    return button;
+    // The user's word on this face: another person, a new one, or "not this person".
+    const move = document.createElement("select");
+    move.setAttribute("aria-label", `Who is face ${i + 1}?`);
+    move.addEventListener("focus", highlight);
+    const options = [["", "Who is this?"], ...known.filter((p) => p.person_id !== face.person_id).map((p) => [p.person_id, p.name || "Unnamed"]), ["new", "Someone new"]];
+    if (face.person_id) options.push(["none", `Not ${current ? current.name || "this person" : "this person"}`]);
+    for (const [value, text] of options) move.append(new Option(text, value));
+    move.addEventListener("change", async () => {
+      const body = move.value === "new" ? { new_person: true } : { person_id: move.value === "none" ? null : move.value };
+      try { await api("PUT", `faces/${face.face_id}/person`, body); say("Saved."); openPhoto(photo.photo_id); } catch (error) { say(error.message, true); }
+    });
+    row.append(who, button, move);
+    return row;
   }));
   $("photo-delete").onclick = async () => {
     if (!confirm(`Delete ${photo.filename || "this photo"}? This cannot be undone.`)) return;
@@ -508,6 +528,10 @@ function faceTile(url, box, width, height) {
 const people = {
   current: null,
 
+  async all() {
+    try { return (await api("GET", "people?limit=100&hidden=true")).people; } catch { return []; }
+  },
+
   async list() {
     $("person").hidden = true; $("people").hidden = false;
     try {
@@ -554,6 +578,9 @@ const people = {
         item.append(button);
         return item;
       }));
+      const others = (await this.all()).filter((p) => p.person_id !== person.person_id);
+      $("person-merge-target").replaceChildren(new Option("Merge into…", ""), ...others.map((p) => new Option(`${p.name || "Unnamed"} (${p.photo_count})`, p.person_id)));
+      $("person-merge").hidden = others.length === 0;
       $("suggestions-title").hidden = suggestions.suggestions.length === 0;
       $("suggestions").replaceChildren(...suggestions.suggestions.map((s) => this.suggestion(s)));
     } catch (error) { say(error.message, true); }
@@ -597,6 +624,16 @@ function wirePeople() {
   });
   $("person-hide").addEventListener("click", () =>
     people.update({ hidden: !people.current.hidden }, (p) => (p.hidden ? "Hidden from People." : "Shown in People.")));
+  $("person-merge").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const target = $("person-merge-target").value;
+    if (!target) return;
+    try {
+      const merged = await api("POST", "people/merge", { target, sources: [people.current.person_id] });
+      say(`Merged into ${merged.name || "Unnamed"}.`);
+      people.open(merged.person_id);
+    } catch (error) { say(error.message, true); }
+  });
   $("person-delete").addEventListener("click", async () => {
     if (!confirm("Ungroup this person? The photos stay; the faces become unassigned.")) return;
     try { await api("DELETE", `people/${people.current.person_id}`); say("Ungrouped."); people.list(); } catch (error) { say(error.message, true); }
