@@ -209,6 +209,19 @@ def answer_suggestions(person_id):
     return services.people.answer(current_user(), person_id, json_body())
 
 
+@app.route("/photos/{photo_id}/faces", methods=["POST"], authorizer=authorizer, cors=cors)
+def add_face(photo_id):
+    user = current_user()
+    deadline = Deadline.for_lambda(app.lambda_context, cap=services.settings.api_time_budget)
+    return Response(services.people.add_face(user, photo_id, json_body(), deadline), status_code=201)
+
+
+@app.route("/faces/{face_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
+def remove_face(face_id):
+    services.people.remove_face(current_user(), face_id)
+    return Response(body="", status_code=204)
+
+
 @app.route("/faces/{face_id}/person", methods=["PUT"], authorizer=authorizer, cors=cors)
 def set_face_person(face_id):
     return services.people.set_face_person(current_user(), face_id, json_body())

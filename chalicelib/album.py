@@ -162,7 +162,7 @@ class Album:
         return {"photos": [self.present(row) for row in rows], "next_cursor": next_cursor}
 
     def get_photo(self, user: User, photo_id: str) -> dict:
-        photo = self._owned_photo(user, photo_id)
+        photo = self.owned_photo(user, photo_id)
         result = self.present(photo)
         result["faces"] = [
             {
@@ -194,7 +194,7 @@ class Album:
             "url": self.storage.presigned_get(photo["key"], ttl),
         }
 
-    def _owned_photo(self, user: User, photo_id: str) -> dict:
+    def owned_photo(self, user: User, photo_id: str) -> dict:
         # Another user's id and a made-up id look the same: 404.
         photo = self.store.get_photo(user.sub, photo_id) if _PHOTO_ID.match(photo_id or "") else None
         if photo is None:
@@ -203,7 +203,7 @@ class Album:
 
     # Deletion ---------------------------------------------------------------
     def delete_photo(self, user: User, photo_id: str) -> None:
-        photo = self._owned_photo(user, photo_id)
+        photo = self.owned_photo(user, photo_id)
         # The original first: if S3 fails the record stays and the call can be repeated. Then the
         # record, its faces, and the thumbnail by its fixed key, in that order: an indexer still
         # working on this photo either wrote before (removed here) or finds the record gone after

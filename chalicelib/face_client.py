@@ -148,11 +148,18 @@ class FaceClient:
         max_faces: int = 50,
         min_face_size: int = 20,
         max_pixels: int | None = None,
+        boxes: list | None = None,
+        detect: bool = True,
     ) -> dict:
-        """The endpoint's result for one photo in S3: ``{"model_version", "width", "height", "faces"}``."""
-        return self._call(
-            self._request({"id": key, "s3_uri": f"s3://{bucket}/{key}"}, max_faces, min_face_size, max_pixels), deadline
-        )
+        """The endpoint's result for one photo in S3: ``{"model_version", "width", "height", "faces"}``.
+        ``boxes``: faces to embed at given [x, y, w, h] (after the detected ones; ``detect=False``: only them)."""
+        image: dict = {"id": key, "s3_uri": f"s3://{bucket}/{key}"}
+        if boxes:
+            image["boxes"] = boxes
+        request = self._request(image, max_faces, min_face_size, max_pixels)
+        if not detect:
+            request["detect"] = False
+        return self._call(request, deadline)
 
     def analyze_bytes(
         self,

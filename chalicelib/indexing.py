@@ -20,13 +20,14 @@ from botocore.exceptions import ClientError
 
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import GroupingParams
-from .images import ImageError, decode_image, make_thumbnail
+from .images import ImageError, box_iou, decode_image, make_thumbnail
 from .observability import logger
 from .people import People
 from .people_jobs import PeopleJobs
+from .people_store import SAME_FACE_IOU
 from .settings import Settings
 from .storage import PhotoStorage, parse_photo_key, thumbnail_key
-from .store import PhotoStore
+from .store import MANUAL, PhotoStore, face_record
 
 
 class RetryLater(Exception):
@@ -110,8 +111,11 @@ class Indexer:
         self.storage.s3.put_object(
             Bucket=self.storage.bucket, Key=thumb_key, Body=make_thumbnail(decoded.image), ContentType="image/jpeg"
         )
+        # Faces the user drew are embedded again at their boxes (a new bundle); boxes the user
+        # removed as wrong stay removed.
+        drawn = [f for f in self.store.list_faces(owner, photo_id) if f.get("source") == MANUAL]
         try:
-            result = self.faces.analyze_s3(self.storage.bucket, key, deadline)
+            result = self.faces.analyze_s3(self.storage.bucket, key, deadline, boxes=[f["box"] for f in drawn] or None)
         except FaceServiceError as exc:
             if exc.retriable:
                 outcome = self._fail(
@@ -126,19 +130,16 @@ class Indexer:
                 raise RetryLater(exc.message) from exc
             return self._fail(photo, exc.message, etag, thumbnail=thumb_key)
         version = result["model_version"]
-        faces = [
-            {
-                "face_id": f"{photo_id}-{i:03d}",
-                "face_index": i,
-                "box": f["box"],
-                "score": f["score"],
-                "landmarks": f["landmarks"],
-                "embedding": f["embedding"],
-                "model_version": version,
-                "cohort_mean": f.get("cohort_mean"),
-                "cohort_std": f.get("cohort_std"),
-            }
-            for i, f in enumerate(result["faces"])
+        removed = photo.get("removed_boxes") or []
+        detected = [
+            f
+            for f in result["faces"]
+            if f.get("source") != "box" and all(box_iou(f["box"], box) < SAME_FACE_IOU for box in removed)
+        ]
+        faces = [face_record(f"{photo_id}-{i:03d}", i, f, version) for i, f in enumerate(detected)]
+        faces += [
+            dict(face_record(old["face_id"], old["face_index"], f, version), source=MANUAL, aligned=f.get("aligned"))
+            for old, f in zip(drawn, (f for f in result["faces"] if f.get("source") == "box"))
         ]
         if self.people is not None:
             faces = self.people.store.carry_decisions(owner, photo_id, faces)

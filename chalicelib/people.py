@@ -21,12 +21,13 @@ import numpy as np
 from .album import Album, _int_param
 from .auth import User
 from .errors import BadRequest, Conflict, NotFound, ServiceUnavailable
-from .face_client import Deadline, FaceServiceError
+from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import Constraints, GroupingParams, agglomerate, knn_edges
+from .images import box_iou
 from .observability import logger
-from .people_store import AUTO, USER, PeopleStore
+from .people_store import AUTO, SAME_FACE_IOU, USER, PeopleStore
 from .score_norm import KeyNormalisation
-from .store import PhotoStore
+from .store import MANUAL, PhotoStore, face_record
 from .vector_search import VectorIndex
 
 MAX_NAME = 100
@@ -37,6 +38,12 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 _FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 NO_RAW_FLOOR = -1.0  # grouping judges by the normalised score alone
+MIN_BOX = 16  # the smallest side of a face box the user draws
+MANUAL_FIRST_INDEX = 500  # drawn faces are numbered from here: detected ones keep 000-499
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def clean_name(value) -> str | None:
@@ -56,12 +63,15 @@ class People:
         photos: PhotoStore,
         store: PeopleStore,
         album: Album,
-        served_model: Callable[[Deadline | None], dict],
+        face_client: Callable[[], FaceClient],
         index: VectorIndex,
     ):
-        """``served_model``: ``FaceClient.served_model`` (asked only by what needs the bundle)."""
+        """``face_client``: gives the face client, asked only by what needs the endpoint."""
         self.photos, self.store, self.album, self.index = photos, store, album, index
-        self.served_model = served_model
+        self.face_client = face_client
+
+    def served_model(self, deadline: Deadline | None = None) -> dict:
+        return self.face_client().served_model(deadline)
 
     # The served bundle's grouping calibration ---------------------------------------
     def _served(self, deadline: Deadline | None = None) -> tuple[str, GroupingParams]:
@@ -343,6 +353,68 @@ class People:
             f["face_id"] != face["face_id"] and f.get("person_id") == person_id
             for f in self.photos.list_faces(owner, face["photo_id"])
         )
+
+    # Faces drawn or removed by the user ---------------------------------------------------
+    def add_face(self, user: User, photo_id: str, body, deadline: Deadline | None = None) -> dict:
+        """``{"box": [x, y, w, h]}``: a face the detector missed, embedded at that box (aligned when
+        landmarks are found inside it), stored as ``source: manual`` and assigned like any other."""
+        photo = self.album.owned_photo(user, photo_id)
+        if photo["status"] != "indexed" or not photo.get("width"):
+            raise Conflict("the photo is not indexed yet", code="not_indexed")
+        box = body.get("box") if isinstance(body, dict) else None
+        if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+            raise BadRequest('send {"box": [x, y, w, h]} in the photo\'s pixels')
+        x, y, w, h = (float(v) for v in box)
+        if w < MIN_BOX or h < MIN_BOX or x < 0 or y < 0 or x + w > photo["width"] or y + h > photo["height"]:
+            raise BadRequest(
+                f"the box must lie inside the {photo['width']}x{photo['height']} photo and be at least "
+                f"{MIN_BOX} px wide and high",
+                code="bad_box",
+            )
+        faces = self.photos.list_faces(user.sub, photo_id)
+        if any(box_iou(f["box"], [x, y, w, h]) >= SAME_FACE_IOU for f in faces):
+            raise Conflict("there is already a face at that box", code="face_exists")
+        try:
+            result = self.face_client().analyze_s3(
+                self.album.storage.bucket, photo["key"], deadline, boxes=[[x, y, w, h]], detect=False
+            )
+        except FaceServiceError as exc:
+            if exc.retriable:
+                raise ServiceUnavailable("face detection is unavailable right now; try again shortly") from exc
+            raise BadRequest(exc.message, code="bad_box") from exc
+        if result["model_version"] != photo.get("model_version"):
+            raise Conflict(
+                "this photo is being indexed with a new face model; try again soon", code="stale_model_version"
+            )
+        index = max([MANUAL_FIRST_INDEX - 1] + [f["face_index"] for f in faces]) + 1
+        if index > 999:
+            raise Conflict("this photo has as many faces as it can hold", code="too_many_faces")
+        (analysed,) = result["faces"]
+        face = dict(
+            face_record(f"{photo_id}-{index:03d}", index, analysed, result["model_version"]),
+            source=MANUAL,
+            aligned=bool(analysed.get("aligned")),
+        )
+        if not self.photos.add_face(user.sub, photo_id, face):
+            raise NotFound("no such photo")
+        params = GroupingParams.from_model_info(result)
+        if params is not None:
+            self.assign_photo(user.sub, photo_id, result["model_version"], params)
+        stored = self.store.face(user.sub, face["face_id"]) or {}
+        return {
+            "face_id": face["face_id"],
+            "photo_id": photo_id,
+            "box": face["box"],
+            "source": MANUAL,
+            "aligned": face["aligned"],
+            "person_id": stored.get("person_id"),
+        }
+
+    def remove_face(self, user: User, face_id: str) -> None:
+        """A wrong face box (a false detection, or a drawn box): gone, and not detected again."""
+        face = self._owned_face(user, face_id)
+        self.photos.remove_face(user.sub, face, remember_box=face.get("source") != MANUAL)
+        self.store.refresh(user.sub, [face.get("person_id")])
 
     # Suggestions and search by person ----------------------------------------------------
     def candidates(self, user: User, person_id: str, deadline: Deadline | None = None) -> list:

@@ -76,7 +76,7 @@ class Services:
             self.store,
             self.people_store,
             self.album,
-            lambda deadline: self.face_client.served_model(deadline),
+            lambda: self.face_client,
             self.vector_index,
         )
 

@@ -66,6 +66,24 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise BadRequest("cursor is not valid", code="invalid_cursor") from None
 
 
+MANUAL = "manual"  # a face's ``source`` when the user drew its box
+
+
+def face_record(face_id: str, index: int, analysed: dict, model_version: str) -> dict:
+    """A face as stored, from the face endpoint's answer for it."""
+    return {
+        "face_id": face_id,
+        "face_index": index,
+        "box": analysed["box"],
+        "score": analysed["score"],
+        "landmarks": analysed["landmarks"],
+        "embedding": analysed["embedding"],
+        "model_version": model_version,
+        "cohort_mean": analysed.get("cohort_mean"),
+        "cohort_std": analysed.get("cohort_std"),
+    }
+
+
 def photo_size(photo: dict) -> int:
     """The bytes a photo counts for in its owner's quota: the declared size, which the upload
     policy makes an upper bound of the object's."""
@@ -269,6 +287,27 @@ class PhotoStore:
         for face in faces:
             doc = dict(face, owner=owner, photo_id=photo_id, embedding=vector_to_binary(face["embedding"]))
             self.faces.replace_one({"owner": owner, "face_id": face["face_id"]}, doc, upsert=True)
+        self.bump_owner_version(owner)
+
+    def add_face(self, owner: str, photo_id: str, face: dict) -> bool:
+        """One more face on an indexed photo (drawn by the user); False if the photo is gone."""
+        doc = dict(face, owner=owner, photo_id=photo_id, embedding=vector_to_binary(face["embedding"]))
+        self.faces.replace_one({"owner": owner, "face_id": face["face_id"]}, doc, upsert=True)
+        found = self.photos.update_one({"owner": owner, "photo_id": photo_id}, {"$inc": {"face_count": 1}})
+        self.bump_owner_version(owner)
+        if found.matched_count == 0:
+            self.faces.delete_one({"owner": owner, "face_id": face["face_id"]})
+            return False
+        return True
+
+    def remove_face(self, owner: str, face: dict, remember_box: bool) -> None:
+        """A wrong face box goes; a detected one's box is remembered on the photo, so that indexing
+        again (a new bundle) does not bring it back."""
+        self.faces.delete_one({"owner": owner, "face_id": face["face_id"]})
+        update: dict = {"$inc": {"face_count": -1}}
+        if remember_box:
+            update["$push"] = {"removed_boxes": face["box"]}
+        self.photos.update_one({"owner": owner, "photo_id": face["photo_id"]}, update)
         self.bump_owner_version(owner)
 
     def get_face(self, owner: str, face_id: str) -> dict | None:

@@ -19,11 +19,18 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from chalicelib.images import box_iou
 from chalicelib.score_norm import cohort_stats
 
 from .align import warp_chip
 from .bundle import Manifest
 from .detector import MTCNN, Detections
+
+# A caller-given box matches a face the detector finds in it at this overlap.
+BOX_MATCH_IOU = 0.3
+# Where the five landmarks (eyes, nose, mouth corners) of a frontal face fall in its box, as
+# fractions of its width and height: a box without a detected face is aligned as if it held one.
+FRONTAL_LANDMARKS = ((0.31, 0.40), (0.69, 0.40), (0.50, 0.58), (0.35, 0.78), (0.65, 0.78))
 
 log = logging.getLogger("face_engine")
 
@@ -80,6 +87,7 @@ class Face:
     landmarks: list[list[float]]
     embedding: np.ndarray | None = None
     cohort: tuple[float, float] | None = None  # (mean, std) of its top cohort scores
+    aligned: bool | None = None  # for a caller-given box: were landmarks found inside it
 
     def to_json(self) -> dict:
         assert self.embedding is not None, "a face is answered once it is embedded"
@@ -91,6 +99,8 @@ class Face:
         }
         if self.cohort is not None:
             out["cohort_mean"], out["cohort_std"] = float(self.cohort[0]), float(self.cohort[1])
+        if self.aligned is not None:
+            out["source"], out["aligned"] = "box", self.aligned
         return out
 
 
@@ -192,6 +202,36 @@ class FaceEngine:
             faces.append(Face([x1, y1, x2 - x1, y2 - y1], float(score), landmarks))
         return faces
 
+    def faces_in_boxes(self, image: Image.Image, boxes: Sequence[Sequence[float]]) -> list[Face]:
+        """Faces at caller-given [x, y, w, h] boxes (faces the detector missed). The detector is run
+        on each box with a margin: a face it finds overlapping the box (IoU ≥ 0.3) gives landmarks
+        and alignment; otherwise the box is embedded as it is, with landmarks where a frontal face
+        filling it would have them (``aligned`` False)."""
+        width, height = image.size
+        out = []
+        for box in boxes:
+            x, y, w, h = (float(v) for v in box)
+            margin = 0.3 * max(w, h)
+            left, top = int(max(0.0, x - margin)), int(max(0.0, y - margin))
+            right, bottom = int(min(width, x + w + margin + 1)), int(min(height, y + h + margin + 1))
+            found = self.detect(image.crop((left, top, right, bottom)), max(12, int(0.4 * min(w, h))), 5)
+            shifted = [
+                Face(
+                    [f.box[0] + left, f.box[1] + top, f.box[2], f.box[3]],
+                    f.score,
+                    [[px + left, py + top] for px, py in f.landmarks],
+                )
+                for f in found
+            ]
+            best = max(shifted, key=lambda f: box_iou(f.box, [x, y, w, h]), default=None)
+            if best is not None and box_iou(best.box, [x, y, w, h]) >= BOX_MATCH_IOU:
+                best.box, best.aligned = [x, y, w, h], True
+                out.append(best)
+            else:
+                points = [[x + fx * w, y + fy * h] for fx, fy in FRONTAL_LANDMARKS]
+                out.append(Face([x, y, w, h], 0.0, points, aligned=False))
+        return out
+
     # Embedding ----------------------------------------------------------------
     def embed(self, image: Image.Image, faces: Sequence[Face]) -> np.ndarray:
         """(N, D) float32 served embeddings of these faces of one image."""
@@ -205,9 +245,21 @@ class FaceEngine:
         bounds = np.cumsum([0] + [part.dim for part in self.parts])
         return [embeddings[:, a:b] / np.sqrt(part.weight) for part, a, b in zip(self.parts, bounds, bounds[1:])]
 
-    def analyze(self, images: Sequence[Image.Image], min_face_size: int = 20, max_faces: int = 50) -> list[list[Face]]:
-        """Detect in every image, then embed all their faces together."""
-        per_image = [self.detect(img, min_face_size, max_faces) for img in images]
+    def analyze(
+        self,
+        images: Sequence[Image.Image],
+        min_face_size: int = 20,
+        max_faces: int = 50,
+        boxes: Sequence[Sequence | None] | None = None,
+        detect: bool = True,
+    ) -> list[list[Face]]:
+        """Detect in every image (unless ``detect`` is False), add the faces at each image's
+        caller-given ``boxes`` after them, then embed all the faces together."""
+        boxes = boxes or [None] * len(images)
+        per_image = [
+            (self.detect(img, min_face_size, max_faces) if detect else []) + self.faces_in_boxes(img, extra or [])
+            for img, extra in zip(images, boxes)
+        ]
         outputs = []
         for part in self.parts:
             chips = [part.chips(img, faces) for img, faces in zip(images, per_image)]

@@ -3,12 +3,15 @@
 ``POST /invocations`` takes one image as the body (image/jpeg, image/png,
 image/webp, image/heic, image/heif, image/gif), or ``application/json``::
 
-    {"images": [{"id": "a", "b64": "..."} | {"id": "b", "s3_uri": "s3://bucket/key"}],
-     "max_faces": 50, "min_face_size": 20, "max_pixels": 50000000}
+    {"images": [{"id": "a", "b64": "..."} | {"id": "b", "s3_uri": "s3://bucket/key", "boxes": [[x, y, w, h]]}],
+     "max_faces": 50, "min_face_size": 20, "max_pixels": 50000000, "detect": true}
 
-and answers ``{"model_version", "threshold", "normalisation", "results": [{"id", "width", "height", "faces": [...]}]}``
-(``normalisation``: the bundle's cohort score normalisation for search, or null; each face then carries
-``cohort_mean`` and ``cohort_std``) with
+and answers ``{"model_version", "threshold", "normalisation", "grouping", "results": [{"id", "width", "height",
+"faces": [...]}]}`` (``normalisation``: the bundle's cohort score normalisation for search, or null; each face
+then carries ``cohort_mean`` and ``cohort_std``; ``grouping``: the bundle's people grouping calibration).
+``boxes``: faces the detector missed, answered after the detected ones (``detect: false``: only them), each
+with ``"source": "box"`` and ``aligned`` (landmarks found inside the box, or the box embedded as it is); a
+box outside the image or under 16 px is that image's 400 ``bad_box``. Faces come with
 boxes ``[x, y, w, h]`` and landmarks in original pixels after EXIF orientation.
 A bad single image is the request's status (400, 413, 415); in a JSON batch each
 image that fails carries its own ``error`` (an S3 error too) and the others are still
@@ -35,6 +38,7 @@ log = logging.getLogger("face_engine")
 
 MAX_REQUEST_BYTES = int(os.environ.get("MAX_REQUEST_BYTES", 30 * 1024 * 1024))
 MAX_IMAGES = int(os.environ.get("MAX_IMAGES_PER_REQUEST", 16))
+MAX_BOXES, MIN_BOX = 20, 16  # caller-given face boxes per image, and their smallest side
 # Decoded pixels of one request, all images together (~3 bytes each: 100 MP is ~300 MB).
 MAX_REQUEST_PIXELS = int(os.environ.get("MAX_REQUEST_PIXELS", 2 * MAX_PIXELS))
 
@@ -162,18 +166,30 @@ def create_app(
             if len(set(ids)) != len(ids):
                 raise BadRequest("each image needs its own id", 400, "duplicate_image_id")
             budget = _PixelBudget(MAX_REQUEST_PIXELS)
-            items = [_load_item(ident, item, s3, max_pixels, budget) for ident, item in zip(ids, body["images"])]
+            if not isinstance(body.get("detect", True), bool):
+                raise BadRequest("detect must be true or false")
+            detect, images = body.get("detect", True), body["images"]
+            items = [_load_item(ident, item, s3, max_pixels, budget) for ident, item in zip(ids, images)]
         elif content_type in SUPPORTED_CONTENT_TYPES or content_type.startswith("image/"):
             if content_type not in SUPPORTED_CONTENT_TYPES:
                 raise BadRequest(f"{content_type} is not supported", 415, "unsupported_media_type")
-            max_faces, min_face = 50, 20
+            max_faces, min_face, detect = 50, 20, True
             decoded = decode_image(request.get_data())  # raises: the request's own status
-            items = [("0", decoded, None)]
+            items, images = [("0", decoded, None)], [{}]
         else:
             raise BadRequest(
                 f"send an image or application/json, not {content_type or 'nothing'}", 415, "unsupported_media_type"
             )
-        found = iter(engine_.analyze([d.image for _, d, err in items if err is None], min_face, max_faces))
+        loaded = [(d, item) for (_, d, err), item in zip(items, images) if err is None]
+        found = iter(
+            engine_.analyze(
+                [d.image for d, _ in loaded],
+                min_face,
+                max_faces,
+                boxes=[item.get("boxes") if isinstance(item, dict) else None for _, item in loaded],
+                detect=detect,
+            )
+        )
         results = []  # by position: the engine answers the decoded images in order
         for ident, decoded, error in items:
             if error is not None:
@@ -238,6 +254,27 @@ def _load_item(ident: str, item, s3: S3Reader, max_pixels: int, budget: _PixelBu
                 ) from exc
             raise
         budget.take(decoded)
+        check_boxes(item.get("boxes"), decoded.width, decoded.height)
         return ident, decoded, None
     except ImageError as exc:
         return ident, None, exc
+
+
+def check_boxes(boxes, width: int, height: int) -> None:
+    """Caller-given face boxes: at most ``MAX_BOXES`` [x, y, w, h], inside the image, ≥ 16 px."""
+    if boxes is None:
+        return
+    if not isinstance(boxes, list) or len(boxes) > MAX_BOXES:
+        raise ImageError(f"boxes must be a list of at most {MAX_BOXES} [x, y, w, h]", 400, "bad_box")
+    for box in boxes:
+        numbers = isinstance(box, list) and len(box) == 4
+        numbers = numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+        if not numbers:
+            raise ImageError("each box must be [x, y, w, h] in pixels", 400, "bad_box")
+        x, y, w, h = box
+        if w < MIN_BOX or h < MIN_BOX or x < 0 or y < 0 or x + w > width or y + h > height:
+            raise ImageError(
+                f"a box must lie inside the {width}x{height} image and be at least {MIN_BOX} px wide and high",
+                400,
+                "bad_box",
+            )

@@ -253,3 +253,42 @@ def test_every_s3_error_is_that_images_error(engine, face_jpeg):
 def test_deeply_nested_json_is_a_400(client):
     response = client.post("/invocations", data="[" * 100_000 + "]" * 100_000, content_type="application/json")
     assert response.status_code == 400
+
+
+def test_caller_given_boxes_are_embedded_aligned_when_a_face_is_inside(client, face_jpeg):
+    b64 = base64.b64encode(face_jpeg).decode()
+    detected = client.post("/invocations", json={"images": [{"b64": b64}]}).get_json()["results"][0]
+    (face,) = detected["faces"]
+    background = [0, 0, 40, 40]
+    body = {"images": [{"b64": b64, "boxes": [face["box"], background]}], "detect": False}
+    response = client.post("/invocations", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    at_face, at_background = response.get_json()["results"][0]["faces"]
+    assert (at_face["source"], at_face["aligned"]) == ("box", True) and at_face["box"] == face["box"]
+    assert np.dot(at_face["embedding"], face["embedding"]) > 0.99  # the same face, the same vector
+    assert (at_background["source"], at_background["aligned"]) == ("box", False)
+    assert len(at_background["embedding"]) == len(face["embedding"]) and at_background["cohort_mean"] is not None
+    # Detection and boxes together: the detected faces first, then the boxes.
+    both = client.post("/invocations", json={"images": [{"b64": b64, "boxes": [background]}]}).get_json()
+    assert [f.get("source") for f in both["results"][0]["faces"]] == [None, "box"]
+
+
+@pytest.mark.parametrize(
+    "boxes",
+    [
+        [[0, 0, 10, 40]],
+        [[-1, 0, 40, 40]],
+        [[0, 0, 40, 100000]],
+        [["a", 0, 40, 40]],
+        [[0, 0, 40]],
+        "x",
+        [[0, 0, 40, 40]] * 21,
+    ],
+)
+def test_bad_boxes_are_that_images_400(client, face_jpeg, boxes):
+    body = {"images": [{"b64": base64.b64encode(face_jpeg).decode(), "boxes": boxes}]}
+    response = client.post("/invocations", json=body)
+    assert response.status_code == 200
+    error = response.get_json()["results"][0]["error"]
+    assert (error["status"], error["error"]) == (400, "bad_box") and error["message"]
+    assert client.post("/invocations", json={**body, "detect": "no"}).status_code == 400

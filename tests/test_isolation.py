@@ -128,3 +128,11 @@ def test_other_users_people_faces_and_person_search_are_not_found(api, alices_pe
     response = api.http.post("/search", headers=bob.headers, body=json.dumps({"person_id": person_id}))
     assert response.status_code == 404
     assert services.people_store.face(alice.sub, face_id)["person_id"] == person_id
+
+
+def test_other_users_faces_cannot_be_drawn_or_removed(api, two_users, services):
+    alice, bob, upload = two_users
+    body = json.dumps({"box": [0, 0, 20, 20]})
+    assert api.http.post(f"/photos/{upload['photo_id']}/faces", headers=bob.headers, body=body).status_code == 404
+    assert api.http.delete(f"/faces/{upload['photo_id']}-0", headers=bob.headers).status_code == 404
+    assert services.store.list_faces(alice.sub, upload["photo_id"])

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import app as app_module
+from chalicelib.images import box_iou
 from chalicelib.people_store import PeopleStore
 from chalicelib.reindex import enqueue
 from local_stack.aws import client
@@ -248,3 +249,50 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
     assert api.http.delete(f"/people/{jp}", headers=alice.headers).status_code == 204
     assert api.http.get(f"/photos/{ids['jolie'][0]}", headers=alice.headers).status_code == 200
     assert not services.people_store.faces_of(alice.sub, jp)
+
+
+@needs_facedata
+def test_faces_drawn_and_removed_by_hand_survive_a_reindex(api, make_user, indexing, aws_stack):  # noqa: F811
+    services, pump = indexing
+    alice, bob = make_user("alice"), make_user("bob")
+    photo_id = upload(api, alice, (FACEDATA / "groups/dlib/2008_002470.jpg").read_bytes(), "image/jpeg")
+    drain(pump)
+    photo = api.http.get(f"/photos/{photo_id}", headers=alice.headers).json_body
+    detected = photo["faces"]
+    assert len(detected) >= 2
+
+    # A false detection removed; the same place drawn by hand (as a face the detector missed):
+    # landmarks are found inside the box, so it is aligned; a box on a wall is embedded as it is.
+    wrong = detected[0]
+    assert api.http.delete(f"/faces/{wrong['face_id']}", headers=bob.headers).status_code == 404
+    assert api.http.delete(f"/faces/{wrong['face_id']}", headers=alice.headers).status_code == 204
+
+    def draw(user, box):
+        return api.http.post(f"/photos/{photo_id}/faces", headers=user.headers, body=json.dumps({"box": box}))
+
+    response = draw(alice, wrong["box"])
+    assert response.status_code == 201, response.body
+    drawn = response.json_body
+    assert drawn["source"] == "manual" and drawn["aligned"] is True and drawn["face_id"].endswith("-500")
+    wall = draw(alice, [0, 0, 40, 40]).json_body
+    assert wall["aligned"] is False and wall["face_id"].endswith("-501")
+    for box, status in (([0, 0, 10, 40], 400), ([0, 0, 40, photo["height"] + 1], 400), (["a", 0, 40, 40], 400)):
+        assert draw(alice, box).status_code == status
+    assert draw(alice, detected[1]["box"]).status_code == 409  # a face is already there
+    assert draw(bob, [0, 0, 40, 40]).status_code == 404
+    assert api.http.get(f"/photos/{photo_id}", headers=alice.headers).json_body["face_count"] == len(detected) + 1
+
+    # A new bundle: the removed detection stays removed, the drawn faces are embedded again and keep
+    # their ids (their person with them).
+    for collection in (services.store.faces, services.store.photos):
+        collection.update_many({"owner": alice.sub}, {"$set": {"model_version": "previous-bundle"}})
+    served = services.face_client.model_version()
+    sqs = client("sqs", aws_stack.aws_endpoint_url)
+    assert enqueue(services.store, sqs, aws_stack.queue_url, aws_stack.bucket, served, alice.sub) == 1
+    drain(pump)
+    after = {f["face_id"]: f for f in services.store.list_faces(alice.sub, photo_id)}
+    assert {f["model_version"] for f in after.values()} == {served}
+    assert after[drawn["face_id"]]["source"] == "manual" and after[drawn["face_id"]]["aligned"] is True
+    assert after[wall["face_id"]]["aligned"] is False
+    assert len(after) == len(detected) + 1
+    assert not any(f.get("source") != "manual" and box_iou(f["box"], wrong["box"]) >= 0.5 for f in after.values())

@@ -411,9 +411,16 @@ async function openPhoto(photoId) {
       const body = move.value === "new" ? { new_person: true } : { person_id: move.value === "none" ? null : move.value };
       try { await api("PUT", `faces/${face.face_id}/person`, body); say("Saved."); openPhoto(photo.photo_id); } catch (error) { say(error.message, true); }
     });
-    row.append(who, button, move);
+    const remove = document.createElement("button");
+    remove.type = "button"; remove.className = "secondary"; remove.textContent = "Not a face";
+    remove.addEventListener("focus", highlight);
+    remove.addEventListener("click", async () => {
+      try { await api("DELETE", `faces/${face.face_id}`); say("Face box removed."); openPhoto(photo.photo_id); } catch (error) { say(error.message, true); }
+    });
+    row.append(who, button, move, remove);
     return row;
   }));
+  drawing.arm(photo, img);
   $("photo-delete").onclick = async () => {
     if (!confirm(`Delete ${photo.filename || "this photo"}? This cannot be undone.`)) return;
     try {
@@ -425,6 +432,55 @@ async function openPhoto(photoId) {
   };
   if (!dialog.open) dialog.showModal();
 }
+
+// Drawing a face the detector missed: press "Draw a face", then drag over the photo.
+const drawing = {
+  photo: null, img: null, start: null, active: false,
+
+  arm(photo, img) {
+    this.photo = photo; this.img = img; this.active = false; this.start = null;
+    $("photo-draw").hidden = photo.status !== "indexed";
+    $("photo-draw").setAttribute("aria-pressed", "false");
+  },
+
+  toggle() {
+    this.active = !this.active;
+    $("photo-draw").setAttribute("aria-pressed", String(this.active));
+    say(this.active ? "Drag over the face to draw its box." : "");
+  },
+
+  point(event) {  // the pointer in the photo's own pixels
+    const rect = $("photo-boxes").getBoundingClientRect();
+    const width = this.photo.width || this.img.naturalWidth, height = this.photo.height || this.img.naturalHeight;
+    return [((event.clientX - rect.left) * width) / rect.width, ((event.clientY - rect.top) * height) / rect.height];
+  },
+
+  box(end) {
+    const [x0, y0] = this.start, [x1, y1] = end;
+    return [Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0)].map((v) => Math.round(v));
+  },
+
+  wire() {
+    const svg = $("photo-boxes");
+    $("photo-draw").addEventListener("click", () => this.toggle());
+    svg.addEventListener("pointerdown", (e) => { if (this.active) { this.start = this.point(e); e.preventDefault(); } });
+    svg.addEventListener("pointermove", (e) => {
+      if (!this.active || !this.start) return;
+      const boxes = this.photo.faces.map((f) => f.box).concat([this.box(this.point(e))]);
+      drawBoxes(svg, this.photo.width || this.img.naturalWidth, this.photo.height || this.img.naturalHeight, boxes, boxes.length - 1);
+    });
+    svg.addEventListener("pointerup", async (e) => {
+      if (!this.active || !this.start) return;
+      const box = this.box(this.point(e));
+      this.start = null; this.active = false;
+      try {
+        const face = await api("POST", `photos/${this.photo.photo_id}/faces`, { box });
+        say(face.aligned ? "Face added." : "Face added (no landmarks found inside the box: embedded as drawn).");
+      } catch (error) { say(error.message, true); }
+      openPhoto(this.photo.photo_id);
+    });
+  },
+};
 
 // Find --------------------------------------------------------------------------------
 function renderResults(result, what) {
@@ -651,7 +707,7 @@ function wireProfile() {
 // Start -------------------------------------------------------------------------------
 async function main() {
   config = await (await fetch("web/config.json")).json();
-  wireAuth(); wireUpload(); wireFind(); wirePeople(); wireProfile();
+  wireAuth(); wireUpload(); wireFind(); wirePeople(); wireProfile(); drawing.wire();
   window.addEventListener("hashchange", route);
   // The tab of the view already shown shows it afresh (People: back to the list, reloaded).
   for (const link of document.querySelectorAll("nav a")) {
