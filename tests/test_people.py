@@ -134,6 +134,18 @@ def test_bad_input_gets_a_clear_4xx(api, make_user, services, method, route, bod
 PEOPLE = FACEDATA / "people/deepface" if FACEDATA else None
 
 
+def reindex_as_if_new_bundle(services, aws_stack, owner: str, pump, expected: int) -> str:
+    """Mark the user's album as indexed by a previous bundle, then reindex it through the queue with
+    the served one (as a bundle rollout does); returns the served version."""
+    for collection in (services.store.faces, services.store.photos):
+        collection.update_many({"owner": owner}, {"$set": {"model_version": "previous-bundle"}})
+    served = services.face_client.model_version()
+    sqs = client("sqs", aws_stack.aws_endpoint_url)
+    assert enqueue(services.store, sqs, aws_stack.queue_url, aws_stack.bucket, served, owner) == expected
+    drain(pump)
+    return served
+
+
 def people_of(api, user) -> dict:
     """{frozenset of photo ids: person} of the user's people."""
     out = {}
@@ -231,12 +243,7 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
 
     # A new bundle: the album marked as indexed by a previous one, then reindexed. Every face is
     # embedded again and keeps its person, its confirmation and its rejection (matched by box).
-    for collection in (services.store.faces, services.store.photos):
-        collection.update_many({"owner": alice.sub}, {"$set": {"model_version": "previous-bundle"}})
-    served = services.face_client.model_version()
-    sqs = client("sqs", aws_stack.aws_endpoint_url)
-    assert enqueue(services.store, sqs, aws_stack.queue_url, aws_stack.bucket, served, alice.sub) == 10
-    drain(pump)
+    served = reindex_as_if_new_bundle(services, aws_stack, alice.sub, pump, expected=10)
     drain(people_pump)
     assert {f["model_version"] for f in services.store.list_faces(alice.sub, ids["jolie"][0])} == {served}
     kept = services.people_store.face(alice.sub, moved)
@@ -284,12 +291,7 @@ def test_faces_drawn_and_removed_by_hand_survive_a_reindex(api, make_user, index
 
     # A new bundle: the removed detection stays removed, the drawn faces are embedded again and keep
     # their ids (their person with them).
-    for collection in (services.store.faces, services.store.photos):
-        collection.update_many({"owner": alice.sub}, {"$set": {"model_version": "previous-bundle"}})
-    served = services.face_client.model_version()
-    sqs = client("sqs", aws_stack.aws_endpoint_url)
-    assert enqueue(services.store, sqs, aws_stack.queue_url, aws_stack.bucket, served, alice.sub) == 1
-    drain(pump)
+    served = reindex_as_if_new_bundle(services, aws_stack, alice.sub, pump, expected=1)
     after = {f["face_id"]: f for f in services.store.list_faces(alice.sub, photo_id)}
     assert {f["model_version"] for f in after.values()} == {served}
     assert after[drawn["face_id"]]["source"] == "manual" and after[drawn["face_id"]]["aligned"] is True
