@@ -612,12 +612,14 @@ const people = {
   },
 
   async open(personId) {
+    const token = (this.opening = (this.opening || 0) + 1);  // only the latest opening draws the page
     try {
       const [person, photos, suggestions] = await Promise.all([
         api("GET", `people/${personId}`),
         api("GET", `people/${personId}/photos?limit=100`),
         api("GET", `people/${personId}/suggestions?limit=12`).catch(() => ({ suggestions: [] })),
       ]);
+      if (token !== this.opening) return;
       this.current = person;
       $("people").hidden = true; $("person").hidden = false;
       $("person-name").elements.name.value = person.name || "";
@@ -635,7 +637,10 @@ const people = {
         return item;
       }));
       const others = (await this.all()).filter((p) => p.person_id !== person.person_id);
-      $("person-merge-target").replaceChildren(new Option("Merge into…", ""), ...others.map((p) => new Option(`${p.name || "Unnamed"} (${p.photo_count})`, p.person_id)));
+      if (token !== this.opening) return;
+      const select = $("person-merge-target"), chosen = select.value;  // a choice made meanwhile stays
+      select.replaceChildren(new Option("Merge into…", ""), ...others.map((p) => new Option(`${p.name || "Unnamed"} (${p.photo_count})`, p.person_id)));
+      if (others.some((p) => p.person_id === chosen)) select.value = chosen;
       $("person-merge").hidden = others.length === 0;
       $("suggestions-title").hidden = suggestions.suggestions.length === 0;
       $("suggestions").replaceChildren(...suggestions.suggestions.map((s) => this.suggestion(s)));
