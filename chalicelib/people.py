@@ -71,14 +71,15 @@ class People:
         self.face_client = face_client
 
     def served_model(self, deadline: Deadline | None = None) -> dict:
-        return self.face_client().served_model(deadline)
+        """The served bundle's info; a 503 when the face endpoint does not answer."""
+        try:
+            return self.face_client().served_model(deadline)
+        except FaceServiceError as exc:
+            raise ServiceUnavailable("face detection is unavailable right now; try again shortly") from exc
 
     # The served bundle's grouping calibration ---------------------------------------
     def _served(self, deadline: Deadline | None = None) -> tuple[str, GroupingParams]:
-        try:
-            info = self.served_model(deadline)
-        except FaceServiceError as exc:
-            raise ServiceUnavailable("face detection is unavailable right now; try again shortly") from exc
+        info = self.served_model(deadline)
         params = GroupingParams.from_model_info(info)
         if params is None:
             raise ServiceUnavailable("the face model in service has no grouping calibration", code="no_grouping")
@@ -421,7 +422,7 @@ class People:
         """Faces not in the person, not rejected from it and not decided by the user elsewhere,
         that match one of its faces (confirmed ones first): (face_id, photo_id, score), best first."""
         person = self._owned(user, person_id)
-        info = self._served_info(deadline)
+        info = self.served_model(deadline)
         norm = info.get("normalisation") or {}
         keys = sorted(
             (
@@ -455,12 +456,6 @@ class People:
             and r.get("assigned_by") != USER
         ]
         return sorted(eligible, key=lambda c: -c[2])
-
-    def _served_info(self, deadline=None) -> dict:
-        try:
-            return self.served_model(deadline)
-        except FaceServiceError as exc:
-            raise ServiceUnavailable("face detection is unavailable right now; try again shortly") from exc
 
     def suggestions(self, user: User, person_id: str, params: dict) -> dict:
         """ "Is this <name>?": one suggestion per photo, best first."""

@@ -50,6 +50,3 @@ class PeopleJobs:
         # Only this request's record: one made while the job ran keeps its own message.
         self.requests.delete_one({"_id": owner, "token": token})
         return "regrouped"
-
-    def delete_owner(self, owner: str) -> None:
-        self.requests.delete_one({"_id": owner})
