@@ -11,40 +11,21 @@ grid point of each linkage is evaluated here too, to show why the default won. S
 
     .venv/bin/python -m benchmarks.people_quality   → benchmarks/results/people_quality.json
 
-The embedded album is cached in ``.cache/benchmarks/`` per set of model files (``--fresh`` re-embeds).
+The embedded album is cached (``benchmarks.search_quality.cached_album``; ``--fresh`` re-embeds).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import cpu_engine, write_results
-from benchmarks.search_quality import EAST_ASIAN, Album, embed
+from benchmarks.search_quality import EAST_ASIAN, Album, cached_album
 from chalicelib.grouping import GroupingParams, agglomerate, knn_edges
 from gpu_endpoint.calibration import grouping_scores
-
-CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "benchmarks"
-FIELDS = ("vectors", "groups", "sources", "identities", "splits", "stats", "group_stats", "group_photo")
-
-
-def cached_album(engine, root, fresh: bool) -> Album:
-    """Keyed by the bundle's model and cohort files: the same files embed the same vectors."""
-    key = hashlib.sha256(json.dumps(engine.manifest.files, sort_keys=True).encode()).hexdigest()[:16]
-    path = CACHE_DIR / f"album-{key}.npz"
-    if path.exists() and not fresh:
-        data = np.load(path, allow_pickle=False)
-        return Album(*(data[name] for name in FIELDS))
-    album = embed(engine, root)
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **{name: getattr(album, name) for name in FIELDS})
-    return album
 
 
 def holdout_album(album: Album):

@@ -10,6 +10,10 @@ for key q and album face t with raw score s,
 
 where μ, σ are the mean and standard deviation of a face's ``top_n`` highest cohort scores.
 μt, σt are computed once per face when it is indexed; μq, σq at search time.
+
+``QueryExpansion`` then lets the key's most confident matches vote: a face the key alone scores
+too low for may still be found through the other photos of the same person (the key is one pose,
+one light; its matches are others).
 """
 
 from __future__ import annotations
@@ -38,14 +42,103 @@ def as_norm(raw: np.ndarray, key_mean: float, key_std: float, mean: np.ndarray, 
     return 0.5 * ((raw - key_mean) / key_std + (raw - mean) / std)
 
 
+# A match this close to the key is a copy of it (or the key face itself): it adds no new view.
+DUPLICATE_COSINE = 0.999
+EXPANSION_POOL = 300  # candidates re-scored by query expansion: the key's best, by normalised score
+
+
+def best_candidates(scores: np.ndarray, eligible: np.ndarray, pool: int = EXPANSION_POOL) -> np.ndarray:
+    """Indices of the ``pool`` best eligible faces by normalised score, best first."""
+    found = np.nonzero(eligible & np.isfinite(scores))[0]
+    if len(found) > pool:
+        found = found[np.argpartition(-scores[found], pool - 1)[:pool]]
+    return found[np.argsort(-scores[found], kind="stable")]
+
+
+@dataclass(frozen=True)
+class QueryExpansion:
+    """Query expansion in score space, fitted by the bundle builder
+    (``gpu_endpoint.calibration.fit_query_expansion``). The key's best ``max_faces`` matches with a
+    normalised score ≥ ``min_score`` (its confident ones) are the expansion set E. Every face of the
+    key's best ``pool`` candidates (cosine ≥ the raw floor) gets the expanded score
+
+        s₂(t) = [s(q, t) + weight · Σ_{r ∈ E} s(r, t)] / (1 + weight · |E|)
+
+    with s the AS-norm score, and passes if s₂ ≥ ``threshold`` or it passed on its own; its score
+    becomes the better of s and s₂ (so the key's own face or a copy of it still comes first). With no
+    confident match nothing changes. Scores between album
+    faces need only their vectors and stored statistics, so both vector indexes can do it."""
+
+    min_score: float
+    max_faces: int
+    weight: float
+    threshold: float
+    pool: int = EXPANSION_POOL
+
+    @classmethod
+    def from_settings(cls, settings: dict | None) -> QueryExpansion | None:
+        if not settings:
+            return None
+        return cls(
+            float(settings["min_score"]),
+            int(settings["max_faces"]),
+            float(settings["weight"]),
+            float(settings["threshold"]),
+            int(settings.get("pool", EXPANSION_POOL)),
+        )
+
+    def settings(self) -> dict:
+        return {
+            "min_score": self.min_score,
+            "max_faces": self.max_faces,
+            "weight": self.weight,
+            "threshold": self.threshold,
+            "pool": self.pool,
+        }
+
+    def candidates(self, scores: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+        """The key's faces this expansion re-scores (``best_candidates``)."""
+        return best_candidates(scores, eligible, self.pool)
+
+    def rescore(
+        self,
+        sims: np.ndarray,
+        scores: np.ndarray,
+        passing: np.ndarray,
+        pool: np.ndarray,
+        pool_vectors: np.ndarray,
+        mean: np.ndarray,
+        std: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, passing) with the pool's faces re-scored; ``pool`` from ``candidates``,
+        ``pool_vectors`` their unit vectors in that order, ``mean``/``std`` every face's statistics."""
+        scores, passing = np.array(scores, np.float64), np.array(passing, bool)
+        if not len(pool):
+            return scores, passing
+        confident = np.nonzero((scores[pool] >= self.min_score) & (sims[pool] < DUPLICATE_COSINE))[0]
+        confident = confident[: self.max_faces]
+        if not len(confident):
+            return scores, passing
+        vectors = np.asarray(pool_vectors, np.float32)
+        raw = vectors[confident] @ vectors.T
+        members = pool[confident]
+        votes = as_norm(raw, mean[members][:, None], std[members][:, None], mean[pool][None, :], std[pool][None, :])
+        expanded = (scores[pool] + self.weight * votes.sum(axis=0)) / (1 + self.weight * len(confident))
+        expanded = np.where(np.isnan(expanded), -np.inf, expanded)
+        passing[pool] |= expanded >= self.threshold
+        scores[pool] = np.maximum(scores[pool], expanded)
+        return scores, passing
+
+
 @dataclass(frozen=True)
 class KeyNormalisation:
-    """One search key's side of AS-norm: its cohort statistics and the normalised threshold
-    (None: rank by the normalised score, cut by cosine only)."""
+    """One search key's side of AS-norm: its cohort statistics, the normalised threshold
+    (None: rank by the normalised score, cut by cosine only) and the query expansion, if any."""
 
     mean: float
     std: float
     threshold: float | None
+    expansion: QueryExpansion | None = None
 
     def scores(self, raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """Album faces without statistics (NaN) score -inf: they cannot be compared fairly."""

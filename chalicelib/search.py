@@ -25,7 +25,7 @@ from .errors import (
 )
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .people import People
-from .score_norm import KeyNormalisation
+from .score_norm import KeyNormalisation, QueryExpansion
 from .storage import CONTENT_TYPE_EXTENSIONS, SEARCH_KEY_TAG, key_photo_key
 from .store import now_ms
 from .vector_search import VectorIndex
@@ -126,6 +126,7 @@ class FaceSearch:
             "threshold": threshold,
             "score_threshold": key_norm.threshold if key_norm else None,
             "normalised": key_norm is not None,
+            "expanded_threshold": key_norm.expansion.threshold if key_norm and key_norm.expansion else None,
             "key_faces": key["faces"],
             "used_face": key["used_face"],
             "results": self._present(user, page),
@@ -136,8 +137,8 @@ class FaceSearch:
     def _decision(requested, key: dict):
         """(cosine threshold, KeyNormalisation or None). With the bundle's cohort normalisation a
         result needs cosine ≥ its raw floor and a normalised score ≥ its threshold, and results are
-        ranked by that score; a ``threshold`` in the request is a plain cosine cut instead (still
-        ranked by the normalised score)."""
+        ranked by that score, with the bundle's query expansion when it has one; a ``threshold`` in
+        the request is a plain cosine cut instead (still ranked by the normalised score, no expansion)."""
         norm, stats = key.get("normalisation") or {}, key.get("cohort") or (None, None)
         mean, std = stats
         if not norm or mean is None or std is None:  # a bundle without a cohort: cosine only
@@ -145,7 +146,8 @@ class FaceSearch:
                 return float(key["threshold"]), None
             return _requested_threshold(requested), None
         if requested is None:
-            return float(norm["raw_floor"]), KeyNormalisation(mean, std, float(norm["threshold"]))
+            expansion = QueryExpansion.from_settings(norm.get("expansion"))
+            return float(norm["raw_floor"]), KeyNormalisation(mean, std, float(norm["threshold"]), expansion)
         return _requested_threshold(requested), KeyNormalisation(mean, std, None)
 
     def _key_photo(self, user: User, body: dict, source: str, deadline: Deadline | None) -> dict:

@@ -335,3 +335,12 @@ class PhotoStore:
             stats.append((doc.get("cohort_mean"), doc.get("cohort_std")))
         matrix = np.vstack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
         return ids, matrix, np.array(stats, dtype=np.float64).reshape(-1, 2)
+
+    def vectors_of_faces(self, owner: str, face_ids: list[str]) -> dict[str, np.ndarray]:
+        """The vectors of some of ``owner``'s faces by face id (a face deleted meanwhile is absent)."""
+        if not face_ids:
+            return {}
+        found = self.faces.find(
+            {"owner": owner, "face_id": {"$in": list(face_ids)}}, {"_id": 0, "face_id": 1, "embedding": 1}
+        )
+        return {doc["face_id"]: binary_to_vector(doc["embedding"]) for doc in found}

@@ -2,8 +2,8 @@
 Atlas ``$vectorSearch`` (cloud).  Both return (face_id, photo_id, cosine similarity, score),
 best first, only from the caller's faces of the key's bundle version, with cosine ≥ the
 threshold. With a ``KeyNormalisation`` the score is the cohort-normalised one
-(``chalicelib.score_norm``), results must also pass its threshold and are ranked by it;
-without one the score is the cosine."""
+(``chalicelib.score_norm``), results must also pass its threshold (or its query expansion's)
+and are ranked by it; without one the score is the cosine."""
 
 from __future__ import annotations
 
@@ -79,6 +79,11 @@ class ExactSearch:
         passing = sims >= threshold
         if key_norm is not None:
             passing &= key_norm.passes(scores)
+            if key_norm.expansion is not None:
+                pool = key_norm.expansion.candidates(scores, sims >= threshold)
+                scores, passing = key_norm.expansion.rescore(
+                    sims, scores, passing, pool, matrix[pool], stats[:, 0], stats[:, 1]
+                )
         candidates = np.nonzero(passing)[0]
         k = min(limit, len(candidates))
         if k == 0:
@@ -141,5 +146,12 @@ class AtlasSearch:
             return [(r["face_id"], r["photo_id"], float(s), float(s)) for r, s in zip(rows, sims)]
         stats = np.array([(r.get("cohort_mean"), r.get("cohort_std")) for r in rows], dtype=np.float64)
         scores = key_norm.scores(sims, stats[:, 0], stats[:, 1])
-        order = [i for i in np.argsort(-scores, kind="stable") if key_norm.passes(scores[i])]
+        passing = key_norm.passes(scores)
+        if key_norm.expansion is not None:
+            pool = key_norm.expansion.candidates(scores, np.ones(len(rows), bool))
+            found = self.store.vectors_of_faces(owner, [rows[i]["face_id"] for i in pool])
+            pool = np.array([i for i in pool if rows[i]["face_id"] in found], np.int64)  # deleted meanwhile
+            vectors = np.array([found[rows[i]["face_id"]] for i in pool], np.float32)
+            scores, passing = key_norm.expansion.rescore(sims, scores, passing, pool, vectors, stats[:, 0], stats[:, 1])
+        order = [i for i in np.argsort(-scores, kind="stable") if passing[i]]
         return [(rows[i]["face_id"], rows[i]["photo_id"], float(sims[i]), float(scores[i])) for i in order]

@@ -28,7 +28,7 @@ from .bundle import DEFAULT_DIR, FORMAT, BundleError, Manifest, sha256
 from .engine import FaceEngine, fuse
 from .facedata import facedata_root, labelled_photos
 
-BUILDER_VERSION = "8"  # 6: dlib fused with faceres; 7: people grouping calibrated; 8: worse-fold rule
+BUILDER_VERSION = "9"  # 6: dlib fused with faceres; 7: people grouping; 8: worse-fold rule; 9: query expansion
 # The cohort: calibration identities of the large, demographically broad sets only. The small
 # celebrity sets are left out, so that the people tests and demos search for (Angelina Jolie,
 # George Clooney, Katy Perry...) are never in it: a face whose own person is in the cohort meets
@@ -265,6 +265,9 @@ def build(
     cal_sources = [p.source for p, c in zip(photos, calib) if c]
     in_cohort = np.isin(cal_sources, COHORT_SOURCES)
     normalisation = calibration.fit_normalised_search(cal_vectors, cal_labels, in_cohort)
+    log("fitting query expansion on the calibration identities")
+    fitted = [normalisation[k] for k in ("top_n", "raw_floor", "threshold")]
+    expansion = calibration.fit_query_expansion(cal_vectors, cal_labels, in_cohort, *fitted)
     np.save(work / "cohort.npy", cal_vectors[in_cohort].astype(np.float32))
     cohort_sources = [s for s, c in zip(cal_sources, in_cohort) if c]
 
@@ -317,6 +320,14 @@ def build(
         "threshold": round(normalisation["threshold"], 4),
         "calibration_f1": round(normalisation["f1"], 4),
         "fitted_on": "calibration identities only (each face's own person left out of its cohort)",
+        "expansion": expansion
+        and {
+            **expansion,
+            "method": "chalicelib.score_norm.QueryExpansion: the key's confident matches vote; fitted on two folds "
+            "of the calibration identities, each judged against the other's cohort: the best worse-fold F1 among "
+            "the grid points that cost neither fold more than "
+            f"{calibration.EXPANSION_PRECISION_SLACK} precision, if it beats no expansion",
+        },
         "cohort": {
             "path": "cohort.npy",
             "sha256": sha256(work / "cohort.npy"),

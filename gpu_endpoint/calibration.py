@@ -136,13 +136,7 @@ def best_search_threshold(
 
 
 def _mean_f1(retrieved: np.ndarray, relevant: np.ndarray) -> float:
-    tp = (retrieved & relevant).sum(axis=1)
-    found = retrieved.sum(axis=1)
-    precision = np.where(found > 0, tp / np.maximum(found, 1), 1.0)
-    recall = tp / relevant.sum(axis=1)
-    return float(
-        np.mean(np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0))
-    )
+    return _retrieval_scores(retrieved, relevant)["f1"]
 
 
 RAW_FLOOR_GRID = tuple(np.linspace(0.6, 0.85, 11))
@@ -191,6 +185,105 @@ def fit_normalised_search(
                 if best is None or f1 > best["f1"]:
                     best = {"top_n": int(top_n), "raw_floor": float(floor), "threshold": float(threshold), "f1": f1}
     return best
+
+
+EXPANSION_MIN_SCORES = (2.5, 3.0, 3.5)
+EXPANSION_MAX_FACES = (5, 10)
+EXPANSION_WEIGHTS = (1.0, 2.0)
+EXPANSION_THRESHOLDS = tuple(float(t) for t in np.arange(1.0, 3.01, 0.25))
+EXPANSION_PRECISION_SLACK = 0.005
+
+
+def fold_albums(vectors: np.ndarray, identities: np.ndarray, cohort_mask: np.ndarray, top_n: int) -> list:
+    """The calibration identities split in two folds, each an album judged against a cohort of the
+    other fold's faces (those in ``cohort_mask``), as a user's album is: its people are never in the
+    bundle's cohort. With the album's own people in the cohort (even each face's own person left out,
+    its look-alikes stay), strangers score too low. Per fold: (members mask, cohort mean, std)."""
+    from chalicelib.score_norm import cohort_stats
+
+    names = sorted(set(identities.tolist()))
+    fold = np.isin(identities, names[::2])
+    albums = []
+    for members in (fold, ~fold):
+        cohort = vectors[~members & cohort_mask]
+        mean, std = cohort_stats(vectors[members], cohort, min(top_n, len(cohort)))
+        albums.append((members, mean, std))
+    return albums
+
+
+def fit_query_expansion(
+    embeddings: np.ndarray,
+    labels: Sequence[str],
+    cohort_mask,
+    top_n: int,
+    raw_floor: float,
+    threshold: float,
+    min_photos: int = 3,
+) -> dict:
+    """Query expansion (``chalicelib.score_norm.QueryExpansion``) on top of the fitted normalised
+    search, on the two ``fold_albums`` (every face of an identity with ``min_photos`` or more a key
+    over the rest of its fold): the grid point with the best worse-fold mean F1 among those that
+    cost neither fold more than ``EXPANSION_PRECISION_SLACK`` of its precision without expansion
+    (expansion trades precision for recall; the product's complaint was strangers in the results),
+    if it beats no expansion; else None. Returns the settings and both folds' scores with and without."""
+    from chalicelib.score_norm import EXPANSION_POOL, QueryExpansion, as_norm, best_candidates
+
+    embeddings = np.asarray(embeddings, np.float32)
+    labels = np.asarray(labels)
+    folds = []
+    for members, mean, std in fold_albums(embeddings, labels, np.asarray(cohort_mask, bool), top_n):
+        vectors, names = embeddings[members], labels[members]
+        values, counts = np.unique(names, return_counts=True)
+        keys = np.nonzero(np.isin(names, values[counts >= min_photos]))[0]
+        relevant = names[keys][:, None] == names[None, :]
+        relevant[np.arange(len(keys)), keys] = False
+        searches = []  # per key: what the search without expansion gives (the key is not in its album)
+        for key in keys:
+            sims = vectors @ vectors[key]
+            sims[key] = -1.0
+            scores = np.where(sims >= raw_floor, as_norm(sims, mean[key], std[key], mean, std), -np.inf)
+            pool = best_candidates(scores, sims >= raw_floor)
+            searches.append((sims, scores, scores >= threshold, pool, vectors[pool]))
+        folds.append((searches, relevant, mean, std))
+
+    def scored(expansion) -> list[dict]:
+        out = []
+        for searches, relevant, mean, std in folds:
+            retrieved = np.vstack(
+                [expansion.rescore(*s[:4], s[4], mean, std)[1] if expansion else s[2] for s in searches]
+            )
+            out.append(_retrieval_scores(retrieved, relevant))
+        return out
+
+    without = scored(None)
+    best = {"worse_fold_f1": min(f["f1"] for f in without)}  # an expansion must beat none
+    for settings in _expansion_grid(threshold):
+        folds_scores = scored(QueryExpansion(**settings))
+        if any(f["precision"] < w["precision"] - EXPANSION_PRECISION_SLACK for f, w in zip(folds_scores, without)):
+            continue
+        worse = min(f["f1"] for f in folds_scores)
+        if worse > best["worse_fold_f1"]:
+            best = dict(settings, pool=EXPANSION_POOL, worse_fold_f1=worse, folds=folds_scores)
+    return dict(best, folds_without=without) if "min_score" in best else None
+
+
+def _retrieval_scores(retrieved: np.ndarray, relevant: np.ndarray) -> dict:
+    tp = (retrieved & relevant).sum(axis=1)
+    found = retrieved.sum(axis=1)
+    precision = np.where(found > 0, tp / np.maximum(found, 1), 1.0)
+    recall = tp / relevant.sum(axis=1)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    return {k: round(float(v.mean()), 4) for k, v in (("precision", precision), ("recall", recall), ("f1", f1))}
+
+
+def _expansion_grid(threshold: float):
+    for min_score in EXPANSION_MIN_SCORES:
+        if min_score < threshold:  # a confident match must pass on its own
+            continue
+        for max_faces in EXPANSION_MAX_FACES:
+            for weight in EXPANSION_WEIGHTS:
+                for expanded in EXPANSION_THRESHOLDS:
+                    yield {"min_score": min_score, "max_faces": max_faces, "weight": weight, "threshold": expanded}
 
 
 # People grouping (chalicelib.grouping), fitted on the calibration identities ------------------
@@ -249,18 +342,14 @@ def fit_grouping(vectors: np.ndarray, identities: Sequence[str], cohort_mask, to
     unlike either. Returns the best grid point (scores over both folds, and the worse fold's
     precision), the best of each linkage, and the whole grid."""
     from chalicelib.grouping import agglomerate, knn_edges
-    from chalicelib.score_norm import cohort_stats
 
     vectors = np.asarray(vectors, np.float32)
     identities = np.asarray(identities)
     cohort_mask = np.asarray(cohort_mask, bool)
-    names = sorted(set(identities.tolist()))
-    fold = np.isin(identities, names[::2])
-    albums = []
-    for members in (fold, ~fold):
-        cohort = vectors[~members & cohort_mask]
-        mean, std = cohort_stats(vectors[members], cohort, min(top_n, len(cohort)))
-        albums.append((vectors[members], np.stack([mean, std], axis=1), identities[members]))
+    albums = [
+        (vectors[members], np.stack([mean, std], axis=1), identities[members])
+        for members, mean, std in fold_albums(vectors, identities, cohort_mask, top_n)
+    ]
     truth = np.concatenate([album[2] for album in albums])
     photos = [str(i) for i in range(len(truth))]
     grid = []

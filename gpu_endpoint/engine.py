@@ -20,7 +20,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from chalicelib.images import box_iou
-from chalicelib.score_norm import cohort_stats
+from chalicelib.score_norm import QueryExpansion, cohort_stats
 
 from .align import warp_chip
 from .bundle import Manifest
@@ -286,7 +286,11 @@ class FaceEngine:
 
     @property
     def search_settings(self) -> dict | None:
-        """What search needs of the bundle's normalisation: ``{"method", "raw_floor", "threshold"}``."""
+        """What search needs of the bundle's normalisation: ``{"method", "raw_floor", "threshold",
+        "expansion"}`` (expansion: ``chalicelib.score_norm.QueryExpansion``'s settings, or null)."""
         if not self.normalisation:
             return None
-        return {k: self.normalisation[k] for k in ("method", "raw_floor", "threshold")}
+        settings = {k: self.normalisation[k] for k in ("method", "raw_floor", "threshold")}
+        expansion = QueryExpansion.from_settings(self.normalisation.get("expansion"))
+        settings["expansion"] = expansion.settings() if expansion else None
+        return settings

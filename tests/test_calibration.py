@@ -70,3 +70,22 @@ def test_normalised_search_fit_on_a_cohort_smaller_than_top_n():
     labels = [f"p{i // 3}" for i in range(12)]  # 4 people x 3 photos: 9 strangers each
     assert calibration.fit_normalised_search(vectors, labels, top_n_choices=(5, 20, 50))["top_n"] == 5
     assert calibration.fit_normalised_search(vectors, labels, top_n_choices=(20, 50))["top_n"] == 9
+
+
+def test_query_expansion_is_not_fitted_where_it_cannot_win():
+    """Well separated people whose photos the key finds alone (recall 1): every expansion could
+    only let strangers in, so the fit must choose none."""
+    rng = np.random.default_rng(3)
+    common = rng.standard_normal(64)
+    vectors, labels = [], []
+    for person in range(20):
+        centre = rng.standard_normal(64)
+        for _ in range(6):
+            vectors.append(0.8 * common + centre + 0.3 * rng.standard_normal(64))
+            labels.append(f"p{person}")
+    vectors = np.asarray(vectors, np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    cohort = np.ones(len(vectors), bool)
+    fitted = calibration.fit_normalised_search(vectors, labels, cohort, top_n_choices=(5,), raw_grid=(0.0,))
+    assert fitted["f1"] == 1.0
+    assert calibration.fit_query_expansion(vectors, labels, cohort, 5, 0.0, fitted["threshold"]) is None

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from chalicelib.images import decode_image
+from gpu_endpoint import calibration
 from gpu_endpoint.facedata import ground_truth_boxes, labelled_photos, match_detections
 from tests.face_fixtures import FACEDATA, needs_facedata
 
@@ -166,6 +167,12 @@ def test_manifest_is_complete(bundle_dir):
     assert cohort.shape == (norm["cohort"]["faces"], embedder["embedding_dim"]) and norm["top_n"] <= len(cohort)
     assert {"kpop", "asian_faces", "casia_v5"} <= set(norm["cohort"]["sources"])  # East-Asian faces in the cohort
     assert 0.5 <= norm["raw_floor"] < 1 and norm["threshold"] > 0
+    expansion = norm["expansion"]  # fitted by the rule of calibration.fit_query_expansion, recorded
+    if expansion is not None:
+        assert expansion["min_score"] >= norm["threshold"]
+        for with_it, without in zip(expansion["folds"], expansion["folds_without"], strict=True):
+            assert with_it["precision"] >= without["precision"] - calibration.EXPANSION_PRECISION_SLACK
+        assert expansion["worse_fold_f1"] > min(f["f1"] for f in expansion["folds_without"])
 
 
 def test_the_engine_gives_each_face_its_cohort_statistics(engine, bundle_dir):

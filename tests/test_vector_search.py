@@ -9,7 +9,7 @@ import pytest
 from chalicelib.database import open_database
 from chalicelib.search import MAX_HITS
 from chalicelib.settings import Settings
-from chalicelib.store import PhotoStore
+from chalicelib.store import PhotoStore, binary_to_vector
 from chalicelib.vector_search import ATLAS_INDEX_NAME, ATLAS_MAX_CANDIDATES, AtlasSearch, ExactSearch
 
 
@@ -158,3 +158,55 @@ def test_atlas_limits_hold_at_every_limit_search_can_ask(limit):
     stage = AtlasSearch.pipeline("me", "v1", np.ones(4, np.float32) / 2, limit=limit, threshold=0.6)[0]["$vectorSearch"]
     assert 1 <= stage["limit"] <= stage["numCandidates"] <= 10_000
     assert stage["limit"] == min(limit, 10_000) and stage["numCandidates"] >= min(10 * limit, 10_000)
+
+
+def test_both_engines_expand_a_query_alike(store):
+    """Exact scan and Atlas (its $vectorSearch played from the same store, its vectors fetched
+    from it) admit the same faces through query expansion, and expansion admits a face the key
+    alone does not: the person's other photo, not the stranger as close to the key."""
+    from chalicelib.score_norm import KeyNormalisation, QueryExpansion
+
+    key = unit(np.array([[1, 0, 0, 0]], np.float32))[0]
+    person = unit(np.array([[1, 0.3, 0, 0], [1, 0.3, 0.05, 0], [1, 0.9, 0, 0]], np.float32))
+    stranger = unit(np.array([[1, 0, 0.9, 0]], np.float32))
+    rng = np.random.default_rng(4)
+    others = rng.standard_normal((20, 4)).astype(np.float32)
+    others[:, 0] = -np.abs(others[:, 0])  # strangers far from the key
+    others = unit(others)
+    vectors = np.vstack([person, stranger, others])
+    add_faces(store, "me", vectors)
+    add_faces(store, "them", person, first=100)  # another user's look-alikes: never seen
+    store.faces.update_many({}, {"$set": {"cohort_mean": 0.0, "cohort_std": 0.1}})
+    expansion = QueryExpansion(min_score=9.0, max_faces=10, weight=1.0, threshold=8.0)
+
+    class Atlas:
+        """$vectorSearch as Atlas answers it: the owner's faces of the version by cosine, best first."""
+
+        def aggregate(self, pipeline):
+            stage = pipeline[0]["$vectorSearch"]
+            floor = pipeline[-1]["$match"]["score"]["$gte"]
+            rows = []
+            for face in store.faces.find({"owner": stage["filter"]["owner"]}):
+                score = (1 + float(np.dot(binary_to_vector(face["embedding"]), stage["queryVector"]))) / 2
+                if score >= floor:
+                    rows.append(
+                        {**{k: face[k] for k in ("face_id", "photo_id", "cohort_mean", "cohort_std")}, "score": score}
+                    )
+            return iter(sorted(rows, key=lambda r: -r["score"])[: stage["limit"]])
+
+    class AtlasStore:
+        faces = Atlas()
+        vectors_of_faces = store.vectors_of_faces
+
+    def photos(hits):
+        return [h[1] for h in hits]
+
+    alone = KeyNormalisation(0.0, 0.1, 8.0)
+    expanded = KeyNormalisation(0.0, 0.1, 8.0, expansion)
+    base = photos(ExactSearch(store).search("me", "v1", key, MAX_HITS, 0.5, alone))
+    exact = ExactSearch(store).search("me", "v1", key, MAX_HITS, 0.5, expanded)
+    atlas = AtlasSearch(AtlasStore()).search("me", "v1", key, MAX_HITS, 0.5, expanded)
+    assert base == [f"{0:032x}", f"{1:032x}"]
+    assert set(photos(exact)) == {f"{i:032x}" for i in range(3)}  # t found, the stranger (3) not
+    assert photos(atlas) == photos(exact)
+    assert [h[3] for h in atlas] == pytest.approx([h[3] for h in exact], abs=1e-5)
