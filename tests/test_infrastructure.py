@@ -33,7 +33,10 @@ def test_chalice_stage_points_at_the_templates_resources(stage):
     assert env["PHOTO_EVENTS_QUEUE_URL"].endswith(f"/memory-studio-{stage}-photo-events")
     assert "memory-studio-${Stage}-photo-events" in text
     assert env["MONGODB_SECRET_ID"] == f"memory-studio/{stage}/atlas" and "memory-studio/${Stage}/atlas" in text
-    policy = (ROOT / ".chalice" / config["iam_policy_file"]).read_text()
+    policy = "".join(
+        (ROOT / ".chalice" / function["iam_policy_file"]).read_text()
+        for function in config["lambda_functions"].values()
+    )
     for resource in (
         f"memory-studio-{stage}-photos/users/*",
         f"memory-studio-{stage}-photo-events",
@@ -103,57 +106,123 @@ def test_api_gateways_own_errors_answer_in_the_apps_shape_with_cors(stage, aws_s
         assert json.loads(rendered) == {"error": "unauthorized", "message": "Unauthorized"}
 
 
-@pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_the_stage_policy_allows_every_aws_call_the_functions_make(stage):
-    """Each AWS call of the code, as IAM evaluates it (moto's policy evaluator): a missing action
-    would fail in the cloud only (the presigned key upload's tagging, /health's HeadBucket)."""
-    from moto.iam.access_control import IAMPolicy, PermissionResult
-
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][stage]
-    env = config["environment_variables"]
-    policy = IAMPolicy((ROOT / ".chalice" / config["iam_policy_file"]).read_text())
+def aws_calls(stage: str) -> dict[str, tuple]:
+    """Every AWS call of the code as IAM sees it, (action, resource, request context), by what
+    makes it: the functions whose policies must allow it are in ``CALLERS``."""
+    env = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][stage]["environment_variables"]
     bucket = f"arn:aws:s3:::{env['PHOTO_BUCKET']}"
     sub = "0b1e9a3c-1111-2222-3333-444455556666"
-    calls = [  # (action, resource, request context) and where the code makes the call
-        ("s3:PutObject", f"{bucket}/users/{sub}/photos/a.jpg", None),  # presigned photo upload
-        ("s3:PutObject", f"{bucket}/users/{sub}/keys/k.jpg", None),  # presigned key upload...
-        ("s3:PutObjectTagging", f"{bucket}/users/{sub}/keys/k.jpg", None),  # ...with its expiry tag
-        ("s3:GetObject", f"{bucket}/users/{sub}/photos/a.jpg", None),  # indexer, presigned views
-        ("s3:DeleteObject", f"{bucket}/users/{sub}/thumbs/a.jpg", None),  # deletion
-        ("s3:ListBucket", bucket, {"s3:prefix": f"users/{sub}/"}),  # account deletion
-        ("sagemaker:InvokeEndpoint", f"arn:aws:sagemaker:us-east-1:1:endpoint/{env['FACE_ENDPOINT_NAME']}", None),
-        (
+    sqs = "arn:aws:sqs:us-east-1:1:"
+    return {
+        "presigned photo upload": ("s3:PutObject", f"{bucket}/users/{sub}/photos/a.jpg", None),
+        "presigned key upload": ("s3:PutObject", f"{bucket}/users/{sub}/keys/k.jpg", None),
+        "the key upload's expiry tag": ("s3:PutObjectTagging", f"{bucket}/users/{sub}/keys/k.jpg", None),
+        "read a photo (presigned view, indexing, HeadObject)": (
+            "s3:GetObject",
+            f"{bucket}/users/{sub}/photos/a.jpg",
+            None,
+        ),
+        "write a thumbnail": ("s3:PutObject", f"{bucket}/users/{sub}/thumbs/a.jpg", None),
+        "delete a photo or thumbnail": ("s3:DeleteObject", f"{bucket}/users/{sub}/thumbs/a.jpg", None),
+        "list an account's objects": ("s3:ListBucket", bucket, {"s3:prefix": f"users/{sub}/"}),
+        "face endpoint": (
+            "sagemaker:InvokeEndpoint",
+            f"arn:aws:sagemaker:us-east-1:1:endpoint/{env['FACE_ENDPOINT_NAME']}",
+            None,
+        ),
+        "Atlas secret": (
             "secretsmanager:GetSecretValue",
             f"arn:aws:secretsmanager:us-east-1:1:secret:{env['MONGODB_SECRET_ID']}-AbCdEf",
             None,
         ),
-        ("cognito-idp:AdminDeleteUser", env["COGNITO_USER_POOL_ARN"], None),
-        ("cognito-idp:AdminUserGlobalSignOut", env["COGNITO_USER_POOL_ARN"], None),
-        (
+        "delete a Cognito user": ("cognito-idp:AdminDeleteUser", env["COGNITO_USER_POOL_ARN"], None),
+        "sign a Cognito user out": ("cognito-idp:AdminUserGlobalSignOut", env["COGNITO_USER_POOL_ARN"], None),
+        "send photo events (a batch is authorised as SendMessage)": (
             "sqs:SendMessage",
-            f"arn:aws:sqs:us-east-1:1:{env['PHOTO_EVENTS_QUEUE']}",
+            sqs + env["PHOTO_EVENTS_QUEUE"],
             None,
-        ),  # reindex (a batch is authorised as SendMessage)
-        ("sqs:ReceiveMessage", f"arn:aws:sqs:us-east-1:1:{env['PHOTO_EVENTS_QUEUE']}", None),  # event source
-        ("sqs:SendMessage", f"arn:aws:sqs:us-east-1:1:{env['PEOPLE_JOBS_QUEUE']}", None),  # regrouping requests
-        ("sqs:ReceiveMessage", f"arn:aws:sqs:us-east-1:1:{env['PEOPLE_JOBS_QUEUE']}", None),  # group_people
-    ]
-    for action, resource, context in calls:
-        assert (
-            policy.is_action_permitted(action, resource, incoming_condition_values=context)
-            == PermissionResult.PERMITTED
-        ), (action, resource, context)
-    # moto's evaluator checks StringEquals conditions only, so the two s3:ListBucket grants are read
-    # here: prefixes under users/ (account deletion), and no prefix at all (/health's HeadBucket,
-    # which carries none: a grant conditioned on users/* would refuse it).
-    document = json.loads((ROOT / ".chalice" / config["iam_policy_file"]).read_text())
+        ),
+        "read photo events": ("sqs:ReceiveMessage", sqs + env["PHOTO_EVENTS_QUEUE"], None),
+        "request a regrouping": ("sqs:SendMessage", sqs + env["PEOPLE_JOBS_QUEUE"], None),
+        "read regrouping requests": ("sqs:ReceiveMessage", sqs + env["PEOPLE_JOBS_QUEUE"], None),
+    }
+
+
+CALLERS = {  # what each function's code calls (chalicelib: album, search, accounts, indexing, reindex, people_jobs)
+    "api_handler": {
+        "presigned photo upload",
+        "presigned key upload",
+        "the key upload's expiry tag",
+        "read a photo (presigned view, indexing, HeadObject)",
+        "delete a photo or thumbnail",
+        "list an account's objects",
+        "face endpoint",
+        "Atlas secret",
+        "delete a Cognito user",
+        "sign a Cognito user out",
+        "request a regrouping",
+    },
+    "index_photos": {
+        "read a photo (presigned view, indexing, HeadObject)",
+        "write a thumbnail",
+        "delete a photo or thumbnail",
+        "face endpoint",
+        "Atlas secret",
+        "read photo events",
+        "request a regrouping",
+    },
+    "reindex": {"face endpoint", "Atlas secret", "send photo events (a batch is authorised as SendMessage)"},
+    "group_people": {"face endpoint", "Atlas secret", "read regrouping requests"},
+}
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+@pytest.mark.parametrize("function", sorted(CALLERS))
+def test_each_function_may_make_exactly_its_own_aws_calls(stage, function):
+    """Each function's own policy, as IAM evaluates it (moto's policy evaluator): every call its
+    code makes is allowed (a missing one fails in the cloud only: the key upload's tagging,
+    /health's HeadBucket), and every call only other functions make is refused."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][stage]
+    document = (ROOT / ".chalice" / config["lambda_functions"][function]["iam_policy_file"]).read_text()
+    policy = IAMPolicy(document)
+    for name, (action, resource, context) in aws_calls(stage).items():
+        allowed = policy.is_action_permitted(action, resource, incoming_condition_values=context)
+        if name in CALLERS[function]:
+            assert allowed == PermissionResult.PERMITTED, (function, name)
+        elif action != "s3:ListBucket":  # its conditions moto does not evaluate: read below
+            assert allowed == PermissionResult.NEUTRAL, (function, name)
+    # moto's evaluator checks StringEquals conditions only, so the s3:ListBucket grants are read here:
+    # prefixes under users/ (account deletion, the API only), and no prefix at all — HeadBucket
+    # (/health) carries none, and S3 answers HeadObject on a missing key with 404 only to a caller
+    # allowed s3:ListBucket (403 otherwise), which the API and the indexer rely on.
+    bucket = f"arn:aws:s3:::{config['environment_variables']['PHOTO_BUCKET']}"
     listing = [
         st.get("Condition", {})
-        for st in document["Statement"]
+        for st in json.loads(document)["Statement"]
         if "s3:ListBucket" in st["Action"] and st["Resource"] == bucket
     ]
-    assert {"StringLike": {"s3:prefix": ["users/*"]}} in listing
-    assert {"Null": {"s3:prefix": "true"}} in listing and len(listing) == 2
+    assert ({"Null": {"s3:prefix": "true"}} in listing) == (function in ("api_handler", "index_photos"))
+    assert ({"StringLike": {"s3:prefix": ["users/*"]}} in listing) == (function == "api_handler")
+
+
+def test_every_deployed_function_has_its_own_policy_and_the_files_are_current():
+    """The catalogue's functions are the policies' functions, in every stage; the committed files
+    are what ``python -m infrastructure.policies`` writes."""
+    from infrastructure import policies
+
+    catalog = json.loads((ROOT / "functions" / "catalog.json").read_text())["functions"]
+    handlers = {f["handler"].removeprefix("app.") for f in catalog.values()}
+    assert handlers == {"app"} | (set(CALLERS) - {"api_handler"}) and set(policies.FUNCTIONS) == set(CALLERS)
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    for stage in policies.STAGES:
+        assert "iam_policy_file" not in config["stages"][stage]  # no shared fallback
+        functions = config["stages"][stage]["lambda_functions"]
+        assert {name: f["iam_policy_file"] for name, f in functions.items()} == {
+            name: policies.policy_file(stage, name) for name in CALLERS
+        }
+    assert policies.main(["--check"]) == 0
 
 
 def test_the_deploy_order_is_linear_the_web_origin_comes_from_chalices_record(tmp_path, capsys):

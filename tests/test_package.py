@@ -104,3 +104,18 @@ def test_packaged_template_passes_cfn_lint(package):
 
     result = cfn_lint(package / "sam.json")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_each_function_runs_under_its_own_role_with_its_own_policy(package):
+    """Chalice turns each function's iam_policy_file into its own role (infrastructure/policies.py)."""
+    template = json.loads((package / "sam.json").read_text())
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["prod"]["lambda_functions"]
+    catalog = json.loads((ROOT / "functions" / "catalog.json").read_text())["functions"]
+    roles = set()
+    for name, entry in catalog.items():
+        function = "api_handler" if entry["handler"] == "app.app" else entry["handler"].removeprefix("app.")
+        role = template["Resources"][name]["Properties"]["Role"]["Fn::GetAtt"][0]
+        roles.add(role)
+        (document,) = [p["PolicyDocument"] for p in template["Resources"][role]["Properties"]["Policies"]]
+        assert document == json.loads((ROOT / ".chalice" / config[function]["iam_policy_file"]).read_text()), name
+    assert len(roles) == len(catalog)

@@ -1,0 +1,139 @@
+"""One IAM policy per Lambda function and stage, written from one table of grants.
+
+Each function gets only what its code calls (``tests/test_infrastructure.py`` checks each call,
+and each refusal, with an IAM policy evaluator). The files Chalice reads
+(``.chalice/policy-<stage>-<function>.json``, named in each stage's ``lambda_functions``) are
+written by this module from the stage's environment, never by hand:
+
+    .venv/bin/python -m infrastructure.policies           # write them
+    .venv/bin/python -m infrastructure.policies --check   # exit 1 if a file differs (a test runs it)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
+STAGES = ("dev", "prod")
+QUEUE_CONSUMER = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+
+
+def grants(stage: str, env: dict) -> dict[str, dict]:
+    """Every statement any function may need, by Sid, for one stage."""
+    bucket = f"arn:aws:s3:::{env['PHOTO_BUCKET']}"
+    photo_events = f"arn:aws:sqs:*:*:{env['PHOTO_EVENTS_QUEUE']}"
+    people_jobs = f"arn:aws:sqs:*:*:{env['PEOPLE_JOBS_QUEUE']}"
+    return {
+        "Logs": {
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": f"arn:aws:logs:*:*:log-group:/aws/lambda/memory-studio-{stage}*",
+        },
+        "Metrics": {
+            "Action": ["cloudwatch:PutMetricData"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": "MemoryStudio"}},
+        },
+        "AtlasSecret": {
+            "Action": ["secretsmanager:GetSecretValue"],
+            "Resource": f"arn:aws:secretsmanager:*:*:secret:{env['MONGODB_SECRET_ID']}-*",
+        },
+        "FaceEndpoint": {
+            "Action": ["sagemaker:InvokeEndpoint"],
+            "Resource": f"arn:aws:sagemaker:*:*:endpoint/{env['FACE_ENDPOINT_NAME']}",
+        },
+        # The API's presigned uploads: photos, and key photos with their expiry tag.
+        "UploadTargets": {
+            "Action": ["s3:PutObject"],
+            "Resource": [f"{bucket}/users/*/photos/*", f"{bucket}/users/*/keys/*"],
+        },
+        "TagKeyPhotos": {"Action": ["s3:PutObjectTagging"], "Resource": f"{bucket}/users/*/keys/*"},
+        # Presigned views and deletion (the API); reading photos and removing orphans (the indexer).
+        "ReadAndDeleteUserObjects": {"Action": ["s3:GetObject", "s3:DeleteObject"], "Resource": f"{bucket}/users/*"},
+        "WriteThumbnails": {"Action": ["s3:PutObject"], "Resource": f"{bucket}/users/*/thumbs/*"},
+        "ListUserPrefixes": {  # account deletion lists users/{sub}/
+            "Action": ["s3:ListBucket"],
+            "Resource": bucket,
+            "Condition": {"StringLike": {"s3:prefix": ["users/*"]}},
+        },
+        # HeadBucket (/health) carries no prefix; and HeadObject on a missing key answers 404 only
+        # to a caller allowed s3:ListBucket (403 otherwise), which the indexer and the API rely on.
+        "ListWithoutPrefix": {
+            "Action": ["s3:ListBucket"],
+            "Resource": bucket,
+            "Condition": {"Null": {"s3:prefix": "true"}},
+        },
+        "DeleteOwnAccount": {
+            "Action": ["cognito-idp:AdminDeleteUser", "cognito-idp:AdminUserGlobalSignOut"],
+            "Resource": env["COGNITO_USER_POOL_ARN"],
+        },
+        "ConsumePhotoEvents": {"Action": QUEUE_CONSUMER, "Resource": photo_events},
+        "SendPhotoEvents": {"Action": ["sqs:SendMessage"], "Resource": photo_events},
+        "ConsumePeopleJobs": {"Action": QUEUE_CONSUMER, "Resource": people_jobs},
+        "SendPeopleJobs": {"Action": ["sqs:SendMessage"], "Resource": people_jobs},
+    }
+
+
+COMMON = ["Logs", "Metrics", "AtlasSecret", "FaceEndpoint"]
+FUNCTIONS = {
+    "api_handler": COMMON
+    + [
+        "UploadTargets",
+        "TagKeyPhotos",
+        "ReadAndDeleteUserObjects",
+        "ListUserPrefixes",
+        "ListWithoutPrefix",
+        "DeleteOwnAccount",
+        "SendPeopleJobs",
+    ],
+    "index_photos": COMMON
+    + ["ReadAndDeleteUserObjects", "WriteThumbnails", "ListWithoutPrefix", "ConsumePhotoEvents", "SendPeopleJobs"],
+    "reindex": COMMON + ["SendPhotoEvents"],
+    "group_people": COMMON + ["ConsumePeopleJobs"],
+}
+
+
+def policy_file(stage: str, function: str) -> str:
+    return f"policy-{stage}-{function}.json"
+
+
+def policy(stage: str, env: dict, function: str) -> dict:
+    table = grants(stage, env)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": sid, "Effect": "Allow", **table[sid]} for sid in FUNCTIONS[function]],
+    }
+
+
+def rendered(config: dict) -> dict[str, str]:
+    """File name → text, for every stage and function of ``.chalice/config.json``."""
+    out = {}
+    for stage in STAGES:
+        env = config["stages"][stage]["environment_variables"]
+        for function in FUNCTIONS:
+            out[policy_file(stage, function)] = json.dumps(policy(stage, env, function), indent=2) + "\n"
+    return out
+
+
+def main(argv=None) -> int:
+    check = "--check" in (argv if argv is not None else sys.argv[1:])
+    config = json.loads((CHALICE_DIR / "config.json").read_text())
+    stale = []
+    for name, text in rendered(config).items():
+        path = CHALICE_DIR / name
+        if path.exists() and path.read_text() == text:
+            continue
+        if check:
+            stale.append(name)
+        else:
+            path.write_text(text)
+            print(f"wrote {path}")
+    if stale:
+        print(f"out of date (run python -m infrastructure.policies): {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
