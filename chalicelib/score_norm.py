@@ -18,7 +18,7 @@ one light; its matches are others).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -77,24 +77,13 @@ class QueryExpansion:
 
     @classmethod
     def from_settings(cls, settings: dict | None) -> QueryExpansion | None:
+        """From the bundle's manifest entry (which records more than the settings), or None."""
         if not settings:
             return None
-        return cls(
-            float(settings["min_score"]),
-            int(settings["max_faces"]),
-            float(settings["weight"]),
-            float(settings["threshold"]),
-            int(settings.get("pool", EXPANSION_POOL)),
-        )
+        return cls(**{f.name: settings[f.name] for f in fields(cls) if f.name in settings})
 
     def settings(self) -> dict:
-        return {
-            "min_score": self.min_score,
-            "max_faces": self.max_faces,
-            "weight": self.weight,
-            "threshold": self.threshold,
-            "pool": self.pool,
-        }
+        return asdict(self)
 
     def candidates(self, scores: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         """The key's faces this expansion re-scores (``best_candidates``)."""

@@ -249,9 +249,7 @@ def fit_query_expansion(
     def scored(expansion) -> list[dict]:
         out = []
         for searches, relevant, mean, std in folds:
-            retrieved = np.vstack(
-                [expansion.rescore(*s[:4], s[4], mean, std)[1] if expansion else s[2] for s in searches]
-            )
+            retrieved = np.vstack([expansion.rescore(*s, mean, std)[1] if expansion else s[2] for s in searches])
             out.append(_retrieval_scores(retrieved, relevant))
         return out
 
@@ -264,7 +262,15 @@ def fit_query_expansion(
         worse = min(f["f1"] for f in folds_scores)
         if worse > best["worse_fold_f1"]:
             best = dict(settings, pool=EXPANSION_POOL, worse_fold_f1=worse, folds=folds_scores)
-    return dict(best, folds_without=without) if "min_score" in best else None
+    if "min_score" not in best:
+        return None
+    rounded = [{k: round(v, 4) for k, v in f.items()} for f in best.pop("folds")]
+    return dict(
+        best,
+        worse_fold_f1=round(best["worse_fold_f1"], 4),
+        folds=rounded,
+        folds_without=[{k: round(v, 4) for k, v in f.items()} for f in without],
+    )
 
 
 def _retrieval_scores(retrieved: np.ndarray, relevant: np.ndarray) -> dict:
@@ -273,7 +279,7 @@ def _retrieval_scores(retrieved: np.ndarray, relevant: np.ndarray) -> dict:
     precision = np.where(found > 0, tp / np.maximum(found, 1), 1.0)
     recall = tp / relevant.sum(axis=1)
     f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-    return {k: round(float(v.mean()), 4) for k, v in (("precision", precision), ("recall", recall), ("f1", f1))}
+    return {k: float(v.mean()) for k, v in (("precision", precision), ("recall", recall), ("f1", f1))}
 
 
 def _expansion_grid(threshold: float):
