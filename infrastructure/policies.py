@@ -116,20 +116,24 @@ def rendered(config: dict) -> dict[str, str]:
     return out
 
 
-def main(argv=None) -> int:
-    check = "--check" in (argv if argv is not None else sys.argv[1:])
-    config = json.loads((CHALICE_DIR / "config.json").read_text())
+def write(config: dict, chalice_dir: Path = CHALICE_DIR, check: bool = False) -> list[str]:
+    """Write every file that differs from ``config``'s (only list them with ``check``); their names."""
     stale = []
     for name, text in rendered(config).items():
-        path = CHALICE_DIR / name
+        path = chalice_dir / name
         if path.exists() and path.read_text() == text:
             continue
-        if check:
-            stale.append(name)
-        else:
+        stale.append(name)
+        if not check:
             path.write_text(text)
             print(f"wrote {path}")
-    if stale:
+    return stale
+
+
+def main(argv=None) -> int:
+    check = "--check" in (argv if argv is not None else sys.argv[1:])
+    stale = write(json.loads((CHALICE_DIR / "config.json").read_text()), check=check)
+    if check and stale:
         print(f"out of date (run python -m infrastructure.policies): {', '.join(stale)}", file=sys.stderr)
         return 1
     return 0

@@ -248,3 +248,35 @@ def test_the_deploy_order_is_linear_the_web_origin_comes_from_chalices_record(tm
         deployed.rest_api("dev", tmp_path)
     # The template takes the origin as its WebOrigin parameter, used by the bucket's CORS rule only.
     assert "AllowedOrigins: [!Ref WebOrigin]" in TEMPLATE.read_text()
+
+
+def test_configure_puts_every_value_chalice_needs_from_the_stack_into_the_config(tmp_path):
+    """``infrastructure.stack configure``: no value is copied by hand (the slow deploy-path test
+    runs it against moto's CloudFormation)."""
+    import shutil
+
+    from infrastructure import policies, stack
+
+    for path in (ROOT / ".chalice").glob("*.json"):
+        shutil.copy(path, tmp_path / path.name)
+    account = "444455556666"
+    queue = f"https://sqs.eu-west-1.amazonaws.com/{account}/memory-studio-prod-photo-events"
+    outputs = {
+        "PhotoBucketName": "memory-studio-prod-photos",
+        "UserPoolId": "eu-west-1_abc",
+        "UserPoolArn": f"arn:aws:cognito-idp:eu-west-1:{account}:userpool/eu-west-1_abc",
+        "UserPoolClientId": "client123",
+        "PhotoEventsQueueUrl": queue,
+        "PeopleJobsQueueUrl": queue.replace("photo-events", "people-jobs"),
+    }
+    with pytest.raises(SystemExit, match="no output UserPoolArn"):
+        stack.configure("prod", {k: v for k, v in outputs.items() if k != "UserPoolArn"}, tmp_path)
+    config = stack.configure("prod", outputs, tmp_path)
+    env = config["stages"]["prod"]["environment_variables"]
+    assert "REPLACEME" not in json.dumps(env) and "111122223333" not in json.dumps(env)
+    assert env["PHOTO_EVENTS_QUEUE"] == "memory-studio-prod-photo-events" and env["COGNITO_CLIENT_IDS"] == "client123"
+    assert config["stages"]["dev"] == json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["dev"]
+    assert json.loads((tmp_path / "config.json").read_text()) == config
+    api_policy = (tmp_path / policies.policy_file("prod", "api_handler")).read_text()
+    assert outputs["UserPoolArn"] in api_policy
+    assert policies.write(config, tmp_path, check=True) == []

@@ -1,0 +1,122 @@
+"""The resources stack (``infrastructure/resources.yaml``): deploy it, and hand its outputs to Chalice.
+
+    python -m infrastructure.stack deploy --stage prod [--web-origin URL]
+    python -m infrastructure.stack configure --stage prod
+
+``deploy`` creates the stack or updates it in place and waits; an update that changes nothing is
+not an error, so the step can be re-run. ``configure`` writes the outputs Chalice needs (bucket,
+queues, user pool and app client) into the stage of ``.chalice/config.json`` and re-renders the
+stage's IAM policies from them: no value is copied by hand. boto3 honours ``AWS_ENDPOINT_URL``, which
+is how ``tests/test_deploy_path.py`` runs both against moto's server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import ClientError
+
+from infrastructure import policies
+
+TEMPLATE = Path(__file__).with_name("resources.yaml")
+CAPABILITIES = ["CAPABILITY_IAM"]
+# Chalice environment variable ← the stack output that holds it.
+CONFIG_FROM_OUTPUTS = {
+    "PHOTO_BUCKET": "PhotoBucketName",
+    "COGNITO_USER_POOL_ID": "UserPoolId",
+    "COGNITO_USER_POOL_ARN": "UserPoolArn",
+    "COGNITO_CLIENT_IDS": "UserPoolClientId",
+    "PHOTO_EVENTS_QUEUE_URL": "PhotoEventsQueueUrl",
+    "PEOPLE_JOBS_QUEUE_URL": "PeopleJobsQueueUrl",
+}
+# The event sources Chalice subscribes take the queue's name: the last segment of its URL.
+QUEUE_NAMES_FROM_URLS = {"PHOTO_EVENTS_QUEUE": "PHOTO_EVENTS_QUEUE_URL", "PEOPLE_JOBS_QUEUE": "PEOPLE_JOBS_QUEUE_URL"}
+
+
+def stack_name(stage: str) -> str:
+    return f"memory-studio-{stage}"
+
+
+def _exists(cloudformation, name: str) -> bool:
+    try:
+        stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
+    except ClientError as error:
+        if "does not exist" in str(error):
+            return False
+        raise
+    return bool(stacks) and stacks[0]["StackStatus"] != "DELETE_COMPLETE"
+
+
+def deploy(cloudformation, stage: str, web_origin: str | None = None, delay_s: int = 5) -> dict[str, str]:
+    """Create or update the stage's stack, wait for it, and return its outputs.
+
+    Without ``web_origin`` an update keeps the origin the stack has (the template's placeholder on
+    the first run)."""
+    name = stack_name(stage)
+    parameters = [{"ParameterKey": "Stage", "ParameterValue": stage}]
+    if web_origin:
+        parameters.append({"ParameterKey": "WebOrigin", "ParameterValue": web_origin})
+    request = dict(StackName=name, TemplateBody=TEMPLATE.read_text(), Capabilities=CAPABILITIES)
+    waiter_config = {"Delay": delay_s, "MaxAttempts": max(1, 3600 // delay_s)}
+    if not _exists(cloudformation, name):
+        cloudformation.create_stack(Parameters=parameters, **request)
+        cloudformation.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig=waiter_config)
+    else:
+        if not web_origin:
+            parameters.append({"ParameterKey": "WebOrigin", "UsePreviousValue": True})
+        try:
+            cloudformation.update_stack(Parameters=parameters, **request)
+        except ClientError as error:
+            if "No updates are to be performed" not in str(error):
+                raise
+        else:
+            cloudformation.get_waiter("stack_update_complete").wait(StackName=name, WaiterConfig=waiter_config)
+    return outputs(cloudformation, stage)
+
+
+def outputs(cloudformation, stage: str) -> dict[str, str]:
+    stack = cloudformation.describe_stacks(StackName=stack_name(stage))["Stacks"][0]
+    return {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
+
+
+def stage_environment(stack_outputs: dict[str, str]) -> dict[str, str]:
+    """The Chalice environment variables the stack decides."""
+    missing = sorted(set(CONFIG_FROM_OUTPUTS.values()) - set(stack_outputs))
+    if missing:
+        raise SystemExit(f"the stack has no output {', '.join(missing)}: deploy it first (infrastructure.stack deploy)")
+    env = {variable: stack_outputs[output] for variable, output in CONFIG_FROM_OUTPUTS.items()}
+    for variable, url_variable in QUEUE_NAMES_FROM_URLS.items():
+        env[variable] = env[url_variable].rstrip("/").rsplit("/", 1)[-1]
+    return env
+
+
+def configure(stage: str, stack_outputs: dict[str, str], chalice_dir: Path = policies.CHALICE_DIR) -> dict:
+    """Write the stack's values into the stage's config and re-render its policies; the new config."""
+    config_path = chalice_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    config["stages"][stage]["environment_variables"].update(stage_environment(stack_outputs))
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    policies.write(config, chalice_dir)
+    return config
+
+
+def main(argv: list | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["deploy", "configure"])
+    parser.add_argument("--stage", required=True, choices=policies.STAGES)
+    parser.add_argument("--web-origin", help="deploy: the origin allowed to upload to the bucket (the API's)")
+    args = parser.parse_args(argv)
+    cloudformation = boto3.client("cloudformation")
+    if args.action == "deploy":
+        print(json.dumps(deploy(cloudformation, args.stage, args.web_origin), indent=2))
+    else:
+        configure(args.stage, outputs(cloudformation, args.stage))
+        print(f"wrote the stack's outputs into .chalice/config.json (stage {args.stage}) and its policies")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
