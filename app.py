@@ -52,6 +52,7 @@ def json_errors(event, get_response):
     """Every failure leaves as ``{"error", "message"}``; never a stack trace."""
     context = app.lambda_context
     logger.append_keys(request_id=getattr(context, "aws_request_id", None), path=event.path)
+    services.refresh()
     try:
         response = get_response(event)
     except ApiError as exc:
@@ -247,6 +248,7 @@ def delete_me():
 def index_photos(event):
     logger.remove_keys(["path", "user", "photo_id"])
     logger.append_keys(request_id=getattr(event.context, "aws_request_id", None))
+    services.refresh()
     for record in event:
         deadline = Deadline.for_lambda(event.context, reserve=services.settings.indexer_reserve)
         outcomes = services.indexer.handle_notification(json.loads(record.body), deadline)
@@ -259,6 +261,7 @@ def index_photos(event):
 @app.on_sqs_message(queue=os.environ.get("PEOPLE_JOBS_QUEUE", "memory-studio-people-jobs"), batch_size=1)
 def group_people(event):
     logger.remove_keys(["path", "user", "photo_id"])
+    services.refresh()
     for record in event:
         outcome = services.people_jobs.handle(json.loads(record.body))
         logger.info("people job handled", extra={"outcome": outcome})
@@ -269,6 +272,7 @@ def group_people(event):
 def reindex(event, context):
     """Send photos not yet embedded with the target bundle back through indexing.
     Event: {"model_version": optional (default: what the endpoint serves now), "owner": optional sub}."""
+    services.refresh()
     target = event.get("model_version") or services.face_client.model_version()
     sent = enqueue(
         services.store,

@@ -1,4 +1,5 @@
-"""Create (or update) the Atlas Vector Search index the cloud search uses.
+"""Create the store's indexes and create (or update) the Atlas Vector Search index the cloud search
+uses: a deploy step, so that no Lambda cold start spends time on them.
 
 MONGODB_URI=... python -m chalicelib.atlas_index    (or MONGODB_SECRET_ID=... with AWS credentials)
 """
@@ -29,14 +30,20 @@ def ensure_vector_index(faces_collection) -> str:
 def main() -> int:
     import boto3
 
-    from .database import open_database
+    from .database import AtlasUri, open_database
+    from .people_store import PeopleStore
     from .settings import Settings
+    from .store import PhotoStore
 
     settings = Settings.from_env()
     if settings.store_backend != "mongodb":
         print("STORE_BACKEND must be mongodb (Atlas)", file=sys.stderr)
         return 2
-    database = open_database(settings, boto3.client("secretsmanager") if settings.mongodb_secret_id else None)
+    secrets = boto3.client("secretsmanager") if settings.mongodb_secret_id else None
+    database = open_database(settings, AtlasUri(settings, secrets).current())
+    PhotoStore(database).ensure_indexes()
+    PeopleStore(database).ensure_indexes()
+    print(f"store indexes ensured on {database.name}")
     print(f"vector index {ensure_vector_index(database['faces'])} on {database.name}.faces")
     return 0
 

@@ -8,27 +8,43 @@ from pathlib import Path
 from .settings import Settings
 
 
-def mongodb_uri(settings: Settings, secrets_client=None) -> str:
-    """The Atlas URI: from the environment in development, from Secrets Manager
-    in the cloud (a plain URI or JSON ``{"uri": ...}``)."""
-    if settings.mongodb_uri:
-        return settings.mongodb_uri
-    if not settings.mongodb_secret_id:
-        raise RuntimeError("STORE_BACKEND=mongodb needs MONGODB_URI or MONGODB_SECRET_ID")
-    secret = secrets_client.get_secret_value(SecretId=settings.mongodb_secret_id)["SecretString"]
-    if secret.lstrip().startswith("{"):
-        return json.loads(secret)["uri"]
-    return secret.strip()
+class AtlasUri:
+    """The Atlas URI: from the environment in development, from Secrets Manager in the cloud (a plain
+    URI or JSON ``{"uri": ...}``), re-read at most every ``atlas_secret_max_age`` seconds (Powertools'
+    parameter cache) so that a rotated secret reaches running containers without a redeploy
+    (``Services.refresh``)."""
+
+    def __init__(self, settings: Settings, secrets_client=None):
+        if not settings.mongodb_uri and not settings.mongodb_secret_id:
+            raise RuntimeError("STORE_BACKEND=mongodb needs MONGODB_URI or MONGODB_SECRET_ID")
+        self._settings = settings
+        self._provider = None
+        if not settings.mongodb_uri:
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+            self._provider = SecretsProvider(boto3_client=secrets_client)
+
+    def current(self) -> str:
+        if self._provider is None:
+            return str(self._settings.mongodb_uri)
+        settings = self._settings
+        secret = str(self._provider.get(str(settings.mongodb_secret_id), max_age=settings.atlas_secret_max_age))
+        if secret.lstrip().startswith("{"):
+            return json.loads(secret)["uri"]
+        return secret.strip()
 
 
-def open_database(settings: Settings, secrets_client=None):
+def open_database(settings: Settings, uri: str | None = None):
+    """The database; ``uri`` is the Atlas URI (``AtlasUri.current()``) for the mongodb backend."""
     backend = settings.store_backend
     if backend == "mongodb":
         from pymongo import MongoClient
 
         # One small pool per Lambda container, reused across invocations.
+        if not uri:
+            raise RuntimeError("the mongodb backend opens with the URI AtlasUri gives")
         client: MongoClient = MongoClient(
-            mongodb_uri(settings, secrets_client),
+            uri,
             maxPoolSize=4,
             minPoolSize=0,
             maxIdleTimeMS=60_000,

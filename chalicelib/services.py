@@ -13,9 +13,10 @@ from botocore.config import Config
 from .accounts import Accounts
 from .album import Album
 from .auth import TokenVerifier
-from .database import open_database
+from .database import AtlasUri, open_database
 from .face_client import FaceClient, HttpTransport, SageMakerTransport, Transport
 from .indexing import Indexer
+from .observability import logger
 from .people import People
 from .people_jobs import PeopleJobs
 from .people_store import PeopleStore
@@ -29,6 +30,7 @@ from .vector_search import AtlasSearch, ExactSearch, VectorIndex
 class Services:
     def __init__(self, settings: Settings | None = None):
         self._settings = settings
+        self._store_uri: str | None = None  # the Atlas URI the store opened with
 
     @cached_property
     def settings(self) -> Settings:
@@ -58,17 +60,47 @@ class Services:
         return self.client("cognito-idp")
 
     @cached_property
+    def atlas_uri(self) -> AtlasUri:
+        secrets = self.client("secretsmanager") if self.settings.mongodb_secret_id else None
+        return AtlasUri(self.settings, secrets)
+
+    @property
+    def _on_atlas(self) -> bool:
+        return self.settings.store_backend == "mongodb"
+
+    @cached_property
     def store(self) -> PhotoStore:
-        secrets = self.client("secretsmanager") if self.settings.store_backend == "mongodb" else None
-        store = PhotoStore(open_database(self.settings, secrets))
+        if self._on_atlas:
+            # Atlas's indexes are made at deploy time (python -m chalicelib.atlas_index), not per cold start.
+            self._store_uri = self.atlas_uri.current()
+            return PhotoStore(open_database(self.settings, self._store_uri))
+        store = PhotoStore(open_database(self.settings))
         store.ensure_indexes()
         return store
 
     @cached_property
     def people_store(self) -> PeopleStore:
         people = PeopleStore(self.store.db)
-        people.ensure_indexes()
+        if not self._on_atlas:
+            people.ensure_indexes()
         return people
+
+    def refresh(self) -> bool:
+        """Start over, as a fresh container would, when the Atlas secret was rotated since the store
+        opened (checked at most every ``atlas_secret_max_age`` seconds; called as each invocation begins)."""
+        opened = self.__dict__.get("store")
+        if opened is None or not self._on_atlas:
+            return False
+        try:
+            if self.atlas_uri.current() == self._store_uri:
+                return False
+        except Exception:  # Secrets Manager unreachable: the open connection still works
+            logger.warning("could not re-read the Atlas secret", exc_info=True)
+            return False
+        for name in [n for n in self.__dict__ if n not in ("_settings", "settings", "atlas_uri", "_store_uri")]:
+            del self.__dict__[name]
+        opened.db.client.close()
+        return True
 
     @cached_property
     def people(self) -> People:

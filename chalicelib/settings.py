@@ -45,6 +45,8 @@ class Settings:
     mongodb_uri: str | None = None
     mongodb_secret_id: str | None = None
     mongodb_database: str = "memory_studio"
+    # How stale the Atlas secret may be in a running container: a rotation is picked up within it.
+    atlas_secret_max_age: int = 300
     embedded_store_path: str = ".local/store"
     max_upload_bytes: int = 25 * MB
     max_files_per_request: int = 50
@@ -100,6 +102,7 @@ class Settings:
             mongodb_uri=env.get("MONGODB_URI") or None,
             mongodb_secret_id=env.get("MONGODB_SECRET_ID") or None,
             mongodb_database=env.get("MONGODB_DATABASE", "memory_studio"),
+            atlas_secret_max_age=_int(env, "ATLAS_SECRET_MAX_AGE", 300),
             embedded_store_path=env.get("EMBEDDED_STORE_PATH", ".local/store"),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 25 * MB),
             max_files_per_request=_int(env, "MAX_FILES_PER_REQUEST", 50),

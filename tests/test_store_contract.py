@@ -24,7 +24,7 @@ def make_store(backend: str, path) -> PhotoStore:
         settings = Settings(
             store_backend="mongodb", mongodb_uri=uri, mongodb_database=f"ms_test_{uuid.uuid4().hex[:8]}"
         )
-        database = open_database(settings)
+        database = open_database(settings, uri)
         store = PhotoStore(database)
         store.ensure_indexes()
         yield store
@@ -161,3 +161,40 @@ def test_embedded_store_is_shared_by_processes_and_survives_reopen(tmp_path):
     reopened = PhotoStore(open_database(Settings(store_backend="embedded", embedded_store_path=path)))
     assert reopened.count_photos("shared") == 100
     assert reopened.count_photos("shared", status="indexed") == 100
+
+
+def hosts(store: PhotoStore) -> list:
+    return list(store.db.client.topology_description.server_descriptions())
+
+
+def test_a_rotated_atlas_secret_reaches_a_running_container_without_a_redeploy(aws_stack, monkeypatch):
+    """Secrets Manager (moto's) holds the URI; pymongo's client is real and lazy, so no server is
+    needed to see which URI each store opened with. Atlas's indexes are a deploy step, never opened here."""
+    import json
+
+    from chalicelib.services import Services
+    from local_stack.aws import client
+
+    secrets = client("secretsmanager", aws_stack.aws_endpoint_url)
+    name = f"memory-studio/test/atlas-{uuid.uuid4().hex[:8]}"
+    secrets.create_secret(Name=name, SecretString=json.dumps({"uri": "mongodb://user:old@db-one.invalid/"}))
+    env = dict(aws_stack.app_environment(), STORE_BACKEND="mongodb", MONGODB_SECRET_ID=name)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)  # boto3's credentials
+    services = Services(Settings.from_env(dict(env, ATLAS_SECRET_MAX_AGE="0")))
+    first = services.store
+    album = services.album
+    assert hosts(first) == [("db-one.invalid", 27017)]
+    assert services.refresh() is False and services.store is first  # unchanged secret: same connection
+
+    secrets.put_secret_value(SecretId=name, SecretString="mongodb://user:new@db-two.invalid/")  # a plain URI
+    assert services.refresh() is True
+    second = services.store
+    assert second is not first and services.album is not album  # nothing keeps the old connection
+    assert hosts(second) == [("db-two.invalid", 27017)]
+
+    # Within the cache's age a rotation is not looked up: one Secrets Manager call per 5 minutes.
+    cached = Services(Settings.from_env(env))
+    opened = cached.store
+    secrets.put_secret_value(SecretId=name, SecretString="mongodb://user:third@db-three.invalid/")
+    assert cached.refresh() is False and cached.store is opened
