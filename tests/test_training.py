@@ -347,3 +347,78 @@ def test_a_fine_tuned_embedder_is_fused_with_faceres_by_the_bundle_factory(tiny_
     (face,) = engine.analyze([image], max_faces=1)[0]
     alone = fine_tuned.embed(image, [face])
     np.testing.assert_allclose(engine.split(face.embedding[None, :])[0], alone, atol=1e-5)
+
+
+CLOSURE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import training.sagemaker_entry, training.pipeline
+print(json.dumps({n: m.__file__ for n, m in list(sys.modules.items()) if getattr(m, "__file__", None)}))
+"""
+
+
+def _normal(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+def _installed_closure(names: set) -> set:
+    """The distributions pip would install for ``names`` (as installed here), transitively."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    seen, todo = set(), list(names)
+    while todo:
+        name = _normal(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for line in requires:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return seen
+
+
+@pytest.mark.slow
+def test_the_sagemaker_source_dir_holds_what_training_imports_and_installs_what_it_needs(tmp_path):
+    """The job's ``source_dir`` (python -m training.sagemaker_package): every project module the
+    entry point imports comes from it, and every third-party import of those modules — also the ones
+    inside functions — is installed by its requirements.txt or is the image's torch."""
+    import ast
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    from training import sagemaker_package
+
+    tree = sagemaker_package.build(tmp_path / "source_dir")
+    pins = [line for line in (tree / "requirements.txt").read_text().splitlines() if line and line[0] != "#"]
+    names = {_normal(pin.split("==")[0]) for pin in pins}
+    assert names.isdisjoint({"pymongo", "pyjwt", "aws-lambda-powertools", "requests", "chalice"})  # the Lambda's
+    assert "pillow-heif==1.8.1" in pins  # the decoder that survives ../shared/fuzz, as the endpoint image's
+    assert {"pytorch-metric-learning", "onnx", "onnxruntime", "numpy"} <= names
+
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", CLOSURE, str(tree)], capture_output=True, text=True, timeout=300, check=True
+    )
+    modules = json.loads(result.stdout.strip().splitlines()[-1])
+    project = {n: f for n, f in modules.items() if n.split(".")[0] in sagemaker_package.PACKAGES}
+    assert "training.pipeline" in project
+    assert all(Path(f).is_relative_to(tree) for f in project.values()), project
+    imported = set()
+    for path in project.values():
+        for node in ast.walk(ast.parse(Path(path).read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - set(sagemaker_package.PACKAGES) - {"__future__"}
+    distributions = metadata.packages_distributions()
+    needed = {_normal(d) for top in third_party for d in distributions.get(top, [top])}
+    provided = _installed_closure(names) | {"torch", "torchvision"}  # the framework image's
+    assert needed <= provided, needed - provided

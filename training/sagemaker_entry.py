@@ -1,5 +1,5 @@
-"""SageMaker training job entry point (PyTorch framework container, ``source_dir`` = the repo
-root, ``entry_point`` = training/sagemaker_entry.py).
+"""SageMaker training job entry point (PyTorch framework container, ``source_dir`` = what
+``python -m training.sagemaker_package`` writes, ``entry_point`` = training/sagemaker_entry.py).
 
 Channels: ``training`` (a folder per person), ``bundle`` (the base bundle's files).
 Hyperparameters are TrainConfig settings.  Checkpoints go to /opt/ml/checkpoints, which
