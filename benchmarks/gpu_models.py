@@ -4,7 +4,7 @@ Run on a machine with a CUDA GPU:  python benchmarks/gpu_models.py WEIGHTS_DIR O
 WEIGHTS_DIR holds dlib_face_recognition_resnet_model_v1.dat and pnet/rnet/onet.pt.
 The endpoint image serves the same weights through onnxruntime-gpu (CUDA EP);
 this benchmark measures the models themselves with torch because that is what
-the lent GPU machine could run (see README, "GPU").
+the lent GPU machine could run (see docs/face-engine.md).
 """
 
 import json

@@ -1,4 +1,4 @@
-"""The README's deploy sequence, run for real against moto's server: the resources stack, its outputs
+"""The deploy sequence of docs/deploy.md, run for real against moto's server: the resources stack, its outputs
 into Chalice's config, ``chalice deploy``, then the endpoint deploy script and the reindex function's
 code against what those steps created.
 

@@ -17,7 +17,7 @@ class TrainConfig:
     input_size: int | None = None  # chip size ("resize"); default: the model's native size
     loss: str = "arcface"  # arcface | triplet | arcface+triplet
     arcface_scale: float = 30.0
-    arcface_margin: float = 0.1  # additive angular margin, radians (see README: chosen by validation)
+    arcface_margin: float = 0.1  # additive angular margin, radians (see docs/training.md: chosen by validation)
     triplet_margin: float = 0.2
     optimizer: str = "sgd"  # sgd | adam
     lr: float = 1e-5  # the network's learning rate (the seed's best was 1e-4 for FaceNet)
