@@ -23,6 +23,7 @@ from infrastructure import policies
 
 TEMPLATE = Path(__file__).with_name("resources.yaml")
 CAPABILITIES = ["CAPABILITY_IAM"]
+WAITER = {"Delay": 5, "MaxAttempts": 720}  # an hour
 # Chalice environment variable ← the stack output that holds it.
 CONFIG_FROM_OUTPUTS = {
     "PHOTO_BUCKET": "PhotoBucketName",
@@ -50,7 +51,7 @@ def _exists(cloudformation, name: str) -> bool:
     return bool(stacks) and stacks[0]["StackStatus"] != "DELETE_COMPLETE"
 
 
-def deploy(cloudformation, stage: str, web_origin: str | None = None, delay_s: int = 5) -> dict[str, str]:
+def deploy(cloudformation, stage: str, web_origin: str | None = None) -> dict[str, str]:
     """Create or update the stage's stack, wait for it, and return its outputs.
 
     Without ``web_origin`` an update keeps the origin the stack has (the template's placeholder on
@@ -60,10 +61,9 @@ def deploy(cloudformation, stage: str, web_origin: str | None = None, delay_s: i
     if web_origin:
         parameters.append({"ParameterKey": "WebOrigin", "ParameterValue": web_origin})
     request = dict(StackName=name, TemplateBody=TEMPLATE.read_text(), Capabilities=CAPABILITIES)
-    waiter_config = {"Delay": delay_s, "MaxAttempts": max(1, 3600 // delay_s)}
     if not _exists(cloudformation, name):
         cloudformation.create_stack(Parameters=parameters, **request)
-        cloudformation.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig=waiter_config)
+        cloudformation.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig=WAITER)
     else:
         if not web_origin:
             parameters.append({"ParameterKey": "WebOrigin", "UsePreviousValue": True})
@@ -73,7 +73,7 @@ def deploy(cloudformation, stage: str, web_origin: str | None = None, delay_s: i
             if "No updates are to be performed" not in str(error):
                 raise
         else:
-            cloudformation.get_waiter("stack_update_complete").wait(StackName=name, WaiterConfig=waiter_config)
+            cloudformation.get_waiter("stack_update_complete").wait(StackName=name, WaiterConfig=WAITER)
     return outputs(cloudformation, stage)
 
 

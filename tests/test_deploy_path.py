@@ -188,12 +188,9 @@ def test_chalice_deploy_creates_every_function_with_its_role_settings_and_event_
 
 
 def test_the_endpoint_deploy_script_runs_against_the_stacks_bucket_and_role(cloud, tmp_path):
-    from gpu_endpoint.bundle import FORMAT
+    from tests.test_endpoint_deploy import fake_bundle
 
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    (bundle / "manifest.json").write_text(json.dumps({"format": FORMAT, "version": "dlib-faceres-v9.test"}))
-    (bundle / "embedder.onnx").write_bytes(b"onnx bytes")
+    bundle = fake_bundle(tmp_path, "dlib-faceres-v9.test")
     outputs, env = cloud["outputs"], cloud["env"]
     command = [sys.executable, "-m", "gpu_endpoint.deploy"]
     published = run([*command, "publish", "--bucket", outputs["ModelBucketName"], "--bundle", str(bundle)], ROOT, env)
