@@ -159,10 +159,10 @@ def end_to_end(rng, photos: int = 2000, faces_per_photo: int = 5) -> dict:
             {
                 "owner": "u",
                 "photo_id": f"{p:032x}",
-                "key": f"users/u/photos/{p:032x}.jpg",
+                "key": f"photos/u/{p:032x}.jpg",
                 "status": "indexed",
                 "uploaded_at": None,
-                "thumbnail_key": f"users/u/thumbs/{p:032x}.jpg",
+                "thumbnail_key": f"thumbs/u/{p:032x}.jpg",
             }
             for p in range(photos)
         ]

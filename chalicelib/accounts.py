@@ -3,7 +3,7 @@
 1. A tombstone for the user's ``sub``: from then on the API refuses every token of the
    account (an ID token stays valid at Cognito until it expires; the tombstone does not).
 2. Cognito's global sign-out: refresh tokens stop working, no new tokens are issued.
-3. The data: objects under ``users/{sub}/``, photo and face records (Album).
+3. The data: objects under ``photos/{sub}/``, ``thumbs/{sub}/``, ``keys/{sub}/``, photo and face records (Album).
 4. The Cognito user itself.
 
 Each step is idempotent and tolerates a user Cognito no longer knows, so a repeated or

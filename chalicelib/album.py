@@ -10,7 +10,7 @@ from .auth import User
 from .errors import BadRequest, NotFound, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
 from .people_store import PeopleStore
 from .settings import Settings
-from .storage import CONTENT_TYPE_EXTENSIONS, PhotoStorage, parse_user_key, photo_key, thumbnail_key, user_prefix
+from .storage import CONTENT_TYPE_EXTENSIONS, KEYS, PhotoStorage, parse_user_key, photo_key, thumbnail_key
 from .store import PhotoStore, now_ms, utc
 
 _PHOTO_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -216,23 +216,21 @@ class Album:
             self.people.refresh(user.sub, persons)
 
     def delete_account_data(self, user: User) -> dict:
-        objects = self.storage.delete_prefix(user_prefix(user.sub))
+        objects = self.storage.delete_user_objects(user.sub)
         counts = self.store.delete_owner(user.sub)
         if self.people is not None:
             counts["people"] = self.people.delete_owner(user.sub)
         # What an indexer in flight wrote after the first pass (it also undoes its own writes).
-        objects += self.storage.delete_prefix(user_prefix(user.sub))
+        objects += self.storage.delete_user_objects(user.sub)
         return dict(counts, objects=objects)
 
     def sweep(self, owner: str) -> dict:
         """Remove what no photo record owns: faces, originals and thumbnails left by a deletion
         that raced an indexer (or a crash between two writes), and abandoned uploads."""
-        objects = self.storage.list_keys(user_prefix(owner))  # listed before the records: see below
+        objects = self.storage.list_user_keys(owner)  # listed before the records: see below
         known = self.store.photo_ids(owner)  # a photo's record is always written before its object
         orphans = [
-            key
-            for key in objects
-            if (parsed := parse_user_key(key)) and parsed[0] in ("photos", "thumbs") and parsed[1] not in known
+            key for key in objects if (parsed := parse_user_key(key)) and parsed[0] != KEYS and parsed[2] not in known
         ]
         self.storage.delete_keys(orphans)
         return {

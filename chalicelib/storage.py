@@ -1,7 +1,10 @@
-"""S3 layout and access: every object of a user lives under ``users/{sub}/``.
+"""S3 layout and access: objects live under ``{kind}/{sub}/``, kind first.
 
-Keys are built only from the verified ``sub`` and server-generated ids, so no
-request can name another user's object.
+Kind first, so that the bucket notification (S3 filters by key prefix and suffix only) can fire
+for album photos alone (``photos/``), not for the indexer's thumbnails or for search keys.
+Keys are built only from the verified ``sub`` and server-generated ids, so no request can name
+another user's object. Buckets of the first layout (``users/{sub}/{kind}/``) are moved by
+``python -m chalicelib.layout_migration`` (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -20,32 +23,36 @@ CONTENT_TYPE_EXTENSIONS = {
     "image/gif": ".gif",
 }
 
-_PHOTO_KEY = re.compile(r"^users/(?P<owner>[A-Za-z0-9-]+)/photos/(?P<photo_id>[0-9a-f]{32})(?P<ext>\.[a-z]+)$")
-_USER_KEY = re.compile(r"^users/[A-Za-z0-9-]+/(?P<kind>[a-z]+)/(?P<id>[0-9a-f]{32})\.[a-z]+$")
+PHOTOS, THUMBS, KEYS = "photos", "thumbs", "keys"
+KINDS = (PHOTOS, THUMBS, KEYS)  # the bucket's top-level prefixes; only PHOTOS is notified
+
+_USER_KEY = re.compile(r"^(?P<kind>photos|thumbs|keys)/(?P<owner>[A-Za-z0-9-]+)/(?P<id>[0-9a-f]{32})\.[a-z]+$")
 
 
-def user_prefix(owner: str) -> str:
-    return f"users/{owner}/"
+def user_prefixes(owner: str) -> list[str]:
+    """Every prefix that holds objects of ``owner``, one per kind."""
+    return [f"{kind}/{owner}/" for kind in KINDS]
 
 
 def photo_key(owner: str, photo_id: str, content_type: str) -> str:
-    return f"users/{owner}/photos/{photo_id}{CONTENT_TYPE_EXTENSIONS[content_type]}"
+    return f"{PHOTOS}/{owner}/{photo_id}{CONTENT_TYPE_EXTENSIONS[content_type]}"
 
 
 def thumbnail_key(owner: str, photo_id: str) -> str:
-    return f"users/{owner}/thumbs/{photo_id}.jpg"
+    return f"{THUMBS}/{owner}/{photo_id}.jpg"
 
 
-def parse_user_key(key: str) -> tuple[str, str] | None:
-    """``(kind, id)`` of any object of a user: ("photos", photo_id), ("thumbs", photo_id), ("keys", key_id)."""
+def parse_user_key(key: str) -> tuple[str, str, str] | None:
+    """``(kind, owner, id)`` of any object of a user: ("photos", sub, photo_id), ("thumbs", sub,
+    photo_id), ("keys", sub, key_id); None for anything else."""
     match = _USER_KEY.match(key)
-    return (match["kind"], match["id"]) if match else None
+    return (match["kind"], match["owner"], match["id"]) if match else None
 
 
 def parse_photo_key(key: str) -> tuple[str, str] | None:
     """``(owner, photo_id)`` for a photo key, or None for anything else."""
-    match = _PHOTO_KEY.match(key)
-    return (match["owner"], match["photo_id"]) if match else None
+    parsed = parse_user_key(key)
+    return (parsed[1], parsed[2]) if parsed and parsed[0] == PHOTOS else None
 
 
 class PhotoStorage:
@@ -82,9 +89,15 @@ class PhotoStorage:
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
-    def delete_prefix(self, prefix: str) -> int:
-        """Delete every object under ``prefix``; returns how many."""
-        keys = self.list_keys(prefix)
+    def copy(self, source: str, target: str) -> None:
+        self.s3.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source})
+
+    def list_user_keys(self, owner: str) -> list:
+        return [key for prefix in user_prefixes(owner) for key in self.list_keys(prefix)]
+
+    def delete_user_objects(self, owner: str) -> int:
+        """Delete every object of ``owner``; returns how many."""
+        keys = self.list_user_keys(owner)
         self.delete_keys(keys)
         return len(keys)
 
@@ -106,4 +119,4 @@ SEARCH_KEY_TAG = {"kind": "search-key"}
 
 
 def key_photo_key(owner: str, key_id: str, content_type: str) -> str:
-    return f"users/{owner}/keys/{key_id}{CONTENT_TYPE_EXTENSIONS[content_type]}"
+    return f"{KEYS}/{owner}/{key_id}{CONTENT_TYPE_EXTENSIONS[content_type]}"

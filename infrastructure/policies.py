@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from chalicelib.storage import KEYS, KINDS, PHOTOS, THUMBS
+
 CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
 STAGES = ("dev", "prod")
 QUEUE_CONSUMER = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
@@ -46,16 +48,25 @@ def grants(stage: str, env: dict) -> dict[str, dict]:
         # The API's presigned uploads: photos, and key photos with their expiry tag.
         "UploadTargets": {
             "Action": ["s3:PutObject"],
-            "Resource": [f"{bucket}/users/*/photos/*", f"{bucket}/users/*/keys/*"],
+            "Resource": [f"{bucket}/{PHOTOS}/*", f"{bucket}/{KEYS}/*"],
         },
-        "TagKeyPhotos": {"Action": ["s3:PutObjectTagging"], "Resource": f"{bucket}/users/*/keys/*"},
-        # Presigned views and deletion (the API); reading photos and removing orphans (the indexer).
-        "ReadAndDeleteUserObjects": {"Action": ["s3:GetObject", "s3:DeleteObject"], "Resource": f"{bucket}/users/*"},
-        "WriteThumbnails": {"Action": ["s3:PutObject"], "Resource": f"{bucket}/users/*/thumbs/*"},
-        "ListUserPrefixes": {  # account deletion lists users/{sub}/
+        "TagKeyPhotos": {"Action": ["s3:PutObjectTagging"], "Resource": f"{bucket}/{KEYS}/*"},
+        # Presigned views, key photos' HeadObject, deletion of photos and accounts (the API).
+        "ReadAndDeleteUserObjects": {
+            "Action": ["s3:GetObject", "s3:DeleteObject"],
+            "Resource": [f"{bucket}/{kind}/*" for kind in KINDS],
+        },
+        # The indexer reads photos; it removes orphaned photos and the thumbnails of deleted ones.
+        "ReadPhotos": {"Action": ["s3:GetObject"], "Resource": f"{bucket}/{PHOTOS}/*"},
+        "DeletePhotosAndThumbnails": {
+            "Action": ["s3:DeleteObject"],
+            "Resource": [f"{bucket}/{PHOTOS}/*", f"{bucket}/{THUMBS}/*"],
+        },
+        "WriteThumbnails": {"Action": ["s3:PutObject"], "Resource": f"{bucket}/{THUMBS}/*"},
+        "ListUserPrefixes": {  # account deletion and the sweep list {kind}/{sub}/
             "Action": ["s3:ListBucket"],
             "Resource": bucket,
-            "Condition": {"StringLike": {"s3:prefix": ["users/*"]}},
+            "Condition": {"StringLike": {"s3:prefix": [f"{kind}/*" for kind in KINDS]}},
         },
         # HeadBucket (/health) carries no prefix; and HeadObject on a missing key answers 404 only
         # to a caller allowed s3:ListBucket (403 otherwise), which the indexer and the API rely on.
@@ -88,7 +99,14 @@ FUNCTIONS = {
         "SendPeopleJobs",
     ],
     "index_photos": COMMON
-    + ["ReadAndDeleteUserObjects", "WriteThumbnails", "ListWithoutPrefix", "ConsumePhotoEvents", "SendPeopleJobs"],
+    + [
+        "ReadPhotos",
+        "DeletePhotosAndThumbnails",
+        "WriteThumbnails",
+        "ListWithoutPrefix",
+        "ConsumePhotoEvents",
+        "SendPeopleJobs",
+    ],
     "reindex": COMMON + ["SendPhotoEvents"],
     "group_people": COMMON + ["ConsumePeopleJobs"],
 }

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import boto3
 
+from chalicelib.storage import PHOTOS
+
 REGION = "us-east-1"
 # moto accepts any credentials; these keep boto3 from looking for real ones.
 CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
@@ -130,7 +132,7 @@ def provision(
                 {
                     "QueueArn": queue_arn,
                     "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "users/"}]}},
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": f"{PHOTOS}/"}]}},
                 }
             ]
         },

@@ -16,6 +16,7 @@ from moto.server import ThreadedMotoServer
 import app as app_module
 from chalicelib.services import Services
 from chalicelib.settings import Settings
+from chalicelib.storage import user_prefixes
 from local_stack.aws import StackInfo, client, create_confirmed_user, free_port, provision, sign_in  # noqa: F401
 from tests.face_fixtures import bundle_dir, engine  # noqa: F401  (shared fixtures)
 
@@ -104,7 +105,12 @@ def post_to_s3(upload: dict, data: bytes, filename: str = "photo.jpg") -> reques
     return requests.post(upload["url"], data=upload["fields"], files={"file": (filename, data)}, timeout=30)
 
 
-def object_keys(aws_stack: StackInfo, prefix: str) -> list:
+def object_keys(aws_stack: StackInfo, owner: str) -> list:
+    """Every object of ``owner`` in the bucket, whatever its kind."""
     s3 = client("s3", aws_stack.aws_endpoint_url)
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=aws_stack.bucket, Prefix=prefix)
-    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+    return [
+        obj["Key"]
+        for prefix in user_prefixes(owner)
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=aws_stack.bucket, Prefix=prefix)
+        for obj in page.get("Contents", [])
+    ]

@@ -32,7 +32,7 @@ def test_upload_request_presigns_a_post_per_file(api, make_user, aws_stack):
     for upload in uploads:
         assert (
             upload["fields"]["key"]
-            == f"users/{user.sub}/photos/{upload['photo_id']}.{upload['fields']['key'].rsplit('.', 1)[1]}"
+            == f"photos/{user.sub}/{upload['photo_id']}.{upload['fields']['key'].rsplit('.', 1)[1]}"
         )
         assert upload["expires_in"] == 900
     listed = api.http.get("/photos", headers=user.headers).json_body["photos"]
@@ -172,7 +172,7 @@ def test_photo_fields_and_faces(api, make_user, services):
             "face_count": 1,
             "width": 640,
             "height": 480,
-            "thumbnail_key": f"users/{user.sub}/thumbs/{photo_id}.jpg",
+            "thumbnail_key": f"thumbs/{user.sub}/{photo_id}.jpg",
         },
     )
     body = api.http.get(f"/photos/{photo_id}", headers=user.headers).json_body
@@ -181,8 +181,8 @@ def test_photo_fields_and_faces(api, make_user, services):
     assert body["faces"] == [
         {"face_id": f"{photo_id}-0", "box": [10, 20, 30, 40], "score": 0.99, "person_id": None, "assigned_by": None}
     ]
-    assert f"users/{user.sub}/thumbs/{photo_id}.jpg" in body["thumbnail_url"]
-    assert f"users/{user.sub}/photos/{photo_id}.jpg" in body["url"]
+    assert f"thumbs/{user.sub}/{photo_id}.jpg" in body["thumbnail_url"]
+    assert f"photos/{user.sub}/{photo_id}.jpg" in body["url"]
     assert "X-Amz-Signature" in body["url"]
 
 
@@ -201,7 +201,7 @@ def test_delete_photo_removes_objects_and_faces(api, make_user, services, aws_st
     post_to_s3(upload, b"bytes")
     post_to_s3(keep, b"bytes")
     photo_id = upload["photo_id"]
-    thumb = f"users/{user.sub}/thumbs/{photo_id}.jpg"
+    thumb = f"thumbs/{user.sub}/{photo_id}.jpg"
     client("s3", aws_stack.aws_endpoint_url).put_object(Bucket=aws_stack.bucket, Key=thumb, Body=b"t")
     services.store.update_photo(user.sub, photo_id, {"thumbnail_key": thumb})
     services.store.replace_faces(
@@ -222,7 +222,7 @@ def test_delete_photo_removes_objects_and_faces(api, make_user, services, aws_st
 
     response = api.http.delete(f"/photos/{photo_id}", headers=user.headers)
     assert response.status_code == 204
-    assert object_keys(aws_stack, f"users/{user.sub}/") == [keep["fields"]["key"]]
+    assert object_keys(aws_stack, user.sub) == [keep["fields"]["key"]]
     assert services.store.list_faces(user.sub, photo_id) == []
     assert api.http.get(f"/photos/{photo_id}", headers=user.headers).status_code == 404
     assert api.http.delete(f"/photos/{photo_id}", headers=user.headers).status_code == 404
@@ -235,9 +235,9 @@ def test_delete_me_removes_everything_of_that_user_only(api, make_user, services
             post_to_s3(upload, b"bytes")
     assert api.http.delete("/me", headers=user.headers).status_code == 204
 
-    assert object_keys(aws_stack, f"users/{user.sub}/") == []
+    assert object_keys(aws_stack, user.sub) == []
     assert services.store.count_photos(user.sub) == 0
-    assert len(object_keys(aws_stack, f"users/{other.sub}/")) == 2
+    assert len(object_keys(aws_stack, other.sub)) == 2
     assert services.store.count_photos(other.sub) == 2
     cognito = client("cognito-idp", aws_stack.aws_endpoint_url)
     with pytest.raises(cognito.exceptions.UserNotFoundException):

@@ -108,7 +108,7 @@ def test_s3_uri_input(engine, face_jpeg, aws_stack, monkeypatch):
     from local_stack.aws import client as aws_client
 
     aws_client("s3", aws_stack.aws_endpoint_url).put_object(
-        Bucket=aws_stack.bucket, Key="users/u/photos/x.jpg", Body=face_jpeg
+        Bucket=aws_stack.bucket, Key="photos/u/x.jpg", Body=face_jpeg
     )
     for key, value in aws_stack.app_environment().items():
         monkeypatch.setenv(key, value)
@@ -116,8 +116,8 @@ def test_s3_uri_input(engine, face_jpeg, aws_stack, monkeypatch):
     client = create_app(engine).test_client()
     body = {
         "images": [
-            {"id": "s3", "s3_uri": f"s3://{aws_stack.bucket}/users/u/photos/x.jpg"},
-            {"id": "missing", "s3_uri": f"s3://{aws_stack.bucket}/users/u/photos/none.jpg"},
+            {"id": "s3", "s3_uri": f"s3://{aws_stack.bucket}/photos/u/x.jpg"},
+            {"id": "missing", "s3_uri": f"s3://{aws_stack.bucket}/photos/u/none.jpg"},
             {"id": "elsewhere", "s3_uri": "s3://someone-elses-bucket/secret.jpg"},
         ]
     }

@@ -88,7 +88,7 @@ def test_deleting_while_indexing_leaves_no_faces_or_objects(api, make_user, inde
     services.face_client.transport = DeletingTransport(services.face_client.transport, delete_now)
     drain(pump)
     assert services.store.faces.count_documents({"owner": user.sub}) == 0
-    assert object_keys(aws_stack, f"users/{user.sub}/") == []  # no thumbnail written after the deletion
+    assert object_keys(aws_stack, user.sub) == []  # no thumbnail written after the deletion
     assert services.store.photos.count_documents({"owner": user.sub}) == 0
 
 
@@ -100,13 +100,13 @@ def test_the_sweep_removes_what_no_photo_owns(api, make_user, indexing, aws_stac
     drain(pump)
     s3 = client("s3", aws_stack.aws_endpoint_url)
     ghost = "f" * 32  # as an indexer that crashed between its writes would leave them
-    s3.put_object(Bucket=aws_stack.bucket, Key=f"users/{user.sub}/thumbs/{ghost}.jpg", Body=b"x")
+    s3.put_object(Bucket=aws_stack.bucket, Key=f"thumbs/{user.sub}/{ghost}.jpg", Body=b"x")
     services.store.faces.insert_one(
         dict(services.store.faces.find_one({"owner": user.sub}, {"_id": 0}), photo_id=ghost, face_id=f"{ghost}-000")
     )
     assert services.album.sweep(user.sub) == {"faces": 1, "objects": 1, "abandoned_uploads": 0}
-    assert sorted(object_keys(aws_stack, f"users/{user.sub}/")) == sorted(
-        [f"users/{user.sub}/photos/{kept}.jpg", f"users/{user.sub}/thumbs/{kept}.jpg"]
+    assert sorted(object_keys(aws_stack, user.sub)) == sorted(
+        [f"photos/{user.sub}/{kept}.jpg", f"thumbs/{user.sub}/{kept}.jpg"]
     )
     assert services.store.faces.count_documents({"owner": user.sub}) == 1
 

@@ -6,20 +6,25 @@ import json
 import struct
 import threading
 import time
+import uuid
 import zlib
 from dataclasses import replace
+from urllib.parse import unquote_plus
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
 from werkzeug.serving import make_server
 
 import app as app_module
+from chalicelib.layout_migration import LEGACY_PREFIX, NotificationStillLegacy, migrate
 from chalicelib.services import Services
+from chalicelib.storage import PhotoStorage, parse_photo_key, photo_key, thumbnail_key
 from chalicelib.store import binary_to_vector, vector_to_binary
 from local_stack.aws import client
 from local_stack.pump import EventPump
-from tests.conftest import free_port, post_to_s3, request_uploads
+from tests.conftest import free_port, object_keys, post_to_s3, request_uploads
 from tests.face_fixtures import FACEDATA, needs_facedata
 
 pytestmark = needs_facedata
@@ -121,7 +126,7 @@ def test_real_photos_are_indexed(api, make_user, indexing, aws_stack):
     thumb = Image.open(
         io.BytesIO(
             client("s3", aws_stack.aws_endpoint_url)
-            .get_object(Bucket=aws_stack.bucket, Key=f"users/{user.sub}/thumbs/{ids['single']}.jpg")["Body"]
+            .get_object(Bucket=aws_stack.bucket, Key=f"thumbs/{user.sub}/{ids['single']}.jpg")["Body"]
             .read()
         )
     )
@@ -133,9 +138,7 @@ def test_real_photos_are_indexed(api, make_user, indexing, aws_stack):
     stored = services.store.faces.find_one({"owner": user.sub, "photo_id": ids["single"]})
     assert (
         stored["model_version"]
-        == services.face_client.analyze_s3(aws_stack.bucket, f"users/{user.sub}/photos/{ids['single']}.jpg")[
-            "model_version"
-        ]
+        == services.face_client.analyze_s3(aws_stack.bucket, f"photos/{user.sub}/{ids['single']}.jpg")["model_version"]
     )
 
 
@@ -315,7 +318,7 @@ def test_duplicate_and_out_of_order_events(api, make_user, indexing, aws_stack):
     user = make_user()
     photo_id = upload(api, user, (FACEDATA / "groups/dlib/2008_002470.jpg").read_bytes(), "image/jpeg")
     drain(pump)
-    key = f"users/{user.sub}/photos/{photo_id}.jpg"
+    key = f"photos/{user.sub}/{photo_id}.jpg"
     created = {
         "Records": [
             {"eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": aws_stack.bucket}, "object": {"key": key}}}
@@ -347,12 +350,54 @@ def test_objects_deleted_outside_the_api_are_cleaned_up(api, make_user, indexing
     drain(pump)
     assert photo(api, user, photo_id)["status"] == "indexed"
     s3 = client("s3", aws_stack.aws_endpoint_url)
-    s3.delete_object(Bucket=aws_stack.bucket, Key=f"users/{user.sub}/photos/{photo_id}.jpg")
+    s3.delete_object(Bucket=aws_stack.bucket, Key=f"photos/{user.sub}/{photo_id}.jpg")
     drain(pump)
     assert api.http.get(f"/photos/{photo_id}", headers=user.headers).status_code == 404
     assert services.store.faces.count_documents({"owner": user.sub}) == 0
-    listed = s3.list_objects_v2(Bucket=aws_stack.bucket, Prefix=f"users/{user.sub}/").get("KeyCount", 0)
-    assert listed == 0
+    assert object_keys(aws_stack, user.sub) == []
+
+
+def event_keys(sqs, queue_url: str) -> list[str]:
+    """The object keys of the notifications waiting in the queue (consumed)."""
+    keys = []
+    for _ in range(3):  # notifications may trail the upload's answer a little
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages")
+        for m in messages or []:
+            keys += [unquote_plus(r["s3"]["object"]["key"]) for r in json.loads(m["Body"]).get("Records", [])]
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+        time.sleep(0.3)
+    return keys
+
+
+def test_only_album_photos_notify_the_indexer(api, make_user, indexing, aws_stack):
+    """One photo is one indexer run: the thumbnail the indexer writes and a search key photo are
+    laid out where the bucket's notification (a key prefix) does not reach."""
+    services, _ = indexing
+    user = make_user()
+    sqs = client("sqs", aws_stack.aws_endpoint_url)
+    photo_id = upload(api, user, SINGLE.read_bytes(), "image/jpeg")
+    (photo_key,) = event_keys(sqs, aws_stack.queue_url)
+    assert parse_photo_key(photo_key) == (user.sub, photo_id)
+    assert services.indexer.handle_notification(
+        {
+            "Records": [
+                {
+                    "eventName": "ObjectCreated:Post",
+                    "s3": {"bucket": {"name": aws_stack.bucket}, "object": {"key": photo_key}},
+                }
+            ]
+        }
+    ) == ["indexed"]
+    key = api.http.post(
+        "/search/uploads",
+        headers={**user.headers, "Content-Type": "application/json"},
+        body=json.dumps({"filename": "key.jpg", "content_type": "image/jpeg", "size": 1000}),
+    ).json_body
+    assert post_to_s3(key, SINGLE.read_bytes()[:1000], "key.jpg").status_code == 204
+    assert sorted(object_keys(aws_stack, user.sub)) == sorted(
+        [photo_key, thumbnail_key(user.sub, photo_id), key["fields"]["key"]]
+    )
+    assert event_keys(sqs, aws_stack.queue_url) == []  # neither the thumbnail nor the key photo
 
 
 def test_s3_test_event_and_foreign_keys_are_ignored(indexing, aws_stack):
@@ -360,7 +405,7 @@ def test_s3_test_event_and_foreign_keys_are_ignored(indexing, aws_stack):
     assert services.indexer.handle_notification({"Event": "s3:TestEvent"}) == ["test_event"]
     record = {
         "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": aws_stack.bucket}, "object": {"key": "users/x/thumbs/abc.jpg"}},
+        "s3": {"bucket": {"name": aws_stack.bucket}, "object": {"key": "thumbs/x/abc.jpg"}},
     }
     assert services.indexer.handle_notification({"Records": [record]}) == ["ignored"]
 
@@ -489,3 +534,88 @@ def test_taken_times_stored_by_the_first_version_are_shown_as_local_time():
 
     assert taken_at(datetime(2021, 5, 1, 14, 3)) == "2021-05-01T14:03:00"
     assert taken_at("2021-05-01T14:03:00+09:00") == "2021-05-01T14:03:00+09:00" and taken_at(None) is None
+
+
+def test_a_bucket_of_the_first_layout_is_migrated_without_losing_a_face(api, make_user, indexing, aws_stack):
+    """Objects under ``users/{sub}/{kind}/`` (the first layout) move to ``{kind}/{sub}/``: records
+    follow, faces stay, a photo uploaded to a legacy key while the stack was switched gets
+    indexed, orphans and search keys go; a second run finds nothing to do."""
+    services, pump = indexing
+    user, other = make_user(), make_user()
+    s3, sqs = client("s3", aws_stack.aws_endpoint_url), client("sqs", aws_stack.aws_endpoint_url)
+    indexed = upload(api, user, SINGLE.read_bytes(), "image/jpeg")
+    others = upload(api, other, SINGLE.read_bytes(), "image/jpeg")
+    drain(pump)
+    faces_before = services.store.faces.count_documents({"owner": user.sub, "photo_id": indexed})
+    assert faces_before == 1
+
+    def legacy(key: str) -> str:
+        kind, owner, name = key.split("/")
+        return f"users/{owner}/{kind}/{name}"
+
+    # The first layout, made by hand: the indexed photo's objects and record under users/ ...
+    record = services.store.get_photo(user.sub, indexed)
+    for key in (record["key"], record["thumbnail_key"]):
+        services.storage.copy(key, legacy(key))
+        s3.delete_object(Bucket=aws_stack.bucket, Key=key)
+    services.store.update_photo(
+        user.sub, indexed, {"key": legacy(record["key"]), "thumbnail_key": legacy(record["thumbnail_key"])}
+    )
+    # ... a photo uploaded to a legacy key (its record pending), an orphan and a search key.
+    (pending,) = request_uploads(api, user, [{"filename": "p.jpg", "content_type": "image/jpeg", "size": 1000}])
+    pending_key = legacy(services.store.get_photo(user.sub, pending["photo_id"])["key"])
+    services.store.update_photo(user.sub, pending["photo_id"], {"key": pending_key})
+    s3.put_object(Bucket=aws_stack.bucket, Key=pending_key, Body=SINGLE.read_bytes())
+    orphan = f"users/{user.sub}/photos/{'a' * 32}.jpg"
+    search_key = f"users/{user.sub}/keys/{'b' * 32}.jpg"
+    for key in (orphan, search_key):
+        s3.put_object(Bucket=aws_stack.bucket, Key=key, Body=b"x")
+    empty(sqs, aws_stack.queue_url)  # the events of the hand-made layout are not the test's
+
+    counts = migrate(services.storage, services.store)
+    assert counts == {"moved_photos": 2, "moved_thumbs": 1, "deleted_orphans": 1, "deleted_keys": 1}
+    drain(pump)  # the copies' notifications
+    assert services.storage.list_keys(LEGACY_PREFIX) == []
+    moved = photo(api, user, indexed)
+    assert moved["status"] == "indexed" and moved["face_count"] == 1
+    assert services.store.faces.count_documents({"owner": user.sub, "photo_id": indexed}) == faces_before
+    assert requests.get(moved["url"], timeout=10).content == SINGLE.read_bytes()
+    assert requests.get(moved["thumbnail_url"], timeout=10).status_code == 200
+    late = photo(api, user, pending["photo_id"])
+    assert late["status"] == "indexed" and late["face_count"] == 1
+    assert sorted(object_keys(aws_stack, user.sub)) == sorted(
+        [
+            photo_key(user.sub, indexed, "image/jpeg"),
+            thumbnail_key(user.sub, indexed),
+            photo_key(user.sub, pending["photo_id"], "image/jpeg"),
+            thumbnail_key(user.sub, pending["photo_id"]),
+        ]
+    )
+    assert photo(api, other, others)["status"] == "indexed"  # another user's photos untouched
+    assert migrate(services.storage, services.store) == {}
+
+
+def test_the_migration_refuses_a_bucket_that_still_notifies_the_first_layout(services, aws_stack):
+    s3 = client("s3", aws_stack.aws_endpoint_url)
+    bucket = f"legacy-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    queue_arn = client("sqs", aws_stack.aws_endpoint_url).get_queue_attributes(
+        QueueUrl=aws_stack.dlq_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectRemoved:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "users/"}]}},
+                }
+            ]
+        },
+    )
+    legacy = f"users/u/photos/{'c' * 32}.jpg"
+    s3.put_object(Bucket=bucket, Key=legacy, Body=b"x")
+    with pytest.raises(NotificationStillLegacy, match="users/"):
+        migrate(PhotoStorage(s3, bucket), services.store)
+    assert s3.head_object(Bucket=bucket, Key=legacy)["ContentLength"] == 1  # nothing touched

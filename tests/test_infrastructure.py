@@ -1,11 +1,14 @@
 """The infrastructure template: valid CloudFormation, and consistent with the Chalice stages."""
 
+import fnmatch
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from chalicelib import storage
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infrastructure" / "resources.yaml"
@@ -20,6 +23,32 @@ def cfn_lint(path: Path) -> subprocess.CompletedProcess:
 def test_template_passes_cfn_lint():
     result = cfn_lint(TEMPLATE)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_bucket_notifies_album_photos_only():
+    """S3 filters notifications by key prefix: the one it is given must hold album photos and
+    nothing else, and the endpoint may read photos and search keys (the keys the code builds)."""
+    from cfnlint.decode import cfn_yaml
+
+    resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
+    queues = resources["PhotoBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert sorted(q["Event"] for q in queues) == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    prefixes = {rule["Value"] for q in queues for rule in q["Filter"]["S3Key"]["Rules"] if rule["Name"] == "prefix"}
+    assert len(prefixes) == 1
+    (prefix,) = prefixes
+    sub, item = "0b1e9a3c-1111-2222-3333-444455556666", "0" * 32
+    assert storage.photo_key(sub, item, "image/heic").startswith(prefix)
+    for other in (storage.thumbnail_key(sub, item), storage.key_photo_key(sub, item, "image/jpeg")):
+        assert not other.startswith(prefix), other
+    (analyse,) = [
+        st
+        for st in resources["SageMakerExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        if st["Sid"] == "PhotosToAnalyse"
+    ]
+    readable = [r["Fn::Sub"].removeprefix("${PhotoBucket.Arn}/") for r in analyse["Resource"]]
+    for key in (storage.photo_key(sub, item, "image/jpeg"), storage.key_photo_key(sub, item, "image/jpeg")):
+        assert any(fnmatch.fnmatchcase(key, pattern) for pattern in readable), key
+    assert not any(fnmatch.fnmatchcase(storage.thumbnail_key(sub, item), pattern) for pattern in readable)
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
@@ -38,7 +67,7 @@ def test_chalice_stage_points_at_the_templates_resources(stage):
         for function in config["lambda_functions"].values()
     )
     for resource in (
-        f"memory-studio-{stage}-photos/users/*",
+        f"memory-studio-{stage}-photos/photos/*",
         f"memory-studio-{stage}-photo-events",
         f"memory-studio/{stage}/atlas",
         f"endpoint/{env['FACE_ENDPOINT_NAME']}",
@@ -113,18 +142,24 @@ def aws_calls(stage: str) -> dict[str, tuple]:
     bucket = f"arn:aws:s3:::{env['PHOTO_BUCKET']}"
     sub = "0b1e9a3c-1111-2222-3333-444455556666"
     sqs = "arn:aws:sqs:us-east-1:1:"
+    # The keys as the code builds them: a policy must allow these, not a hand-written pattern.
+    photo_id = "0" * 32
+    photo = storage.photo_key(sub, photo_id, "image/jpeg")
+    thumb = storage.thumbnail_key(sub, photo_id)
+    key_photo = storage.key_photo_key(sub, photo_id, "image/png")
     return {
-        "presigned photo upload": ("s3:PutObject", f"{bucket}/users/{sub}/photos/a.jpg", None),
-        "presigned key upload": ("s3:PutObject", f"{bucket}/users/{sub}/keys/k.jpg", None),
-        "the key upload's expiry tag": ("s3:PutObjectTagging", f"{bucket}/users/{sub}/keys/k.jpg", None),
-        "read a photo (presigned view, indexing, HeadObject)": (
-            "s3:GetObject",
-            f"{bucket}/users/{sub}/photos/a.jpg",
-            None,
-        ),
-        "write a thumbnail": ("s3:PutObject", f"{bucket}/users/{sub}/thumbs/a.jpg", None),
-        "delete a photo or thumbnail": ("s3:DeleteObject", f"{bucket}/users/{sub}/thumbs/a.jpg", None),
-        "list an account's objects": ("s3:ListBucket", bucket, {"s3:prefix": f"users/{sub}/"}),
+        "presigned photo upload": ("s3:PutObject", f"{bucket}/{photo}", None),
+        "presigned key upload": ("s3:PutObject", f"{bucket}/{key_photo}", None),
+        "the key upload's expiry tag": ("s3:PutObjectTagging", f"{bucket}/{key_photo}", None),
+        "read a photo (presigned view, indexing, HeadObject)": ("s3:GetObject", f"{bucket}/{photo}", None),
+        "read a thumbnail (presigned view)": ("s3:GetObject", f"{bucket}/{thumb}", None),
+        "write a thumbnail": ("s3:PutObject", f"{bucket}/{thumb}", None),
+        "delete a photo": ("s3:DeleteObject", f"{bucket}/{photo}", None),
+        "delete a thumbnail": ("s3:DeleteObject", f"{bucket}/{thumb}", None),
+        "check a key photo arrived (HeadObject)": ("s3:GetObject", f"{bucket}/{key_photo}", None),
+        "delete a key photo (account deletion)": ("s3:DeleteObject", f"{bucket}/{key_photo}", None),
+        # Listing: its conditions moto does not evaluate (read in the test below).
+        "list an account's objects": ("s3:ListBucket", bucket, {"s3:prefix": storage.user_prefixes(sub)[0]}),
         "face endpoint": (
             "sagemaker:InvokeEndpoint",
             f"arn:aws:sagemaker:us-east-1:1:endpoint/{env['FACE_ENDPOINT_NAME']}",
@@ -154,7 +189,11 @@ CALLERS = {  # what each function's code calls (chalicelib: album, search, accou
         "presigned key upload",
         "the key upload's expiry tag",
         "read a photo (presigned view, indexing, HeadObject)",
-        "delete a photo or thumbnail",
+        "read a thumbnail (presigned view)",
+        "delete a photo",
+        "delete a thumbnail",
+        "check a key photo arrived (HeadObject)",
+        "delete a key photo (account deletion)",
         "list an account's objects",
         "face endpoint",
         "Atlas secret",
@@ -165,7 +204,8 @@ CALLERS = {  # what each function's code calls (chalicelib: album, search, accou
     "index_photos": {
         "read a photo (presigned view, indexing, HeadObject)",
         "write a thumbnail",
-        "delete a photo or thumbnail",
+        "delete a photo",
+        "delete a thumbnail",
         "face endpoint",
         "Atlas secret",
         "read photo events",
@@ -194,7 +234,7 @@ def test_each_function_may_make_exactly_its_own_aws_calls(stage, function):
         elif action != "s3:ListBucket":  # its conditions moto does not evaluate: read below
             assert allowed == PermissionResult.NEUTRAL, (function, name)
     # moto's evaluator checks StringEquals conditions only, so the s3:ListBucket grants are read here:
-    # prefixes under users/ (account deletion, the API only), and no prefix at all — HeadBucket
+    # the prefixes of an account's objects (account deletion, the API only), and no prefix at all — HeadBucket
     # (/health) carries none, and S3 answers HeadObject on a missing key with 404 only to a caller
     # allowed s3:ListBucket (403 otherwise), which the API and the indexer rely on.
     bucket = f"arn:aws:s3:::{config['environment_variables']['PHOTO_BUCKET']}"
@@ -204,7 +244,12 @@ def test_each_function_may_make_exactly_its_own_aws_calls(stage, function):
         if "s3:ListBucket" in st["Action"] and st["Resource"] == bucket
     ]
     assert ({"Null": {"s3:prefix": "true"}} in listing) == (function in ("api_handler", "index_photos"))
-    assert ({"StringLike": {"s3:prefix": ["users/*"]}} in listing) == (function == "api_handler")
+    prefixes = [pattern for c in listing for pattern in c.get("StringLike", {}).get("s3:prefix", [])]
+    every_prefix_allowed = all(
+        any(fnmatch.fnmatchcase(prefix, pattern) for pattern in prefixes) for prefix in storage.user_prefixes("a-sub")
+    )
+    assert every_prefix_allowed == (function == "api_handler")
+    assert not any(fnmatch.fnmatchcase("other/", pattern) for pattern in prefixes)  # nothing but a user's kinds
 
 
 def test_every_deployed_function_has_its_own_policy_and_the_files_are_current():

@@ -69,7 +69,7 @@ def test_uploaded_key_photo(api, album):
     )
     assert response.status_code == 201
     key = response.json_body
-    assert key["fields"]["key"] == f"users/{alice.sub}/keys/{key['key_id']}.jpg"
+    assert key["fields"]["key"] == f"keys/{alice.sub}/{key['key_id']}.jpg"
     policy = json.loads(base64.b64decode(key["fields"]["policy"]))["conditions"]
     # Tagged for the bucket's one-day lifecycle rule; the policy pins the tag.
     assert {"tagging": key["fields"]["tagging"]} in policy and "search-key" in key["fields"]["tagging"]

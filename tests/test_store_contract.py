@@ -46,7 +46,7 @@ def photo(owner, photo_id, at, **extra):
         {
             "owner": owner,
             "photo_id": photo_id,
-            "key": f"users/{owner}/photos/{photo_id}.jpg",
+            "key": f"photos/{owner}/{photo_id}.jpg",
             "status": "pending",
             "uploaded_at": at,
             "face_count": 0,

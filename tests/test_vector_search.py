@@ -32,7 +32,7 @@ def add_faces(store, owner, vectors, version="v1", first=0):
                 {
                     "owner": owner,
                     "photo_id": photo_id,
-                    "key": f"users/{owner}/photos/{photo_id}.jpg",
+                    "key": f"photos/{owner}/{photo_id}.jpg",
                     "status": "indexed",
                     "uploaded_at": None,
                 }

@@ -1,0 +1,89 @@
+"""Moving a bucket of the first key layout (``users/{sub}/{kind}/{id}``) to ``{kind}/{sub}/{id}``.
+
+Run once per stage, after the resources stack (whose notification now covers ``photos/`` only) and
+the functions are deployed, with the stage's environment (as for ``chalicelib.atlas_index``)::
+
+    python -m chalicelib.layout_migration
+
+Per legacy object of a photo with a record: the record is pointed at the new key first, then the
+object is copied there, then the legacy object is deleted. The copy's notification reaches the
+indexer, which finds the record and the unchanged ETag (nothing to redo) or, for a photo uploaded
+while the old code still handed out legacy keys, indexes it then. Legacy objects no record owns and
+legacy search keys (a day's life) are deleted. Re-runnable: it resumes with what is left under
+``users/``. It refuses to run while the bucket still notifies ``users/``: the indexer would read the
+deletions as photos deleted outside the API and forget them.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+
+from .storage import KEYS, PHOTOS, PhotoStorage
+from .store import PhotoStore
+
+LEGACY_PREFIX = "users/"
+_LEGACY_KEY = re.compile(
+    r"^users/(?P<owner>[A-Za-z0-9-]+)/(?P<kind>photos|thumbs|keys)/(?P<name>(?P<id>[0-9a-f]{32})\.[a-z]+)$"
+)
+
+
+class NotificationStillLegacy(RuntimeError):
+    pass
+
+
+def notified_prefixes(storage: PhotoStorage) -> list[str]:
+    config = storage.s3.get_bucket_notification_configuration(Bucket=storage.bucket)
+    prefixes = []
+    for kind in ("QueueConfigurations", "TopicConfigurations", "LambdaFunctionConfigurations"):
+        for target in config.get(kind, []):
+            rules = target.get("Filter", {}).get("Key", {}).get("FilterRules", [])
+            prefixes += [r["Value"] for r in rules if r["Name"].lower() == "prefix"] or [""]
+    return prefixes
+
+
+def migrate(storage: PhotoStorage, store: PhotoStore) -> Counter:
+    """Move every legacy object; how many of each outcome."""
+    covering = [p for p in notified_prefixes(storage) if LEGACY_PREFIX.startswith(p) or p.startswith(LEGACY_PREFIX)]
+    if covering:
+        raise NotificationStillLegacy(
+            f"the bucket still notifies {covering}: deploy the resources stack first (docs/deploy.md)"
+        )
+    counts: Counter = Counter()
+    for key in storage.list_keys(LEGACY_PREFIX):
+        match = _LEGACY_KEY.match(key)
+        if match is None:
+            counts["left_unknown"] += 1  # not ours: an operator looks at it
+            continue
+        owner, kind, item = match["owner"], match["kind"], match["id"]
+        photo = None if kind == KEYS else store.get_photo(owner, item)
+        if photo is None:
+            storage.delete_keys([key])
+            counts["deleted_keys" if kind == KEYS else "deleted_orphans"] += 1
+            continue
+        target = f"{kind}/{owner}/{match['name']}"
+        field = "key" if kind == PHOTOS else "thumbnail_key"
+        if photo.get(field) == key:
+            store.update_photo(owner, item, {field: target})
+        storage.copy(key, target)
+        storage.delete_keys([key])
+        counts[f"moved_{kind}"] += 1
+    return counts
+
+
+def main() -> int:
+    from .services import Services
+
+    services = Services()
+    try:
+        counts = migrate(services.storage, services.store)
+    except NotificationStillLegacy as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "nothing under users/: done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
