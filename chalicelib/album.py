@@ -14,6 +14,7 @@ from .storage import CONTENT_TYPE_EXTENSIONS, KEYS, PhotoStorage, parse_user_key
 from .store import PhotoStore, now_ms, utc
 
 _PHOTO_ID = re.compile(r"^[0-9a-f]{32}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_FILENAME = 255
 
 
@@ -43,7 +44,7 @@ def _int_param(raw, name: str, default: int, low: int, high: int) -> int:
 
 
 def validate_file(where: str, item, max_bytes: int) -> dict:
-    """One ``{"filename", "content_type", "size"}`` a client wants to upload."""
+    """One ``{"filename", "content_type", "size", "sha256"?}`` a client wants to upload."""
     if not isinstance(item, dict):
         raise BadRequest(f"{where} must be an object")
     filename, content_type, size = item.get("filename"), item.get("content_type"), item.get("size")
@@ -62,7 +63,11 @@ def validate_file(where: str, item, max_bytes: int) -> dict:
         raise BadRequest(f"{where}.size must be a positive integer (bytes)")
     if size > max_bytes:
         raise PayloadTooLarge(f"{where} is {size} bytes; the limit is {max_bytes} bytes")
-    return {"filename": filename.strip(), "content_type": content_type, "size": size}
+    sha256 = item.get("sha256")
+    if sha256 is not None and (not isinstance(sha256, str) or not _SHA256.match(sha256.lower())):
+        raise BadRequest(f"{where}.sha256 must be the file's SHA-256 as 64 hex digits")
+    checked = {"filename": filename.strip(), "content_type": content_type, "size": size}
+    return dict(checked, sha256=sha256.lower()) if sha256 else checked
 
 
 class Album:
@@ -74,24 +79,56 @@ class Album:
 
     # Uploads ----------------------------------------------------------------
     def create_uploads(self, user: User, body) -> list[dict]:
-        files = self._validate_upload_request(body)
-        self.expire_abandoned_uploads(user.sub)
-        pending = self.store.count_photos(user.sub, status="pending")
+        """A presigned POST per file, in the order asked. A file the client says (by its SHA-256)
+        is already in the album, or repeats an earlier file of the request, is answered
+        ``{"photo_id", "duplicate_of"}`` instead, without a record or quota. The indexer checks the
+        bytes themselves, whatever a client says or does not say."""
+        asked = self._validate_upload_request(body)
+        first: dict[str, str] = {}  # sha256 → the photo that holds (or will hold) those bytes
+        for item in asked:
+            sha = item.get("sha256")
+            if sha and sha not in first and (photo := self.store.photo_with_content(user.sub, sha)):
+                first[sha] = photo["photo_id"]
+        new = []
+        for item in asked:
+            sha = item.get("sha256")
+            if sha is None or sha not in first:
+                item["photo_id"] = uuid.uuid4().hex
+                new.append(item)
+                if sha:
+                    first[sha] = item["photo_id"]
+        if new:
+            self._check_room(user.sub, new)
+        photos, posts = self._new_photos(user.sub, new)
+        self.store.add_photos(photos)
+        return [
+            posts[item["photo_id"]]
+            if "photo_id" in item
+            else {"photo_id": first[item["sha256"]], "duplicate_of": first[item["sha256"]]}
+            for item in asked
+        ]
+
+    def _check_room(self, owner: str, files: list[dict]) -> None:
+        self.expire_abandoned_uploads(owner)
+        pending = self.store.count_photos(owner, status="pending")
         if pending + len(files) > self.settings.max_pending_uploads:
             raise TooManyRequests(
                 f"{pending} uploads are still pending; wait for them to finish before asking for more",
                 code="too_many_pending_uploads",
                 retry_after=60,
             )
-        self._reserve_quota(user.sub, files)
+        self._reserve_quota(owner, files)
+
+    def _new_photos(self, owner: str, files: list[dict]) -> tuple[list[dict], dict[str, dict]]:
+        """Pending records and their presigned POSTs (by photo id)."""
         uploaded_at = now_ms()
-        photos, uploads = [], []
+        photos, posts = [], {}
         for item in files:
-            photo_id = uuid.uuid4().hex
-            key = photo_key(user.sub, photo_id, item["content_type"])
+            photo_id = item["photo_id"]
+            key = photo_key(owner, photo_id, item["content_type"])
             photos.append(
                 {
-                    "owner": user.sub,
+                    "owner": owner,
                     "photo_id": photo_id,
                     "key": key,
                     "filename": item["filename"],
@@ -109,16 +146,13 @@ class Album:
             )
             # The policy caps the object at the declared size, so quotas count real bytes at most.
             post = self.storage.presigned_upload(key, item["content_type"], item["size"], self.settings.upload_url_ttl)
-            uploads.append(
-                {
-                    "photo_id": photo_id,
-                    "url": post["url"],
-                    "fields": post["fields"],
-                    "expires_in": self.settings.upload_url_ttl,
-                }
-            )
-        self.store.add_photos(photos)
-        return uploads
+            posts[photo_id] = {
+                "photo_id": photo_id,
+                "url": post["url"],
+                "fields": post["fields"],
+                "expires_in": self.settings.upload_url_ttl,
+            }
+        return photos, posts
 
     def _reserve_quota(self, owner: str, files: list[dict]) -> None:
         s = self.settings
@@ -191,7 +225,8 @@ class Album:
             "uploaded_at": iso(photo.get("uploaded_at")),
             "taken_at": taken_at(photo.get("taken_at")),
             "thumbnail_url": self.storage.presigned_get(thumbnail, ttl) if thumbnail else None,
-            "url": self.storage.presigned_get(photo["key"], ttl),
+            "url": self.storage.presigned_get(photo["key"], ttl) if photo.get("key") else None,
+            "duplicate_of": photo.get("duplicate_of"),
         }
 
     def owned_photo(self, user: User, photo_id: str) -> dict:

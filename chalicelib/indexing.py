@@ -2,8 +2,12 @@
 
 Exactly once in effect: face ids are deterministic (photo id + rank) and
 written by upsert, and a photo already indexed from the same object version
-(ETag) with the same model is skipped, so redelivered, duplicated or
+(ETag) with the same model is skipped, so redelivered, repeated or
 concurrent events leave one set of faces.
+
+A photo whose bytes are those of another photo of the owner (SHA-256) is marked
+a duplicate of it and its object removed: uploading a folder twice makes no
+second copy. Two identical photos indexed at the same moment can both stay.
 
 A photo deleted while it is being indexed leaves nothing behind: the writes
 that follow the face call end with a conditional update of the photo record,
@@ -13,6 +17,7 @@ removes the record before the faces and the thumbnail, see ``Album``).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
@@ -95,7 +100,7 @@ class Indexer:
         etag = head["ETag"]
         current = photo["status"] == "indexed" and photo.get("source_etag") == etag
         if current and not force:
-            return "duplicate"
+            return "already_indexed"
         if current and target_version and photo.get("model_version") == target_version:
             return "already_current"  # a second reindex run queued it again
         if head["ContentLength"] > self.settings.max_upload_bytes:
@@ -103,6 +108,10 @@ class Indexer:
                 photo, f"the file is {head['ContentLength']} bytes; the limit is {self.settings.max_upload_bytes}", etag
             )
         data = self.storage.s3.get_object(Bucket=self.storage.bucket, Key=key)["Body"].read()
+        content_sha256 = hashlib.sha256(data).hexdigest()
+        if not force and (original := self.store.photo_with_content(owner, content_sha256, other_than=photo_id)):
+            return self._duplicate(photo, original["photo_id"])
+        self.store.update_photo(owner, photo_id, {"content_sha256": content_sha256})
         try:
             decoded = decode_image(data, max_bytes=self.settings.max_upload_bytes)
         except ImageError as exc:
@@ -201,6 +210,15 @@ class Indexer:
             extra={"user": photo["owner"], "photo_id": photo["photo_id"], "error": message, "retriable": retriable},
         )
         return "failed"
+
+    def _duplicate(self, photo: dict, original_id: str) -> str:
+        owner, photo_id = photo["owner"], photo["photo_id"]
+        if not self.store.mark_duplicate(owner, photo, original_id):
+            return self._undo(owner, photo_id)
+        # The record no longer names the object, so its removal event is not read as a deletion.
+        self.storage.delete_keys([photo["key"], thumbnail_key(owner, photo_id)])
+        logger.info("photo is a duplicate", extra={"user": owner, "photo_id": photo_id, "duplicate_of": original_id})
+        return "duplicate_photo"
 
     def _undo(self, owner: str, photo_id: str) -> str:
         """The photo was deleted while this indexer worked: remove what it wrote."""

@@ -25,6 +25,10 @@ from .errors import BadRequest
 
 _NO_ID = {"_id": 0}
 _NO_VECTOR = {"_id": 0, "embedding": 0}
+# A photo's status: in the album while pending, indexed or failed; a duplicate (the same bytes as
+# another photo of the owner) is out of the album and keeps a record for its uploader only.
+ALBUM_STATUSES = ("pending", "indexed", "failed")
+DUPLICATE = "duplicate"
 
 
 @overload
@@ -113,6 +117,7 @@ class PhotoStore:
         # compound index serves a descending sort just as well.
         self.photos.create_index([("owner", ASCENDING), ("photo_id", ASCENDING)], unique=True)
         self.photos.create_index([("owner", ASCENDING), ("uploaded_at", ASCENDING)])
+        self.photos.create_index([("owner", ASCENDING), ("content_sha256", ASCENDING)])
         self.faces.create_index([("owner", ASCENDING), ("face_id", ASCENDING)], unique=True)
         self.faces.create_index([("owner", ASCENDING), ("photo_id", ASCENDING)])
         self.faces.create_index([("owner", ASCENDING), ("model_version", ASCENDING)])
@@ -134,6 +139,23 @@ class PhotoStore:
                 raise DuplicateKeyError("photo already exists", 11000) from exc
             raise
 
+    def photo_with_content(self, owner: str, sha256: str, other_than: str | None = None) -> dict | None:
+        """The album photo of ``owner`` whose bytes have this SHA-256 (set once the indexer read them)."""
+        query = {"owner": owner, "content_sha256": sha256, "status": {"$in": list(ALBUM_STATUSES)}}
+        if other_than:
+            query["photo_id"] = {"$ne": other_than}
+        return self.photos.find_one(query, _NO_ID)
+
+    def mark_duplicate(self, owner: str, photo: dict, original_id: str) -> bool:
+        """The photo's bytes are another photo's: it leaves the album (and the quota) and keeps only
+        a record that says which photo it is, for the client that uploaded it."""
+        fields = {"status": DUPLICATE, "duplicate_of": original_id, "key": None, "thumbnail_key": None}
+        if not self.update_photo(owner, photo["photo_id"], fields):
+            return False
+        self.faces.delete_many({"owner": owner, "photo_id": photo["photo_id"]})
+        self.release_usage(owner, 1, photo_size(photo))
+        return True
+
     def count_photos(self, owner: str, status: str | None = None) -> int:
         query = {"owner": owner}
         if status:
@@ -152,7 +174,7 @@ class PhotoStore:
     ) -> tuple[list[dict], str | None]:
         """Newest first; the cursor is the (uploaded_at, photo_id) of the last row. ``only``: just
         these photos (a person's)."""
-        query: dict = {"owner": owner}
+        query: dict = {"owner": owner, "status": {"$in": list(ALBUM_STATUSES)}}
         if only is not None:
             query["photo_id"] = {"$in": sorted(only)}
         if cursor:
@@ -183,7 +205,8 @@ class PhotoStore:
             return None
         self.photos.delete_one({"owner": owner, "photo_id": photo_id})
         self.faces.delete_many({"owner": owner, "photo_id": photo_id})
-        self.release_usage(owner, 1, photo_size(photo))
+        if photo["status"] != DUPLICATE:  # a duplicate's quota was released when it was found
+            self.release_usage(owner, 1, photo_size(photo))
         self.bump_owner_version(owner)
         return photo
 
@@ -241,7 +264,9 @@ class PhotoStore:
         without a usage record yet (new, or with photos from before quotas) starts from what
         their photo records hold."""
         if self.usage.find_one({"_id": owner}) is None:
-            held = list(self.photos.find({"owner": owner}, {"_id": 0, "declared_size": 1}))
+            held = list(
+                self.photos.find({"owner": owner, "status": {"$ne": DUPLICATE}}, {"_id": 0, "declared_size": 1})
+            )
             _insert_if_absent(
                 self.usage, {"_id": owner, "photos": len(held), "bytes": sum(photo_size(p) for p in held)}
             )

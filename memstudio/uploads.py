@@ -50,6 +50,11 @@ class Journal:
             tmp.replace(self.path)
 
 
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def post_file(upload: dict, path: Path, content_type: str) -> None:
     """A presigned POST of one file straight to S3."""
     with open(path, "rb") as handle:
@@ -63,7 +68,8 @@ def post_file(upload: dict, path: Path, content_type: str) -> None:
 def upload_folder(
     session: Session, folder: Path, parallel: int = 4, progress: bool = True
 ) -> tuple[int, int, list[str]]:
-    """Returns (uploaded now, already there, failures as 'name: reason')."""
+    """Returns (uploaded now, already there — by the journal or by the API's SHA-256 check —,
+    failures as 'name: reason')."""
     from tqdm import tqdm
 
     limits = client_config(session.api)  # the stage's own upload limits
@@ -97,7 +103,12 @@ def upload_folder(
             chunk = todo[start : start + batch]
             body = {
                 "files": [
-                    {"filename": p.name, "content_type": CONTENT_TYPES[p.suffix.lower()], "size": p.stat().st_size}
+                    {
+                        "filename": p.name,
+                        "content_type": CONTENT_TYPES[p.suffix.lower()],
+                        "size": p.stat().st_size,
+                        "sha256": file_sha256(p),
+                    }
                     for p in chunk
                 ]
             }
@@ -107,8 +118,15 @@ def upload_folder(
                 failures += [f"{p.relative_to(folder)}: {exc}" for p in chunk]
                 bar.update(sum(p.stat().st_size for p in chunk))
                 continue
+            for u, p in zip(uploads, chunk):
+                if u.get("duplicate_of"):  # the same bytes are already in the album
+                    journal.record(str(p.relative_to(folder)), p, u["duplicate_of"])
+                    skipped += 1
+                    bar.update(p.stat().st_size)
             jobs = {
-                pool.submit(post_file, u, p, CONTENT_TYPES[p.suffix.lower()]): (u, p) for u, p in zip(uploads, chunk)
+                pool.submit(post_file, u, p, CONTENT_TYPES[p.suffix.lower()]): (u, p)
+                for u, p in zip(uploads, chunk)
+                if not u.get("duplicate_of")
             }
             for job in as_completed(jobs):
                 upload, path = jobs[job]

@@ -71,6 +71,13 @@ def test_cli_upload_search_delete(local_stack, tmp_path, monkeypatch, capsys):  
     listing = capsys.readouterr().out
     assert listing.count("indexed") == 5 and "clooney-" in listing
 
+    # The same bytes under another name are already in the album: the API says which photo.
+    shutil.copy(clooney[0], folder / "copy-of-clooney.jpg")
+    assert main(["--api", api, "upload", str(folder), "--quiet"]) == 0
+    assert "uploaded 0, already uploaded 6, failed 0" in capsys.readouterr().out
+    assert Journal(session, folder).entries["copy-of-clooney.jpg"]["photo_id"] == ids[f"clooney-{clooney[0].name}"]
+    assert len(session.call("GET", "photos")["photos"]) == 5
+
     assert main(["--api", api, "search", str(clooney[3])]) == 0
     lines = capsys.readouterr().out.splitlines()
     ranked = [line.split()[1] for line in lines[1:]]

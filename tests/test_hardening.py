@@ -4,6 +4,7 @@ real face endpoint: nothing crashes, nothing leaks, nothing is left behind."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 from dataclasses import replace
@@ -11,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import app as app_module
 from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
@@ -205,8 +207,13 @@ class CountingTransport:
 def test_a_keys_faces_are_analysed_once_for_all_its_pages(api, make_user, indexing):
     services, pump = indexing
     user = make_user()
-    for _ in range(3):
-        upload(api, user, SINGLE.read_bytes(), "image/jpeg")
+    for quality in (None, 90, 80):  # three photos of one face (the same bytes would be one photo)
+        data = SINGLE.read_bytes()
+        if quality:
+            buffer = io.BytesIO()
+            Image.open(SINGLE).save(buffer, "JPEG", quality=quality)
+            data = buffer.getvalue()
+        upload(api, user, data, "image/jpeg")
     drain(pump)
     counting = services.face_client.transport = CountingTransport(services.face_client.transport)
     query = {"image_base64": base64.b64encode(SINGLE.read_bytes()).decode(), "limit": 1}

@@ -1,6 +1,7 @@
 """Indexing end to end: presigned upload → moto S3 → SQS → the handler → the real face
 endpoint (the built bundle, served over HTTP) → the store."""
 
+import hashlib
 import io
 import json
 import struct
@@ -104,6 +105,7 @@ def encode(image, fmt, **kwargs) -> bytes:
 
 
 SINGLE = FACEDATA / "people/deepface/Angelina_Jolie/img11.jpg" if FACEDATA else None
+OTHER_SINGLE = FACEDATA / "people/deepface/Angelina_Jolie/img10.jpg" if FACEDATA else None
 
 
 def test_real_photos_are_indexed(api, make_user, indexing, aws_stack):
@@ -325,7 +327,7 @@ def test_duplicate_and_out_of_order_events(api, make_user, indexing, aws_stack):
         ]
     }
     faces_before = sorted(f["face_id"] for f in services.store.list_faces(user.sub, photo_id))
-    assert services.indexer.handle_notification(created) == ["duplicate"]
+    assert services.indexer.handle_notification(created) == ["already_indexed"]
     # Forced re-index (e.g. the ETag check bypassed): upserts, still one set of faces.
     services.store.update_photo(user.sub, photo_id, {"source_etag": "something-else"})
     threads = [threading.Thread(target=services.indexer.handle_notification, args=(created,)) for _ in range(3)]
@@ -565,7 +567,7 @@ def test_a_bucket_of_the_first_layout_is_migrated_without_losing_a_face(api, mak
     (pending,) = request_uploads(api, user, [{"filename": "p.jpg", "content_type": "image/jpeg", "size": 1000}])
     pending_key = legacy(services.store.get_photo(user.sub, pending["photo_id"])["key"])
     services.store.update_photo(user.sub, pending["photo_id"], {"key": pending_key})
-    s3.put_object(Bucket=aws_stack.bucket, Key=pending_key, Body=SINGLE.read_bytes())
+    s3.put_object(Bucket=aws_stack.bucket, Key=pending_key, Body=OTHER_SINGLE.read_bytes())
     orphan = f"users/{user.sub}/photos/{'a' * 32}.jpg"
     search_key = f"users/{user.sub}/keys/{'b' * 32}.jpg"
     for key in (orphan, search_key):
@@ -619,3 +621,55 @@ def test_the_migration_refuses_a_bucket_that_still_notifies_the_first_layout(ser
     with pytest.raises(NotificationStillLegacy, match="users/"):
         migrate(PhotoStorage(s3, bucket), services.store)
     assert s3.head_object(Bucket=bucket, Key=legacy)["ContentLength"] == 1  # nothing touched
+
+
+def test_the_same_bytes_twice_make_one_photo(api, make_user, indexing, aws_stack):
+    """By the bytes (the indexer, whatever the client says) and by the client's SHA-256 (the API,
+    before anything is uploaded); per user: another user's identical photo is theirs."""
+    services, pump = indexing
+    user, other = make_user(), make_user()
+    data = SINGLE.read_bytes()
+    original = upload(api, user, data, "image/jpeg", "a.jpg")
+    drain(pump)
+    again = upload(api, user, data, "image/jpeg", "copy of a.jpg")  # a client that sends no hash
+    theirs = upload(api, other, data, "image/jpeg")
+    drain(pump)
+    copy = photo(api, user, again)
+    assert copy["status"] == "duplicate" and copy["duplicate_of"] == original and copy["url"] is None
+    assert [p["photo_id"] for p in api.http.get("/photos", headers=user.headers).json_body["photos"]] == [original]
+    assert object_keys(aws_stack, user.sub) == [
+        photo_key(user.sub, original, "image/jpeg"),
+        thumbnail_key(user.sub, original),
+    ]
+    assert services.store.faces.count_documents({"owner": user.sub}) == 1
+    assert services.store.usage_of(user.sub)["photos"] == 1
+    assert photo(api, other, theirs)["status"] == "indexed"
+
+    sha = hashlib.sha256(data).hexdigest()
+    fresh = hashlib.sha256(OTHER_SINGLE.read_bytes()).hexdigest()
+    files = [
+        {"filename": "b.jpg", "content_type": "image/jpeg", "size": len(data), "sha256": sha.upper()},
+        {"filename": "c.jpg", "content_type": "image/jpeg", "size": 1000, "sha256": fresh},
+        {"filename": "c copy.jpg", "content_type": "image/jpeg", "size": 1000, "sha256": fresh},
+    ]
+    answers = request_uploads(api, user, files)
+    assert answers[0] == {"photo_id": original, "duplicate_of": original}
+    assert "fields" in answers[1] and answers[2] == {
+        "photo_id": answers[1]["photo_id"],
+        "duplicate_of": answers[1]["photo_id"],
+    }
+    assert (
+        services.store.count_photos(user.sub, status="pending") == 1
+        and services.store.usage_of(user.sub)["photos"] == 2
+    )
+    bad = api.http.post(
+        "/photos/uploads",
+        headers={**user.headers, "Content-Type": "application/json"},
+        body=json.dumps({"files": [dict(files[0], sha256="not-a-hash")]}),
+    )
+    assert bad.status_code == 400 and "sha256" in bad.json_body["message"]
+
+    # Deleting the duplicate's record leaves the album and the quota as they are.
+    assert api.http.delete(f"/photos/{again}", headers=user.headers).status_code == 204
+    assert services.store.usage_of(user.sub)["photos"] == 2
+    assert photo(api, user, original)["status"] == "indexed"

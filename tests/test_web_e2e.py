@@ -111,6 +111,14 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     angelina_ids = [pid for pid, label in names.items() if any(label.startswith(p.name) for p in angelina[:4])]
     assert len(katy_ids) == 4 and len(angelina_ids) == 4
 
+    # The same photo again (the browser sends its SHA-256): already in the album, nothing uploaded.
+    page.click("nav a[data-view=upload]")
+    page.set_input_files("#file-input", str(katy[0]))
+    page.wait_for_selector("#uploads li[data-state=duplicate]")
+    assert "already in your album" in page.text_content("#uploads li[data-state=duplicate]")
+    page.click("nav a[data-view=album]")
+    page.wait_for_function("document.querySelectorAll('#grid li').length === 8")
+
     # The photo view draws the face boxes.
     page.click(f"#grid li[data-photo-id='{katy_ids[0]}'] button")
     page.wait_for_selector("#photo-dialog[open]")

@@ -310,6 +310,7 @@ function uploadRow(file) {
       state.textContent = `${bar.value}% · ${(loaded / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s`;
     },
     done() { bar.value = 100; state.textContent = "uploaded"; state.className = "done"; item.dataset.state = "done"; },
+    already() { bar.value = 100; state.textContent = "already in your album"; state.className = "done"; item.dataset.state = "duplicate"; },
     fail(message) {
       state.textContent = "failed"; item.dataset.state = "failed";
       const error = document.createElement("span");
@@ -317,6 +318,14 @@ function uploadRow(file) {
       item.append(error);
     },
   };
+}
+
+// The file's SHA-256, so the API can say it is already in the album (crypto.subtle exists on
+// https and localhost only; elsewhere the indexer still finds duplicates by their bytes).
+async function sha256(file) {
+  if (!globalThis.crypto?.subtle) return {};
+  const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+  return { sha256: [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("") };
 }
 
 async function uploadFiles(files) {
@@ -332,13 +341,16 @@ async function uploadFiles(files) {
     const chunk = accepted.slice(i, i + config.maxFilesPerRequest);
     let uploads;
     try {
-      const body = { files: chunk.map(({ file }) => ({ filename: file.name, content_type: contentType(file), size: file.size })) };
-      uploads = (await api("POST", "photos/uploads", body)).uploads;
+      const files = await Promise.all(chunk.map(async ({ file }) => ({
+        filename: file.name, content_type: contentType(file), size: file.size, ...(await sha256(file)),
+      })));
+      uploads = (await api("POST", "photos/uploads", { files })).uploads;
     } catch (error) {
       chunk.forEach(({ row }) => row.fail(error.message));
       continue;
     }
     await inParallel(chunk.map(({ file, row }, k) => async () => {
+      if (uploads[k].duplicate_of) { row.already(); return; }  // the same bytes are in the album
       try {
         await postToS3(uploads[k], file, (loaded, total) => row.progress(loaded, total));
         row.done();
