@@ -26,7 +26,7 @@ CONTENT_TYPE_EXTENSIONS = {
 PHOTOS, THUMBS, KEYS = "photos", "thumbs", "keys"
 KINDS = (PHOTOS, THUMBS, KEYS)  # the bucket's top-level prefixes; only PHOTOS is notified
 
-_USER_KEY = re.compile(r"^(?P<kind>photos|thumbs|keys)/(?P<owner>[A-Za-z0-9-]+)/(?P<id>[0-9a-f]{32})\.[a-z]+$")
+_USER_KEY = re.compile(rf"^(?P<kind>{'|'.join(KINDS)})/(?P<owner>[A-Za-z0-9-]+)/(?P<id>[0-9a-f]{{32}})\.[a-z]+$")
 
 
 def user_prefixes(owner: str) -> list[str]:

@@ -276,7 +276,9 @@ const album = {
     for (const { photo } of session ? pending : []) {
       try {
         const fresh = await api("GET", `photos/${photo.photo_id}`);
-        if (fresh.status !== photo.status) { this.render(fresh, false); changed = true; }
+        // A duplicate left the album (its original is there): its tile goes, like a deleted photo's.
+        if (fresh.status === "duplicate") { this.remove(photo.photo_id); changed = true; }
+        else if (fresh.status !== photo.status) { this.render(fresh, false); changed = true; }
       } catch (error) {
         if (error.status === 404) { this.remove(photo.photo_id); changed = true; }
       }
