@@ -5,9 +5,9 @@ import os
 import sys
 import warnings
 
-from chalice import BadRequestError, Chalice, CognitoUserPoolAuthorizer, CORSConfig, Response
+from chalice import BadRequestError, Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 
-from chalicelib import __version__
+from chalicelib import __version__, api_docs
 from chalicelib.auth import User, bearer_token
 from chalicelib.errors import ApiError, BadRequest, code_for_status
 from chalicelib.face_client import Deadline
@@ -65,6 +65,8 @@ def json_errors(event, get_response):
         # Chalice's own answers: unsupported content type, and any unhandled
         # exception (logged by Chalice, rendered without its trace).
         response.body = {"error": code_for_status(response.status_code), "message": str(body.get("Message", ""))}
+    if isinstance(response.body, (dict, list)):
+        response.headers.setdefault("Content-Type", "application/json")  # said, not left to the gateway
     if response.status_code >= 400:
         # Chalice adds the CORS headers to what a view returns, not to what it raises: without
         # them a browser hides every error from the web client.
@@ -122,6 +124,17 @@ def web_file(name):
     return asset(name, services.settings)
 
 
+@app.route("/openapi.yaml", methods=["GET"], cors=cors)
+def openapi_description():
+    """The API's description (OpenAPI 3.1), public like the web client."""
+    return api_docs.spec()
+
+
+@app.route("/docs", methods=["GET"])
+def api_docs_page():
+    return api_docs.page()
+
+
 @app.route("/photos/uploads", methods=["POST"], authorizer=authorizer, cors=cors)
 def create_uploads():
     user = current_user()
@@ -137,6 +150,16 @@ def list_photos():
     return services.album.list_photos(user, params.get("limit"), params.get("cursor"))
 
 
+@app.route("/photos/months", methods=["GET"], authorizer=authorizer, cors=cors)
+def photo_months():
+    return services.album.months(current_user())
+
+
+@app.route("/photos/status", methods=["POST"], authorizer=authorizer, cors=cors)
+def photo_status():
+    return services.album.status(current_user(), json_body())
+
+
 @app.route("/photos/{photo_id}", methods=["GET"], authorizer=authorizer, cors=cors)
 def get_photo(photo_id):
     return services.album.get_photo(current_user(), photo_id)
@@ -144,7 +167,40 @@ def get_photo(photo_id):
 
 @app.route("/photos/{photo_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
 def delete_photo(photo_id):
-    services.album.delete_photo(current_user(), photo_id)
+    """Into the trash (restorable for TRASH_DAYS); ``DELETE /trash/{photo_id}`` deletes for good."""
+    services.album.trash_one(current_user(), photo_id)
+    metrics.add_metric(name="PhotosTrashed", unit=MetricUnit.Count, value=1)
+    return Response(body="", status_code=204)
+
+
+@app.route("/photos/trash", methods=["POST"], authorizer=authorizer, cors=cors)
+def trash_photos():
+    result = services.album.trash(current_user(), json_body())
+    metrics.add_metric(name="PhotosTrashed", unit=MetricUnit.Count, value=len(result["trashed"]))
+    return result
+
+
+@app.route("/trash", methods=["GET"], authorizer=authorizer, cors=cors)
+def list_trash():
+    params = query_params()
+    return services.album.list_trash(current_user(), params.get("limit"), params.get("cursor"))
+
+
+@app.route("/trash", methods=["DELETE"], authorizer=authorizer, cors=cors)
+def empty_trash():
+    result = services.album.empty_trash(current_user())
+    metrics.add_metric(name="PhotosDeleted", unit=MetricUnit.Count, value=result["purged"])
+    return result
+
+
+@app.route("/trash/restore", methods=["POST"], authorizer=authorizer, cors=cors)
+def restore_photos():
+    return services.album.restore(current_user(), json_body())
+
+
+@app.route("/trash/{photo_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
+def purge_photo(photo_id):
+    services.album.purge_one(current_user(), photo_id)
     metrics.add_metric(name="PhotosDeleted", unit=MetricUnit.Count, value=1)
     return Response(body="", status_code=204)
 
@@ -266,6 +322,17 @@ def group_people(event):
         outcome = services.people_jobs.handle(json.loads(record.body))
         logger.info("people job handled", extra={"outcome": outcome})
     flush_metrics()
+
+
+@app.schedule(Rate(6, unit=Rate.HOURS), name="purge_trash")
+def purge_trash(event):
+    """Photos trashed more than TRASH_DAYS ago are deleted for good, with their objects and vectors."""
+    services.refresh()
+    purged = services.album.purge_expired(limit=1000)
+    logger.info("expired trash purged", extra={"photos": purged})
+    metrics.add_metric(name="PhotosDeleted", unit=MetricUnit.Count, value=purged)
+    flush_metrics()
+    return {"purged": purged}
 
 
 @app.lambda_function(name="reindex")

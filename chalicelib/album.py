@@ -7,11 +7,11 @@ import uuid
 from datetime import datetime, timedelta
 
 from .auth import User
-from .errors import BadRequest, NotFound, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
+from .errors import BadRequest, Conflict, NotFound, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
 from .people_store import PeopleStore
 from .settings import Settings
-from .storage import CONTENT_TYPE_EXTENSIONS, KEYS, PhotoStorage, parse_user_key, photo_key, thumbnail_key
-from .store import PhotoStore, now_ms, utc
+from .storage import CONTENT_TYPE_EXTENSIONS, KEYS, PhotoStorage, derived_keys, parse_user_key, photo_key
+from .store import DUPLICATE, PhotoStore, now_ms, utc
 
 _PHOTO_ID = re.compile(r"^[0-9a-f]{32}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -192,8 +192,24 @@ class Album:
         limit = _int_param(limit, "limit", self.settings.page_size_default, 1, self.settings.page_size_max)
         if not cursor:
             self.expire_abandoned_uploads(user.sub)
+            self.store.backfill_timeline(user.sub)
         rows, next_cursor = self.store.list_photos(user.sub, limit, cursor or None)
         return {"photos": [self.present(row) for row in rows], "next_cursor": next_cursor}
+
+    def status(self, user: User, body) -> dict:
+        """``{"photo_ids": [...]}`` → those photos as listed (fresh URLs included), one call instead of a
+        poll per photo; ids of no photo of the user's are answered in ``not_found``."""
+        photo_ids = self._photo_ids(body)
+        found = self.store.photos_by_id(user.sub, [i for i in photo_ids if _PHOTO_ID.match(i)])
+        return {
+            "photos": [self.present(found[i]) for i in photo_ids if i in found],
+            "not_found": [i for i in photo_ids if i not in found],
+        }
+
+    def months(self, user: User) -> dict:
+        """The timeline's months with their photo counts, newest first (for headers and a scrubber)."""
+        self.store.backfill_timeline(user.sub)
+        return {"months": [{"month": m, "count": n} for m, n in self.store.month_counts(user.sub)]}
 
     def get_photo(self, user: User, photo_id: str) -> dict:
         photo = self.owned_photo(user, photo_id)
@@ -212,7 +228,8 @@ class Album:
 
     def present(self, photo: dict) -> dict:
         ttl = self.settings.download_url_ttl
-        thumbnail = photo.get("thumbnail_key")
+        thumbnail, preview = photo.get("thumbnail_key"), photo.get("preview_key")
+        url = self.storage.presigned_get(photo["key"], ttl) if photo.get("key") else None
         return {
             "photo_id": photo["photo_id"],
             "filename": photo.get("filename"),
@@ -224,9 +241,19 @@ class Album:
             "height": photo.get("height"),
             "uploaded_at": iso(photo.get("uploaded_at")),
             "taken_at": taken_at(photo.get("taken_at")),
+            "timeline_at": taken_at(photo.get("timeline_at")),
             "thumbnail_url": self.storage.presigned_get(thumbnail, ttl) if thumbnail else None,
-            "url": self.storage.presigned_get(photo["key"], ttl) if photo.get("key") else None,
+            "url": url,
+            # What a browser can show: the original, or a JPEG of a HEIC original.
+            "preview_url": self.storage.presigned_get(preview, ttl) if preview and url else url,
+            "download_url": self.storage.presigned_get(photo["key"], ttl, download_as=photo.get("filename") or "photo")
+            if photo.get("key")
+            else None,
             "duplicate_of": photo.get("duplicate_of"),
+            "trashed_at": iso(photo.get("trashed_at")),
+            "purge_at": iso(utc(photo["trashed_at"]) + timedelta(days=self.settings.trash_days))
+            if photo.get("trashed_at")
+            else None,
         }
 
     def owned_photo(self, user: User, photo_id: str) -> dict:
@@ -236,19 +263,99 @@ class Album:
             raise NotFound("no such photo")
         return photo
 
-    # Deletion ---------------------------------------------------------------
-    def delete_photo(self, user: User, photo_id: str) -> None:
+    # The trash and deletion -------------------------------------------------------
+    def trash(self, user: User, body) -> dict:
+        """``{"photo_ids": [...]}`` into the trash: out of the album, search and people until restored
+        or purged (``trash_days`` later, or at once by emptying the trash). Quota is freed by the purge.
+        Idempotent; a duplicate's record (no object, no faces) is deleted at once."""
+        photo_ids = self._photo_ids(body)
+        trashed, not_found = [], []
+        at = now_ms()
+        for photo_id in photo_ids:
+            photo = self.store.get_photo(user.sub, photo_id) if _PHOTO_ID.match(photo_id) else None
+            if photo is None:
+                not_found.append(photo_id)
+                continue
+            if photo["status"] == DUPLICATE:  # out of the album already and holds nothing: its record goes
+                self.store.delete_photo(user.sub, photo_id)
+                trashed.append(photo_id)
+                continue
+            persons = {f.get("person_id") for f in self.store.list_faces(user.sub, photo_id)}
+            if self.store.trash_photo(user.sub, photo_id, at) and self.people is not None:
+                self.people.refresh(user.sub, persons)
+            trashed.append(photo_id)
+        return {"trashed": trashed, "not_found": not_found}
+
+    def trash_one(self, user: User, photo_id: str) -> None:
+        if self.trash(user, {"photo_ids": [photo_id]})["not_found"]:
+            raise NotFound("no such photo")
+
+    def restore(self, user: User, body) -> dict:
+        """``{"photo_ids": [...]}`` back from the trash, with their faces and people."""
+        restored, not_found = [], []
+        people_ids = self.people.ids(user.sub) if self.people is not None else set()
+        for photo_id in self._photo_ids(body):
+            faces = self.store.restore_photo(user.sub, photo_id, people_ids) if _PHOTO_ID.match(photo_id) else None
+            if faces is None:
+                not_found.append(photo_id)
+                continue
+            if self.people is not None:
+                self.people.refresh(user.sub, {f.get("person_id") for f in faces})
+            restored.append(photo_id)
+        return {"restored": restored, "not_found": not_found}
+
+    def list_trash(self, user: User, limit=None, cursor=None) -> dict:
+        limit = _int_param(limit, "limit", self.settings.page_size_default, 1, self.settings.page_size_max)
+        if not cursor:
+            self.purge_expired(user.sub)
+        rows, next_cursor = self.store.list_trash(user.sub, limit, cursor or None)
+        return {"photos": [self.present(row) for row in rows], "next_cursor": next_cursor}
+
+    def purge_one(self, user: User, photo_id: str) -> None:
         photo = self.owned_photo(user, photo_id)
-        # The original first: if S3 fails the record stays and the call can be repeated. Then the
-        # record, its faces, and the thumbnail by its fixed key, in that order: an indexer still
-        # working on this photo either wrote before (removed here) or finds the record gone after
-        # its writes and removes them itself (Indexer).
-        self.storage.delete_keys([photo["key"]])
-        persons = {f.get("person_id") for f in self.store.list_faces(user.sub, photo_id)}
-        self.store.delete_photo(user.sub, photo_id)
-        self.storage.delete_keys([thumbnail_key(user.sub, photo_id)])
+        if not photo.get("trashed_at"):
+            raise Conflict("only a photo in the trash can be deleted for good; trash it first", code="not_in_trash")
+        self._purge(user.sub, [photo])
+
+    def empty_trash(self, user: User, limit: int = 500) -> dict:
+        """Purge the trash at once, ``limit`` photos per call: ``remaining`` says whether to call again."""
+        photos = self.store.trashed_before(now_ms() + timedelta(days=1), limit + 1, owner=user.sub)
+        self._purge(user.sub, photos[:limit])
+        return {"purged": len(photos[:limit]), "remaining": len(photos) > limit}
+
+    def purge_expired(self, owner: str | None = None, limit: int = 100) -> int:
+        """Purge photos trashed more than ``trash_days`` ago: one owner's (on listing), or anyone's
+        (the scheduled ``purge_trash`` function)."""
+        expired = self.store.trashed_before(now_ms() - timedelta(days=self.settings.trash_days), limit, owner=owner)
+        by_owner: dict[str, list[dict]] = {}
+        for photo in expired:
+            by_owner.setdefault(photo["owner"], []).append(photo)
+        for who, photos in by_owner.items():
+            self._purge(who, photos)
+        return len(expired)
+
+    def _purge(self, owner: str, photos: list[dict]) -> None:
+        """Delete photos for good. The originals first: if S3 fails the records stay and the call can
+        be repeated. Then each record with its faces, then the thumbnails and previews by their fixed keys, in that
+        order: an indexer still working on a photo either wrote before (removed here) or finds the
+        record gone after its writes and removes them itself (Indexer)."""
+        if not photos:
+            return
+        self.storage.delete_keys([p["key"] for p in photos if p.get("key")])
+        persons: set = set()
+        for photo in photos:
+            persons |= {f.get("person_id") for f in self.store.list_faces(owner, photo["photo_id"])}
+            self.store.delete_photo(owner, photo["photo_id"])
+        self.storage.delete_keys([key for p in photos for key in derived_keys(owner, p["photo_id"])])
         if self.people is not None:
-            self.people.refresh(user.sub, persons)
+            self.people.refresh(owner, persons)
+
+    def _photo_ids(self, body) -> list[str]:
+        ids = body.get("photo_ids") if isinstance(body, dict) else None
+        limit = self.settings.page_size_max
+        if not isinstance(ids, list) or not 1 <= len(ids) <= limit or not all(isinstance(i, str) for i in ids):
+            raise BadRequest(f'body must be {{"photo_ids": [...]}} with 1 to {limit} photo ids')
+        return list(dict.fromkeys(ids))
 
     def delete_account_data(self, user: User) -> dict:
         objects = self.storage.delete_user_objects(user.sub)

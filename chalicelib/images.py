@@ -169,8 +169,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def make_thumbnail(image: Image.Image, size: int = 512, quality: int = 85) -> bytes:
-    """A JPEG no larger than ``size`` on its longer side."""
+THUMBNAIL_SIZE, PREVIEW_SIZE = 512, 2048
+
+
+def jpeg_rendition(image: Image.Image, size: int, quality: int = 85) -> bytes:
+    """A JPEG no larger than ``size`` on its longer side (a thumbnail, a preview)."""
     thumb = image.copy()
     thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()

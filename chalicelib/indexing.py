@@ -9,6 +9,8 @@ A photo whose bytes are those of another photo of the owner (SHA-256) is marked
 a duplicate of it and its object removed: uploading a folder twice makes no
 second copy. Two identical photos indexed at the same moment can both stay.
 
+A photo trashed while it is being indexed has its new faces moved to the trash
+after the indexer's last write (the trash sets its flag before moving faces).
 A photo deleted while it is being indexed leaves nothing behind: the writes
 that follow the face call end with a conditional update of the photo record,
 and when the record is gone the indexer removes what it wrote (the deletion
@@ -25,14 +27,14 @@ from botocore.exceptions import ClientError
 
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import GroupingParams
-from .images import ImageError, box_iou, decode_image, make_thumbnail
+from .images import PREVIEW_SIZE, THUMBNAIL_SIZE, ImageError, box_iou, decode_image, jpeg_rendition
 from .observability import logger
 from .people import People
 from .people_jobs import PeopleJobs
 from .people_store import SAME_FACE_IOU
 from .settings import Settings
-from .storage import PhotoStorage, parse_photo_key, thumbnail_key
-from .store import MANUAL, PhotoStore, face_record
+from .storage import BROWSER_TYPES, PhotoStorage, derived_keys, parse_photo_key, preview_key, thumbnail_key
+from .store import MANUAL, PhotoStore, face_record, timeline_at
 
 
 class RetryLater(Exception):
@@ -118,8 +120,20 @@ class Indexer:
             return self._fail(photo, exc.message, etag)
         thumb_key = thumbnail_key(owner, photo_id)
         self.storage.s3.put_object(
-            Bucket=self.storage.bucket, Key=thumb_key, Body=make_thumbnail(decoded.image), ContentType="image/jpeg"
+            Bucket=self.storage.bucket,
+            Key=thumb_key,
+            Body=jpeg_rendition(decoded.image, THUMBNAIL_SIZE),
+            ContentType="image/jpeg",
         )
+        preview = None  # a photo no browser shows (HEIC) is viewed through a large JPEG of it
+        if decoded.content_type not in BROWSER_TYPES:
+            preview = preview_key(owner, photo_id)
+            self.storage.s3.put_object(
+                Bucket=self.storage.bucket,
+                Key=preview,
+                Body=jpeg_rendition(decoded.image, PREVIEW_SIZE),
+                ContentType="image/jpeg",
+            )
         # Faces the user drew are embedded again at their boxes (a new bundle); boxes the user
         # removed as wrong stay removed.
         drawn = [f for f in self.store.list_faces(owner, photo_id) if f.get("source") == MANUAL]
@@ -166,7 +180,9 @@ class Indexer:
                 # What the bytes are, whatever the name or the declared type said (a PNG saved as .jpg).
                 "content_type": decoded.content_type,
                 "taken_at": decoded.taken_at,
+                "timeline_at": timeline_at(photo["uploaded_at"], decoded.taken_at),
                 "thumbnail_key": thumb_key,
+                "preview_key": preview,
                 "model_version": version,
                 "source_etag": etag,
                 "indexed_at": datetime.now(UTC),
@@ -174,6 +190,10 @@ class Indexer:
         )
         if not still_there:
             return self._undo(owner, photo_id)
+        if (now := self.store.get_photo(owner, photo_id)) and now.get("trashed_at"):
+            # Trashed while this indexer worked: its faces follow the photo into the trash.
+            self.store.move_faces_to_trash(owner, photo_id)
+            return "indexed_in_trash"
         grouping = GroupingParams.from_model_info(result)
         if self.people is not None and grouping is not None and faces:
             self._assign_people(owner, photo_id, version, grouping)
@@ -216,14 +236,14 @@ class Indexer:
         if not self.store.mark_duplicate(owner, photo, original_id):
             return self._undo(owner, photo_id)
         # The record no longer names the object, so its removal event is not read as a deletion.
-        self.storage.delete_keys([photo["key"], thumbnail_key(owner, photo_id)])
+        self.storage.delete_keys([photo["key"], *derived_keys(owner, photo_id)])
         logger.info("photo is a duplicate", extra={"user": owner, "photo_id": photo_id, "duplicate_of": original_id})
         return "duplicate_photo"
 
     def _undo(self, owner: str, photo_id: str) -> str:
         """The photo was deleted while this indexer worked: remove what it wrote."""
         self.store.replace_faces(owner, photo_id, [])
-        self.storage.delete_keys([thumbnail_key(owner, photo_id)])
+        self.storage.delete_keys(derived_keys(owner, photo_id))
         logger.info(
             "photo deleted during indexing; its faces and thumbnail removed",
             extra={"user": owner, "photo_id": photo_id},
@@ -241,6 +261,6 @@ class Indexer:
             # Deleted through the API: sweep what an indexer that raced the deletion may have left.
             self._undo(owner, photo_id)
             return "already_forgotten"
-        self.storage.delete_keys([thumbnail_key(owner, photo_id)])
+        self.storage.delete_keys(derived_keys(owner, photo_id))
         self.store.delete_photo(owner, photo_id)
         return "forgotten"

@@ -360,6 +360,8 @@ class People:
         """``{"box": [x, y, w, h]}``: a face the detector missed, embedded at that box (aligned when
         landmarks are found inside it), stored as ``source: manual`` and assigned like any other."""
         photo = self.album.owned_photo(user, photo_id)
+        if photo.get("trashed_at"):
+            raise Conflict("the photo is in the trash; restore it first", code="in_trash")
         if photo["status"] != "indexed" or not photo.get("width"):
             raise Conflict("the photo is not indexed yet", code="not_indexed")
         box = body.get("box") if isinstance(body, dict) else None

@@ -258,8 +258,8 @@ class FaceSearch:
         results = []
         for photo_id, (face_id, similarity, score) in page:
             photo = photos.get(photo_id)
-            if photo is None:
-                continue  # deleted since the vectors were cached
+            if photo is None or photo.get("trashed_at"):
+                continue  # deleted or trashed since the vectors were cached
             shown = self.album.present(photo)
             results.append(
                 {

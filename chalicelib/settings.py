@@ -74,6 +74,7 @@ class Settings:
     key_max_pixels: int = 20_000_000
     # A pending upload that never arrived expires this long after its presigned POST did.
     pending_grace: int = 600
+    trash_days: int = 30  # a photo in the trash is purged this many days after it was trashed
     page_size_default: int = 30
     page_size_max: int = 100
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -121,5 +122,6 @@ class Settings:
             key_photos_per_hour=_int(env, "KEY_PHOTOS_PER_HOUR", 60),
             key_max_pixels=_int(env, "KEY_MAX_PIXELS", 20_000_000),
             pending_grace=_int(env, "PENDING_GRACE", 600),
+            trash_days=_int(env, "TRASH_DAYS", 30),
             extra=dict(env),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
@@ -23,8 +24,10 @@ CONTENT_TYPE_EXTENSIONS = {
     "image/gif": ".gif",
 }
 
-PHOTOS, THUMBS, KEYS = "photos", "thumbs", "keys"
-KINDS = (PHOTOS, THUMBS, KEYS)  # the bucket's top-level prefixes; only PHOTOS is notified
+PHOTOS, THUMBS, PREVIEWS, KEYS = "photos", "thumbs", "previews", "keys"
+KINDS = (PHOTOS, THUMBS, PREVIEWS, KEYS)  # the bucket's top-level prefixes; only PHOTOS is notified
+# What every browser shows as it is; a photo of another type (HEIC/HEIF) gets a JPEG preview.
+BROWSER_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 
 _USER_KEY = re.compile(rf"^(?P<kind>{'|'.join(KINDS)})/(?P<owner>[A-Za-z0-9-]+)/(?P<id>[0-9a-f]{{32}})\.[a-z]+$")
 
@@ -42,9 +45,18 @@ def thumbnail_key(owner: str, photo_id: str) -> str:
     return f"{THUMBS}/{owner}/{photo_id}.jpg"
 
 
+def preview_key(owner: str, photo_id: str) -> str:
+    return f"{PREVIEWS}/{owner}/{photo_id}.jpg"
+
+
+def derived_keys(owner: str, photo_id: str) -> list[str]:
+    """What the indexer makes from a photo (its thumbnail and its preview): removed with it."""
+    return [thumbnail_key(owner, photo_id), preview_key(owner, photo_id)]
+
+
 def parse_user_key(key: str) -> tuple[str, str, str] | None:
     """``(kind, owner, id)`` of any object of a user: ("photos", sub, photo_id), ("thumbs", sub,
-    photo_id), ("keys", sub, key_id); None for anything else."""
+    photo_id), ("previews", sub, photo_id), ("keys", sub, key_id); None for anything else."""
     match = _USER_KEY.match(key)
     return (match["kind"], match["owner"], match["id"]) if match else None
 
@@ -53,6 +65,12 @@ def parse_photo_key(key: str) -> tuple[str, str] | None:
     """``(owner, photo_id)`` for a photo key, or None for anything else."""
     parsed = parse_user_key(key)
     return (parsed[1], parsed[2]) if parsed and parsed[0] == PHOTOS else None
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with the name as the user gave it (RFC 6266: an ASCII fallback, then UTF-8)."""
+    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename) or "photo"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 class PhotoStorage:
@@ -74,10 +92,13 @@ class PhotoStorage:
             self.bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
         )
 
-    def presigned_get(self, key: str, expires_in: int) -> str:
-        return self.s3.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
-        )
+    def presigned_get(self, key: str, expires_in: int, download_as: str | None = None) -> str:
+        """A GET URL; ``download_as``: S3 answers it as an attachment of that file name (a download,
+        not a view)."""
+        params = {"Bucket": self.bucket, "Key": key}
+        if download_as is not None:
+            params["ResponseContentDisposition"] = content_disposition(download_as)
+        return self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
 
     def delete_keys(self, keys: Iterable[str]) -> None:
         keys = [k for k in keys if k]

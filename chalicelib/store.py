@@ -12,6 +12,7 @@ import binascii
 import contextlib
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import overload
@@ -29,6 +30,7 @@ _NO_VECTOR = {"_id": 0, "embedding": 0}
 # another photo of the owner) is out of the album and keeps a record for its uploader only.
 ALBUM_STATUSES = ("pending", "indexed", "failed")
 DUPLICATE = "duplicate"
+_IN_ALBUM = {"status": {"$in": list(ALBUM_STATUSES)}, "trashed_at": None}  # neither a duplicate nor in the trash
 
 
 @overload
@@ -56,8 +58,28 @@ def binary_to_vector(value) -> np.ndarray:
     return np.asarray(Binary(value, subtype=9).as_vector().data, dtype=np.float32)
 
 
-def encode_cursor(uploaded_at: datetime, photo_id: str) -> str:
-    raw = json.dumps({"t": utc(uploaded_at).isoformat(), "id": photo_id}).encode()
+_EPOCH = datetime(1970, 1, 1)
+
+
+def timeline_at(uploaded_at: datetime | None, taken_at: str | datetime | None = None) -> datetime:
+    """Where a photo sits in the album's timeline (naive, as BSON keeps it): the camera's clock when the
+    photo says when it was taken (the local time people see; the offset is not applied, so a month
+    groups what its photos show), else the upload time. Never later than the upload: indexing only
+    moves a photo back in time, so a client paging the timeline may meet it twice (same ``photo_id``)
+    but never misses it. A record without an upload time (written by tools) sits at the epoch."""
+    uploaded = utc(uploaded_at).replace(tzinfo=None) if uploaded_at else _EPOCH
+    if not taken_at:
+        return uploaded
+    try:  # records of earlier versions hold the camera's time as a datetime
+        taken = (taken_at if isinstance(taken_at, datetime) else datetime.fromisoformat(taken_at)).replace(tzinfo=None)
+    except (TypeError, ValueError):
+        return uploaded
+    taken = taken.replace(microsecond=taken.microsecond // 1000 * 1000)
+    return min(taken, uploaded) if uploaded_at else taken
+
+
+def encode_cursor(at: datetime, photo_id: str) -> str:
+    raw = json.dumps({"t": utc(at).isoformat(), "id": photo_id}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -106,6 +128,7 @@ class PhotoStore:
         self.db = database
         self.photos = database["photos"]
         self.faces = database["faces"]
+        self.trashed_faces = database["trashed_faces"]  # faces of photos in the trash: out of search and people
         self.counters = database["owner_versions"]
         self.tombstones = database["tombstones"]  # subs of deleted accounts: their tokens are refused
         self.usage = database["usage"]  # per user: photos and bytes held, for quotas
@@ -117,8 +140,11 @@ class PhotoStore:
         # compound index serves a descending sort just as well.
         self.photos.create_index([("owner", ASCENDING), ("photo_id", ASCENDING)], unique=True)
         self.photos.create_index([("owner", ASCENDING), ("uploaded_at", ASCENDING)])
+        self.photos.create_index([("owner", ASCENDING), ("timeline_at", ASCENDING)])
         self.photos.create_index([("owner", ASCENDING), ("content_sha256", ASCENDING)])
+        self.photos.create_index([("trashed_at", ASCENDING)])  # the purge of expired trash, across owners
         self.faces.create_index([("owner", ASCENDING), ("face_id", ASCENDING)], unique=True)
+        self.trashed_faces.create_index([("owner", ASCENDING), ("photo_id", ASCENDING)])
         self.faces.create_index([("owner", ASCENDING), ("photo_id", ASCENDING)])
         self.faces.create_index([("owner", ASCENDING), ("model_version", ASCENDING)])
         self.key_faces.create_index([("owner", ASCENDING), ("key_ref", ASCENDING)], unique=True)
@@ -128,7 +154,10 @@ class PhotoStore:
 
     # Photos -----------------------------------------------------------------
     def add_photos(self, photos: Iterable[dict]) -> None:
+        """New records; each takes its place in the timeline at its upload time until indexed."""
         docs = [dict(p) for p in photos]
+        for doc in docs:
+            doc.setdefault("timeline_at", timeline_at(doc.get("uploaded_at")))
         if not docs:
             return
         try:
@@ -141,7 +170,7 @@ class PhotoStore:
 
     def photo_with_content(self, owner: str, sha256: str, other_than: str | None = None) -> dict | None:
         """The album photo of ``owner`` whose bytes have this SHA-256 (set once the indexer read them)."""
-        query = {"owner": owner, "content_sha256": sha256, "status": {"$in": list(ALBUM_STATUSES)}}
+        query: dict = {"owner": owner, "content_sha256": sha256, **_IN_ALBUM}
         if other_than:
             query["photo_id"] = {"$ne": other_than}
         return self.photos.find_one(query, _NO_ID)
@@ -149,7 +178,13 @@ class PhotoStore:
     def mark_duplicate(self, owner: str, photo: dict, original_id: str) -> bool:
         """The photo's bytes are another photo's: it leaves the album (and the quota) and keeps only
         a record that says which photo it is, for the client that uploaded it."""
-        fields = {"status": DUPLICATE, "duplicate_of": original_id, "key": None, "thumbnail_key": None}
+        fields = {
+            "status": DUPLICATE,
+            "duplicate_of": original_id,
+            "key": None,
+            "thumbnail_key": None,
+            "preview_key": None,
+        }
         if not self.update_photo(owner, photo["photo_id"], fields):
             return False
         self.faces.delete_many({"owner": owner, "photo_id": photo["photo_id"]})
@@ -172,27 +207,102 @@ class PhotoStore:
     def list_photos(
         self, owner: str, limit: int, cursor: str | None = None, only: set[str] | None = None
     ) -> tuple[list[dict], str | None]:
-        """Newest first; the cursor is the (uploaded_at, photo_id) of the last row. ``only``: just
-        these photos (a person's)."""
-        query: dict = {"owner": owner, "status": {"$in": list(ALBUM_STATUSES)}}
+        """The timeline, newest first; the cursor is the (timeline_at, photo_id) of the last row.
+        ``only``: just these photos (a person's)."""
+        query: dict = {"owner": owner, **_IN_ALBUM}
         if only is not None:
             query["photo_id"] = {"$in": sorted(only)}
         if cursor:
             at, last_id = decode_cursor(cursor)
             query["$or"] = [
-                {"uploaded_at": {"$lt": at}},
-                {"uploaded_at": at, "photo_id": {"$lt": last_id}},
+                {"timeline_at": {"$lt": at}},
+                {"timeline_at": at, "photo_id": {"$lt": last_id}},
             ]
         rows = list(
             self.photos.find(query, _NO_ID)
-            .sort([("uploaded_at", DESCENDING), ("photo_id", DESCENDING)])
+            .sort([("timeline_at", DESCENDING), ("photo_id", DESCENDING)])
             .limit(limit + 1)
         )
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            next_cursor = encode_cursor(rows[-1]["uploaded_at"], rows[-1]["photo_id"])
+            next_cursor = encode_cursor(rows[-1]["timeline_at"], rows[-1]["photo_id"])
         return rows, next_cursor
+
+    def month_counts(self, owner: str) -> list[tuple[str, int]]:
+        """``("YYYY-MM", photos)`` for each month of the album's timeline, newest first."""
+        query = {"owner": owner, **_IN_ALBUM}
+        rows = self.photos.find(query, {"_id": 0, "timeline_at": 1})
+        counts = Counter(row["timeline_at"].strftime("%Y-%m") for row in rows if row.get("timeline_at"))
+        return sorted(counts.items(), reverse=True)
+
+    def backfill_timeline(self, owner: str) -> int:
+        """Give photos recorded before the timeline existed their place in it (once per photo)."""
+        rows = list(self.photos.find({"owner": owner, "timeline_at": {"$exists": False}}, _NO_ID))
+        for row in rows:
+            self.update_photo(
+                owner, row["photo_id"], {"timeline_at": timeline_at(row.get("uploaded_at"), row.get("taken_at"))}
+            )
+        return len(rows)
+
+    # The trash ---------------------------------------------------------------------
+    # A photo in the trash keeps its record (``trashed_at`` set) and objects; its faces move to
+    # ``trashed_faces``, so that search, people and grouping, which read ``faces``, leave it out
+    # with no filter of their own. The flag is written before the faces move, and the indexer
+    # moves what it wrote after reading the flag, so faces never stay behind (``Indexer``).
+    def trash_photo(self, owner: str, photo_id: str, at: datetime) -> bool:
+        query = {"owner": owner, "photo_id": photo_id, **_IN_ALBUM}
+        if self.photos.update_one(query, {"$set": {"trashed_at": at}}).matched_count == 0:
+            return False
+        self.move_faces_to_trash(owner, photo_id)
+        return True
+
+    def move_faces_to_trash(self, owner: str, photo_id: str) -> None:
+        """Idempotent: a second call (after a crash between the writes) moves them again."""
+        faces = list(self.faces.find({"owner": owner, "photo_id": photo_id}, _NO_ID))
+        if faces:
+            self.trashed_faces.delete_many({"owner": owner, "photo_id": photo_id})
+            self.trashed_faces.insert_many(faces)
+            self.faces.delete_many({"owner": owner, "photo_id": photo_id})
+            self.bump_owner_version(owner)
+
+    def restore_photo(self, owner: str, photo_id: str, people: set[str]) -> list[dict] | None:
+        """Out of the trash, with its faces; a face's person that is gone meanwhile (merged,
+        deleted) is forgotten. The restored faces, or None if the photo was not in the trash."""
+        query = {"owner": owner, "photo_id": photo_id, "trashed_at": {"$ne": None}}
+        if self.photos.update_one(query, {"$set": {"trashed_at": None}}).matched_count == 0:
+            return None
+        faces = list(self.trashed_faces.find({"owner": owner, "photo_id": photo_id}, _NO_ID))
+        for face in faces:
+            if face.get("person_id") and face["person_id"] not in people:
+                face.update(person_id=None, assigned_by=None)
+            self.faces.replace_one({"owner": owner, "face_id": face["face_id"]}, face, upsert=True)
+        self.trashed_faces.delete_many({"owner": owner, "photo_id": photo_id})
+        self.bump_owner_version(owner)
+        return faces
+
+    def list_trash(self, owner: str, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
+        """The trash, most recently trashed first; the cursor is the (trashed_at, photo_id) of the last row."""
+        query: dict = {"owner": owner, "trashed_at": {"$ne": None}}
+        if cursor:
+            at, last_id = decode_cursor(cursor)
+            query["$or"] = [{"trashed_at": {"$lt": at}}, {"trashed_at": at, "photo_id": {"$lt": last_id}}]
+        rows = list(
+            self.photos.find(query, _NO_ID)
+            .sort([("trashed_at", DESCENDING), ("photo_id", DESCENDING)])
+            .limit(limit + 1)
+        )
+        if len(rows) <= limit:
+            return rows, None
+        rows = rows[:limit]
+        return rows, encode_cursor(rows[-1]["trashed_at"], rows[-1]["photo_id"])
+
+    def trashed_before(self, before: datetime, limit: int, owner: str | None = None) -> list[dict]:
+        """Photos trashed before ``before`` (one owner's, or anyone's for the scheduled purge)."""
+        query: dict = {"trashed_at": {"$ne": None, "$lt": before.replace(tzinfo=None)}}
+        if owner is not None:
+            query["owner"] = owner
+        return list(self.photos.find(query, _NO_ID).sort("trashed_at", ASCENDING).limit(limit))
 
     def delete_photo(self, owner: str, photo_id: str) -> dict | None:
         """Remove the photo, then its faces; returns the removed photo, if any.
@@ -205,6 +315,7 @@ class PhotoStore:
             return None
         self.photos.delete_one({"owner": owner, "photo_id": photo_id})
         self.faces.delete_many({"owner": owner, "photo_id": photo_id})
+        self.trashed_faces.delete_many({"owner": owner, "photo_id": photo_id})
         if photo["status"] != DUPLICATE:  # a duplicate's quota was released when it was found
             self.release_usage(owner, 1, photo_size(photo))
         self.bump_owner_version(owner)
@@ -213,6 +324,7 @@ class PhotoStore:
     def delete_owner(self, owner: str) -> dict:
         photos = self.photos.delete_many({"owner": owner}).deleted_count
         faces = self.faces.delete_many({"owner": owner}).deleted_count
+        faces += self.trashed_faces.delete_many({"owner": owner}).deleted_count
         self.usage.delete_one({"_id": owner})
         self.rates.delete_many({"owner": owner})
         self.key_faces.delete_many({"owner": owner})
@@ -222,7 +334,7 @@ class PhotoStore:
     def delete_orphan_faces(self, owner: str) -> int:
         """Faces whose photo record is gone (a deletion that raced an indexer)."""
         query = {"owner": owner, "photo_id": {"$nin": sorted(self.photo_ids(owner))}}
-        removed = self.faces.delete_many(query).deleted_count
+        removed = self.faces.delete_many(query).deleted_count + self.trashed_faces.delete_many(query).deleted_count
         if removed:
             self.bump_owner_version(owner)
         return removed

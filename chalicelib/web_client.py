@@ -56,5 +56,6 @@ def client_config(settings: Settings) -> Response:
         "maxUploadBytes": settings.max_upload_bytes,
         "maxFilesPerRequest": settings.max_files_per_request,
         "contentTypes": sorted(CONTENT_TYPE_EXTENSIONS),
+        "trashDays": settings.trash_days,
     }
     return Response(body, status_code=200, headers={"Cache-Control": "no-cache"})

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from chalicelib.storage import KEYS, KINDS, PHOTOS, THUMBS
+from chalicelib.storage import KEYS, KINDS, PHOTOS, PREVIEWS, THUMBS
 
 CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
 STAGES = ("dev", "prod")
@@ -58,11 +58,11 @@ def grants(stage: str, env: dict) -> dict[str, dict]:
         },
         # The indexer reads photos; it removes orphaned photos and the thumbnails of deleted ones.
         "ReadPhotos": {"Action": ["s3:GetObject"], "Resource": f"{bucket}/{PHOTOS}/*"},
-        "DeletePhotosAndThumbnails": {
+        "DeletePhotosAndThumbnails": {  # and previews: what the indexer derives from a photo
             "Action": ["s3:DeleteObject"],
-            "Resource": [f"{bucket}/{PHOTOS}/*", f"{bucket}/{THUMBS}/*"],
+            "Resource": [f"{bucket}/{PHOTOS}/*", f"{bucket}/{THUMBS}/*", f"{bucket}/{PREVIEWS}/*"],
         },
-        "WriteThumbnails": {"Action": ["s3:PutObject"], "Resource": f"{bucket}/{THUMBS}/*"},
+        "WriteThumbnails": {"Action": ["s3:PutObject"], "Resource": [f"{bucket}/{THUMBS}/*", f"{bucket}/{PREVIEWS}/*"]},
         "ListUserPrefixes": {  # account deletion and the sweep list {kind}/{sub}/
             "Action": ["s3:ListBucket"],
             "Resource": bucket,
@@ -109,6 +109,7 @@ FUNCTIONS = {
     ],
     "reindex": COMMON + ["SendPhotoEvents"],
     "group_people": COMMON + ["ConsumePeopleJobs"],
+    "purge_trash": ["Logs", "Metrics", "AtlasSecret", "DeletePhotosAndThumbnails"],
 }
 
 

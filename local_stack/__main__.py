@@ -40,16 +40,18 @@ def serve_api(host: str, port: int):
 
 
 def start_pumps(info: StackInfo) -> list:
-    """S3 notifications and people jobs (via SQS) into the same handlers the cloud's Lambdas run."""
+    """S3 notifications and people jobs (via SQS) into the same handlers the cloud's Lambdas run, and
+    the trash's purge on its schedule."""
     import app as app_module
 
     from .aws import client
-    from .pump import EventPump
+    from .pump import EventPump, Schedule
 
     sqs = client("sqs", info.aws_endpoint_url)
     pumps = [
         EventPump(sqs, info.queue_url, app_module.index_photos, info.region),
         EventPump(sqs, info.people_jobs_url, app_module.group_people, info.region),
+        Schedule(app_module.purge_trash, every_s=6 * 3600, region=info.region),
     ]
     for pump in pumps:
         pump.start()

@@ -1,6 +1,6 @@
 """Feeds messages from a local SQS queue into a handler (S3 notifications into the indexer, people
-jobs into the regrouper), as Lambda's SQS event source does in the cloud (moto cannot run Lambda
-functions)."""
+jobs into the regrouper), as Lambda's SQS event source does in the cloud, and calls scheduled
+handlers (moto cannot run Lambda functions)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,28 @@ class EventPump(threading.Thread):
             except Exception:
                 log.exception("event pump error")
                 self._stopping.wait(1)
+
+
+class Schedule(threading.Thread):
+    """Calls a scheduled handler at start and then every ``every_s`` seconds, as EventBridge does in
+    the cloud (the trash's purge)."""
+
+    def __init__(self, handler, every_s: float, region: str = "us-east-1"):
+        super().__init__(name="schedule", daemon=True)
+        self.handler, self.every_s, self.region = handler, every_s, region
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            event = {"id": str(uuid.uuid4()), "source": "aws.events", "detail-type": "Scheduled Event"}
+            try:
+                self.handler(dict(event, region=self.region, time="", resources=[], detail={}), _Context())
+            except Exception:
+                log.exception("scheduled call failed; tried again at the next tick")
+            self._stopping.wait(self.every_s)
 
 
 class _Context:

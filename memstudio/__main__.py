@@ -68,7 +68,8 @@ def cmd_list(args) -> int:
         page = session.call("GET", "photos", params={"limit": 100, **({"cursor": cursor} if cursor else {})})
         for p in page["photos"]:
             note = f"  ({p['error']})" if p["error"] else ""
-            print(f"{p['photo_id']}  {p['status']:8}  {p['face_count']:2} faces  {p['filename']}{note}")
+            when = (p.get("timeline_at") or "")[:10]
+            print(f"{p['photo_id']}  {when:10}  {p['status']:8}  {p['face_count']:2} faces  {p['filename']}{note}")
         cursor = page["next_cursor"]
         if not cursor or not args.all:
             if cursor:
@@ -103,12 +104,53 @@ def cmd_search(args) -> int:
     return 0
 
 
+def _in_chunks(ids: list[str], size: int = 100):
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
 def cmd_delete(args) -> int:
+    """Into the trash (restorable); ``--forever`` deletes them for good at once."""
+    session, missing = Session.load(args.api), []
+    for chunk in _in_chunks(args.photo_ids):
+        answer = session.call("POST", "photos/trash", {"photo_ids": chunk})
+        missing += answer["not_found"]
+        for photo_id in answer["trashed"]:
+            if args.forever:
+                session.call("DELETE", f"trash/{photo_id}")
+            print(f"{'deleted for good' if args.forever else 'moved to the trash'}: {photo_id}")
+    for photo_id in missing:
+        print(f"no such photo: {photo_id}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+def cmd_trash(args) -> int:
     session = Session.load(args.api)
-    for photo_id in args.photo_ids:
-        session.call("DELETE", f"photos/{photo_id}")
-        print(f"deleted {photo_id}")
+    for p in every_row(session, "trash", "photos"):
+        print(f"{p['photo_id']}  deleted for good on {p['purge_at'][:10]}  {p['filename']}")
     return 0
+
+
+def cmd_restore(args) -> int:
+    session, missing = Session.load(args.api), []
+    for chunk in _in_chunks(args.photo_ids):
+        answer = session.call("POST", "trash/restore", {"photo_ids": chunk})
+        missing += answer["not_found"]
+        for photo_id in answer["restored"]:
+            print(f"restored: {photo_id}")
+    for photo_id in missing:
+        print(f"not in the trash: {photo_id}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+def cmd_empty_trash(args) -> int:
+    session, purged = Session.load(args.api), 0
+    while True:
+        answer = session.call("DELETE", "trash")
+        purged += answer["purged"]
+        if not answer["remaining"]:
+            print(f"{purged} photo(s) deleted for good")
+            return 0
 
 
 def every_row(session: Session, path: str, rows: str, **params):
@@ -192,7 +234,7 @@ def main(argv=None) -> int:
     p.add_argument("--parallel", type=int, default=4)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_upload)
-    p = sub.add_parser("list", help="the album, newest first")
+    p = sub.add_parser("list", help="the album by date taken, newest first")
     p.add_argument("--all", action="store_true")
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("show", help="one photo with its faces")
@@ -203,9 +245,17 @@ def main(argv=None) -> int:
     p.add_argument("--face", type=int, default=0, help="which face of the key photo (0 = largest)")
     p.add_argument("--limit", type=int, default=30)
     p.set_defaults(func=cmd_search)
-    p = sub.add_parser("delete", help="delete photos")
+    p = sub.add_parser("delete", help="move photos to the trash (--forever: delete them for good)")
     p.add_argument("photo_ids", nargs="+")
+    p.add_argument("--forever", action="store_true", help="delete for good at once, not into the trash")
     p.set_defaults(func=cmd_delete)
+    p = sub.add_parser("trash", help="the photos in the trash, with the day each is deleted for good")
+    p.set_defaults(func=cmd_trash)
+    p = sub.add_parser("restore", help="bring photos back from the trash")
+    p.add_argument("photo_ids", nargs="+")
+    p.set_defaults(func=cmd_restore)
+    p = sub.add_parser("empty-trash", help="delete every photo in the trash for good")
+    p.set_defaults(func=cmd_empty_trash)
     p = sub.add_parser("people", help="the people found in the album, biggest first")
     p.add_argument("--hidden", action="store_true", help="hidden people too")
     p.set_defaults(func=cmd_people)

@@ -18,6 +18,7 @@ from chalicelib.services import Services
 from chalicelib.settings import Settings
 from chalicelib.storage import user_prefixes
 from local_stack.aws import StackInfo, client, create_confirmed_user, free_port, provision, sign_in  # noqa: F401
+from tests.contract import checked_chalice_client
 from tests.face_fixtures import bundle_dir, engine  # noqa: F401  (shared fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +65,7 @@ def services(settings, monkeypatch) -> Services:
 @pytest.fixture
 def api(services) -> Client:
     with Client(app_module.app) as chalice_client:
-        yield chalice_client
+        yield checked_chalice_client(chalice_client)  # every response checked against openapi.yaml
 
 
 @dataclass

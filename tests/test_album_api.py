@@ -195,37 +195,131 @@ def test_unknown_and_malformed_photo_ids_are_404(api, make_user):
             assert response.json_body["error"] == "not_found"
 
 
-def test_delete_photo_removes_objects_and_faces(api, make_user, services, aws_stack):
-    user = make_user()
-    upload, keep = request_uploads(api, user, [JPEG, JPEG])
-    post_to_s3(upload, b"bytes")
-    post_to_s3(keep, b"bytes")
-    photo_id = upload["photo_id"]
+def _photo_with_face(api, user, services, aws_stack, files=(JPEG, JPEG)):
+    """Uploads; the first photo gets a thumbnail and a face (as the indexer would write them)."""
+    uploads = request_uploads(api, user, list(files))
+    for upload in uploads:
+        post_to_s3(upload, b"bytes")
+    photo_id = uploads[0]["photo_id"]
     thumb = f"thumbs/{user.sub}/{photo_id}.jpg"
     client("s3", aws_stack.aws_endpoint_url).put_object(Bucket=aws_stack.bucket, Key=thumb, Body=b"t")
     services.store.update_photo(user.sub, photo_id, {"thumbnail_key": thumb})
-    services.store.replace_faces(
-        user.sub,
-        photo_id,
-        [
-            {
-                "face_id": f"{photo_id}-0",
-                "face_index": 0,
-                "box": [0, 0, 1, 1],
-                "score": 1.0,
-                "landmarks": [],
-                "embedding": [1.0, 0.0],
-                "model_version": "v",
-            }
-        ],
-    )
+    face = {
+        "face_id": f"{photo_id}-0",
+        "face_index": 0,
+        "box": [0, 0, 1, 1],
+        "score": 1.0,
+        "landmarks": [],
+        "embedding": [1.0, 0.0],
+        "model_version": "v",
+    }
+    services.store.replace_faces(user.sub, photo_id, [face])
+    return uploads
 
-    response = api.http.delete(f"/photos/{photo_id}", headers=user.headers)
-    assert response.status_code == 204
+
+def _album_ids(api, user) -> set:
+    return {p["photo_id"] for p in api.http.get("/photos", headers=user.headers).json_body["photos"]}
+
+
+def test_deleting_moves_a_photo_to_the_trash_and_restoring_brings_it_back_with_its_faces(
+    api, make_user, services, aws_stack
+):
+    user = make_user()
+    upload, keep = _photo_with_face(api, user, services, aws_stack)
+    photo_id = upload["photo_id"]
+    before = object_keys(aws_stack, user.sub)
+
+    assert api.http.delete(f"/photos/{photo_id}", headers=user.headers).status_code == 204
+    assert _album_ids(api, user) == {keep["photo_id"]}  # out of the album
+    assert services.store.face_vectors(user.sub, "v")[0] == []  # out of search and people
+    assert object_keys(aws_stack, user.sub) == before  # nothing deleted yet
+    shown = api.http.get(f"/photos/{photo_id}", headers=user.headers).json_body
+    trashed_at = datetime.fromisoformat(shown["trashed_at"])
+    assert (datetime.fromisoformat(shown["purge_at"]) - trashed_at).days == 30
+    trash = api.http.get("/trash", headers=user.headers).json_body
+    assert [p["photo_id"] for p in trash["photos"]] == [photo_id] and trash["next_cursor"] is None
+    # Idempotent: trashing it again (a retried request) keeps its date.
+    assert api.http.delete(f"/photos/{photo_id}", headers=user.headers).status_code == 204
+    assert api.http.get(f"/photos/{photo_id}", headers=user.headers).json_body["trashed_at"] == shown["trashed_at"]
+
+    body = json.dumps({"photo_ids": [photo_id, "f" * 32]})
+    restored = api.http.post("/trash/restore", headers=user.headers, body=body).json_body
+    assert restored == {"restored": [photo_id], "not_found": ["f" * 32]}
+    assert _album_ids(api, user) == {photo_id, keep["photo_id"]}
+    assert [f["face_id"] for f in services.store.face_vectors(user.sub, "v")[0]] == [f"{photo_id}-0"]
+    assert api.http.get(f"/photos/{photo_id}", headers=user.headers).json_body["trashed_at"] is None
+    assert api.http.get("/trash", headers=user.headers).json_body["photos"] == []
+
+
+def test_a_photo_in_the_trash_is_deleted_for_good_on_request_with_its_objects_and_faces(
+    api, make_user, services, aws_stack
+):
+    user = make_user()
+    upload, keep = _photo_with_face(api, user, services, aws_stack)
+    photo_id = upload["photo_id"]
+    # Only what is in the trash can be deleted for good.
+    response = api.http.delete(f"/trash/{photo_id}", headers=user.headers)
+    assert response.status_code == 409 and response.json_body["error"] == "not_in_trash"
+    used = services.store.usage_of(user.sub)
+
+    api.http.delete(f"/photos/{photo_id}", headers=user.headers)
+    assert services.store.usage_of(user.sub) == used  # the trash still counts against the quota
+    assert api.http.delete(f"/trash/{photo_id}", headers=user.headers).status_code == 204
     assert object_keys(aws_stack, user.sub) == [keep["fields"]["key"]]
     assert services.store.list_faces(user.sub, photo_id) == []
+    assert services.store.trashed_faces.count_documents({"owner": user.sub}) == 0
+    assert services.store.usage_of(user.sub) == {"photos": 1, "bytes": JPEG["size"]}
     assert api.http.get(f"/photos/{photo_id}", headers=user.headers).status_code == 404
-    assert api.http.delete(f"/photos/{photo_id}", headers=user.headers).status_code == 404
+    assert api.http.delete(f"/trash/{photo_id}", headers=user.headers).status_code == 404
+
+
+def test_emptying_the_trash_and_the_scheduled_purge_delete_what_is_in_it(api, make_user, services, aws_stack):
+    user, other = make_user(), make_user()
+    uploads = _photo_with_face(api, user, services, aws_stack, files=[JPEG] * 4)
+    others = _photo_with_face(api, other, services, aws_stack)
+    ids = [u["photo_id"] for u in uploads]
+    body = json.dumps({"photo_ids": ids[:3] + ["not-an-id"]})
+    assert api.http.post("/photos/trash", headers=user.headers, body=body).json_body == {
+        "trashed": ids[:3],
+        "not_found": ["not-an-id"],
+    }
+    api.http.delete(f"/photos/{others[0]['photo_id']}", headers=other.headers)
+    # Emptying purges this user's trash only.
+    assert api.http.delete("/trash", headers=user.headers).json_body == {"purged": 3, "remaining": False}
+    assert _album_ids(api, user) == {ids[3]}
+    assert {k.rsplit("/", 1)[1].split(".")[0] for k in object_keys(aws_stack, user.sub)} == {ids[3]}
+    assert len(api.http.get("/trash", headers=other.headers).json_body["photos"]) == 1
+
+    # The schedule purges what was trashed more than TRASH_DAYS ago, and nothing younger.
+    api.http.delete(f"/photos/{ids[3]}", headers=user.headers)
+    long_ago = datetime(2020, 1, 1)
+    services.store.photos.update_one(
+        {"owner": other.sub, "photo_id": others[0]["photo_id"]}, {"$set": {"trashed_at": long_ago}}
+    )
+    result = api.lambda_.invoke("purge_trash", api.events.generate_cw_event("aws.events", "Scheduled Event", {}, []))
+    assert result.payload == {"purged": 1}
+    assert services.store.get_photo(other.sub, others[0]["photo_id"]) is None
+    assert object_keys(aws_stack, other.sub) == [others[1]["fields"]["key"]]
+    assert services.store.get_photo(user.sub, ids[3])["trashed_at"] is not None  # trashed just now: kept
+
+
+def test_trash_requests_are_checked(api, make_user):
+    user = make_user()
+    for body in ({}, {"photo_ids": []}, {"photo_ids": "x"}, {"photo_ids": [1]}, {"photo_ids": ["a"] * 101}):
+        for route in ("/photos/trash", "/trash/restore", "/photos/status"):
+            response = api.http.post(route, headers=user.headers, body=json.dumps(body))
+            assert response.status_code == 400 and "photo_ids" in response.json_body["message"], (route, body)
+
+
+def test_batch_status_answers_many_photos_in_one_call(api, make_user):
+    user, other = make_user(), make_user()
+    mine = request_uploads(api, user, [JPEG, JPEG])
+    theirs = request_uploads(api, other, [JPEG])[0]
+    ids = [mine[1]["photo_id"], theirs["photo_id"], mine[0]["photo_id"]]
+    answer = api.http.post("/photos/status", headers=user.headers, body=json.dumps({"photo_ids": ids})).json_body
+    assert [p["photo_id"] for p in answer["photos"]] == [ids[0], ids[2]]
+    assert all(p["status"] == "pending" for p in answer["photos"])
+    assert answer["not_found"] == [theirs["photo_id"]]  # another user's photo is nobody's
 
 
 def test_delete_me_removes_everything_of_that_user_only(api, make_user, services, aws_stack):

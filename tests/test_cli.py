@@ -104,8 +104,20 @@ def test_cli_upload_search_delete(local_stack, tmp_path, monkeypatch, capsys):  
     assert shown.startswith("George: 3 faces in 3 photos") and all(pid in shown for pid in clooney_ids)
     assert main(["--api", api, "merge", clooney_person, clooney_person]) == 1
     assert "merged into itself" in capsys.readouterr().err
-    assert main(["--api", api, "delete", ranked[0]]) == 0
+    # Deleting moves to the trash; restore brings back; --forever and empty-trash delete for good.
+    assert main(["--api", api, "delete", ranked[0], ranked[1]]) == 0
+    assert capsys.readouterr().out.count("moved to the trash") == 2
+    assert main(["--api", api, "trash"]) == 0
+    listed = capsys.readouterr().out
+    assert ranked[0] in listed and ranked[1] in listed and "deleted for good on" in listed
+    assert main(["--api", api, "restore", ranked[1], "0" * 32]) == 1
+    assert f"restored: {ranked[1]}" in capsys.readouterr().out
+    assert main(["--api", api, "empty-trash"]) == 0
+    assert "1 photo(s) deleted for good" in capsys.readouterr().out
     assert main(["--api", api, "show", ranked[0]]) == 1
+    assert "404" in capsys.readouterr().err
+    assert main(["--api", api, "delete", "--forever", ranked[1]]) == 0
+    assert main(["--api", api, "show", ranked[1]]) == 1
     assert "404" in capsys.readouterr().err
 
     # Signing out revokes the refresh token and forgets the session.
@@ -129,7 +141,7 @@ def test_cli_upload_search_delete(local_stack, tmp_path, monkeypatch, capsys):  
         monkeypatch.setenv(key, value)  # what purge-user sets, undone after the test
     monkeypatch.delenv("PHOTO_BUCKET")
     assert main(["purge-user", "cli@example.com", "--stack-file", stack_file]) == 0
-    assert "'photos': 4" in capsys.readouterr().out
+    assert "'photos': 3" in capsys.readouterr().out
     assert main(["--api", api, "login", "cli@example.com", "--password", PASSWORD]) == 1
     assert main(["purge-user", "cli@example.com", "--stack-file", stack_file]) == 1
     assert "no user" in capsys.readouterr().err

@@ -84,8 +84,10 @@ def test_deleting_while_indexing_leaves_no_faces_or_objects(api, make_user, inde
     photo_id = upload(api, user, SINGLE.read_bytes(), "image/jpeg")
 
     def delete_now():
-        path = f"/photos/{photo_id}" if deletion == "photo" else "/me"
-        assert api.http.delete(path, headers=user.headers).status_code == 204
+        # A photo is deleted for good from the trash (a trashed photo under indexing: test_indexing).
+        paths = [f"/photos/{photo_id}", f"/trash/{photo_id}"] if deletion == "photo" else ["/me"]
+        for path in paths:
+            assert api.http.delete(path, headers=user.headers).status_code == 204
 
     services.face_client.transport = DeletingTransport(services.face_client.transport, delete_now)
     drain(pump)
@@ -180,7 +182,10 @@ def test_storage_quota_is_a_429_with_the_reason(api, make_user, settings, monkey
     assert over_count.status_code == 429 and "3 photos" in over_count.json_body["message"]
     listed = api.http.get("/photos", headers=user.headers).json_body["photos"]
     assert api.http.delete(f"/photos/{listed[0]['photo_id']}", headers=user.headers).status_code == 204
-    request_uploads(api, user, [small])  # deleting makes room
+    still_full = api.http.post("/photos/uploads", headers=user.headers, body=json.dumps({"files": [small]}))
+    assert still_full.status_code == 429  # the trash counts until it is emptied
+    assert api.http.delete("/trash", headers=user.headers).json_body["purged"] == 1
+    request_uploads(api, user, [small])  # deleting for good makes room
 
 
 def test_key_photos_are_rate_limited_per_hour(api, make_user, settings, monkeypatch):

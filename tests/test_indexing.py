@@ -529,6 +529,90 @@ def test_the_time_a_photo_was_taken_keeps_its_zone_or_says_it_has_none(api, make
     assert photo(api, user, no_zone)["taken_at"] == "2021-05-01T14:03:00"
 
 
+def test_the_album_is_a_timeline_by_date_taken_and_paging_it_misses_no_photo_being_indexed(api, make_user, indexing):
+    """Ordered by the camera's clock (upload time without EXIF), grouped by month with counts; a
+    photo only moves back in time when indexed, so a client paging meanwhile may meet it twice but
+    never misses it."""
+    _, pump = indexing
+    user = make_user()
+    face = Image.open(SINGLE).convert("RGB")
+    old = upload(api, user, encode(face, "JPEG", exif=exif_taken("2019:03:02 09:00:00", None)), "image/jpeg")
+    seoul = upload(
+        api, user, encode(face, "JPEG", quality=80, exif=exif_taken("2021:05:01 14:03:00", "+09:00")), "image/jpeg"
+    )
+    plain = upload(api, user, encode(face, "JPEG", quality=70), "image/jpeg")
+    first = api.http.get("/photos?limit=1", headers=user.headers).json_body  # all three pending: upload time
+    drain(pump)
+    seen = [p["photo_id"] for p in first["photos"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = api.http.get(f"/photos?limit=1&cursor={cursor}", headers=user.headers).json_body
+        seen += [p["photo_id"] for p in page["photos"]]
+        cursor = page["next_cursor"]
+    assert set(seen) == {old, seoul, plain}
+
+    listed = api.http.get("/photos", headers=user.headers).json_body["photos"]
+    assert [p["photo_id"] for p in listed] == [plain, seoul, old]
+    assert listed[1]["timeline_at"] == "2021-05-01T14:03:00" and listed[2]["timeline_at"] == "2019-03-02T09:00:00"
+    months = api.http.get("/photos/months", headers=user.headers).json_body["months"]
+    assert months == [
+        {"month": listed[0]["timeline_at"][:7], "count": 1},
+        {"month": "2021-05", "count": 1},
+        {"month": "2019-03", "count": 1},
+    ]
+
+
+def test_the_timeline_place_of_a_photo():
+    from datetime import datetime
+
+    from chalicelib.store import timeline_at
+
+    uploaded = datetime(2024, 6, 1, 12, 0)
+    assert timeline_at(uploaded) == uploaded
+    assert timeline_at(uploaded, "2021-05-01T14:03:00+09:00") == datetime(2021, 5, 1, 14, 3)  # the local clock
+    assert timeline_at(uploaded, datetime(2021, 5, 1, 14, 3)) == datetime(2021, 5, 1, 14, 3)  # first-version record
+    assert timeline_at(uploaded, "2030-01-01T00:00:00") == uploaded  # a camera clock ahead: never after the upload
+    assert timeline_at(uploaded, "garbage") == uploaded
+
+
+def test_a_photo_trashed_while_it_is_indexed_keeps_its_faces_in_the_trash(api, make_user, indexing):
+    services, pump = indexing
+    user = make_user()
+    photo_id = upload(api, user, SINGLE.read_bytes(), "image/jpeg")
+    assert api.http.delete(f"/photos/{photo_id}", headers=user.headers).status_code == 204  # still pending
+    drain(pump)
+    shown = photo(api, user, photo_id)
+    assert shown["status"] == "indexed" and shown["trashed_at"] is not None
+    assert services.store.faces.count_documents({"owner": user.sub}) == 0
+    assert services.store.trashed_faces.count_documents({"owner": user.sub}) == 1
+    body = json.dumps({"photo_ids": [photo_id]})
+    assert api.http.post("/trash/restore", headers=user.headers, body=body).json_body["restored"] == [photo_id]
+    key = json.dumps({"photo_id": photo_id, "face_id": f"{photo_id}-000"})
+    found = api.http.post("/search", headers=user.headers, body=key).json_body
+    assert [r["photo_id"] for r in found["results"]] == [photo_id]
+
+
+def test_a_heic_photo_is_viewed_through_a_jpeg_preview_that_goes_with_it(api, make_user, indexing, aws_stack):
+    """No browser shows HEIC: the indexer keeps a JPEG preview (upright, the photo's size up to 2048 px)
+    and the photo view uses ``preview_url``; a JPEG is shown as it is. Deleting for good removes it."""
+    _, pump = indexing
+    user = make_user()
+    face = Image.open(SINGLE).convert("RGB")
+    heic = upload(api, user, encode(face, "HEIF"), "image/heic", "IMG_1.HEIC")
+    jpeg = upload(api, user, SINGLE.read_bytes(), "image/jpeg")
+    drain(pump)
+    shown = photo(api, user, heic)
+    assert shown["status"] == "indexed" and shown["preview_url"] != shown["url"]
+    preview = Image.open(io.BytesIO(requests.get(shown["preview_url"], timeout=10).content))
+    assert preview.format == "JPEG" and preview.size == (shown["width"], shown["height"])
+    plain = photo(api, user, jpeg)
+    assert plain["preview_url"].split("?")[0] == plain["url"].split("?")[0]  # the original itself
+    assert f"previews/{user.sub}/{heic}.jpg" in object_keys(aws_stack, user.sub)
+    api.http.delete(f"/photos/{heic}", headers=user.headers)
+    assert api.http.delete(f"/trash/{heic}", headers=user.headers).status_code == 204
+    assert not [k for k in object_keys(aws_stack, user.sub) if heic in k]
+
+
 def test_taken_times_stored_by_the_first_version_are_shown_as_local_time():
     from datetime import datetime
 
@@ -673,3 +757,6 @@ def test_the_same_bytes_twice_make_one_photo(api, make_user, indexing, aws_stack
     assert api.http.delete(f"/photos/{again}", headers=user.headers).status_code == 204
     assert services.store.usage_of(user.sub)["photos"] == 2
     assert photo(api, user, original)["status"] == "indexed"
+    # A photo in the trash is not the original of a new upload of its bytes: that one stays.
+    api.http.delete(f"/photos/{original}", headers=user.headers)
+    assert request_uploads(api, user, files[:1])[0].get("duplicate_of") is None

@@ -146,6 +146,7 @@ def aws_calls(stage: str) -> dict[str, tuple]:
     photo_id = "0" * 32
     photo = storage.photo_key(sub, photo_id, "image/jpeg")
     thumb = storage.thumbnail_key(sub, photo_id)
+    preview = storage.preview_key(sub, photo_id)
     key_photo = storage.key_photo_key(sub, photo_id, "image/png")
     return {
         "presigned photo upload": ("s3:PutObject", f"{bucket}/{photo}", None),
@@ -156,6 +157,9 @@ def aws_calls(stage: str) -> dict[str, tuple]:
         "write a thumbnail": ("s3:PutObject", f"{bucket}/{thumb}", None),
         "delete a photo": ("s3:DeleteObject", f"{bucket}/{photo}", None),
         "delete a thumbnail": ("s3:DeleteObject", f"{bucket}/{thumb}", None),
+        "read a preview (presigned view)": ("s3:GetObject", f"{bucket}/{preview}", None),
+        "write a preview": ("s3:PutObject", f"{bucket}/{preview}", None),
+        "delete a preview": ("s3:DeleteObject", f"{bucket}/{preview}", None),
         "check a key photo arrived (HeadObject)": ("s3:GetObject", f"{bucket}/{key_photo}", None),
         "delete a key photo (account deletion)": ("s3:DeleteObject", f"{bucket}/{key_photo}", None),
         # Listing: its conditions moto does not evaluate (read in the test below).
@@ -190,8 +194,10 @@ CALLERS = {  # what each function's code calls (chalicelib: album, search, accou
         "the key upload's expiry tag",
         "read a photo (presigned view, indexing, HeadObject)",
         "read a thumbnail (presigned view)",
+        "read a preview (presigned view)",
         "delete a photo",
         "delete a thumbnail",
+        "delete a preview",
         "check a key photo arrived (HeadObject)",
         "delete a key photo (account deletion)",
         "list an account's objects",
@@ -204,8 +210,10 @@ CALLERS = {  # what each function's code calls (chalicelib: album, search, accou
     "index_photos": {
         "read a photo (presigned view, indexing, HeadObject)",
         "write a thumbnail",
+        "write a preview",
         "delete a photo",
         "delete a thumbnail",
+        "delete a preview",
         "face endpoint",
         "Atlas secret",
         "read photo events",
@@ -213,6 +221,7 @@ CALLERS = {  # what each function's code calls (chalicelib: album, search, accou
     },
     "reindex": {"face endpoint", "Atlas secret", "send photo events (a batch is authorised as SendMessage)"},
     "group_people": {"face endpoint", "Atlas secret", "read regrouping requests"},
+    "purge_trash": {"Atlas secret", "delete a photo", "delete a thumbnail", "delete a preview"},
 }
 
 

@@ -136,3 +136,24 @@ def test_other_users_faces_cannot_be_drawn_or_removed(api, two_users, services):
     assert api.http.post(f"/photos/{upload['photo_id']}/faces", headers=bob.headers, body=body).status_code == 404
     assert api.http.delete(f"/faces/{upload['photo_id']}-0", headers=bob.headers).status_code == 404
     assert services.store.list_faces(alice.sub, upload["photo_id"])
+
+
+def test_other_users_photos_cannot_be_trashed_restored_purged_or_looked_up(api, two_users, services):
+    alice, bob, upload = two_users
+    ids = json.dumps({"photo_ids": [upload["photo_id"]]})
+    assert api.http.post("/photos/trash", headers=bob.headers, body=ids).json_body["not_found"] == [upload["photo_id"]]
+    assert api.http.post("/photos/status", headers=bob.headers, body=ids).json_body == {
+        "photos": [],
+        "not_found": [upload["photo_id"]],
+    }
+    assert api.http.get("/photos/months", headers=bob.headers).json_body == {"months": []}
+    # Alice's photo in her trash: Bob can neither see, restore, purge nor empty it.
+    assert api.http.delete(f"/photos/{upload['photo_id']}", headers=alice.headers).status_code == 204
+    assert api.http.get("/trash", headers=bob.headers).json_body["photos"] == []
+    assert api.http.post("/trash/restore", headers=bob.headers, body=ids).json_body["restored"] == []
+    assert api.http.delete(f"/trash/{upload['photo_id']}", headers=bob.headers).status_code == 404
+    assert api.http.delete("/trash", headers=bob.headers).json_body["purged"] == 0
+    assert [p["photo_id"] for p in api.http.get("/trash", headers=alice.headers).json_body["photos"]] == [
+        upload["photo_id"]
+    ]
+    assert services.store.trashed_faces.count_documents({"owner": alice.sub}) == 1

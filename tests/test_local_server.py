@@ -47,7 +47,11 @@ def test_full_album_flow_over_http(base_url, make_user):
 
     photo_url = f"{base_url}/photos/{upload['photo_id']}"
     assert requests.get(photo_url, headers=headers, timeout=10).json()["faces"] == []
-    assert requests.delete(photo_url, headers=headers, timeout=10).status_code == 204
+    assert requests.delete(photo_url, headers=headers, timeout=10).status_code == 204  # into the trash
+    assert requests.get(photo_url, headers=headers, timeout=10).json()["trashed_at"]
+    assert requests.get(f"{base_url}/photos", headers=headers, timeout=10).json()["photos"] == []
+    purge = requests.delete(f"{base_url}/trash/{upload['photo_id']}", headers=headers, timeout=10)
+    assert purge.status_code == 204
     assert requests.get(photo_url, headers=headers, timeout=10).status_code == 404
 
 

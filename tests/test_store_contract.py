@@ -198,3 +198,26 @@ def test_a_rotated_atlas_secret_reaches_a_running_container_without_a_redeploy(a
     opened = cached.store
     secrets.put_secret_value(SecretId=name, SecretString="mongodb://user:third@db-three.invalid/")
     assert cached.refresh() is False and cached.store is opened
+
+
+def test_the_timeline_and_the_trash(store):
+    """Timeline order and month counts; a trashed photo leaves both and its faces leave ``faces``
+    (so search and people leave it out), restore brings them back, the purge query finds it by age."""
+    at = now_ms()
+    store.add_photos([photo("a", f"p{i}", at - timedelta(days=i)) for i in range(3)] + [photo("b", "q", at)])
+    store.update_photo("a", "p2", {"timeline_at": at.replace(tzinfo=None) + timedelta(hours=1)})  # taken later
+    assert [p["photo_id"] for p in store.list_photos("a", 10)[0]] == ["p2", "p0", "p1"]
+    store.replace_faces("a", "p0", [face("p0", 0, [1.0, 0.0]), face("p0", 1, [0.0, 1.0])])
+    assert store.trash_photo("a", "p0", at) and not store.trash_photo("a", "p0", at)  # once
+    assert [p["photo_id"] for p in store.list_photos("a", 10)[0]] == ["p2", "p1"]
+    assert sum(n for _, n in store.month_counts("a")) == 2
+    assert store.face_vectors("a", "v1")[0] == [] and store.trashed_faces.count_documents({"owner": "a"}) == 2
+    assert [p["photo_id"] for p in store.list_trash("a", 10)[0]] == ["p0"] and store.list_trash("b", 10)[0] == []
+    assert [p["photo_id"] for p in store.trashed_before(at + timedelta(seconds=1), 10)] == ["p0"]
+    assert store.trashed_before(at - timedelta(seconds=1), 10) == []
+    assert store.restore_photo("b", "p0", set()) is None  # another owner's
+    assert len(store.restore_photo("a", "p0", set())) == 2
+    assert {f["face_id"] for f in store.face_vectors("a", "v1")[0]} == {"p0-0", "p0-1"}
+    assert store.trashed_faces.count_documents({"owner": "a"}) == 0
+    store.trash_photo("a", "p0", at)
+    assert store.delete_photo("a", "p0") is not None and store.trashed_faces.count_documents({"owner": "a"}) == 0

@@ -203,16 +203,52 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
 
     page.click("#photo-dialog form button")
 
-    # Delete a photo: it leaves the album, and the API no longer has it.
+    # The album is a timeline: month headers whose counts add up to the album.
     page.click("nav a[data-view=album]")
+    page.wait_for_function("document.querySelectorAll('#grid section.month li').length === 8")
+    counts = [int(t.split()[1]) for t in page.locator("#grid section.month h3 .count").all_text_contents()]
+    assert sum(counts) == 8, counts
+
+    # An image whose presigned URL has expired (simulated: a URL the bucket refuses) is fetched again.
+    page.evaluate("const img = document.querySelector('#grid img'); img.src = img.src.replace('/thumbs/', '/gone/')")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#grid img')]"
+        ".every(i => !i.src.includes('/gone/') && i.complete && i.naturalWidth > 0)"
+    )
+
+    # Move a photo to the trash from the photo view: it leaves the album; the download link is there.
     page.click(f"#grid li[data-photo-id='{katy_ids[1]}'] button")
     page.wait_for_selector("#photo-dialog[open]")
+    assert "response-content-disposition=attachment" in page.get_attribute("#photo-download", "href")
     page.click("#photo-delete")
     page.wait_for_function("document.querySelectorAll('#grid li').length === 7")
     assert page.locator(f"#grid li[data-photo-id='{katy_ids[1]}']").count() == 0
+    assert "Trash" in page.text_content("#status")
+
+    # Select a run of photos (click, then shift-click) and move them to the trash at once.
+    page.click("#select-mode")
+    tiles = page.locator("#grid li button")
+    tiles.nth(0).click()
+    tiles.nth(2).click(modifiers=["Shift"])
+    assert page.text_content("#selected-count") == "3 selected"
+    shot(page, "09a-selecting")
+    page.click("#selected-trash")
+    page.wait_for_function("document.querySelectorAll('#grid li').length === 4")
+
+    # The trash: four photos; restore the first one trashed, delete the rest for good.
+    page.click("#trash-link")
+    page.wait_for_function("document.querySelectorAll('#trash-grid li').length === 4")
+    shot(page, "09b-trash")
+    page.click(f"#trash-grid li[data-photo-id='{katy_ids[1]}'] button >> text=Restore")
+    page.wait_for_function("document.querySelectorAll('#trash-grid li').length === 3")
+    page.click("#trash-empty")
+    page.wait_for_selector("#trash-none:not([hidden])")
+    page.click("#view-trash a[href='#album']")
+    page.wait_for_function("document.querySelectorAll('#grid li').length === 5")
+    assert page.locator(f"#grid li[data-photo-id='{katy_ids[1]}']").count() == 1
     page.reload()
     page.wait_for_selector("body[data-ready=true]")
-    page.wait_for_function("document.querySelectorAll('#grid li').length === 7")  # still signed in, from storage
+    page.wait_for_function("document.querySelectorAll('#grid li').length === 5")  # still signed in, from storage
 
     # Phone-sized screen, then the profile page and sign-out.
     page.set_viewport_size({"width": 390, "height": 844})

@@ -125,7 +125,7 @@ async function inParallel(tasks, width) {
 }
 
 // Views -------------------------------------------------------------------------------
-const VIEWS = ["auth", "album", "upload", "find", "people", "profile"];
+const VIEWS = ["auth", "album", "trash", "upload", "find", "people", "profile"];
 
 function show(name) {
   if (name !== "auth" && !session) name = "auth";
@@ -136,6 +136,7 @@ function show(name) {
   }
   if (name === "album") album.start();
   if (name === "people") people.list();
+  if (name === "trash") trash.list();
   if (name === "profile") $("profile-email").textContent = session.email || "";
   $("main").focus({ preventScroll: true });
 }
@@ -190,22 +191,35 @@ function wireAuth() {
 }
 
 // Album -------------------------------------------------------------------------------
+// The album is a timeline: months newest first, each with its count (GET /photos/months), photos
+// in the order the API pages them (timeline_at, then photo_id, newest first).
+const MONTH_NAME = new Intl.DateTimeFormat(undefined, { month: "long", year: "numeric", timeZone: "UTC" });
+const nowStamp = () => new Date().toISOString().slice(0, 19);  // an upload's place until the indexer reads its date
+const monthOf = (photo) => (photo.timeline_at || nowStamp()).slice(0, 7);
+const monthTitle = (month) => MONTH_NAME.format(new Date(Date.UTC(Number(month.slice(0, 4)), Number(month.slice(5, 7)) - 1, 1)));
+const newer = (a, b) => ((a.timeline_at || "") !== (b.timeline_at || "") ? (a.timeline_at || "") > (b.timeline_at || "") : a.photo_id > b.photo_id);
+
 const album = {
-  cursor: null, loading: false, finished: false, started: false, tiles: new Map(),
+  cursor: null, loading: false, finished: false, started: false, tiles: new Map(), months: new Map(),
+  selecting: false, selected: new Set(), lastClicked: null,
   // Pending tiles are polled one round at a time (never overlapping), every 2 s while something
   // changes, backing off to 30 s while nothing does, and not at all once nothing is pending or
   // nothing changed for 15 minutes (a reload or a new upload starts it again).
   watcher: null, watchDelay: 2000, unchangedSince: 0,
+  // Presigned URLs expire (5 minutes): a tile whose image fails to load asks for fresh ones.
+  stale: new Set(), refreshed: new Map(), refreshTimer: null,
 
   reset() {
-    this.cursor = null; this.finished = false; this.started = false; this.tiles.clear();
+    this.cursor = null; this.finished = false; this.started = false; this.tiles.clear(); this.months.clear();
     $("grid").replaceChildren();
     clearTimeout(this.watcher); this.watcher = null;
+    this.setSelecting(false);
   },
 
   start() {
     if (this.started) return;
     this.started = true;
+    this.loadMonths();
     this.loadMore();
   },
 
@@ -214,13 +228,20 @@ const album = {
     if (this.watcher === null) this.watcher = setTimeout(() => this.watchPending(), this.watchDelay);
   },
 
+  async loadMonths() {
+    try {
+      this.months = new Map((await api("GET", "photos/months")).months.map((m) => [m.month, m.count]));
+      for (const section of $("grid").children) this.title(section);
+    } catch { /* the headers keep counting what is shown */ }
+  },
+
   async loadMore() {
     if (this.loading || this.finished) return;
     this.loading = true;
     try {
       const query = this.cursor ? `&cursor=${encodeURIComponent(this.cursor)}` : "";
       const page = await api("GET", `photos?limit=30${query}`);
-      for (const photo of page.photos) this.render(photo, false);
+      for (const photo of page.photos) this.render(photo);
       this.cursor = page.next_cursor;
       this.finished = !page.next_cursor;
       $("album-empty").hidden = this.tiles.size > 0;
@@ -231,21 +252,64 @@ const album = {
     }
   },
 
-  render(photo, first) {
+  /** The list of a month's section, made (in month order) when it is the month's first photo. */
+  section(month) {
+    const found = [...$("grid").children].find((s) => s.dataset.month === month);
+    if (found) return found.querySelector("ul");
+    const section = document.createElement("section");
+    section.className = "month"; section.dataset.month = month;
+    const heading = document.createElement("h3");
+    const all = document.createElement("input");
+    all.type = "checkbox"; all.className = "select-month"; all.hidden = !this.selecting;
+    all.setAttribute("aria-label", `Select every photo of ${monthTitle(month)}`);
+    all.addEventListener("change", () => this.selectMonth(section, all.checked));
+    const title = document.createElement("span"), count = document.createElement("span");
+    title.className = "title"; count.className = "count";
+    heading.append(all, title, count);
+    const list = document.createElement("ul");
+    list.className = "grid"; list.setAttribute("aria-label", monthTitle(month));
+    section.append(heading, list);
+    $("grid").insertBefore(section, [...$("grid").children].find((s) => s.dataset.month < month) || null);
+    return list;
+  },
+
+  title(section) {
+    const shown = section.querySelectorAll("li").length;
+    const count = this.months.get(section.dataset.month) ?? shown;
+    section.querySelector(".title").textContent = monthTitle(section.dataset.month);
+    section.querySelector(".count").textContent = `· ${count} photo${count === 1 ? "" : "s"}`;
+  },
+
+  /** Puts a tile in its month, in timeline order; a month left empty goes. */
+  place(item, photo) {
+    const from = item.closest("section");
+    const list = this.section(monthOf(photo));
+    const before = [...list.children].find((li) => li !== item && newer(photo, this.tiles.get(li.dataset.photoId)?.photo || {}));
+    if (item.parentNode !== list || item.nextSibling !== before) list.insertBefore(item, before || null);
+    for (const section of new Set([from, item.closest("section")])) {
+      if (!section) continue;
+      if (!section.querySelector("li")) section.remove(); else this.title(section);
+    }
+  },
+
+  render(photo) {
+    if (photo.status === "duplicate" || photo.trashed_at) { this.remove(photo.photo_id); return; }
+    photo = { ...photo, timeline_at: photo.timeline_at || this.tiles.get(photo.photo_id)?.photo.timeline_at || nowStamp() };
     let item = this.tiles.get(photo.photo_id)?.item;
     if (!item) {
       item = document.createElement("li");
       item.dataset.photoId = photo.photo_id;
-      if (first) $("grid").prepend(item); else $("grid").append(item);
     }
     this.tiles.set(photo.photo_id, { item, photo });
     const button = document.createElement("button");
     button.type = "button";
     button.dataset.status = photo.status;
     button.setAttribute("aria-label", `${photo.filename || "photo"}: ${photo.status}${photo.error ? ` (${photo.error})` : ""}`);
+    if (this.selecting) button.setAttribute("aria-pressed", String(this.selected.has(photo.photo_id)));
     if (photo.thumbnail_url) {
       const img = document.createElement("img");
       img.src = photo.thumbnail_url; img.alt = ""; img.loading = "lazy";
+      img.addEventListener("error", () => this.refreshSoon(photo.photo_id), { once: true });
       button.append(img);
     } else {
       const text = document.createElement("span");
@@ -258,36 +322,204 @@ const album = {
       badge.textContent = photo.status === "failed" ? `failed: ${photo.error || "unknown error"}` : photo.status;
       button.append(badge);
     }
-    button.addEventListener("click", () => openPhoto(photo.photo_id));
+    button.addEventListener("click", (event) => this.click(photo.photo_id, event));
     item.replaceChildren(button);
+    this.place(item, photo);
     $("album-empty").hidden = true;
     if (photo.status === "pending" && this.watcher === null) this.watchSoon();
   },
 
   remove(photoId) {
-    this.tiles.get(photoId)?.item.remove();
+    const item = this.tiles.get(photoId)?.item;
+    const section = item?.closest("section");
+    item?.remove();
     this.tiles.delete(photoId);
+    this.selected.delete(photoId);
+    if (section && !section.querySelector("li")) section.remove(); else if (section) this.title(section);
     $("album-empty").hidden = this.tiles.size > 0;
+  },
+
+  /** Fresh copies of some photos in one call (POST /photos/status): new URLs, new states. */
+  async update(photoIds) {
+    let changed = false;
+    for (let i = 0; i < photoIds.length; i += 100) {
+      const answer = await api("POST", "photos/status", { photo_ids: photoIds.slice(i, i + 100) });
+      for (const id of answer.not_found) { this.remove(id); changed = true; }
+      for (const fresh of answer.photos) {
+        const before = this.tiles.get(fresh.photo_id)?.photo;
+        changed ||= !before || fresh.status !== before.status || Boolean(fresh.trashed_at) || fresh.status === "duplicate";
+        this.render(fresh);
+      }
+    }
+    if (changed) this.loadMonths();
+    return changed;
+  },
+
+  refreshSoon(photoId) {
+    if (Date.now() - (this.refreshed.get(photoId) || 0) < 60_000) return;  // a truly broken image: once a minute
+    this.refreshed.set(photoId, Date.now());
+    this.stale.add(photoId);
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => {
+      const ids = [...this.stale]; this.stale.clear();
+      if (session) this.update(ids).catch(() => {});
+    }, 250);
   },
 
   async watchPending() {
     let changed = false;
-    const pending = [...this.tiles.values()].filter((t) => t.photo.status === "pending").slice(0, 20);
-    for (const { photo } of session ? pending : []) {
-      try {
-        const fresh = await api("GET", `photos/${photo.photo_id}`);
-        // A duplicate left the album (its original is there): its tile goes, like a deleted photo's.
-        if (fresh.status === "duplicate") { this.remove(photo.photo_id); changed = true; }
-        else if (fresh.status !== photo.status) { this.render(fresh, false); changed = true; }
-      } catch (error) {
-        if (error.status === 404) { this.remove(photo.photo_id); changed = true; }
-      }
+    const pending = [...this.tiles.values()].filter((t) => t.photo.status === "pending").map((t) => t.photo.photo_id);
+    if (session && pending.length) {
+      try { changed = await this.update(pending); } catch { /* tried again at the next round */ }
     }
     const stillPending = [...this.tiles.values()].some((t) => t.photo.status === "pending");
     if (changed) { this.watchDelay = 2000; this.unchangedSince = Date.now(); }
     else this.watchDelay = Math.min(30_000, this.watchDelay * 1.5);
     const givenUp = Date.now() - this.unchangedSince > 15 * 60_000;
     this.watcher = session && stillPending && !givenUp ? setTimeout(() => this.watchPending(), this.watchDelay) : null;
+  },
+
+  // Selecting many photos: click toggles, shift-click selects the run from the last click, a
+  // month's box selects the month.
+  setSelecting(on) {
+    this.selecting = on; this.selected.clear(); this.lastClicked = null;
+    $("select-mode").setAttribute("aria-pressed", String(on));
+    $("select-mode").textContent = on ? "Done" : "Select";
+    $("selection").hidden = !on;
+    for (const { item } of this.tiles.values()) {
+      if (on) item.firstChild?.setAttribute("aria-pressed", "false"); else item.firstChild?.removeAttribute("aria-pressed");
+    }
+    for (const box of document.querySelectorAll(".select-month")) { box.hidden = !on; box.checked = false; }
+    this.countSelected();
+  },
+
+  choose(photoId, on) {
+    const tile = this.tiles.get(photoId);
+    if (!tile) return;
+    if (on) this.selected.add(photoId); else this.selected.delete(photoId);
+    tile.item.firstChild?.setAttribute("aria-pressed", String(on));
+  },
+
+  click(photoId, event) {
+    if (!this.selecting) { openPhoto(photoId); return; }
+    const order = [...$("grid").querySelectorAll("li")].map((li) => li.dataset.photoId);
+    if (event.shiftKey && this.lastClicked && order.includes(this.lastClicked)) {
+      const [a, b] = [order.indexOf(this.lastClicked), order.indexOf(photoId)].sort((x, y) => x - y);
+      for (const id of order.slice(a, b + 1)) this.choose(id, true);
+    } else this.choose(photoId, !this.selected.has(photoId));
+    this.lastClicked = photoId;
+    this.countSelected();
+  },
+
+  selectMonth(section, on) {
+    for (const li of section.querySelectorAll("li")) this.choose(li.dataset.photoId, on);
+    this.countSelected();
+  },
+
+  countSelected() {
+    $("selected-count").textContent = `${this.selected.size} selected`;
+    $("selected-trash").disabled = $("selected-download").disabled = this.selected.size === 0;
+  },
+
+  async trashSelected() {
+    const ids = [...this.selected];
+    let moved = 0;
+    try {
+      for (let i = 0; i < ids.length; i += 100) {
+        const answer = await api("POST", "photos/trash", { photo_ids: ids.slice(i, i + 100) });
+        for (const id of [...answer.trashed, ...answer.not_found]) this.remove(id);
+        moved += answer.trashed.length;
+      }
+      say(`${moved} photo(s) moved to the trash (restorable from Trash for ${config.trashDays} days).`);
+    } catch (error) { say(error.message, true); }
+    this.setSelecting(false);
+    this.loadMonths();
+  },
+
+  /** Each original as a download (S3 answers the presigned URL as an attachment). */
+  async downloadSelected() {
+    const ids = [...this.selected];
+    try {
+      for (let i = 0; i < ids.length; i += 100) {
+        const answer = await api("POST", "photos/status", { photo_ids: ids.slice(i, i + 100) });
+        for (const photo of answer.photos.filter((p) => p.download_url)) {
+          const link = document.createElement("a");
+          link.href = photo.download_url; link.download = photo.filename || "";
+          document.body.append(link); link.click(); link.remove();
+          await new Promise((resolve) => setTimeout(resolve, 300));  // browsers drop bursts of downloads
+        }
+      }
+      say(`Downloading ${ids.length} photo(s).`);
+    } catch (error) { say(error.message, true); }
+  },
+};
+
+function wireAlbum() {
+  $("select-mode").addEventListener("click", () => album.setSelecting(!album.selecting));
+  $("selected-trash").addEventListener("click", () => album.trashSelected());
+  $("selected-download").addEventListener("click", () => album.downloadSelected());
+  $("trash-empty").addEventListener("click", () => trash.empty());
+}
+
+// Trash -------------------------------------------------------------------------------
+const trash = {
+  async list() {
+    $("trash-hint").textContent = `Photos in the trash are out of the album, search and people; each is deleted for good ${config.trashDays} days after it was trashed.`;
+    try {
+      const photos = [];
+      let cursor = null;
+      do {
+        const page = await api("GET", `trash?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+        photos.push(...page.photos);
+        cursor = page.next_cursor;
+      } while (cursor);
+      $("trash-grid").replaceChildren(...photos.map((photo) => this.tile(photo)));
+      this.counted();
+    } catch (error) { say(`Could not load the trash: ${error.message}`, true); }
+  },
+
+  counted() {
+    const left = $("trash-grid").children.length;
+    $("trash-none").hidden = left > 0;
+    $("trash-empty").disabled = left === 0;
+  },
+
+  tile(photo) {
+    const item = document.createElement("li");
+    item.className = "trash-item"; item.dataset.photoId = photo.photo_id;
+    const img = document.createElement("img");
+    img.alt = photo.filename || "photo"; img.loading = "lazy";
+    if (photo.thumbnail_url) img.src = photo.thumbnail_url;
+    const when = document.createElement("p");
+    when.className = "hint";
+    when.textContent = `Deleted for good on ${new Date(photo.purge_at).toLocaleDateString()}`;
+    const restore = document.createElement("button");
+    restore.type = "button"; restore.className = "secondary"; restore.textContent = "Restore";
+    restore.addEventListener("click", async () => {
+      try {
+        await api("POST", "trash/restore", { photo_ids: [photo.photo_id] });
+        item.remove(); this.counted(); album.reset();
+        say(`${photo.filename || "The photo"} is back in the album.`);
+      } catch (error) { say(error.message, true); }
+    });
+    const purge = document.createElement("button");
+    purge.type = "button"; purge.className = "danger"; purge.textContent = "Delete forever";
+    purge.addEventListener("click", async () => {
+      if (!confirm(`Delete ${photo.filename || "this photo"} for good? This cannot be undone.`)) return;
+      try { await api("DELETE", `trash/${photo.photo_id}`); item.remove(); this.counted(); say("Deleted for good."); } catch (error) { say(error.message, true); }
+    });
+    item.append(img, when, restore, purge);
+    return item;
+  },
+
+  async empty() {
+    if (!confirm("Delete every photo in the trash for good? This cannot be undone.")) return;
+    try {
+      let purged = 0, answer;
+      do { answer = await api("DELETE", "trash"); purged += answer.purged; } while (answer.remaining);
+      say(`${purged} photo(s) deleted for good.`);
+      this.list();
+    } catch (error) { say(error.message, true); }
   },
 };
 
@@ -356,7 +588,7 @@ async function uploadFiles(files) {
       try {
         await postToS3(uploads[k], file, (loaded, total) => row.progress(loaded, total));
         row.done();
-        album.render({ photo_id: uploads[k].photo_id, filename: file.name, status: "pending" }, true);
+        album.render({ photo_id: uploads[k].photo_id, filename: file.name, status: "pending" });
       } catch (error) {
         row.fail(error.message);
       }
@@ -397,7 +629,7 @@ async function openPhoto(photoId) {
   img.alt = `${photo.filename || "Photo"}, ${photo.faces.length} face(s)`;
   const boxes = photo.faces.map((f) => f.box);
   img.onload = () => drawBoxes($("photo-boxes"), photo.width || img.naturalWidth, photo.height || img.naturalHeight, boxes);
-  img.src = photo.url;
+  img.src = photo.preview_url || photo.url;  // a HEIC original is shown through its JPEG preview
   $("photo-info").textContent = photo.status === "failed" ? `Indexing failed: ${photo.error}`
     : `${photo.status} · ${photo.faces.length} face(s)${photo.taken_at ? ` · taken ${photo.taken_at.slice(0, 10)}` : ""}`;
   const known = await people.all();
@@ -435,13 +667,16 @@ async function openPhoto(photoId) {
     return row;
   }));
   drawing.arm(photo, img);
+  $("photo-download").hidden = !photo.download_url;
+  $("photo-download").href = photo.download_url || "#";
+  $("photo-delete").hidden = Boolean(photo.trashed_at);
   $("photo-delete").onclick = async () => {
-    if (!confirm(`Delete ${photo.filename || "this photo"}? This cannot be undone.`)) return;
     try {
       await api("DELETE", `photos/${photo.photo_id}`);
       album.remove(photo.photo_id);
+      album.loadMonths();
       dialog.close();
-      say("Photo deleted.");
+      say(`Moved to the trash: restore it from Trash within ${config.trashDays} days.`);
     } catch (error) { say(error.message, true); }
   };
   if (!dialog.open) dialog.showModal();
@@ -726,7 +961,7 @@ function wireProfile() {
 // Start -------------------------------------------------------------------------------
 async function main() {
   config = await (await fetch("web/config.json")).json();
-  wireAuth(); wireUpload(); wireFind(); wirePeople(); wireProfile(); drawing.wire();
+  wireAuth(); wireAlbum(); wireUpload(); wireFind(); wirePeople(); wireProfile(); drawing.wire();
   window.addEventListener("hashchange", route);
   // The tab of the view already shown shows it afresh (People: back to the list, reloaded).
   for (const link of document.querySelectorAll("nav a")) {

@@ -1,0 +1,100 @@
+"""The API description (chalicelib/openapi.yaml): valid OpenAPI 3.1, complete, served, and enforced.
+
+Every response the in-process API tests produce is validated against it (tests/contract.py, wired
+into the ``api`` fixture); these tests check the description itself and that the check can fail.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from openapi_spec_validator import validate
+
+import app as app_module
+from chalicelib import errors
+from chalicelib.api_docs import SPEC_PATH, SWAGGER_FILES, WEB_DIR
+from tests.contract import ContractError, check
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = yaml.safe_load(SPEC_PATH.read_text())
+
+
+def test_the_description_is_valid_openapi_3_1():
+    validate(SPEC)
+    assert SPEC["openapi"].startswith("3.1")
+
+
+def test_every_route_is_described_and_nothing_else():
+    routes = {(method.lower(), path) for path, entries in app_module.app.routes.items() for method in entries}
+    described = {
+        (method, path)
+        for path, item in SPEC["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+    assert routes == described
+
+
+def _raised_codes() -> set[str]:
+    """Every error code the code raises (``SomeError(message, code="x")`` or the class default)."""
+    classes = {cls.__name__: cls.code for cls in (errors.ApiError, *errors.ApiError.__subclasses__())}
+    codes = set(classes.values())
+    for path in [ROOT / "app.py", *sorted((ROOT / "chalicelib").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in classes:
+                given = [k.value for k in node.keywords if k.arg == "code"] + node.args[1:2]
+                codes |= {g.value for g in given if isinstance(g, ast.Constant)}
+    return codes
+
+
+def test_every_error_code_is_documented():
+    documented = set(SPEC["components"]["schemas"]["Error"]["properties"]["error"]["enum"])
+    raised = _raised_codes()
+    assert {"no_face", "stale_model_version", "token_expired", "invalid_json", "invalid_cursor"} <= raised
+    assert raised <= documented, f"undocumented: {sorted(raised - documented)}"
+    assert documented - raised <= {"forbidden"}, f"documented but never raised: {sorted(documented - raised)}"
+
+
+def test_the_check_refuses_what_the_description_does_not_allow():
+    photo, json_type = "0" * 32, {"Content-Type": "application/json"}
+    good = {"months": [{"month": "2024-05", "count": 3}]}
+    check("GET", "/photos/months", {}, b"", 200, json_type, good)
+    with pytest.raises(ContractError, match="breaks the contract"):  # an undocumented field
+        check("GET", "/photos/months", {}, b"", 200, json_type, dict(good, extra=1))
+    with pytest.raises(ContractError):  # an undocumented error code
+        check("GET", f"/photos/{photo}", {}, b"", 404, json_type, {"error": "gone", "message": ""})
+    with pytest.raises(ContractError):  # a status the operation does not document
+        check("DELETE", f"/trash/{photo}", {}, b"", 418, json_type, {"error": "not_found", "message": ""})
+    with pytest.raises(ContractError, match="not an error body"):  # no such route, and not our error shape
+        check("GET", "/nowhere", {}, b"", 404, json_type, {"Message": "Not found"})
+
+
+def test_the_description_is_served(api):
+    response = api.http.get("/openapi.yaml")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/yaml")
+    assert yaml.safe_load(response.body) == SPEC
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="npm is needed to fetch Swagger UI (./dev setup)")
+def test_docs_render_from_files_the_api_serves(api):
+    assert all((WEB_DIR / name).is_file() for name in SWAGGER_FILES), "run ./dev setup (it fetches Swagger UI)"
+    page = api.http.get("/docs")
+    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    for name in (*SWAGGER_FILES, "docs.js"):
+        assert f"web/{name}" in page.body.decode()
+        asset = api.http.get(f"/web/{name}")
+        assert asset.status_code == 200, name
+    assert "openapi.yaml" in api.http.get("/web/docs.js").body.decode()
+
+
+def test_docs_without_the_viewer_say_how_to_get_it(api, monkeypatch, tmp_path):
+    monkeypatch.setattr("chalicelib.api_docs.WEB_DIR", tmp_path)
+    page = api.http.get("/docs")
+    assert page.status_code == 503
+    assert "./dev setup" in json.loads(page.body)["message"]
