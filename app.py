@@ -120,7 +120,7 @@ def web_client():
 @app.route("/web/{name}", methods=["GET"])
 def web_file(name):
     if name == "config.json":
-        return client_config(services.settings)
+        return client_config(services.settings, services.password_policy)
     return asset(name, services.settings)
 
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from .auth import User
 from .errors import BadRequest, Conflict, NotFound, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
+from .images import NEAR_DUPLICATE_BITS
 from .people_store import PeopleStore
 from .settings import Settings
 from .storage import CONTENT_TYPE_EXTENSIONS, KEYS, PhotoStorage, derived_keys, parse_user_key, photo_key
@@ -224,6 +225,8 @@ class Album:
             }
             for f in self.store.list_faces(user.sub, photo_id)
         ]
+        # The same picture re-encoded or resized (exact copies never get this far: see duplicates).
+        result["near_duplicates"] = self.store.near_duplicates(user.sub, photo, NEAR_DUPLICATE_BITS)
         return result
 
     def present(self, photo: dict) -> dict:

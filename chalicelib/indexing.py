@@ -27,14 +27,14 @@ from botocore.exceptions import ClientError
 
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import GroupingParams
-from .images import PREVIEW_SIZE, THUMBNAIL_SIZE, ImageError, box_iou, decode_image, jpeg_rendition
+from .images import PREVIEW_SIZE, THUMBNAIL_SIZE, ImageError, box_iou, decode_image, difference_hash, jpeg_rendition
 from .observability import logger
 from .people import People
 from .people_jobs import PeopleJobs
 from .people_store import SAME_FACE_IOU
 from .settings import Settings
 from .storage import BROWSER_TYPES, PhotoStorage, derived_keys, parse_photo_key, preview_key, thumbnail_key
-from .store import MANUAL, PhotoStore, face_record, timeline_at
+from .store import MANUAL, PhotoStore, face_record, picture_hash_fields, timeline_at
 
 
 class RetryLater(Exception):
@@ -183,6 +183,7 @@ class Indexer:
                 "timeline_at": timeline_at(photo["uploaded_at"], decoded.taken_at),
                 "thumbnail_key": thumb_key,
                 "preview_key": preview,
+                **picture_hash_fields(difference_hash(decoded.image)),
                 "model_version": version,
                 "source_etag": etag,
                 "indexed_at": datetime.now(UTC),

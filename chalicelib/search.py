@@ -34,6 +34,11 @@ MAX_INLINE_BYTES = 4 * 1024 * 1024
 MAX_KEY_BYTES = 10 * 1024 * 1024
 MAX_HITS = 2000
 KEY_ANALYSIS_TTL = timedelta(hours=1)  # a key's faces are kept this long for the search's later pages
+POSSIBLE_MAX = 10  # "possible" matches offered below the decision, on a search's first page
+# How far below the decision "possible" reaches, and how far above it "very likely" starts when the
+# bundle has no confident score of its own: product choices, not fitted (docs/search.md).
+POSSIBLE_MARGIN = {"normalised": 1.0, "cosine": 0.08}
+VERY_LIKELY_MARGIN = {"normalised": 0.75, "cosine": 0.1}
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 _FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
 
@@ -50,6 +55,29 @@ def _error_from_face_service(exc: FaceServiceError) -> ApiError:
     error = ApiError(exc.message, code="invalid_key_photo")
     error.status = exc.status if exc.status in (400, 413, 415, 422) else 400
     return error
+
+
+def _best_per_photo(hits, skip: set) -> dict:
+    """photo_id → (face_id, similarity, score) of its best face, best first; ``skip`` left out."""
+    best: dict = {}
+    for face_id, photo_id, similarity, score in hits:  # best first: a photo's first hit is its best face
+        if photo_id not in best and photo_id not in skip:
+            best[photo_id] = (face_id, similarity, score)
+    return best
+
+
+class _Words:
+    """A match in words users understand: "very_likely", "likely" (both pass the decision)."""
+
+    def __init__(self, threshold: float, key_norm: KeyNormalisation | None):
+        if key_norm is not None and key_norm.threshold is not None:
+            confident = key_norm.expansion.min_score if key_norm.expansion else None
+            self.on, self.cut = "score", confident or key_norm.threshold + VERY_LIKELY_MARGIN["normalised"]
+        else:
+            self.on, self.cut = "similarity", threshold + VERY_LIKELY_MARGIN["cosine"]
+
+    def of(self, similarity: float, score: float) -> str:
+        return "very_likely" if (score if self.on == "score" else similarity) >= self.cut else "likely"
 
 
 class FaceSearch:
@@ -70,6 +98,8 @@ class FaceSearch:
             MAX_KEY_BYTES,
             ttl,
             tags=SEARCH_KEY_TAG,
+            # The key's hash, kept on the object: a key that is an album photo is not its own result.
+            metadata={"sha256": item["sha256"]} if item.get("sha256") else None,
         )
         return {"key_id": key_id, "url": post["url"], "fields": post["fields"], "expires_in": ttl}
 
@@ -113,14 +143,16 @@ class FaceSearch:
         else:
             key = self._key_photo(user, body, sources[0], deadline)
         threshold, key_norm = self._decision(body.get("threshold"), key)
+        own = key.get("photo_id")  # the album photo that is the key itself: not a result
         hits = self.index.search(user.sub, key["model_version"], key["vector"], MAX_HITS, threshold, key_norm)
-        best = {}
-        for face_id, photo_id, similarity, score in hits:  # best first: a photo's first hit is its best face
-            if photo_id not in best:
-                best[photo_id] = (face_id, similarity, score)
+        best = _best_per_photo(hits, skip={own})
         ranked = list(best.items())
         page = ranked[offset : offset + limit]
         next_cursor = self._encode_cursor(offset + limit) if offset + limit < len(ranked) else None
+        words = _Words(threshold, key_norm)
+        possible = []
+        if offset == 0 and body.get("threshold") is None:
+            possible = self._possible(user, key, threshold, key_norm, skip={own, *best})
         return {
             "model_version": key["model_version"],
             "threshold": threshold,
@@ -129,9 +161,21 @@ class FaceSearch:
             "expanded_threshold": key_norm.expansion.threshold if key_norm and key_norm.expansion else None,
             "key_faces": key["faces"],
             "used_face": key["used_face"],
-            "results": self._present(user, page),
+            "key_photo_id": own,
+            "results": self._present(user, page, words),
+            "possible": self._present(user, possible, words, "possible"),
             "next_cursor": next_cursor,
         }
+
+    def _possible(self, user: User, key: dict, threshold: float, key_norm, skip: set) -> list:
+        """The best photos just below the decision (``POSSIBLE_MARGIN``), for "nobody found" pages."""
+        if key_norm is not None and key_norm.threshold is not None:
+            loose = KeyNormalisation(key_norm.mean, key_norm.std, key_norm.threshold - POSSIBLE_MARGIN["normalised"])
+            hits = self.index.search(user.sub, key["model_version"], key["vector"], MAX_HITS, threshold, loose)
+        else:
+            floor = threshold - POSSIBLE_MARGIN["cosine"]
+            hits = self.index.search(user.sub, key["model_version"], key["vector"], MAX_HITS, floor, key_norm)
+        return list(_best_per_photo(hits, skip).items())[:POSSIBLE_MAX]
 
     @staticmethod
     def _decision(requested, key: dict):
@@ -156,21 +200,23 @@ class FaceSearch:
             key_id = str(body["key_id"])
             if not _HEX_ID.match(key_id):
                 raise NotFound("no such key photo")
-            key_ref, data = f"key:{key_id}", None
+            key_ref, data, sha256 = f"key:{key_id}", None, None
         else:
             data = self._inline_image(body["image_base64"])
-            key_ref = f"inline:{hashlib.sha256(data).hexdigest()}"
+            sha256 = hashlib.sha256(data).hexdigest()
+            key_ref = f"inline:{sha256}"
         result = self.store.key_faces_of(user.sub, key_ref)
         if result is None:
             try:
                 if data is None:
-                    result = self._analyze_key_object(user, key_id, deadline)
+                    result, sha256 = self._analyze_key_object(user, key_id, deadline)
                 else:
                     self._count_key_photo(user)
                     result = self.faces.analyze_bytes(data, deadline, max_pixels=self.settings.key_max_pixels)
             except FaceServiceError as exc:
                 raise _error_from_face_service(exc) from exc
             result = {
+                "sha256": sha256,
                 "model_version": result["model_version"],
                 "threshold": result["threshold"],
                 "normalisation": result.get("normalisation"),
@@ -191,7 +237,9 @@ class FaceSearch:
                 "no face was found in the key photo; use a photo where the face is clearly visible", code="no_face"
             )
         used = self._int(body, "face", 0, 0, len(faces) - 1)
+        copy = self.store.photo_with_content(user.sub, result["sha256"]) if result.get("sha256") else None
         return {
+            "photo_id": copy["photo_id"] if copy else None,
             "model_version": result["model_version"],
             "threshold": result["threshold"],
             "normalisation": result.get("normalisation"),
@@ -201,14 +249,15 @@ class FaceSearch:
             "faces": [{"box": f["box"], "score": f["score"]} for f in faces],
         }
 
-    def _analyze_key_object(self, user: User, key_id: str, deadline: Deadline | None) -> dict:
+    def _analyze_key_object(self, user: User, key_id: str, deadline: Deadline | None) -> tuple[dict, str | None]:
+        """The key's analysis and the SHA-256 its upload declared (None if it declared none)."""
         for content_type in CONTENT_TYPE_EXTENSIONS:
             key = key_photo_key(user.sub, key_id, content_type)
-            try:
-                self.storage.s3.head_object(Bucket=self.storage.bucket, Key=key)
-            except self.storage.s3.exceptions.ClientError:
+            metadata = self.storage.metadata(key)
+            if metadata is None:
                 continue
-            return self.faces.analyze_s3(self.storage.bucket, key, deadline, max_pixels=self.settings.key_max_pixels)
+            found = self.faces.analyze_s3(self.storage.bucket, key, deadline, max_pixels=self.settings.key_max_pixels)
+            return found, metadata.get("sha256")
         raise NotFound("no such key photo (keys expire a day after upload)")
 
     @staticmethod
@@ -239,6 +288,7 @@ class FaceSearch:
             "cohort": [face.get("cohort_mean"), face.get("cohort_std")],
             "vector": face["embedding"],
             "used_face": face["face_index"],
+            "photo_id": photo_id,
             "faces": [{"box": face["box"], "score": face["score"]}],
         }
 
@@ -248,7 +298,7 @@ class FaceSearch:
         except FaceServiceError as exc:
             raise _error_from_face_service(exc) from exc
 
-    def _present(self, user: User, page) -> list:
+    def _present(self, user: User, page, words: _Words, word: str | None = None) -> list:
         if not page:
             return []
         photo_ids = [photo_id for photo_id, _ in page]
@@ -267,6 +317,7 @@ class FaceSearch:
                     "face_id": face_id,
                     "similarity": round(similarity, 5),
                     "score": round(score, 4),
+                    "match": word or words.of(similarity, score),
                     "box": boxes.get(face_id),
                     "thumbnail_url": shown["thumbnail_url"],
                     "url": shown["url"],

@@ -60,6 +60,19 @@ class Services:
         return self.client("cognito-idp")
 
     @cached_property
+    def password_policy(self) -> dict | None:
+        """The user pool's password rules, read from the pool itself (it owns them), once per container.
+        None when the pool cannot be read: sign-up still works, Cognito then says what is missing."""
+        if not self.settings.user_pool_id:
+            return None
+        try:
+            pool = self.cognito.describe_user_pool(UserPoolId=self.settings.user_pool_id)["UserPool"]
+        except Exception:  # noqa: BLE001 (a page of the web client must not fail on it)
+            logger.warning("the user pool's password rules could not be read")
+            return None
+        return pool.get("Policies", {}).get("PasswordPolicy")
+
+    @cached_property
     def atlas_uri(self) -> AtlasUri:
         secrets = self.client("secretsmanager") if self.settings.mongodb_secret_id else None
         return AtlasUri(self.settings, secrets)

@@ -79,11 +79,21 @@ class PhotoStorage:
         self.bucket = bucket
 
     def presigned_upload(
-        self, key: str, content_type: str, max_bytes: int, expires_in: int, tags: dict | None = None
+        self,
+        key: str,
+        content_type: str,
+        max_bytes: int,
+        expires_in: int,
+        tags: dict | None = None,
+        metadata: dict | None = None,
     ) -> dict:
-        """A presigned POST whose policy pins the key, the type, the size range and any tags."""
+        """A presigned POST whose policy pins the key, the type, the size range, any tags and any
+        user metadata (``x-amz-meta-*``, answered by HEAD)."""
         fields = {"Content-Type": content_type}
-        conditions = [{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]]
+        conditions: list = [{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]]
+        for name, value in sorted((metadata or {}).items()):
+            fields[f"x-amz-meta-{name}"] = value
+            conditions.append({f"x-amz-meta-{name}": value})
         if tags:
             tag_set = "".join(f"<Tag><Key>{k}</Key><Value>{v}</Value></Tag>" for k, v in sorted(tags.items()))
             fields["tagging"] = f"<Tagging><TagSet>{tag_set}</TagSet></Tagging>"
@@ -91,6 +101,13 @@ class PhotoStorage:
         return self.s3.generate_presigned_post(
             self.bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
         )
+
+    def metadata(self, key: str) -> dict | None:
+        """The object's user metadata; None when there is no such object."""
+        try:
+            return self.s3.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
+        except self.s3.exceptions.ClientError:
+            return None
 
     def presigned_get(self, key: str, expires_in: int, download_as: str | None = None) -> str:
         """A GET URL; ``download_as``: S3 answers it as an attachment of that file name (a download,

@@ -59,6 +59,15 @@ def binary_to_vector(value) -> np.ndarray:
 
 
 _EPOCH = datetime(1970, 1, 1)
+_BANDS = 8  # a 64-bit picture hash in 8 bands of 8 bits: hashes ≤ 7 bits apart share at least one band
+
+
+def picture_hash_fields(value: int) -> dict:
+    """A photo's perceptual hash as stored: the hash, and its bands (indexed) to find near-duplicates."""
+    return {
+        "picture_hash": f"{value:016x}",
+        "picture_bands": [f"{i}:{(value >> (8 * i)) & 0xFF:02x}" for i in range(_BANDS)],
+    }
 
 
 def timeline_at(uploaded_at: datetime | None, taken_at: str | datetime | None = None) -> datetime:
@@ -142,6 +151,7 @@ class PhotoStore:
         self.photos.create_index([("owner", ASCENDING), ("uploaded_at", ASCENDING)])
         self.photos.create_index([("owner", ASCENDING), ("timeline_at", ASCENDING)])
         self.photos.create_index([("owner", ASCENDING), ("content_sha256", ASCENDING)])
+        self.photos.create_index([("owner", ASCENDING), ("picture_bands", ASCENDING)])
         self.photos.create_index([("trashed_at", ASCENDING)])  # the purge of expired trash, across owners
         self.faces.create_index([("owner", ASCENDING), ("face_id", ASCENDING)], unique=True)
         self.trashed_faces.create_index([("owner", ASCENDING), ("photo_id", ASCENDING)])
@@ -167,6 +177,20 @@ class PhotoStore:
             if all(e.get("code") == 11000 for e in exc.details.get("writeErrors", [])):
                 raise DuplicateKeyError("photo already exists", 11000) from exc
             raise
+
+    def near_duplicates(self, owner: str, photo: dict, max_bits: int) -> list[str]:
+        """Album photos whose picture hash is at most ``max_bits`` from this photo's (itself left out),
+        found through a shared band, closest first."""
+        if not photo.get("picture_hash"):
+            return []
+        mine = int(photo["picture_hash"], 16)
+        query = {"owner": owner, "picture_bands": {"$in": photo["picture_bands"]}, **_IN_ALBUM}
+        close = []
+        for row in self.photos.find(query, {"_id": 0, "photo_id": 1, "picture_hash": 1}):
+            bits = (int(row["picture_hash"], 16) ^ mine).bit_count()
+            if row["photo_id"] != photo["photo_id"] and bits <= max_bits:
+                close.append((bits, row["photo_id"]))
+        return [photo_id for _, photo_id in sorted(close)]
 
     def photo_with_content(self, owner: str, sha256: str, other_than: str | None = None) -> dict | None:
         """The album photo of ``owner`` whose bytes have this SHA-256 (set once the indexer read them)."""

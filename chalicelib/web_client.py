@@ -44,7 +44,7 @@ def asset(name: str, settings: Settings) -> Response:
     return Response(path.read_text(), status_code=200, headers=_headers(settings, TYPES[path.suffix]))
 
 
-def client_config(settings: Settings) -> Response:
+def client_config(settings: Settings, password_policy: dict | None) -> Response:
     """What the browser needs to talk to Cognito and to check files before asking for uploads."""
     cognito = settings.aws_endpoint_url or f"https://cognito-idp.{settings.region}.amazonaws.com/"
     body = {
@@ -57,5 +57,6 @@ def client_config(settings: Settings) -> Response:
         "maxFilesPerRequest": settings.max_files_per_request,
         "contentTypes": sorted(CONTENT_TYPE_EXTENSIONS),
         "trashDays": settings.trash_days,
+        "passwordPolicy": password_policy,
     }
     return Response(body, status_code=200, headers={"Cache-Control": "no-cache"})

@@ -75,6 +75,7 @@ def grants(stage: str, env: dict) -> dict[str, dict]:
             "Resource": bucket,
             "Condition": {"Null": {"s3:prefix": "true"}},
         },
+        "ReadPasswordRules": {"Action": ["cognito-idp:DescribeUserPool"], "Resource": env["COGNITO_USER_POOL_ARN"]},
         "DeleteOwnAccount": {
             "Action": ["cognito-idp:AdminDeleteUser", "cognito-idp:AdminUserGlobalSignOut"],
             "Resource": env["COGNITO_USER_POOL_ARN"],
@@ -95,6 +96,7 @@ FUNCTIONS = {
         "ReadAndDeleteUserObjects",
         "ListUserPrefixes",
         "ListWithoutPrefix",
+        "ReadPasswordRules",
         "DeleteOwnAccount",
         "SendPeopleJobs",
     ],

@@ -37,6 +37,14 @@ CONFIG_FROM_OUTPUTS = {
 QUEUE_NAMES_FROM_URLS = {"PHOTO_EVENTS_QUEUE": "PHOTO_EVENTS_QUEUE_URL", "PEOPLE_JOBS_QUEUE": "PEOPLE_JOBS_QUEUE_URL"}
 
 
+def password_policy() -> dict:
+    """The user pool's password rules as the template sets them (the local stack's pool copies them)."""
+    from cfnlint.decode import cfn_yaml  # reads CloudFormation's tags (!Ref, !Sub, ...)
+
+    rules = cfn_yaml.load(str(TEMPLATE))["Resources"]["UserPool"]["Properties"]["Policies"]["PasswordPolicy"]
+    return json.loads(json.dumps(rules))  # plain values, not the parser's nodes
+
+
 def stack_name(stage: str) -> str:
     return f"memory-studio-{stage}"
 

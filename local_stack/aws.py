@@ -10,6 +10,7 @@ from pathlib import Path
 import boto3
 
 from chalicelib.storage import PHOTOS
+from infrastructure.stack import password_policy
 
 REGION = "us-east-1"
 # moto accepts any credentials; these keep boto3 from looking for real ones.
@@ -142,7 +143,7 @@ def provision(
         PoolName="memory-studio-local",
         AutoVerifiedAttributes=["email"],
         UsernameAttributes=["email"],
-        Policies={"PasswordPolicy": {"MinimumLength": 8}},
+        Policies={"PasswordPolicy": password_policy()},  # the cloud pool's rules, from its template
     )["UserPool"]
     app_client = cognito.create_user_pool_client(
         UserPoolId=pool["Id"],

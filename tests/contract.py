@@ -74,3 +74,24 @@ def checked_chalice_client(client):
 
     client.http.request = request
     return client
+
+
+def requests_hook(api: str):
+    """A ``requests`` response hook checking every answer of the API at ``api`` (not S3's, not Cognito's)."""
+
+    def hook(response, *args, **kwargs):
+        if response.url.startswith(api):
+            request = response.request
+            path = response.url[len(api) :] or "/"
+            check(
+                request.method,
+                path,
+                dict(request.headers),
+                request.body,
+                response.status_code,
+                response.headers,
+                response.content,
+            )
+        return response
+
+    return hook

@@ -760,3 +760,30 @@ def test_the_same_bytes_twice_make_one_photo(api, make_user, indexing, aws_stack
     # A photo in the trash is not the original of a new upload of its bytes: that one stays.
     api.http.delete(f"/photos/{original}", headers=user.headers)
     assert request_uploads(api, user, files[:1])[0].get("duplicate_of") is None
+
+
+def test_near_duplicates_are_flagged_in_the_photo_view(api, make_user, indexing):
+    """The same picture re-encoded and resized is flagged; another photo of the same person is not."""
+    _, pump = indexing
+    user = make_user()
+    photos = sorted((FACEDATA / "people/deepface/George_Clooney").glob("*.jpg"))
+    original = photos[0].read_bytes()
+    image = Image.open(io.BytesIO(original)).convert("RGB")
+    smaller, recoded = io.BytesIO(), io.BytesIO()
+    image.resize((image.width // 2, image.height // 2)).save(smaller, "JPEG", quality=70)
+    image.save(recoded, "PNG")
+    ids = {
+        "original": upload(api, user, original, "image/jpeg"),
+        "smaller": upload(api, user, smaller.getvalue(), "image/jpeg"),
+        "recoded": upload(api, user, recoded.getvalue(), "image/png"),
+        "other": upload(api, user, photos[1].read_bytes(), "image/jpeg"),
+    }
+    drain(pump)
+    shown = api.http.get(f"/photos/{ids['original']}", headers=user.headers).json_body
+    assert set(shown["near_duplicates"]) == {ids["smaller"], ids["recoded"]}
+    other = api.http.get(f"/photos/{ids['other']}", headers=user.headers).json_body
+    assert other["near_duplicates"] == []
+    # A copy in the trash is out of the album: no longer flagged.
+    assert api.http.delete(f"/photos/{ids['smaller']}", headers=user.headers).status_code == 204
+    shown = api.http.get(f"/photos/{ids['original']}", headers=user.headers).json_body
+    assert shown["near_duplicates"] == [ids["recoded"]]

@@ -175,6 +175,11 @@ def aws_calls(stage: str) -> dict[str, tuple]:
             None,
         ),
         "delete a Cognito user": ("cognito-idp:AdminDeleteUser", env["COGNITO_USER_POOL_ARN"], None),
+        "read the pool's password rules (web/config.json)": (
+            "cognito-idp:DescribeUserPool",
+            env["COGNITO_USER_POOL_ARN"],
+            None,
+        ),
         "sign a Cognito user out": ("cognito-idp:AdminUserGlobalSignOut", env["COGNITO_USER_POOL_ARN"], None),
         "send photo events (a batch is authorised as SendMessage)": (
             "sqs:SendMessage",
@@ -205,6 +210,7 @@ CALLERS = {  # what each function's code calls (chalicelib: album, search, accou
         "Atlas secret",
         "delete a Cognito user",
         "sign a Cognito user out",
+        "read the pool's password rules (web/config.json)",
         "request a regrouping",
     },
     "index_photos": {

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.api_docs import SWAGGER_FILES
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -52,10 +54,11 @@ def test_template_deploys_exactly_the_catalogue(package):
     assert deployed_routes == set(catalog["APIHandler"]["routes"])
 
 
-PUBLIC_ROUTES = {"/health", "/", "/web/{name}"}  # the health check and the web client's static files
+# The health check, the web client's static files, the API's description and its viewer.
+PUBLIC_ROUTES = {"/health", "/", "/web/{name}", "/openapi.yaml", "/docs"}
 
 
-def test_routes_use_the_cognito_authorizer_except_health_and_the_web_client(package):
+def test_routes_use_the_cognito_authorizer_except_health_the_web_client_and_the_docs(package):
     template = json.loads((package / "sam.json").read_text())
     paths = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
     for path, methods in paths.items():
@@ -71,6 +74,9 @@ def test_zip_holds_everything_the_handlers_import(package, tmp_path):
         archive.extractall(tmp_path / "task")
         names = set(archive.namelist())
     assert {"chalicelib/web/index.html", "chalicelib/web/app.js", "chalicelib/web/style.css"} <= names
+    assert {"chalicelib/openapi.yaml", "chalicelib/web/docs.html", "chalicelib/web/docs.js"} <= names
+    if shutil.which("npm"):  # ./dev setup fetched Swagger UI, and chalice packages it
+        assert {f"chalicelib/web/{name}" for name in SWAGGER_FILES} <= names
     runtime = tmp_path / "runtime"
     runtime.mkdir()
     site = Path(__import__("boto3").__file__).parent.parent

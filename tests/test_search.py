@@ -2,6 +2,7 @@
 no-face keys, thresholds, pagination and isolation."""
 
 import base64
+import hashlib
 import json
 
 import pytest
@@ -54,8 +55,17 @@ def test_inline_key_finds_that_person_first_and_only(api, album):
     # A result passes on its own score or by query expansion's; its score is the better of the two.
     cuts = [t for t in (body["score_threshold"], body["expanded_threshold"]) if t is not None]
     assert min(scores) >= min(cuts)
-    assert body["used_face"] == 0 and len(body["key_faces"]) == 1
+    assert body["used_face"] == 0 and len(body["key_faces"]) == 1 and body["key_photo_id"] is None
     assert body["results"][0]["thumbnail_url"] and len(body["results"][0]["box"]) == 4
+    # In words: her own photos pass the decision, the best of them well above it.
+    words = [r["match"] for r in body["results"]]
+    assert set(words) <= {"very_likely", "likely"} and words[0] == "very_likely", body["results"]
+    # "Possible" matches lie below the decision: never a result again, ranked, at most ten.
+    possible = body["possible"]
+    assert len(possible) <= 10 and not {r["photo_id"] for r in possible} & set(found)
+    assert all(r["match"] == "possible" for r in possible)
+    assert [r["score"] for r in possible] == sorted((r["score"] for r in possible), reverse=True)
+    assert all(r["score"] < min(cuts) or r["similarity"] < body["threshold"] for r in possible)
     clooney = [r["photo_id"] for r in search(api, alice, {"image_base64": b64(clooney_key)}).json_body["results"]]
     assert set(clooney) == set(ids["clooney"])
 
@@ -75,27 +85,42 @@ def test_uploaded_key_photo(api, album):
     assert {"tagging": key["fields"]["tagging"]} in policy and "search-key" in key["fields"]["tagging"]
     assert post_to_s3(key, jolie_key.read_bytes()).status_code == 204
     body = search(api, alice, {"key_id": key["key_id"]}).json_body
-    assert {r["photo_id"] for r in body["results"]} == set(ids["jolie"])
+    assert {r["photo_id"] for r in body["results"]} == set(ids["jolie"]) and body["key_photo_id"] is None
     assert search(api, alice, {"key_id": "0" * 32}).status_code == 404
+
+    # A key that is a photo of the album (its hash declared) is not its own result.
+    copy = sorted((PEOPLE / "Angelina_Jolie").glob("*.jpg"))[1].read_bytes()
+    file = {
+        "filename": "k.jpg",
+        "content_type": "image/jpeg",
+        "size": len(copy),
+        "sha256": hashlib.sha256(copy).hexdigest(),
+    }
+    key = api.http.post("/search/uploads", headers=alice.headers, body=json.dumps(file)).json_body
+    assert post_to_s3(key, copy).status_code == 204
+    body = search(api, alice, {"key_id": key["key_id"]}).json_body
+    assert body["key_photo_id"] == ids["jolie"][0]
+    assert {r["photo_id"] for r in body["results"]} == set(ids["jolie"][1:])
 
 
 def test_face_already_in_the_album(api, album):
     alice, _, ids, _, _ = album
     photo = api.http.get(f"/photos/{ids['clooney'][0]}", headers=alice.headers).json_body
     body = search(api, alice, {"photo_id": photo["photo_id"], "face_id": photo["faces"][0]["face_id"]}).json_body
-    assert [r["photo_id"] for r in body["results"]][0] == photo["photo_id"]  # itself, similarity 1
-    assert {r["photo_id"] for r in body["results"]} == set(ids["clooney"])
+    assert body["key_photo_id"] == photo["photo_id"]  # the key's own photo is not a result
+    assert {r["photo_id"] for r in body["results"]} == set(ids["clooney"][1:])
     wrong = search(api, alice, {"photo_id": ids["jolie"][0], "face_id": photo["faces"][0]["face_id"]})
     assert wrong.status_code == 404
 
 
 def test_multi_face_key_chooses_a_face(api, album):
-    alice, _, _, _, _ = album
+    alice, _, ids, _, _ = album
     group = b64(FACEDATA / "groups/dlib/2008_002470.jpg")
     body = search(api, alice, {"image_base64": group, "face": 2}).json_body
     assert len(body["key_faces"]) == 6 and body["used_face"] == 2
-    # Each face of the group photo finds the group photo itself.
-    assert body["results"] and body["results"][0]["similarity"] > 0.99
+    # The group photo is in the album: it is the key, not a result.
+    assert body["key_photo_id"] == ids["group"]
+    assert ids["group"] not in {r["photo_id"] for r in body["results"] + body["possible"]}
     assert search(api, alice, {"image_base64": group, "face": 6}).status_code == 400
 
 

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.face_fixtures import FACEDATA, needs_facedata
 from tests.stack_fixture import local_stack  # noqa: F401  (fixture)
@@ -53,6 +54,11 @@ def page(local_stack):  # noqa: F811
         browser.close()
 
 
+def label_of(aria_label: str) -> str:
+    """A tile's file name, from its aria-label ("name: status")."""
+    return aria_label.rsplit(": ", 1)[0]
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
@@ -68,6 +74,10 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     # Sign up, confirm (moto accepts any code), sign in.
     email, password = "e2e@example.com", "Corr3ct-Horse!"
     page.click("#tab-signup")
+    # The pool's own rules (read from the pool: 10+ characters and classes), not a guess of the page.
+    rules = page.text_content("#signup-rules")
+    assert rules.startswith("At least 10 characters") and "upper-case" in rules and "number" in rules, rules
+    assert page.get_attribute("#form-signup input[name=password]", "minlength") == "10"
     page.fill("#form-signup input[name=email]", email)
     page.fill("#form-signup input[name=password]", password)
     page.click("#form-signup button[type=submit]")
@@ -81,6 +91,8 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     page.wait_for_selector("#view-album:not([hidden])")
     assert "e2e@example.com" in page.text_content("#status")
     assert "token" not in page.url.lower() and "eyj" not in page.url.lower()  # no token in a URL
+    page.wait_for_selector("#album-empty:not([hidden])")
+    shot(page, "01b-empty-album")
 
     # Upload four photos of each of two people, and one file that is not a photo.
     bad = tmp_path / "notes.txt"
@@ -93,11 +105,15 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
         shot(page, "02-upload")
     failed = page.locator("#uploads li[data-state=failed]")
     assert failed.count() == 1 and "not a supported photo type" in failed.text_content()
+    assert "failed" in page.text_content("#status")
     shot(page, "02-upload")
 
-    # The album shows them pending, then indexed without a reload.
+    # The album shows them pending, then indexed without a reload; the upload page's message stays there.
     page.click("nav a[data-view=album]")
     page.wait_for_function("document.querySelectorAll('#grid li').length === 8")
+    assert "failed" not in page.text_content("#status")
+    if page.locator("#grid button[data-status=pending]").count():
+        shot(page, "02b-pending")
     page.wait_for_function(
         "document.querySelectorAll('#grid button[data-status=indexed]').length === 8", timeout=180_000
     )
@@ -130,6 +146,14 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     page.wait_for_function("document.querySelectorAll('#photo-boxes rect').length >= 1")
     assert "face" in page.text_content("#photo-info")
     shot(page, "04-photo")
+    # Previous / next walk the album in its order, with the arrow keys too.
+    order = [el.get_attribute("data-photo-id") for el in page.locator("#grid li").element_handles()]
+    first = label_of(names[katy_ids[0]])
+    forward = order.index(katy_ids[0]) + 1 < len(order)
+    page.click("#photo-next" if forward else "#photo-prev")
+    page.wait_for_function(f"document.querySelector('#photo-title').textContent !== {first!r}")
+    page.keyboard.press("ArrowLeft" if forward else "ArrowRight")
+    page.wait_for_function(f"document.querySelector('#photo-title').textContent === {first!r}")
     page.click("#photo-dialog form button")
 
     # Find with a key photo of Katy Perry that is not in the album: her photos come first.
@@ -140,7 +164,30 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     assert ranked[0] in katy_ids
     top = ranked[: len([r for r in ranked if r in katy_ids])]
     assert set(top) <= set(katy_ids), ranked  # no stranger ranks above any of her photos
+    # The key is shown with its face boxed (one face: no chooser); matches are said in words.
+    page.wait_for_selector("#key-faces:not([hidden]) #key-boxes rect.chosen")
+    assert page.locator("#key-face-buttons button").count() == 0
+    words = page.locator("#results .similarity").all_text_contents()
+    assert words[0] == "Very likely" and set(words) <= {"Very likely", "Likely"}, words
+    assert "score" in page.get_attribute("#results li button", "title")
     shot(page, "05-find")
+
+    # A key photo with several faces: the chooser, the searched face highlighted.
+    page.set_input_files("#key-input", str(FACEDATA / "groups" / "dlib" / "2008_002470.jpg"))
+    page.wait_for_function("document.querySelectorAll('#key-face-buttons button').length === 6", timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('#key-boxes rect').length === 6")
+    page.click("#key-face-buttons button >> nth=2")
+    page.wait_for_selector("#key-face-buttons button:nth-child(3)[aria-pressed=true]")
+    assert page.locator("#key-boxes rect.chosen").count() == 1
+    shot(page, "05b-face-chooser")
+
+    # A key photo without a face: the page says why nothing was searched.
+    blank = tmp_path / "sky.jpg"
+    Image.linear_gradient("L").resize((640, 480)).convert("RGB").save(blank, "JPEG")
+    page.set_input_files("#key-input", str(blank))
+    page.wait_for_function("document.querySelector('#find-summary').textContent.includes('No face was found')")
+    assert page.locator("#results li").count() == 0 and page.text_content("#status") == ""  # said once, on the page
+    shot(page, "05c-no-face-key")
 
     # "More of this person" from a face box in Angelina Jolie's photo.
     page.click("nav a[data-view=album]")
@@ -152,6 +199,13 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
         f"document.querySelector('#results li')?.dataset.photoId !== undefined "
         f"&& {str(angelina_ids)}.includes(document.querySelector('#results li').dataset.photoId)"
     )
+    # The key is that face in its photo; the photo itself is not a result.
+    page.wait_for_selector("#key-faces:not([hidden]) #key-boxes rect.chosen")
+    assert angelina_ids[0] not in [
+        el.get_attribute("data-photo-id") for el in page.locator("#results li").element_handles()
+    ]
+    assert "is not listed" in page.text_content("#find-summary")
+    assert page.text_content("#status") == ""  # the no-face message stayed with its search
     shot(page, "06-more-of-this-person")
 
     # People: Katy Perry and Angelina Jolie each become a person (the stack regroups a few seconds
@@ -250,8 +304,16 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     page.wait_for_selector("body[data-ready=true]")
     page.wait_for_function("document.querySelectorAll('#grid li').length === 5")  # still signed in, from storage
 
-    # Phone-sized screen, then the profile page and sign-out.
+    # Phone-sized screen: the header is one row; then the profile page and sign-out.
     page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.querySelector('header').getBoundingClientRect().height") < 56
+    tops = page.evaluate("[...document.querySelectorAll('header h1, nav a')].map(e => e.getBoundingClientRect().top)")
+    assert max(tops) - min(tops) < 12, tops
+    wide = page.evaluate(
+        "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 391)"
+        ".map(e => e.tagName + '#' + e.id + '.' + e.className)"
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, wide
     shot(page, "09-album-phone")
     page.click("nav a[data-view=profile]")
     page.wait_for_selector("#view-profile:not([hidden])")  # the view changes on hashchange, after the click
@@ -259,3 +321,34 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     shot(page, "10-profile")
     page.click("#sign-out")
     page.wait_for_selector("#view-auth:not([hidden])")
+
+    # Forgot the password: a code (moto accepts any), a new password, and signing in with it.
+    page.click("#forgot-link")
+    page.fill("#form-forgot input[name=email]", email)
+    page.click("#form-forgot button[type=submit]")
+    page.wait_for_selector("#form-reset:not([hidden])")
+    assert "10 characters" in page.text_content("#reset-rules")
+    shot(page, "11-new-password")
+    page.fill("#form-reset input[name=code]", "123456")
+    page.fill("#form-reset input[name=password]", "Another-Passw0rd")
+    page.click("#form-reset button[type=submit]")
+    page.wait_for_selector("#form-signin:not([hidden])")
+    page.fill("#form-signin input[name=password]", "Another-Passw0rd")
+    page.click("#form-signin button[type=submit]")
+    page.wait_for_selector("#view-album:not([hidden])")
+
+
+def test_the_api_docs_render_under_the_pages_own_policy(page, local_stack):  # noqa: F811
+    """/docs in a page that enforces the Content-Security-Policy (the module's page bypasses it)."""
+    strict = page.context.browser.new_page()
+    problems, refused = [], []  # console errors (a CSP violation is one), and answers >= 400
+    strict.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    strict.on("response", lambda response: refused.append(response.url) if response.status >= 400 else None)
+    strict.goto(f"{local_stack.api}/docs")
+    strict.wait_for_selector(".opblock", timeout=30_000)
+    assert strict.locator(".opblock").count() >= 30
+    assert strict.locator("text=Memory Studio API").count() >= 1
+    strict.screenshot(path=str(ARTIFACTS / "12-api-docs.png"), full_page=False)
+    assert all(url.endswith("/favicon.ico") for url in refused), refused  # the browser's own guess
+    assert all(text.startswith("Failed to load resource") for text in problems), problems
+    strict.close()

@@ -127,8 +127,12 @@ async function inParallel(tasks, width) {
 // Views -------------------------------------------------------------------------------
 const VIEWS = ["auth", "album", "trash", "upload", "find", "people", "profile"];
 
+let currentView = null;
+
 function show(name) {
   if (name !== "auth" && !session) name = "auth";
+  if (name !== currentView) say("");  // a message belongs to the page that raised it
+  currentView = name;
   for (const view of VIEWS) $(`view-${view}`).hidden = view !== name;
   $("nav").hidden = !session;
   for (const link of document.querySelectorAll("nav a")) {
@@ -147,16 +151,42 @@ function route() {
 }
 
 // Sign in / up / confirm --------------------------------------------------------------
+const AUTH_FORMS = ["signin", "signup", "confirm", "forgot", "reset"];
+
 function selectTab(name) {
-  for (const tab of ["signin", "signup", "confirm"]) {
-    $(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
-    $(`form-${tab}`).hidden = tab !== name;
+  for (const form of AUTH_FORMS) {
+    $(`form-${form}`).hidden = form !== name;
+    $(`tab-${form}`)?.setAttribute("aria-selected", String(form === name));
   }
+}
+
+// The user pool's own password rules (web/config.json reads them from the pool), said in words.
+function passwordRules(policy) {
+  if (!policy) return "";
+  const needs = [["RequireUppercase", "an upper-case letter"], ["RequireLowercase", "a lower-case letter"],
+    ["RequireNumbers", "a number"], ["RequireSymbols", "a symbol"]].filter(([key]) => policy[key]).map(([, words]) => words);
+  const tail = needs.length > 1 ? `${needs.slice(0, -1).join(", ")} and ${needs.at(-1)}` : needs[0];
+  return `At least ${policy.MinimumLength || 8} characters${tail ? `, with ${tail}` : ""}.`;
 }
 
 function wireAuth() {
   for (const tab of ["signin", "signup", "confirm"]) $(`tab-${tab}`).addEventListener("click", () => selectTab(tab));
   if (config.local) $("confirm-hint").textContent = "Local stack: no email is sent; any code confirms the account.";
+  $("resend-code").hidden = config.local;  // moto sends no email and has no ResendConfirmationCode
+  for (const id of ["signup-rules", "reset-rules"]) $(id).textContent = passwordRules(config.passwordPolicy);
+  for (const form of ["form-signup", "form-reset"]) $(form).elements.password.minLength = config.passwordPolicy?.MinimumLength || 8;
+  $("forgot-link").addEventListener("click", () => {
+    $("form-forgot").elements.email.value = $("form-signin").elements.email.value;
+    selectTab("forgot");
+  });
+  $("resend-code").addEventListener("click", async () => {
+    const email = $("form-confirm").elements.email.value;
+    if (!email) { say("Enter your email first.", true); return; }
+    try {
+      await cognito("ResendConfirmationCode", { ClientId: config.clientId, Username: email });
+      say("A new code is on its way to your email.");
+    } catch (error) { say(error.message, true); }
+  });
   const guarded = (handler) => async (event) => {
     event.preventDefault();
     const button = event.target.querySelector("button");
@@ -169,9 +199,9 @@ function wireAuth() {
       AuthFlow: "USER_PASSWORD_AUTH", ClientId: config.clientId, AuthParameters: { USERNAME: email, PASSWORD: form.get("password") },
     });
     keepSession(result.AuthenticationResult, email);
-    say(`Signed in as ${session.email}.`);
     location.hash = "#album";
     route();
+    say(`Signed in as ${session.email}.`);
   }));
   $("form-signup").addEventListener("submit", guarded(async (form) => {
     const email = form.get("email");
@@ -186,6 +216,22 @@ function wireAuth() {
     $("form-signin").elements.email.value = email;
     selectTab("signin");
     say("Account confirmed: sign in.");
+  }));
+  $("form-forgot").addEventListener("submit", guarded(async (form) => {
+    const email = form.get("email");
+    await cognito("ForgotPassword", { ClientId: config.clientId, Username: email });
+    $("form-reset").elements.email.value = email;
+    selectTab("reset");
+    say(config.local ? "Local stack: no email is sent; any code works." : "A code is on its way to your email.");
+  }));
+  $("form-reset").addEventListener("submit", guarded(async (form) => {
+    const email = form.get("email");
+    await cognito("ConfirmForgotPassword", {
+      ClientId: config.clientId, Username: email, ConfirmationCode: form.get("code"), Password: form.get("password"),
+    });
+    $("form-signin").elements.email.value = email;
+    selectTab("signin");
+    say("Password changed: sign in with the new one.");
   }));
   $("sign-out").addEventListener("click", () => signOut());
 }
@@ -620,19 +666,27 @@ function drawBoxes(svg, width, height, boxes, chosen = -1) {
   }));
 }
 
+let photoOpening = 0;
+
 async function openPhoto(photoId) {
+  const dialog = $("photo-dialog");
+  const opening = ++photoOpening, wasOpen = dialog.open;
   let photo;
   try { photo = await api("GET", `photos/${photoId}`); } catch (error) { say(error.message, true); return; }
-  const dialog = $("photo-dialog");
+  if (opening !== photoOpening || (wasOpen && !dialog.open)) return;  // a later opening, or closed meanwhile
+  if (!dialog.open) say("");  // the page's message stays with the page
   $("photo-title").textContent = photo.filename || "Photo";
   const img = $("photo-image");
   img.alt = `${photo.filename || "Photo"}, ${photo.faces.length} face(s)`;
   const boxes = photo.faces.map((f) => f.box);
   img.onload = () => drawBoxes($("photo-boxes"), photo.width || img.naturalWidth, photo.height || img.naturalHeight, boxes);
   img.src = photo.preview_url || photo.url;  // a HEIC original is shown through its JPEG preview
+  steps.arm(photo.photo_id);
+  similar(photo);
   $("photo-info").textContent = photo.status === "failed" ? `Indexing failed: ${photo.error}`
     : `${photo.status} · ${photo.faces.length} face(s)${photo.taken_at ? ` · taken ${photo.taken_at.slice(0, 10)}` : ""}`;
   const known = await people.all();
+  if (opening !== photoOpening || (wasOpen && !dialog.open)) return;
   $("photo-faces").replaceChildren(...photo.faces.map((face, i) => {
     const row = document.createElement("div");
     row.className = "face-row";
@@ -680,6 +734,47 @@ async function openPhoto(photoId) {
     } catch (error) { say(error.message, true); }
   };
   if (!dialog.open) dialog.showModal();
+}
+
+// Previous / next: the photos of the page the dialog was opened from, in its order.
+const steps = {
+  ids: [], at: -1,
+  arm(photoId) {
+    this.ids = [...document.querySelectorAll(`#view-${currentView} li[data-photo-id]`)].map((li) => li.dataset.photoId)
+      .filter((id, i, all) => all.indexOf(id) === i);
+    this.at = this.ids.indexOf(photoId);
+    $("photo-prev").disabled = this.at <= 0;
+    $("photo-next").disabled = this.at < 0 || this.at >= this.ids.length - 1;
+  },
+  go(delta) {
+    const next = this.ids[this.at + delta];
+    if (next) openPhoto(next);
+  },
+  wire() {
+    $("photo-prev").addEventListener("click", () => this.go(-1));
+    $("photo-next").addEventListener("click", () => this.go(1));
+    $("photo-dialog").addEventListener("keydown", (e) => {
+      if (e.target.matches("input, select, textarea")) return;
+      if (e.key === "ArrowLeft") this.go(-1);
+      if (e.key === "ArrowRight") this.go(1);
+    });
+  },
+};
+
+// Near-duplicates: the same picture re-encoded or resized elsewhere in the album.
+function similar(photo) {
+  const others = photo.near_duplicates || [];
+  const line = $("photo-similar");
+  line.hidden = others.length === 0;
+  line.replaceChildren();
+  if (!others.length) return;
+  line.append(`Looks like ${others.length} other photo(s) in your album (a re-encoded or resized copy?): `);
+  others.forEach((id, i) => {
+    const link = document.createElement("button");
+    link.type = "button"; link.className = "link"; link.textContent = `copy ${i + 1}`;
+    link.addEventListener("click", () => openPhoto(id));
+    line.append(link, i < others.length - 1 ? ", " : "");
+  });
 }
 
 // Drawing a face the detector missed: press "Draw a face", then drag over the photo.
@@ -732,74 +827,116 @@ const drawing = {
 };
 
 // Find --------------------------------------------------------------------------------
-function renderResults(result, what) {
-  const count = result.results.length;
-  $("find-summary").textContent = count
-    ? `${count}${result.next_cursor ? "+" : ""} photo(s) with ${what}, best match first (threshold ${result.threshold.toFixed(2)}).`
-    : `No photo with ${what} above the threshold ${result.threshold.toFixed(2)}.`;
-  $("results").replaceChildren(...result.results.map((hit, rank) => {
-    const item = document.createElement("li");
-    item.dataset.photoId = hit.photo_id;
-    const button = document.createElement("button");
-    button.type = "button";
-    button.setAttribute("aria-label", `Match ${rank + 1}, similarity ${hit.similarity.toFixed(2)}`);
-    const img = document.createElement("img");
-    img.src = hit.thumbnail_url || hit.url; img.alt = "";
-    const badge = document.createElement("span");
-    badge.className = "similarity"; badge.textContent = hit.similarity.toFixed(2);
-    button.append(img, badge);
-    button.addEventListener("click", () => openPhoto(hit.photo_id));
-    item.append(button);
-    return item;
-  }));
+const MATCH_WORDS = { very_likely: "Very likely", likely: "Likely", possible: "Possible" };
+
+function resultTile(hit, rank) {
+  const item = document.createElement("li");
+  item.dataset.photoId = hit.photo_id;
+  const button = document.createElement("button");
+  button.type = "button";
+  const word = MATCH_WORDS[hit.match] || hit.match;
+  button.setAttribute("aria-label", `Match ${rank + 1}: ${word}`);
+  const img = document.createElement("img");
+  img.src = hit.thumbnail_url || hit.url; img.alt = "";
+  const badge = document.createElement("span");
+  badge.className = `similarity ${hit.match}`; badge.textContent = word;
+  badge.title = `score ${hit.score.toFixed(2)}, similarity ${hit.similarity.toFixed(2)}`;
+  button.title = badge.title;
+  button.append(img, badge);
+  button.addEventListener("click", () => openPhoto(hit.photo_id));
+  item.append(button);
+  return item;
 }
 
-async function search(body, what) {
-  say("Searching…");
-  try {
-    const result = await api("POST", "search", body);
-    renderResults(result, what);
-    say(`Search done: ${result.results.length} match(es).`);
-    return result;
-  } catch (error) {
-    say(error.message, true);
-    $("results").replaceChildren();
-    $("find-summary").textContent = "";
-    return null;
-  }
-}
+const finder = {
+  body: null, what: "", shown: 0,
 
-function chooseKeyFace(keyId, result) {
-  const faces = result.key_faces;
-  $("key-faces").hidden = faces.length < 2;
-  if (faces.length < 2) return;
+  async run(body, what) {
+    this.body = body; this.what = what; this.shown = 0;
+    $("results").replaceChildren(); $("possible").replaceChildren();
+    $("possible-box").hidden = true; $("results-more").hidden = true;
+    $("find-summary").textContent = "Searching…";
+    try {
+      const result = await api("POST", "search", body);
+      this.render(result, false);
+      return result;
+    } catch (error) {
+      // The page itself explains a key without a face; any other failure goes to the status line.
+      const noFace = error.code === "no_face";
+      $("find-summary").textContent = noFace
+        ? "No face was found in this key photo. Choose a photo where the face is clearly visible and not too small."
+        : "";
+      say(noFace ? "" : error.message, !noFace);
+      return null;
+    }
+  },
+
+  async more() {
+    $("results-more").disabled = true;
+    try { this.render(await api("POST", "search", { ...this.body, cursor: this.cursor }), true); }
+    catch (error) { say(error.message, true); }
+    finally { $("results-more").disabled = false; }
+  },
+
+  render(result, appending) {
+    this.cursor = result.next_cursor;
+    $("results").append(...result.results.map((hit, i) => resultTile(hit, this.shown + i)));
+    this.shown += result.results.length;
+    $("results-more").hidden = !result.next_cursor;
+    if (appending) return;
+    const possible = result.possible || [];
+    $("possible").replaceChildren(...possible.map(resultTile));
+    $("possible-box").hidden = possible.length === 0;
+    $("possible-box").open = this.shown === 0;
+    const own = result.key_photo_id ? " The key photo itself is in your album and is not listed." : "";
+    if (this.shown) {
+      $("find-summary").textContent = `${this.shown}${result.next_cursor ? "+" : ""} photo(s) with ${this.what}, best match first.${own}`;
+    } else {
+      $("find-summary").textContent = `Nobody in your album matches ${this.what} closely enough.${own}`
+        + (possible.length ? " The closest photos below the line are shown as possible matches." : "");
+    }
+  },
+};
+
+// The key photo with its faces boxed (the searched one highlighted); a choice when it has several.
+function showKey(src, faces, chosen, onChoose, size = null) {
+  $("key-faces").hidden = false;
+  const several = faces.length > 1 && onChoose;
+  $("key-faces-label").textContent = several
+    ? "Several faces in the key photo: choose one. The highlighted one is searched for."
+    : "The key: the highlighted face is the one searched for.";
   const img = $("key-image");
-  const draw = (chosen) => drawBoxes($("key-boxes"), img.naturalWidth, img.naturalHeight, faces.map((f) => f.box), chosen);
-  if (img.complete) draw(result.used_face); else img.onload = () => draw(result.used_face);
-  $("key-face-buttons").replaceChildren(...faces.map((face, i) => {
+  // Boxes are in the photo's pixels; a preview may be smaller than the photo.
+  const draw = () => drawBoxes($("key-boxes"), size?.[0] || img.naturalWidth, size?.[1] || img.naturalHeight, faces.map((f) => f.box), chosen);
+  img.onload = draw;
+  if (img.src !== src) img.src = src; else if (img.complete) draw();
+  $("key-face-buttons").replaceChildren(...(several ? faces.map((face, i) => {
     const button = document.createElement("button");
     button.type = "button";
-    button.className = i === result.used_face ? "" : "secondary";
+    button.className = i === chosen ? "" : "secondary";
     button.textContent = `Face ${i + 1}`;
-    button.setAttribute("aria-pressed", String(i === result.used_face));
-    button.addEventListener("click", async () => {
-      const again = await search({ key_id: keyId, face: i }, `face ${i + 1} of the key photo`);
-      if (again) chooseKeyFace(keyId, again);
-    });
+    button.setAttribute("aria-pressed", String(i === chosen));
+    button.addEventListener("click", () => onChoose(i));
     return button;
-  }));
+  }) : []));
 }
 
 async function findByKeyPhoto(file) {
   location.hash = "#find";
   $("key-faces").hidden = true;
-  $("key-image").src = URL.createObjectURL(file);
+  const src = URL.createObjectURL(file);
   try {
     say("Uploading the key photo…");
-    const upload = await api("POST", "search/uploads", { filename: file.name, content_type: contentType(file), size: file.size });
+    const upload = await api("POST", "search/uploads", {
+      filename: file.name, content_type: contentType(file), size: file.size, ...(await sha256(file)),
+    });
     await postToS3(upload, file);
-    const result = await search({ key_id: upload.key_id }, "this face");
-    if (result) chooseKeyFace(upload.key_id, result);
+    say("");
+    const choose = async (face) => {
+      const result = await finder.run({ key_id: upload.key_id, face }, face ? `face ${face + 1} of the key photo` : "this face");
+      if (result) showKey(src, result.key_faces, result.used_face, choose);
+    };
+    await choose(0);
   } catch (error) {
     say(error.message, true);
   }
@@ -807,12 +944,14 @@ async function findByKeyPhoto(file) {
 
 async function findByAlbumFace(photo, face) {
   location.hash = "#find";
-  $("key-faces").hidden = true;
-  await search({ photo_id: photo.photo_id, face_id: face.face_id }, `the face from ${photo.filename || "that photo"}`);
+  const index = photo.faces.indexOf(face);
+  showKey(photo.preview_url || photo.url, photo.faces, index, null, photo.width && [photo.width, photo.height]);
+  await finder.run({ photo_id: photo.photo_id, face_id: face.face_id }, `face ${index + 1} of ${photo.filename || "that photo"}`);
 }
 
 function wireFind() {
   $("key-input").addEventListener("change", (e) => { const file = e.target.files[0]; if (file) findByKeyPhoto(file); e.target.value = ""; });
+  $("results-more").addEventListener("click", () => finder.more());
 }
 
 // People ------------------------------------------------------------------------------
@@ -961,7 +1100,7 @@ function wireProfile() {
 // Start -------------------------------------------------------------------------------
 async function main() {
   config = await (await fetch("web/config.json")).json();
-  wireAuth(); wireAlbum(); wireUpload(); wireFind(); wirePeople(); wireProfile(); drawing.wire();
+  wireAuth(); wireAlbum(); wireUpload(); wireFind(); wirePeople(); wireProfile(); drawing.wire(); steps.wire();
   window.addEventListener("hashchange", route);
   // The tab of the view already shown shows it afresh (People: back to the list, reloaded).
   for (const link of document.querySelectorAll("nav a")) {
