@@ -337,6 +337,25 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     page.click("#form-signin button[type=submit]")
     page.wait_for_selector("#view-album:not([hidden])")
 
+    # A photo the indexer cannot read (its JPEG cut short): pending, then a failed tile with the reason.
+    broken = tmp_path / "cut-short.jpg"
+    broken.write_bytes(katy[3].read_bytes()[:3000])
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.click("nav a[data-view=upload]")
+    page.set_input_files("#file-input", str(broken))
+    page.wait_for_selector("#uploads li[data-state=done]")
+    page.click("nav a[data-view=album]")
+    page.wait_for_selector("#grid button[aria-label^='cut-short.jpg']")
+    if page.locator("#grid button[aria-label^='cut-short.jpg'][data-status=pending]").count():
+        shot(page, "13a-pending-tile")
+    page.wait_for_selector("#grid button[aria-label^='cut-short.jpg'][data-status=failed]", timeout=60_000)
+    # The month headers count the new photo too (a failed photo stays in the album, with its reason).
+    page.wait_for_function(
+        "[...document.querySelectorAll('#grid section.month')].every(s => "
+        "s.querySelector('h3 .count').textContent.split(' ')[1] == s.querySelectorAll('li').length)"
+    )
+    shot(page, "13b-failed-tile")
+
 
 def test_the_api_docs_render_under_the_pages_own_policy(page, local_stack):  # noqa: F811
     """/docs in a page that enforces the Content-Security-Policy (the module's page bypasses it)."""

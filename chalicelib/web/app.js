@@ -274,6 +274,11 @@ const album = {
     if (this.watcher === null) this.watcher = setTimeout(() => this.watchPending(), this.watchDelay);
   },
 
+  monthsSoon() {
+    clearTimeout(this.monthsTimer);
+    this.monthsTimer = setTimeout(() => this.loadMonths(), 300);
+  },
+
   async loadMonths() {
     try {
       this.months = new Map((await api("GET", "photos/months")).months.map((m) => [m.month, m.count]));
@@ -345,6 +350,7 @@ const album = {
     if (!item) {
       item = document.createElement("li");
       item.dataset.photoId = photo.photo_id;
+      if (this.months) this.monthsSoon();  // a new photo (an upload): the month headers count it
     }
     this.tiles.set(photo.photo_id, { item, photo });
     const button = document.createElement("button");
