@@ -38,6 +38,7 @@ CHALICE_NAMES = {
     "IndexPhotos": "index_photos",
     "Reindex": "reindex",
     "GroupPeople": "group_people",
+    "PurgeTrash": "purge_trash",
 }
 # What the stack's outputs would give where moto's CloudFormation does not model the resource.
 MOTO_SKIPS = {"UserPoolId", "UserPoolArn", "UserPoolClientId", "AtlasSecretArn"}
