@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 from .auth import User
 from .errors import BadRequest, Conflict, NotFound, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
 from .images import NEAR_DUPLICATE_BITS
+from .media_types import SUPPORTED
 from .people_store import PeopleStore
 from .settings import Settings
-from .storage import CONTENT_TYPE_EXTENSIONS, KEYS, PhotoStorage, derived_keys, parse_user_key, photo_key
+from .storage import KEYS, PhotoStorage, derived_keys, parse_user_key, photo_key
 from .store import DUPLICATE, PhotoStore, now_ms, utc
 
 _PHOTO_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -56,9 +57,9 @@ def validate_file(where: str, item, max_bytes: int) -> dict:
     content_type = content_type.strip().lower()
     if content_type == "image/jpg":
         content_type = "image/jpeg"
-    if content_type not in CONTENT_TYPE_EXTENSIONS:
+    if content_type not in SUPPORTED:
         raise UnsupportedMediaType(
-            f"{where}: {content_type!r} is not supported; send one of " + ", ".join(sorted(CONTENT_TYPE_EXTENSIONS))
+            f"{where}: {content_type!r} is not supported; send one of " + ", ".join(sorted(SUPPORTED))
         )
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise BadRequest(f"{where}.size must be a positive integer (bytes)")

@@ -35,7 +35,6 @@ FORMAT_CONTENT_TYPES = {
     "HEIC": "image/heic",
     "GIF": "image/gif",  # the first frame, as the photo apps do
 }
-SUPPORTED_CONTENT_TYPES = {"image/jpeg", "image/png", "image/webp", "image/heic", "image/heif", "image/gif"}
 MAX_BYTES = 25 * 1024 * 1024
 MAX_PIXELS = 50_000_000
 MIN_SIDE = 16

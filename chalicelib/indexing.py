@@ -28,12 +28,13 @@ from botocore.exceptions import ClientError
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import GroupingParams
 from .images import PREVIEW_SIZE, THUMBNAIL_SIZE, ImageError, box_iou, decode_image, difference_hash, jpeg_rendition
+from .media_types import BROWSER_TYPES
 from .observability import logger
 from .people import People
 from .people_jobs import PeopleJobs
 from .people_store import SAME_FACE_IOU
 from .settings import Settings
-from .storage import BROWSER_TYPES, PhotoStorage, derived_keys, parse_photo_key, preview_key, thumbnail_key
+from .storage import PhotoStorage, derived_keys, parse_photo_key, preview_key, thumbnail_key
 from .store import MANUAL, PhotoStore, face_record, picture_hash_fields, timeline_at
 
 

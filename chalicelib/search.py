@@ -26,7 +26,7 @@ from .errors import (
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .people import People
 from .score_norm import KeyNormalisation, QueryExpansion
-from .storage import CONTENT_TYPE_EXTENSIONS, SEARCH_KEY_TAG, key_photo_key
+from .storage import SEARCH_KEY_TAG, key_photo_key
 from .store import now_ms
 from .vector_search import VectorIndex
 
@@ -251,14 +251,12 @@ class FaceSearch:
 
     def _analyze_key_object(self, user: User, key_id: str, deadline: Deadline | None) -> tuple[dict, str | None]:
         """The key's analysis and the SHA-256 its upload declared (None if it declared none)."""
-        for content_type in CONTENT_TYPE_EXTENSIONS:
-            key = key_photo_key(user.sub, key_id, content_type)
-            metadata = self.storage.metadata(key)
-            if metadata is None:
-                continue
-            found = self.faces.analyze_s3(self.storage.bucket, key, deadline, max_pixels=self.settings.key_max_pixels)
-            return found, metadata.get("sha256")
-        raise NotFound("no such key photo (keys expire a day after upload)")
+        key = self.storage.find_key_photo(user.sub, key_id)
+        metadata = self.storage.metadata(key) if key else None
+        if key is None or metadata is None:
+            raise NotFound("no such key photo (keys expire a day after upload)")
+        found = self.faces.analyze_s3(self.storage.bucket, key, deadline, max_pixels=self.settings.key_max_pixels)
+        return found, metadata.get("sha256")
 
     @staticmethod
     def _inline_image(value) -> bytes:

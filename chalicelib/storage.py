@@ -15,19 +15,10 @@ from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
-CONTENT_TYPE_EXTENSIONS = {
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/webp": ".webp",
-    "image/heic": ".heic",
-    "image/heif": ".heif",
-    "image/gif": ".gif",
-}
+from .media_types import extension
 
 PHOTOS, THUMBS, PREVIEWS, KEYS = "photos", "thumbs", "previews", "keys"
 KINDS = (PHOTOS, THUMBS, PREVIEWS, KEYS)  # the bucket's top-level prefixes; only PHOTOS is notified
-# What every browser shows as it is; a photo of another type (HEIC/HEIF) gets a JPEG preview.
-BROWSER_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 
 _USER_KEY = re.compile(rf"^(?P<kind>{'|'.join(KINDS)})/(?P<owner>[A-Za-z0-9-]+)/(?P<id>[0-9a-f]{{32}})\.[a-z]+$")
 
@@ -38,7 +29,7 @@ def user_prefixes(owner: str) -> list[str]:
 
 
 def photo_key(owner: str, photo_id: str, content_type: str) -> str:
-    return f"{PHOTOS}/{owner}/{photo_id}{CONTENT_TYPE_EXTENSIONS[content_type]}"
+    return f"{PHOTOS}/{owner}/{photo_id}{extension(content_type)}"
 
 
 def thumbnail_key(owner: str, photo_id: str) -> str:
@@ -139,6 +130,11 @@ class PhotoStorage:
         self.delete_keys(keys)
         return len(keys)
 
+    def find_key_photo(self, owner: str, key_id: str) -> str | None:
+        """The object of a key photo, whatever its extension: one listing, not a HEAD per type."""
+        listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=f"{KEYS}/{owner}/{key_id}.", MaxKeys=1)
+        return next((item["Key"] for item in listed.get("Contents", [])), None)
+
     def exists(self, key: str) -> bool:
         try:
             self.s3.head_object(Bucket=self.bucket, Key=key)
@@ -157,4 +153,4 @@ SEARCH_KEY_TAG = {"kind": "search-key"}
 
 
 def key_photo_key(owner: str, key_id: str, content_type: str) -> str:
-    return f"{KEYS}/{owner}/{key_id}{CONTENT_TYPE_EXTENSIONS[content_type]}"
+    return f"{KEYS}/{owner}/{key_id}{extension(content_type)}"

@@ -8,8 +8,8 @@ from pathlib import Path
 from chalice import Response
 
 from .errors import NotFound
+from .media_types import BY_EXTENSION, MEDIA_TYPES
 from .settings import Settings
-from .storage import CONTENT_TYPE_EXTENSIONS
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 TYPES = {
@@ -55,7 +55,8 @@ def client_config(settings: Settings, password_policy: dict | None) -> Response:
         "local": bool(settings.aws_endpoint_url),
         "maxUploadBytes": settings.max_upload_bytes,
         "maxFilesPerRequest": settings.max_files_per_request,
-        "contentTypes": sorted(CONTENT_TYPE_EXTENSIONS),
+        "contentTypes": sorted(MEDIA_TYPES),
+        "extensions": {ext.lstrip("."): name for ext, name in BY_EXTENSION.items()},
         "trashDays": settings.trash_days,
         "passwordPolicy": password_policy,
     }

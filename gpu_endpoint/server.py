@@ -30,7 +30,8 @@ import os
 from botocore.exceptions import BotoCoreError, ClientError
 from flask import Flask, jsonify, request
 
-from chalicelib.images import MAX_PIXELS, SUPPORTED_CONTENT_TYPES, ImageError, decode_image
+from chalicelib.images import MAX_PIXELS, ImageError, decode_image
+from chalicelib.media_types import SUPPORTED
 
 from .engine import FaceEngine
 
@@ -170,8 +171,8 @@ def create_app(
                 raise BadRequest("detect must be true or false")
             detect, images = body.get("detect", True), body["images"]
             items = [_load_item(ident, item, s3, max_pixels, budget) for ident, item in zip(ids, images)]
-        elif content_type in SUPPORTED_CONTENT_TYPES or content_type.startswith("image/"):
-            if content_type not in SUPPORTED_CONTENT_TYPES:
+        elif content_type in SUPPORTED or content_type.startswith("image/"):
+            if content_type not in SUPPORTED:
                 raise BadRequest(f"{content_type} is not supported", 415, "unsupported_media_type")
             max_faces, min_face, detect = 50, 20, True
             decoded = decode_image(request.get_data())  # raises: the request's own status

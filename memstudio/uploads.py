@@ -11,12 +11,12 @@ from pathlib import Path
 
 import requests
 
-from chalicelib.storage import CONTENT_TYPE_EXTENSIONS
+from chalicelib.media_types import BY_EXTENSION
 
 from .session import Session, client_config, state_dir
 
 # What the API accepts, by file extension.
-CONTENT_TYPES = {extension: kind for kind, extension in CONTENT_TYPE_EXTENSIONS.items()} | {".jpeg": "image/jpeg"}
+CONTENT_TYPES = BY_EXTENSION  # extension → type
 
 
 def photos_in(folder: Path) -> list[Path]:

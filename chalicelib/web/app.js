@@ -3,7 +3,6 @@
 // under an API Gateway stage prefix too).  The ID token lives in memory only; the refresh
 // token in localStorage; neither ever goes into a URL.
 const $ = (id) => document.getElementById(id);
-const EXTENSION_TYPES = { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", webp: "image/webp", heic: "image/heic", heif: "image/heif", gif: "image/gif" };
 const SESSION_KEY = "memstudio.session";
 let config = null;
 let session = null;
@@ -94,7 +93,7 @@ async function api(method, path, body, retried = false) {
 
 function contentType(file) {
   const ext = file.name.split(".").pop().toLowerCase();
-  return config.contentTypes.includes(file.type) ? file.type : EXTENSION_TYPES[ext] || file.type || "application/octet-stream";
+  return config.contentTypes.includes(file.type) ? file.type : config.extensions[ext] || file.type || "application/octet-stream";
 }
 
 function s3Error(xhr) {
