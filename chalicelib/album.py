@@ -10,6 +10,7 @@ from .auth import User
 from .errors import BadRequest, Conflict, NotFound, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
 from .images import NEAR_DUPLICATE_BITS
 from .media_types import SUPPORTED
+from .params import int_in_range
 from .people_store import PeopleStore
 from .settings import Settings
 from .storage import KEYS, PhotoStorage, derived_keys, parse_user_key, photo_key
@@ -30,18 +31,6 @@ def taken_at(value) -> str | None:
     datetime (stored without a zone): shown as local time, never with a ``Z``."""
     if isinstance(value, datetime):
         return value.replace(tzinfo=None).isoformat()
-    return value
-
-
-def _int_param(raw, name: str, default: int, low: int, high: int) -> int:
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}")
     return value
 
 
@@ -191,7 +180,7 @@ class Album:
 
     # Reading ------------------------------------------------------------------
     def list_photos(self, user: User, limit=None, cursor=None) -> dict:
-        limit = _int_param(limit, "limit", self.settings.page_size_default, 1, self.settings.page_size_max)
+        limit = self._page_size(limit)
         if not cursor:
             self.expire_abandoned_uploads(user.sub)
             self.store.backfill_timeline(user.sub)
@@ -308,8 +297,12 @@ class Album:
             restored.append(photo_id)
         return {"restored": restored, "not_found": not_found}
 
+    def _page_size(self, limit) -> int:
+        s = self.settings
+        return int_in_range(limit, "limit", s.page_size_default, 1, s.page_size_max, from_query=True)
+
     def list_trash(self, user: User, limit=None, cursor=None) -> dict:
-        limit = _int_param(limit, "limit", self.settings.page_size_default, 1, self.settings.page_size_max)
+        limit = self._page_size(limit)
         if not cursor:
             self.purge_expired(user.sub)
         rows, next_cursor = self.store.list_trash(user.sub, limit, cursor or None)

@@ -18,13 +18,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .album import Album, _int_param
+from .album import Album
 from .auth import User
 from .errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import Constraints, GroupingParams, agglomerate, knn_edges
 from .images import box_iou
 from .observability import logger
+from .params import int_in_range
 from .people_store import AUTO, SAME_FACE_IOU, USER, PeopleStore
 from .score_norm import KeyNormalisation
 from .store import MANUAL, PhotoStore, face_record
@@ -207,8 +208,8 @@ class People:
 
     # Reading -------------------------------------------------------------------------
     def list_people(self, user: User, params: dict) -> dict:
-        limit = _int_param(params.get("limit"), "limit", 50, 1, 100)
-        offset = _int_param(params.get("cursor"), "cursor", 0, 0, 10**7)
+        limit = int_in_range(params.get("limit"), "limit", 50, 1, 100, from_query=True)
+        offset = int_in_range(params.get("cursor"), "cursor", 0, 0, 10**7, from_query=True)
         include_hidden = str(params.get("hidden", "")).lower() in ("1", "true", "yes")
         rows = self.store.page(user.sub, offset, limit + 1, include_hidden)
         more = len(rows) > limit
@@ -223,7 +224,7 @@ class People:
     def person_photos(self, user: User, person_id: str, params: dict) -> dict:
         """The person's photos, newest first, each with the person's face box."""
         self._owned(user, person_id)
-        limit = _int_param(params.get("limit"), "limit", 30, 1, 100)
+        limit = int_in_range(params.get("limit"), "limit", 30, 1, 100, from_query=True)
         faces = self.store.faces_of(user.sub, person_id)
         rows, next_cursor = self.photos.list_photos(
             user.sub, limit, params.get("cursor") or None, only={f["photo_id"] for f in faces}
@@ -461,7 +462,7 @@ class People:
 
     def suggestions(self, user: User, person_id: str, params: dict) -> dict:
         """ "Is this <name>?": one suggestion per photo, best first."""
-        limit = _int_param(params.get("limit"), "limit", 10, 1, 50)
+        limit = int_in_range(params.get("limit"), "limit", 10, 1, 50, from_query=True)
         seen, out = set(), []
         for face_id, photo_id, score in self.candidates(user, person_id):
             if photo_id in seen or self._photo_has_other_face_in(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 import uuid
 from datetime import timedelta
@@ -24,6 +23,7 @@ from .errors import (
     Unprocessable,
 )
 from .face_client import Deadline, FaceClient, FaceServiceError
+from .params import decode_cursor, encode_cursor, int_in_range
 from .people import People
 from .score_norm import KeyNormalisation, QueryExpansion
 from .storage import SEARCH_KEY_TAG, key_photo_key
@@ -125,7 +125,7 @@ class FaceSearch:
             raise BadRequest(
                 'give exactly one key: "key_id", "image_base64", "person_id", or "photo_id" with "face_id"'
             )
-        limit = self._int(body, "limit", 30, 1, 100)
+        limit = int_in_range(body.get("limit"), "limit", 30, 1, 100)
         offset = self._cursor(body.get("cursor"))
         if sources[0] == "person_id":
             if self.people is None:
@@ -236,7 +236,7 @@ class FaceSearch:
             raise Unprocessable(
                 "no face was found in the key photo; use a photo where the face is clearly visible", code="no_face"
             )
-        used = self._int(body, "face", 0, 0, len(faces) - 1)
+        used = int_in_range(body.get("face"), "face", 0, 0, len(faces) - 1)
         copy = self.store.photo_with_content(user.sub, result["sha256"]) if result.get("sha256") else None
         return {
             "photo_id": copy["photo_id"] if copy else None,
@@ -324,24 +324,14 @@ class FaceSearch:
         return results
 
     @staticmethod
-    def _int(body: dict, name: str, default: int, low: int, high: int) -> int:
-        value = body.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise BadRequest(f"{name} must be an integer between {low} and {high}")
-        return value
-
-    @staticmethod
     def _encode_cursor(offset: int) -> str:
-        return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+        return encode_cursor({"o": offset})
 
     @staticmethod
     def _cursor(cursor: str | None) -> int:
         if not cursor:
             return 0
-        try:
-            offset = json.loads(base64.urlsafe_b64decode(str(cursor) + "=" * (-len(str(cursor)) % 4)))["o"]
-            if isinstance(offset, int) and offset >= 0:
-                return offset
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            pass
-        raise BadRequest("cursor is not valid", code="invalid_cursor")
+        offset = decode_cursor(cursor).get("o")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise BadRequest("cursor is not valid", code="invalid_cursor")
+        return offset

@@ -7,8 +7,6 @@ knows which.  Every query is scoped by ``owner``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import uuid
@@ -23,6 +21,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from .errors import BadRequest
+from .params import decode_cursor, encode_cursor
 
 _NO_ID = {"_id": 0}
 _NO_VECTOR = {"_id": 0, "embedding": 0}
@@ -87,17 +86,15 @@ def timeline_at(uploaded_at: datetime | None, taken_at: str | datetime | None = 
     return min(taken, uploaded) if uploaded_at else taken
 
 
-def encode_cursor(at: datetime, photo_id: str) -> str:
-    raw = json.dumps({"t": utc(at).isoformat(), "id": photo_id}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def timeline_cursor(at: datetime, photo_id: str) -> str:
+    return encode_cursor({"t": utc(at).isoformat(), "id": photo_id})
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def timeline_position(cursor: str) -> tuple[datetime, str]:
+    data = decode_cursor(cursor)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
         return datetime.fromisoformat(data["t"]).replace(tzinfo=None), str(data["id"])
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         raise BadRequest("cursor is not valid", code="invalid_cursor") from None
 
 
@@ -237,7 +234,7 @@ class PhotoStore:
         if only is not None:
             query["photo_id"] = {"$in": sorted(only)}
         if cursor:
-            at, last_id = decode_cursor(cursor)
+            at, last_id = timeline_position(cursor)
             query["$or"] = [
                 {"timeline_at": {"$lt": at}},
                 {"timeline_at": at, "photo_id": {"$lt": last_id}},
@@ -250,7 +247,7 @@ class PhotoStore:
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            next_cursor = encode_cursor(rows[-1]["timeline_at"], rows[-1]["photo_id"])
+            next_cursor = timeline_cursor(rows[-1]["timeline_at"], rows[-1]["photo_id"])
         return rows, next_cursor
 
     def month_counts(self, owner: str) -> list[tuple[str, int]]:
@@ -309,7 +306,7 @@ class PhotoStore:
         """The trash, most recently trashed first; the cursor is the (trashed_at, photo_id) of the last row."""
         query: dict = {"owner": owner, "trashed_at": {"$ne": None}}
         if cursor:
-            at, last_id = decode_cursor(cursor)
+            at, last_id = timeline_position(cursor)
             query["$or"] = [{"trashed_at": {"$lt": at}}, {"trashed_at": at, "photo_id": {"$lt": last_id}}]
         rows = list(
             self.photos.find(query, _NO_ID)
@@ -319,7 +316,7 @@ class PhotoStore:
         if len(rows) <= limit:
             return rows, None
         rows = rows[:limit]
-        return rows, encode_cursor(rows[-1]["trashed_at"], rows[-1]["photo_id"])
+        return rows, timeline_cursor(rows[-1]["trashed_at"], rows[-1]["photo_id"])
 
     def trashed_before(self, before: datetime, limit: int, owner: str | None = None) -> list[dict]:
         """Photos trashed before ``before`` (one owner's, or anyone's for the scheduled purge)."""

@@ -1,0 +1,42 @@
+"""Values read from requests, one way each: integers in a range (from a query string or a JSON
+body) and opaque paging cursors (base64url JSON)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from .errors import BadRequest
+
+
+def int_in_range(raw, name: str, default: int, low: int, high: int, *, from_query: bool = False) -> int:
+    """``raw`` as an integer in [low, high]; absent → ``default``. A query string carries text
+    ("30"); a JSON body must carry a number (not "30", not true)."""
+    if raw is None or (from_query and raw == ""):
+        return default
+    value = raw
+    if from_query and isinstance(raw, str):
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"{name} must be an integer between {low} and {high}")
+    return value
+
+
+def encode_cursor(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor) -> dict:
+    """The cursor's data; a cursor this API did not write is a 400 ``invalid_cursor``."""
+    try:
+        text = str(cursor)
+        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if isinstance(data, dict):
+            return data
+    except (binascii.Error, ValueError, TypeError):
+        pass
+    raise BadRequest("cursor is not valid", code="invalid_cursor")
