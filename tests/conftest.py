@@ -80,19 +80,19 @@ class TestUser:
         return {"Authorization": f"Bearer {self.id_token}", "Content-Type": "application/json"}
 
 
+def new_user(aws_stack: StackInfo, prefix: str = "user") -> TestUser:
+    """A confirmed, signed-in Cognito user of the test pool."""
+    email = f"{prefix}-{uuid.uuid4().hex[:8]}@example.com"
+    create_confirmed_user(aws_stack, email, PASSWORD)
+    tokens = sign_in(aws_stack, email, PASSWORD)
+    attributes = client("cognito-idp", aws_stack.aws_endpoint_url).get_user(AccessToken=tokens["AccessToken"])
+    sub = next(a["Value"] for a in attributes["UserAttributes"] if a["Name"] == "sub")
+    return TestUser(email, sub, tokens["IdToken"], tokens["AccessToken"])
+
+
 @pytest.fixture
 def make_user(aws_stack):
-    def _make(prefix: str = "user") -> TestUser:
-        email = f"{prefix}-{uuid.uuid4().hex[:8]}@example.com"
-        create_confirmed_user(aws_stack, email, PASSWORD)
-        tokens = sign_in(aws_stack, email, PASSWORD)
-        sub = client("cognito-idp", aws_stack.aws_endpoint_url).get_user(AccessToken=tokens["AccessToken"])[
-            "UserAttributes"
-        ]
-        sub = next(a["Value"] for a in sub if a["Name"] == "sub")
-        return TestUser(email, sub, tokens["IdToken"], tokens["AccessToken"])
-
-    return _make
+    return lambda prefix="user": new_user(aws_stack, prefix)
 
 
 def request_uploads(api, user: TestUser, files) -> list:

@@ -18,6 +18,14 @@ def load(path) -> Image.Image:
     return decode_image(path.read_bytes()).image
 
 
+def load_small(path, side: int = 640) -> Image.Image:
+    """The photo at most ``side`` pixels long: the comparisons below feed both pipelines the same
+    pixels, and dlib's HOG detector on full-size photos is what made them slow (faces stay large)."""
+    image = load(path)
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return image
+
+
 @pytest.fixture(scope="module")
 def dlib_models():
     dlib = pytest.importorskip("dlib", reason="dlib-bin is the reference implementation")
@@ -44,7 +52,7 @@ def test_converted_embedder_matches_dlib_on_the_same_chips(dlib_models):
     photos = [p for p in labelled_photos(FACEDATA) if p.source in ("deepface", "kpop", "faceapi_bbt")][::4]
     chips = []
     for photo in photos:
-        image = np.asarray(load(photo.path))
+        image = np.asarray(load_small(photo.path))
         rects = detector(image, 1)
         if rects:
             chips.append(dlib.get_face_chip(image, predictor(image, rects[0]), size=150, padding=0.25))
@@ -67,7 +75,7 @@ def test_alignment_template_reproduces_dlibs_own_pipeline(engine, dlib_models):
     )
     similarities = []
     for photo in [p for p in labelled_photos(FACEDATA) if p.source == "deepface"]:
-        image = load(photo.path)
+        image = load_small(photo.path)
         array = np.asarray(image)
         rects = detector(array, 1)
         faces = engine.detect(image, max_faces=1)
@@ -190,7 +198,7 @@ def test_embeddings_are_unit_vectors_that_separate_people(engine):
     photos = [p for p in labelled_photos(FACEDATA) if p.source == "deepface"]
     vectors, labels = [], []
     for photo in photos:
-        image = load(photo.path)
+        image = load_small(photo.path)
         faces = engine.analyze([image], max_faces=1)[0]
         if faces:
             vectors.append(faces[0].embedding)

@@ -4,23 +4,50 @@ no-face keys, thresholds, pagination and isolation."""
 import base64
 import hashlib
 import json
+from dataclasses import replace
 
 import pytest
+from chalice.test import Client
 
-from tests.conftest import post_to_s3
+import app as app_module
+from chalicelib.services import Services
+from chalicelib.settings import Settings
+from local_stack.aws import client
+from local_stack.pump import EventPump
+from tests.conftest import new_user, post_to_s3
+from tests.contract import checked_chalice_client
 from tests.face_fixtures import FACEDATA, needs_facedata
-from tests.test_indexing import drain, face_endpoint, indexing, upload  # noqa: F401 (fixtures)
+from tests.test_indexing import drain, empty, face_endpoint, indexing, upload  # noqa: F401 (fixtures)
 
 pytestmark = needs_facedata
 
 PEOPLE = FACEDATA / "people/deepface" if FACEDATA else None
 
 
-@pytest.fixture
-def album(api, make_user, indexing):  # noqa: F811
+@pytest.fixture(scope="module")
+def module_services(aws_stack, face_endpoint, tmp_path_factory):  # noqa: F811
+    """One set of services for this module: its album is indexed once (that was most of these
+    tests' time) and the tests only read it; a test that changes an album builds its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        env = aws_stack.app_environment()
+        env["EMBEDDED_STORE_PATH"] = str(tmp_path_factory.mktemp("search-store"))
+        for key, value in env.items():
+            patch.setenv(key, value)
+        svc = Services(replace(Settings.from_env(env), face_endpoint_url=face_endpoint, face_timeout=60))
+        svc.face_client.sleep = lambda seconds: None
+        patch.setattr(app_module, "services", svc)
+        yield svc
+
+
+@pytest.fixture(scope="module")
+def api(module_services):
+    """The module's API client (it calls whatever app_module.services is at the time)."""
+    with Client(app_module.app) as chalice_client:
+        yield checked_chalice_client(chalice_client)
+
+
+def _album(api, alice, bob, pump):
     """Alice's album: Jolie x3, Clooney x3, a group photo; Bob has one Jolie photo."""
-    _, pump = indexing
-    alice, bob = make_user("alice"), make_user("bob")
     jolie = sorted((PEOPLE / "Angelina_Jolie").glob("*.jpg"))
     clooney = sorted((PEOPLE / "George_Clooney").glob("*.jpg"))
     ids = {
@@ -31,6 +58,20 @@ def album(api, make_user, indexing):  # noqa: F811
     }
     drain(pump)
     return alice, bob, ids, jolie[0], clooney[0]
+
+
+@pytest.fixture(scope="module")
+def album(api, module_services, aws_stack):
+    sqs = client("sqs", aws_stack.aws_endpoint_url)
+    for url in (aws_stack.queue_url, aws_stack.dlq_url):
+        empty(sqs, url)
+    pump = EventPump(sqs, aws_stack.queue_url, app_module.index_photos, wait_seconds=0)
+    return _album(api, new_user(aws_stack, "alice"), new_user(aws_stack, "bob"), pump)
+
+
+@pytest.fixture
+def fresh_album(api, make_user, indexing):  # noqa: F811
+    return _album(api, make_user("alice"), make_user("bob"), indexing[1])
 
 
 def search(api, user, body):
@@ -179,9 +220,9 @@ def test_isolation(api, album):
     assert search(api, bob, {"key_id": key["key_id"]}).status_code == 404
 
 
-def test_cache_is_invalidated_by_indexing_and_deletion(api, album, indexing):  # noqa: F811
+def test_cache_is_invalidated_by_indexing_and_deletion(api, fresh_album, indexing):  # noqa: F811
     services, pump = indexing
-    alice, _, ids, jolie_key, _ = album
+    alice, _, ids, jolie_key, _ = fresh_album
     first = search(api, alice, {"image_base64": b64(jolie_key)}).json_body
     loads = services.vector_index.loads
     search(api, alice, {"image_base64": b64(jolie_key)})
