@@ -11,7 +11,6 @@ timeouts shrink to fit it, so the caller can still answer or record a failure.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
 import random
@@ -21,17 +20,6 @@ from typing import Any, Protocol
 
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
-
-
-def _blank_png() -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (32, 32), (128, 128, 128)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-_BLANK_PNG = _blank_png()
 
 
 class FaceServiceError(Exception):
@@ -182,14 +170,13 @@ class FaceClient:
         return request
 
     def model_version(self) -> str:
-        """The bundle version the endpoint serves now (asked with a blank 32x32 image)."""
+        """The bundle version the endpoint serves now."""
         return self.model_info()["model_version"]
 
     def model_info(self, deadline: Deadline | None = None) -> dict:
         """``{"model_version", "threshold", "normalisation", "grouping"}`` of the bundle the endpoint
-        serves now."""
-        result = self.analyze_bytes(_BLANK_PNG, deadline, max_faces=1)
-        return {k: result[k] for k in ("model_version", "threshold", "normalisation", "grouping")}
+        serves now: a request with no image (nothing is decoded or detected)."""
+        return self._call({"images": []}, deadline, self._parse_info)
 
     def served_model(self, deadline: Deadline | None = None) -> dict:
         """``model_info``, asked at most once per ``model_info_ttl`` seconds."""
@@ -199,7 +186,8 @@ class FaceClient:
             self._model_info = (time.time(), info)
         return info
 
-    def _call(self, request: dict, deadline: Deadline | None) -> dict:
+    def _call(self, request: dict, deadline: Deadline | None, parse=None) -> dict:
+        parse = parse or self._parse
         body = json.dumps(request).encode()
         deadline = deadline or Deadline(self.attempts * (self.timeout + self.max_delay))
         shortest = min(self.min_attempt, self.timeout)
@@ -207,7 +195,7 @@ class FaceClient:
             if deadline.left() < shortest:
                 raise FaceServiceError("the face service did not answer in the time this request has", True)
             try:
-                return self._parse(self.transport.invoke(body, min(self.timeout, deadline.left())))
+                return parse(self.transport.invoke(body, min(self.timeout, deadline.left())))
             except FaceServiceError as exc:
                 if not exc.retriable or attempt == self.attempts:
                     raise
@@ -217,6 +205,14 @@ class FaceClient:
                     raise
                 self.sleep(pause)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _parse_info(raw: bytes) -> dict:
+        try:
+            body = json.loads(raw)
+            return {k: body[k] for k in ("model_version", "threshold", "normalisation", "grouping")}
+        except (ValueError, KeyError, TypeError):
+            raise FaceServiceError("the face service sent an unreadable answer", retriable=True) from None
 
     @staticmethod
     def _parse(raw: bytes) -> dict:

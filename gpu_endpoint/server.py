@@ -17,7 +17,8 @@ A bad single image is the request's status (400, 413, 415); in a JSON batch each
 image that fails carries its own ``error`` (an S3 error too) and the others are still
 answered. Results come in the order of the request; ids must be unique. All images of
 one request together may decode to at most MAX_REQUEST_PIXELS; ``max_pixels`` lowers the
-per-image limit (search keys).
+per-image limit (search keys). ``{"images": []}`` answers the bundle's fields with no results: how a
+caller learns which bundle is served without sending a photo.
 """
 
 from __future__ import annotations
@@ -95,6 +96,16 @@ class S3Reader:
         return obj["Body"].read()
 
 
+def _answer(engine_, results: list):
+    return jsonify(
+        model_version=engine_.version,
+        threshold=engine_.threshold,
+        normalisation=engine_.search_settings,
+        grouping=engine_.grouping,
+        results=results,
+    )
+
+
 def create_app(
     engine: FaceEngine | None = None,
     bundle_dir: str | None = None,
@@ -156,8 +167,10 @@ def create_app(
                 body = request.get_json(silent=True)
             except RecursionError:  # nesting deeper than the parser goes
                 body = None
-            if not isinstance(body, dict) or not isinstance(body.get("images"), list) or not body["images"]:
+            if not isinstance(body, dict) or not isinstance(body.get("images"), list):
                 raise BadRequest('body must be {"images": [{"id", "b64" | "s3_uri"}, ...]}')
+            if not body["images"]:  # which bundle is served: nothing to decode or detect
+                return _answer(engine_, [])
             if len(body["images"]) > MAX_IMAGES:
                 raise BadRequest(f"at most {MAX_IMAGES} images per request", 413, "too_many_images")
             max_faces = _int_option(body, "max_faces", 50, 1, 500)
@@ -206,13 +219,7 @@ def create_app(
                         "faces": [f.to_json() for f in next(found)],
                     }
                 )
-        return jsonify(
-            model_version=engine_.version,
-            threshold=engine_.threshold,
-            normalisation=engine_.search_settings,
-            grouping=engine_.grouping,
-            results=results,
-        )
+        return _answer(engine_, results)
 
     return app
 

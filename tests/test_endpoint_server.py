@@ -149,7 +149,6 @@ def png_bomb(side: int = 20000) -> bytes:
         (b"BM...", "image/bmp", 415),
         (b"hello", "text/plain", 415),
         (b"{not json", "application/json", 400),
-        (b'{"images": []}', "application/json", 400),
         (b'{"images": [{"id": "a", "b64": "AA=="}], "max_faces": 0}', "application/json", 400),
     ],
 )
@@ -292,3 +291,15 @@ def test_bad_boxes_are_that_images_400(client, face_jpeg, boxes):
     error = response.get_json()["results"][0]["error"]
     assert (error["status"], error["error"]) == (400, "bad_box") and error["message"]
     assert client.post("/invocations", json={**body, "detect": "no"}).status_code == 400
+
+
+def test_an_empty_request_says_which_bundle_is_served_without_detecting(client, engine, monkeypatch):
+    """How the API and the indexer learn the served version: no image, so no decode and no detection."""
+
+    def no_detection(*args, **kwargs):
+        raise AssertionError("an empty request must not reach the engine")
+
+    monkeypatch.setattr(engine, "analyze", no_detection)
+    body = client.post("/invocations", json={"images": []}).get_json()
+    assert body["results"] == [] and body["model_version"] == engine.version
+    assert body["threshold"] == engine.threshold and body["normalisation"] == engine.search_settings
