@@ -120,21 +120,11 @@ class Indexer:
         except ImageError as exc:
             return self._fail(photo, exc.message, etag)
         thumb_key = thumbnail_key(owner, photo_id)
-        self.storage.s3.put_object(
-            Bucket=self.storage.bucket,
-            Key=thumb_key,
-            Body=jpeg_rendition(decoded.image, THUMBNAIL_SIZE),
-            ContentType="image/jpeg",
-        )
+        self.storage.put_jpeg(thumb_key, jpeg_rendition(decoded.image, THUMBNAIL_SIZE))
         preview = None  # a photo no browser shows (HEIC) is viewed through a large JPEG of it
         if decoded.content_type not in BROWSER_TYPES:
             preview = preview_key(owner, photo_id)
-            self.storage.s3.put_object(
-                Bucket=self.storage.bucket,
-                Key=preview,
-                Body=jpeg_rendition(decoded.image, PREVIEW_SIZE),
-                ContentType="image/jpeg",
-            )
+            self.storage.put_jpeg(preview, jpeg_rendition(decoded.image, PREVIEW_SIZE))
         # Faces the user drew are embedded again at their boxes (a new bundle); boxes the user
         # removed as wrong stay removed.
         drawn = [f for f in self.store.list_faces(owner, photo_id) if f.get("source") == MANUAL]

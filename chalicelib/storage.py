@@ -94,11 +94,17 @@ class PhotoStorage:
         )
 
     def metadata(self, key: str) -> dict | None:
-        """The object's user metadata; None when there is no such object."""
+        """The object's user metadata; None when there is no such object (other S3 errors raise)."""
         try:
             return self.s3.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
-        except self.s3.exceptions.ClientError:
-            return None
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def put_jpeg(self, key: str, data: bytes) -> None:
+        """A rendition the indexer derives from a photo (its thumbnail, its preview)."""
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="image/jpeg")
 
     def presigned_get(self, key: str, expires_in: int, download_as: str | None = None) -> str:
         """A GET URL; ``download_as``: S3 answers it as an attachment of that file name (a download,
@@ -136,13 +142,7 @@ class PhotoStorage:
         return next((item["Key"] for item in listed.get("Contents", [])), None)
 
     def exists(self, key: str) -> bool:
-        try:
-            self.s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+        return self.metadata(key) is not None
 
     def check(self) -> None:
         self.s3.head_bucket(Bucket=self.bucket)

@@ -95,6 +95,19 @@ def make_user(aws_stack):
     return lambda prefix="user": new_user(aws_stack, prefix)
 
 
+def stored_face(photo_id, index=0, box=(0, 0, 1, 1), vector=(1.0, 0.0), version="v", score=1.0) -> dict:
+    """A face record as the indexer stores it, for tests that need faces without a face model."""
+    return {
+        "face_id": f"{photo_id}-{index:03d}",
+        "face_index": index,
+        "box": list(box),
+        "score": score,
+        "landmarks": [],
+        "embedding": list(vector),
+        "model_version": version,
+    }
+
+
 def request_uploads(api, user: TestUser, files) -> list:
     response = api.http.post("/photos/uploads", headers=user.headers, body=json.dumps({"files": files}))
     assert response.status_code == 201, response.body

@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from local_stack.aws import client
-from tests.conftest import object_keys, post_to_s3, request_uploads
+from tests.conftest import object_keys, post_to_s3, request_uploads, stored_face
 
 JPEG = {"filename": "beach.jpg", "content_type": "image/jpeg", "size": 2048}
 
@@ -204,16 +204,7 @@ def _photo_with_face(api, user, services, aws_stack, files=(JPEG, JPEG)):
     thumb = f"thumbs/{user.sub}/{photo_id}.jpg"
     client("s3", aws_stack.aws_endpoint_url).put_object(Bucket=aws_stack.bucket, Key=thumb, Body=b"t")
     services.store.update_photo(user.sub, photo_id, {"thumbnail_key": thumb})
-    face = {
-        "face_id": f"{photo_id}-0",
-        "face_index": 0,
-        "box": [0, 0, 1, 1],
-        "score": 1.0,
-        "landmarks": [],
-        "embedding": [1.0, 0.0],
-        "model_version": "v",
-    }
-    services.store.replace_faces(user.sub, photo_id, [face])
+    services.store.replace_faces(user.sub, photo_id, [stored_face(photo_id)])
     return uploads
 
 
@@ -246,7 +237,7 @@ def test_deleting_moves_a_photo_to_the_trash_and_restoring_brings_it_back_with_i
     restored = api.http.post("/trash/restore", headers=user.headers, body=body).json_body
     assert restored == {"restored": [photo_id], "not_found": ["f" * 32]}
     assert _album_ids(api, user) == {photo_id, keep["photo_id"]}
-    assert [f["face_id"] for f in services.store.face_vectors(user.sub, "v")[0]] == [f"{photo_id}-0"]
+    assert [f["face_id"] for f in services.store.face_vectors(user.sub, "v")[0]] == [f"{photo_id}-000"]
     assert api.http.get(f"/photos/{photo_id}", headers=user.headers).json_body["trashed_at"] is None
     assert api.http.get("/trash", headers=user.headers).json_body["photos"] == []
 

@@ -19,7 +19,7 @@ from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
 from chalicelib.services import Services
 from chalicelib.vector_search import ExactSearch
 from local_stack.aws import client, sign_in
-from tests.conftest import PASSWORD, object_keys, post_to_s3, request_uploads
+from tests.conftest import PASSWORD, object_keys, post_to_s3, request_uploads, stored_face
 from tests.face_fixtures import FACEDATA, needs_facedata
 from tests.test_indexing import drain, face_endpoint, indexing, photo, upload  # noqa: F401  (fixtures)
 
@@ -151,16 +151,7 @@ def test_abandoned_uploads_expire_and_free_their_slots(api, make_user, services,
 
 def test_the_search_cache_never_serves_faces_of_a_deleted_album(services):
     store, search = services.store, ExactSearch(services.store)
-    face = {
-        "face_id": "a" * 32 + "-000",
-        "face_index": 0,
-        "box": [0, 0, 9, 9],
-        "score": 1.0,
-        "landmarks": [],
-        "embedding": [1.0, 0.0],
-        "model_version": "v",
-    }
-    store.replace_faces("owner", "a" * 32, [face])
+    store.replace_faces("owner", "a" * 32, [stored_face("a" * 32, box=(0, 0, 9, 9))])
     assert len(search.search("owner", "v", [1.0, 0.0], 10, 0.5)) == 1
     store.delete_owner("owner")
     for photo_id in ("b" * 32, "c" * 32):  # two writes: with a counter reset to 0, the cached value came back

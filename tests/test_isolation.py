@@ -5,7 +5,7 @@ import json
 import pytest
 
 from chalicelib.face_client import FaceClient, HttpTransport
-from tests.conftest import post_to_s3, request_uploads
+from tests.conftest import post_to_s3, request_uploads, stored_face
 
 JPEG = {"filename": "a.jpg", "content_type": "image/jpeg", "size": 100}
 PHOTO_ROUTES = [("get", "/photos/{id}"), ("delete", "/photos/{id}")]
@@ -16,21 +16,7 @@ def two_users(api, make_user, services):
     alice, bob = make_user("alice"), make_user("bob")
     upload = request_uploads(api, alice, [JPEG])[0]
     post_to_s3(upload, b"alice's bytes")
-    services.store.replace_faces(
-        alice.sub,
-        upload["photo_id"],
-        [
-            {
-                "face_id": f"{upload['photo_id']}-0",
-                "face_index": 0,
-                "box": [1, 2, 3, 4],
-                "score": 0.9,
-                "landmarks": [],
-                "embedding": [1.0, 0.0],
-                "model_version": "v",
-            }
-        ],
-    )
+    services.store.replace_faces(alice.sub, upload["photo_id"], [stored_face(upload["photo_id"], box=(1, 2, 3, 4))])
     return alice, bob, upload
 
 
@@ -94,7 +80,7 @@ PERSON_ROUTES = [
 def alices_person(services, two_users):
     alice, bob, upload = two_users
     person = services.people_store.create(alice.sub, "Alice's friend")
-    face_id = f"{upload['photo_id']}-0"
+    face_id = f"{upload['photo_id']}-000"
     services.people_store.set_by_user(alice.sub, face_id, person["person_id"], None)
     services.people_store.refresh(alice.sub, [person["person_id"]])
     return alice, bob, person["person_id"], face_id
@@ -134,7 +120,7 @@ def test_other_users_faces_cannot_be_drawn_or_removed(api, two_users, services):
     alice, bob, upload = two_users
     body = json.dumps({"box": [0, 0, 20, 20]})
     assert api.http.post(f"/photos/{upload['photo_id']}/faces", headers=bob.headers, body=body).status_code == 404
-    assert api.http.delete(f"/faces/{upload['photo_id']}-0", headers=bob.headers).status_code == 404
+    assert api.http.delete(f"/faces/{upload['photo_id']}-000", headers=bob.headers).status_code == 404
     assert services.store.list_faces(alice.sub, upload["photo_id"])
 
 

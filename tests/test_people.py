@@ -12,6 +12,7 @@ from chalicelib.people_store import PeopleStore
 from chalicelib.reindex import enqueue
 from local_stack.aws import client
 from local_stack.pump import EventPump
+from tests.conftest import stored_face
 from tests.face_fixtures import FACEDATA, needs_facedata
 from tests.test_indexing import drain, empty, face_endpoint, indexing, upload  # noqa: F401 (fixtures)
 from tests.test_store_contract import make_store
@@ -26,15 +27,7 @@ def stores(request, tmp_path):
 
 
 def face(photo_id, index, box, vector=(1.0, 0.0)):
-    return {
-        "face_id": f"{photo_id}-{index:03d}",
-        "face_index": index,
-        "box": list(box),
-        "score": 0.9,
-        "landmarks": [],
-        "embedding": list(vector),
-        "model_version": "v1",
-    }
+    return stored_face(photo_id, index, box, vector, version="v1", score=0.9)
 
 
 def test_decisions_follow_the_face_across_a_reindex_in_another_order(stores):

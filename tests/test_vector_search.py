@@ -11,6 +11,7 @@ from chalicelib.search import MAX_HITS
 from chalicelib.settings import Settings
 from chalicelib.store import PhotoStore, binary_to_vector
 from chalicelib.vector_search import ATLAS_INDEX_NAME, ATLAS_MAX_CANDIDATES, AtlasSearch, ExactSearch
+from tests.conftest import stored_face
 
 
 @pytest.fixture
@@ -41,17 +42,7 @@ def add_faces(store, owner, vectors, version="v1", first=0):
         store.replace_faces(
             owner,
             photo_id,
-            [
-                {
-                    "face_id": f"{photo_id}-000",
-                    "face_index": 0,
-                    "box": [0, 0, 1, 1],
-                    "score": 1.0,
-                    "landmarks": [],
-                    "embedding": vector,
-                    "model_version": version,
-                }
-            ],
+            [stored_face(photo_id, vector=vector, version=version)],
         )
 
 
