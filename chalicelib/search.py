@@ -36,7 +36,7 @@ MAX_HITS = 2000
 KEY_ANALYSIS_TTL = timedelta(hours=1)  # a key's faces are kept this long for the search's later pages
 POSSIBLE_MAX = 10  # "possible" matches offered below the decision, on a search's first page
 # How far below the decision "possible" reaches, and how far above it "very likely" starts when the
-# bundle has no confident score of its own: product choices, not fitted (docs/search.md).
+# bundle has no confident score of its own: product choices, not fitted (docs/api.md, POST /search).
 POSSIBLE_MARGIN = {"normalised": 1.0, "cosine": 0.08}
 VERY_LIKELY_MARGIN = {"normalised": 0.75, "cosine": 0.1}
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
