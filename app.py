@@ -7,12 +7,12 @@ import warnings
 
 from chalice import BadRequestError, Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 
-from chalicelib import __version__, api_docs
+from chalicelib import __version__, api_docs, request_models
 from chalicelib.auth import User, bearer_token
 from chalicelib.errors import ApiError, BadRequest, code_for_status
 from chalicelib.face_client import Deadline
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
-from chalicelib.reindex import enqueue, progress
+from chalicelib.reindex import enqueue
 from chalicelib.services import Services
 from chalicelib.web_client import asset, client_config
 
@@ -88,6 +88,11 @@ def json_body():
         raise BadRequest("body must be valid JSON", code="invalid_json") from None
 
 
+def photo_ids() -> list[str]:
+    """The ``{"photo_ids": [...]}`` body of the bulk photo routes."""
+    return request_models.photo_ids(json_body(), services.settings.page_size_max)
+
+
 def query_params() -> dict:
     return app.current_request.query_params or {}
 
@@ -138,7 +143,10 @@ def api_docs_page():
 @app.route("/photos/uploads", methods=["POST"], authorizer=authorizer, cors=cors)
 def create_uploads():
     user = current_user()
-    uploads = services.album.create_uploads(user, json_body())
+    s = services.settings
+    uploads = services.album.create_uploads(
+        user, request_models.files_to_upload(json_body(), s.max_files_per_request, s.max_upload_bytes)
+    )
     metrics.add_metric(name="UploadsRequested", unit=MetricUnit.Count, value=len(uploads))
     return Response({"uploads": uploads}, status_code=201)
 
@@ -157,7 +165,7 @@ def photo_months():
 
 @app.route("/photos/status", methods=["POST"], authorizer=authorizer, cors=cors)
 def photo_status():
-    return services.album.status(current_user(), json_body())
+    return services.album.status(current_user(), photo_ids())
 
 
 @app.route("/photos/{photo_id}", methods=["GET"], authorizer=authorizer, cors=cors)
@@ -175,7 +183,7 @@ def delete_photo(photo_id):
 
 @app.route("/photos/trash", methods=["POST"], authorizer=authorizer, cors=cors)
 def trash_photos():
-    result = services.album.trash(current_user(), json_body())
+    result = services.album.trash(current_user(), photo_ids())
     metrics.add_metric(name="PhotosTrashed", unit=MetricUnit.Count, value=len(result["trashed"]))
     return result
 
@@ -195,7 +203,7 @@ def empty_trash():
 
 @app.route("/trash/restore", methods=["POST"], authorizer=authorizer, cors=cors)
 def restore_photos():
-    return services.album.restore(current_user(), json_body())
+    return services.album.restore(current_user(), photo_ids())
 
 
 @app.route("/trash/{photo_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
@@ -207,14 +215,16 @@ def purge_photo(photo_id):
 
 @app.route("/search/uploads", methods=["POST"], authorizer=authorizer, cors=cors)
 def create_key_upload():
-    return Response(services.search.create_key_upload(current_user(), json_body()), status_code=201)
+    user = current_user()
+    key_file = request_models.file_to_upload("body", json_body(), request_models.MAX_KEY_BYTES)
+    return Response(services.search.create_key_upload(user, key_file), status_code=201)
 
 
 @app.route("/search", methods=["POST"], authorizer=authorizer, cors=cors)
 def search():
     user = current_user()
     deadline = Deadline.for_lambda(app.lambda_context, cap=services.settings.api_time_budget)
-    result = services.search.search(user, json_body(), deadline)
+    result = services.search.search(user, request_models.search_request(json_body()), deadline)
     metrics.add_metric(name="Searches", unit=MetricUnit.Count, value=1)
     return result
 
@@ -226,7 +236,7 @@ def list_people():
 
 @app.route("/people/merge", methods=["POST"], authorizer=authorizer, cors=cors)
 def merge_people():
-    return services.people.merge(current_user(), json_body())
+    return services.people.merge(current_user(), request_models.merge_request(json_body()))
 
 
 @app.route("/people/recluster", methods=["POST"], authorizer=authorizer, cors=cors)
@@ -242,7 +252,7 @@ def get_person(person_id):
 
 @app.route("/people/{person_id}", methods=["PATCH"], authorizer=authorizer, cors=cors)
 def update_person(person_id):
-    return services.people.update_person(current_user(), person_id, json_body())
+    return services.people.update_person(current_user(), person_id, request_models.person_update(json_body()))
 
 
 @app.route("/people/{person_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
@@ -263,14 +273,15 @@ def person_suggestions(person_id):
 
 @app.route("/people/{person_id}/suggestions", methods=["POST"], authorizer=authorizer, cors=cors)
 def answer_suggestions(person_id):
-    return services.people.answer(current_user(), person_id, json_body())
+    return services.people.answer(current_user(), person_id, request_models.answers(json_body()))
 
 
 @app.route("/photos/{photo_id}/faces", methods=["POST"], authorizer=authorizer, cors=cors)
 def add_face(photo_id):
     user = current_user()
     deadline = Deadline.for_lambda(app.lambda_context, cap=services.settings.api_time_budget)
-    return Response(services.people.add_face(user, photo_id, json_body(), deadline), status_code=201)
+    box = request_models.drawn_box(json_body())
+    return Response(services.people.add_face(user, photo_id, box, deadline), status_code=201)
 
 
 @app.route("/faces/{face_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
@@ -281,7 +292,7 @@ def remove_face(face_id):
 
 @app.route("/faces/{face_id}/person", methods=["PUT"], authorizer=authorizer, cors=cors)
 def set_face_person(face_id):
-    return services.people.set_face_person(current_user(), face_id, json_body())
+    return services.people.set_face_person(current_user(), face_id, request_models.face_decision(json_body()))
 
 
 @app.route("/me", methods=["DELETE"], authorizer=authorizer, cors=cors)
@@ -349,4 +360,4 @@ def reindex(event, context):
         target,
         event.get("owner"),
     )
-    return dict(progress(services.store, target, event.get("owner")), enqueued=sent, model_version=target)
+    return dict(services.store.reindex_progress(target, event.get("owner")), enqueued=sent, model_version=target)

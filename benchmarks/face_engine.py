@@ -24,7 +24,7 @@ from PIL import Image
 
 from benchmarks.common import cpu_engine, write_results
 from gpu_endpoint.bundle import DEFAULT_DIR
-from gpu_endpoint.facedata import labelled_photos
+from gpu_endpoint.factory.facedata import labelled_photos
 from local_stack.aws import free_port
 from local_stack.endpoint import EndpointProcess
 

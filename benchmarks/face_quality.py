@@ -9,7 +9,7 @@ import sys
 
 from benchmarks.common import cpu_engine, write_results
 from chalicelib.images import decode_image
-from gpu_endpoint.facedata import ground_truth_boxes, match_detections
+from gpu_endpoint.factory.facedata import ground_truth_boxes, match_detections
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gpu_endpoint.facemodels.mtcnn import load_stage  # noqa: E402
+from gpu_endpoint.factory.facemodels.mtcnn import load_stage  # noqa: E402
 from training.dlib_resnet import DlibResNet  # noqa: E402
 
 

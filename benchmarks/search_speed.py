@@ -148,6 +148,7 @@ def end_to_end(rng, photos: int = 2000, faces_per_photo: int = 5) -> dict:
 
     from chalicelib.album import Album
     from chalicelib.auth import User
+    from chalicelib.request_models import search_request
     from chalicelib.search import FaceSearch
     from chalicelib.storage import PhotoStorage
 
@@ -190,7 +191,7 @@ def end_to_end(rng, photos: int = 2000, faces_per_photo: int = 5) -> dict:
     for i in range(30):
         face_id = f"{i * 37:032x}-000"
         start = time.perf_counter()
-        result = search.search(user, {"photo_id": face_id[:32], "face_id": face_id, "limit": 30})
+        result = search.search(user, search_request({"photo_id": face_id[:32], "face_id": face_id, "limit": 30}))
         times.append(time.perf_counter() - start)
     assert len(result["results"]) == 30
     return dict(percentiles(times[1:]), faces=len(vectors), photos=photos, first_call_ms=round(times[0] * 1000, 1))

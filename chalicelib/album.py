@@ -7,18 +7,16 @@ import uuid
 from datetime import datetime, timedelta
 
 from .auth import User
-from .errors import BadRequest, Conflict, NotFound, PayloadTooLarge, TooManyRequests, UnsupportedMediaType
+from .errors import Conflict, NotFound, TooManyRequests
 from .images import NEAR_DUPLICATE_BITS
-from .media_types import SUPPORTED
-from .params import int_in_range
+from .params import decode_position, encode_position, int_in_range
 from .people_store import PeopleStore
+from .request_models import FileToUpload
 from .settings import Settings
 from .storage import KEYS, PhotoStorage, derived_keys, parse_user_key, photo_key
 from .store import DUPLICATE, PhotoStore, now_ms, utc
 
 _PHOTO_ID = re.compile(r"^[0-9a-f]{32}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_MAX_FILENAME = 255
 
 
 def iso(value) -> str | None:
@@ -34,33 +32,6 @@ def taken_at(value) -> str | None:
     return value
 
 
-def validate_file(where: str, item, max_bytes: int) -> dict:
-    """One ``{"filename", "content_type", "size", "sha256"?}`` a client wants to upload."""
-    if not isinstance(item, dict):
-        raise BadRequest(f"{where} must be an object")
-    filename, content_type, size = item.get("filename"), item.get("content_type"), item.get("size")
-    if not isinstance(filename, str) or not filename.strip() or len(filename) > _MAX_FILENAME:
-        raise BadRequest(f"{where}.filename must be a non-empty string of at most {_MAX_FILENAME} characters")
-    if not isinstance(content_type, str):
-        raise BadRequest(f"{where}.content_type is required")
-    content_type = content_type.strip().lower()
-    if content_type == "image/jpg":
-        content_type = "image/jpeg"
-    if content_type not in SUPPORTED:
-        raise UnsupportedMediaType(
-            f"{where}: {content_type!r} is not supported; send one of " + ", ".join(sorted(SUPPORTED))
-        )
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise BadRequest(f"{where}.size must be a positive integer (bytes)")
-    if size > max_bytes:
-        raise PayloadTooLarge(f"{where} is {size} bytes; the limit is {max_bytes} bytes")
-    sha256 = item.get("sha256")
-    if sha256 is not None and (not isinstance(sha256, str) or not _SHA256.match(sha256.lower())):
-        raise BadRequest(f"{where}.sha256 must be the file's SHA-256 as 64 hex digits")
-    checked = {"filename": filename.strip(), "content_type": content_type, "size": size}
-    return dict(checked, sha256=sha256.lower()) if sha256 else checked
-
-
 class Album:
     def __init__(self, store: PhotoStore, storage: PhotoStorage, settings: Settings, people: PeopleStore | None = None):
         self.store = store
@@ -69,37 +40,34 @@ class Album:
         self.people = people  # to keep people's counts and covers right when photos go
 
     # Uploads ----------------------------------------------------------------
-    def create_uploads(self, user: User, body) -> list[dict]:
+    def create_uploads(self, user: User, asked: list[FileToUpload]) -> list[dict]:
         """A presigned POST per file, in the order asked. A file the client says (by its SHA-256)
         is already in the album, or repeats an earlier file of the request, is answered
         ``{"photo_id", "duplicate_of"}`` instead, without a record or quota. The indexer checks the
         bytes themselves, whatever a client says or does not say."""
-        asked = self._validate_upload_request(body)
         first: dict[str, str] = {}  # sha256 → the photo that holds (or will hold) those bytes
         for item in asked:
-            sha = item.get("sha256")
+            sha = item.sha256
             if sha and sha not in first and (photo := self.store.photo_with_content(user.sub, sha)):
                 first[sha] = photo["photo_id"]
-        new = []
+        new: dict[str, FileToUpload] = {}  # photo id → its file
+        answers: list[dict | str] = []  # a new photo's id, or the answer for a duplicate
         for item in asked:
-            sha = item.get("sha256")
-            if sha is None or sha not in first:
-                item["photo_id"] = uuid.uuid4().hex
-                new.append(item)
-                if sha:
-                    first[sha] = item["photo_id"]
+            if item.sha256 is None or item.sha256 not in first:
+                photo_id = uuid.uuid4().hex
+                new[photo_id] = item
+                answers.append(photo_id)
+                if item.sha256:
+                    first[item.sha256] = photo_id
+            else:
+                answers.append({"photo_id": first[item.sha256], "duplicate_of": first[item.sha256]})
         if new:
-            self._check_room(user.sub, new)
+            self._check_room(user.sub, list(new.values()))
         photos, posts = self._new_photos(user.sub, new)
         self.store.add_photos(photos)
-        return [
-            posts[item["photo_id"]]
-            if "photo_id" in item
-            else {"photo_id": first[item["sha256"]], "duplicate_of": first[item["sha256"]]}
-            for item in asked
-        ]
+        return [posts[answer] if isinstance(answer, str) else answer for answer in answers]
 
-    def _check_room(self, owner: str, files: list[dict]) -> None:
+    def _check_room(self, owner: str, files: list[FileToUpload]) -> None:
         self.expire_abandoned_uploads(owner)
         pending = self.store.count_photos(owner, status="pending")
         if pending + len(files) > self.settings.max_pending_uploads:
@@ -110,21 +78,20 @@ class Album:
             )
         self._reserve_quota(owner, files)
 
-    def _new_photos(self, owner: str, files: list[dict]) -> tuple[list[dict], dict[str, dict]]:
+    def _new_photos(self, owner: str, files: dict[str, FileToUpload]) -> tuple[list[dict], dict[str, dict]]:
         """Pending records and their presigned POSTs (by photo id)."""
         uploaded_at = now_ms()
         photos, posts = [], {}
-        for item in files:
-            photo_id = item["photo_id"]
-            key = photo_key(owner, photo_id, item["content_type"])
+        for photo_id, item in files.items():
+            key = photo_key(owner, photo_id, item.content_type)
             photos.append(
                 {
                     "owner": owner,
                     "photo_id": photo_id,
                     "key": key,
-                    "filename": item["filename"],
-                    "content_type": item["content_type"],
-                    "declared_size": item["size"],
+                    "filename": item.filename,
+                    "content_type": item.content_type,
+                    "declared_size": item.size,
                     "status": "pending",
                     "error": None,
                     "face_count": 0,
@@ -136,7 +103,7 @@ class Album:
                 }
             )
             # The policy caps the object at the declared size, so quotas count real bytes at most.
-            post = self.storage.presigned_upload(key, item["content_type"], item["size"], self.settings.upload_url_ttl)
+            post = self.storage.presigned_upload(key, item.content_type, item.size, self.settings.upload_url_ttl)
             posts[photo_id] = {
                 "photo_id": photo_id,
                 "url": post["url"],
@@ -145,9 +112,9 @@ class Album:
             }
         return photos, posts
 
-    def _reserve_quota(self, owner: str, files: list[dict]) -> None:
+    def _reserve_quota(self, owner: str, files: list[FileToUpload]) -> None:
         s = self.settings
-        size = sum(f["size"] for f in files)
+        size = sum(f.size for f in files)
         if not self.store.reserve_usage(owner, len(files), size, s.max_photos_per_user, s.max_bytes_per_user):
             usage = self.store.usage_of(owner)
             raise TooManyRequests(
@@ -169,28 +136,18 @@ class Album:
                 expired += 1
         return expired
 
-    def _validate_upload_request(self, body) -> list[dict]:
-        if not isinstance(body, dict) or not isinstance(body.get("files"), list):
-            raise BadRequest('body must be {"files": [{"filename", "content_type", "size"}, ...]}')
-        files = body["files"]
-        limit = self.settings.max_files_per_request
-        if not 1 <= len(files) <= limit:
-            raise BadRequest(f"ask for between 1 and {limit} uploads at a time")
-        return [validate_file(f"files[{i}]", item, self.settings.max_upload_bytes) for i, item in enumerate(files)]
-
     # Reading ------------------------------------------------------------------
     def list_photos(self, user: User, limit=None, cursor=None) -> dict:
         limit = self._page_size(limit)
         if not cursor:
             self.expire_abandoned_uploads(user.sub)
             self.store.backfill_timeline(user.sub)
-        rows, next_cursor = self.store.list_photos(user.sub, limit, cursor or None)
-        return {"photos": [self.present(row) for row in rows], "next_cursor": next_cursor}
+        rows, last = self.store.list_photos(user.sub, limit, decode_position(cursor))
+        return {"photos": [self.present(row) for row in rows], "next_cursor": encode_position(last)}
 
-    def status(self, user: User, body) -> dict:
+    def status(self, user: User, photo_ids: list[str]) -> dict:
         """``{"photo_ids": [...]}`` → those photos as listed (fresh URLs included), one call instead of a
         poll per photo; ids of no photo of the user's are answered in ``not_found``."""
-        photo_ids = self._photo_ids(body)
         found = self.store.photos_by_id(user.sub, [i for i in photo_ids if _PHOTO_ID.match(i)])
         return {
             "photos": [self.present(found[i]) for i in photo_ids if i in found],
@@ -257,11 +214,10 @@ class Album:
         return photo
 
     # The trash and deletion -------------------------------------------------------
-    def trash(self, user: User, body) -> dict:
+    def trash(self, user: User, photo_ids: list[str]) -> dict:
         """``{"photo_ids": [...]}`` into the trash: out of the album, search and people until restored
         or purged (``trash_days`` later, or at once by emptying the trash). Quota is freed by the purge.
         Idempotent; a duplicate's record (no object, no faces) is deleted at once."""
-        photo_ids = self._photo_ids(body)
         trashed, not_found = [], []
         at = now_ms()
         for photo_id in photo_ids:
@@ -280,14 +236,14 @@ class Album:
         return {"trashed": trashed, "not_found": not_found}
 
     def trash_one(self, user: User, photo_id: str) -> None:
-        if self.trash(user, {"photo_ids": [photo_id]})["not_found"]:
+        if self.trash(user, [photo_id])["not_found"]:
             raise NotFound("no such photo")
 
-    def restore(self, user: User, body) -> dict:
+    def restore(self, user: User, photo_ids: list[str]) -> dict:
         """``{"photo_ids": [...]}`` back from the trash, with their faces and people."""
         restored, not_found = [], []
         people_ids = self.people.ids(user.sub) if self.people is not None else set()
-        for photo_id in self._photo_ids(body):
+        for photo_id in photo_ids:
             faces = self.store.restore_photo(user.sub, photo_id, people_ids) if _PHOTO_ID.match(photo_id) else None
             if faces is None:
                 not_found.append(photo_id)
@@ -305,8 +261,8 @@ class Album:
         limit = self._page_size(limit)
         if not cursor:
             self.purge_expired(user.sub)
-        rows, next_cursor = self.store.list_trash(user.sub, limit, cursor or None)
-        return {"photos": [self.present(row) for row in rows], "next_cursor": next_cursor}
+        rows, last = self.store.list_trash(user.sub, limit, decode_position(cursor))
+        return {"photos": [self.present(row) for row in rows], "next_cursor": encode_position(last)}
 
     def purge_one(self, user: User, photo_id: str) -> None:
         photo = self.owned_photo(user, photo_id)
@@ -346,13 +302,6 @@ class Album:
         self.storage.delete_keys([key for p in photos for key in derived_keys(owner, p["photo_id"])])
         if self.people is not None:
             self.people.refresh(owner, persons)
-
-    def _photo_ids(self, body) -> list[str]:
-        ids = body.get("photo_ids") if isinstance(body, dict) else None
-        limit = self.settings.page_size_max
-        if not isinstance(ids, list) or not 1 <= len(ids) <= limit or not all(isinstance(i, str) for i in ids):
-            raise BadRequest(f'body must be {{"photo_ids": [...]}} with 1 to {limit} photo ids')
-        return list(dict.fromkeys(ids))
 
     def delete_account_data(self, user: User) -> dict:
         objects = self.storage.delete_user_objects(user.sub)

@@ -21,6 +21,9 @@ from typing import Any, Protocol
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
+# SageMaker's InvokeEndpoint takes at most 6 MB of request body; base64 adds a third.
+MAX_INLINE_BYTES = 4 * 1024 * 1024
+
 
 class FaceServiceError(Exception):
     def __init__(self, message: str, retriable: bool, status: int | None = None):
@@ -138,10 +141,17 @@ class FaceClient:
         max_pixels: int | None = None,
         boxes: list | None = None,
         detect: bool = True,
+        data: bytes | None = None,
     ) -> dict:
         """The endpoint's result for one photo in S3: ``{"model_version", "width", "height", "faces"}``.
-        ``boxes``: faces to embed at given [x, y, w, h] (after the detected ones; ``detect=False``: only them)."""
-        image: dict = {"id": key, "s3_uri": f"s3://{bucket}/{key}"}
+        ``boxes``: faces to embed at given [x, y, w, h] (after the detected ones; ``detect=False``: only them).
+        ``data``: the object's bytes, already read by the caller: sent along when they fit one
+        request, so that the endpoint does not download the photo again."""
+        image: dict = {"id": key}
+        if data is not None and len(data) <= MAX_INLINE_BYTES:
+            image["b64"] = base64.b64encode(data).decode()
+        else:
+            image["s3_uri"] = f"s3://{bucket}/{key}"
         if boxes:
             image["boxes"] = boxes
         request = self._request(image, max_faces, min_face_size, max_pixels)

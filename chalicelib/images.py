@@ -8,12 +8,13 @@ crashes or exhausts a decoder becomes an ``ImageError``, never a dead process.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .isolation import ChildFailed, run_isolated
 
@@ -93,14 +94,20 @@ def _taken_at(exif) -> str | None:
         return taken.isoformat()
 
 
-def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> DecodedImage:
-    """Untrusted bytes → an RGB image, decoded in a child process; any failure is an ``ImageError``."""
+def decode_image(
+    data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, max_side: int | None = None
+) -> DecodedImage:
+    """Untrusted bytes → an RGB image, decoded in a child process; any failure is an ``ImageError``.
+    ``max_side``: the image is wanted no larger than this, so a JPEG may be decoded at 1/2, 1/4 or
+    1/8 scale (never below it); ``width`` and ``height`` are the photo's own all the same."""
     if not data:
         raise ImageError("the file is empty", 400, "empty_file")
     if len(data) > max_bytes:
         raise ImageError(f"the file is {len(data)} bytes; the limit is {max_bytes}", 413, "file_too_large")
     try:
-        return run_isolated(_decode, data, max_pixels, timeout=DECODE_TIMEOUT_S, memory_bytes=DECODE_MEMORY_BYTES)
+        return run_isolated(
+            _decode, data, max_pixels, max_side, timeout=DECODE_TIMEOUT_S, memory_bytes=DECODE_MEMORY_BYTES
+        )
     except ChildFailed as exc:
         if exc.kind == "timeout":
             raise ImageError(f"the image took too long to decode ({exc.reason})", 422, "decode_timeout") from exc
@@ -111,7 +118,7 @@ def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_
         raise ImageError("the image needs too much memory to decode", 413, "too_many_pixels") from None
 
 
-def _decode(data: bytes, max_pixels: int) -> DecodedImage:
+def _decode(data: bytes, max_pixels: int, max_side: int | None = None) -> DecodedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -131,6 +138,11 @@ def _decode(data: bytes, max_pixels: int) -> DecodedImage:
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)  # animated WebP: the first frame is the photo
             exif = image.getexif()
+            if exif.get(ExifTags.Base.Orientation) in (5, 6, 7, 8):
+                width, height = height, width  # turned a quarter by exif_transpose
+            if max_side is not None and max(image.size) > max_side:
+                scale = max_side / max(image.size)  # draft keeps both sides at least this
+                image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))  # JPEG only
             upright = ImageOps.exif_transpose(image)
             upright.load()
     except ImageError:
@@ -141,17 +153,15 @@ def _decode(data: bytes, max_pixels: int) -> DecodedImage:
         raise ImageError(
             f"the file is not a readable image ({exc.__class__.__name__})", 400, "unreadable_image"
         ) from exc
-    if min(upright.size) < MIN_SIDE:
+    if min(width, height) < MIN_SIDE:
         raise ImageError(
-            f"the image is {upright.size[0]}x{upright.size[1]}; photos need at least {MIN_SIDE} px a side",
-            422,
-            "image_too_small",
+            f"the image is {width}x{height}; photos need at least {MIN_SIDE} px a side", 422, "image_too_small"
         )
     return DecodedImage(
         image=_to_rgb(upright),
         content_type=content_type,
-        width=upright.size[0],
-        height=upright.size[1],
+        width=width,
+        height=height,
         taken_at=_taken_at(exif),
     )
 

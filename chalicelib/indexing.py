@@ -23,8 +23,6 @@ import hashlib
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
-from botocore.exceptions import ClientError
-
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import GroupingParams
 from .images import PREVIEW_SIZE, THUMBNAIL_SIZE, ImageError, box_iou, decode_image, difference_hash, jpeg_rendition
@@ -94,12 +92,9 @@ class Indexer:
             # Deleted through the API before its upload event arrived: nobody can see it, so remove it.
             self.storage.delete_keys([key])
             return "orphan_removed"
-        try:
-            head = self.storage.s3.head_object(Bucket=self.storage.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return "object_gone"
-            raise
+        head = self.storage.head(key)
+        if head is None:
+            return "object_gone"
         etag = head["ETag"]
         current = photo["status"] == "indexed" and photo.get("source_etag") == etag
         if current and not force:
@@ -110,13 +105,14 @@ class Indexer:
             return self._fail(
                 photo, f"the file is {head['ContentLength']} bytes; the limit is {self.settings.max_upload_bytes}", etag
             )
-        data = self.storage.s3.get_object(Bucket=self.storage.bucket, Key=key)["Body"].read()
+        data = self.storage.read(key)
         content_sha256 = hashlib.sha256(data).hexdigest()
         if not force and (original := self.store.photo_with_content(owner, content_sha256, other_than=photo_id)):
             return self._duplicate(photo, original["photo_id"])
         self.store.update_photo(owner, photo_id, {"content_sha256": content_sha256})
         try:
-            decoded = decode_image(data, max_bytes=self.settings.max_upload_bytes)
+            # Decoded here for the renditions and the picture hash only: JPEGs at reduced scale.
+            decoded = decode_image(data, max_bytes=self.settings.max_upload_bytes, max_side=PREVIEW_SIZE)
         except ImageError as exc:
             return self._fail(photo, exc.message, etag)
         thumb_key = thumbnail_key(owner, photo_id)
@@ -129,7 +125,9 @@ class Indexer:
         # removed as wrong stay removed.
         drawn = [f for f in self.store.list_faces(owner, photo_id) if f.get("source") == MANUAL]
         try:
-            result = self.faces.analyze_s3(self.storage.bucket, key, deadline, boxes=[f["box"] for f in drawn] or None)
+            result = self.faces.analyze_s3(
+                self.storage.bucket, key, deadline, boxes=[f["box"] for f in drawn] or None, data=data
+            )
         except FaceServiceError as exc:
             if exc.retriable:
                 outcome = self._fail(

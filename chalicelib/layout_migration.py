@@ -34,7 +34,7 @@ class NotificationStillLegacy(RuntimeError):
 
 
 def notified_prefixes(storage: PhotoStorage) -> list[str]:
-    config = storage.s3.get_bucket_notification_configuration(Bucket=storage.bucket)
+    config = storage.notification_configuration()
     prefixes = []
     for kind in ("QueueConfigurations", "TopicConfigurations", "LambdaFunctionConfigurations"):
         for target in config.get(kind, []):

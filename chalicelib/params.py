@@ -1,11 +1,12 @@
 """Values read from requests, one way each: integers in a range (from a query string or a JSON
-body) and opaque paging cursors (base64url JSON)."""
+body) and opaque paging cursors (base64url JSON), among them positions in a timeline."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+from datetime import datetime
 
 from .errors import BadRequest
 
@@ -40,3 +41,22 @@ def decode_cursor(cursor) -> dict:
     except (binascii.Error, ValueError, TypeError):
         pass
     raise BadRequest("cursor is not valid", code="invalid_cursor")
+
+
+def encode_position(position: tuple[datetime, str] | None) -> str | None:
+    """A cursor for the row after ``(time, photo_id)`` in a timeline (None: the last page)."""
+    if position is None:
+        return None
+    at, photo_id = position
+    return encode_cursor({"t": at.isoformat(), "id": photo_id})
+
+
+def decode_position(cursor) -> tuple[datetime, str] | None:
+    """The ``(time, photo_id)`` an ``encode_position`` cursor holds; no cursor → None."""
+    if not cursor:
+        return None
+    data = decode_cursor(cursor)
+    try:
+        return datetime.fromisoformat(data["t"]).replace(tzinfo=None), str(data["id"])
+    except (ValueError, KeyError, TypeError):
+        raise BadRequest("cursor is not valid", code="invalid_cursor") from None

@@ -25,37 +25,19 @@ from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import Constraints, GroupingParams, agglomerate, knn_edges
 from .images import box_iou
 from .observability import logger
-from .params import int_in_range
+from .params import decode_position, encode_position, int_in_range
 from .people_store import AUTO, SAME_FACE_IOU, USER, PeopleStore
+from .request_models import Answer, FaceDecision, Merge
 from .score_norm import KeyNormalisation
 from .store import MANUAL, PhotoStore, face_record
 from .vector_search import VectorIndex
 
-MAX_NAME = 100
-MAX_MERGE = 50
-MAX_ANSWERS = 100
 MAX_KEY_FACES = 30  # a person's faces used as search keys (confirmed first)
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 NO_RAW_FLOOR = -1.0  # grouping judges by the normalised score alone
 MIN_BOX = 16  # the smallest side of a face box the user draws
 MANUAL_FIRST_INDEX = 500  # drawn faces are numbered from here: detected ones keep 000-499
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def clean_name(value) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or _CONTROL.search(value):
-        raise BadRequest("name must be a string without control characters")
-    value = value.strip()
-    if len(value) > MAX_NAME:
-        raise BadRequest(f"name must be at most {MAX_NAME} characters")
-    return value or None
 
 
 class People:
@@ -226,8 +208,8 @@ class People:
         self._owned(user, person_id)
         limit = int_in_range(params.get("limit"), "limit", 30, 1, 100, from_query=True)
         faces = self.store.faces_of(user.sub, person_id)
-        rows, next_cursor = self.photos.list_photos(
-            user.sub, limit, params.get("cursor") or None, only={f["photo_id"] for f in faces}
+        rows, last = self.photos.list_photos(
+            user.sub, limit, decode_position(params.get("cursor")), only={f["photo_id"] for f in faces}
         )
         boxes = {f["photo_id"]: f for f in faces}
         photos = []
@@ -237,7 +219,7 @@ class People:
                 continue  # moved out of the person between the two reads
             shown = self.album.present(row)
             photos.append(dict(shown, face_id=face["face_id"], box=face["box"], assigned_by=face.get("assigned_by")))
-        return {"photos": photos, "next_cursor": next_cursor}
+        return {"photos": photos, "next_cursor": encode_position(last)}
 
     def _present(self, user: User, person: dict) -> dict:
         cover = None
@@ -276,17 +258,9 @@ class People:
         return face
 
     # Changes --------------------------------------------------------------------------
-    def update_person(self, user: User, person_id: str, body) -> dict:
+    def update_person(self, user: User, person_id: str, fields: dict) -> dict:
+        """``fields``: ``request_models.person_update``'s."""
         self._owned(user, person_id)
-        if not isinstance(body, dict) or not body or set(body) - {"name", "hidden"}:
-            raise BadRequest('send "name" and/or "hidden"')
-        fields: dict = {}
-        if "name" in body:
-            fields["name"] = clean_name(body["name"])
-        if "hidden" in body:
-            if not isinstance(body["hidden"], bool):
-                raise BadRequest("hidden must be true or false")
-            fields["hidden"] = body["hidden"]
         if not self.store.update(user.sub, person_id, fields):
             raise NotFound("no such person")
         return self.get_person(user, person_id)
@@ -295,20 +269,12 @@ class People:
         self._owned(user, person_id)
         self.store.delete(user.sub, person_id)
 
-    def merge(self, user: User, body) -> dict:
-        """``{"target", "sources": [...]}``: the sources' faces join the target, which keeps its name
-        (or takes the first source's name if it has none)."""
-        if not isinstance(body, dict):
-            raise BadRequest("body must be a JSON object")
-        target_id, sources = body.get("target"), body.get("sources")
-        if not isinstance(target_id, str) or not isinstance(sources, list) or not sources:
-            raise BadRequest('send "target" (a person id) and "sources" (a list of person ids)')
-        if len(sources) > MAX_MERGE or not all(isinstance(s, str) for s in sources):
-            raise BadRequest(f"sources must be at most {MAX_MERGE} person ids")
-        if target_id in sources:
-            raise BadRequest("a person cannot be merged into itself", code="merge_into_itself")
+    def merge(self, user: User, merge: Merge) -> dict:
+        """The sources' faces join the target, which keeps its name (or takes the first source's
+        name if it has none)."""
+        target_id = merge.target
         target = self._owned(user, target_id)
-        others = [self._owned(user, s) for s in dict.fromkeys(sources)]
+        others = [self._owned(user, s) for s in merge.sources]
         for source in others:
             self.store.merge_into(user.sub, source["person_id"], target_id)
             self.store.remove(user.sub, source["person_id"])
@@ -319,19 +285,17 @@ class People:
         self.store.refresh(user.sub, [target_id])
         return self.get_person(user, target_id)
 
-    def set_face_person(self, user: User, face_id: str, body) -> dict:
-        """The user's word on one face: ``{"person_id": ID}`` (this is ID: confirm or move),
-        ``{"person_id": null}`` (not the person it is in), ``{"new_person": true, "name"?}``."""
+    def set_face_person(self, user: User, face_id: str, decision: FaceDecision) -> dict:
+        """The user's word on one face: this is a person (confirm or move), not the person it is
+        in, or a new person."""
         face = self._owned_face(user, face_id)
-        if not isinstance(body, dict) or ("person_id" in body) == bool(body.get("new_person")):
-            raise BadRequest('send "person_id" (an id, or null for "not this person") or "new_person": true')
         current = face.get("person_id")
-        if body.get("new_person"):
-            target = self.store.create(user.sub, clean_name(body.get("name")))["person_id"]
-        elif body["person_id"] is None:
+        if decision.new_person:
+            target = self.store.create(user.sub, decision.name)["person_id"]
+        elif decision.person_id is None:
             target = None
         else:
-            target = self._owned(user, str(body["person_id"]))["person_id"]
+            target = self._owned(user, decision.person_id)["person_id"]
         if target and self._photo_has_other_face_in(user.sub, face, target):
             raise Conflict("another face of this photo is already this person", code="same_photo")
         rejected = current if current and current != target else None
@@ -357,18 +321,15 @@ class People:
         )
 
     # Faces drawn or removed by the user ---------------------------------------------------
-    def add_face(self, user: User, photo_id: str, body, deadline: Deadline | None = None) -> dict:
-        """``{"box": [x, y, w, h]}``: a face the detector missed, embedded at that box (aligned when
-        landmarks are found inside it), stored as ``source: manual`` and assigned like any other."""
+    def add_face(self, user: User, photo_id: str, box: list[float], deadline: Deadline | None = None) -> dict:
+        """A face the detector missed, embedded at ``box`` ([x, y, w, h]; aligned when landmarks are
+        found inside it), stored as ``source: manual`` and assigned like any other."""
         photo = self.album.owned_photo(user, photo_id)
         if photo.get("trashed_at"):
             raise Conflict("the photo is in the trash; restore it first", code="in_trash")
         if photo["status"] != "indexed" or not photo.get("width"):
             raise Conflict("the photo is not indexed yet", code="not_indexed")
-        box = body.get("box") if isinstance(body, dict) else None
-        if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
-            raise BadRequest('send {"box": [x, y, w, h]} in the photo\'s pixels')
-        x, y, w, h = (float(v) for v in box)
+        x, y, w, h = box
         if w < MIN_BOX or h < MIN_BOX or x < 0 or y < 0 or x + w > photo["width"] or y + h > photo["height"]:
             raise BadRequest(
                 f"the box must lie inside the {photo['width']}x{photo['height']} photo and be at least "
@@ -475,37 +436,27 @@ class People:
                 break
         return {"suggestions": self._present_faces(user, out)}
 
-    def answer(self, user: User, person_id: str, body) -> dict:
-        """Bulk answers to suggestions: ``{"answers": [{"face_id", "accept": bool}]}``."""
+    def answer(self, user: User, person_id: str, answers: list[Answer]) -> dict:
+        """Bulk answers to suggestions, each a confirmation or a rejection."""
         self._owned(user, person_id)
-        answers = body.get("answers") if isinstance(body, dict) else None
-        if not isinstance(answers, list) or not 1 <= len(answers) <= MAX_ANSWERS:
-            raise BadRequest(f'send "answers": a list of 1 to {MAX_ANSWERS} {{"face_id", "accept"}}')
-        for i, a in enumerate(answers):
-            if (
-                not isinstance(a, dict)
-                or not isinstance(a.get("face_id"), str)
-                or not isinstance(a.get("accept"), bool)
-            ):
-                raise BadRequest(f'answers[{i}] must be {{"face_id": string, "accept": true|false}}')
         done = []
         for a in answers:
-            face = self._owned_face(user, a["face_id"])
-            if a["accept"]:
+            face = self._owned_face(user, a.face_id)
+            if a.accept:
                 if self._photo_has_other_face_in(user.sub, face, person_id):
-                    done.append({"face_id": a["face_id"], "result": "same_photo"})
+                    done.append({"face_id": a.face_id, "result": "same_photo"})
                     continue
                 elsewhere = face.get("person_id") if face.get("person_id") != person_id else None
-                self.store.set_by_user(user.sub, a["face_id"], person_id, elsewhere)
+                self.store.set_by_user(user.sub, a.face_id, person_id, elsewhere)
                 self.store.refresh(user.sub, [face.get("person_id"), person_id])
-                done.append({"face_id": a["face_id"], "result": "confirmed"})
+                done.append({"face_id": a.face_id, "result": "confirmed"})
             else:
                 if face.get("person_id") == person_id:
-                    self.store.set_by_user(user.sub, a["face_id"], None, person_id)
+                    self.store.set_by_user(user.sub, a.face_id, None, person_id)
                     self.store.refresh(user.sub, [person_id])
                 else:
-                    self.store.reject(user.sub, a["face_id"], person_id)
-                done.append({"face_id": a["face_id"], "result": "rejected"})
+                    self.store.reject(user.sub, a.face_id, person_id)
+                done.append({"face_id": a.face_id, "result": "rejected"})
         return {"answers": done, "person": self.get_person(user, person_id)}
 
     def search(self, user: User, person_id: str, offset: int, limit: int) -> dict:

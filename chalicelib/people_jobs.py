@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 import uuid
 
-from .store import now_ms
+from .people_store import PeopleStore
 
 MAX_SQS_DELAY = 900
 
 
 class PeopleJobs:
-    def __init__(self, database, sqs, queue_url: str | None, delay: int, run):
+    def __init__(self, store: PeopleStore, sqs, queue_url: str | None, delay: int, run):
         """``run(owner)`` does the regrouping (``People.regroup``)."""
-        self.requests = database["people_jobs"]
+        self.store = store
         self.sqs, self.queue_url, self.delay, self.run = sqs, queue_url, min(delay, MAX_SQS_DELAY), run
 
     def request(self, owner: str, delay: int | None = None) -> dict:
@@ -28,9 +28,7 @@ class PeopleJobs:
         if not self.queue_url:
             return {"status": "done", **self.run(owner)}
         token = uuid.uuid4().hex
-        self.requests.update_one(
-            {"_id": owner}, {"$set": {"owner": owner, "token": token, "requested_at": now_ms()}}, upsert=True
-        )
+        self.store.request_regroup(owner, token)
         self.sqs.send_message(
             QueueUrl=self.queue_url,
             MessageBody=json.dumps({"regroup": owner, "token": token}),
@@ -43,10 +41,8 @@ class PeopleJobs:
         owner, token = message.get("regroup"), message.get("token")
         if not isinstance(owner, str) or not isinstance(token, str):
             return "ignored"
-        current = self.requests.find_one({"_id": owner})
-        if current is None or current.get("token") != token:
+        if self.store.regroup_token(owner) != token:
             return "superseded"  # a later request's message will run the job
         self.run(owner)
-        # Only this request's record: one made while the job ran keeps its own message.
-        self.requests.delete_one({"_id": owner, "token": token})
+        self.store.clear_regroup_request(owner, token)
         return "regrouped"

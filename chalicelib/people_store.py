@@ -28,11 +28,26 @@ class PeopleStore:
     def __init__(self, database):
         self.people = database["people"]
         self.faces = database["faces"]
+        self.regroup_requests = database["people_jobs"]  # per user: the newest regrouping request's token
 
     def ensure_indexes(self) -> None:
         self.people.create_index([("owner", ASCENDING), ("person_id", ASCENDING)], unique=True)
         self.people.create_index([("owner", ASCENDING), ("face_count", ASCENDING)])
         self.faces.create_index([("owner", ASCENDING), ("person_id", ASCENDING)])
+
+    # Regrouping requests (``people_jobs``) ---------------------------------------------
+    def request_regroup(self, owner: str, token: str) -> None:
+        self.regroup_requests.update_one(
+            {"_id": owner}, {"$set": {"owner": owner, "token": token, "requested_at": now_ms()}}, upsert=True
+        )
+
+    def regroup_token(self, owner: str) -> str | None:
+        current = self.regroup_requests.find_one({"_id": owner})
+        return current.get("token") if current else None
+
+    def clear_regroup_request(self, owner: str, token: str) -> None:
+        """Only this request's record: one made meanwhile keeps its own message."""
+        self.regroup_requests.delete_one({"_id": owner, "token": token})
 
     # People ---------------------------------------------------------------------
     def create(self, owner: str, name: str | None = None) -> dict:
@@ -85,6 +100,7 @@ class PeopleStore:
         self.people.delete_one({"owner": owner, "person_id": person_id})
 
     def delete_owner(self, owner: str) -> int:
+        self.regroup_requests.delete_many({"_id": owner})
         return self.people.delete_many({"owner": owner}).deleted_count
 
     def refresh(self, owner: str, person_ids: Iterable[str | None]) -> None:

@@ -13,7 +13,6 @@ bytes (not an image, too large) does not depend on the model and stays out.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 from .store import PhotoStore
 
@@ -32,29 +31,9 @@ def reindex_message(bucket: str, key: str, target_version: str) -> str:
     )
 
 
-def _in_scope(owner: str | None) -> dict:
-    query: dict = {"$or": [{"status": "indexed"}, {"status": "failed", "retriable": True}]}
-    if owner:
-        query["owner"] = owner
-    return query
-
-
-def stale_photos(store: PhotoStore, target_version: str, owner: str | None = None) -> Iterator[dict]:
-    """Photos in scope not yet indexed with ``target_version``, oldest first."""
-    query = dict(_in_scope(owner), model_version={"$ne": target_version})
-    projection = {"_id": 0, "owner": 1, "photo_id": 1, "key": 1}
-    yield from store.photos.find(query, projection).sort("uploaded_at", 1)
-
-
-def progress(store: PhotoStore, target_version: str, owner: str | None = None) -> dict:
-    total = store.photos.count_documents(_in_scope(owner))
-    done = store.photos.count_documents(dict(_in_scope(owner), status="indexed", model_version=target_version))
-    return {"total": total, "done": done}
-
-
 def enqueue(store: PhotoStore, sqs, queue_url: str, bucket: str, target_version: str, owner: str | None = None) -> int:
     sent, batch = 0, []  # type: int, list[dict]
-    for photo in stale_photos(store, target_version, owner):
+    for photo in store.photos_to_reindex(target_version, owner):
         batch.append({"Id": str(len(batch)), "MessageBody": reindex_message(bucket, photo["key"], target_version)})
         if len(batch) == 10:
             sent += _send(sqs, queue_url, batch)

@@ -3,35 +3,30 @@ album) → the caller's photos with that person, one result per photo, best firs
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 import uuid
 from datetime import timedelta
 
-from .album import Album, validate_file
+from .album import Album
 from .auth import User
 from .errors import (
     ApiError,
-    BadRequest,
     Conflict,
     NotFound,
-    PayloadTooLarge,
     ServiceUnavailable,
     TooManyRequests,
     Unprocessable,
 )
 from .face_client import Deadline, FaceClient, FaceServiceError
-from .params import decode_cursor, encode_cursor, int_in_range
+from .params import int_in_range
 from .people import People
+from .request_models import MAX_KEY_BYTES, FileToUpload, SearchRequest, search_cursor
 from .score_norm import KeyNormalisation, QueryExpansion
 from .storage import SEARCH_KEY_TAG, key_photo_key
 from .store import now_ms
 from .vector_search import VectorIndex
 
-MAX_INLINE_BYTES = 4 * 1024 * 1024
-MAX_KEY_BYTES = 10 * 1024 * 1024
 MAX_HITS = 2000
 KEY_ANALYSIS_TTL = timedelta(hours=1)  # a key's faces are kept this long for the search's later pages
 POSSIBLE_MAX = 10  # "possible" matches offered below the decision, on a search's first page
@@ -41,12 +36,6 @@ POSSIBLE_MARGIN = {"normalised": 1.0, "cosine": 0.08}
 VERY_LIKELY_MARGIN = {"normalised": 0.75, "cosine": 0.1}
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 _FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
-
-
-def _requested_threshold(requested) -> float:
-    if isinstance(requested, bool) or not isinstance(requested, (int, float)) or not 0.0 <= requested <= 0.99:
-        raise BadRequest("threshold must be a number between 0 and 0.99")
-    return float(requested)
 
 
 def _error_from_face_service(exc: FaceServiceError) -> ApiError:
@@ -87,19 +76,19 @@ class FaceSearch:
         self.faces, self.index, self.people = faces, index, people
 
     # Key uploads --------------------------------------------------------------
-    def create_key_upload(self, user: User, body) -> dict:
-        item = validate_file("body", body if isinstance(body, dict) else None, MAX_KEY_BYTES)
+    def create_key_upload(self, user: User, item: FileToUpload) -> dict:
+        """``item`` parsed with ``MAX_KEY_BYTES`` as its size limit."""
         self._count_key_photo(user)
         key_id = uuid.uuid4().hex
         ttl = 300
         post = self.storage.presigned_upload(
-            key_photo_key(user.sub, key_id, item["content_type"]),
-            item["content_type"],
+            key_photo_key(user.sub, key_id, item.content_type),
+            item.content_type,
             MAX_KEY_BYTES,
             ttl,
             tags=SEARCH_KEY_TAG,
             # The key's hash, kept on the object: a key that is an album photo is not its own result.
-            metadata={"sha256": item["sha256"]} if item.get("sha256") else None,
+            metadata={"sha256": item.sha256} if item.sha256 else None,
         )
         return {"key_id": key_id, "url": post["url"], "fields": post["fields"], "expires_in": ttl}
 
@@ -117,41 +106,33 @@ class FaceSearch:
             )
 
     # Search -------------------------------------------------------------------
-    def search(self, user: User, body, deadline: Deadline | None = None) -> dict:
-        if not isinstance(body, dict):
-            raise BadRequest("body must be a JSON object")
-        sources = [name for name in ("key_id", "image_base64", "face_id", "person_id") if body.get(name) is not None]
-        if len(sources) != 1:
-            raise BadRequest(
-                'give exactly one key: "key_id", "image_base64", "person_id", or "photo_id" with "face_id"'
-            )
-        limit = int_in_range(body.get("limit"), "limit", 30, 1, 100)
-        offset = self._cursor(body.get("cursor"))
-        if sources[0] == "person_id":
+    def search(self, user: User, request: SearchRequest, deadline: Deadline | None = None) -> dict:
+        limit, offset = request.limit, request.offset
+        if request.person_id is not None:
             if self.people is None:
                 raise ServiceUnavailable("people are not available here")
-            found = self.people.search(user, str(body["person_id"]), offset, limit)
+            found = self.people.search(user, request.person_id, offset, limit)
             following = found["next"]
             return {
-                "person_id": body["person_id"],
+                "person_id": request.person_id,
                 "results": found["results"],
                 "total": found["total"],
-                "next_cursor": self._encode_cursor(following) if following is not None else None,
+                "next_cursor": search_cursor(following) if following is not None else None,
             }
-        if sources[0] == "face_id":
-            key = self._album_face(user, body, deadline)
+        if request.face_id is not None:
+            key = self._album_face(user, request, deadline)
         else:
-            key = self._key_photo(user, body, sources[0], deadline)
-        threshold, key_norm = self._decision(body.get("threshold"), key)
+            key = self._key_photo(user, request, deadline)
+        threshold, key_norm = self._decision(request.threshold, key)
         own = key.get("photo_id")  # the album photo that is the key itself: not a result
         hits = self.index.search(user.sub, key["model_version"], key["vector"], MAX_HITS, threshold, key_norm)
         best = _best_per_photo(hits, skip={own})
         ranked = list(best.items())
         page = ranked[offset : offset + limit]
-        next_cursor = self._encode_cursor(offset + limit) if offset + limit < len(ranked) else None
+        next_cursor = search_cursor(offset + limit) if offset + limit < len(ranked) else None
         words = _Words(threshold, key_norm)
         possible = []
-        if offset == 0 and body.get("threshold") is None:
+        if offset == 0 and request.threshold is None:
             possible = self._possible(user, key, threshold, key_norm, skip={own, *best})
         return {
             "model_version": key["model_version"],
@@ -178,7 +159,7 @@ class FaceSearch:
         return list(_best_per_photo(hits, skip).items())[:POSSIBLE_MAX]
 
     @staticmethod
-    def _decision(requested, key: dict):
+    def _decision(requested: float | None, key: dict):
         """(cosine threshold, KeyNormalisation or None). With the bundle's cohort normalisation a
         result needs cosine ≥ its raw floor and a normalised score ≥ its threshold, and results are
         ranked by that score, with the bundle's query expansion when it has one; a ``threshold`` in
@@ -186,23 +167,20 @@ class FaceSearch:
         norm, stats = key.get("normalisation") or {}, key.get("cohort") or (None, None)
         mean, std = stats
         if not norm or mean is None or std is None:  # a bundle without a cohort: cosine only
-            if requested is None:
-                return float(key["threshold"]), None
-            return _requested_threshold(requested), None
+            return (float(key["threshold"]) if requested is None else requested), None
         if requested is None:
             expansion = QueryExpansion.from_settings(norm.get("expansion"))
             return float(norm["raw_floor"]), KeyNormalisation(mean, std, float(norm["threshold"]), expansion)
-        return _requested_threshold(requested), KeyNormalisation(mean, std, None)
+        return requested, KeyNormalisation(mean, std, None)
 
-    def _key_photo(self, user: User, body: dict, source: str, deadline: Deadline | None) -> dict:
+    def _key_photo(self, user: User, request: SearchRequest, deadline: Deadline | None) -> dict:
         """The key's faces, analysed once: later pages of the search read them from the store."""
-        if source == "key_id":
-            key_id = str(body["key_id"])
+        key_id, data = request.key_id or "", request.image
+        if data is None:
             if not _HEX_ID.match(key_id):
                 raise NotFound("no such key photo")
-            key_ref, data, sha256 = f"key:{key_id}", None, None
+            key_ref, sha256 = f"key:{key_id}", None
         else:
-            data = self._inline_image(body["image_base64"])
             sha256 = hashlib.sha256(data).hexdigest()
             key_ref = f"inline:{sha256}"
         result = self.store.key_faces_of(user.sub, key_ref)
@@ -236,7 +214,7 @@ class FaceSearch:
             raise Unprocessable(
                 "no face was found in the key photo; use a photo where the face is clearly visible", code="no_face"
             )
-        used = int_in_range(body.get("face"), "face", 0, 0, len(faces) - 1)
+        used = int_in_range(request.face, "face", 0, 0, len(faces) - 1)
         copy = self.store.photo_with_content(user.sub, result["sha256"]) if result.get("sha256") else None
         return {
             "photo_id": copy["photo_id"] if copy else None,
@@ -258,19 +236,8 @@ class FaceSearch:
         found = self.faces.analyze_s3(self.storage.bucket, key, deadline, max_pixels=self.settings.key_max_pixels)
         return found, metadata.get("sha256")
 
-    @staticmethod
-    def _inline_image(value) -> bytes:
-        if not isinstance(value, str):
-            raise BadRequest("image_base64 must be a base64 string")
-        if len(value) > MAX_INLINE_BYTES * 4 // 3 + 4:
-            raise PayloadTooLarge(f"image_base64 is limited to {MAX_INLINE_BYTES} bytes; upload a key photo instead")
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadRequest("image_base64 is not valid base64") from None
-
-    def _album_face(self, user: User, body: dict, deadline: Deadline | None) -> dict:
-        photo_id, face_id = str(body.get("photo_id", "")), str(body["face_id"])
+    def _album_face(self, user: User, request: SearchRequest, deadline: Deadline | None) -> dict:
+        photo_id, face_id = request.photo_id or "", request.face_id or ""
         face = self.store.get_face(user.sub, face_id) if _FACE_ID.match(face_id) else None
         if face is None or face["photo_id"] != photo_id:
             raise NotFound("no such face in your album")
@@ -322,16 +289,3 @@ class FaceSearch:
                 }
             )
         return results
-
-    @staticmethod
-    def _encode_cursor(offset: int) -> str:
-        return encode_cursor({"o": offset})
-
-    @staticmethod
-    def _cursor(cursor: str | None) -> int:
-        if not cursor:
-            return 0
-        offset = decode_cursor(cursor).get("o")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise BadRequest("cursor is not valid", code="invalid_cursor")
-        return offset

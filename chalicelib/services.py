@@ -129,7 +129,7 @@ class Services:
     def people_jobs(self) -> PeopleJobs:
         s = self.settings
         sqs = self.client("sqs") if s.people_jobs_queue_url else None
-        return PeopleJobs(self.store.db, sqs, s.people_jobs_queue_url, s.regroup_delay, self.people.regroup)
+        return PeopleJobs(self.people_store, sqs, s.people_jobs_queue_url, s.regroup_delay, self.people.regroup)
 
     @cached_property
     def storage(self) -> PhotoStorage:

@@ -93,14 +93,23 @@ class PhotoStorage:
             self.bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
         )
 
-    def metadata(self, key: str) -> dict | None:
-        """The object's user metadata; None when there is no such object (other S3 errors raise)."""
+    def head(self, key: str) -> dict | None:
+        """The object's ``ETag``, ``ContentLength`` and ``Metadata`` (S3's HEAD answer); None when
+        there is no such object (other S3 errors raise)."""
         try:
-            return self.s3.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
+            return self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
+
+    def metadata(self, key: str) -> dict | None:
+        """The object's user metadata; None when there is no such object."""
+        head = self.head(key)
+        return None if head is None else head.get("Metadata", {})
+
+    def read(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def put_jpeg(self, key: str, data: bytes) -> None:
         """A rendition the indexer derives from a photo (its thumbnail, its preview)."""
@@ -143,6 +152,9 @@ class PhotoStorage:
 
     def exists(self, key: str) -> bool:
         return self.metadata(key) is not None
+
+    def notification_configuration(self) -> dict:
+        return self.s3.get_bucket_notification_configuration(Bucket=self.bucket)
 
     def check(self) -> None:
         self.s3.head_bucket(Bucket=self.bucket)

@@ -11,7 +11,7 @@ import contextlib
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import overload
 
@@ -20,10 +20,8 @@ from bson.binary import Binary, BinaryVectorDtype
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from .errors import BadRequest
-from .params import decode_cursor, encode_cursor
-
 _NO_ID = {"_id": 0}
+Position = tuple[datetime, str]  # a row's place in a page order: (its time, its photo_id)
 _NO_VECTOR = {"_id": 0, "embedding": 0}
 # A photo's status: in the album while pending, indexed or failed; a duplicate (the same bytes as
 # another photo of the owner) is out of the album and keeps a record for its uploader only.
@@ -86,18 +84,6 @@ def timeline_at(uploaded_at: datetime | None, taken_at: str | datetime | None = 
     return min(taken, uploaded) if uploaded_at else taken
 
 
-def timeline_cursor(at: datetime, photo_id: str) -> str:
-    return encode_cursor({"t": utc(at).isoformat(), "id": photo_id})
-
-
-def timeline_position(cursor: str) -> tuple[datetime, str]:
-    data = decode_cursor(cursor)
-    try:
-        return datetime.fromisoformat(data["t"]).replace(tzinfo=None), str(data["id"])
-    except (ValueError, KeyError, TypeError):
-        raise BadRequest("cursor is not valid", code="invalid_cursor") from None
-
-
 MANUAL = "manual"  # a face's ``source`` when the user drew its box
 
 
@@ -127,6 +113,44 @@ def _insert_if_absent(collection, doc: dict) -> None:
     if collection.find_one({"_id": doc["_id"]}) is None:
         with contextlib.suppress(DuplicateKeyError):  # a concurrent request inserted it first
             collection.insert_one(doc)
+
+
+def _reindex_scope(owner: str | None) -> dict:
+    query: dict = {"$or": [{"status": "indexed"}, {"status": "failed", "retriable": True}]}
+    if owner:
+        query["owner"] = owner
+    return query
+
+
+ATLAS_INDEX_NAME = "face_vectors"
+ATLAS_MAX_CANDIDATES = 10_000  # Atlas refuses numCandidates over 10,000 or a limit over numCandidates
+
+
+def atlas_pipeline(owner: str, model_version: str, vector, limit: int, min_cosine: float) -> list:
+    return [
+        {
+            "$vectorSearch": {
+                "index": ATLAS_INDEX_NAME,
+                "path": "embedding",
+                "queryVector": [float(v) for v in np.asarray(vector, np.float32)],
+                "numCandidates": min(ATLAS_MAX_CANDIDATES, max(100, 10 * limit)),
+                "limit": min(limit, ATLAS_MAX_CANDIDATES),
+                "filter": {"owner": owner, "model_version": model_version},
+            }
+        },
+        {
+            "$project": {
+                "_id": 0,
+                "face_id": 1,
+                "photo_id": 1,
+                "cohort_mean": 1,
+                "cohort_std": 1,
+                "score": {"$meta": "vectorSearchScore"},
+            }
+        },
+        # Atlas scores cosine as (1 + cos) / 2.
+        {"$match": {"score": {"$gte": (1 + min_cosine) / 2}}},
+    ]
 
 
 class PhotoStore:
@@ -226,15 +250,15 @@ class PhotoStore:
         return result.matched_count == 1
 
     def list_photos(
-        self, owner: str, limit: int, cursor: str | None = None, only: set[str] | None = None
-    ) -> tuple[list[dict], str | None]:
-        """The timeline, newest first; the cursor is the (timeline_at, photo_id) of the last row.
-        ``only``: just these photos (a person's)."""
+        self, owner: str, limit: int, after: Position | None = None, only: set[str] | None = None
+    ) -> tuple[list[dict], Position | None]:
+        """The timeline, newest first, from after ``after``; with the position of the last row when
+        there is more. ``only``: just these photos (a person's)."""
         query: dict = {"owner": owner, **_IN_ALBUM}
         if only is not None:
             query["photo_id"] = {"$in": sorted(only)}
-        if cursor:
-            at, last_id = timeline_position(cursor)
+        if after:
+            at, last_id = after
             query["$or"] = [
                 {"timeline_at": {"$lt": at}},
                 {"timeline_at": at, "photo_id": {"$lt": last_id}},
@@ -244,11 +268,10 @@ class PhotoStore:
             .sort([("timeline_at", DESCENDING), ("photo_id", DESCENDING)])
             .limit(limit + 1)
         )
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = timeline_cursor(rows[-1]["timeline_at"], rows[-1]["photo_id"])
-        return rows, next_cursor
+        if len(rows) <= limit:
+            return rows, None
+        rows = rows[:limit]
+        return rows, (rows[-1]["timeline_at"], rows[-1]["photo_id"])
 
     def month_counts(self, owner: str) -> list[tuple[str, int]]:
         """``("YYYY-MM", photos)`` for each month of the album's timeline, newest first."""
@@ -302,11 +325,11 @@ class PhotoStore:
         self.bump_owner_version(owner)
         return faces
 
-    def list_trash(self, owner: str, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
-        """The trash, most recently trashed first; the cursor is the (trashed_at, photo_id) of the last row."""
+    def list_trash(self, owner: str, limit: int, after: Position | None = None) -> tuple[list[dict], Position | None]:
+        """The trash, most recently trashed first, paged like ``list_photos`` by (trashed_at, photo_id)."""
         query: dict = {"owner": owner, "trashed_at": {"$ne": None}}
-        if cursor:
-            at, last_id = timeline_position(cursor)
+        if after:
+            at, last_id = after
             query["$or"] = [{"trashed_at": {"$lt": at}}, {"trashed_at": at, "photo_id": {"$lt": last_id}}]
         rows = list(
             self.photos.find(query, _NO_ID)
@@ -316,7 +339,7 @@ class PhotoStore:
         if len(rows) <= limit:
             return rows, None
         rows = rows[:limit]
-        return rows, timeline_cursor(rows[-1]["trashed_at"], rows[-1]["photo_id"])
+        return rows, (rows[-1]["trashed_at"], rows[-1]["photo_id"])
 
     def trashed_before(self, before: datetime, limit: int, owner: str | None = None) -> list[dict]:
         """Photos trashed before ``before`` (one owner's, or anyone's for the scheduled purge)."""
@@ -493,6 +516,26 @@ class PhotoStore:
             stats.append((doc.get("cohort_mean"), doc.get("cohort_std")))
         matrix = np.vstack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
         return ids, matrix, np.array(stats, dtype=np.float64).reshape(-1, 2)
+
+    def atlas_nearest(self, owner: str, model_version: str, vector, limit: int, min_cosine: float) -> list[dict]:
+        """``owner``'s faces of ``model_version`` nearest to ``vector`` by Atlas ``$vectorSearch``
+        (index ``ATLAS_INDEX_NAME``), each with its cosine and cohort statistics, best first."""
+        return [
+            dict(row, cosine=2 * float(row.pop("score")) - 1)
+            for row in self.faces.aggregate(atlas_pipeline(owner, model_version, vector, limit, min_cosine))
+        ]
+
+    # Reindexing: indexed photos, and those that failed for the face service (not their own bytes).
+    def photos_to_reindex(self, target_version: str, owner: str | None = None) -> Iterator[dict]:
+        """Photos in scope not yet indexed with ``target_version``, oldest first."""
+        query = dict(_reindex_scope(owner), model_version={"$ne": target_version})
+        projection = {"_id": 0, "owner": 1, "photo_id": 1, "key": 1}
+        yield from self.photos.find(query, projection).sort("uploaded_at", ASCENDING)
+
+    def reindex_progress(self, target_version: str, owner: str | None = None) -> dict:
+        scope = _reindex_scope(owner)
+        done = self.photos.count_documents(dict(scope, status="indexed", model_version=target_version))
+        return {"total": self.photos.count_documents(scope), "done": done}
 
     def vectors_of_faces(self, owner: str, face_ids: list[str]) -> dict[str, np.ndarray]:
         """The vectors of some of ``owner``'s faces by face id (a face deleted meanwhile is absent)."""

@@ -16,7 +16,6 @@ from .score_norm import KeyNormalisation
 from .store import PhotoStore
 
 Hit = tuple[str, str, float, float]
-ATLAS_INDEX_NAME = "face_vectors"
 
 
 class VectorIndex(Protocol):
@@ -93,42 +92,11 @@ class ExactSearch:
         return [(ids[i]["face_id"], ids[i]["photo_id"], float(sims[i]), float(scores[i])) for i in top]
 
 
-# Atlas refuses a $vectorSearch with numCandidates over 10,000 or a limit over numCandidates.
-ATLAS_MAX_CANDIDATES = 10_000
-
-
 class AtlasSearch:
     """MongoDB Atlas Vector Search over the faces collection (index: atlas_vector_index.json)."""
 
     def __init__(self, store: PhotoStore):
         self.store = store
-
-    @staticmethod
-    def pipeline(owner: str, model_version: str, vector, limit: int, threshold: float) -> list:
-        return [
-            {
-                "$vectorSearch": {
-                    "index": ATLAS_INDEX_NAME,
-                    "path": "embedding",
-                    "queryVector": [float(v) for v in np.asarray(vector, np.float32)],
-                    "numCandidates": min(ATLAS_MAX_CANDIDATES, max(100, 10 * limit)),
-                    "limit": min(limit, ATLAS_MAX_CANDIDATES),
-                    "filter": {"owner": owner, "model_version": model_version},
-                }
-            },
-            {
-                "$project": {
-                    "_id": 0,
-                    "face_id": 1,
-                    "photo_id": 1,
-                    "cohort_mean": 1,
-                    "cohort_std": 1,
-                    "score": {"$meta": "vectorSearchScore"},
-                }
-            },
-            # Atlas scores cosine as (1 + cos) / 2.
-            {"$match": {"score": {"$gte": (1 + threshold) / 2}}},
-        ]
 
     def search(
         self,
@@ -140,8 +108,8 @@ class AtlasSearch:
         key_norm: KeyNormalisation | None = None,
     ) -> list[Hit]:
         """Candidates by cosine from Atlas; with ``key_norm``, re-scored and re-ranked here."""
-        rows = list(self.store.faces.aggregate(self.pipeline(owner, model_version, vector, limit, threshold)))
-        sims = np.array([2 * float(r["score"]) - 1 for r in rows])
+        rows = self.store.atlas_nearest(owner, model_version, vector, limit, threshold)
+        sims = np.array([r["cosine"] for r in rows])
         if key_norm is None or not rows:
             return [(r["face_id"], r["photo_id"], float(s), float(s)) for r, s in zip(rows, sims)]
         stats = np.array([(r.get("cohort_mean"), r.get("cohort_std")) for r in rows], dtype=np.float64)

@@ -45,7 +45,7 @@ class Manifest:
         if manifest.document.get("format") != FORMAT:
             raise BundleError(
                 f"{bundle_dir}: bundle format {manifest.document.get('format')!r}, this code serves "
-                f"{FORMAT!r}; rebuild it (python -m gpu_endpoint.build_bundle)"
+                f"{FORMAT!r}; rebuild it (python -m gpu_endpoint.factory.build_bundle)"
             )
         return manifest
 

@@ -79,7 +79,7 @@ def up(args) -> int:
     if not Manifest.exists(DEFAULT_DIR):
         print(
             f"error: no face model bundle in {DEFAULT_DIR}; build it with "
-            "'.venv/bin/python -m gpu_endpoint.build_bundle' (needs ../shared/facedata)",
+            "'.venv/bin/python -m gpu_endpoint.factory.build_bundle' (needs ../shared/facedata)",
             file=sys.stderr,
         )
         return 2
@@ -165,7 +165,6 @@ def reindex(args) -> int:
     from tqdm import tqdm
 
     import app as app_module
-    from chalicelib.reindex import progress
 
     info = StackInfo.read(STACK_FILE)
     os.environ.update(info.app_environment())
@@ -176,7 +175,7 @@ def reindex(args) -> int:
     with tqdm(total=result["total"], initial=result["done"], unit="photo") as bar:
         while bar.n < bar.total:
             time.sleep(1)
-            state = progress(store, target, args.owner)
+            state = store.reindex_progress(target, args.owner)
             bar.total = state["total"]
             bar.update(state["done"] - bar.n)
     return 0

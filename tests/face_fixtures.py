@@ -2,7 +2,7 @@
 
 import pytest
 
-from gpu_endpoint.facedata import facedata_root
+from gpu_endpoint.factory.facedata import facedata_root
 
 FACEDATA = facedata_root()
 needs_facedata = pytest.mark.skipif(
@@ -14,8 +14,8 @@ needs_facedata = pytest.mark.skipif(
 def bundle_dir():
     if FACEDATA is None:
         pytest.skip("../shared/facedata is absent: the bundle cannot be calibrated")
-    from gpu_endpoint.build_bundle import build
     from gpu_endpoint.bundle import DEFAULT_DIR
+    from gpu_endpoint.factory.build_bundle import build
 
     return build(DEFAULT_DIR, FACEDATA, log=lambda m: None)
 

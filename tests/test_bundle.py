@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from gpu_endpoint import deploy
 from gpu_endpoint.bundle import FORMAT, BundleError, Manifest, sha256
+from gpu_endpoint.factory import deploy
 
 
 def write(folder, document):

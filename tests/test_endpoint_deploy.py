@@ -4,8 +4,8 @@ import io
 import json
 import tarfile
 
-from gpu_endpoint import deploy
 from gpu_endpoint.bundle import FORMAT
+from gpu_endpoint.factory import deploy
 from local_stack.aws import client
 
 ROLE = "arn:aws:iam::123456789012:role/memory-studio-sagemaker"
@@ -120,7 +120,9 @@ def test_a_new_bundle_updates_the_existing_endpoint(aws_stack):
 
 
 def test_the_images_copy_of_the_code_imports(tmp_path):
-    """The Dockerfile copies only part of chalicelib/: the server must import from exactly that."""
+    """The Dockerfile copies only the serving runtime (part of chalicelib/, gpu_endpoint/ without its
+    model factory): the server must import from exactly that, lazy imports included."""
+    import ast
     import re
     import shutil
     import subprocess
@@ -148,3 +150,15 @@ def test_the_images_copy_of_the_code_imports(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+    served = sorted(p.name for p in (tmp_path / "gpu_endpoint").iterdir())
+    assert "factory" not in served and "engine.py" in served
+    for module in (tmp_path / "gpu_endpoint").glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for imported in names:
+                assert "factory" not in imported and "training" not in imported, (module.name, imported)

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from chalicelib.images import decode_image
-from gpu_endpoint import calibration
-from gpu_endpoint.facedata import ground_truth_boxes, labelled_photos, match_detections
+from gpu_endpoint.factory import calibration
+from gpu_endpoint.factory.facedata import ground_truth_boxes, labelled_photos, match_detections
 from tests.face_fixtures import FACEDATA, needs_facedata
 
 pytestmark = needs_facedata
@@ -43,7 +43,7 @@ def test_converted_embedder_matches_dlib_on_the_same_chips(dlib_models):
     import face_recognition_models as frm
     import onnxruntime as ort
 
-    from gpu_endpoint.facemodels.dlib_resnet import convert
+    from gpu_endpoint.factory.facemodels.dlib_resnet import convert
 
     dlib, recognizer, detector, predictor = dlib_models
     session = ort.InferenceSession(
@@ -67,7 +67,7 @@ def test_alignment_template_reproduces_dlibs_own_pipeline(engine, dlib_models):
     import face_recognition_models as frm
     import onnxruntime as ort
 
-    from gpu_endpoint.facemodels.dlib_resnet import convert
+    from gpu_endpoint.factory.facemodels.dlib_resnet import convert
 
     dlib, recognizer, detector, predictor = dlib_models
     raw = ort.InferenceSession(
@@ -216,8 +216,8 @@ def test_calibrated_graph_computes_the_documented_transform(bundle_dir, engine):
     import face_recognition_models as frm
     import onnxruntime as ort
 
-    from gpu_endpoint.build_bundle import embed_transform
-    from gpu_endpoint.facemodels.dlib_resnet import convert
+    from gpu_endpoint.factory.calibration import embed_transform
+    from gpu_endpoint.factory.facemodels.dlib_resnet import convert
 
     manifest = engine.manifest.parts[0]
     raw = ort.InferenceSession(

@@ -159,6 +159,50 @@ def test_exif_rotated_photo(api, make_user, indexing):
     assert body["face_count"] == 1
 
 
+class RecordingTransport:
+    """The endpoint's transport, keeping how each photo was sent (inline bytes or an S3 address)."""
+
+    def __init__(self, transport):
+        self.transport, self.sent = transport, []
+
+    def invoke(self, body: bytes, timeout: float) -> bytes:
+        self.sent += [sorted(set(image) - {"id", "boxes"}) for image in json.loads(body).get("images", [])]
+        return self.transport.invoke(body, timeout)
+
+
+def test_the_photo_is_downloaded_and_fully_decoded_once(api, make_user, indexing, monkeypatch):
+    """The indexer sends the bytes it read to the endpoint (no second download) and decodes a JPEG
+    at reduced scale for its renditions; sizes and boxes are the photo's own. A photo over the
+    inline limit is sent by its S3 address and gives the same faces."""
+    import chalicelib.face_client as face_client_module
+    from chalicelib.images import decode_image
+
+    services, pump = indexing
+    recording = RecordingTransport(services.face_client.transport)
+    monkeypatch.setattr(services.face_client, "transport", recording)
+    user = make_user()
+    large = Image.open(SINGLE).convert("RGB")
+    large = large.resize((large.width * 5000 // large.height, 5000), Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter: the upright photo is wider than the stored one
+    data = encode(large.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif, quality=80)
+    reduced = decode_image(data, max_side=2048)
+    assert (reduced.width, reduced.height) == large.size and 2048 <= max(reduced.image.size) <= 2500
+    photo_id = upload(api, user, data, "image/jpeg")
+    drain(pump)
+    inline = photo(api, user, photo_id)
+    assert recording.sent == [["b64"]]
+    assert (inline["width"], inline["height"]) == large.size and inline["face_count"] == 1
+    x, y, w, h = inline["faces"][0]["box"]
+    assert x >= 0 and x + w <= large.width and y >= 0 and y + h <= large.height and w > 500
+
+    monkeypatch.setattr(face_client_module, "MAX_INLINE_BYTES", len(data) - 1)
+    by_address = upload(api, user, data + b"\0", "image/jpeg")  # other bytes, so not a duplicate
+    drain(pump)
+    assert recording.sent[1:] == [["s3_uri"]]
+    assert photo(api, user, by_address)["faces"][0]["box"] == pytest.approx([x, y, w, h], abs=1)
+
+
 def png_bomb(side=30000) -> bytes:
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
@@ -447,8 +491,8 @@ def test_rollout_of_the_default_bundle_publish_deploy_reindex(
     (dlib alone, 129-d): publish → deploy → search refuses the old vectors → reindex → search."""
     import tarfile
 
-    from gpu_endpoint import deploy
     from gpu_endpoint.engine import FaceEngine
+    from gpu_endpoint.factory import deploy
 
     services, pump = indexing
     served = services.face_client.model_version()

@@ -9,8 +9,8 @@ import pytest
 from chalicelib.database import open_database
 from chalicelib.search import MAX_HITS
 from chalicelib.settings import Settings
-from chalicelib.store import PhotoStore, binary_to_vector
-from chalicelib.vector_search import ATLAS_INDEX_NAME, ATLAS_MAX_CANDIDATES, AtlasSearch, ExactSearch
+from chalicelib.store import ATLAS_INDEX_NAME, ATLAS_MAX_CANDIDATES, PhotoStore, atlas_pipeline, binary_to_vector
+from chalicelib.vector_search import AtlasSearch, ExactSearch
 from tests.conftest import stored_face
 
 
@@ -76,7 +76,7 @@ def test_exact_search_reloads_only_after_a_change(store):
 
 
 def test_atlas_pipeline_filters_by_owner_and_version_with_enough_candidates():
-    pipeline = AtlasSearch.pipeline("me", "v1", np.ones(4, np.float32) / 2, limit=30, threshold=0.6)
+    pipeline = atlas_pipeline("me", "v1", np.ones(4, np.float32) / 2, limit=30, min_cosine=0.6)
     stage = pipeline[0]["$vectorSearch"]
     assert stage["index"] == ATLAS_INDEX_NAME and stage["path"] == "embedding"
     assert stage["filter"] == {"owner": "me", "model_version": "v1"}
@@ -136,6 +136,7 @@ def test_atlas_candidates_are_rescored_with_the_cohort(monkeypatch):
 
     class Store:
         faces = Faces()
+        atlas_nearest = PhotoStore.atlas_nearest  # the store's own code around the played $vectorSearch
 
     hits = AtlasSearch(Store()).search("me", "v1", np.ones(4) / 2, 30, 0.5, KeyNormalisation(0.5, 0.05, 3.0))
     # b: ½[(0.7−0.5)/0.05 + (0.7−0.3)/0.05] = 6 beats a: ½[(0.8−0.5)/0.05 + (0.8−0.7)/0.05] = 4
@@ -146,7 +147,7 @@ def test_atlas_candidates_are_rescored_with_the_cohort(monkeypatch):
 @pytest.mark.parametrize("limit", [1, 30, 999, 1000, 1001, MAX_HITS, ATLAS_MAX_CANDIDATES, 50_000])
 def test_atlas_limits_hold_at_every_limit_search_can_ask(limit):
     """Atlas refuses numCandidates > 10,000 and limit > numCandidates (search asks MAX_HITS)."""
-    stage = AtlasSearch.pipeline("me", "v1", np.ones(4, np.float32) / 2, limit=limit, threshold=0.6)[0]["$vectorSearch"]
+    stage = atlas_pipeline("me", "v1", np.ones(4, np.float32) / 2, limit=limit, min_cosine=0.6)[0]["$vectorSearch"]
     assert 1 <= stage["limit"] <= stage["numCandidates"] <= 10_000
     assert stage["limit"] == min(limit, 10_000) and stage["numCandidates"] >= min(10 * limit, 10_000)
 
@@ -187,6 +188,7 @@ def test_both_engines_expand_a_query_alike(store):
 
     class AtlasStore:
         faces = Atlas()
+        atlas_nearest = PhotoStore.atlas_nearest
         vectors_of_faces = store.vectors_of_faces
 
     def photos(hits):

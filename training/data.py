@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from gpu_endpoint.bundle import Manifest
-from gpu_endpoint.facedata import labelled_photos, normalise_identity
+from gpu_endpoint.factory.facedata import labelled_photos, normalise_identity
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".heic", ".heif"}
 ROLES = ("train", "validation", "evaluation")

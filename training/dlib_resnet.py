@@ -1,5 +1,5 @@
 """dlib's ResNet face descriptor as a trainable torch module, built from the same
-parsed weights the ONNX converter uses (gpu_endpoint/facemodels/dlib_resnet.py)."""
+parsed weights the ONNX converter uses (gpu_endpoint/factory/facemodels/dlib_resnet.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpu_endpoint.facemodels.dlib_resnet import Layer, _bottom_up, read_network
+from gpu_endpoint.factory.facemodels.dlib_resnet import Layer, bottom_up, read_network
 
 
 class _Affine(nn.Module):
@@ -37,7 +37,7 @@ class DlibResNet(nn.Module):
         super().__init__()
         self.ops: list[tuple] = []
         self.layers = nn.ModuleList()
-        for layer in _bottom_up(top):
+        for layer in bottom_up(top):
             p = layer.params
             if layer.kind == "input":
                 self.register_buffer("mean", torch.tensor(p["mean"], dtype=torch.float32).view(1, 3, 1, 1))

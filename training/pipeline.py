@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu_endpoint import calibration
-from gpu_endpoint.build_bundle import embed_transform, fit_transform
 from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
+from gpu_endpoint.factory import calibration
+from gpu_endpoint.factory.calibration import embed_transform, fit_transform
 
 from .config import TrainConfig
 from .data import ROLES, ChipSet, load_samples, prepare_chips

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gpu_endpoint import calibration
-from gpu_endpoint.build_bundle import embed_transform, fit_transform
+from gpu_endpoint.factory import calibration
+from gpu_endpoint.factory.calibration import embed_transform, fit_transform
 
 from .augment import augment
 from .config import TrainConfig

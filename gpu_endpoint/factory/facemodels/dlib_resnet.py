@@ -168,7 +168,7 @@ def _label_markers(top: Layer) -> None:
         layer = layer.sub
 
 
-def _bottom_up(top: Layer) -> list[Layer]:
+def bottom_up(top: Layer) -> list[Layer]:
     chain = []
     layer = top
     while layer is not None:
@@ -212,7 +212,7 @@ def build_onnx(top: Layer, output_transform: tuple[np.ndarray, float] | None = N
     geometry close to Euclidean while the cosine range opens up.
     """
     g = _GraphBuilder()
-    layers = _bottom_up(top)
+    layers = bottom_up(top)
     x, shape = "chips", None
     tags, last_tag = {}, None
     skip_next_affine = set()

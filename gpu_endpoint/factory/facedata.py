@@ -11,7 +11,7 @@ from pathlib import Path
 
 from chalicelib.images import box_iou as iou
 
-DEFAULT_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "facedata"
+DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "facedata"  # ../shared beside the checkout
 
 
 def facedata_root() -> Path | None:

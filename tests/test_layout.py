@@ -1,0 +1,100 @@
+"""The package map in the README is the one the code has: every first-party package is listed,
+and each imports only the packages its row allows. Adapters stay sealed: MongoDB is queried in
+the stores only, S3 is called through ``PhotoStorage`` only."""
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MONGO_CALLS = {
+    "find_one",
+    "insert_one",
+    "insert_many",
+    "update_one",
+    "update_many",
+    "replace_one",
+    "delete_one",
+    "delete_many",
+    "count_documents",
+    "aggregate",
+    "bulk_write",
+    "create_index",
+    "find_one_and_update",
+}
+STORES = {"store.py", "people_store.py"}
+
+
+def readme_map() -> dict[str, set[str]]:
+    """{package: the packages it may import} from the README's layout table."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            package = cells[0].strip("`/").removesuffix(".py").replace("/", ".")
+            rows[package] = {name.strip("/").replace("/", ".") for name in re.findall(r"`([^`]+)`", cells[2])}
+    return rows
+
+
+def package_of(path: Path) -> str:
+    parts = path.relative_to(ROOT).parts
+    if parts[0] == "gpu_endpoint" and len(parts) > 2 and parts[1] == "factory":
+        return "gpu_endpoint.factory"
+    return "app" if parts == ("app.py",) else parts[0]
+
+
+def imported_packages(path: Path, packages: set[str]) -> set[str]:
+    found = set()
+    module = path.relative_to(ROOT).with_suffix("").parts
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(module[: len(module) - node.level]) + "." if node.level else ""
+            names = [base + (node.module or "")] + [base + (node.module or "") + "." + a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            candidates = [p for p in packages if name == p or name.startswith(p + ".")]
+            if candidates:
+                found.add(max(candidates, key=len))
+    return found
+
+
+def python_files():
+    for path in sorted(ROOT.rglob("*.py")):
+        relative = path.relative_to(ROOT).parts
+        if relative[0] not in (".venv", ".cache", ".chalice", "node_modules") and not relative[0].startswith("."):
+            yield path
+
+
+def test_the_readme_map_is_the_code_map():
+    allowed = readme_map()
+    assert "chalicelib" in allowed and "gpu_endpoint.factory" in allowed, allowed
+    packages = set(allowed)
+    listed_everywhere = {package_of(p) for p in python_files()}
+    assert listed_everywhere <= packages | {"tests"}, listed_everywhere - packages
+    wrong = {}
+    for path in python_files():
+        package = package_of(path)
+        if package == "tests":
+            continue
+        extra = imported_packages(path, packages) - allowed[package] - {package}
+        if extra:
+            wrong[str(path.relative_to(ROOT))] = sorted(extra)
+    assert not wrong, f"imports the README's layout map does not allow: {wrong}"
+
+
+def test_mongodb_is_queried_in_the_stores_and_s3_called_in_storage_only():
+    leaks = []
+    for path in sorted((ROOT / "chalicelib").glob("*.py")) + [ROOT / "app.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute):
+                continue
+            if node.attr in MONGO_CALLS and path.name not in STORES:
+                leaks.append(f"{path.name}:{node.lineno} .{node.attr}")
+            if node.attr == "s3" and path.name not in ("storage.py", "services.py"):  # services: the wiring
+                leaks.append(f"{path.name}:{node.lineno} .s3")
+    assert not leaks, leaks
