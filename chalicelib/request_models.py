@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from .face_client import MAX_INLINE_BYTES  # a key sent inside the request goes on to the endpoint inline
 from .media_types import SUPPORTED
 from .params import decode_cursor, encode_cursor, int_in_range
 
@@ -16,7 +17,6 @@ MAX_FILENAME = 255
 MAX_NAME = 100  # a person's name
 MAX_MERGE = 50  # people merged into one at a time
 MAX_ANSWERS = 100  # suggestions answered at a time
-MAX_INLINE_KEY_BYTES = 4 * 1024 * 1024  # a key photo sent inside the search request
 MAX_KEY_BYTES = 10 * 1024 * 1024  # a key photo uploaded for a search
 SEARCH_SOURCES = ("key_id", "image_base64", "face_id", "person_id")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -129,8 +129,8 @@ def search_request(body) -> SearchRequest:
 def _inline_image(value) -> bytes:
     if not isinstance(value, str):
         raise BadRequest("image_base64 must be a base64 string")
-    if len(value) > MAX_INLINE_KEY_BYTES * 4 // 3 + 4:
-        raise PayloadTooLarge(f"image_base64 is limited to {MAX_INLINE_KEY_BYTES} bytes; upload a key photo instead")
+    if len(value) > MAX_INLINE_BYTES * 4 // 3 + 4:
+        raise PayloadTooLarge(f"image_base64 is limited to {MAX_INLINE_BYTES} bytes; upload a key photo instead")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):

@@ -257,21 +257,20 @@ class PhotoStore:
         query: dict = {"owner": owner, **_IN_ALBUM}
         if only is not None:
             query["photo_id"] = {"$in": sorted(only)}
+        return self._page_back(query, "timeline_at", limit, after)
+
+    def _page_back(self, query: dict, field: str, limit: int, after: Position | None):
+        """Photos matching ``query`` by ``(field, photo_id)``, newest first, from after ``after``; with
+        the position of the last row when there is more."""
         if after:
             at, last_id = after
-            query["$or"] = [
-                {"timeline_at": {"$lt": at}},
-                {"timeline_at": at, "photo_id": {"$lt": last_id}},
-            ]
-        rows = list(
-            self.photos.find(query, _NO_ID)
-            .sort([("timeline_at", DESCENDING), ("photo_id", DESCENDING)])
-            .limit(limit + 1)
-        )
+            query = dict(query, **{"$or": [{field: {"$lt": at}}, {field: at, "photo_id": {"$lt": last_id}}]})
+        sort = [(field, DESCENDING), ("photo_id", DESCENDING)]
+        rows = list(self.photos.find(query, _NO_ID).sort(sort).limit(limit + 1))
         if len(rows) <= limit:
             return rows, None
         rows = rows[:limit]
-        return rows, (rows[-1]["timeline_at"], rows[-1]["photo_id"])
+        return rows, (rows[-1][field], rows[-1]["photo_id"])
 
     def month_counts(self, owner: str) -> list[tuple[str, int]]:
         """``("YYYY-MM", photos)`` for each month of the album's timeline, newest first."""
@@ -327,19 +326,7 @@ class PhotoStore:
 
     def list_trash(self, owner: str, limit: int, after: Position | None = None) -> tuple[list[dict], Position | None]:
         """The trash, most recently trashed first, paged like ``list_photos`` by (trashed_at, photo_id)."""
-        query: dict = {"owner": owner, "trashed_at": {"$ne": None}}
-        if after:
-            at, last_id = after
-            query["$or"] = [{"trashed_at": {"$lt": at}}, {"trashed_at": at, "photo_id": {"$lt": last_id}}]
-        rows = list(
-            self.photos.find(query, _NO_ID)
-            .sort([("trashed_at", DESCENDING), ("photo_id", DESCENDING)])
-            .limit(limit + 1)
-        )
-        if len(rows) <= limit:
-            return rows, None
-        rows = rows[:limit]
-        return rows, (rows[-1]["trashed_at"], rows[-1]["photo_id"])
+        return self._page_back({"owner": owner, "trashed_at": {"$ne": None}}, "trashed_at", limit, after)
 
     def trashed_before(self, before: datetime, limit: int, owner: str | None = None) -> list[dict]:
         """Photos trashed before ``before`` (one owner's, or anyone's for the scheduled purge)."""
