@@ -9,8 +9,9 @@ from chalice import BadRequestError, Chalice, CognitoUserPoolAuthorizer, CORSCon
 
 from chalicelib import __version__, api_docs, request_models
 from chalicelib.auth import User, bearer_token
-from chalicelib.errors import ApiError, BadRequest, code_for_status
+from chalicelib.errors import DomainError, Invalid
 from chalicelib.face_client import Deadline
+from chalicelib.http_errors import body_of, code_for_status, headers_of, status_of
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
 from chalicelib.reindex import enqueue
 from chalicelib.services import Services
@@ -55,8 +56,8 @@ def json_errors(event, get_response):
     services.refresh()
     try:
         response = get_response(event)
-    except ApiError as exc:
-        response = Response(exc.to_body(), status_code=exc.status, headers=exc.headers)
+    except DomainError as exc:
+        response = Response(body_of(exc), status_code=status_of(exc), headers=headers_of(exc))
     finally:
         logger.remove_keys(["user", "photo_id"])
         flush_metrics()
@@ -85,7 +86,7 @@ def json_body():
     try:
         return app.current_request.json_body
     except (BadRequestError, RecursionError):  # RecursionError: nesting deeper than the parser goes
-        raise BadRequest("body must be valid JSON", code="invalid_json") from None
+        raise Invalid("body must be valid JSON", code="invalid_json") from None
 
 
 def photo_ids() -> list[str]:
@@ -100,7 +101,10 @@ def query_params() -> dict:
 @app.route("/health", cors=cors)
 def health():
     checks = {}
-    for name, check in (("store", lambda: services.store.ping()), ("s3", lambda: services.storage.check())):
+    for name, check in (
+        ("store", lambda: services.photo_store.ping()),
+        ("s3", lambda: services.object_storage.check()),
+    ):
         try:
             check()
             checks[name] = {"ok": True}
@@ -217,14 +221,14 @@ def purge_photo(photo_id):
 def create_key_upload():
     user = current_user()
     key_file = request_models.file_to_upload("body", json_body(), request_models.MAX_KEY_BYTES)
-    return Response(services.search.create_key_upload(user, key_file), status_code=201)
+    return Response(services.face_search.create_key_upload(user, key_file), status_code=201)
 
 
 @app.route("/search", methods=["POST"], authorizer=authorizer, cors=cors)
 def search():
     user = current_user()
     deadline = Deadline.for_lambda(app.lambda_context, cap=services.settings.api_time_budget)
-    result = services.search.search(user, request_models.search_request(json_body()), deadline)
+    result = services.face_search.search(user, request_models.search_request(json_body()), deadline)
     metrics.add_metric(name="Searches", unit=MetricUnit.Count, value=1)
     return result
 
@@ -353,11 +357,11 @@ def reindex(event, context):
     services.refresh()
     target = event.get("model_version") or services.face_client.model_version()
     sent = enqueue(
-        services.store,
+        services.photo_store,
         services.client("sqs"),
         services.settings.events_queue_url,
         services.settings.bucket,
         target,
         event.get("owner"),
     )
-    return dict(services.store.reindex_progress(target, event.get("owner")), enqueued=sent, model_version=target)
+    return dict(services.photo_store.reindex_progress(target, event.get("owner")), enqueued=sent, model_version=target)

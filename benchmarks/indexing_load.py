@@ -155,18 +155,20 @@ def main(argv=None) -> int:
         for pump in pumps:
             pump.start()
         while time.time() - started < args.timeout:
-            pending = services.store.photos.count_documents({"status": "pending"})
-            retrying = services.store.photos.count_documents({"status": "failed", "retriable": True})
+            pending = services.photo_store.photos.count_documents({"status": "pending"})
+            retrying = services.photo_store.photos.count_documents({"status": "failed", "retriable": True})
             if pending == 0 and retrying == 0:
                 break
             time.sleep(2)
         finished = time.time()
         for pump in pumps:
             pump.stop()
-        statuses = {s: services.store.photos.count_documents({"status": s}) for s in ("pending", "indexed", "failed")}
+        statuses = {
+            s: services.photo_store.photos.count_documents({"status": s}) for s in ("pending", "indexed", "failed")
+        }
         duplicates = 0
-        for doc in services.store.photos.find({}, {"owner": 1, "photo_id": 1, "face_count": 1}):
-            stored = services.store.faces.count_documents({"owner": doc["owner"], "photo_id": doc["photo_id"]})
+        for doc in services.photo_store.photos.find({}, {"owner": 1, "photo_id": 1, "face_count": 1}):
+            stored = services.photo_store.faces.count_documents({"owner": doc["owner"], "photo_id": doc["photo_id"]})
             duplicates += max(0, stored - doc["face_count"])
         dead = sqs.get_queue_attributes(QueueUrl=info.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
         results = {
@@ -175,7 +177,7 @@ def main(argv=None) -> int:
             "statuses": statuses,
             "lost": len(photo_ids) - statuses["indexed"] - statuses["failed"],
             "duplicate_faces": duplicates,
-            "faces": services.store.faces.count_documents({}),
+            "faces": services.photo_store.faces.count_documents({}),
             "endpoint_calls": counts["calls"],
             "injected_failures": counts["injected"],
             "events_redelivered": sum(p.failed for p in pumps),

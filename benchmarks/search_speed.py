@@ -23,11 +23,11 @@ import tracemalloc
 import numpy as np
 
 from benchmarks.common import write_results
-from chalicelib.database import open_database
+from chalicelib.mongo_connection import open_database
+from chalicelib.photo_store import PhotoStore, vector_to_binary
 from chalicelib.score_norm import KeyNormalisation, QueryExpansion
 from chalicelib.settings import Settings
-from chalicelib.store import PhotoStore, vector_to_binary
-from chalicelib.vector_search import ExactSearch
+from chalicelib.vector_index import ExactIndex
 
 DLIB_DIM = 129
 
@@ -63,24 +63,24 @@ def warm(n, rng, dim) -> dict:
     ids = [{"face_id": f"f{i}", "photo_id": f"p{i}"} for i in range(n)]
     stats = np.column_stack([rng.uniform(0.5, 0.8, n), rng.uniform(0.02, 0.1, n)])
 
-    class Cached(ExactSearch):
+    class Cached(ExactIndex):
         def _vectors(self, owner, model_version):
             return ids, matrix, stats
 
-    engine = Cached(store=None)
+    engine = Cached(photo_store=None)
     key_norm = KeyNormalisation(0.6, 0.05, threshold=-1e9)
     expanded = KeyNormalisation(0.6, 0.05, -1e9, QueryExpansion(min_score=-1e9, max_faces=10, weight=2.0, threshold=0))
     queries = unit_vectors(50, rng, dim)
     times, normalised_times, expanded_times = [], [], []
     for q in queries:
         start = time.perf_counter()
-        hits = engine.search("u", "v", q, 100, -1.0)
+        hits = engine.nearest("u", "v", q, 100, -1.0)
         times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        engine.search("u", "v", q, 100, -1.0, key_norm)
+        engine.nearest("u", "v", q, 100, -1.0, key_norm)
         normalised_times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        engine.search("u", "v", q, 100, -1.0, expanded)
+        engine.nearest("u", "v", q, 100, -1.0, expanded)
         expanded_times.append(time.perf_counter() - start)
     exact = np.argsort(-(matrix @ queries[-1]))[:100]
     recall = len({h[0] for h in hits} & {f"f{i}" for i in exact}) / 100
@@ -117,9 +117,9 @@ def indexing_cost(rng, cohort_faces: int = 845, top_n: int = 20) -> dict:
 
 def cold(n, rng) -> dict:
     # No unique indexes: mongomock checks them by scanning, which would make filling it quadratic.
-    store = PhotoStore(open_database(Settings(store_backend="memory")))
+    photo_store = PhotoStore(open_database(Settings(store_backend="memory")))
     vectors = unit_vectors(n, rng)
-    store.faces.insert_many(
+    photo_store.faces.insert_many(
         [
             {
                 "owner": "u",
@@ -134,9 +134,9 @@ def cold(n, rng) -> dict:
     times = []
     tracemalloc.start()
     for _ in range(3):
-        engine = ExactSearch(store)  # a fresh container: nothing cached
+        engine = ExactIndex(photo_store)  # a fresh container: nothing cached
         start = time.perf_counter()
-        engine.search("u", "v", vectors[0], 100, -1.0)
+        engine.nearest("u", "v", vectors[0], 100, -1.0)
         times.append(time.perf_counter() - start)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
@@ -148,14 +148,14 @@ def end_to_end(rng, photos: int = 2000, faces_per_photo: int = 5) -> dict:
 
     from chalicelib.album import Album
     from chalicelib.auth import User
+    from chalicelib.face_search import FaceSearch
+    from chalicelib.object_storage import ObjectStorage
     from chalicelib.request_models import search_request
-    from chalicelib.search import FaceSearch
-    from chalicelib.storage import PhotoStorage
 
     settings = Settings(store_backend="memory")
-    store = PhotoStore(open_database(settings))
+    photo_store = PhotoStore(open_database(settings))
     vectors = unit_vectors(photos * faces_per_photo, rng)
-    store.add_photos(
+    photo_store.add_photos(
         [
             {
                 "owner": "u",
@@ -168,7 +168,7 @@ def end_to_end(rng, photos: int = 2000, faces_per_photo: int = 5) -> dict:
             for p in range(photos)
         ]
     )
-    store.faces.insert_many(
+    photo_store.faces.insert_many(
         [
             {
                 "owner": "u",
@@ -184,7 +184,9 @@ def end_to_end(rng, photos: int = 2000, faces_per_photo: int = 5) -> dict:
         ]
     )
     s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-    search = FaceSearch(Album(store, PhotoStorage(s3, "bucket"), settings), faces=None, index=ExactSearch(store))
+    search = FaceSearch(
+        Album(photo_store, ObjectStorage(s3, "bucket"), settings), face_client=None, index=ExactIndex(photo_store)
+    )
     search._model_info = (time.time(), {"model_version": "v", "threshold": 0.0})  # the endpoint already asked
     user = User(sub="u")
     times = []

@@ -17,15 +17,15 @@ import contextlib
 from .album import Album
 from .auth import User
 from .observability import logger
-from .store import PhotoStore
+from .photo_store import PhotoStore
 
 
 class Accounts:
-    def __init__(self, store: PhotoStore, album: Album, cognito, user_pool_id: str):
-        self.store, self.album, self.cognito, self.user_pool_id = store, album, cognito, user_pool_id
+    def __init__(self, photo_store: PhotoStore, album: Album, cognito, user_pool_id: str):
+        self.photo_store, self.album, self.cognito, self.user_pool_id = photo_store, album, cognito, user_pool_id
 
     def delete(self, user: User) -> dict:
-        self.store.add_tombstone(user.sub)
+        self.photo_store.add_tombstone(user.sub)
         if user.username:
             self._cognito("admin_user_global_sign_out", user.username)
         removed = self.album.delete_account_data(user)

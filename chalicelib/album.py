@@ -7,14 +7,15 @@ import uuid
 from datetime import datetime, timedelta
 
 from .auth import User
-from .errors import Conflict, NotFound, TooManyRequests
+from .errors import Conflict, NotFound, RateLimited
 from .images import NEAR_DUPLICATE_BITS
+from .object_storage import KEYS, ObjectStorage, derived_keys, parse_user_key, photo_key
 from .params import decode_position, encode_position, int_in_range
 from .people_store import PeopleStore
+from .photo_store import DUPLICATE, PhotoStore, now_ms, utc
+from .records import Photo
 from .request_models import FileToUpload
 from .settings import Settings
-from .storage import KEYS, PhotoStorage, derived_keys, parse_user_key, photo_key
-from .store import DUPLICATE, PhotoStore, now_ms, utc
 
 _PHOTO_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -33,9 +34,15 @@ def taken_at(value) -> str | None:
 
 
 class Album:
-    def __init__(self, store: PhotoStore, storage: PhotoStorage, settings: Settings, people: PeopleStore | None = None):
-        self.store = store
-        self.storage = storage
+    def __init__(
+        self,
+        photo_store: PhotoStore,
+        object_storage: ObjectStorage,
+        settings: Settings,
+        people: PeopleStore | None = None,
+    ):
+        self.photo_store = photo_store
+        self.object_storage = object_storage
         self.settings = settings
         self.people = people  # to keep people's counts and covers right when photos go
 
@@ -48,7 +55,7 @@ class Album:
         first: dict[str, str] = {}  # sha256 → the photo that holds (or will hold) those bytes
         for item in asked:
             sha = item.sha256
-            if sha and sha not in first and (photo := self.store.photo_with_content(user.sub, sha)):
+            if sha and sha not in first and (photo := self.photo_store.photo_with_content(user.sub, sha)):
                 first[sha] = photo["photo_id"]
         new: dict[str, FileToUpload] = {}  # photo id → its file
         answers: list[dict | str] = []  # a new photo's id, or the answer for a duplicate
@@ -64,24 +71,25 @@ class Album:
         if new:
             self._check_room(user.sub, list(new.values()))
         photos, posts = self._new_photos(user.sub, new)
-        self.store.add_photos(photos)
+        self.photo_store.add_photos(photos)
         return [posts[answer] if isinstance(answer, str) else answer for answer in answers]
 
     def _check_room(self, owner: str, files: list[FileToUpload]) -> None:
         self.expire_abandoned_uploads(owner)
-        pending = self.store.count_photos(owner, status="pending")
+        pending = self.photo_store.count_photos(owner, status="pending")
         if pending + len(files) > self.settings.max_pending_uploads:
-            raise TooManyRequests(
+            raise RateLimited(
                 f"{pending} uploads are still pending; wait for them to finish before asking for more",
                 code="too_many_pending_uploads",
                 retry_after=60,
             )
         self._reserve_quota(owner, files)
 
-    def _new_photos(self, owner: str, files: dict[str, FileToUpload]) -> tuple[list[dict], dict[str, dict]]:
+    def _new_photos(self, owner: str, files: dict[str, FileToUpload]) -> tuple[list[Photo], dict[str, dict]]:
         """Pending records and their presigned POSTs (by photo id)."""
         uploaded_at = now_ms()
-        photos, posts = [], {}
+        photos: list[Photo] = []
+        posts = {}
         for photo_id, item in files.items():
             key = photo_key(owner, photo_id, item.content_type)
             photos.append(
@@ -103,7 +111,7 @@ class Album:
                 }
             )
             # The policy caps the object at the declared size, so quotas count real bytes at most.
-            post = self.storage.presigned_upload(key, item.content_type, item.size, self.settings.upload_url_ttl)
+            post = self.object_storage.presigned_upload(key, item.content_type, item.size, self.settings.upload_url_ttl)
             posts[photo_id] = {
                 "photo_id": photo_id,
                 "url": post["url"],
@@ -115,9 +123,9 @@ class Album:
     def _reserve_quota(self, owner: str, files: list[FileToUpload]) -> None:
         s = self.settings
         size = sum(f.size for f in files)
-        if not self.store.reserve_usage(owner, len(files), size, s.max_photos_per_user, s.max_bytes_per_user):
-            usage = self.store.usage_of(owner)
-            raise TooManyRequests(
+        if not self.photo_store.reserve_usage(owner, len(files), size, s.max_photos_per_user, s.max_bytes_per_user):
+            usage = self.photo_store.usage_of(owner)
+            raise RateLimited(
                 f"your album holds {usage['photos']} photos and {usage['bytes']} bytes; the limits are "
                 f"{s.max_photos_per_user} photos and {s.max_bytes_per_user} bytes: delete photos to make room",
                 code="quota_exceeded",
@@ -129,10 +137,10 @@ class Album:
         is left to the indexer, however late."""
         cutoff = now_ms() - timedelta(seconds=self.settings.upload_url_ttl + self.settings.pending_grace)
         expired = 0
-        for photo in self.store.expired_pending(owner, cutoff)[:limit]:
-            if self.storage.exists(photo["key"]):
+        for photo in self.photo_store.expired_pending(owner, cutoff)[:limit]:
+            if self.object_storage.exists(photo["key"]):
                 continue
-            if self.store.delete_photo(owner, photo["photo_id"]) is not None:
+            if self.photo_store.delete_photo(owner, photo["photo_id"]) is not None:
                 expired += 1
         return expired
 
@@ -141,14 +149,14 @@ class Album:
         limit = self._page_size(limit)
         if not cursor:
             self.expire_abandoned_uploads(user.sub)
-            self.store.backfill_timeline(user.sub)
-        rows, last = self.store.list_photos(user.sub, limit, decode_position(cursor))
+            self.photo_store.backfill_timeline(user.sub)
+        rows, last = self.photo_store.list_photos(user.sub, limit, decode_position(cursor))
         return {"photos": [self.present(row) for row in rows], "next_cursor": encode_position(last)}
 
     def status(self, user: User, photo_ids: list[str]) -> dict:
         """``{"photo_ids": [...]}`` → those photos as listed (fresh URLs included), one call instead of a
         poll per photo; ids of no photo of the user's are answered in ``not_found``."""
-        found = self.store.photos_by_id(user.sub, [i for i in photo_ids if _PHOTO_ID.match(i)])
+        found = self.photo_store.photos_by_id(user.sub, [i for i in photo_ids if _PHOTO_ID.match(i)])
         return {
             "photos": [self.present(found[i]) for i in photo_ids if i in found],
             "not_found": [i for i in photo_ids if i not in found],
@@ -156,8 +164,8 @@ class Album:
 
     def months(self, user: User) -> dict:
         """The timeline's months with their photo counts, newest first (for headers and a scrubber)."""
-        self.store.backfill_timeline(user.sub)
-        return {"months": [{"month": m, "count": n} for m, n in self.store.month_counts(user.sub)]}
+        self.photo_store.backfill_timeline(user.sub)
+        return {"months": [{"month": m, "count": n} for m, n in self.photo_store.month_counts(user.sub)]}
 
     def get_photo(self, user: User, photo_id: str) -> dict:
         photo = self.owned_photo(user, photo_id)
@@ -170,16 +178,17 @@ class Album:
                 "person_id": f.get("person_id"),
                 "assigned_by": f.get("assigned_by"),
             }
-            for f in self.store.list_faces(user.sub, photo_id)
+            for f in self.photo_store.list_faces(user.sub, photo_id)
         ]
         # The same picture re-encoded or resized (exact copies never get this far: see duplicates).
-        result["near_duplicates"] = self.store.near_duplicates(user.sub, photo, NEAR_DUPLICATE_BITS)
+        result["near_duplicates"] = self.photo_store.near_duplicates(user.sub, photo, NEAR_DUPLICATE_BITS)
         return result
 
-    def present(self, photo: dict) -> dict:
+    def present(self, photo: Photo) -> dict:
         ttl = self.settings.download_url_ttl
         thumbnail, preview = photo.get("thumbnail_key"), photo.get("preview_key")
-        url = self.storage.presigned_get(photo["key"], ttl) if photo.get("key") else None
+        trashed_at = photo.get("trashed_at")
+        url = self.object_storage.presigned_get(photo["key"], ttl) if photo.get("key") else None
         return {
             "photo_id": photo["photo_id"],
             "filename": photo.get("filename"),
@@ -192,23 +201,23 @@ class Album:
             "uploaded_at": iso(photo.get("uploaded_at")),
             "taken_at": taken_at(photo.get("taken_at")),
             "timeline_at": taken_at(photo.get("timeline_at")),
-            "thumbnail_url": self.storage.presigned_get(thumbnail, ttl) if thumbnail else None,
+            "thumbnail_url": self.object_storage.presigned_get(thumbnail, ttl) if thumbnail else None,
             "url": url,
             # What a browser can show: the original, or a JPEG of a HEIC original.
-            "preview_url": self.storage.presigned_get(preview, ttl) if preview and url else url,
-            "download_url": self.storage.presigned_get(photo["key"], ttl, download_as=photo.get("filename") or "photo")
+            "preview_url": self.object_storage.presigned_get(preview, ttl) if preview and url else url,
+            "download_url": self.object_storage.presigned_get(
+                photo["key"], ttl, download_as=photo.get("filename") or "photo"
+            )
             if photo.get("key")
             else None,
             "duplicate_of": photo.get("duplicate_of"),
-            "trashed_at": iso(photo.get("trashed_at")),
-            "purge_at": iso(utc(photo["trashed_at"]) + timedelta(days=self.settings.trash_days))
-            if photo.get("trashed_at")
-            else None,
+            "trashed_at": iso(trashed_at),
+            "purge_at": iso(utc(trashed_at) + timedelta(days=self.settings.trash_days)) if trashed_at else None,
         }
 
-    def owned_photo(self, user: User, photo_id: str) -> dict:
+    def owned_photo(self, user: User, photo_id: str) -> Photo:
         # Another user's id and a made-up id look the same: 404.
-        photo = self.store.get_photo(user.sub, photo_id) if _PHOTO_ID.match(photo_id or "") else None
+        photo = self.photo_store.get_photo(user.sub, photo_id) if _PHOTO_ID.match(photo_id or "") else None
         if photo is None:
             raise NotFound("no such photo")
         return photo
@@ -221,16 +230,16 @@ class Album:
         trashed, not_found = [], []
         at = now_ms()
         for photo_id in photo_ids:
-            photo = self.store.get_photo(user.sub, photo_id) if _PHOTO_ID.match(photo_id) else None
+            photo = self.photo_store.get_photo(user.sub, photo_id) if _PHOTO_ID.match(photo_id) else None
             if photo is None:
                 not_found.append(photo_id)
                 continue
             if photo["status"] == DUPLICATE:  # out of the album already and holds nothing: its record goes
-                self.store.delete_photo(user.sub, photo_id)
+                self.photo_store.delete_photo(user.sub, photo_id)
                 trashed.append(photo_id)
                 continue
-            persons = {f.get("person_id") for f in self.store.list_faces(user.sub, photo_id)}
-            if self.store.trash_photo(user.sub, photo_id, at) and self.people is not None:
+            persons = {f.get("person_id") for f in self.photo_store.list_faces(user.sub, photo_id)}
+            if self.photo_store.trash_photo(user.sub, photo_id, at) and self.people is not None:
                 self.people.refresh(user.sub, persons)
             trashed.append(photo_id)
         return {"trashed": trashed, "not_found": not_found}
@@ -244,7 +253,9 @@ class Album:
         restored, not_found = [], []
         people_ids = self.people.ids(user.sub) if self.people is not None else set()
         for photo_id in photo_ids:
-            faces = self.store.restore_photo(user.sub, photo_id, people_ids) if _PHOTO_ID.match(photo_id) else None
+            faces = (
+                self.photo_store.restore_photo(user.sub, photo_id, people_ids) if _PHOTO_ID.match(photo_id) else None
+            )
             if faces is None:
                 not_found.append(photo_id)
                 continue
@@ -261,7 +272,7 @@ class Album:
         limit = self._page_size(limit)
         if not cursor:
             self.purge_expired(user.sub)
-        rows, last = self.store.list_trash(user.sub, limit, decode_position(cursor))
+        rows, last = self.photo_store.list_trash(user.sub, limit, decode_position(cursor))
         return {"photos": [self.present(row) for row in rows], "next_cursor": encode_position(last)}
 
     def purge_one(self, user: User, photo_id: str) -> None:
@@ -272,57 +283,59 @@ class Album:
 
     def empty_trash(self, user: User, limit: int = 500) -> dict:
         """Purge the trash at once, ``limit`` photos per call: ``remaining`` says whether to call again."""
-        photos = self.store.trashed_before(now_ms() + timedelta(days=1), limit + 1, owner=user.sub)
+        photos = self.photo_store.trashed_before(now_ms() + timedelta(days=1), limit + 1, owner=user.sub)
         self._purge(user.sub, photos[:limit])
         return {"purged": len(photos[:limit]), "remaining": len(photos) > limit}
 
     def purge_expired(self, owner: str | None = None, limit: int = 100) -> int:
         """Purge photos trashed more than ``trash_days`` ago: one owner's (on listing), or anyone's
         (the scheduled ``purge_trash`` function)."""
-        expired = self.store.trashed_before(now_ms() - timedelta(days=self.settings.trash_days), limit, owner=owner)
-        by_owner: dict[str, list[dict]] = {}
+        expired = self.photo_store.trashed_before(
+            now_ms() - timedelta(days=self.settings.trash_days), limit, owner=owner
+        )
+        by_owner: dict[str, list[Photo]] = {}
         for photo in expired:
             by_owner.setdefault(photo["owner"], []).append(photo)
         for who, photos in by_owner.items():
             self._purge(who, photos)
         return len(expired)
 
-    def _purge(self, owner: str, photos: list[dict]) -> None:
+    def _purge(self, owner: str, photos: list[Photo]) -> None:
         """Delete photos for good. The originals first: if S3 fails the records stay and the call can
         be repeated. Then each record with its faces, then the thumbnails and previews by their fixed keys, in that
         order: an indexer still working on a photo either wrote before (removed here) or finds the
         record gone after its writes and removes them itself (Indexer)."""
         if not photos:
             return
-        self.storage.delete_keys([p["key"] for p in photos if p.get("key")])
+        self.object_storage.delete_keys([p["key"] for p in photos if p.get("key")])
         persons: set = set()
         for photo in photos:
-            persons |= {f.get("person_id") for f in self.store.list_faces(owner, photo["photo_id"])}
-            self.store.delete_photo(owner, photo["photo_id"])
-        self.storage.delete_keys([key for p in photos for key in derived_keys(owner, p["photo_id"])])
+            persons |= {f.get("person_id") for f in self.photo_store.list_faces(owner, photo["photo_id"])}
+            self.photo_store.delete_photo(owner, photo["photo_id"])
+        self.object_storage.delete_keys([key for p in photos for key in derived_keys(owner, p["photo_id"])])
         if self.people is not None:
             self.people.refresh(owner, persons)
 
     def delete_account_data(self, user: User) -> dict:
-        objects = self.storage.delete_user_objects(user.sub)
-        counts = self.store.delete_owner(user.sub)
+        objects = self.object_storage.delete_user_objects(user.sub)
+        counts = self.photo_store.delete_owner(user.sub)
         if self.people is not None:
             counts["people"] = self.people.delete_owner(user.sub)
         # What an indexer in flight wrote after the first pass (it also undoes its own writes).
-        objects += self.storage.delete_user_objects(user.sub)
+        objects += self.object_storage.delete_user_objects(user.sub)
         return dict(counts, objects=objects)
 
     def sweep(self, owner: str) -> dict:
         """Remove what no photo record owns: faces, originals and thumbnails left by a deletion
         that raced an indexer (or a crash between two writes), and abandoned uploads."""
-        objects = self.storage.list_user_keys(owner)  # listed before the records: see below
-        known = self.store.photo_ids(owner)  # a photo's record is always written before its object
+        objects = self.object_storage.list_user_keys(owner)  # listed before the records: see below
+        known = self.photo_store.photo_ids(owner)  # a photo's record is always written before its object
         orphans = [
             key for key in objects if (parsed := parse_user_key(key)) and parsed[0] != KEYS and parsed[2] not in known
         ]
-        self.storage.delete_keys(orphans)
+        self.object_storage.delete_keys(orphans)
         return {
-            "faces": self.store.delete_orphan_faces(owner),
+            "faces": self.photo_store.delete_orphan_faces(owner),
             "objects": len(orphans),
             "abandoned_uploads": self.expire_abandoned_uploads(owner),
         }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from chalice import Response
 
-from .errors import ServiceUnavailable
+from .errors import Unavailable
 
 SPEC_PATH = Path(__file__).resolve().parent / "openapi.yaml"
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -34,7 +34,7 @@ def spec() -> Response:
 def page() -> Response:
     missing = [name for name in SWAGGER_FILES if not (WEB_DIR / name).is_file()]
     if missing:
-        raise ServiceUnavailable(
+        raise Unavailable(
             f"the API docs viewer is not installed ({', '.join(missing)}): run ./dev setup before packaging; "
             "the description itself is at /openapi.yaml"
         )

@@ -19,7 +19,7 @@ import jwt
 from jwt import PyJWKClient
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
 
-from .errors import ServiceUnavailable, Unauthorized
+from .errors import NotAuthenticated, Unavailable
 
 # Cognito subs are UUIDs; anything else must never become part of an S3 key.
 _SUB_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,128}$")
@@ -36,11 +36,11 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     """The token from ``Authorization: Bearer <jwt>`` (a bare token is accepted too)."""
     value = (headers.get("authorization") or headers.get("Authorization") or "").strip()
     if not value:
-        raise Unauthorized("missing Authorization header")
+        raise NotAuthenticated("missing Authorization header")
     scheme, _, rest = value.partition(" ")
     token = rest.strip() if scheme.lower() == "bearer" else value
     if not token or " " in token:
-        raise Unauthorized("malformed Authorization header")
+        raise NotAuthenticated("malformed Authorization header")
     return token
 
 
@@ -64,22 +64,22 @@ class TokenVerifier:
         through (only to repeat the deletion)."""
         user = self._verify_token(token)
         if not allow_deleted and self.is_deleted(user.sub):
-            raise Unauthorized("this account has been deleted", code="account_deleted")
+            raise NotAuthenticated("this account has been deleted", code="account_deleted")
         return user
 
     def _verify_token(self, token: str) -> User:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise Unauthorized("token is not a valid JWT") from None
+            raise NotAuthenticated("token is not a valid JWT") from None
         if header.get("alg") != "RS256":
-            raise Unauthorized("token must be signed with RS256")
+            raise NotAuthenticated("token must be signed with RS256")
         try:
             signing_key = self._jwks.get_signing_key(header.get("kid") or "")
         except PyJWKClientConnectionError:
-            raise ServiceUnavailable("the identity provider's keys cannot be fetched right now") from None
+            raise Unavailable("the identity provider's keys cannot be fetched right now") from None
         except PyJWKClientError:
-            raise Unauthorized("token was signed by an unknown key") from None
+            raise NotAuthenticated("token was signed by an unknown key") from None
         try:
             claims = jwt.decode(
                 token,
@@ -90,11 +90,11 @@ class TokenVerifier:
                 options={"require": ["exp", "iat", "iss", "sub", "token_use"], "verify_aud": False},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthorized("token has expired", code="token_expired") from None
+            raise NotAuthenticated("token has expired", code="token_expired") from None
         except jwt.InvalidIssuerError:
-            raise Unauthorized("token was issued by another user pool") from None
+            raise NotAuthenticated("token was issued by another user pool") from None
         except jwt.PyJWTError as exc:
-            raise Unauthorized(f"token rejected: {exc}") from exc
+            raise NotAuthenticated(f"token rejected: {exc}") from exc
         return self._user_from_claims(claims)
 
     def _user_from_claims(self, claims: Mapping) -> User:
@@ -104,11 +104,11 @@ class TokenVerifier:
         elif token_use == "access":
             client_id = claims.get("client_id")
         else:
-            raise Unauthorized("token_use must be 'id' or 'access'")
+            raise NotAuthenticated("token_use must be 'id' or 'access'")
         if client_id not in self.client_ids:
-            raise Unauthorized("token was issued to another app client")
+            raise NotAuthenticated("token was issued to another app client")
         sub = str(claims.get("sub", ""))
         if not _SUB_PATTERN.match(sub):
-            raise Unauthorized("token subject is malformed")
+            raise NotAuthenticated("token subject is malformed")
         username = claims.get("cognito:username") or claims.get("username")
         return User(sub=sub, username=username, email=claims.get("email"))

@@ -1,14 +1,15 @@
-"""API errors: each carries its HTTP status and a stable machine-readable code.
+"""What the product refuses, in its own words: each error's class is its kind, and it carries a
+stable machine-readable code and a message for the user. No HTTP here: the edge
+(``chalicelib/http_errors.py``) gives each kind its status and renders it.
 
-They derive from ``ChaliceUnhandledError`` so that Chalice lets them reach the
-error middleware in ``app.py``, which renders ``{"error", "message"}``.
+They derive from ``ChaliceUnhandledError`` only so that Chalice lets them pass a route untouched
+and reach the error middleware in ``app.py``.
 """
 
 from chalice import ChaliceUnhandledError
 
 
-class ApiError(ChaliceUnhandledError):
-    status = 500
+class DomainError(ChaliceUnhandledError):
     code = "internal_error"
 
     def __init__(self, message: str, code: str | None = None, retry_after: int | None = None):
@@ -16,60 +17,54 @@ class ApiError(ChaliceUnhandledError):
         self.message = message
         if code:
             self.code = code
-        # Seconds a client should wait before trying again (sent as Retry-After).
-        self.retry_after = retry_after
-
-    @property
-    def headers(self) -> dict:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
-
-    def to_body(self) -> dict:
-        return {"error": self.code, "message": self.message}
+        self.retry_after = retry_after  # seconds after which trying again can succeed
 
 
-class BadRequest(ApiError):
-    status, code = 400, "bad_request"
+class Invalid(DomainError):
+    """The request itself is wrong (a field, a cursor, a box)."""
+
+    code = "bad_request"
 
 
-class Unauthorized(ApiError):
-    status, code = 401, "unauthorized"
+class NotAuthenticated(DomainError):
+    code = "unauthorized"
 
 
-class Forbidden(ApiError):
-    status, code = 403, "forbidden"
+class NotAllowed(DomainError):
+    code = "forbidden"
 
 
-class NotFound(ApiError):
-    status, code = 404, "not_found"
+class NotFound(DomainError):
+    """No such thing for this user: another user's things are not found either."""
+
+    code = "not_found"
 
 
-class Conflict(ApiError):
-    status, code = 409, "conflict"
+class Conflict(DomainError):
+    """Not in the state the request needs (not indexed yet, in the trash, already there)."""
+
+    code = "conflict"
 
 
-class PayloadTooLarge(ApiError):
-    status, code = 413, "payload_too_large"
+class TooLarge(DomainError):
+    code = "payload_too_large"
 
 
-class UnsupportedMediaType(ApiError):
-    status, code = 415, "unsupported_media_type"
+class UnsupportedType(DomainError):
+    code = "unsupported_media_type"
 
 
-class Unprocessable(ApiError):
-    status, code = 422, "unprocessable"
+class CannotProcess(DomainError):
+    """Well-formed, but nothing can be done with it (a key photo without a face)."""
+
+    code = "unprocessable"
 
 
-class TooManyRequests(ApiError):
-    status, code = 429, "too_many_requests"
+class RateLimited(DomainError):
+    code = "too_many_requests"
 
 
-class ServiceUnavailable(ApiError):
-    status, code = 503, "service_unavailable"
+class Unavailable(DomainError):
+    """A service this needs does not answer now; trying again later can succeed."""
 
-
-def code_for_status(status: int) -> str:
-    """The error code our API uses for a status Chalice produced itself."""
-    for cls in ApiError.__subclasses__():
-        if cls.status == status:
-            return cls.code
-    return "internal_error" if status >= 500 else "error"
+    code = "service_unavailable"

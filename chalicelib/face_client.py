@@ -16,13 +16,16 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .records import Analysis, ModelInfo
+
 # SageMaker's InvokeEndpoint takes at most 6 MB of request body; base64 adds a third.
 MAX_INLINE_BYTES = 4 * 1024 * 1024
+_Answer = TypeVar("_Answer", Analysis, ModelInfo)
 
 
 class FaceServiceError(Exception):
@@ -129,7 +132,7 @@ class FaceClient:
         self.transport, self.attempts, self.timeout = transport, attempts, timeout
         self.base_delay, self.max_delay, self.min_attempt, self.sleep = base_delay, max_delay, min_attempt, sleep
         self.model_info_ttl = model_info_ttl
-        self._model_info: tuple[float, dict | None] = (0.0, None)
+        self._model_info: tuple[float, ModelInfo | None] = (0.0, None)
 
     def analyze_s3(
         self,
@@ -142,7 +145,7 @@ class FaceClient:
         boxes: list | None = None,
         detect: bool = True,
         data: bytes | None = None,
-    ) -> dict:
+    ) -> Analysis:
         """The endpoint's result for one photo in S3: ``{"model_version", "width", "height", "faces"}``.
         ``boxes``: faces to embed at given [x, y, w, h] (after the detected ones; ``detect=False``: only them).
         ``data``: the object's bytes, already read by the caller: sent along when they fit one
@@ -157,7 +160,7 @@ class FaceClient:
         request = self._request(image, max_faces, min_face_size, max_pixels)
         if not detect:
             request["detect"] = False
-        return self._call(request, deadline)
+        return self._call(request, deadline, self._parse)
 
     def analyze_bytes(
         self,
@@ -166,10 +169,11 @@ class FaceClient:
         max_faces: int = 50,
         min_face_size: int = 20,
         max_pixels: int | None = None,
-    ) -> dict:
+    ) -> Analysis:
         return self._call(
             self._request({"id": "key", "b64": base64.b64encode(data).decode()}, max_faces, min_face_size, max_pixels),
             deadline,
+            self._parse,
         )
 
     @staticmethod
@@ -183,12 +187,12 @@ class FaceClient:
         """The bundle version the endpoint serves now."""
         return self.model_info()["model_version"]
 
-    def model_info(self, deadline: Deadline | None = None) -> dict:
+    def model_info(self, deadline: Deadline | None = None) -> ModelInfo:
         """``{"model_version", "threshold", "normalisation", "grouping"}`` of the bundle the endpoint
         serves now: a request with no image (nothing is decoded or detected)."""
         return self._call({"images": []}, deadline, self._parse_info)
 
-    def served_model(self, deadline: Deadline | None = None) -> dict:
+    def served_model(self, deadline: Deadline | None = None) -> ModelInfo:
         """``model_info``, asked at most once per ``model_info_ttl`` seconds."""
         fetched_at, info = self._model_info
         if info is None or time.time() - fetched_at > self.model_info_ttl:
@@ -196,8 +200,7 @@ class FaceClient:
             self._model_info = (time.time(), info)
         return info
 
-    def _call(self, request: dict, deadline: Deadline | None, parse=None) -> dict:
-        parse = parse or self._parse
+    def _call(self, request: dict, deadline: Deadline | None, parse: Callable[[bytes], _Answer]) -> _Answer:
         body = json.dumps(request).encode()
         deadline = deadline or Deadline(self.attempts * (self.timeout + self.max_delay))
         shortest = min(self.min_attempt, self.timeout)
@@ -217,15 +220,20 @@ class FaceClient:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _parse_info(raw: bytes) -> dict:
+    def _parse_info(raw: bytes) -> ModelInfo:
         try:
             body = json.loads(raw)
-            return {k: body[k] for k in ("model_version", "threshold", "normalisation", "grouping")}
+            return ModelInfo(
+                model_version=body["model_version"],
+                threshold=body["threshold"],
+                normalisation=body["normalisation"],
+                grouping=body["grouping"],
+            )
         except (ValueError, KeyError, TypeError):
             raise FaceServiceError("the face service sent an unreadable answer", retriable=True) from None
 
     @staticmethod
-    def _parse(raw: bytes) -> dict:
+    def _parse(raw: bytes) -> Analysis:
         try:
             body = json.loads(raw)
             (result,) = body["results"]
@@ -236,12 +244,12 @@ class FaceClient:
             error = result["error"]
             status = int(error.get("status", 500))
             raise FaceServiceError(error.get("message", "the photo could not be analysed"), status >= 500, status)
-        return {
-            "model_version": version,
-            "threshold": body.get("threshold"),
-            "normalisation": body.get("normalisation"),
-            "grouping": body.get("grouping"),
-            "width": result["width"],
-            "height": result["height"],
-            "faces": result["faces"],
-        }
+        return Analysis(
+            model_version=version,
+            threshold=body.get("threshold"),
+            normalisation=body.get("normalisation"),
+            grouping=body.get("grouping"),
+            width=result["width"],
+            height=result["height"],
+            faces=result["faces"],
+        )

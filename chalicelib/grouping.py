@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .records import ModelInfo
 from .score_norm import MIN_STD
 
 
@@ -216,7 +217,7 @@ class GroupingParams:
     threshold: float
 
     @classmethod
-    def from_model_info(cls, info: dict | None) -> GroupingParams | None:
+    def from_model_info(cls, info: ModelInfo | None) -> GroupingParams | None:
         """None for a bundle built before grouping was calibrated."""
         grouping = (info or {}).get("grouping")
         if not grouping:

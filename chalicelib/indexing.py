@@ -27,13 +27,14 @@ from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import GroupingParams
 from .images import PREVIEW_SIZE, THUMBNAIL_SIZE, ImageError, box_iou, decode_image, difference_hash, jpeg_rendition
 from .media_types import BROWSER_TYPES
+from .object_storage import ObjectStorage, derived_keys, parse_photo_key, preview_key, thumbnail_key
 from .observability import logger
 from .people import People
 from .people_jobs import PeopleJobs
 from .people_store import SAME_FACE_IOU
+from .photo_store import MANUAL, PhotoStore, drawn_face_record, face_record, picture_hash_fields, timeline_at
+from .records import Photo
 from .settings import Settings
-from .storage import PhotoStorage, derived_keys, parse_photo_key, preview_key, thumbnail_key
-from .store import MANUAL, PhotoStore, face_record, picture_hash_fields, timeline_at
 
 
 class RetryLater(Exception):
@@ -43,14 +44,19 @@ class RetryLater(Exception):
 class Indexer:
     def __init__(
         self,
-        store: PhotoStore,
-        storage: PhotoStorage,
-        faces: FaceClient,
+        photo_store: PhotoStore,
+        object_storage: ObjectStorage,
+        face_client: FaceClient,
         settings: Settings,
         people: People | None = None,
         jobs: PeopleJobs | None = None,
     ):
-        self.store, self.storage, self.faces, self.settings = store, storage, faces, settings
+        self.photo_store, self.object_storage, self.face_client, self.settings = (
+            photo_store,
+            object_storage,
+            face_client,
+            settings,
+        )
         self.people, self.jobs = people, jobs
 
     def handle_notification(self, message: dict, deadline: Deadline | None = None) -> list[str]:
@@ -63,7 +69,7 @@ class Indexer:
             name = record.get("eventName", "")
             bucket = record.get("s3", {}).get("bucket", {}).get("name")
             key = unquote_plus(record.get("s3", {}).get("object", {}).get("key", ""))
-            if bucket != self.storage.bucket:
+            if bucket != self.object_storage.bucket:
                 outcomes.append("other_bucket")
             elif name.startswith("ObjectCreated"):
                 target = message.get("reindex")
@@ -87,12 +93,12 @@ class Indexer:
         if parsed is None:
             return "ignored"  # thumbnails, search keys, anything that is not an album photo
         owner, photo_id = parsed
-        photo = self.store.get_photo(owner, photo_id)
+        photo = self.photo_store.get_photo(owner, photo_id)
         if photo is None or photo["key"] != key:
             # Deleted through the API before its upload event arrived: nobody can see it, so remove it.
-            self.storage.delete_keys([key])
+            self.object_storage.delete_keys([key])
             return "orphan_removed"
-        head = self.storage.head(key)
+        head = self.object_storage.head(key)
         if head is None:
             return "object_gone"
         etag = head["ETag"]
@@ -105,28 +111,28 @@ class Indexer:
             return self._fail(
                 photo, f"the file is {head['ContentLength']} bytes; the limit is {self.settings.max_upload_bytes}", etag
             )
-        data = self.storage.read(key)
+        data = self.object_storage.read(key)
         content_sha256 = hashlib.sha256(data).hexdigest()
-        if not force and (original := self.store.photo_with_content(owner, content_sha256, other_than=photo_id)):
+        if not force and (original := self.photo_store.photo_with_content(owner, content_sha256, other_than=photo_id)):
             return self._duplicate(photo, original["photo_id"])
-        self.store.update_photo(owner, photo_id, {"content_sha256": content_sha256})
+        self.photo_store.update_photo(owner, photo_id, {"content_sha256": content_sha256})
         try:
             # Decoded here for the renditions and the picture hash only: JPEGs at reduced scale.
             decoded = decode_image(data, max_bytes=self.settings.max_upload_bytes, max_side=PREVIEW_SIZE)
         except ImageError as exc:
             return self._fail(photo, exc.message, etag)
         thumb_key = thumbnail_key(owner, photo_id)
-        self.storage.put_jpeg(thumb_key, jpeg_rendition(decoded.image, THUMBNAIL_SIZE))
+        self.object_storage.put_jpeg(thumb_key, jpeg_rendition(decoded.image, THUMBNAIL_SIZE))
         preview = None  # a photo no browser shows (HEIC) is viewed through a large JPEG of it
         if decoded.content_type not in BROWSER_TYPES:
             preview = preview_key(owner, photo_id)
-            self.storage.put_jpeg(preview, jpeg_rendition(decoded.image, PREVIEW_SIZE))
+            self.object_storage.put_jpeg(preview, jpeg_rendition(decoded.image, PREVIEW_SIZE))
         # Faces the user drew are embedded again at their boxes (a new bundle); boxes the user
         # removed as wrong stay removed.
-        drawn = [f for f in self.store.list_faces(owner, photo_id) if f.get("source") == MANUAL]
+        drawn = [f for f in self.photo_store.list_faces(owner, photo_id) if f.get("source") == MANUAL]
         try:
-            result = self.faces.analyze_s3(
-                self.storage.bucket, key, deadline, boxes=[f["box"] for f in drawn] or None, data=data
+            result = self.face_client.analyze_s3(
+                self.object_storage.bucket, key, deadline, boxes=[f["box"] for f in drawn] or None, data=data
             )
         except FaceServiceError as exc:
             if exc.retriable:
@@ -150,13 +156,13 @@ class Indexer:
         ]
         faces = [face_record(f"{photo_id}-{i:03d}", i, f, version) for i, f in enumerate(detected)]
         faces += [
-            dict(face_record(old["face_id"], old["face_index"], f, version), source=MANUAL, aligned=f.get("aligned"))
+            drawn_face_record(old["face_id"], old["face_index"], f, version)
             for old, f in zip(drawn, (f for f in result["faces"] if f.get("source") == "box"))
         ]
         if self.people is not None:
-            faces = self.people.store.carry_decisions(owner, photo_id, faces)
-        self.store.replace_faces(owner, photo_id, faces)
-        still_there = self.store.update_photo(
+            faces = self.people.people_store.carry_decisions(owner, photo_id, faces)
+        self.photo_store.replace_faces(owner, photo_id, faces)
+        still_there = self.photo_store.update_photo(
             owner,
             photo_id,
             {
@@ -180,9 +186,9 @@ class Indexer:
         )
         if not still_there:
             return self._undo(owner, photo_id)
-        if (now := self.store.get_photo(owner, photo_id)) and now.get("trashed_at"):
+        if (now := self.photo_store.get_photo(owner, photo_id)) and now.get("trashed_at"):
             # Trashed while this indexer worked: its faces follow the photo into the trash.
-            self.store.move_faces_to_trash(owner, photo_id)
+            self.photo_store.move_faces_to_trash(owner, photo_id)
             return "indexed_in_trash"
         grouping = GroupingParams.from_model_info(result)
         if self.people is not None and grouping is not None and faces:
@@ -201,7 +207,9 @@ class Indexer:
         if unassigned and self.jobs is not None:
             self.jobs.request(owner)
 
-    def _fail(self, photo: dict, message: str, etag: str, retriable: bool = False, thumbnail: str | None = None) -> str:
+    def _fail(
+        self, photo: Photo, message: str, etag: str, retriable: bool = False, thumbnail: str | None = None
+    ) -> str:
         fields: dict = {
             "status": "failed",
             "error": message,
@@ -211,29 +219,29 @@ class Indexer:
         }
         if thumbnail:
             fields["thumbnail_key"] = thumbnail
-        if not self.store.update_photo(photo["owner"], photo["photo_id"], fields):
+        if not self.photo_store.update_photo(photo["owner"], photo["photo_id"], fields):
             return self._undo(photo["owner"], photo["photo_id"])
         if not retriable:
-            self.store.replace_faces(photo["owner"], photo["photo_id"], [])
+            self.photo_store.replace_faces(photo["owner"], photo["photo_id"], [])
         logger.warning(
             "photo failed",
             extra={"user": photo["owner"], "photo_id": photo["photo_id"], "error": message, "retriable": retriable},
         )
         return "failed"
 
-    def _duplicate(self, photo: dict, original_id: str) -> str:
+    def _duplicate(self, photo: Photo, original_id: str) -> str:
         owner, photo_id = photo["owner"], photo["photo_id"]
-        if not self.store.mark_duplicate(owner, photo, original_id):
+        if not self.photo_store.mark_duplicate(owner, photo, original_id):
             return self._undo(owner, photo_id)
         # The record no longer names the object, so its removal event is not read as a deletion.
-        self.storage.delete_keys([photo["key"], *derived_keys(owner, photo_id)])
+        self.object_storage.delete_keys([photo["key"], *derived_keys(owner, photo_id)])
         logger.info("photo is a duplicate", extra={"user": owner, "photo_id": photo_id, "duplicate_of": original_id})
         return "duplicate_photo"
 
     def _undo(self, owner: str, photo_id: str) -> str:
         """The photo was deleted while this indexer worked: remove what it wrote."""
-        self.store.replace_faces(owner, photo_id, [])
-        self.storage.delete_keys(derived_keys(owner, photo_id))
+        self.photo_store.replace_faces(owner, photo_id, [])
+        self.object_storage.delete_keys(derived_keys(owner, photo_id))
         logger.info(
             "photo deleted during indexing; its faces and thumbnail removed",
             extra={"user": owner, "photo_id": photo_id},
@@ -246,11 +254,11 @@ class Indexer:
         if parsed is None:
             return "ignored"
         owner, photo_id = parsed
-        photo = self.store.get_photo(owner, photo_id)
+        photo = self.photo_store.get_photo(owner, photo_id)
         if photo is None or photo["key"] != key:
             # Deleted through the API: sweep what an indexer that raced the deletion may have left.
             self._undo(owner, photo_id)
             return "already_forgotten"
-        self.storage.delete_keys(derived_keys(owner, photo_id))
-        self.store.delete_photo(owner, photo_id)
+        self.object_storage.delete_keys(derived_keys(owner, photo_id))
+        self.photo_store.delete_photo(owner, photo_id)
         return "forgotten"

@@ -1,7 +1,7 @@
 """Moving a bucket of the first key layout (``users/{sub}/{kind}/{id}``) to ``{kind}/{sub}/{id}``.
 
 Run once per stage, after the resources stack (whose notification now covers ``photos/`` only) and
-the functions are deployed, with the stage's environment (as for ``chalicelib.atlas_index``)::
+the functions are deployed, with the stage's environment (as for ``chalicelib.atlas_setup``)::
 
     python -m chalicelib.layout_migration
 
@@ -20,8 +20,8 @@ import re
 import sys
 from collections import Counter
 
-from .storage import KEYS, PHOTOS, PhotoStorage
-from .store import PhotoStore
+from .object_storage import KEYS, PHOTOS, ObjectStorage
+from .photo_store import PhotoStore
 
 LEGACY_PREFIX = "users/"
 _LEGACY_KEY = re.compile(
@@ -33,8 +33,8 @@ class NotificationStillLegacy(RuntimeError):
     pass
 
 
-def notified_prefixes(storage: PhotoStorage) -> list[str]:
-    config = storage.notification_configuration()
+def notified_prefixes(object_storage: ObjectStorage) -> list[str]:
+    config = object_storage.notification_configuration()
     prefixes = []
     for kind in ("QueueConfigurations", "TopicConfigurations", "LambdaFunctionConfigurations"):
         for target in config.get(kind, []):
@@ -43,31 +43,33 @@ def notified_prefixes(storage: PhotoStorage) -> list[str]:
     return prefixes
 
 
-def migrate(storage: PhotoStorage, store: PhotoStore) -> Counter:
+def migrate(object_storage: ObjectStorage, photo_store: PhotoStore) -> Counter:
     """Move every legacy object; how many of each outcome."""
-    covering = [p for p in notified_prefixes(storage) if LEGACY_PREFIX.startswith(p) or p.startswith(LEGACY_PREFIX)]
+    covering = [
+        p for p in notified_prefixes(object_storage) if LEGACY_PREFIX.startswith(p) or p.startswith(LEGACY_PREFIX)
+    ]
     if covering:
         raise NotificationStillLegacy(
             f"the bucket still notifies {covering}: deploy the resources stack first (docs/deploy.md)"
         )
     counts: Counter = Counter()
-    for key in storage.list_keys(LEGACY_PREFIX):
+    for key in object_storage.list_keys(LEGACY_PREFIX):
         match = _LEGACY_KEY.match(key)
         if match is None:
             counts["left_unknown"] += 1  # not ours: an operator looks at it
             continue
         owner, kind, item = match["owner"], match["kind"], match["id"]
-        photo = None if kind == KEYS else store.get_photo(owner, item)
+        photo = None if kind == KEYS else photo_store.get_photo(owner, item)
         if photo is None:
-            storage.delete_keys([key])
+            object_storage.delete_keys([key])
             counts["deleted_keys" if kind == KEYS else "deleted_orphans"] += 1
             continue
         target = f"{kind}/{owner}/{match['name']}"
         field = "key" if kind == PHOTOS else "thumbnail_key"
         if photo.get(field) == key:
-            store.update_photo(owner, item, {field: target})
-        storage.copy(key, target)
-        storage.delete_keys([key])
+            photo_store.update_photo(owner, item, {field: target})
+        object_storage.copy(key, target)
+        object_storage.delete_keys([key])
         counts[f"moved_{kind}"] += 1
     return counts
 
@@ -77,7 +79,7 @@ def main() -> int:
 
     services = Services()
     try:
-        counts = migrate(services.storage, services.store)
+        counts = migrate(services.object_storage, services.photo_store)
     except NotificationStillLegacy as exc:
         print(exc, file=sys.stderr)
         return 2

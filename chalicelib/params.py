@@ -8,7 +8,7 @@ import binascii
 import json
 from datetime import datetime
 
-from .errors import BadRequest
+from .errors import Invalid
 
 
 def int_in_range(raw, name: str, default: int, low: int, high: int, *, from_query: bool = False) -> int:
@@ -23,7 +23,7 @@ def int_in_range(raw, name: str, default: int, low: int, high: int, *, from_quer
         except ValueError:
             value = None
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise BadRequest(f"{name} must be an integer between {low} and {high}")
+        raise Invalid(f"{name} must be an integer between {low} and {high}")
     return value
 
 
@@ -40,7 +40,7 @@ def decode_cursor(cursor) -> dict:
             return data
     except (binascii.Error, ValueError, TypeError):
         pass
-    raise BadRequest("cursor is not valid", code="invalid_cursor")
+    raise Invalid("cursor is not valid", code="invalid_cursor")
 
 
 def encode_position(position: tuple[datetime, str] | None) -> str | None:
@@ -59,4 +59,4 @@ def decode_position(cursor) -> tuple[datetime, str] | None:
     try:
         return datetime.fromisoformat(data["t"]).replace(tzinfo=None), str(data["id"])
     except (ValueError, KeyError, TypeError):
-        raise BadRequest("cursor is not valid", code="invalid_cursor") from None
+        raise Invalid("cursor is not valid", code="invalid_cursor") from None

@@ -20,17 +20,18 @@ import numpy as np
 
 from .album import Album
 from .auth import User
-from .errors import BadRequest, Conflict, NotFound, ServiceUnavailable
+from .errors import Conflict, Invalid, NotFound, Unavailable
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import Constraints, GroupingParams, agglomerate, knn_edges
 from .images import box_iou
 from .observability import logger
 from .params import decode_position, encode_position, int_in_range
 from .people_store import AUTO, SAME_FACE_IOU, USER, PeopleStore
+from .photo_store import MANUAL, PhotoStore, drawn_face_record
+from .records import Face, ModelInfo, Person
 from .request_models import Answer, FaceDecision, Merge
 from .score_norm import KeyNormalisation
-from .store import MANUAL, PhotoStore, face_record
-from .vector_search import VectorIndex
+from .vector_index import VectorIndex
 
 MAX_KEY_FACES = 30  # a person's faces used as search keys (confirmed first)
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -43,36 +44,36 @@ MANUAL_FIRST_INDEX = 500  # drawn faces are numbered from here: detected ones ke
 class People:
     def __init__(
         self,
-        photos: PhotoStore,
-        store: PeopleStore,
+        photo_store: PhotoStore,
+        people_store: PeopleStore,
         album: Album,
         face_client: Callable[[], FaceClient],
         index: VectorIndex,
     ):
         """``face_client``: gives the face client, asked only by what needs the endpoint."""
-        self.photos, self.store, self.album, self.index = photos, store, album, index
+        self.photo_store, self.people_store, self.album, self.index = photo_store, people_store, album, index
         self.face_client = face_client
 
-    def served_model(self, deadline: Deadline | None = None) -> dict:
+    def served_model(self, deadline: Deadline | None = None) -> ModelInfo:
         """The served bundle's info; a 503 when the face endpoint does not answer."""
         try:
             return self.face_client().served_model(deadline)
         except FaceServiceError as exc:
-            raise ServiceUnavailable("face detection is unavailable right now; try again shortly") from exc
+            raise Unavailable("face detection is unavailable right now; try again shortly") from exc
 
     # The served bundle's grouping calibration ---------------------------------------
     def _served(self, deadline: Deadline | None = None) -> tuple[str, GroupingParams]:
         info = self.served_model(deadline)
         params = GroupingParams.from_model_info(info)
         if params is None:
-            raise ServiceUnavailable("the face model in service has no grouping calibration", code="no_grouping")
+            raise Unavailable("the face model in service has no grouping calibration", code="no_grouping")
         return info["model_version"], params
 
     # Assignment on indexing ---------------------------------------------------------
     def assign_photo(self, owner: str, photo_id: str, model_version: str, params: GroupingParams) -> dict:
         """Assign (or re-validate, after a reindex) the photo's faces that the user has not decided.
         Returns ``{"assigned": n, "unassigned": m}``."""
-        faces = [f for f in self.photos.list_faces(owner, photo_id) if f.get("model_version") == model_version]
+        faces = [f for f in self.photo_store.list_faces(owner, photo_id) if f.get("model_version") == model_version]
         taken = {f["person_id"] for f in faces if f.get("assigned_by") == USER and f.get("person_id")}
         counts = {"assigned": 0, "unassigned": 0}
         touched = set()
@@ -81,27 +82,27 @@ class People:
                 continue
             person = self._best_person(owner, face, model_version, params, taken)
             changed = person != face.get("person_id")
-            if changed and self.store.set_by_algorithm(owner, face["face_id"], person):
+            if changed and self.people_store.set_by_algorithm(owner, face["face_id"], person):
                 touched |= {person, face.get("person_id")}
             if person:
                 taken.add(person)
             counts["assigned" if person else "unassigned"] += 1
-        self.store.refresh(owner, touched)
+        self.people_store.refresh(owner, touched)
         return counts
 
-    def _best_person(self, owner: str, face: dict, model_version: str, params: GroupingParams, taken: set):
+    def _best_person(self, owner: str, face: Face, model_version: str, params: GroupingParams, taken: set):
         mean, std = face.get("cohort_mean"), face.get("cohort_std")
         if mean is None or std is None:
             return None
-        stored = self.photos.get_face(owner, face["face_id"])
+        stored = self.photo_store.get_face(owner, face["face_id"])
         if stored is None:  # deleted meanwhile
             return None
         key = KeyNormalisation(float(mean), float(std), params.threshold)
-        hits = self.index.search(owner, model_version, stored["embedding"], params.k + 1, NO_RAW_FLOOR, key)
+        hits = self.index.nearest(owner, model_version, stored["embedding"], params.k + 1, NO_RAW_FLOOR, key)
         hits = [h for h in hits if h[0] != face["face_id"] and h[1] != face["photo_id"]][: params.k]
         if not hits:
             return None
-        people = {f["face_id"]: f.get("person_id") for f in self.store.decisions(owner, [h[0] for h in hits])}
+        people = {f["face_id"]: f.get("person_id") for f in self.people_store.decisions(owner, [h[0] for h in hits])}
         links: dict[str, list] = defaultdict(list)
         for face_id, _, _, score in hits:
             person = people.get(face_id)
@@ -118,7 +119,7 @@ class People:
     def regroup(self, owner: str, deadline: Deadline | None = None) -> dict:
         """Group every face of the served version again, keeping names, confirmations, rejections."""
         model_version, params = self._served(deadline)
-        rows = self.store.grouping_input(owner, model_version)
+        rows = self.people_store.grouping_input(owner, model_version)
         if not rows:
             return {"faces": 0, "people": 0, "changed": 0}
         vectors = np.vstack([r["embedding"] for r in rows])
@@ -142,15 +143,15 @@ class People:
                 continue
             if person in (row.get("rejected_from") or ()):
                 person = None
-            if person != row.get("person_id") and self.store.set_by_algorithm(owner, row["face_id"], person):
+            if person != row.get("person_id") and self.people_store.set_by_algorithm(owner, row["face_id"], person):
                 changed += 1
                 touched |= {person, row.get("person_id")}
-        self.store.refresh(owner, touched)
+        self.people_store.refresh(owner, touched)
         people = len({p for p in wanted if p})
         logger.info("people regrouped", extra={"user": owner, "faces": len(rows), "people": people, "changed": changed})
         return {"faces": len(rows), "people": people, "changed": changed}
 
-    def _map_groups(self, owner: str, rows: list[dict], labels: np.ndarray, confirmed: list) -> list:
+    def _map_groups(self, owner: str, rows: list[Face], labels: np.ndarray, confirmed: list) -> list:
         """The person each face should be in: a group with confirmed faces is their person; any
         other group takes the existing person most of its auto faces are in (each person once,
         biggest overlap first), else a new person. Faces outside every group: None."""
@@ -171,17 +172,18 @@ class People:
                 continue
             votes: dict[str, int] = defaultdict(int)
             for i in members:
-                if rows[i].get("person_id") and rows[i].get("assigned_by") == AUTO:
-                    votes[rows[i]["person_id"]] += 1
+                person = rows[i].get("person_id")
+                if person and rows[i].get("assigned_by") == AUTO:
+                    votes[person] += 1
             overlaps += [(-count, label, person) for person, count in votes.items()]
-        existing = self.store.ids(owner)
+        existing = self.people_store.ids(owner)
         for _, label, person in sorted(overlaps):
             if label not in person_of and person not in used and person in existing:
                 person_of[label] = person
                 used.add(person)
         for label in groups:
             if label not in person_of:
-                person_of[label] = self.store.create(owner)["person_id"]
+                person_of[label] = self.people_store.create(owner)["person_id"]
         wanted: list = [None] * len(rows)
         for label, members in groups.items():
             for i in members:
@@ -193,7 +195,7 @@ class People:
         limit = int_in_range(params.get("limit"), "limit", 50, 1, 100, from_query=True)
         offset = int_in_range(params.get("cursor"), "cursor", 0, 0, 10**7, from_query=True)
         include_hidden = str(params.get("hidden", "")).lower() in ("1", "true", "yes")
-        rows = self.store.page(user.sub, offset, limit + 1, include_hidden)
+        rows = self.people_store.page(user.sub, offset, limit + 1, include_hidden)
         more = len(rows) > limit
         return {
             "people": [self._present(user, p) for p in rows[:limit]],
@@ -207,8 +209,8 @@ class People:
         """The person's photos, newest first, each with the person's face box."""
         self._owned(user, person_id)
         limit = int_in_range(params.get("limit"), "limit", 30, 1, 100, from_query=True)
-        faces = self.store.faces_of(user.sub, person_id)
-        rows, last = self.photos.list_photos(
+        faces = self.people_store.faces_of(user.sub, person_id)
+        rows, last = self.photo_store.list_photos(
             user.sub, limit, decode_position(params.get("cursor")), only={f["photo_id"] for f in faces}
         )
         boxes = {f["photo_id"]: f for f in faces}
@@ -221,11 +223,12 @@ class People:
             photos.append(dict(shown, face_id=face["face_id"], box=face["box"], assigned_by=face.get("assigned_by")))
         return {"photos": photos, "next_cursor": encode_position(last)}
 
-    def _present(self, user: User, person: dict) -> dict:
+    def _present(self, user: User, person: Person) -> dict:
         cover = None
-        if person.get("cover_face_id"):
-            face = self.store.face(user.sub, person["cover_face_id"])
-            photo = self.photos.get_photo(user.sub, person["cover_photo_id"]) if face else None
+        cover_face_id, cover_photo_id = person.get("cover_face_id"), person.get("cover_photo_id")
+        if cover_face_id and cover_photo_id:
+            face = self.people_store.face(user.sub, cover_face_id)
+            photo = self.photo_store.get_photo(user.sub, cover_photo_id) if face else None
             if face and photo:
                 shown = self.album.present(photo)
                 cover = {
@@ -245,14 +248,14 @@ class People:
             "cover": cover,
         }
 
-    def _owned(self, user: User, person_id: str) -> dict:
-        person = self.store.get(user.sub, person_id) if _ID.match(person_id or "") else None
+    def _owned(self, user: User, person_id: str) -> Person:
+        person = self.people_store.get(user.sub, person_id) if _ID.match(person_id or "") else None
         if person is None:
             raise NotFound("no such person")
         return person
 
-    def _owned_face(self, user: User, face_id: str) -> dict:
-        face = self.store.face(user.sub, face_id) if _FACE_ID.match(face_id or "") else None
+    def _owned_face(self, user: User, face_id: str) -> Face:
+        face = self.people_store.face(user.sub, face_id) if _FACE_ID.match(face_id or "") else None
         if face is None:
             raise NotFound("no such face in your album")
         return face
@@ -261,13 +264,13 @@ class People:
     def update_person(self, user: User, person_id: str, fields: dict) -> dict:
         """``fields``: ``request_models.person_update``'s."""
         self._owned(user, person_id)
-        if not self.store.update(user.sub, person_id, fields):
+        if not self.people_store.update(user.sub, person_id, fields):
             raise NotFound("no such person")
         return self.get_person(user, person_id)
 
     def delete_person(self, user: User, person_id: str) -> None:
         self._owned(user, person_id)
-        self.store.delete(user.sub, person_id)
+        self.people_store.delete(user.sub, person_id)
 
     def merge(self, user: User, merge: Merge) -> dict:
         """The sources' faces join the target, which keeps its name (or takes the first source's
@@ -276,13 +279,13 @@ class People:
         target = self._owned(user, target_id)
         others = [self._owned(user, s) for s in merge.sources]
         for source in others:
-            self.store.merge_into(user.sub, source["person_id"], target_id)
-            self.store.remove(user.sub, source["person_id"])
+            self.people_store.merge_into(user.sub, source["person_id"], target_id)
+            self.people_store.remove(user.sub, source["person_id"])
         if not target.get("name"):
             name = next((s["name"] for s in others if s.get("name")), None)
             if name:
-                self.store.update(user.sub, target_id, {"name": name})
-        self.store.refresh(user.sub, [target_id])
+                self.people_store.update(user.sub, target_id, {"name": name})
+        self.people_store.refresh(user.sub, [target_id])
         return self.get_person(user, target_id)
 
     def set_face_person(self, user: User, face_id: str, decision: FaceDecision) -> dict:
@@ -291,7 +294,7 @@ class People:
         face = self._owned_face(user, face_id)
         current = face.get("person_id")
         if decision.new_person:
-            target = self.store.create(user.sub, decision.name)["person_id"]
+            target = self.people_store.create(user.sub, decision.name)["person_id"]
         elif decision.person_id is None:
             target = None
         else:
@@ -299,13 +302,13 @@ class People:
         if target and self._photo_has_other_face_in(user.sub, face, target):
             raise Conflict("another face of this photo is already this person", code="same_photo")
         rejected = current if current and current != target else None
-        self.store.set_by_user(user.sub, face_id, target, rejected)
-        if target and self.store.get(user.sub, target) is None:
+        self.people_store.set_by_user(user.sub, face_id, target, rejected)
+        if target and self.people_store.get(user.sub, target) is None:
             # The person was merged or deleted meanwhile: the face must not point at nothing.
-            self.store.set_by_user(user.sub, face_id, None, None)
+            self.people_store.set_by_user(user.sub, face_id, None, None)
             raise Conflict("that person no longer exists", code="person_gone")
-        self.store.refresh(user.sub, [current, target])
-        updated = self.store.face(user.sub, face_id) or {}
+        self.people_store.refresh(user.sub, [current, target])
+        updated = self.people_store.face(user.sub, face_id) or {}
         return {
             "face_id": face_id,
             "photo_id": face["photo_id"],
@@ -314,10 +317,10 @@ class People:
             "rejected_from": updated.get("rejected_from") or [],
         }
 
-    def _photo_has_other_face_in(self, owner: str, face: dict, person_id: str) -> bool:
+    def _photo_has_other_face_in(self, owner: str, face: Face, person_id: str) -> bool:
         return any(
             f["face_id"] != face["face_id"] and f.get("person_id") == person_id
-            for f in self.photos.list_faces(owner, face["photo_id"])
+            for f in self.photo_store.list_faces(owner, face["photo_id"])
         )
 
     # Faces drawn or removed by the user ---------------------------------------------------
@@ -327,26 +330,26 @@ class People:
         photo = self.album.owned_photo(user, photo_id)
         if photo.get("trashed_at"):
             raise Conflict("the photo is in the trash; restore it first", code="in_trash")
-        if photo["status"] != "indexed" or not photo.get("width"):
+        width, height = photo.get("width"), photo.get("height")
+        if photo["status"] != "indexed" or not width or not height:
             raise Conflict("the photo is not indexed yet", code="not_indexed")
         x, y, w, h = box
-        if w < MIN_BOX or h < MIN_BOX or x < 0 or y < 0 or x + w > photo["width"] or y + h > photo["height"]:
-            raise BadRequest(
-                f"the box must lie inside the {photo['width']}x{photo['height']} photo and be at least "
-                f"{MIN_BOX} px wide and high",
+        if w < MIN_BOX or h < MIN_BOX or x < 0 or y < 0 or x + w > width or y + h > height:
+            raise Invalid(
+                f"the box must lie inside the {width}x{height} photo and be at least {MIN_BOX} px wide and high",
                 code="bad_box",
             )
-        faces = self.photos.list_faces(user.sub, photo_id)
+        faces = self.photo_store.list_faces(user.sub, photo_id)
         if any(box_iou(f["box"], [x, y, w, h]) >= SAME_FACE_IOU for f in faces):
             raise Conflict("there is already a face at that box", code="face_exists")
         try:
             result = self.face_client().analyze_s3(
-                self.album.storage.bucket, photo["key"], deadline, boxes=[[x, y, w, h]], detect=False
+                self.album.object_storage.bucket, photo["key"], deadline, boxes=[[x, y, w, h]], detect=False
             )
         except FaceServiceError as exc:
             if exc.retriable:
-                raise ServiceUnavailable("face detection is unavailable right now; try again shortly") from exc
-            raise BadRequest(exc.message, code="bad_box") from exc
+                raise Unavailable("face detection is unavailable right now; try again shortly") from exc
+            raise Invalid(exc.message, code="bad_box") from exc
         if result["model_version"] != photo.get("model_version"):
             raise Conflict(
                 "this photo is being indexed with a new face model; try again soon", code="stale_model_version"
@@ -355,17 +358,13 @@ class People:
         if index > 999:
             raise Conflict("this photo has as many faces as it can hold", code="too_many_faces")
         (analysed,) = result["faces"]
-        face = dict(
-            face_record(f"{photo_id}-{index:03d}", index, analysed, result["model_version"]),
-            source=MANUAL,
-            aligned=bool(analysed.get("aligned")),
-        )
-        if not self.photos.add_face(user.sub, photo_id, face):
+        face = drawn_face_record(f"{photo_id}-{index:03d}", index, analysed, result["model_version"])
+        if not self.photo_store.add_face(user.sub, photo_id, face):
             raise NotFound("no such photo")
         params = GroupingParams.from_model_info(result)
         if params is not None:
             self.assign_photo(user.sub, photo_id, result["model_version"], params)
-        stored = self.store.face(user.sub, face["face_id"]) or {}
+        stored = self.people_store.face(user.sub, face["face_id"]) or {}
         return {
             "face_id": face["face_id"],
             "photo_id": photo_id,
@@ -378,8 +377,8 @@ class People:
     def remove_face(self, user: User, face_id: str) -> None:
         """A wrong face box (a false detection, or a drawn box): gone, and not detected again."""
         face = self._owned_face(user, face_id)
-        self.photos.remove_face(user.sub, face, remember_box=face.get("source") != MANUAL)
-        self.store.refresh(user.sub, [face.get("person_id")])
+        self.photo_store.remove_face(user.sub, face, remember_box=face.get("source") != MANUAL)
+        self.people_store.refresh(user.sub, [face.get("person_id")])
 
     # Suggestions and search by person ----------------------------------------------------
     def candidates(self, user: User, person_id: str, deadline: Deadline | None = None) -> list:
@@ -391,7 +390,7 @@ class People:
         keys = sorted(
             (
                 f
-                for f in self.store.faces_of(user.sub, person["person_id"])
+                for f in self.people_store.faces_of(user.sub, person["person_id"])
                 if f["model_version"] == info["model_version"]
             ),
             key=lambda f: (f.get("assigned_by") != USER, -float(f.get("score", 0))),
@@ -400,18 +399,19 @@ class People:
             return []
         best: dict[str, tuple] = {}
         for key_face in keys:
-            stored = self.photos.get_face(user.sub, key_face["face_id"])
-            if stored is None or key_face.get("cohort_mean") is None or not norm:
+            stored = self.photo_store.get_face(user.sub, key_face["face_id"])
+            mean, std = key_face.get("cohort_mean"), key_face.get("cohort_std")
+            if stored is None or mean is None or std is None or not norm:
                 continue
-            key = KeyNormalisation(float(key_face["cohort_mean"]), float(key_face["cohort_std"]), norm["threshold"])
-            for face_id, photo_id, _, score in self.index.search(
+            key = KeyNormalisation(mean, std, norm["threshold"])
+            for face_id, photo_id, _, score in self.index.nearest(
                 user.sub, info["model_version"], stored["embedding"], 500, float(norm["raw_floor"]), key
             ):
                 if face_id not in best or score > best[face_id][2]:
                     best[face_id] = (face_id, photo_id, score)
         if not best:
             return []
-        rows = self.store.decisions(user.sub, list(best))
+        rows = self.people_store.decisions(user.sub, list(best))
         eligible = [
             best[r["face_id"]]
             for r in rows
@@ -447,23 +447,23 @@ class People:
                     done.append({"face_id": a.face_id, "result": "same_photo"})
                     continue
                 elsewhere = face.get("person_id") if face.get("person_id") != person_id else None
-                self.store.set_by_user(user.sub, a.face_id, person_id, elsewhere)
-                self.store.refresh(user.sub, [face.get("person_id"), person_id])
+                self.people_store.set_by_user(user.sub, a.face_id, person_id, elsewhere)
+                self.people_store.refresh(user.sub, [face.get("person_id"), person_id])
                 done.append({"face_id": a.face_id, "result": "confirmed"})
             else:
                 if face.get("person_id") == person_id:
-                    self.store.set_by_user(user.sub, a.face_id, None, person_id)
-                    self.store.refresh(user.sub, [person_id])
+                    self.people_store.set_by_user(user.sub, a.face_id, None, person_id)
+                    self.people_store.refresh(user.sub, [person_id])
                 else:
-                    self.store.reject(user.sub, a.face_id, person_id)
+                    self.people_store.reject(user.sub, a.face_id, person_id)
                 done.append({"face_id": a.face_id, "result": "rejected"})
         return {"answers": done, "person": self.get_person(user, person_id)}
 
-    def search(self, user: User, person_id: str, offset: int, limit: int) -> dict:
+    def search_by_person(self, user: User, person_id: str, offset: int, limit: int) -> dict:
         """The person's photos (``member``), then photos not in it that match its faces above the
         search threshold (``suggested``), best first."""
-        faces = self.store.faces_of(user.sub, self._owned(user, person_id)["person_id"])
-        members: dict[str, dict | None] = {}
+        faces = self.people_store.faces_of(user.sub, self._owned(user, person_id)["person_id"])
+        members: dict[str, Face | None] = {}
         for f in sorted(faces, key=lambda f: f.get("assigned_by") != USER):
             members.setdefault(f["photo_id"], f)
         ranked = [(pid, f["face_id"], None, "member") for pid, f in members.items() if f]
@@ -485,8 +485,8 @@ class People:
     def _present_faces(self, user: User, items) -> list:
         if not items:
             return []
-        photos = self.photos.photos_by_id(user.sub, [photo_id for _, photo_id, _ in items])
-        boxes = self.photos.face_boxes(user.sub, [face_id for face_id, _, _ in items])
+        photos = self.photo_store.photos_by_id(user.sub, [photo_id for _, photo_id, _ in items])
+        boxes = self.photo_store.face_boxes(user.sub, [face_id for face_id, _, _ in items])
         out = []
         for face_id, photo_id, score in items:
             photo = photos.get(photo_id)

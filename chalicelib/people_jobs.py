@@ -18,9 +18,9 @@ MAX_SQS_DELAY = 900
 
 
 class PeopleJobs:
-    def __init__(self, store: PeopleStore, sqs, queue_url: str | None, delay: int, run):
+    def __init__(self, people_store: PeopleStore, sqs, queue_url: str | None, delay: int, run):
         """``run(owner)`` does the regrouping (``People.regroup``)."""
-        self.store = store
+        self.people_store = people_store
         self.sqs, self.queue_url, self.delay, self.run = sqs, queue_url, min(delay, MAX_SQS_DELAY), run
 
     def request(self, owner: str, delay: int | None = None) -> dict:
@@ -28,7 +28,7 @@ class PeopleJobs:
         if not self.queue_url:
             return {"status": "done", **self.run(owner)}
         token = uuid.uuid4().hex
-        self.store.request_regroup(owner, token)
+        self.people_store.request_regroup(owner, token)
         self.sqs.send_message(
             QueueUrl=self.queue_url,
             MessageBody=json.dumps({"regroup": owner, "token": token}),
@@ -41,8 +41,8 @@ class PeopleJobs:
         owner, token = message.get("regroup"), message.get("token")
         if not isinstance(owner, str) or not isinstance(token, str):
             return "ignored"
-        if self.store.regroup_token(owner) != token:
+        if self.people_store.regroup_token(owner) != token:
             return "superseded"  # a later request's message will run the job
         self.run(owner)
-        self.store.clear_regroup_request(owner, token)
+        self.people_store.clear_regroup_request(owner, token)
         return "regrouped"

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import cast
 
 from pymongo import ASCENDING, DESCENDING
 
 from .images import box_iou
-from .store import binary_to_vector, now_ms
+from .photo_store import binary_to_vector, now_ms
+from .records import Face, Person
 
 _NO_ID = {"_id": 0}
 USER, AUTO = "user", "auto"
@@ -50,9 +52,9 @@ class PeopleStore:
         self.regroup_requests.delete_one({"_id": owner, "token": token})
 
     # People ---------------------------------------------------------------------
-    def create(self, owner: str, name: str | None = None) -> dict:
+    def create(self, owner: str, name: str | None = None) -> Person:
         now = now_ms()
-        doc = {
+        doc: Person = {
             "owner": owner,
             "person_id": uuid.uuid4().hex,
             "name": name,
@@ -67,10 +69,10 @@ class PeopleStore:
         self.people.insert_one(dict(doc))
         return doc
 
-    def get(self, owner: str, person_id: str) -> dict | None:
+    def get(self, owner: str, person_id: str) -> Person | None:
         return self.people.find_one({"owner": owner, "person_id": person_id}, _NO_ID)
 
-    def page(self, owner: str, offset: int, limit: int, include_hidden: bool) -> list[dict]:
+    def page(self, owner: str, offset: int, limit: int, include_hidden: bool) -> list[Person]:
         """Biggest first (then oldest), empty unnamed people left out."""
         query: dict = {"owner": owner, "$or": [{"face_count": {"$gt": 0}}, {"name": {"$ne": None}}]}
         if not include_hidden:
@@ -139,17 +141,17 @@ class PeopleStore:
             )
 
     # Faces' person fields ----------------------------------------------------------
-    def face(self, owner: str, face_id: str) -> dict | None:
+    def face(self, owner: str, face_id: str) -> Face | None:
         return self.faces.find_one({"owner": owner, "face_id": face_id}, {"_id": 0, "embedding": 0})
 
-    def faces_of(self, owner: str, person_id: str) -> list[dict]:
+    def faces_of(self, owner: str, person_id: str) -> list[Face]:
         return list(self.faces.find({"owner": owner, "person_id": person_id}, {"_id": 0, "embedding": 0}))
 
     def photo_ids_of(self, owner: str, person_id: str) -> set[str]:
         rows = self.faces.find({"owner": owner, "person_id": person_id}, {"_id": 0, "photo_id": 1})
         return {r["photo_id"] for r in rows}
 
-    def carry_decisions(self, owner: str, photo_id: str, faces: list[dict]) -> list[dict]:
+    def carry_decisions(self, owner: str, photo_id: str, faces: list[Face]) -> list[Face]:
         """The photo's new faces (indexed again, maybe by a new bundle, maybe in another order),
         each with the person fields of the stored face it overlaps most (IoU ≥ 0.5, one to one):
         a face keeps its person, confirmation and rejections across a reindex."""
@@ -159,7 +161,7 @@ class PeopleStore:
         pairs = sorted(
             ((box_iou(o["box"], f["box"]), i, j) for i, o in enumerate(old) for j, f in enumerate(faces)), reverse=True
         )
-        carried = [dict(f) for f in faces]
+        carried = [f.copy() for f in faces]
         used_old, used_new = set(), set()
         for overlap, i, j in pairs:
             if overlap < SAME_FACE_IOU:
@@ -168,10 +170,10 @@ class PeopleStore:
                 continue
             used_old.add(i)
             used_new.add(j)
-            carried[j].update({k: old[i][k] for k in DECISIONS if old[i].get(k) is not None})
+            carried[j].update(cast(Face, {k: old[i][k] for k in DECISIONS if old[i].get(k) is not None}))
         return carried
 
-    def decisions(self, owner: str, face_ids: list[str]) -> list[dict]:
+    def decisions(self, owner: str, face_ids: list[str]) -> list[Face]:
         """The person fields of these faces."""
         projection = {"_id": 0, "face_id": 1, "person_id": 1, "assigned_by": 1, "rejected_from": 1}
         return list(self.faces.find({"owner": owner, "face_id": {"$in": face_ids}}, projection))
@@ -205,7 +207,7 @@ class PeopleStore:
         )
         self.faces.update_many({"owner": owner, "rejected_from": source}, {"$addToSet": {"rejected_from": target}})
 
-    def grouping_input(self, owner: str, model_version: str) -> list[dict]:
+    def grouping_input(self, owner: str, model_version: str) -> list[Face]:
         """Every face of one model version with what grouping needs: vector, cohort statistics,
         photo, person fields."""
         projection = {

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from .store import PhotoStore
+from .photo_store import PhotoStore
 
 
 def reindex_message(bucket: str, key: str, target_version: str) -> str:
@@ -31,9 +31,11 @@ def reindex_message(bucket: str, key: str, target_version: str) -> str:
     )
 
 
-def enqueue(store: PhotoStore, sqs, queue_url: str, bucket: str, target_version: str, owner: str | None = None) -> int:
+def enqueue(
+    photo_store: PhotoStore, sqs, queue_url: str, bucket: str, target_version: str, owner: str | None = None
+) -> int:
     sent, batch = 0, []  # type: int, list[dict]
-    for photo in store.photos_to_reindex(target_version, owner):
+    for photo in photo_store.photos_to_reindex(target_version, owner):
         batch.append({"Id": str(len(batch)), "MessageBody": reindex_message(bucket, photo["key"], target_version)})
         if len(batch) == 10:
             sent += _send(sqs, queue_url, batch)

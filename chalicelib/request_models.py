@@ -8,7 +8,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from .errors import Invalid, TooLarge, UnsupportedType
 from .face_client import MAX_INLINE_BYTES  # a key sent inside the request goes on to the endpoint inline
 from .media_types import SUPPORTED
 from .params import decode_cursor, encode_cursor, int_in_range
@@ -25,7 +25,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 def _object(body) -> dict:
     if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
+        raise Invalid("body must be a JSON object")
     return body
 
 
@@ -45,36 +45,36 @@ class FileToUpload:
 def file_to_upload(where: str, item, max_bytes: int) -> FileToUpload:
     """One ``{"filename", "content_type", "size", "sha256"?}`` a client wants to upload."""
     if not isinstance(item, dict):
-        raise BadRequest(f"{where} must be an object")
+        raise Invalid(f"{where} must be an object")
     filename, content_type, size = item.get("filename"), item.get("content_type"), item.get("size")
     if not isinstance(filename, str) or not filename.strip() or len(filename) > MAX_FILENAME:
-        raise BadRequest(f"{where}.filename must be a non-empty string of at most {MAX_FILENAME} characters")
+        raise Invalid(f"{where}.filename must be a non-empty string of at most {MAX_FILENAME} characters")
     if not isinstance(content_type, str):
-        raise BadRequest(f"{where}.content_type is required")
+        raise Invalid(f"{where}.content_type is required")
     content_type = content_type.strip().lower()
     if content_type == "image/jpg":
         content_type = "image/jpeg"
     if content_type not in SUPPORTED:
-        raise UnsupportedMediaType(
+        raise UnsupportedType(
             f"{where}: {content_type!r} is not supported; send one of " + ", ".join(sorted(SUPPORTED))
         )
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise BadRequest(f"{where}.size must be a positive integer (bytes)")
+        raise Invalid(f"{where}.size must be a positive integer (bytes)")
     if size > max_bytes:
-        raise PayloadTooLarge(f"{where} is {size} bytes; the limit is {max_bytes} bytes")
+        raise TooLarge(f"{where} is {size} bytes; the limit is {max_bytes} bytes")
     sha256 = item.get("sha256")
     if sha256 is not None and (not isinstance(sha256, str) or not _SHA256.match(sha256.lower())):
-        raise BadRequest(f"{where}.sha256 must be the file's SHA-256 as 64 hex digits")
+        raise Invalid(f"{where}.sha256 must be the file's SHA-256 as 64 hex digits")
     return FileToUpload(filename.strip(), content_type, size, sha256.lower() if sha256 else None)
 
 
 def files_to_upload(body, limit: int, max_bytes: int) -> list[FileToUpload]:
     """``{"files": [...]}``: 1 to ``limit`` files."""
     if not isinstance(body, dict) or not isinstance(body.get("files"), list):
-        raise BadRequest('body must be {"files": [{"filename", "content_type", "size"}, ...]}')
+        raise Invalid('body must be {"files": [{"filename", "content_type", "size"}, ...]}')
     files = body["files"]
     if not 1 <= len(files) <= limit:
-        raise BadRequest(f"ask for between 1 and {limit} uploads at a time")
+        raise Invalid(f"ask for between 1 and {limit} uploads at a time")
     return [file_to_upload(f"files[{i}]", item, max_bytes) for i, item in enumerate(files)]
 
 
@@ -82,7 +82,7 @@ def photo_ids(body, limit: int) -> list[str]:
     """``{"photo_ids": [...]}``: 1 to ``limit`` ids, repeats dropped, in the order given."""
     ids = body.get("photo_ids") if isinstance(body, dict) else None
     if not isinstance(ids, list) or not 1 <= len(ids) <= limit or not all(isinstance(i, str) for i in ids):
-        raise BadRequest(f'body must be {{"photo_ids": [...]}} with 1 to {limit} photo ids')
+        raise Invalid(f'body must be {{"photo_ids": [...]}} with 1 to {limit} photo ids')
     return list(dict.fromkeys(ids))
 
 
@@ -107,11 +107,11 @@ def search_request(body) -> SearchRequest:
     body = _object(body)
     sources = [name for name in SEARCH_SOURCES if body.get(name) is not None]
     if len(sources) != 1:
-        raise BadRequest('give exactly one key: "key_id", "image_base64", "person_id", or "photo_id" with "face_id"')
+        raise Invalid('give exactly one key: "key_id", "image_base64", "person_id", or "photo_id" with "face_id"')
     source = sources[0]
     threshold = body.get("threshold")
     if threshold is not None and (not _is_number(threshold) or not 0.0 <= threshold <= 0.99):
-        raise BadRequest("threshold must be a number between 0 and 0.99")
+        raise Invalid("threshold must be a number between 0 and 0.99")
     return SearchRequest(
         source=source,
         limit=int_in_range(body.get("limit"), "limit", 30, 1, 100),
@@ -128,13 +128,13 @@ def search_request(body) -> SearchRequest:
 
 def _inline_image(value) -> bytes:
     if not isinstance(value, str):
-        raise BadRequest("image_base64 must be a base64 string")
+        raise Invalid("image_base64 must be a base64 string")
     if len(value) > MAX_INLINE_BYTES * 4 // 3 + 4:
-        raise PayloadTooLarge(f"image_base64 is limited to {MAX_INLINE_BYTES} bytes; upload a key photo instead")
+        raise TooLarge(f"image_base64 is limited to {MAX_INLINE_BYTES} bytes; upload a key photo instead")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise BadRequest("image_base64 is not valid base64") from None
+        raise Invalid("image_base64 is not valid base64") from None
 
 
 def search_cursor(offset: int) -> str:
@@ -146,7 +146,7 @@ def search_offset(cursor) -> int:
         return 0
     offset = decode_cursor(cursor).get("o")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise BadRequest("cursor is not valid", code="invalid_cursor")
+        raise Invalid("cursor is not valid", code="invalid_cursor")
     return offset
 
 
@@ -156,23 +156,23 @@ def person_name(value) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or _CONTROL.search(value):
-        raise BadRequest("name must be a string without control characters")
+        raise Invalid("name must be a string without control characters")
     value = value.strip()
     if len(value) > MAX_NAME:
-        raise BadRequest(f"name must be at most {MAX_NAME} characters")
+        raise Invalid(f"name must be at most {MAX_NAME} characters")
     return value or None
 
 
 def person_update(body) -> dict:
     """``{"name"?, "hidden"?}`` → the fields to set."""
     if not isinstance(body, dict) or not body or set(body) - {"name", "hidden"}:
-        raise BadRequest('send "name" and/or "hidden"')
+        raise Invalid('send "name" and/or "hidden"')
     fields: dict = {}
     if "name" in body:
         fields["name"] = person_name(body["name"])
     if "hidden" in body:
         if not isinstance(body["hidden"], bool):
-            raise BadRequest("hidden must be true or false")
+            raise Invalid("hidden must be true or false")
         fields["hidden"] = body["hidden"]
     return fields
 
@@ -187,11 +187,11 @@ def merge_request(body) -> Merge:
     body = _object(body)
     target, sources = body.get("target"), body.get("sources")
     if not isinstance(target, str) or not isinstance(sources, list) or not sources:
-        raise BadRequest('send "target" (a person id) and "sources" (a list of person ids)')
+        raise Invalid('send "target" (a person id) and "sources" (a list of person ids)')
     if len(sources) > MAX_MERGE or not all(isinstance(s, str) for s in sources):
-        raise BadRequest(f"sources must be at most {MAX_MERGE} person ids")
+        raise Invalid(f"sources must be at most {MAX_MERGE} person ids")
     if target in sources:
-        raise BadRequest("a person cannot be merged into itself", code="merge_into_itself")
+        raise Invalid("a person cannot be merged into itself", code="merge_into_itself")
     return Merge(target, list(dict.fromkeys(sources)))
 
 
@@ -207,7 +207,7 @@ class FaceDecision:
 
 def face_decision(body) -> FaceDecision:
     if not isinstance(body, dict) or ("person_id" in body) == bool(body.get("new_person")):
-        raise BadRequest('send "person_id" (an id, or null for "not this person") or "new_person": true')
+        raise Invalid('send "person_id" (an id, or null for "not this person") or "new_person": true')
     if body.get("new_person"):
         return FaceDecision(new_person=True, name=person_name(body.get("name")))
     return FaceDecision(person_id=None if body["person_id"] is None else str(body["person_id"]))
@@ -217,7 +217,7 @@ def drawn_box(body) -> list[float]:
     """``{"box": [x, y, w, h]}`` in the photo's pixels (checked against the photo by the caller)."""
     box = body.get("box") if isinstance(body, dict) else None
     if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
-        raise BadRequest('send {"box": [x, y, w, h]} in the photo\'s pixels')
+        raise Invalid('send {"box": [x, y, w, h]} in the photo\'s pixels')
     return [float(v) for v in box]
 
 
@@ -231,8 +231,8 @@ def answers(body) -> list[Answer]:
     """``{"answers": [{"face_id", "accept": bool}]}``: 1 to ``MAX_ANSWERS`` answers to suggestions."""
     given = body.get("answers") if isinstance(body, dict) else None
     if not isinstance(given, list) or not 1 <= len(given) <= MAX_ANSWERS:
-        raise BadRequest(f'send "answers": a list of 1 to {MAX_ANSWERS} {{"face_id", "accept"}}')
+        raise Invalid(f'send "answers": a list of 1 to {MAX_ANSWERS} {{"face_id", "accept"}}')
     for i, a in enumerate(given):
         if not isinstance(a, dict) or not isinstance(a.get("face_id"), str) or not isinstance(a.get("accept"), bool):
-            raise BadRequest(f'answers[{i}] must be {{"face_id": string, "accept": true|false}}')
+            raise Invalid(f'answers[{i}] must be {{"face_id": string, "accept": true|false}}')
     return [Answer(a["face_id"], a["accept"]) for a in given]

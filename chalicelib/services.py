@@ -13,18 +13,18 @@ from botocore.config import Config
 from .accounts import Accounts
 from .album import Album
 from .auth import TokenVerifier
-from .database import AtlasUri, open_database
 from .face_client import FaceClient, HttpTransport, SageMakerTransport, Transport
+from .face_search import FaceSearch
 from .indexing import Indexer
+from .mongo_connection import AtlasUri, open_database
+from .object_storage import ObjectStorage
 from .observability import logger
 from .people import People
 from .people_jobs import PeopleJobs
 from .people_store import PeopleStore
-from .search import FaceSearch
+from .photo_store import PhotoStore
 from .settings import Settings
-from .storage import PhotoStorage
-from .store import PhotoStore
-from .vector_search import AtlasSearch, ExactSearch, VectorIndex
+from .vector_index import AtlasIndex, ExactIndex, VectorIndex
 
 
 class Services:
@@ -82,18 +82,18 @@ class Services:
         return self.settings.store_backend == "mongodb"
 
     @cached_property
-    def store(self) -> PhotoStore:
+    def photo_store(self) -> PhotoStore:
         if self._on_atlas:
-            # Atlas's indexes are made at deploy time (python -m chalicelib.atlas_index), not per cold start.
+            # Atlas's indexes are made at deploy time (python -m chalicelib.atlas_setup), not per cold start.
             self._store_uri = self.atlas_uri.current()
             return PhotoStore(open_database(self.settings, self._store_uri))
-        store = PhotoStore(open_database(self.settings))
-        store.ensure_indexes()
-        return store
+        photo_store = PhotoStore(open_database(self.settings))
+        photo_store.ensure_indexes()
+        return photo_store
 
     @cached_property
     def people_store(self) -> PeopleStore:
-        people = PeopleStore(self.store.db)
+        people = PeopleStore(self.photo_store.db)
         if not self._on_atlas:
             people.ensure_indexes()
         return people
@@ -101,7 +101,7 @@ class Services:
     def refresh(self) -> bool:
         """Start over, as a fresh container would, when the Atlas secret was rotated since the store
         opened (checked at most every ``atlas_secret_max_age`` seconds; called as each invocation begins)."""
-        opened = self.__dict__.get("store")
+        opened = self.__dict__.get("photo_store")
         if opened is None or not self._on_atlas:
             return False
         try:
@@ -118,7 +118,7 @@ class Services:
     @cached_property
     def people(self) -> People:
         return People(
-            self.store,
+            self.photo_store,
             self.people_store,
             self.album,
             lambda: self.face_client,
@@ -132,23 +132,26 @@ class Services:
         return PeopleJobs(self.people_store, sqs, s.people_jobs_queue_url, s.regroup_delay, self.people.regroup)
 
     @cached_property
-    def storage(self) -> PhotoStorage:
-        return PhotoStorage(self.s3, self.settings.bucket)
+    def object_storage(self) -> ObjectStorage:
+        return ObjectStorage(self.s3, self.settings.bucket)
 
     @cached_property
     def verifier(self) -> TokenVerifier:
         s = self.settings
         return TokenVerifier(
-            s.issuer, s.user_pool_client_ids, s.resolved_jwks_url, is_deleted=lambda sub: self.store.is_tombstoned(sub)
+            s.issuer,
+            s.user_pool_client_ids,
+            s.resolved_jwks_url,
+            is_deleted=lambda sub: self.photo_store.is_tombstoned(sub),
         )
 
     @cached_property
     def accounts(self) -> Accounts:
-        return Accounts(self.store, self.album, self.cognito, self.settings.user_pool_id)
+        return Accounts(self.photo_store, self.album, self.cognito, self.settings.user_pool_id)
 
     @cached_property
     def album(self) -> Album:
-        return Album(self.store, self.storage, self.settings, self.people_store)
+        return Album(self.photo_store, self.object_storage, self.settings, self.people_store)
 
     @cached_property
     def face_client(self) -> FaceClient:
@@ -171,12 +174,14 @@ class Services:
 
     @cached_property
     def indexer(self) -> Indexer:
-        return Indexer(self.store, self.storage, self.face_client, self.settings, self.people, self.people_jobs)
+        return Indexer(
+            self.photo_store, self.object_storage, self.face_client, self.settings, self.people, self.people_jobs
+        )
 
     @cached_property
     def vector_index(self) -> VectorIndex:
-        return AtlasSearch(self.store) if self.settings.search_backend == "atlas" else ExactSearch(self.store)
+        return AtlasIndex(self.photo_store) if self.settings.search_backend == "atlas" else ExactIndex(self.photo_store)
 
     @cached_property
-    def search(self) -> FaceSearch:
+    def face_search(self) -> FaceSearch:
         return FaceSearch(self.album, self.face_client, self.vector_index, self.people)

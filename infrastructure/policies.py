@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from chalicelib.storage import KEYS, KINDS, PHOTOS, PREVIEWS, THUMBS
+from chalicelib.object_storage import KEYS, KINDS, PHOTOS, PREVIEWS, THUMBS
 
 CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
 STAGES = ("dev", "prod")

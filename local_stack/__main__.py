@@ -171,11 +171,11 @@ def reindex(args) -> int:
     result = app_module.reindex({"owner": args.owner, "model_version": args.model_version}, None)
     target = result["model_version"]
     print(f"{result['enqueued']} photos sent for reindexing with {target}")
-    store = app_module.services.store
+    photo_store = app_module.services.photo_store
     with tqdm(total=result["total"], initial=result["done"], unit="photo") as bar:
         while bar.n < bar.total:
             time.sleep(1)
-            state = store.reindex_progress(target, args.owner)
+            state = photo_store.reindex_progress(target, args.owner)
             bar.total = state["total"]
             bar.update(state["done"] - bar.n)
     return 0

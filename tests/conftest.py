@@ -14,9 +14,9 @@ from chalice.test import Client
 from moto.server import ThreadedMotoServer
 
 import app as app_module
+from chalicelib.object_storage import user_prefixes
 from chalicelib.services import Services
 from chalicelib.settings import Settings
-from chalicelib.storage import user_prefixes
 from local_stack.aws import StackInfo, client, create_confirmed_user, free_port, provision, sign_in  # noqa: F401
 from tests.contract import checked_chalice_client
 from tests.face_fixtures import bundle_dir, engine  # noqa: F401  (shared fixtures)
@@ -44,13 +44,13 @@ def aws_stack(tmp_path_factory) -> StackInfo:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    store = tmp_path_factory.mktemp("store")
+    photo_store = tmp_path_factory.mktemp("store")
     # Short visibility timeout and receive count: redelivery and the dead-letter queue in seconds.
     info = provision(
         f"http://127.0.0.1:{port}",
         "memory-studio-test",
         "http://127.0.0.1:0",
-        str(store),
+        str(photo_store),
         visibility_timeout=1,
         max_receive_count=3,
     )

@@ -149,7 +149,7 @@ def test_bad_listing_parameters(api, make_user, query):
 def test_photo_fields_and_faces(api, make_user, services):
     user = make_user()
     photo_id = request_uploads(api, user, [JPEG])[0]["photo_id"]
-    services.store.replace_faces(
+    services.photo_store.replace_faces(
         user.sub,
         photo_id,
         [
@@ -164,7 +164,7 @@ def test_photo_fields_and_faces(api, make_user, services):
             },
         ],
     )
-    services.store.update_photo(
+    services.photo_store.update_photo(
         user.sub,
         photo_id,
         {
@@ -203,8 +203,8 @@ def _photo_with_face(api, user, services, aws_stack, files=(JPEG, JPEG)):
     photo_id = uploads[0]["photo_id"]
     thumb = f"thumbs/{user.sub}/{photo_id}.jpg"
     client("s3", aws_stack.aws_endpoint_url).put_object(Bucket=aws_stack.bucket, Key=thumb, Body=b"t")
-    services.store.update_photo(user.sub, photo_id, {"thumbnail_key": thumb})
-    services.store.replace_faces(user.sub, photo_id, [stored_face(photo_id)])
+    services.photo_store.update_photo(user.sub, photo_id, {"thumbnail_key": thumb})
+    services.photo_store.replace_faces(user.sub, photo_id, [stored_face(photo_id)])
     return uploads
 
 
@@ -222,7 +222,7 @@ def test_deleting_moves_a_photo_to_the_trash_and_restoring_brings_it_back_with_i
 
     assert api.http.delete(f"/photos/{photo_id}", headers=user.headers).status_code == 204
     assert _album_ids(api, user) == {keep["photo_id"]}  # out of the album
-    assert services.store.face_vectors(user.sub, "v")[0] == []  # out of search and people
+    assert services.photo_store.face_vectors(user.sub, "v")[0] == []  # out of search and people
     assert object_keys(aws_stack, user.sub) == before  # nothing deleted yet
     shown = api.http.get(f"/photos/{photo_id}", headers=user.headers).json_body
     trashed_at = datetime.fromisoformat(shown["trashed_at"])
@@ -237,7 +237,7 @@ def test_deleting_moves_a_photo_to_the_trash_and_restoring_brings_it_back_with_i
     restored = api.http.post("/trash/restore", headers=user.headers, body=body).json_body
     assert restored == {"restored": [photo_id], "not_found": ["f" * 32]}
     assert _album_ids(api, user) == {photo_id, keep["photo_id"]}
-    assert [f["face_id"] for f in services.store.face_vectors(user.sub, "v")[0]] == [f"{photo_id}-000"]
+    assert [f["face_id"] for f in services.photo_store.face_vectors(user.sub, "v")[0]] == [f"{photo_id}-000"]
     assert api.http.get(f"/photos/{photo_id}", headers=user.headers).json_body["trashed_at"] is None
     assert api.http.get("/trash", headers=user.headers).json_body["photos"] == []
 
@@ -251,15 +251,15 @@ def test_a_photo_in_the_trash_is_deleted_for_good_on_request_with_its_objects_an
     # Only what is in the trash can be deleted for good.
     response = api.http.delete(f"/trash/{photo_id}", headers=user.headers)
     assert response.status_code == 409 and response.json_body["error"] == "not_in_trash"
-    used = services.store.usage_of(user.sub)
+    used = services.photo_store.usage_of(user.sub)
 
     api.http.delete(f"/photos/{photo_id}", headers=user.headers)
-    assert services.store.usage_of(user.sub) == used  # the trash still counts against the quota
+    assert services.photo_store.usage_of(user.sub) == used  # the trash still counts against the quota
     assert api.http.delete(f"/trash/{photo_id}", headers=user.headers).status_code == 204
     assert object_keys(aws_stack, user.sub) == [keep["fields"]["key"]]
-    assert services.store.list_faces(user.sub, photo_id) == []
-    assert services.store.trashed_faces.count_documents({"owner": user.sub}) == 0
-    assert services.store.usage_of(user.sub) == {"photos": 1, "bytes": JPEG["size"]}
+    assert services.photo_store.list_faces(user.sub, photo_id) == []
+    assert services.photo_store.trashed_faces.count_documents({"owner": user.sub}) == 0
+    assert services.photo_store.usage_of(user.sub) == {"photos": 1, "bytes": JPEG["size"]}
     assert api.http.get(f"/photos/{photo_id}", headers=user.headers).status_code == 404
     assert api.http.delete(f"/trash/{photo_id}", headers=user.headers).status_code == 404
 
@@ -284,14 +284,14 @@ def test_emptying_the_trash_and_the_scheduled_purge_delete_what_is_in_it(api, ma
     # The schedule purges what was trashed more than TRASH_DAYS ago, and nothing younger.
     api.http.delete(f"/photos/{ids[3]}", headers=user.headers)
     long_ago = datetime(2020, 1, 1)
-    services.store.photos.update_one(
+    services.photo_store.photos.update_one(
         {"owner": other.sub, "photo_id": others[0]["photo_id"]}, {"$set": {"trashed_at": long_ago}}
     )
     result = api.lambda_.invoke("purge_trash", api.events.generate_cw_event("aws.events", "Scheduled Event", {}, []))
     assert result.payload == {"purged": 1}
-    assert services.store.get_photo(other.sub, others[0]["photo_id"]) is None
+    assert services.photo_store.get_photo(other.sub, others[0]["photo_id"]) is None
     assert object_keys(aws_stack, other.sub) == [others[1]["fields"]["key"]]
-    assert services.store.get_photo(user.sub, ids[3])["trashed_at"] is not None  # trashed just now: kept
+    assert services.photo_store.get_photo(user.sub, ids[3])["trashed_at"] is not None  # trashed just now: kept
 
 
 def test_trash_requests_are_checked(api, make_user):
@@ -321,9 +321,9 @@ def test_delete_me_removes_everything_of_that_user_only(api, make_user, services
     assert api.http.delete("/me", headers=user.headers).status_code == 204
 
     assert object_keys(aws_stack, user.sub) == []
-    assert services.store.count_photos(user.sub) == 0
+    assert services.photo_store.count_photos(user.sub) == 0
     assert len(object_keys(aws_stack, other.sub)) == 2
-    assert services.store.count_photos(other.sub) == 2
+    assert services.photo_store.count_photos(other.sub) == 2
     cognito = client("cognito-idp", aws_stack.aws_endpoint_url)
     with pytest.raises(cognito.exceptions.UserNotFoundException):
         cognito.admin_get_user(UserPoolId=aws_stack.user_pool_id, Username=user.email)
@@ -335,7 +335,7 @@ def test_errors_never_leak_stack_traces(api, make_user, services, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(services.store, "list_photos", broken)
+    monkeypatch.setattr(services.photo_store, "list_photos", broken)
     response = api.http.get("/photos", headers=user.headers)
     assert response.status_code == 500
     assert response.json_body["error"] == "internal_error"

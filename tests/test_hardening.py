@@ -17,7 +17,7 @@ from PIL import Image
 import app as app_module
 from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
 from chalicelib.services import Services
-from chalicelib.vector_search import ExactSearch
+from chalicelib.vector_index import ExactIndex
 from local_stack.aws import client, sign_in
 from tests.conftest import PASSWORD, object_keys, post_to_s3, request_uploads, stored_face
 from tests.face_fixtures import FACEDATA, needs_facedata
@@ -91,9 +91,9 @@ def test_deleting_while_indexing_leaves_no_faces_or_objects(api, make_user, inde
 
     services.face_client.transport = DeletingTransport(services.face_client.transport, delete_now)
     drain(pump)
-    assert services.store.faces.count_documents({"owner": user.sub}) == 0
+    assert services.photo_store.faces.count_documents({"owner": user.sub}) == 0
     assert object_keys(aws_stack, user.sub) == []  # no thumbnail written after the deletion
-    assert services.store.photos.count_documents({"owner": user.sub}) == 0
+    assert services.photo_store.photos.count_documents({"owner": user.sub}) == 0
 
 
 @needs_facedata
@@ -105,14 +105,16 @@ def test_the_sweep_removes_what_no_photo_owns(api, make_user, indexing, aws_stac
     s3 = client("s3", aws_stack.aws_endpoint_url)
     ghost = "f" * 32  # as an indexer that crashed between its writes would leave them
     s3.put_object(Bucket=aws_stack.bucket, Key=f"thumbs/{user.sub}/{ghost}.jpg", Body=b"x")
-    services.store.faces.insert_one(
-        dict(services.store.faces.find_one({"owner": user.sub}, {"_id": 0}), photo_id=ghost, face_id=f"{ghost}-000")
+    services.photo_store.faces.insert_one(
+        dict(
+            services.photo_store.faces.find_one({"owner": user.sub}, {"_id": 0}), photo_id=ghost, face_id=f"{ghost}-000"
+        )
     )
     assert services.album.sweep(user.sub) == {"faces": 1, "objects": 1, "abandoned_uploads": 0}
     assert sorted(object_keys(aws_stack, user.sub)) == sorted(
         [f"photos/{user.sub}/{kept}.jpg", f"thumbs/{user.sub}/{kept}.jpg"]
     )
-    assert services.store.faces.count_documents({"owner": user.sub}) == 1
+    assert services.photo_store.faces.count_documents({"owner": user.sub}) == 1
 
 
 # A deleted account ----------------------------------------------------------------------
@@ -141,23 +143,23 @@ def test_abandoned_uploads_expire_and_free_their_slots(api, make_user, services,
     assert post_to_s3(arrived, b"\xff\xd8 any bytes", "a.jpg").status_code == 204  # its indexing is late
     refused = api.http.post("/photos/uploads", headers=user.headers, body=json.dumps({"files": [JPEG]}))
     assert refused.status_code == 429 and refused.headers["Retry-After"]
-    old = limited.store.photos.find_one({"owner": user.sub, "photo_id": abandoned["photo_id"]})["uploaded_at"]
-    limited.store.photos.update_many({"owner": user.sub}, {"$set": {"uploaded_at": old - timedelta(seconds=61)}})
+    old = limited.photo_store.photos.find_one({"owner": user.sub, "photo_id": abandoned["photo_id"]})["uploaded_at"]
+    limited.photo_store.photos.update_many({"owner": user.sub}, {"$set": {"uploaded_at": old - timedelta(seconds=61)}})
     assert len(request_uploads(api, user, [JPEG])) == 1  # the abandoned one expired
     listed = {p["photo_id"] for p in api.http.get("/photos", headers=user.headers).json_body["photos"]}
     assert abandoned["photo_id"] not in listed and arrived["photo_id"] in listed  # the uploaded one waits
-    assert limited.store.usage_of(user.sub)["photos"] == 2
+    assert limited.photo_store.usage_of(user.sub)["photos"] == 2
 
 
 def test_the_search_cache_never_serves_faces_of_a_deleted_album(services):
-    store, search = services.store, ExactSearch(services.store)
-    store.replace_faces("owner", "a" * 32, [stored_face("a" * 32, box=(0, 0, 9, 9))])
-    assert len(search.search("owner", "v", [1.0, 0.0], 10, 0.5)) == 1
-    store.delete_owner("owner")
+    photo_store, index = services.photo_store, ExactIndex(services.photo_store)
+    photo_store.replace_faces("owner", "a" * 32, [stored_face("a" * 32, box=(0, 0, 9, 9))])
+    assert len(index.nearest("owner", "v", [1.0, 0.0], 10, 0.5)) == 1
+    photo_store.delete_owner("owner")
     for photo_id in ("b" * 32, "c" * 32):  # two writes: with a counter reset to 0, the cached value came back
-        store.replace_faces("other", photo_id, [])
-        store.bump_owner_version("owner")
-    assert search.search("owner", "v", [1.0, 0.0], 10, 0.5) == []
+        photo_store.replace_faces("other", photo_id, [])
+        photo_store.bump_owner_version("owner")
+    assert index.nearest("owner", "v", [1.0, 0.0], 10, 0.5) == []
 
 
 # Quotas and rates ------------------------------------------------------------------------
@@ -276,18 +278,18 @@ def test_deadlines_come_from_the_lambdas_remaining_time():
 
 def test_quotas_count_photos_held_from_before_quotas(services):
     """A user whose photos predate quotas starts from what the records hold, not from zero."""
-    store = services.store
-    store.add_photos(
+    photo_store = services.photo_store
+    photo_store.add_photos(
         [
             {"owner": "old", "photo_id": f"{i:032x}", "declared_size": 1000, "status": "indexed", "uploaded_at": None}
             for i in range(3)
         ]
     )
-    assert not store.reserve_usage("old", 1, 1000, max_photos=3, max_bytes=10_000)  # 3 held + 1 > 3
-    assert store.usage_of("old") == {"photos": 3, "bytes": 3000}
-    assert store.reserve_usage("old", 1, 1000, max_photos=4, max_bytes=10_000)
-    store.delete_photo("old", f"{0:032x}")
-    assert store.usage_of("old") == {"photos": 3, "bytes": 3000}
+    assert not photo_store.reserve_usage("old", 1, 1000, max_photos=3, max_bytes=10_000)  # 3 held + 1 > 3
+    assert photo_store.usage_of("old") == {"photos": 3, "bytes": 3000}
+    assert photo_store.reserve_usage("old", 1, 1000, max_photos=4, max_bytes=10_000)
+    photo_store.delete_photo("old", f"{0:032x}")
+    assert photo_store.usage_of("old") == {"photos": 3, "bytes": 3000}
 
 
 def test_sagemaker_calls_use_a_client_with_the_attempts_timeout(settings):

@@ -20,9 +20,9 @@ from werkzeug.serving import make_server
 
 import app as app_module
 from chalicelib.layout_migration import LEGACY_PREFIX, NotificationStillLegacy, migrate
+from chalicelib.object_storage import ObjectStorage, parse_photo_key, photo_key, thumbnail_key
+from chalicelib.photo_store import binary_to_vector, vector_to_binary
 from chalicelib.services import Services
-from chalicelib.storage import PhotoStorage, parse_photo_key, photo_key, thumbnail_key
-from chalicelib.store import binary_to_vector, vector_to_binary
 from local_stack.aws import client
 from local_stack.pump import EventPump
 from tests.conftest import free_port, object_keys, post_to_s3, request_uploads
@@ -137,7 +137,7 @@ def test_real_photos_are_indexed(api, make_user, indexing, aws_stack):
     assert photo(api, user, ids["none"])["status"] == "indexed"
     assert photo(api, user, ids["none"])["face_count"] == 0
     assert photo(api, user, ids["small"])["face_count"] == 1
-    stored = services.store.faces.find_one({"owner": user.sub, "photo_id": ids["single"]})
+    stored = services.photo_store.faces.find_one({"owner": user.sub, "photo_id": ids["single"]})
     assert (
         stored["model_version"]
         == services.face_client.analyze_s3(aws_stack.bucket, f"photos/{user.sub}/{ids['single']}.jpg")["model_version"]
@@ -370,23 +370,23 @@ def test_duplicate_and_out_of_order_events(api, make_user, indexing, aws_stack):
             {"eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": aws_stack.bucket}, "object": {"key": key}}}
         ]
     }
-    faces_before = sorted(f["face_id"] for f in services.store.list_faces(user.sub, photo_id))
+    faces_before = sorted(f["face_id"] for f in services.photo_store.list_faces(user.sub, photo_id))
     assert services.indexer.handle_notification(created) == ["already_indexed"]
     # Forced re-index (e.g. the ETag check bypassed): upserts, still one set of faces.
-    services.store.update_photo(user.sub, photo_id, {"source_etag": "something-else"})
+    services.photo_store.update_photo(user.sub, photo_id, {"source_etag": "something-else"})
     threads = [threading.Thread(target=services.indexer.handle_notification, args=(created,)) for _ in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(f["face_id"] for f in services.store.list_faces(user.sub, photo_id)) == faces_before
-    assert services.store.faces.count_documents({"owner": user.sub}) == 6
+    assert sorted(f["face_id"] for f in services.photo_store.list_faces(user.sub, photo_id)) == faces_before
+    assert services.photo_store.faces.count_documents({"owner": user.sub}) == 6
     # A removal that overtakes its creation: the record goes, the late creation changes nothing.
     removed = {"Records": [dict(created["Records"][0], eventName="ObjectRemoved:Delete")]}
     client("s3", aws_stack.aws_endpoint_url).delete_object(Bucket=aws_stack.bucket, Key=key)
     assert services.indexer.handle_notification(removed) == ["forgotten"]
     assert services.indexer.handle_notification(created) == ["orphan_removed"]
-    assert services.store.faces.count_documents({"owner": user.sub}) == 0
+    assert services.photo_store.faces.count_documents({"owner": user.sub}) == 0
 
 
 def test_objects_deleted_outside_the_api_are_cleaned_up(api, make_user, indexing, aws_stack):
@@ -399,7 +399,7 @@ def test_objects_deleted_outside_the_api_are_cleaned_up(api, make_user, indexing
     s3.delete_object(Bucket=aws_stack.bucket, Key=f"photos/{user.sub}/{photo_id}.jpg")
     drain(pump)
     assert api.http.get(f"/photos/{photo_id}", headers=user.headers).status_code == 404
-    assert services.store.faces.count_documents({"owner": user.sub}) == 0
+    assert services.photo_store.faces.count_documents({"owner": user.sub}) == 0
     assert object_keys(aws_stack, user.sub) == []
 
 
@@ -465,23 +465,23 @@ def test_reindex_moves_stale_photos_to_the_served_bundle_and_resumes(api, make_u
     served = services.face_client.model_version()
     for user, photo_id in ((alice, alice_photo), (bob, bob_photo)):
         # As if indexed by an older bundle.
-        services.store.update_photo(user.sub, photo_id, {"model_version": "old-bundle"})
-        services.store.faces.update_many({"owner": user.sub}, {"$set": {"model_version": "old-bundle"}})
+        services.photo_store.update_photo(user.sub, photo_id, {"model_version": "old-bundle"})
+        services.photo_store.faces.update_many({"owner": user.sub}, {"$set": {"model_version": "old-bundle"}})
 
     result = app_module.reindex({"owner": alice.sub}, None)
     assert result == {"total": 1, "done": 0, "enqueued": 1, "model_version": served}
     drain(pump)
-    assert services.store.get_photo(alice.sub, alice_photo)["model_version"] == served
-    assert {f["model_version"] for f in services.store.faces.find({"owner": alice.sub})} == {served}
+    assert services.photo_store.get_photo(alice.sub, alice_photo)["model_version"] == served
+    assert {f["model_version"] for f in services.photo_store.faces.find({"owner": alice.sub})} == {served}
     # Re-embedded faces carry the new bundle's cohort statistics, which normalised search needs.
-    assert all(f.get("cohort_std", 0) > 0 for f in services.store.faces.find({"owner": alice.sub}))
-    assert services.store.get_photo(bob.sub, bob_photo)["model_version"] == "old-bundle"  # not in scope
+    assert all(f.get("cohort_std", 0) > 0 for f in services.photo_store.faces.find({"owner": alice.sub}))
+    assert services.photo_store.get_photo(bob.sub, bob_photo)["model_version"] == "old-bundle"  # not in scope
     again = app_module.reindex({"owner": alice.sub}, None)
     assert again["enqueued"] == 0 and again["done"] == 1  # resumable: nothing left to send
     everyone = app_module.reindex({}, None)
     assert everyone["enqueued"] == 1  # bob's
     drain(pump)
-    assert services.store.get_photo(bob.sub, bob_photo)["model_version"] == served
+    assert services.photo_store.get_photo(bob.sub, bob_photo)["model_version"] == served
 
 
 def test_rollout_of_the_default_bundle_publish_deploy_reindex(
@@ -524,15 +524,15 @@ def test_rollout_of_the_default_bundle_publish_deploy_reindex(
     photo_ids = [upload(api, alice, p.read_bytes(), "image/jpeg") for p in jolie]
     drain(pump)
     previous = "dlib-resnet-v1.22a207be6f"
-    for face in services.store.faces.find({"owner": alice.sub}):
+    for face in services.photo_store.faces.find({"owner": alice.sub}):
         dlib_part = unpacked.split(binary_to_vector(face["embedding"])[None, :])[0][0]
         assert dlib_part.shape == (129,)
-        services.store.faces.update_one(
+        services.photo_store.faces.update_one(
             {"_id": face["_id"]}, {"$set": {"model_version": previous, "embedding": vector_to_binary(dlib_part)}}
         )
     for photo_id in photo_ids:
-        services.store.update_photo(alice.sub, photo_id, {"model_version": previous})
-    first = services.store.faces.find_one({"owner": alice.sub, "photo_id": photo_ids[0]})
+        services.photo_store.update_photo(alice.sub, photo_id, {"model_version": previous})
+    first = services.photo_store.faces.find_one({"owner": alice.sub, "photo_id": photo_ids[0]})
 
     body = json.dumps({"photo_id": photo_ids[0], "face_id": first["face_id"]})
     refused = api.http.post("/search", headers=alice.headers, body=body)
@@ -540,7 +540,7 @@ def test_rollout_of_the_default_bundle_publish_deploy_reindex(
 
     assert app_module.reindex({"owner": alice.sub}, None)["enqueued"] == 2
     drain(pump)
-    faces = list(services.store.faces.find({"owner": alice.sub}))
+    faces = list(services.photo_store.faces.find({"owner": alice.sub}))
     assert {f["model_version"] for f in faces} == {served}
     assert {binary_to_vector(f["embedding"]).shape for f in faces} == {(unpacked.manifest.embedding_dim,)}
     first = next(f for f in faces if f["photo_id"] == photo_ids[0])
@@ -610,7 +610,7 @@ def test_the_album_is_a_timeline_by_date_taken_and_paging_it_misses_no_photo_bei
 def test_the_timeline_place_of_a_photo():
     from datetime import datetime
 
-    from chalicelib.store import timeline_at
+    from chalicelib.photo_store import timeline_at
 
     uploaded = datetime(2024, 6, 1, 12, 0)
     assert timeline_at(uploaded) == uploaded
@@ -628,14 +628,14 @@ def test_a_photo_trashed_while_it_is_indexed_keeps_its_faces_in_the_trash(api, m
     drain(pump)
     shown = photo(api, user, photo_id)
     assert shown["status"] == "indexed" and shown["trashed_at"] is not None
-    assert services.store.faces.count_documents({"owner": user.sub}) == 0
-    assert services.store.trashed_faces.count_documents({"owner": user.sub}) == 1
+    assert services.photo_store.faces.count_documents({"owner": user.sub}) == 0
+    assert services.photo_store.trashed_faces.count_documents({"owner": user.sub}) == 1
     body = json.dumps({"photo_ids": [photo_id]})
     assert api.http.post("/trash/restore", headers=user.headers, body=body).json_body["restored"] == [photo_id]
     key = json.dumps({"photo_id": photo_id, "face_id": f"{photo_id}-000"})
     found = api.http.post("/search", headers=user.headers, body=key)  # its face searchable again
     assert found.status_code == 200 and found.json_body["key_photo_id"] == photo_id
-    assert services.store.faces.count_documents({"owner": user.sub}) == 1
+    assert services.photo_store.faces.count_documents({"owner": user.sub}) == 1
 
 
 def test_a_heic_photo_is_viewed_through_a_jpeg_preview_that_goes_with_it(api, make_user, indexing, aws_stack):
@@ -678,7 +678,7 @@ def test_a_bucket_of_the_first_layout_is_migrated_without_losing_a_face(api, mak
     indexed = upload(api, user, SINGLE.read_bytes(), "image/jpeg")
     others = upload(api, other, SINGLE.read_bytes(), "image/jpeg")
     drain(pump)
-    faces_before = services.store.faces.count_documents({"owner": user.sub, "photo_id": indexed})
+    faces_before = services.photo_store.faces.count_documents({"owner": user.sub, "photo_id": indexed})
     assert faces_before == 1
 
     def legacy(key: str) -> str:
@@ -686,17 +686,17 @@ def test_a_bucket_of_the_first_layout_is_migrated_without_losing_a_face(api, mak
         return f"users/{owner}/{kind}/{name}"
 
     # The first layout, made by hand: the indexed photo's objects and record under users/ ...
-    record = services.store.get_photo(user.sub, indexed)
+    record = services.photo_store.get_photo(user.sub, indexed)
     for key in (record["key"], record["thumbnail_key"]):
-        services.storage.copy(key, legacy(key))
+        services.object_storage.copy(key, legacy(key))
         s3.delete_object(Bucket=aws_stack.bucket, Key=key)
-    services.store.update_photo(
+    services.photo_store.update_photo(
         user.sub, indexed, {"key": legacy(record["key"]), "thumbnail_key": legacy(record["thumbnail_key"])}
     )
     # ... a photo uploaded to a legacy key (its record pending), an orphan and a search key.
     (pending,) = request_uploads(api, user, [{"filename": "p.jpg", "content_type": "image/jpeg", "size": 1000}])
-    pending_key = legacy(services.store.get_photo(user.sub, pending["photo_id"])["key"])
-    services.store.update_photo(user.sub, pending["photo_id"], {"key": pending_key})
+    pending_key = legacy(services.photo_store.get_photo(user.sub, pending["photo_id"])["key"])
+    services.photo_store.update_photo(user.sub, pending["photo_id"], {"key": pending_key})
     s3.put_object(Bucket=aws_stack.bucket, Key=pending_key, Body=OTHER_SINGLE.read_bytes())
     orphan = f"users/{user.sub}/photos/{'a' * 32}.jpg"
     search_key = f"users/{user.sub}/keys/{'b' * 32}.jpg"
@@ -704,13 +704,13 @@ def test_a_bucket_of_the_first_layout_is_migrated_without_losing_a_face(api, mak
         s3.put_object(Bucket=aws_stack.bucket, Key=key, Body=b"x")
     empty(sqs, aws_stack.queue_url)  # the events of the hand-made layout are not the test's
 
-    counts = migrate(services.storage, services.store)
+    counts = migrate(services.object_storage, services.photo_store)
     assert counts == {"moved_photos": 2, "moved_thumbs": 1, "deleted_orphans": 1, "deleted_keys": 1}
     drain(pump)  # the copies' notifications
-    assert services.storage.list_keys(LEGACY_PREFIX) == []
+    assert services.object_storage.list_keys(LEGACY_PREFIX) == []
     moved = photo(api, user, indexed)
     assert moved["status"] == "indexed" and moved["face_count"] == 1
-    assert services.store.faces.count_documents({"owner": user.sub, "photo_id": indexed}) == faces_before
+    assert services.photo_store.faces.count_documents({"owner": user.sub, "photo_id": indexed}) == faces_before
     assert requests.get(moved["url"], timeout=10).content == SINGLE.read_bytes()
     assert requests.get(moved["thumbnail_url"], timeout=10).status_code == 200
     late = photo(api, user, pending["photo_id"])
@@ -724,7 +724,7 @@ def test_a_bucket_of_the_first_layout_is_migrated_without_losing_a_face(api, mak
         ]
     )
     assert photo(api, other, others)["status"] == "indexed"  # another user's photos untouched
-    assert migrate(services.storage, services.store) == {}
+    assert migrate(services.object_storage, services.photo_store) == {}
 
 
 def test_the_migration_refuses_a_bucket_that_still_notifies_the_first_layout(services, aws_stack):
@@ -749,7 +749,7 @@ def test_the_migration_refuses_a_bucket_that_still_notifies_the_first_layout(ser
     legacy = f"users/u/photos/{'c' * 32}.jpg"
     s3.put_object(Bucket=bucket, Key=legacy, Body=b"x")
     with pytest.raises(NotificationStillLegacy, match="users/"):
-        migrate(PhotoStorage(s3, bucket), services.store)
+        migrate(ObjectStorage(s3, bucket), services.photo_store)
     assert s3.head_object(Bucket=bucket, Key=legacy)["ContentLength"] == 1  # nothing touched
 
 
@@ -771,8 +771,8 @@ def test_the_same_bytes_twice_make_one_photo(api, make_user, indexing, aws_stack
         photo_key(user.sub, original, "image/jpeg"),
         thumbnail_key(user.sub, original),
     ]
-    assert services.store.faces.count_documents({"owner": user.sub}) == 1
-    assert services.store.usage_of(user.sub)["photos"] == 1
+    assert services.photo_store.faces.count_documents({"owner": user.sub}) == 1
+    assert services.photo_store.usage_of(user.sub)["photos"] == 1
     assert photo(api, other, theirs)["status"] == "indexed"
 
     sha = hashlib.sha256(data).hexdigest()
@@ -789,8 +789,8 @@ def test_the_same_bytes_twice_make_one_photo(api, make_user, indexing, aws_stack
         "duplicate_of": answers[1]["photo_id"],
     }
     assert (
-        services.store.count_photos(user.sub, status="pending") == 1
-        and services.store.usage_of(user.sub)["photos"] == 2
+        services.photo_store.count_photos(user.sub, status="pending") == 1
+        and services.photo_store.usage_of(user.sub)["photos"] == 2
     )
     bad = api.http.post(
         "/photos/uploads",
@@ -801,7 +801,7 @@ def test_the_same_bytes_twice_make_one_photo(api, make_user, indexing, aws_stack
 
     # Deleting the duplicate's record leaves the album and the quota as they are.
     assert api.http.delete(f"/photos/{again}", headers=user.headers).status_code == 204
-    assert services.store.usage_of(user.sub)["photos"] == 2
+    assert services.photo_store.usage_of(user.sub)["photos"] == 2
     assert photo(api, user, original)["status"] == "indexed"
     # A photo in the trash is not the original of a new upload of its bytes: that one stays.
     api.http.delete(f"/photos/{original}", headers=user.headers)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import storage
+from chalicelib import object_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infrastructure" / "resources.yaml"
@@ -37,8 +37,8 @@ def test_the_bucket_notifies_album_photos_only():
     assert len(prefixes) == 1
     (prefix,) = prefixes
     sub, item = "0b1e9a3c-1111-2222-3333-444455556666", "0" * 32
-    assert storage.photo_key(sub, item, "image/heic").startswith(prefix)
-    for other in (storage.thumbnail_key(sub, item), storage.key_photo_key(sub, item, "image/jpeg")):
+    assert object_storage.photo_key(sub, item, "image/heic").startswith(prefix)
+    for other in (object_storage.thumbnail_key(sub, item), object_storage.key_photo_key(sub, item, "image/jpeg")):
         assert not other.startswith(prefix), other
     (analyse,) = [
         st
@@ -46,9 +46,12 @@ def test_the_bucket_notifies_album_photos_only():
         if st["Sid"] == "PhotosToAnalyse"
     ]
     readable = [r["Fn::Sub"].removeprefix("${PhotoBucket.Arn}/") for r in analyse["Resource"]]
-    for key in (storage.photo_key(sub, item, "image/jpeg"), storage.key_photo_key(sub, item, "image/jpeg")):
+    for key in (
+        object_storage.photo_key(sub, item, "image/jpeg"),
+        object_storage.key_photo_key(sub, item, "image/jpeg"),
+    ):
         assert any(fnmatch.fnmatchcase(key, pattern) for pattern in readable), key
-    assert not any(fnmatch.fnmatchcase(storage.thumbnail_key(sub, item), pattern) for pattern in readable)
+    assert not any(fnmatch.fnmatchcase(object_storage.thumbnail_key(sub, item), pattern) for pattern in readable)
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
@@ -144,10 +147,10 @@ def aws_calls(stage: str) -> dict[str, tuple]:
     sqs = "arn:aws:sqs:us-east-1:1:"
     # The keys as the code builds them: a policy must allow these, not a hand-written pattern.
     photo_id = "0" * 32
-    photo = storage.photo_key(sub, photo_id, "image/jpeg")
-    thumb = storage.thumbnail_key(sub, photo_id)
-    preview = storage.preview_key(sub, photo_id)
-    key_photo = storage.key_photo_key(sub, photo_id, "image/png")
+    photo = object_storage.photo_key(sub, photo_id, "image/jpeg")
+    thumb = object_storage.thumbnail_key(sub, photo_id)
+    preview = object_storage.preview_key(sub, photo_id)
+    key_photo = object_storage.key_photo_key(sub, photo_id, "image/png")
     return {
         "presigned photo upload": ("s3:PutObject", f"{bucket}/{photo}", None),
         "presigned key upload": ("s3:PutObject", f"{bucket}/{key_photo}", None),
@@ -163,7 +166,7 @@ def aws_calls(stage: str) -> dict[str, tuple]:
         "check a key photo arrived (HeadObject)": ("s3:GetObject", f"{bucket}/{key_photo}", None),
         "delete a key photo (account deletion)": ("s3:DeleteObject", f"{bucket}/{key_photo}", None),
         # Listing: its conditions moto does not evaluate (read in the test below).
-        "list an account's objects": ("s3:ListBucket", bucket, {"s3:prefix": storage.user_prefixes(sub)[0]}),
+        "list an account's objects": ("s3:ListBucket", bucket, {"s3:prefix": object_storage.user_prefixes(sub)[0]}),
         "face endpoint": (
             "sagemaker:InvokeEndpoint",
             f"arn:aws:sagemaker:us-east-1:1:endpoint/{env['FACE_ENDPOINT_NAME']}",
@@ -261,7 +264,8 @@ def test_each_function_may_make_exactly_its_own_aws_calls(stage, function):
     assert ({"Null": {"s3:prefix": "true"}} in listing) == (function in ("api_handler", "index_photos"))
     prefixes = [pattern for c in listing for pattern in c.get("StringLike", {}).get("s3:prefix", [])]
     every_prefix_allowed = all(
-        any(fnmatch.fnmatchcase(prefix, pattern) for pattern in prefixes) for prefix in storage.user_prefixes("a-sub")
+        any(fnmatch.fnmatchcase(prefix, pattern) for pattern in prefixes)
+        for prefix in object_storage.user_prefixes("a-sub")
     )
     assert every_prefix_allowed == (function == "api_handler")
     assert not any(fnmatch.fnmatchcase("other/", pattern) for pattern in prefixes)  # nothing but a user's kinds

@@ -16,7 +16,9 @@ def two_users(api, make_user, services):
     alice, bob = make_user("alice"), make_user("bob")
     upload = request_uploads(api, alice, [JPEG])[0]
     post_to_s3(upload, b"alice's bytes")
-    services.store.replace_faces(alice.sub, upload["photo_id"], [stored_face(upload["photo_id"], box=(1, 2, 3, 4))])
+    services.photo_store.replace_faces(
+        alice.sub, upload["photo_id"], [stored_face(upload["photo_id"], box=(1, 2, 3, 4))]
+    )
     return alice, bob, upload
 
 
@@ -121,7 +123,7 @@ def test_other_users_faces_cannot_be_drawn_or_removed(api, two_users, services):
     body = json.dumps({"box": [0, 0, 20, 20]})
     assert api.http.post(f"/photos/{upload['photo_id']}/faces", headers=bob.headers, body=body).status_code == 404
     assert api.http.delete(f"/faces/{upload['photo_id']}-000", headers=bob.headers).status_code == 404
-    assert services.store.list_faces(alice.sub, upload["photo_id"])
+    assert services.photo_store.list_faces(alice.sub, upload["photo_id"])
 
 
 def test_other_users_photos_cannot_be_trashed_restored_purged_or_looked_up(api, two_users, services):
@@ -142,4 +144,4 @@ def test_other_users_photos_cannot_be_trashed_restored_purged_or_looked_up(api, 
     assert [p["photo_id"] for p in api.http.get("/trash", headers=alice.headers).json_body["photos"]] == [
         upload["photo_id"]
     ]
-    assert services.store.trashed_faces.count_documents({"owner": alice.sub}) == 1
+    assert services.photo_store.trashed_faces.count_documents({"owner": alice.sub}) == 1

@@ -1,6 +1,6 @@
 """The package map in the README is the one the code has: every first-party package is listed,
 and each imports only the packages its row allows. Adapters stay sealed: MongoDB is queried in
-the stores only, S3 is called through ``PhotoStorage`` only."""
+the stores only, S3 is called through ``ObjectStorage`` only."""
 
 import ast
 import re
@@ -22,7 +22,7 @@ MONGO_CALLS = {
     "create_index",
     "find_one_and_update",
 }
-STORES = {"store.py", "people_store.py"}
+STORES = {"photo_store.py", "people_store.py"}
 
 
 def readme_map() -> dict[str, set[str]]:
@@ -95,6 +95,22 @@ def test_mongodb_is_queried_in_the_stores_and_s3_called_in_storage_only():
                 continue
             if node.attr in MONGO_CALLS and path.name not in STORES:
                 leaks.append(f"{path.name}:{node.lineno} .{node.attr}")
-            if node.attr == "s3" and path.name not in ("storage.py", "services.py"):  # services: the wiring
+            if node.attr == "s3" and path.name not in ("object_storage.py", "services.py"):  # services: the wiring
                 leaks.append(f"{path.name}:{node.lineno} .s3")
     assert not leaks, leaks
+
+
+def test_the_domain_says_what_went_wrong_and_only_the_edge_says_it_in_http():
+    from chalicelib import errors, http_errors
+
+    kinds = set(errors.DomainError.__subclasses__())
+    assert kinds == set(http_errors.STATUS), "every kind of domain error has exactly one HTTP status, at the edge"
+    assert len(set(http_errors.STATUS.values())) == len(kinds)
+    for path in sorted((ROOT / "chalicelib").glob("*.py")):
+        if path.name in ("http_errors.py", "face_client.py", "images.py"):
+            continue  # the edge; the face endpoint's HTTP contract (its statuses) and its image errors
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                assert node.attr != "status", f"{path.name}:{node.lineno} sets an HTTP status outside the edge"
+            if isinstance(node, ast.Name) and node.id in ("http_errors", "status_of"):
+                raise AssertionError(f"{path.name}:{node.lineno}: the domain does not map its errors to HTTP")

@@ -109,7 +109,7 @@ def test_counts_cover_and_listing(stores):
 def test_bad_input_gets_a_clear_4xx(api, make_user, services, method, route, body, status):
     user = make_user()
     pid = "e" * 32
-    services.store.replace_faces(user.sub, pid, [face(pid, 0, [0, 0, 10, 10])])
+    services.photo_store.replace_faces(user.sub, pid, [face(pid, 0, [0, 0, 10, 10])])
     person = services.people_store.create(user.sub, "Someone")["person_id"]
     values = {"{id}": person, "{unknown}": "f" * 32, "{face}": f"{pid}-000"}
     for name, value in values.items():
@@ -130,11 +130,11 @@ PEOPLE = FACEDATA / "people/deepface" if FACEDATA else None
 def reindex_as_if_new_bundle(services, aws_stack, owner: str, pump, expected: int) -> str:
     """Mark the user's album as indexed by a previous bundle, then reindex it through the queue with
     the served one (as a bundle rollout does); returns the served version."""
-    for collection in (services.store.faces, services.store.photos):
+    for collection in (services.photo_store.faces, services.photo_store.photos):
         collection.update_many({"owner": owner}, {"$set": {"model_version": "previous-bundle"}})
     served = services.face_client.model_version()
     sqs = client("sqs", aws_stack.aws_endpoint_url)
-    assert enqueue(services.store, sqs, aws_stack.queue_url, aws_stack.bucket, served, owner) == expected
+    assert enqueue(services.photo_store, sqs, aws_stack.queue_url, aws_stack.bucket, served, owner) == expected
     drain(pump)
     return served
 
@@ -238,7 +238,7 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
     # embedded again and keeps its person, its confirmation and its rejection (matched by box).
     served = reindex_as_if_new_bundle(services, aws_stack, alice.sub, pump, expected=10)
     drain(people_pump)
-    assert {f["model_version"] for f in services.store.list_faces(alice.sub, ids["jolie"][0])} == {served}
+    assert {f["model_version"] for f in services.photo_store.list_faces(alice.sub, ids["jolie"][0])} == {served}
     kept = services.people_store.face(alice.sub, moved)
     assert kept["person_id"] == jp and kept["assigned_by"] == "user"
     assert jp in services.people_store.face(alice.sub, out_face)["rejected_from"]
@@ -285,7 +285,7 @@ def test_faces_drawn_and_removed_by_hand_survive_a_reindex(api, make_user, index
     # A new bundle: the removed detection stays removed, the drawn faces are embedded again and keep
     # their ids (their person with them).
     served = reindex_as_if_new_bundle(services, aws_stack, alice.sub, pump, expected=1)
-    after = {f["face_id"]: f for f in services.store.list_faces(alice.sub, photo_id)}
+    after = {f["face_id"]: f for f in services.photo_store.list_faces(alice.sub, photo_id)}
     assert {f["model_version"] for f in after.values()} == {served}
     assert after[drawn["face_id"]]["source"] == "manual" and after[drawn["face_id"]]["aligned"] is True
     assert after[wall["face_id"]]["aligned"] is False

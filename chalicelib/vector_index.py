@@ -12,8 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
+from .photo_store import PhotoStore
 from .score_norm import KeyNormalisation
-from .store import PhotoStore
 
 Hit = tuple[str, str, float, float]
 
@@ -21,7 +21,7 @@ Hit = tuple[str, str, float, float]
 class VectorIndex(Protocol):
     """What search needs of a vector index; ``ExactSearch`` and ``AtlasSearch`` are the two."""
 
-    def search(
+    def nearest(
         self,
         owner: str,
         model_version: str,
@@ -32,25 +32,25 @@ class VectorIndex(Protocol):
     ) -> list[Hit]: ...
 
 
-class ExactSearch:
+class ExactIndex:
     """One matrix-vector product over the user's vectors, cached per container and
     invalidated by the user's change counter (bumped by indexing and deletion)."""
 
-    def __init__(self, store: PhotoStore, max_cached_users: int = 64):
-        self.store = store
+    def __init__(self, photo_store: PhotoStore, max_cached_users: int = 64):
+        self.photo_store = photo_store
         self.max_cached_users = max_cached_users
         self._cache: dict = {}
         self._lock = threading.Lock()
         self.loads = 0
 
     def _vectors(self, owner: str, model_version: str):
-        version = self.store.owner_version(owner)
+        version = self.photo_store.owner_version(owner)
         key = (owner, model_version)
         with self._lock:
             cached = self._cache.get(key)
             if cached and cached[0] == version:
                 return cached[1:]
-        ids, matrix, stats = self.store.face_vectors(owner, model_version)
+        ids, matrix, stats = self.photo_store.face_vectors(owner, model_version)
         self.loads += 1
         with self._lock:
             if len(self._cache) >= self.max_cached_users:
@@ -58,7 +58,7 @@ class ExactSearch:
             self._cache[key] = (version, ids, matrix, stats)
         return ids, matrix, stats
 
-    def search(
+    def nearest(
         self,
         owner: str,
         model_version: str,
@@ -92,13 +92,13 @@ class ExactSearch:
         return [(ids[i]["face_id"], ids[i]["photo_id"], float(sims[i]), float(scores[i])) for i in top]
 
 
-class AtlasSearch:
+class AtlasIndex:
     """MongoDB Atlas Vector Search over the faces collection (index: atlas_vector_index.json)."""
 
-    def __init__(self, store: PhotoStore):
-        self.store = store
+    def __init__(self, photo_store: PhotoStore):
+        self.photo_store = photo_store
 
-    def search(
+    def nearest(
         self,
         owner: str,
         model_version: str,
@@ -108,7 +108,7 @@ class AtlasSearch:
         key_norm: KeyNormalisation | None = None,
     ) -> list[Hit]:
         """Candidates by cosine from Atlas; with ``key_norm``, re-scored and re-ranked here."""
-        rows = self.store.atlas_nearest(owner, model_version, vector, limit, threshold)
+        rows = self.photo_store.atlas_nearest(owner, model_version, vector, limit, threshold)
         sims = np.array([r["cosine"] for r in rows])
         if key_norm is None or not rows:
             return [(r["face_id"], r["photo_id"], float(s), float(s)) for r, s in zip(rows, sims)]
@@ -117,7 +117,7 @@ class AtlasSearch:
         passing = key_norm.passes(scores)
         if key_norm.expansion is not None:
             pool = key_norm.expansion.candidates(scores, np.ones(len(rows), bool))
-            found = self.store.vectors_of_faces(owner, [rows[i]["face_id"] for i in pool])
+            found = self.photo_store.vectors_of_faces(owner, [rows[i]["face_id"] for i in pool])
             pool = np.array([i for i in pool if rows[i]["face_id"] in found], np.int64)  # deleted meanwhile
             vectors = np.array([found[rows[i]["face_id"]] for i in pool], np.float32)
             scores, passing = key_norm.expansion.rescore(sims, scores, passing, pool, vectors, stats[:, 0], stats[:, 1])

@@ -6,16 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chalicelib.database import open_database
-from chalicelib.search import MAX_HITS
+from chalicelib.face_search import MAX_HITS
+from chalicelib.mongo_connection import open_database
+from chalicelib.photo_store import ATLAS_INDEX_NAME, ATLAS_MAX_CANDIDATES, PhotoStore, atlas_pipeline, binary_to_vector
 from chalicelib.settings import Settings
-from chalicelib.store import ATLAS_INDEX_NAME, ATLAS_MAX_CANDIDATES, PhotoStore, atlas_pipeline, binary_to_vector
-from chalicelib.vector_search import AtlasSearch, ExactSearch
+from chalicelib.vector_index import AtlasIndex, ExactIndex
 from tests.conftest import stored_face
 
 
 @pytest.fixture
-def store():
+def photo_store():
     s = PhotoStore(open_database(Settings(store_backend="memory")))
     s.ensure_indexes()
     return s
@@ -25,10 +25,10 @@ def unit(rows):
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def add_faces(store, owner, vectors, version="v1", first=0):
+def add_faces(photo_store, owner, vectors, version="v1", first=0):
     for i, vector in enumerate(vectors, start=first):
         photo_id = f"{i:032x}"
-        store.add_photos(
+        photo_store.add_photos(
             [
                 {
                     "owner": owner,
@@ -39,39 +39,39 @@ def add_faces(store, owner, vectors, version="v1", first=0):
                 }
             ]
         )
-        store.replace_faces(
+        photo_store.replace_faces(
             owner,
             photo_id,
             [stored_face(photo_id, vector=vector, version=version)],
         )
 
 
-def test_exact_search_equals_brute_force_and_respects_owner_and_version(store):
+def test_exact_search_equals_brute_force_and_respects_owner_and_version(photo_store):
     rng = np.random.default_rng(0)
     mine, theirs = unit(rng.standard_normal((200, 16))), unit(rng.standard_normal((50, 16)))
-    add_faces(store, "me", mine)
-    add_faces(store, "them", theirs)
-    add_faces(store, "me", unit(rng.standard_normal((5, 16))), version="v0", first=1000)
-    engine = ExactSearch(store)
+    add_faces(photo_store, "me", mine)
+    add_faces(photo_store, "them", theirs)
+    add_faces(photo_store, "me", unit(rng.standard_normal((5, 16))), version="v0", first=1000)
+    engine = ExactIndex(photo_store)
     query = mine[17]
-    hits = engine.search("me", "v1", query, limit=10, threshold=-1.0)
+    hits = engine.nearest("me", "v1", query, limit=10, threshold=-1.0)
     expected = np.argsort(-(mine @ query))[:10]
     assert [h[1] for h in hits] == [f"{i:032x}" for i in expected]
     assert hits[0][2] == pytest.approx(1.0, abs=1e-6)
-    assert all(h[2] >= 0.3 for h in engine.search("me", "v1", query, limit=200, threshold=0.3))
-    assert engine.search("nobody", "v1", query, 10, -1.0) == []
-    assert engine.search("me", "v2", query, 10, -1.0) == []
+    assert all(h[2] >= 0.3 for h in engine.nearest("me", "v1", query, limit=200, threshold=0.3))
+    assert engine.nearest("nobody", "v1", query, 10, -1.0) == []
+    assert engine.nearest("me", "v2", query, 10, -1.0) == []
 
 
-def test_exact_search_reloads_only_after_a_change(store):
+def test_exact_search_reloads_only_after_a_change(photo_store):
     rng = np.random.default_rng(1)
-    add_faces(store, "me", unit(rng.standard_normal((20, 8))))
-    engine = ExactSearch(store)
-    engine.search("me", "v1", np.ones(8) / np.sqrt(8), 5, -1.0)
-    engine.search("me", "v1", np.ones(8) / np.sqrt(8), 5, -1.0)
+    add_faces(photo_store, "me", unit(rng.standard_normal((20, 8))))
+    engine = ExactIndex(photo_store)
+    engine.nearest("me", "v1", np.ones(8) / np.sqrt(8), 5, -1.0)
+    engine.nearest("me", "v1", np.ones(8) / np.sqrt(8), 5, -1.0)
     assert engine.loads == 1
-    store.delete_photo("me", f"{3:032x}")
-    assert len(engine.search("me", "v1", np.ones(8) / np.sqrt(8), 50, -1.0)) == 19
+    photo_store.delete_photo("me", f"{3:032x}")
+    assert len(engine.nearest("me", "v1", np.ones(8) / np.sqrt(8), 50, -1.0)) == 19
     assert engine.loads == 2
 
 
@@ -97,20 +97,20 @@ def test_atlas_index_definition_matches_the_bundle():
         assert fields["embedding"]["numDimensions"] == Manifest.load(DEFAULT_DIR).embedding_dim
 
 
-def test_exact_search_with_cohort_normalisation_ranks_and_cuts_by_the_normalised_score(store):
+def test_exact_search_with_cohort_normalisation_ranks_and_cuts_by_the_normalised_score(photo_store):
     from chalicelib.score_norm import KeyNormalisation, as_norm
 
     rng = np.random.default_rng(2)
     vectors = unit(rng.standard_normal((30, 8)))
     means, stds = rng.uniform(0.2, 0.8, 30), rng.uniform(0.02, 0.1, 30)
-    add_faces(store, "me", vectors)
+    add_faces(photo_store, "me", vectors)
     for i, (m, s) in enumerate(zip(means, stds)):
-        store.faces.update_one(
+        photo_store.faces.update_one(
             {"owner": "me", "face_id": f"{i:032x}-000"}, {"$set": {"cohort_mean": m, "cohort_std": s}}
         )
     key = KeyNormalisation(0.5, 0.05, threshold=1.0)
     query = vectors[3]
-    hits = ExactSearch(store).search("me", "v1", query, limit=30, threshold=0.1, key_norm=key)
+    hits = ExactIndex(photo_store).nearest("me", "v1", query, limit=30, threshold=0.1, key_norm=key)
     raw = vectors @ query
     expected = as_norm(raw, 0.5, 0.05, means, stds)
     wanted = [i for i in np.argsort(-expected) if raw[i] >= 0.1 and expected[i] >= 1.0]
@@ -118,8 +118,8 @@ def test_exact_search_with_cohort_normalisation_ranks_and_cuts_by_the_normalised
     assert [h[3] for h in hits] == pytest.approx([expected[i] for i in wanted], abs=1e-5)
     assert all(h[2] >= 0.1 for h in hits)
     # Faces indexed without statistics never pass a normalised search.
-    store.faces.update_one({"owner": "me", "face_id": f"{3:032x}-000"}, {"$unset": {"cohort_mean": ""}})
-    assert f"{3:032x}" not in [h[1] for h in ExactSearch(store).search("me", "v1", query, 30, 0.1, key)]
+    photo_store.faces.update_one({"owner": "me", "face_id": f"{3:032x}-000"}, {"$unset": {"cohort_mean": ""}})
+    assert f"{3:032x}" not in [h[1] for h in ExactIndex(photo_store).nearest("me", "v1", query, 30, 0.1, key)]
 
 
 def test_atlas_candidates_are_rescored_with_the_cohort(monkeypatch):
@@ -138,7 +138,7 @@ def test_atlas_candidates_are_rescored_with_the_cohort(monkeypatch):
         faces = Faces()
         atlas_nearest = PhotoStore.atlas_nearest  # the store's own code around the played $vectorSearch
 
-    hits = AtlasSearch(Store()).search("me", "v1", np.ones(4) / 2, 30, 0.5, KeyNormalisation(0.5, 0.05, 3.0))
+    hits = AtlasIndex(Store()).nearest("me", "v1", np.ones(4) / 2, 30, 0.5, KeyNormalisation(0.5, 0.05, 3.0))
     # b: ½[(0.7−0.5)/0.05 + (0.7−0.3)/0.05] = 6 beats a: ½[(0.8−0.5)/0.05 + (0.8−0.7)/0.05] = 4
     assert [h[0] for h in hits] == ["b", "a"] and hits[0][3] == pytest.approx(6.0)
     assert hits[1][2] == pytest.approx(0.8)
@@ -152,7 +152,7 @@ def test_atlas_limits_hold_at_every_limit_search_can_ask(limit):
     assert stage["limit"] == min(limit, 10_000) and stage["numCandidates"] >= min(10 * limit, 10_000)
 
 
-def test_both_engines_expand_a_query_alike(store):
+def test_both_engines_expand_a_query_alike(photo_store):
     """Exact scan and Atlas (its $vectorSearch played from the same store, its vectors fetched
     from it) admit the same faces through query expansion, and expansion admits a face the key
     alone does not: the person's other photo, not the stranger as close to the key."""
@@ -166,9 +166,9 @@ def test_both_engines_expand_a_query_alike(store):
     others[:, 0] = -np.abs(others[:, 0])  # strangers far from the key
     others = unit(others)
     vectors = np.vstack([person, stranger, others])
-    add_faces(store, "me", vectors)
-    add_faces(store, "them", person, first=100)  # another user's look-alikes: never seen
-    store.faces.update_many({}, {"$set": {"cohort_mean": 0.0, "cohort_std": 0.1}})
+    add_faces(photo_store, "me", vectors)
+    add_faces(photo_store, "them", person, first=100)  # another user's look-alikes: never seen
+    photo_store.faces.update_many({}, {"$set": {"cohort_mean": 0.0, "cohort_std": 0.1}})
     expansion = QueryExpansion(min_score=9.0, max_faces=10, weight=1.0, threshold=8.0)
 
     class Atlas:
@@ -178,7 +178,7 @@ def test_both_engines_expand_a_query_alike(store):
             stage = pipeline[0]["$vectorSearch"]
             floor = pipeline[-1]["$match"]["score"]["$gte"]
             rows = []
-            for face in store.faces.find({"owner": stage["filter"]["owner"]}):
+            for face in photo_store.faces.find({"owner": stage["filter"]["owner"]}):
                 score = (1 + float(np.dot(binary_to_vector(face["embedding"]), stage["queryVector"]))) / 2
                 if score >= floor:
                     rows.append(
@@ -189,16 +189,16 @@ def test_both_engines_expand_a_query_alike(store):
     class AtlasStore:
         faces = Atlas()
         atlas_nearest = PhotoStore.atlas_nearest
-        vectors_of_faces = store.vectors_of_faces
+        vectors_of_faces = photo_store.vectors_of_faces
 
     def photos(hits):
         return [h[1] for h in hits]
 
     alone = KeyNormalisation(0.0, 0.1, 8.0)
     expanded = KeyNormalisation(0.0, 0.1, 8.0, expansion)
-    base = photos(ExactSearch(store).search("me", "v1", key, MAX_HITS, 0.5, alone))
-    exact = ExactSearch(store).search("me", "v1", key, MAX_HITS, 0.5, expanded)
-    atlas = AtlasSearch(AtlasStore()).search("me", "v1", key, MAX_HITS, 0.5, expanded)
+    base = photos(ExactIndex(photo_store).nearest("me", "v1", key, MAX_HITS, 0.5, alone))
+    exact = ExactIndex(photo_store).nearest("me", "v1", key, MAX_HITS, 0.5, expanded)
+    atlas = AtlasIndex(AtlasStore()).nearest("me", "v1", key, MAX_HITS, 0.5, expanded)
     assert base == [f"{0:032x}", f"{1:032x}"]
     assert set(photos(exact)) == {f"{i:032x}" for i in range(3)}  # t found, the stranger (3) not
     assert photos(atlas) == photos(exact)

@@ -1,7 +1,7 @@
 """Create the store's indexes and create (or update) the Atlas Vector Search index the cloud search
 uses: a deploy step, so that no Lambda cold start spends time on them.
 
-MONGODB_URI=... python -m chalicelib.atlas_index    (or MONGODB_SECRET_ID=... with AWS credentials)
+MONGODB_URI=... python -m chalicelib.atlas_setup    (or MONGODB_SECRET_ID=... with AWS credentials)
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ def ensure_vector_index(faces_collection) -> str:
 def main() -> int:
     import boto3
 
-    from .database import AtlasUri, open_database
+    from .mongo_connection import AtlasUri, open_database
     from .people_store import PeopleStore
+    from .photo_store import PhotoStore
     from .settings import Settings
-    from .store import PhotoStore
 
     settings = Settings.from_env()
     if settings.store_backend != "mongodb":

@@ -20,6 +20,8 @@ from bson.binary import Binary, BinaryVectorDtype
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from .records import DetectedFace, Face, Photo
+
 _NO_ID = {"_id": 0}
 Position = tuple[datetime, str]  # a row's place in a page order: (its time, its photo_id)
 _NO_VECTOR = {"_id": 0, "embedding": 0}
@@ -87,7 +89,7 @@ def timeline_at(uploaded_at: datetime | None, taken_at: str | datetime | None = 
 MANUAL = "manual"  # a face's ``source`` when the user drew its box
 
 
-def face_record(face_id: str, index: int, analysed: dict, model_version: str) -> dict:
+def face_record(face_id: str, index: int, analysed: DetectedFace, model_version: str) -> Face:
     """A face as stored, from the face endpoint's answer for it."""
     return {
         "face_id": face_id,
@@ -102,7 +104,14 @@ def face_record(face_id: str, index: int, analysed: dict, model_version: str) ->
     }
 
 
-def photo_size(photo: dict) -> int:
+def drawn_face_record(face_id: str, index: int, analysed: DetectedFace, model_version: str) -> Face:
+    """A face whose box the user drew, from the endpoint's answer for that box."""
+    face = face_record(face_id, index, analysed, model_version)
+    face["source"], face["aligned"] = MANUAL, bool(analysed.get("aligned"))
+    return face
+
+
+def photo_size(photo: Photo) -> int:
     """The bytes a photo counts for in its owner's quota: the declared size, which the upload
     policy makes an upper bound of the object's."""
     return int(photo.get("declared_size") or 0)
@@ -184,9 +193,9 @@ class PhotoStore:
         self.photos.find_one({"owner": "__ping__"}, _NO_ID)
 
     # Photos -----------------------------------------------------------------
-    def add_photos(self, photos: Iterable[dict]) -> None:
+    def add_photos(self, photos: Iterable[Photo]) -> None:
         """New records; each takes its place in the timeline at its upload time until indexed."""
-        docs = [dict(p) for p in photos]
+        docs = [p.copy() for p in photos]
         for doc in docs:
             doc.setdefault("timeline_at", timeline_at(doc.get("uploaded_at")))
         if not docs:
@@ -199,7 +208,7 @@ class PhotoStore:
                 raise DuplicateKeyError("photo already exists", 11000) from exc
             raise
 
-    def near_duplicates(self, owner: str, photo: dict, max_bits: int) -> list[str]:
+    def near_duplicates(self, owner: str, photo: Photo, max_bits: int) -> list[str]:
         """Album photos whose picture hash is at most ``max_bits`` from this photo's (itself left out),
         found through a shared band, closest first."""
         if not photo.get("picture_hash"):
@@ -213,14 +222,14 @@ class PhotoStore:
                 close.append((bits, row["photo_id"]))
         return [photo_id for _, photo_id in sorted(close)]
 
-    def photo_with_content(self, owner: str, sha256: str, other_than: str | None = None) -> dict | None:
+    def photo_with_content(self, owner: str, sha256: str, other_than: str | None = None) -> Photo | None:
         """The album photo of ``owner`` whose bytes have this SHA-256 (set once the indexer read them)."""
         query: dict = {"owner": owner, "content_sha256": sha256, **_IN_ALBUM}
         if other_than:
             query["photo_id"] = {"$ne": other_than}
         return self.photos.find_one(query, _NO_ID)
 
-    def mark_duplicate(self, owner: str, photo: dict, original_id: str) -> bool:
+    def mark_duplicate(self, owner: str, photo: Photo, original_id: str) -> bool:
         """The photo's bytes are another photo's: it leaves the album (and the quota) and keeps only
         a record that says which photo it is, for the client that uploaded it."""
         fields = {
@@ -242,7 +251,7 @@ class PhotoStore:
             query["status"] = status
         return self.photos.count_documents(query)
 
-    def get_photo(self, owner: str, photo_id: str) -> dict | None:
+    def get_photo(self, owner: str, photo_id: str) -> Photo | None:
         return self.photos.find_one({"owner": owner, "photo_id": photo_id}, _NO_ID)
 
     def update_photo(self, owner: str, photo_id: str, fields: dict) -> bool:
@@ -251,7 +260,7 @@ class PhotoStore:
 
     def list_photos(
         self, owner: str, limit: int, after: Position | None = None, only: set[str] | None = None
-    ) -> tuple[list[dict], Position | None]:
+    ) -> tuple[list[Photo], Position | None]:
         """The timeline, newest first, from after ``after``; with the position of the last row when
         there is more. ``only``: just these photos (a person's)."""
         query: dict = {"owner": owner, **_IN_ALBUM}
@@ -309,7 +318,7 @@ class PhotoStore:
             self.faces.delete_many({"owner": owner, "photo_id": photo_id})
             self.bump_owner_version(owner)
 
-    def restore_photo(self, owner: str, photo_id: str, people: set[str]) -> list[dict] | None:
+    def restore_photo(self, owner: str, photo_id: str, people: set[str]) -> list[Face] | None:
         """Out of the trash, with its faces; a face's person that is gone meanwhile (merged,
         deleted) is forgotten. The restored faces, or None if the photo was not in the trash."""
         query = {"owner": owner, "photo_id": photo_id, "trashed_at": {"$ne": None}}
@@ -324,18 +333,18 @@ class PhotoStore:
         self.bump_owner_version(owner)
         return faces
 
-    def list_trash(self, owner: str, limit: int, after: Position | None = None) -> tuple[list[dict], Position | None]:
+    def list_trash(self, owner: str, limit: int, after: Position | None = None) -> tuple[list[Photo], Position | None]:
         """The trash, most recently trashed first, paged like ``list_photos`` by (trashed_at, photo_id)."""
         return self._page_back({"owner": owner, "trashed_at": {"$ne": None}}, "trashed_at", limit, after)
 
-    def trashed_before(self, before: datetime, limit: int, owner: str | None = None) -> list[dict]:
+    def trashed_before(self, before: datetime, limit: int, owner: str | None = None) -> list[Photo]:
         """Photos trashed before ``before`` (one owner's, or anyone's for the scheduled purge)."""
         query: dict = {"trashed_at": {"$ne": None, "$lt": before.replace(tzinfo=None)}}
         if owner is not None:
             query["owner"] = owner
         return list(self.photos.find(query, _NO_ID).sort("trashed_at", ASCENDING).limit(limit))
 
-    def delete_photo(self, owner: str, photo_id: str) -> dict | None:
+    def delete_photo(self, owner: str, photo_id: str) -> Photo | None:
         """Remove the photo, then its faces; returns the removed photo, if any.
 
         The record goes first: an indexer that writes faces after this checks the record
@@ -370,13 +379,13 @@ class PhotoStore:
             self.bump_owner_version(owner)
         return removed
 
-    def photos_by_id(self, owner: str, photo_ids: list[str]) -> dict[str, dict]:
+    def photos_by_id(self, owner: str, photo_ids: list[str]) -> dict[str, Photo]:
         return {p["photo_id"]: p for p in self.photos.find({"owner": owner, "photo_id": {"$in": photo_ids}}, _NO_ID)}
 
     def photo_ids(self, owner: str) -> set:
         return {p["photo_id"] for p in self.photos.find({"owner": owner}, {"_id": 0, "photo_id": 1})}
 
-    def expired_pending(self, owner: str, created_before: datetime) -> list[dict]:
+    def expired_pending(self, owner: str, created_before: datetime) -> list[Photo]:
         return list(
             self.photos.find(
                 {"owner": owner, "status": "pending", "uploaded_at": {"$lt": created_before.replace(tzinfo=None)}},
@@ -447,7 +456,7 @@ class PhotoStore:
         return json.loads(doc["analysis"])
 
     # Faces ------------------------------------------------------------------
-    def replace_faces(self, owner: str, photo_id: str, faces: list[dict]) -> None:
+    def replace_faces(self, owner: str, photo_id: str, faces: list[Face]) -> None:
         """Make ``faces`` the photo's faces; face ids are deterministic, so a
         repeated call leaves one copy of each."""
         keep = [f["face_id"] for f in faces]
@@ -457,7 +466,7 @@ class PhotoStore:
             self.faces.replace_one({"owner": owner, "face_id": face["face_id"]}, doc, upsert=True)
         self.bump_owner_version(owner)
 
-    def add_face(self, owner: str, photo_id: str, face: dict) -> bool:
+    def add_face(self, owner: str, photo_id: str, face: Face) -> bool:
         """One more face on an indexed photo (drawn by the user); False if the photo is gone."""
         doc = dict(face, owner=owner, photo_id=photo_id, embedding=vector_to_binary(face["embedding"]))
         self.faces.replace_one({"owner": owner, "face_id": face["face_id"]}, doc, upsert=True)
@@ -468,7 +477,7 @@ class PhotoStore:
             return False
         return True
 
-    def remove_face(self, owner: str, face: dict, remember_box: bool) -> None:
+    def remove_face(self, owner: str, face: Face, remember_box: bool) -> None:
         """A wrong face box goes; a detected one's box is remembered on the photo, so that indexing
         again (a new bundle) does not bring it back."""
         self.faces.delete_one({"owner": owner, "face_id": face["face_id"]})
@@ -478,7 +487,7 @@ class PhotoStore:
         self.photos.update_one({"owner": owner, "photo_id": face["photo_id"]}, update)
         self.bump_owner_version(owner)
 
-    def get_face(self, owner: str, face_id: str) -> dict | None:
+    def get_face(self, owner: str, face_id: str) -> Face | None:
         """One face of ``owner`` with its vector as a float32 array."""
         doc = self.faces.find_one({"owner": owner, "face_id": face_id}, _NO_ID)
         if doc is not None:
@@ -489,16 +498,17 @@ class PhotoStore:
         rows = self.faces.find({"owner": owner, "face_id": {"$in": face_ids}}, {"_id": 0, "face_id": 1, "box": 1})
         return {f["face_id"]: f["box"] for f in rows}
 
-    def list_faces(self, owner: str, photo_id: str) -> list[dict]:
+    def list_faces(self, owner: str, photo_id: str) -> list[Face]:
         return list(self.faces.find({"owner": owner, "photo_id": photo_id}, _NO_VECTOR).sort("face_index", ASCENDING))
 
-    def face_vectors(self, owner: str, model_version: str) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    def face_vectors(self, owner: str, model_version: str) -> tuple[list[Face], np.ndarray, np.ndarray]:
         """All of ``owner``'s faces of one model version: their ids, a float32 matrix, and their
         cohort statistics as an (n, 2) array of (mean, std) (NaN where the bundle had no cohort)."""
-        ids, vectors, stats = [], [], []
+        ids: list[Face] = []
+        vectors, stats = [], []
         projection = {"_id": 0, "face_id": 1, "photo_id": 1, "embedding": 1, "cohort_mean": 1, "cohort_std": 1}
         for doc in self.faces.find({"owner": owner, "model_version": model_version}, projection):
-            ids.append({"face_id": doc["face_id"], "photo_id": doc["photo_id"]})
+            ids.append(Face(face_id=doc["face_id"], photo_id=doc["photo_id"]))
             vectors.append(binary_to_vector(doc["embedding"]))
             stats.append((doc.get("cohort_mean"), doc.get("cohort_std")))
         matrix = np.vstack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
@@ -513,7 +523,7 @@ class PhotoStore:
         ]
 
     # Reindexing: indexed photos, and those that failed for the face service (not their own bytes).
-    def photos_to_reindex(self, target_version: str, owner: str | None = None) -> Iterator[dict]:
+    def photos_to_reindex(self, target_version: str, owner: str | None = None) -> Iterator[Photo]:
         """Photos in scope not yet indexed with ``target_version``, oldest first."""
         query = dict(_reindex_scope(owner), model_version={"$ne": target_version})
         projection = {"_id": 0, "owner": 1, "photo_id": 1, "key": 1}

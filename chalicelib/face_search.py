@@ -6,26 +6,31 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from .album import Album
 from .auth import User
 from .errors import (
-    ApiError,
+    CannotProcess,
     Conflict,
+    DomainError,
+    Invalid,
     NotFound,
-    ServiceUnavailable,
-    TooManyRequests,
-    Unprocessable,
+    RateLimited,
+    TooLarge,
+    Unavailable,
+    UnsupportedType,
 )
 from .face_client import Deadline, FaceClient, FaceServiceError
+from .object_storage import SEARCH_KEY_TAG, key_photo_key
 from .params import int_in_range
 from .people import People
+from .photo_store import now_ms
+from .records import Analysis, ModelInfo
 from .request_models import MAX_KEY_BYTES, FileToUpload, SearchRequest, search_cursor
 from .score_norm import KeyNormalisation, QueryExpansion
-from .storage import SEARCH_KEY_TAG, key_photo_key
-from .store import now_ms
-from .vector_search import VectorIndex
+from .vector_index import VectorIndex
 
 MAX_HITS = 2000
 KEY_ANALYSIS_TTL = timedelta(hours=1)  # a key's faces are kept this long for the search's later pages
@@ -38,12 +43,12 @@ _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 _FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
 
 
-def _error_from_face_service(exc: FaceServiceError) -> ApiError:
+def _error_from_face_service(exc: FaceServiceError) -> DomainError:
     if exc.retriable:
-        return ServiceUnavailable("face detection is unavailable right now; try again shortly")
-    error = ApiError(exc.message, code="invalid_key_photo")
-    error.status = exc.status if exc.status in (400, 413, 415, 422) else 400
-    return error
+        return Unavailable("face detection is unavailable right now; try again shortly")
+    # The endpoint's refusal of the photo, in the same kind (too large, unsupported, unreadable).
+    kind = {413: TooLarge, 415: UnsupportedType, 422: CannotProcess}.get(exc.status or 400, Invalid)
+    return kind(exc.message, code="invalid_key_photo")
 
 
 def _best_per_photo(hits, skip: set) -> dict:
@@ -69,11 +74,25 @@ class _Words:
         return "very_likely" if (score if self.on == "score" else similarity) >= self.cut else "likely"
 
 
+@dataclass(frozen=True)
+class KeyFace:
+    """The face a search looks for, with what the served bundle says about deciding on it."""
+
+    model_version: str
+    vector: list
+    threshold: float  # the bundle's cosine threshold
+    normalisation: dict | None  # the bundle's cohort normalisation settings, if it has a cohort
+    cohort: tuple  # (mean, std) of this face against the cohort, or (None, None)
+    used_face: int  # which face of the key photo (or the album face's index in its photo)
+    faces: list  # every face of the key: {"box", "score"}
+    photo_id: str | None  # the album photo that is the key itself: never a result
+
+
 class FaceSearch:
-    def __init__(self, album: Album, faces: FaceClient, index: VectorIndex, people: People | None = None):
-        self.album, self.store, self.storage = album, album.store, album.storage
+    def __init__(self, album: Album, face_client: FaceClient, index: VectorIndex, people: People | None = None):
+        self.album, self.photo_store, self.object_storage = album, album.photo_store, album.object_storage
         self.settings = album.settings
-        self.faces, self.index, self.people = faces, index, people
+        self.face_client, self.index, self.people = face_client, index, people
 
     # Key uploads --------------------------------------------------------------
     def create_key_upload(self, user: User, item: FileToUpload) -> dict:
@@ -81,7 +100,7 @@ class FaceSearch:
         self._count_key_photo(user)
         key_id = uuid.uuid4().hex
         ttl = 300
-        post = self.storage.presigned_upload(
+        post = self.object_storage.presigned_upload(
             key_photo_key(user.sub, key_id, item.content_type),
             item.content_type,
             MAX_KEY_BYTES,
@@ -96,9 +115,9 @@ class FaceSearch:
         """Key photos cost GPU time: at most ``key_photos_per_hour`` a user (uploads and inline images)."""
         now = now_ms()
         window = now.replace(minute=0, second=0, microsecond=0)
-        if not self.store.take_rate(user.sub, "key_photo", window, self.settings.key_photos_per_hour):
+        if not self.photo_store.take_rate(user.sub, "key_photo", window, self.settings.key_photos_per_hour):
             retry_after = int((window + timedelta(hours=1) - now).total_seconds()) + 1
-            raise TooManyRequests(
+            raise RateLimited(
                 f"at most {self.settings.key_photos_per_hour} key photos an hour; "
                 f"try again in {retry_after // 60 + 1} minutes",
                 code="key_photo_rate",
@@ -110,8 +129,8 @@ class FaceSearch:
         limit, offset = request.limit, request.offset
         if request.person_id is not None:
             if self.people is None:
-                raise ServiceUnavailable("people are not available here")
-            found = self.people.search(user, request.person_id, offset, limit)
+                raise Unavailable("people are not available here")
+            found = self.people.search_by_person(user, request.person_id, offset, limit)
             following = found["next"]
             return {
                 "person_id": request.person_id,
@@ -120,12 +139,12 @@ class FaceSearch:
                 "next_cursor": search_cursor(following) if following is not None else None,
             }
         if request.face_id is not None:
-            key = self._album_face(user, request, deadline)
+            key_face = self._album_face(user, request, deadline)
         else:
-            key = self._key_photo(user, request, deadline)
-        threshold, key_norm = self._decision(request.threshold, key)
-        own = key.get("photo_id")  # the album photo that is the key itself: not a result
-        hits = self.index.search(user.sub, key["model_version"], key["vector"], MAX_HITS, threshold, key_norm)
+            key_face = self._key_photo(user, request, deadline)
+        threshold, key_norm = self._decision(request.threshold, key_face)
+        own = key_face.photo_id
+        hits = self.index.nearest(user.sub, key_face.model_version, key_face.vector, MAX_HITS, threshold, key_norm)
         best = _best_per_photo(hits, skip={own})
         ranked = list(best.items())
         page = ranked[offset : offset + limit]
@@ -133,71 +152,71 @@ class FaceSearch:
         words = _Words(threshold, key_norm)
         possible = []
         if offset == 0 and request.threshold is None:
-            possible = self._possible(user, key, threshold, key_norm, skip={own, *best})
+            possible = self._possible(user, key_face, threshold, key_norm, skip={own, *best})
         return {
-            "model_version": key["model_version"],
+            "model_version": key_face.model_version,
             "threshold": threshold,
             "score_threshold": key_norm.threshold if key_norm else None,
             "normalised": key_norm is not None,
             "expanded_threshold": key_norm.expansion.threshold if key_norm and key_norm.expansion else None,
-            "key_faces": key["faces"],
-            "used_face": key["used_face"],
+            "key_faces": key_face.faces,
+            "used_face": key_face.used_face,
             "key_photo_id": own,
             "results": self._present(user, page, words),
             "possible": self._present(user, possible, words, "possible"),
             "next_cursor": next_cursor,
         }
 
-    def _possible(self, user: User, key: dict, threshold: float, key_norm, skip: set) -> list:
+    def _possible(self, user: User, key_face: KeyFace, threshold: float, key_norm, skip: set) -> list:
         """The best photos just below the decision (``POSSIBLE_MARGIN``), for "nobody found" pages."""
         if key_norm is not None and key_norm.threshold is not None:
             loose = KeyNormalisation(key_norm.mean, key_norm.std, key_norm.threshold - POSSIBLE_MARGIN["normalised"])
-            hits = self.index.search(user.sub, key["model_version"], key["vector"], MAX_HITS, threshold, loose)
+            hits = self.index.nearest(user.sub, key_face.model_version, key_face.vector, MAX_HITS, threshold, loose)
         else:
             floor = threshold - POSSIBLE_MARGIN["cosine"]
-            hits = self.index.search(user.sub, key["model_version"], key["vector"], MAX_HITS, floor, key_norm)
+            hits = self.index.nearest(user.sub, key_face.model_version, key_face.vector, MAX_HITS, floor, key_norm)
         return list(_best_per_photo(hits, skip).items())[:POSSIBLE_MAX]
 
     @staticmethod
-    def _decision(requested: float | None, key: dict):
+    def _decision(requested: float | None, key_face: KeyFace):
         """(cosine threshold, KeyNormalisation or None). With the bundle's cohort normalisation a
         result needs cosine ≥ its raw floor and a normalised score ≥ its threshold, and results are
         ranked by that score, with the bundle's query expansion when it has one; a ``threshold`` in
         the request is a plain cosine cut instead (still ranked by the normalised score, no expansion)."""
-        norm, stats = key.get("normalisation") or {}, key.get("cohort") or (None, None)
-        mean, std = stats
+        norm = key_face.normalisation or {}
+        mean, std = key_face.cohort
         if not norm or mean is None or std is None:  # a bundle without a cohort: cosine only
-            return (float(key["threshold"]) if requested is None else requested), None
+            return (float(key_face.threshold) if requested is None else requested), None
         if requested is None:
             expansion = QueryExpansion.from_settings(norm.get("expansion"))
             return float(norm["raw_floor"]), KeyNormalisation(mean, std, float(norm["threshold"]), expansion)
         return requested, KeyNormalisation(mean, std, None)
 
-    def _key_photo(self, user: User, request: SearchRequest, deadline: Deadline | None) -> dict:
+    def _key_photo(self, user: User, request: SearchRequest, deadline: Deadline | None) -> KeyFace:
         """The key's faces, analysed once: later pages of the search read them from the store."""
         key_id, data = request.key_id or "", request.image
         if data is None:
             if not _HEX_ID.match(key_id):
                 raise NotFound("no such key photo")
-            key_ref, sha256 = f"key:{key_id}", None
+            analysis_id, sha256 = f"key:{key_id}", None
         else:
             sha256 = hashlib.sha256(data).hexdigest()
-            key_ref = f"inline:{sha256}"
-        result = self.store.key_faces_of(user.sub, key_ref)
+            analysis_id = f"inline:{sha256}"
+        result = self.photo_store.key_faces_of(user.sub, analysis_id)
         if result is None:
             try:
                 if data is None:
-                    result, sha256 = self._analyze_key_object(user, key_id, deadline)
+                    analysis, sha256 = self._analyze_key_object(user, key_id, deadline)
                 else:
                     self._count_key_photo(user)
-                    result = self.faces.analyze_bytes(data, deadline, max_pixels=self.settings.key_max_pixels)
+                    analysis = self.face_client.analyze_bytes(data, deadline, max_pixels=self.settings.key_max_pixels)
             except FaceServiceError as exc:
                 raise _error_from_face_service(exc) from exc
             result = {
                 "sha256": sha256,
-                "model_version": result["model_version"],
-                "threshold": result["threshold"],
-                "normalisation": result.get("normalisation"),
+                "model_version": analysis["model_version"],
+                "threshold": analysis["threshold"],
+                "normalisation": analysis.get("normalisation"),
                 "faces": [
                     {
                         "box": f["box"],
@@ -205,40 +224,42 @@ class FaceSearch:
                         "embedding": f["embedding"],
                         "cohort": [f.get("cohort_mean"), f.get("cohort_std")],
                     }
-                    for f in result["faces"]
+                    for f in analysis["faces"]
                 ],
             }
-            self.store.save_key_faces(user.sub, key_ref, result, KEY_ANALYSIS_TTL)
+            self.photo_store.save_key_faces(user.sub, analysis_id, result, KEY_ANALYSIS_TTL)
         faces = result["faces"]
         if not faces:
-            raise Unprocessable(
+            raise CannotProcess(
                 "no face was found in the key photo; use a photo where the face is clearly visible", code="no_face"
             )
         used = int_in_range(request.face, "face", 0, 0, len(faces) - 1)
-        copy = self.store.photo_with_content(user.sub, result["sha256"]) if result.get("sha256") else None
-        return {
-            "photo_id": copy["photo_id"] if copy else None,
-            "model_version": result["model_version"],
-            "threshold": result["threshold"],
-            "normalisation": result.get("normalisation"),
-            "cohort": faces[used].get("cohort"),
-            "vector": faces[used]["embedding"],
-            "used_face": used,
-            "faces": [{"box": f["box"], "score": f["score"]} for f in faces],
-        }
+        copy = self.photo_store.photo_with_content(user.sub, result["sha256"]) if result.get("sha256") else None
+        return KeyFace(
+            model_version=result["model_version"],
+            vector=faces[used]["embedding"],
+            threshold=result["threshold"],
+            normalisation=result.get("normalisation"),
+            cohort=tuple(faces[used].get("cohort") or (None, None)),
+            used_face=used,
+            faces=[{"box": f["box"], "score": f["score"]} for f in faces],
+            photo_id=copy["photo_id"] if copy else None,
+        )
 
-    def _analyze_key_object(self, user: User, key_id: str, deadline: Deadline | None) -> tuple[dict, str | None]:
+    def _analyze_key_object(self, user: User, key_id: str, deadline: Deadline | None) -> tuple[Analysis, str | None]:
         """The key's analysis and the SHA-256 its upload declared (None if it declared none)."""
-        key = self.storage.find_key_photo(user.sub, key_id)
-        metadata = self.storage.metadata(key) if key else None
-        if key is None or metadata is None:
+        object_key = self.object_storage.find_key_photo(user.sub, key_id)
+        metadata = self.object_storage.metadata(object_key) if object_key else None
+        if object_key is None or metadata is None:
             raise NotFound("no such key photo (keys expire a day after upload)")
-        found = self.faces.analyze_s3(self.storage.bucket, key, deadline, max_pixels=self.settings.key_max_pixels)
+        found = self.face_client.analyze_s3(
+            self.object_storage.bucket, object_key, deadline, max_pixels=self.settings.key_max_pixels
+        )
         return found, metadata.get("sha256")
 
-    def _album_face(self, user: User, request: SearchRequest, deadline: Deadline | None) -> dict:
+    def _album_face(self, user: User, request: SearchRequest, deadline: Deadline | None) -> KeyFace:
         photo_id, face_id = request.photo_id or "", request.face_id or ""
-        face = self.store.get_face(user.sub, face_id) if _FACE_ID.match(face_id) else None
+        face = self.photo_store.get_face(user.sub, face_id) if _FACE_ID.match(face_id) else None
         if face is None or face["photo_id"] != photo_id:
             raise NotFound("no such face in your album")
         info = self._served_model(deadline)
@@ -246,20 +267,20 @@ class FaceSearch:
             raise Conflict(
                 "this photo was indexed with an older face model; it is being reindexed", code="stale_model_version"
             )
-        return {
-            "model_version": face["model_version"],
-            "threshold": info["threshold"],
-            "normalisation": info.get("normalisation"),
-            "cohort": [face.get("cohort_mean"), face.get("cohort_std")],
-            "vector": face["embedding"],
-            "used_face": face["face_index"],
-            "photo_id": photo_id,
-            "faces": [{"box": face["box"], "score": face["score"]}],
-        }
+        return KeyFace(
+            model_version=face["model_version"],
+            vector=face["embedding"],
+            threshold=info["threshold"],
+            normalisation=info.get("normalisation"),
+            cohort=(face.get("cohort_mean"), face.get("cohort_std")),
+            used_face=face["face_index"],
+            faces=[{"box": face["box"], "score": face["score"]}],
+            photo_id=photo_id,
+        )
 
-    def _served_model(self, deadline: Deadline | None) -> dict:
+    def _served_model(self, deadline: Deadline | None) -> ModelInfo:
         try:
-            return self.faces.served_model(deadline)
+            return self.face_client.served_model(deadline)
         except FaceServiceError as exc:
             raise _error_from_face_service(exc) from exc
 
@@ -268,8 +289,8 @@ class FaceSearch:
             return []
         photo_ids = [photo_id for photo_id, _ in page]
         face_ids = [face_id for _, (face_id, _, _) in page]
-        photos = self.store.photos_by_id(user.sub, photo_ids)
-        boxes = self.store.face_boxes(user.sub, face_ids)
+        photos = self.photo_store.photos_by_id(user.sub, photo_ids)
+        boxes = self.photo_store.face_boxes(user.sub, face_ids)
         results = []
         for photo_id, (face_id, similarity, score) in page:
             photo = photos.get(photo_id)

@@ -64,7 +64,7 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-class PhotoStorage:
+class ObjectStorage:
     def __init__(self, s3_client, bucket: str):
         self.s3 = s3_client
         self.bucket = bucket

@@ -1,0 +1,104 @@
+"""The records that cross module boundaries: a photo, a face and a person as stored, and the face
+endpoint's answers.
+
+TypedDicts rather than classes: they are the very documents pymongo reads and writes and the JSON
+the endpoint sends, so nothing converts them, and mypy checks every key a module reads or writes.
+``total=False``: a stored document carries the fields of its stage (a pending photo has no size
+yet, a read may project fields away); each field's meaning is written here once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypedDict
+
+
+class Photo(TypedDict, total=False):
+    owner: str  # the Cognito ``sub`` of the user whose album it is
+    photo_id: str  # 32 hex digits
+    key: str  # the original's S3 object key
+    filename: str
+    content_type: str  # what the bytes are once indexed (declared until then)
+    declared_size: int  # bytes the upload said it holds: the quota counts these
+    status: str  # pending, indexed, failed or duplicate
+    error: str | None  # why it failed, in words for the user
+    retriable: bool  # a failure the next event may undo (the face service was down)
+    face_count: int
+    width: int | None  # pixels, upright (EXIF orientation applied)
+    height: int | None
+    taken_at: str | datetime | None  # EXIF DateTimeOriginal, local time as written in the photo
+    uploaded_at: datetime
+    timeline_at: datetime  # where it sits in the timeline: taken, else uploaded
+    thumbnail_key: str | None
+    preview_key: str | None  # a browser-viewable JPEG for types browsers cannot show
+    model_version: str  # the bundle that indexed it
+    source_etag: str  # the S3 ETag of the bytes it was indexed from
+    indexed_at: datetime
+    content_sha256: str
+    duplicate_of: str | None  # the photo holding the same bytes
+    picture_hash: str  # 64-bit difference hash, hex
+    picture_bands: list[str]  # its eight indexed bands ("i:xx"), to find near-duplicates
+    trashed_at: datetime | None
+    removed_boxes: list[list[int]]  # false detections the user removed: not brought back by a reindex
+
+
+class Face(TypedDict, total=False):
+    owner: str
+    face_id: str  # "<photo_id>-<index:03d>"
+    photo_id: str
+    face_index: int
+    box: list[int]  # [left, top, right, bottom] in the upright photo's pixels
+    score: float  # the detector's confidence
+    landmarks: list[list[float]] | None
+    embedding: Any  # the unit vector: BSON binary float32 as stored, a list from the endpoint
+    model_version: str
+    cohort_mean: float | None  # this face's score statistics against the bundle's cohort
+    cohort_std: float | None
+    source: str  # "manual" when the user drew its box
+    aligned: bool | None  # a drawn box: were landmarks found inside it
+    person_id: str | None  # None: unassigned
+    assigned_by: str | None  # "user" (confirmed or moved by hand) or "auto"
+    rejected_from: list[str]  # people the user said it is not
+
+
+class Person(TypedDict, total=False):
+    owner: str
+    person_id: str
+    name: str | None
+    hidden: bool
+    face_count: int
+    photo_count: int
+    cover_face_id: str | None
+    cover_photo_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DetectedFace(TypedDict, total=False):
+    """One face of the endpoint's answer (``/invocations``)."""
+
+    box: list[int]
+    score: float
+    landmarks: list[list[float]] | None
+    embedding: list[float]
+    cohort_mean: float | None
+    cohort_std: float | None
+    source: str  # "box" for a caller-given box, else detected
+    aligned: bool | None
+
+
+class ModelInfo(TypedDict, total=False):
+    """What the served bundle says about itself: every answer of the endpoint carries it."""
+
+    model_version: str
+    threshold: float  # the calibrated cosine threshold
+    normalisation: dict | None  # cohort score normalisation settings (None: cosine only)
+    grouping: dict | None  # people grouping parameters
+
+
+class Analysis(ModelInfo, total=False):
+    """The endpoint's answer for one photo."""
+
+    width: int
+    height: int
+    faces: list[DetectedFace]
