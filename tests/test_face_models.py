@@ -1,6 +1,7 @@
 """The bundle's models against their originals, on real photos from ../shared/facedata."""
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -85,6 +86,8 @@ def test_alignment_template_reproduces_dlibs_own_pipeline(engine, dlib_models):
         chip = engine.parts[0].chips(image, faces)
         ours = raw.run(None, {"chips": chip.transpose(0, 3, 1, 2).astype(np.float32)})[0][0]
         similarities.append(float(np.linalg.norm(ours - theirs)))
+        if len(similarities) == 32:  # enough for the percentiles below; dlib's HOG detector is slow
+            break
     assert len(similarities) >= 30
     # dlib's own same-person cut-off is a distance of 0.6; the same face through
     # the two pipelines must be far closer than that.
@@ -195,7 +198,11 @@ def test_the_engine_gives_each_face_its_cohort_statistics(engine, bundle_dir):
 
 
 def test_embeddings_are_unit_vectors_that_separate_people(engine):
-    photos = [p for p in labelled_photos(FACEDATA) if p.source == "deepface"]
+    photos, per_identity = [], Counter()
+    for photo in labelled_photos(FACEDATA):  # three photos of each of the 13 people are enough
+        if photo.source == "deepface" and per_identity[photo.identity] < 3:
+            per_identity[photo.identity] += 1
+            photos.append(photo)
     vectors, labels = [], []
     for photo in photos:
         image = load_small(photo.path)
