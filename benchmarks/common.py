@@ -1,6 +1,7 @@
 """What every benchmark does at the end: write its results file and show it."""
 
 import json
+import statistics
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -27,3 +28,12 @@ def cpu_engine(bundle=None):
         print("../shared/facedata is absent: nothing real to benchmark on", file=sys.stderr)
         return None
     return root, FaceEngine(bundle or DEFAULT_DIR, providers=["CPUExecutionProvider"])
+
+
+def percentiles(samples) -> dict:
+    """p50 and p95 of durations in seconds, in milliseconds."""
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 3),
+        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 3),
+    }

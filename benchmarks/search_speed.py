@@ -5,7 +5,7 @@
     .venv/bin/python -m benchmarks.search_speed --warm   → benchmarks/results/search_speed_warm.json
 
 warm: a search against vectors already cached in the container (matrix-vector product and
-argpartition top-k, as ExactSearch does).  cold: loading the user's vectors from the store
+argpartition top-k, as ExactIndex does).  cold: loading the user's vectors from the store
 (BSON binary float32 → one matrix) then searching; measured on mongomock for 10k and 100k faces
 (1M is not filled: mongomock's in-memory documents would need several GB).
 end_to_end: FaceSearch.search with a face already in the album as the key (so no key
@@ -15,14 +15,13 @@ photo records and presigned URLs of a 30-result page.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 import tracemalloc
 
 import numpy as np
 
-from benchmarks.common import write_results
+from benchmarks.common import percentiles, write_results
 from chalicelib.mongo_connection import open_database
 from chalicelib.photo_store import PhotoStore, vector_to_binary
 from chalicelib.score_norm import KeyNormalisation, QueryExpansion
@@ -40,14 +39,6 @@ def bundle_dim() -> int:
 
 
 DIM = bundle_dim()
-
-
-def percentiles(samples):
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(ordered) * 1000, 3),
-        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 3),
-    }
 
 
 def unit_vectors(n, rng, dim=None):

@@ -33,9 +33,9 @@ class PeopleStore:
         self.regroup_requests = database["people_jobs"]  # per user: the newest regrouping request's token
 
     def ensure_indexes(self) -> None:
-        self.people.create_index([("owner", ASCENDING), ("person_id", ASCENDING)], unique=True)
+        self.people.create_index([("person_id", ASCENDING), ("owner", ASCENDING)], unique=True)
         self.people.create_index([("owner", ASCENDING), ("face_count", ASCENDING)])
-        self.faces.create_index([("owner", ASCENDING), ("person_id", ASCENDING)])
+        self.faces.create_index([("person_id", ASCENDING), ("owner", ASCENDING)])
 
     # Regrouping requests (``people_jobs``) ---------------------------------------------
     def request_regroup(self, owner: str, token: str) -> None:
@@ -70,7 +70,7 @@ class PeopleStore:
         return doc
 
     def get(self, owner: str, person_id: str) -> Person | None:
-        return self.people.find_one({"owner": owner, "person_id": person_id}, _NO_ID)
+        return self.people.find_one({"person_id": person_id, "owner": owner}, _NO_ID)
 
     def page(self, owner: str, offset: int, limit: int, include_hidden: bool) -> list[Person]:
         """Biggest first (then oldest), empty unnamed people left out."""
@@ -85,21 +85,21 @@ class PeopleStore:
 
     def update(self, owner: str, person_id: str, fields: dict) -> bool:
         result = self.people.update_one(
-            {"owner": owner, "person_id": person_id}, {"$set": dict(fields, updated_at=now_ms())}
+            {"person_id": person_id, "owner": owner}, {"$set": dict(fields, updated_at=now_ms())}
         )
         return result.matched_count == 1
 
     def delete(self, owner: str, person_id: str) -> bool:
         """The grouping goes, the faces stay (unassigned); rejections of it stay recorded."""
-        found = self.people.delete_one({"owner": owner, "person_id": person_id}).deleted_count == 1
+        found = self.people.delete_one({"person_id": person_id, "owner": owner}).deleted_count == 1
         self.faces.update_many(
-            {"owner": owner, "person_id": person_id}, {"$set": {"person_id": None, "assigned_by": None}}
+            {"person_id": person_id, "owner": owner}, {"$set": {"person_id": None, "assigned_by": None}}
         )
         return found
 
     def remove(self, owner: str, person_id: str) -> None:
         """The record only (a merged person, whose faces have moved)."""
-        self.people.delete_one({"owner": owner, "person_id": person_id})
+        self.people.delete_one({"person_id": person_id, "owner": owner})
 
     def delete_owner(self, owner: str) -> int:
         self.regroup_requests.delete_many({"_id": owner})
@@ -111,7 +111,7 @@ class PeopleStore:
         for person_id in {p for p in person_ids if p}:
             faces = list(
                 self.faces.find(
-                    {"owner": owner, "person_id": person_id},
+                    {"person_id": person_id, "owner": owner},
                     {"_id": 0, "face_id": 1, "photo_id": 1, "assigned_by": 1, "score": 1, "box": 1},
                 )
             )
@@ -119,7 +119,7 @@ class PeopleStore:
             if person is None:
                 continue
             if not faces and not person.get("name"):
-                self.people.delete_one({"owner": owner, "person_id": person_id, "face_count": person["face_count"]})
+                self.people.delete_one({"person_id": person_id, "face_count": person["face_count"], "owner": owner})
                 continue
             ids = {f["face_id"] for f in faces}
             cover = person.get("cover_face_id") if person.get("cover_face_id") in ids else None
@@ -129,7 +129,7 @@ class PeopleStore:
                 cover = best["face_id"]
             cover_photo = next((f["photo_id"] for f in faces if f["face_id"] == cover), None)
             self.people.update_one(
-                {"owner": owner, "person_id": person_id},
+                {"person_id": person_id, "owner": owner},
                 {
                     "$set": {
                         "face_count": len(faces),
@@ -142,13 +142,13 @@ class PeopleStore:
 
     # Faces' person fields ----------------------------------------------------------
     def face(self, owner: str, face_id: str) -> Face | None:
-        return self.faces.find_one({"owner": owner, "face_id": face_id}, {"_id": 0, "embedding": 0})
+        return self.faces.find_one({"face_id": face_id, "owner": owner}, {"_id": 0, "embedding": 0})
 
     def faces_of(self, owner: str, person_id: str) -> list[Face]:
-        return list(self.faces.find({"owner": owner, "person_id": person_id}, {"_id": 0, "embedding": 0}))
+        return list(self.faces.find({"person_id": person_id, "owner": owner}, {"_id": 0, "embedding": 0}))
 
     def photo_ids_of(self, owner: str, person_id: str) -> set[str]:
-        rows = self.faces.find({"owner": owner, "person_id": person_id}, {"_id": 0, "photo_id": 1})
+        rows = self.faces.find({"person_id": person_id, "owner": owner}, {"_id": 0, "photo_id": 1})
         return {r["photo_id"] for r in rows}
 
     def carry_decisions(self, owner: str, photo_id: str, faces: list[Face]) -> list[Face]:
@@ -156,7 +156,7 @@ class PeopleStore:
         each with the person fields of the stored face it overlaps most (IoU ≥ 0.5, one to one):
         a face keeps its person, confirmation and rejections across a reindex."""
         old = list(
-            self.faces.find({"owner": owner, "photo_id": photo_id}, {"_id": 0, "box": 1, **dict.fromkeys(DECISIONS, 1)})
+            self.faces.find({"photo_id": photo_id, "owner": owner}, {"_id": 0, "box": 1, **dict.fromkeys(DECISIONS, 1)})
         )
         pairs = sorted(
             ((box_iou(o["box"], f["box"]), i, j) for i, o in enumerate(old) for j, f in enumerate(faces)), reverse=True
@@ -176,21 +176,21 @@ class PeopleStore:
     def decisions(self, owner: str, face_ids: list[str]) -> list[Face]:
         """The person fields of these faces."""
         projection = {"_id": 0, "face_id": 1, "person_id": 1, "assigned_by": 1, "rejected_from": 1}
-        return list(self.faces.find({"owner": owner, "face_id": {"$in": face_ids}}, projection))
+        return list(self.faces.find({"face_id": {"$in": face_ids}, "owner": owner}, projection))
 
     def reject(self, owner: str, face_id: str, person_id: str) -> None:
-        self.faces.update_one({"owner": owner, "face_id": face_id}, {"$addToSet": {"rejected_from": person_id}})
+        self.faces.update_one({"face_id": face_id, "owner": owner}, {"$addToSet": {"rejected_from": person_id}})
 
     def set_by_user(self, owner: str, face_id: str, person_id: str | None, rejected: str | None) -> bool:
         """The user's word on one face: its person (or none), and a person it is not."""
         update: dict = {"$set": {"person_id": person_id, "assigned_by": USER if person_id else None}}
         if rejected:
             update["$addToSet"] = {"rejected_from": rejected}
-        return self.faces.update_one({"owner": owner, "face_id": face_id}, update).matched_count == 1
+        return self.faces.update_one({"face_id": face_id, "owner": owner}, update).matched_count == 1
 
     def set_by_algorithm(self, owner: str, face_id: str, person_id: str | None) -> bool:
         """Only a face the user has not decided, and never into a person it was rejected from."""
-        query: dict = {"owner": owner, "face_id": face_id, "assigned_by": {"$ne": USER}}
+        query: dict = {"face_id": face_id, "assigned_by": {"$ne": USER}, "owner": owner}
         if person_id:
             query["rejected_from"] = {"$ne": person_id}
         update = {"$set": {"person_id": person_id, "assigned_by": AUTO if person_id else None}}
@@ -201,9 +201,9 @@ class PeopleStore:
         every face of both counts as confirmed (a regrouping never splits them again) and none is
         rejected from ``target`` any more (the latest word wins); a face rejected from ``source`` is
         rejected from ``target`` too."""
-        self.faces.update_many({"owner": owner, "person_id": source}, {"$set": {"person_id": target}})
+        self.faces.update_many({"person_id": source, "owner": owner}, {"$set": {"person_id": target}})
         self.faces.update_many(
-            {"owner": owner, "person_id": target}, {"$set": {"assigned_by": USER}, "$pull": {"rejected_from": target}}
+            {"person_id": target, "owner": owner}, {"$set": {"assigned_by": USER}, "$pull": {"rejected_from": target}}
         )
         self.faces.update_many({"owner": owner, "rejected_from": source}, {"$addToSet": {"rejected_from": target}})
 

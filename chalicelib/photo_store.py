@@ -176,16 +176,19 @@ class PhotoStore:
 
     def ensure_indexes(self) -> None:
         # Ascending keys only: the embedded backend supports no others, and a
-        # compound index serves a descending sort just as well.
-        self.photos.create_index([("owner", ASCENDING), ("photo_id", ASCENDING)], unique=True)
+        # compound index serves a descending sort just as well. Lookups by id name
+        # the id first, in the filter and in its index: MongoDB minds neither order,
+        # the embedded store (tinymongo) narrows by the filter's first indexed field
+        # (by owner first, a search read every document of the user's album).
+        self.photos.create_index([("photo_id", ASCENDING), ("owner", ASCENDING)], unique=True)
         self.photos.create_index([("owner", ASCENDING), ("uploaded_at", ASCENDING)])
         self.photos.create_index([("owner", ASCENDING), ("timeline_at", ASCENDING)])
         self.photos.create_index([("owner", ASCENDING), ("content_sha256", ASCENDING)])
         self.photos.create_index([("owner", ASCENDING), ("picture_bands", ASCENDING)])
         self.photos.create_index([("trashed_at", ASCENDING)])  # the purge of expired trash, across owners
-        self.faces.create_index([("owner", ASCENDING), ("face_id", ASCENDING)], unique=True)
-        self.trashed_faces.create_index([("owner", ASCENDING), ("photo_id", ASCENDING)])
-        self.faces.create_index([("owner", ASCENDING), ("photo_id", ASCENDING)])
+        self.faces.create_index([("face_id", ASCENDING), ("owner", ASCENDING)], unique=True)
+        self.trashed_faces.create_index([("photo_id", ASCENDING), ("owner", ASCENDING)])
+        self.faces.create_index([("photo_id", ASCENDING), ("owner", ASCENDING)])
         self.faces.create_index([("owner", ASCENDING), ("model_version", ASCENDING)])
         self.key_faces.create_index([("owner", ASCENDING), ("key_ref", ASCENDING)], unique=True)
 
@@ -241,7 +244,7 @@ class PhotoStore:
         }
         if not self.update_photo(owner, photo["photo_id"], fields):
             return False
-        self.faces.delete_many({"owner": owner, "photo_id": photo["photo_id"]})
+        self.faces.delete_many({"photo_id": photo["photo_id"], "owner": owner})
         self.release_usage(owner, 1, photo_size(photo))
         return True
 
@@ -252,10 +255,10 @@ class PhotoStore:
         return self.photos.count_documents(query)
 
     def get_photo(self, owner: str, photo_id: str) -> Photo | None:
-        return self.photos.find_one({"owner": owner, "photo_id": photo_id}, _NO_ID)
+        return self.photos.find_one({"photo_id": photo_id, "owner": owner}, _NO_ID)
 
     def update_photo(self, owner: str, photo_id: str, fields: dict) -> bool:
-        result = self.photos.update_one({"owner": owner, "photo_id": photo_id}, {"$set": fields})
+        result = self.photos.update_one({"photo_id": photo_id, "owner": owner}, {"$set": fields})
         return result.matched_count == 1
 
     def list_photos(
@@ -311,25 +314,25 @@ class PhotoStore:
 
     def move_faces_to_trash(self, owner: str, photo_id: str) -> None:
         """Idempotent: a second call (after a crash between the writes) moves them again."""
-        faces = list(self.faces.find({"owner": owner, "photo_id": photo_id}, _NO_ID))
+        faces = list(self.faces.find({"photo_id": photo_id, "owner": owner}, _NO_ID))
         if faces:
-            self.trashed_faces.delete_many({"owner": owner, "photo_id": photo_id})
+            self.trashed_faces.delete_many({"photo_id": photo_id, "owner": owner})
             self.trashed_faces.insert_many(faces)
-            self.faces.delete_many({"owner": owner, "photo_id": photo_id})
+            self.faces.delete_many({"photo_id": photo_id, "owner": owner})
             self.bump_owner_version(owner)
 
     def restore_photo(self, owner: str, photo_id: str, people: set[str]) -> list[Face] | None:
         """Out of the trash, with its faces; a face's person that is gone meanwhile (merged,
         deleted) is forgotten. The restored faces, or None if the photo was not in the trash."""
-        query = {"owner": owner, "photo_id": photo_id, "trashed_at": {"$ne": None}}
+        query = {"photo_id": photo_id, "trashed_at": {"$ne": None}, "owner": owner}
         if self.photos.update_one(query, {"$set": {"trashed_at": None}}).matched_count == 0:
             return None
-        faces = list(self.trashed_faces.find({"owner": owner, "photo_id": photo_id}, _NO_ID))
+        faces = list(self.trashed_faces.find({"photo_id": photo_id, "owner": owner}, _NO_ID))
         for face in faces:
             if face.get("person_id") and face["person_id"] not in people:
                 face.update(person_id=None, assigned_by=None)
-            self.faces.replace_one({"owner": owner, "face_id": face["face_id"]}, face, upsert=True)
-        self.trashed_faces.delete_many({"owner": owner, "photo_id": photo_id})
+            self.faces.replace_one({"face_id": face["face_id"], "owner": owner}, face, upsert=True)
+        self.trashed_faces.delete_many({"photo_id": photo_id, "owner": owner})
         self.bump_owner_version(owner)
         return faces
 
@@ -353,9 +356,9 @@ class PhotoStore:
         photo = self.get_photo(owner, photo_id)
         if photo is None:
             return None
-        self.photos.delete_one({"owner": owner, "photo_id": photo_id})
-        self.faces.delete_many({"owner": owner, "photo_id": photo_id})
-        self.trashed_faces.delete_many({"owner": owner, "photo_id": photo_id})
+        self.photos.delete_one({"photo_id": photo_id, "owner": owner})
+        self.faces.delete_many({"photo_id": photo_id, "owner": owner})
+        self.trashed_faces.delete_many({"photo_id": photo_id, "owner": owner})
         if photo["status"] != DUPLICATE:  # a duplicate's quota was released when it was found
             self.release_usage(owner, 1, photo_size(photo))
         self.bump_owner_version(owner)
@@ -373,14 +376,14 @@ class PhotoStore:
 
     def delete_orphan_faces(self, owner: str) -> int:
         """Faces whose photo record is gone (a deletion that raced an indexer)."""
-        query = {"owner": owner, "photo_id": {"$nin": sorted(self.photo_ids(owner))}}
+        query = {"photo_id": {"$nin": sorted(self.photo_ids(owner))}, "owner": owner}
         removed = self.faces.delete_many(query).deleted_count + self.trashed_faces.delete_many(query).deleted_count
         if removed:
             self.bump_owner_version(owner)
         return removed
 
     def photos_by_id(self, owner: str, photo_ids: list[str]) -> dict[str, Photo]:
-        return {p["photo_id"]: p for p in self.photos.find({"owner": owner, "photo_id": {"$in": photo_ids}}, _NO_ID)}
+        return {p["photo_id"]: p for p in self.photos.find({"photo_id": {"$in": photo_ids}, "owner": owner}, _NO_ID)}
 
     def photo_ids(self, owner: str) -> set:
         return {p["photo_id"] for p in self.photos.find({"owner": owner}, {"_id": 0, "photo_id": 1})}
@@ -460,46 +463,46 @@ class PhotoStore:
         """Make ``faces`` the photo's faces; face ids are deterministic, so a
         repeated call leaves one copy of each."""
         keep = [f["face_id"] for f in faces]
-        self.faces.delete_many({"owner": owner, "photo_id": photo_id, "face_id": {"$nin": keep}})
+        self.faces.delete_many({"photo_id": photo_id, "face_id": {"$nin": keep}, "owner": owner})
         for face in faces:
             doc = dict(face, owner=owner, photo_id=photo_id, embedding=vector_to_binary(face["embedding"]))
-            self.faces.replace_one({"owner": owner, "face_id": face["face_id"]}, doc, upsert=True)
+            self.faces.replace_one({"face_id": face["face_id"], "owner": owner}, doc, upsert=True)
         self.bump_owner_version(owner)
 
     def add_face(self, owner: str, photo_id: str, face: Face) -> bool:
         """One more face on an indexed photo (drawn by the user); False if the photo is gone."""
         doc = dict(face, owner=owner, photo_id=photo_id, embedding=vector_to_binary(face["embedding"]))
-        self.faces.replace_one({"owner": owner, "face_id": face["face_id"]}, doc, upsert=True)
-        found = self.photos.update_one({"owner": owner, "photo_id": photo_id}, {"$inc": {"face_count": 1}})
+        self.faces.replace_one({"face_id": face["face_id"], "owner": owner}, doc, upsert=True)
+        found = self.photos.update_one({"photo_id": photo_id, "owner": owner}, {"$inc": {"face_count": 1}})
         self.bump_owner_version(owner)
         if found.matched_count == 0:
-            self.faces.delete_one({"owner": owner, "face_id": face["face_id"]})
+            self.faces.delete_one({"face_id": face["face_id"], "owner": owner})
             return False
         return True
 
     def remove_face(self, owner: str, face: Face, remember_box: bool) -> None:
         """A wrong face box goes; a detected one's box is remembered on the photo, so that indexing
         again (a new bundle) does not bring it back."""
-        self.faces.delete_one({"owner": owner, "face_id": face["face_id"]})
+        self.faces.delete_one({"face_id": face["face_id"], "owner": owner})
         update: dict = {"$inc": {"face_count": -1}}
         if remember_box:
             update["$push"] = {"removed_boxes": face["box"]}
-        self.photos.update_one({"owner": owner, "photo_id": face["photo_id"]}, update)
+        self.photos.update_one({"photo_id": face["photo_id"], "owner": owner}, update)
         self.bump_owner_version(owner)
 
     def get_face(self, owner: str, face_id: str) -> Face | None:
         """One face of ``owner`` with its vector as a float32 array."""
-        doc = self.faces.find_one({"owner": owner, "face_id": face_id}, _NO_ID)
+        doc = self.faces.find_one({"face_id": face_id, "owner": owner}, _NO_ID)
         if doc is not None:
             doc["embedding"] = binary_to_vector(doc["embedding"])
         return doc
 
     def face_boxes(self, owner: str, face_ids: list[str]) -> dict[str, list]:
-        rows = self.faces.find({"owner": owner, "face_id": {"$in": face_ids}}, {"_id": 0, "face_id": 1, "box": 1})
+        rows = self.faces.find({"face_id": {"$in": face_ids}, "owner": owner}, {"_id": 0, "face_id": 1, "box": 1})
         return {f["face_id"]: f["box"] for f in rows}
 
     def list_faces(self, owner: str, photo_id: str) -> list[Face]:
-        return list(self.faces.find({"owner": owner, "photo_id": photo_id}, _NO_VECTOR).sort("face_index", ASCENDING))
+        return list(self.faces.find({"photo_id": photo_id, "owner": owner}, _NO_VECTOR).sort("face_index", ASCENDING))
 
     def face_vectors(self, owner: str, model_version: str) -> tuple[list[Face], np.ndarray, np.ndarray]:
         """All of ``owner``'s faces of one model version: their ids, a float32 matrix, and their
@@ -539,6 +542,6 @@ class PhotoStore:
         if not face_ids:
             return {}
         found = self.faces.find(
-            {"owner": owner, "face_id": {"$in": list(face_ids)}}, {"_id": 0, "face_id": 1, "embedding": 1}
+            {"face_id": {"$in": list(face_ids)}, "owner": owner}, {"_id": 0, "face_id": 1, "embedding": 1}
         )
         return {doc["face_id"]: binary_to_vector(doc["embedding"]) for doc in found}

@@ -19,7 +19,7 @@ Hit = tuple[str, str, float, float]
 
 
 class VectorIndex(Protocol):
-    """What search needs of a vector index; ``ExactSearch`` and ``AtlasSearch`` are the two."""
+    """What search needs of a vector index; ``ExactIndex`` and ``AtlasIndex`` are the two."""
 
     def nearest(
         self,

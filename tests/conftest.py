@@ -44,13 +44,13 @@ def aws_stack(tmp_path_factory) -> StackInfo:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    photo_store = tmp_path_factory.mktemp("store")
+    store_path = tmp_path_factory.mktemp("store")
     # Short visibility timeout and receive count: redelivery and the dead-letter queue in seconds.
     info = provision(
         f"http://127.0.0.1:{port}",
         "memory-studio-test",
         "http://127.0.0.1:0",
-        str(photo_store),
+        str(store_path),
         visibility_timeout=1,
         max_receive_count=3,
     )

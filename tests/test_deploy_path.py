@@ -226,7 +226,7 @@ def test_the_endpoint_deploy_script_runs_against_the_stacks_bucket_and_role(clou
 REINDEX = """
 import json, sys
 import app
-store = app.services.store
+store = app.services.photo_store
 store.photos.insert_one({"owner": "alice", "photo_id": "p1", "key": "photos/alice/p1.jpg",
                          "status": "indexed", "model_version": "old-bundle", "uploaded_at": "2026-11-24T00:00:00Z"})
 print(json.dumps(app.reindex({"model_version": "new-bundle"}, None)))

@@ -89,7 +89,7 @@ def test_zip_holds_everything_the_handlers_import(package, tmp_path):
         "COGNITO_USER_POOL_ARN": "arn:aws:cognito-idp:us-east-1:111122223333:userpool/us-east-1_test",
     }
     code = (
-        "import app, chalicelib.services as s, chalicelib.store, chalicelib.indexing, jwt, pymongo, numpy, "
+        "import app, chalicelib.services as s, chalicelib.photo_store, chalicelib.indexing, jwt, pymongo, numpy, "
         "aws_lambda_powertools, PIL.Image, pillow_heif, requests; from chalicelib.images import HEIF_SUPPORTED; "
         "assert HEIF_SUPPORTED and app.authorizer is not None; print(sorted(app.app.routes))"
     )

@@ -1,0 +1,217 @@
+"""Search through the local stack's API: ``POST /search`` with a face of the album as the key, over
+HTTP to Chalice's local server (token verification, routing, the error middleware), on the embedded
+store, with the real face endpoint answering what bundle it serves (asked once, then cached).
+
+    .venv/bin/python -m benchmarks.api_search [--photos 10000]   → benchmarks/results/api_search.json
+
+The album is written straight into the store (indexing 10,000 photos through the endpoint would take
+hours on 2 cores): photos of 500 synthetic people, two faces a photo, vectors of the bundle's
+dimension around each person's centre (same-person cosine ≈ 0.8, so every key has ≥ 30 results), with
+their cohort statistics computed against the bundle's cohort exactly as the endpoint does. Each
+request is timed at the client; ``where`` splits one request's time by phase (cProfile on the same
+store, in process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+from benchmarks.common import percentiles, write_results
+
+PEOPLE = 500
+FACES_PER_PHOTO = 2
+PASSWORD = "Corr3ct-Horse!"
+REQUESTS = 60
+
+
+def album_faces(rng, photos: int, dim: int, cohort: np.ndarray | None, top_n: int):
+    """(person of each face, unit vectors, cohort mean, cohort std)."""
+    from chalicelib.score_norm import cohort_stats
+
+    centres = rng.standard_normal((PEOPLE, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    people = rng.integers(0, PEOPLE, photos * FACES_PER_PHOTO)
+    noise = rng.standard_normal((len(people), dim)).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    vectors = centres[people] * 0.9 + noise * 0.44
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    if cohort is None:
+        return people, vectors, None, None
+    mean, std = cohort_stats(vectors, cohort, top_n)
+    return people, vectors, mean, std
+
+
+def fill_album(photo_store, owner: str, rng, photos: int, manifest, bundle_dir: Path) -> list[str]:
+    """Writes the album; returns the face ids used as keys."""
+    from chalicelib.photo_store import timeline_at
+
+    norm = manifest.normalisation
+    cohort = np.load(bundle_dir / norm["cohort"]["path"]) if norm else None
+    people, vectors, mean, std = album_faces(rng, photos, manifest.embedding_dim, cohort, norm["top_n"] if norm else 0)
+    uploaded = time.time()
+    from datetime import UTC, datetime
+
+    records = []
+    for p in range(photos):
+        at = datetime.fromtimestamp(uploaded - p, UTC)
+        records.append(
+            {
+                "owner": owner,
+                "photo_id": f"{p:032x}",
+                "key": f"photos/{owner}/{p:032x}.jpg",
+                "filename": f"photo{p}.jpg",
+                "content_type": "image/jpeg",
+                "declared_size": 2_000_000,
+                "status": "indexed",
+                "error": None,
+                "face_count": FACES_PER_PHOTO,
+                "width": 4000,
+                "height": 3000,
+                "taken_at": None,
+                "uploaded_at": at,
+                "timeline_at": timeline_at(at),
+                "thumbnail_key": f"thumbnails/{owner}/{p:032x}.jpg",
+                "model_version": manifest.version,
+            }
+        )
+    for start in range(0, photos, 1000):
+        photo_store.add_photos(records[start : start + 1000])
+    by_photo: dict[str, list] = {}
+    for i, vector in enumerate(vectors):
+        photo_id = f"{i // FACES_PER_PHOTO:032x}"
+        by_photo.setdefault(photo_id, []).append(
+            {
+                "face_id": f"{photo_id}-{i % FACES_PER_PHOTO:03d}",
+                "face_index": i % FACES_PER_PHOTO,
+                "box": [100, 100, 300, 300],
+                "score": 0.99,
+                "landmarks": [],
+                "embedding": vector.tolist(),
+                "model_version": manifest.version,
+                "cohort_mean": float(mean[i]) if mean is not None else None,
+                "cohort_std": float(std[i]) if std is not None else None,
+            }
+        )
+    for photo_id, faces in by_photo.items():
+        photo_store.replace_faces(owner, photo_id, faces)
+    keys = [f"{(i * 7919) % photos:032x}-000" for i in range(REQUESTS)]
+    return keys
+
+
+def where_the_time_goes(headers: dict, keys: list[str]) -> list[dict]:
+    """The top functions by cumulative time per request, through the API in process (Chalice's
+    local gateway: token verification, routing, middleware, search; no socket), warm."""
+    import json
+
+    from chalice.test import Client
+
+    import app as app_module
+
+    with Client(app_module.app) as client:
+
+        def run():
+            for face_id in keys:
+                answer = client.http.post("/search", headers=headers, body=json.dumps(key_body(face_id)))
+                assert answer.status_code == 200, answer.body
+
+        run()  # warm: vectors cached, served model asked
+        profile = cProfile.Profile()
+        profile.enable()
+        run()
+        profile.disable()
+    stats = pstats.Stats(profile, stream=io.StringIO())
+    total = stats.total_tt  # type: ignore[attr-defined]
+    rows = []
+    for (path, _line, name), (_, _, _, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if any(part in path for part in ("/chalicelib/", "/app.py", "/tinymongo/", "/botocore/", "/chalice/", "/jwt/")):
+            rows.append({"function": f"{Path(path).name}:{name}", "ms_per_search": cumulative / len(keys) * 1000})
+    rows.sort(key=lambda r: -r["ms_per_search"])
+    return [{"function": "(profiled total)", "ms_per_search": round(total / len(keys) * 1000, 2)}] + [
+        dict(r, ms_per_search=round(r["ms_per_search"], 2)) for r in rows[:30]
+    ]
+
+
+def key_body(face_id: str) -> dict:
+    return {"photo_id": face_id[:32], "face_id": face_id, "limit": 30}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=int, default=10_000)
+    args = parser.parse_args(argv)
+
+    import threading
+
+    from moto.server import ThreadedMotoServer
+
+    from chalicelib.services import Services
+    from chalicelib.settings import Settings
+    from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
+    from local_stack.__main__ import serve_api
+    from local_stack.aws import client, create_confirmed_user, free_port, provision, sign_in
+    from local_stack.endpoint import EndpointProcess
+
+    manifest = Manifest.load(DEFAULT_DIR)
+    state = Path(tempfile.mkdtemp(prefix="api-search-"))
+    moto_port, api_port, endpoint_port = free_port(), free_port(), free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+    moto.start()
+    api_url = f"http://127.0.0.1:{api_port}"
+    info = provision(f"http://127.0.0.1:{moto_port}", "bench-search", api_url, str(state / "store"))
+    faces = EndpointProcess(DEFAULT_DIR, "127.0.0.1", endpoint_port, info.app_environment(), state / "endpoint.log")
+    try:
+        faces.wait_ready()
+        info.endpoint_url = faces.url
+        os.environ.update(info.app_environment())
+        create_confirmed_user(info, "bench@example.com", PASSWORD)
+        tokens = sign_in(info, "bench@example.com", PASSWORD)
+        cognito = client("cognito-idp", info.aws_endpoint_url)
+        attributes = cognito.get_user(AccessToken=tokens["AccessToken"])["UserAttributes"]
+        sub = next(a["Value"] for a in attributes if a["Name"] == "sub")
+
+        services = Services(Settings.from_env(info.app_environment()))
+        started = time.perf_counter()
+        keys = fill_album(services.photo_store, sub, np.random.default_rng(0), args.photos, manifest, DEFAULT_DIR)
+        fill_s = time.perf_counter() - started
+
+        server = serve_api("127.0.0.1", api_port)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        headers = {"Authorization": f"Bearer {tokens['IdToken']}", "Content-Type": "application/json"}
+        http = requests.Session()
+        times, counts = [], []
+        for face_id in [keys[0], *keys]:  # the first: cold (vectors loaded, served model asked)
+            start = time.perf_counter()
+            answer = http.post(f"{api_url}/search", json=key_body(face_id), headers=headers, timeout=120)
+            times.append(time.perf_counter() - start)
+            answer.raise_for_status()
+            counts.append(len(answer.json()["results"]))
+        results = {
+            "photos": args.photos,
+            "faces": args.photos * FACES_PER_PHOTO,
+            "results_per_page": round(float(np.mean(counts[1:])), 1),
+            "first_call_ms": round(times[0] * 1000, 1),
+            "warm": percentiles(times[1:]),
+            "fill_album_s": round(fill_s, 1),
+            "where": where_the_time_goes(headers, keys[:10]),
+        }
+        server.shutdown()
+    finally:
+        faces.stop()
+        moto.stop()
+    write_results("api_search.json", results)
+    print(results["warm"], results["results_per_page"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
