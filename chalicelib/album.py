@@ -8,11 +8,10 @@ from datetime import datetime, timedelta
 
 from .auth import User
 from .errors import Conflict, NotFound, RateLimited
-from .images import NEAR_DUPLICATE_BITS
 from .object_storage import KEYS, ObjectStorage, derived_keys, parse_user_key, photo_key
 from .params import decode_position, encode_position, int_in_range
 from .people_store import PeopleStore
-from .photo_store import DUPLICATE, PhotoStore, now_ms, utc
+from .photo_store import DUPLICATE, NEAR_DUPLICATE_BITS, PhotoStore, now_ms, utc
 from .records import Photo
 from .request_models import FileToUpload
 from .settings import Settings

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .records import Analysis, ModelInfo
@@ -62,10 +61,14 @@ class HttpTransport:
     """The endpoint's own server (local stack, tests)."""
 
     def __init__(self, url: str):
+        import requests  # here: the cloud's transport is SageMaker's, and the API's cold start does without
+
         self.url = url.rstrip("/") + "/invocations"
         self.session = requests.Session()
 
     def invoke(self, body: bytes, timeout: float) -> bytes:
+        import requests
+
         try:
             response = self.session.post(
                 self.url, data=body, timeout=timeout, headers={"Content-Type": "application/json"}

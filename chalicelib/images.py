@@ -190,9 +190,6 @@ def jpeg_rendition(image: Image.Image, size: int, quality: int = 85) -> bytes:
     return buffer.getvalue()
 
 
-NEAR_DUPLICATE_BITS = 6  # at most this many of the 64 bits differ: the same picture re-encoded or resized
-
-
 def difference_hash(image: Image.Image) -> int:
     """A 64-bit perceptual hash (dHash: is each pixel brighter than its right neighbour, on a 9×8
     grey image). Re-encoding or resizing changes a few bits; another picture about half of them.
@@ -200,12 +197,3 @@ def difference_hash(image: Image.Image) -> int:
     grey = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
     bits = (grey[:, 1:] > grey[:, :-1]).flatten()
     return int("".join("1" if b else "0" for b in bits), 2)
-
-
-def box_iou(a, b) -> float:
-    """Intersection over union of two [x, y, w, h] boxes."""
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    w = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
-    h = max(0.0, min(ay2, by2) - max(a[1], b[1]))
-    inter = w * h
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter) if inter else 0.0

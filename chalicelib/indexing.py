@@ -23,9 +23,10 @@ import hashlib
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
+from .boxes import box_iou
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import GroupingParams
-from .images import PREVIEW_SIZE, THUMBNAIL_SIZE, ImageError, box_iou, decode_image, difference_hash, jpeg_rendition
+from .images import PREVIEW_SIZE, THUMBNAIL_SIZE, ImageError, decode_image, difference_hash, jpeg_rendition
 from .media_types import BROWSER_TYPES
 from .object_storage import ObjectStorage, derived_keys, parse_photo_key, preview_key, thumbnail_key
 from .observability import logger

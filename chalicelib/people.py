@@ -20,10 +20,10 @@ import numpy as np
 
 from .album import Album
 from .auth import User
+from .boxes import box_iou
 from .errors import Conflict, Invalid, NotFound, Unavailable
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import Constraints, GroupingParams, agglomerate, knn_edges
-from .images import box_iou
 from .observability import logger
 from .params import decode_position, encode_position, int_in_range
 from .people_store import AUTO, SAME_FACE_IOU, USER, PeopleStore

@@ -16,7 +16,7 @@ from typing import cast
 
 from pymongo import ASCENDING, DESCENDING
 
-from .images import box_iou
+from .boxes import box_iou
 from .photo_store import binary_to_vector, now_ms
 from .records import Face, Person
 

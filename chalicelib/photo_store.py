@@ -59,6 +59,7 @@ def binary_to_vector(value) -> np.ndarray:
 
 _EPOCH = datetime(1970, 1, 1)
 _BANDS = 8  # a 64-bit picture hash in 8 bands of 8 bits: hashes ≤ 7 bits apart share at least one band
+NEAR_DUPLICATE_BITS = 6  # at most this many of the 64 bits differ: the same picture re-encoded or resized
 
 
 def picture_hash_fields(value: int) -> dict:

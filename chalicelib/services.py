@@ -6,6 +6,7 @@ Tests and the local stack swap the environment (settings), never the code.
 from __future__ import annotations
 
 from functools import cache, cached_property
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
@@ -15,7 +16,6 @@ from .album import Album
 from .auth import TokenVerifier
 from .face_client import FaceClient, HttpTransport, SageMakerTransport, Transport
 from .face_search import FaceSearch
-from .indexing import Indexer
 from .mongo_connection import AtlasUri, open_database
 from .object_storage import ObjectStorage
 from .observability import logger
@@ -25,6 +25,9 @@ from .people_store import PeopleStore
 from .photo_store import PhotoStore
 from .settings import Settings
 from .vector_index import AtlasIndex, ExactIndex, VectorIndex
+
+if TYPE_CHECKING:
+    from .indexing import Indexer
 
 
 class Services:
@@ -174,6 +177,8 @@ class Services:
 
     @cached_property
     def indexer(self) -> Indexer:
+        from .indexing import Indexer  # the imaging library with it: the API's cold start does without
+
         return Indexer(
             self.photo_store, self.object_storage, self.face_client, self.settings, self.people, self.people_jobs
         )

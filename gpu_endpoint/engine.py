@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from chalicelib.images import box_iou
+from chalicelib.boxes import box_iou
 from chalicelib.score_norm import QueryExpansion, cohort_stats
 
 from .align import warp_chip

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.cold_start import RUNTIME_PACKAGES
 from chalicelib.api_docs import SWAGGER_FILES
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
-# Provided by the Lambda Python runtime, not packaged.
-RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py"]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import app as app_module
-from chalicelib.images import box_iou
+from chalicelib.boxes import box_iou
 from chalicelib.people_store import PeopleStore
 from chalicelib.reindex import enqueue
 from local_stack.aws import client

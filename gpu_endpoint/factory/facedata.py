@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from chalicelib.images import box_iou as iou
+from chalicelib.boxes import box_iou as iou
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "facedata"  # ../shared beside the checkout
 

@@ -1,0 +1,111 @@
+"""The API Lambda's cold start, from what ``chalice package`` builds: the unzipped size, and the time a
+fresh interpreter takes to import the handler module (``app``) from the unzipped package, with the
+runtime's own packages (boto3 and its kin) beside it as the Lambda Python runtime provides them.
+
+    .venv/bin/python -m benchmarks.cold_start   → benchmarks/results/cold_start.json
+
+Budgets (the performance issue): import ≤ 1 s, unzipped ≤ 150 MB. ``slowest_imports`` lists the
+modules that cost most (``python -X importtime``, cumulative), where lazy imports could pay.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from benchmarks.common import write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+# Provided by the Lambda Python runtime, not packaged.
+RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py"]
+IMPORT_BUDGET_S = 1.0
+SIZE_BUDGET_MB = 150
+RUNS = 7
+
+
+def package(out: Path) -> Path:
+    env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1")
+    chalice = Path(sys.executable).with_name("chalice")
+    subprocess.run([str(chalice), "package", "--stage", "prod", str(out)], cwd=ROOT, env=env, check=True)
+    return out / "deployment.zip"
+
+
+def lambda_like(work: Path, archive: Path) -> tuple[Path, dict]:
+    """The unzipped task directory and the environment a fresh interpreter imports it with."""
+    task, runtime = work / "task", work / "runtime"
+    with zipfile.ZipFile(archive) as opened:
+        opened.extractall(task)
+    runtime.mkdir()
+    site = Path(__import__("boto3").__file__).parent.parent
+    for name in RUNTIME_PACKAGES:
+        (runtime / name).symlink_to(site / name)
+    env = {
+        "PATH": os.environ["PATH"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "COGNITO_USER_POOL_ARN": "arn:aws:cognito-idp:us-east-1:111122223333:userpool/us-east-1_test",
+    }
+    return task, dict(env, PYTHONPATH=f"{task}:{runtime}")
+
+
+def run_python(task: Path, env: dict, code: str, *flags: str) -> subprocess.CompletedProcess:
+    paths = env["PYTHONPATH"].split(":")
+    return subprocess.run(
+        [sys.executable, "-I", "-S", *flags, "-c", f"import sys; sys.path[:0] = {paths!r}; {code}"],
+        cwd=task,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+
+def import_seconds(task: Path, env: dict) -> float:
+    code = "import time; t = time.perf_counter(); import app; print(time.perf_counter() - t)"
+    return float(run_python(task, env, code).stdout.strip())
+
+
+def slowest_imports(task: Path, env: dict, top: int = 12) -> list[dict]:
+    """Top-level packages by cumulative import time (``-X importtime``)."""
+    report = run_python(task, env, "import app", "-X", "importtime").stderr
+    rows = []
+    for line in report.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if match and len(match.group(3)) <= 1:  # imported by app itself, not by another package
+            rows.append({"module": match.group(4), "cumulative_ms": round(int(match.group(2)) / 1000, 1)})
+    return sorted(rows, key=lambda r: -r["cumulative_ms"])[:top]
+
+
+def measure(archive: Path) -> dict:
+    with tempfile.TemporaryDirectory() as work:
+        task, env = lambda_like(Path(work), archive)
+        size = sum(p.stat().st_size for p in task.rglob("*") if p.is_file())
+        times = [import_seconds(task, env) for _ in range(RUNS)]
+        return {
+            "zip_mb": round(archive.stat().st_size / 2**20, 1),
+            "unzipped_mb": round(size / 2**20, 1),
+            "import_app_s": {"median": round(statistics.median(times), 3), "max": round(max(times), 3)},
+            "within_budget": {
+                "import": statistics.median(times) <= IMPORT_BUDGET_S,
+                "size": size / 2**20 <= SIZE_BUDGET_MB,
+            },
+            "slowest_imports": slowest_imports(task, env),
+        }
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as out:
+        results = measure(package(Path(out)))
+    results.update(runs=RUNS, budget={"import_s": IMPORT_BUDGET_S, "unzipped_mb": SIZE_BUDGET_MB})
+    write_results("cold_start.json", results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
