@@ -71,15 +71,16 @@ def import_seconds(task: Path, env: dict) -> float:
     return float(run_python(task, env, code).stdout.strip())
 
 
-def slowest_imports(task: Path, env: dict, top: int = 12) -> list[dict]:
-    """Top-level packages by cumulative import time (``-X importtime``)."""
+def slowest_imports(task: Path, env: dict, top: int = 10) -> list[dict]:
+    """The libraries (top-level packages) that cost most to import, cumulative (``-X importtime``)."""
     report = run_python(task, env, "import app", "-X", "importtime").stderr
-    rows = []
+    costs: dict[str, int] = {}
     for line in report.splitlines():
-        match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
-        if match and len(match.group(3)) <= 1:  # imported by app itself, not by another package
-            rows.append({"module": match.group(4), "cumulative_ms": round(int(match.group(2)) / 1000, 1)})
-    return sorted(rows, key=lambda r: -r["cumulative_ms"])[:top]
+        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*(\S+)$", line)
+        if match and "." not in match.group(2) and not match.group(2).startswith("_"):
+            costs[match.group(2)] = max(costs.get(match.group(2), 0), int(match.group(1)))
+    ranked = sorted(costs.items(), key=lambda item: -item[1])
+    return [{"module": name, "cumulative_ms": round(us / 1000, 1)} for name, us in ranked[:top]]
 
 
 def measure(archive: Path) -> dict:

@@ -8,9 +8,7 @@ warm: a search against vectors already cached in the container (matrix-vector pr
 argpartition top-k, as ExactIndex does).  cold: loading the user's vectors from the store
 (BSON binary float32 → one matrix) then searching; measured on mongomock for 10k and 100k faces
 (1M is not filled: mongomock's in-memory documents would need several GB).
-end_to_end: FaceSearch.search with a face already in the album as the key (so no key
-embedding), on 10k faces in 2k photos: vector lookup, ranking, one result per photo, and the
-photo records and presigned URLs of a 30-result page.
+A whole search through the API, on the local stack's store: ``benchmarks.api_search``.
 """
 
 from __future__ import annotations
@@ -134,62 +132,6 @@ def cold(n, rng) -> dict:
     return dict(percentiles(times), faces=n, peak_python_mb=round(peak / 2**20, 1))
 
 
-def end_to_end(rng, photos: int = 2000, faces_per_photo: int = 5) -> dict:
-    import boto3
-
-    from chalicelib.album import Album
-    from chalicelib.auth import User
-    from chalicelib.face_search import FaceSearch
-    from chalicelib.object_storage import ObjectStorage
-    from chalicelib.request_models import search_request
-
-    settings = Settings(store_backend="memory")
-    photo_store = PhotoStore(open_database(settings))
-    vectors = unit_vectors(photos * faces_per_photo, rng)
-    photo_store.add_photos(
-        [
-            {
-                "owner": "u",
-                "photo_id": f"{p:032x}",
-                "key": f"photos/u/{p:032x}.jpg",
-                "status": "indexed",
-                "uploaded_at": None,
-                "thumbnail_key": f"thumbs/u/{p:032x}.jpg",
-            }
-            for p in range(photos)
-        ]
-    )
-    photo_store.faces.insert_many(
-        [
-            {
-                "owner": "u",
-                "photo_id": f"{i // faces_per_photo:032x}",
-                "face_id": f"{i // faces_per_photo:032x}-{i % faces_per_photo:03d}",
-                "face_index": i % faces_per_photo,
-                "box": [0, 0, 10, 10],
-                "score": 1.0,
-                "model_version": "v",
-                "embedding": vector_to_binary(vectors[i]),
-            }
-            for i in range(len(vectors))
-        ]
-    )
-    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-    search = FaceSearch(
-        Album(photo_store, ObjectStorage(s3, "bucket"), settings), face_client=None, index=ExactIndex(photo_store)
-    )
-    search._model_info = (time.time(), {"model_version": "v", "threshold": 0.0})  # the endpoint already asked
-    user = User(sub="u")
-    times = []
-    for i in range(30):
-        face_id = f"{i * 37:032x}-000"
-        start = time.perf_counter()
-        result = search.search(user, search_request({"photo_id": face_id[:32], "face_id": face_id, "limit": 30}))
-        times.append(time.perf_counter() - start)
-    assert len(result["results"]) == 30
-    return dict(percentiles(times[1:]), faces=len(vectors), photos=photos, first_call_ms=round(times[0] * 1000, 1))
-
-
 def main() -> int:
     rng = np.random.default_rng(0)
     if "--warm" in sys.argv[1:]:  # the warm scans only (minutes faster): search_speed_warm.json
@@ -207,7 +149,6 @@ def main() -> int:
         "dim": DIM,
         "warm": [warm(n, rng, DIM) for n in (10_000, 100_000, 1_000_000)],
         "cold": [cold(n, rng) for n in (10_000, 100_000)],
-        "end_to_end": end_to_end(rng),
     }
     write_results("search_speed.json", results)
     return 0

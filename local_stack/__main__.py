@@ -28,15 +28,25 @@ STACK_FILE = STATE / "stack.json"
 def serve_api(host: str, port: int):
     """The Chalice app under Chalice's own local server, stage 'local'
     (settings come from the environment, see StackInfo.app_environment)."""
+    import functools
+
     from chalice.cli.factory import CLIFactory
-    from chalice.local import LocalChalice, LocalDevServer
+    from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer
+
+    class RequestHandler(ChaliceRequestHandler):
+        # An answer leaves in two writes (headers, body): with Nagle's algorithm on, each answer on
+        # a kept-alive connection waited for the client's delayed ACK, about 40 ms.
+        disable_nagle_algorithm = True
 
     factory = CLIFactory(project_dir=str(ROOT))
     config = factory.create_config_obj(chalice_stage_name="local")
     app = config.chalice_app
     if isinstance(app, LocalChalice):  # already adapted by an earlier server in this process
-        return LocalDevServer(app, config, host, port)
-    return factory.create_local_server(app, config, host, port)
+        server = LocalDevServer(app, config, host, port)
+    else:
+        server = factory.create_local_server(app, config, host, port)
+    server.server.RequestHandlerClass = functools.partial(RequestHandler, app_object=server.app_object, config=config)
+    return server
 
 
 def start_pumps(info: StackInfo) -> list:
