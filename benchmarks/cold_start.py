@@ -54,16 +54,19 @@ def lambda_like(work: Path, archive: Path) -> tuple[Path, dict]:
 
 
 def run_python(task: Path, env: dict, code: str, *flags: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter that sees the package and the runtime's libraries only."""
     paths = env["PYTHONPATH"].split(":")
-    return subprocess.run(
+    result = subprocess.run(
         [sys.executable, "-I", "-S", *flags, "-c", f"import sys; sys.path[:0] = {paths!r}; {code}"],
         cwd=task,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
-        check=True,
     )
+    if result.returncode != 0:
+        raise RuntimeError(f"the packaged code failed: {result.stderr}")
+    return result
 
 
 def import_seconds(task: Path, env: dict) -> float:

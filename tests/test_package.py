@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cold_start import RUNTIME_PACKAGES
+from benchmarks.cold_start import lambda_like, run_python
 from chalicelib.api_docs import SWAGGER_FILES
 from tests.conftest import ROOT
 
@@ -69,38 +69,20 @@ def test_routes_use_the_cognito_authorizer_except_health_the_web_client_and_the_
 
 
 def test_zip_holds_everything_the_handlers_import(package, tmp_path):
-    with zipfile.ZipFile(package / "deployment.zip") as archive:
-        archive.extractall(tmp_path / "task")
-        names = set(archive.namelist())
+    archive = package / "deployment.zip"
+    with zipfile.ZipFile(archive) as opened:
+        names = set(opened.namelist())
     assert {"chalicelib/web/index.html", "chalicelib/web/app.js", "chalicelib/web/style.css"} <= names
     assert {"chalicelib/openapi.yaml", "chalicelib/web/docs.html", "chalicelib/web/docs.js"} <= names
     if shutil.which("npm"):  # ./dev setup fetched Swagger UI, and chalice packages it
         assert {f"chalicelib/web/{name}" for name in SWAGGER_FILES} <= names
-    runtime = tmp_path / "runtime"
-    runtime.mkdir()
-    site = Path(__import__("boto3").__file__).parent.parent
-    for name in RUNTIME_PACKAGES:
-        (runtime / name).symlink_to(site / name)
-    env = {
-        "PATH": os.environ["PATH"],
-        "PYTHONPATH": f"{tmp_path / 'task'}:{runtime}",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "COGNITO_USER_POOL_ARN": "arn:aws:cognito-idp:us-east-1:111122223333:userpool/us-east-1_test",
-    }
+    task, env = lambda_like(tmp_path, archive)  # the zip and the runtime's own libraries, nothing else
     code = (
         "import app, chalicelib.services as s, chalicelib.photo_store, chalicelib.indexing, jwt, pymongo, numpy, "
         "aws_lambda_powertools, PIL.Image, pillow_heif, requests; from chalicelib.images import HEIF_SUPPORTED; "
         "assert HEIF_SUPPORTED and app.authorizer is not None; print(sorted(app.app.routes))"
     )
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {str(env['PYTHONPATH']).split(':')!r}; {code}"],
-        cwd=tmp_path / "task",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python(task, env, code)
     assert "/photos/uploads" in result.stdout
 
 
