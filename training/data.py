@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from gpu_endpoint.bundle import Manifest
-from gpu_endpoint.factory.facedata import labelled_photos, normalise_identity
+from gpu_endpoint.factory.facedata import labelled_photos, largest_face, normalise_identity
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".heic", ".heif"}
 ROLES = ("train", "validation", "evaluation")
@@ -158,7 +158,6 @@ def prepare_chips(
     ``size`` chip (the bundle's template scaled); cached under ``cache_dir``."""
     from tqdm import tqdm
 
-    from chalicelib.images import ImageError, decode_image
     from gpu_endpoint.engine import FaceEngine
 
     manifest = Manifest.load(bundle_dir)
@@ -177,16 +176,12 @@ def prepare_chips(
     chips, kept, missed = [], [], 0
     started = time.time()
     for sample in tqdm(samples, desc="detect and align", unit="photo", mininterval=5):
-        try:
-            image = decode_image(sample.path.read_bytes()).image
-        except ImageError:
+        found = largest_face(engine, sample.path)
+        if found is None:
             missed += 1
             continue
-        faces = engine.detect(image, min_face_size=20, max_faces=1)
-        if not faces:
-            missed += 1
-            continue
-        chips.append(warp_chip(image, faces[0].landmarks, template, size))
+        image, face = found
+        chips.append(warp_chip(image, face.landmarks, template, size))
         kept.append(sample)
     if not kept:
         raise ValueError("no face was found in any photo of the data set")

@@ -26,7 +26,7 @@ import onnx
 from ..bundle import DEFAULT_DIR, FORMAT, BundleError, Manifest, sha256
 from ..engine import FaceEngine, fuse
 from . import calibration
-from .facedata import facedata_root, labelled_photos
+from .facedata import facedata_root, labelled_photos, largest_face
 
 BUILDER_VERSION = "9"  # 6: dlib fused with faceres; 7: people grouping; 8: worse-fold rule; 9: query expansion
 # The cohort: calibration identities of the large, demographically broad sets only. The small
@@ -90,24 +90,18 @@ def _built_with(bundle_dir: Path) -> str | None:
 
 def embed_facedata(bundle_dir: Path, facedata: Path, log=print):
     """Each embedder part's output (a list of arrays) for the largest face of every labelled photo."""
-    from chalicelib.images import ImageError, decode_image
-
     engine = FaceEngine(bundle_dir)
     photos = labelled_photos(facedata)
     kept, vectors, missed = [], [[] for _ in engine.parts], []
     started = time.time()
     for i, photo in enumerate(photos):
-        try:
-            image = decode_image(photo.path.read_bytes()).image
-        except ImageError:
+        found = largest_face(engine, photo.path)
+        if found is None:
             missed.append(photo)
             continue
-        faces = engine.detect(image, min_face_size=20, max_faces=1)
-        if not faces:
-            missed.append(photo)
-            continue
+        image, face = found
         for out, part in zip(vectors, engine.parts):
-            out.append(part.embed(part.chips(image, faces[:1]), 1)[0])
+            out.append(part.embed(part.chips(image, [face]), 1)[0])
         kept.append(photo)
         if (i + 1) % 200 == 0:
             log(f"  embedded {i + 1}/{len(photos)} photos ({time.time() - started:.0f}s)")

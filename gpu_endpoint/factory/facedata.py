@@ -79,3 +79,16 @@ def match_detections(truth, found, min_iou: float = 0.3):
             used_t.add(i)
             used_f.add(j)
     return len(used_t), len(truth) - len(used_t), len(found) - len(used_f)
+
+
+def largest_face(engine, path: Path):
+    """(the decoded photo, its largest face) as the serving engine finds it, or None when the file
+    cannot be decoded or shows no face: how the bundle builder and training read labelled photos."""
+    from chalicelib.images import ImageError, decode_image
+
+    try:
+        image = decode_image(path.read_bytes()).image
+    except ImageError:
+        return None
+    faces = engine.detect(image, min_face_size=20, max_faces=1)
+    return (image, faces[0]) if faces else None
