@@ -27,12 +27,18 @@ PASSWORD = "Corr3ct-Horse!"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Slow suites run when asked: by ``-m`` (``pytest -m slow``, as ``./dev test`` does) or by
-    naming their file (``pytest tests/test_web_e2e.py``); a plain ``pytest`` leaves them out."""
+    """Slow suites and the model factory's checks run when asked: by ``-m`` (``pytest -m slow``,
+    ``pytest -m factory``, as ``./dev test`` does) or by naming their file (``pytest
+    tests/test_web_e2e.py``); a plain ``pytest`` runs the product's own tests only."""
     if config.option.markexpr:
         return
     named = {(Path(config.invocation_params.dir) / arg.split("::")[0]).resolve() for arg in config.args}
-    slow = {i for i in items if i.get_closest_marker("slow") and Path(str(i.path)).resolve() not in named}
+    slow = {
+        i
+        for i in items
+        if (i.get_closest_marker("slow") or i.get_closest_marker("factory"))
+        and Path(str(i.path)).resolve() not in named
+    }
     if slow:
         config.hook.pytest_deselected(items=list(slow))
         items[:] = [i for i in items if i not in slow]

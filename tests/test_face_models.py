@@ -12,7 +12,7 @@ from gpu_endpoint.factory import calibration
 from gpu_endpoint.factory.facedata import ground_truth_boxes, labelled_photos, match_detections
 from tests.face_fixtures import FACEDATA, needs_facedata
 
-pytestmark = needs_facedata
+pytestmark = [needs_facedata, pytest.mark.factory]
 
 
 def load(path) -> Image.Image:

@@ -35,6 +35,7 @@ def tfjs(model_json: Path, output: str, nhwc: np.ndarray, tmp_path: Path) -> np.
     return np.fromfile(outputs, "<f4").reshape(len(nhwc), -1)
 
 
+@pytest.mark.factory
 @needs_facedata
 def test_faceres_matches_tensorflow_js_on_real_faces(engine, tmp_path):
     from chalicelib.images import decode_image

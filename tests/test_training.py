@@ -15,7 +15,7 @@ from training.config import TrainConfig
 from training.data import assign_roles, load_samples
 from training.evaluate import verification
 
-pytestmark = needs_facedata
+pytestmark = [needs_facedata, pytest.mark.factory]
 
 METRICS = (
     "threshold",
