@@ -89,7 +89,7 @@ def up(args) -> int:
     if not Manifest.exists(DEFAULT_DIR):
         print(
             f"error: no face model bundle in {DEFAULT_DIR}; build it with "
-            "'.venv/bin/python -m gpu_endpoint.factory.build_bundle' (needs ../shared/facedata)",
+            "'./dev setup' (needs ../shared/facedata)",
             file=sys.stderr,
         )
         return 2

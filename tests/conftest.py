@@ -19,7 +19,7 @@ from chalicelib.services import Services
 from chalicelib.settings import Settings
 from local_stack.aws import StackInfo, client, create_confirmed_user, free_port, provision, sign_in  # noqa: F401
 from tests.contract import checked_chalice_client
-from tests.face_fixtures import bundle_dir, engine  # noqa: F401  (shared fixtures)
+from tests.face_fixtures import bundle_dir, engine, stock_bundle_dir  # noqa: F401  (shared fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 FACEDATA = ROOT.parent / "shared" / "facedata"

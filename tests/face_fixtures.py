@@ -10,14 +10,27 @@ needs_facedata = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="session")
-def bundle_dir():
+def _need_facedata():
     if FACEDATA is None:
         pytest.skip("../shared/facedata is absent: the bundle cannot be calibrated")
-    from gpu_endpoint.bundle import DEFAULT_DIR
-    from gpu_endpoint.factory.build_bundle import build
 
-    return build(DEFAULT_DIR, FACEDATA, log=lambda m: None)
+
+@pytest.fixture(scope="session")
+def bundle_dir():
+    """The served default: the fine-tuned dlib fused with faceres (built once, cached)."""
+    _need_facedata()
+    from gpu_endpoint.bundle import DEFAULT_DIR
+    from training.default_bundle import build_default
+
+    return build_default(DEFAULT_DIR, FACEDATA, log=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def stock_bundle_dir(bundle_dir):
+    """The stock fusion (dlib's own ResNet + faceres) the default is fine-tuned from."""
+    from gpu_endpoint.factory.build_bundle import STOCK_DIR, build
+
+    return build(STOCK_DIR, FACEDATA, log=lambda m: None)
 
 
 @pytest.fixture(scope="session")

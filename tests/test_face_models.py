@@ -153,13 +153,15 @@ def test_tight_crops_are_found(engine, source):
     assert found >= 0.95 * len(photos)
 
 
-def test_manifest_is_complete(bundle_dir):
+@pytest.mark.parametrize(
+    "which, first_part",
+    [("bundle_dir", "dlib-resnet fine-tuned"), ("stock_bundle_dir", "dlib_face_recognition_resnet_model_v1")],
+)
+def test_manifest_is_complete(which, first_part, request):
+    bundle_dir = request.getfixturevalue(which)
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     embedder = manifest["embedder"]
-    assert embedder["metric"] == "cosine" and [p["name"] for p in embedder["parts"]] == [
-        "dlib_face_recognition_resnet_model_v1",
-        "hse_faceres",
-    ]
+    assert embedder["metric"] == "cosine" and [p["name"] for p in embedder["parts"]] == [first_part, "hse_faceres"]
     assert embedder["embedding_dim"] == sum(p["embedding_dim"] for p in embedder["parts"]) == 129 + 1024
     assert sum(p["weight"] for p in embedder["parts"]) == pytest.approx(1.0)
     for part in embedder["parts"]:
@@ -218,14 +220,16 @@ def test_embeddings_are_unit_vectors_that_separate_people(engine):
     assert sims[same].mean() > engine.threshold > sims[different].mean()
 
 
-def test_calibrated_graph_computes_the_documented_transform(bundle_dir, engine):
-    """The bundle's dlib part = normalise([dlib descriptor - mean, anchor]), inside the graph."""
+def test_calibrated_graph_computes_the_documented_transform(stock_bundle_dir):
+    """The stock bundle's dlib part = normalise([dlib descriptor - mean, anchor]), inside the graph."""
     import face_recognition_models as frm
     import onnxruntime as ort
 
+    from gpu_endpoint.engine import FaceEngine
     from gpu_endpoint.factory.calibration import embed_transform
     from gpu_endpoint.factory.facemodels.dlib_resnet import convert
 
+    engine = FaceEngine(stock_bundle_dir, providers=["CPUExecutionProvider"])
     manifest = engine.manifest.parts[0]
     raw = ort.InferenceSession(
         convert(frm.face_recognition_model_location()).SerializeToString(), providers=["CPUExecutionProvider"]

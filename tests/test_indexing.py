@@ -485,12 +485,15 @@ def test_reindex_moves_stale_photos_to_the_served_bundle_and_resumes(api, make_u
 
 
 def test_rollout_of_the_default_bundle_publish_deploy_reindex(
-    api, make_user, indexing, aws_stack, bundle_dir, tmp_path
+    api, make_user, indexing, aws_stack, bundle_dir, stock_bundle_dir, tmp_path
 ):
-    """A new default bundle (dlib fused with faceres) reaches an album indexed by the previous one
-    (dlib alone, 129-d): publish → deploy → search refuses the old vectors → reindex → search."""
+    """The default bundle (fine-tuned dlib fused with faceres) reaches an album indexed by the
+    previous default (the stock fusion): publish → deploy → search refuses the old vectors →
+    reindex → search."""
     import tarfile
 
+    from chalicelib.boxes import box_iou
+    from chalicelib.images import decode_image
     from gpu_endpoint.engine import FaceEngine
     from gpu_endpoint.factory import deploy
 
@@ -506,7 +509,7 @@ def test_rollout_of_the_default_bundle_publish_deploy_reindex(
     with tarfile.open(tarball) as archive:
         archive.extractall(tmp_path / "model", filter="data")
     unpacked = FaceEngine(tmp_path / "model", providers=["CPUExecutionProvider"])
-    assert unpacked.version == served and len(unpacked.parts) == 2
+    assert unpacked.version == served and len(unpacked.parts) == 2 and "training" in unpacked.manifest.parts[0]
     result = deploy.deploy(
         client("sagemaker", aws_stack.aws_endpoint_url),
         client("application-autoscaling", aws_stack.aws_endpoint_url),
@@ -518,19 +521,23 @@ def test_rollout_of_the_default_bundle_publish_deploy_reindex(
     )
     assert result["action"] == "created"
 
-    # An album indexed by the previous default: its vectors are the dlib part alone.
+    # An album indexed by the previous default: each face's vector is the stock fusion's, of the same box.
     alice = make_user("alice")
     jolie = sorted((FACEDATA / "people/deepface/Angelina_Jolie").glob("*.jpg"))[:2]
     photo_ids = [upload(api, alice, p.read_bytes(), "image/jpeg") for p in jolie]
     drain(pump)
-    previous = "dlib-resnet-v1.22a207be6f"
-    for face in services.photo_store.faces.find({"owner": alice.sub}):
-        dlib_part = unpacked.split(binary_to_vector(face["embedding"])[None, :])[0][0]
-        assert dlib_part.shape == (129,)
-        services.photo_store.faces.update_one(
-            {"_id": face["_id"]}, {"$set": {"model_version": previous, "embedding": vector_to_binary(dlib_part)}}
-        )
-    for photo_id in photo_ids:
+    stock = FaceEngine(stock_bundle_dir, providers=["CPUExecutionProvider"])
+    previous = stock.version
+    assert previous != served
+    for photo_id, path in zip(photo_ids, jolie, strict=True):
+        stock_faces = stock.analyze([decode_image(path.read_bytes()).image])[0]
+        for face in services.photo_store.faces.find({"owner": alice.sub, "photo_id": photo_id}):
+            same = max(stock_faces, key=lambda f: box_iou(f.box, face["box"]))
+            assert box_iou(same.box, face["box"]) > 0.5
+            services.photo_store.faces.update_one(
+                {"_id": face["_id"]},
+                {"$set": {"model_version": previous, "embedding": vector_to_binary(same.embedding)}},
+            )
         services.photo_store.update_photo(alice.sub, photo_id, {"model_version": previous})
     first = services.photo_store.faces.find_one({"owner": alice.sub, "photo_id": photo_ids[0]})
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from gpu_endpoint.bundle import Manifest
-from gpu_endpoint.factory.facedata import labelled_photos, largest_face, normalise_identity
+from gpu_endpoint.factory.facedata import decode, labelled_photos, largest_faces, normalise_identity
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".heic", ".heif"}
 ROLES = ("train", "validation", "evaluation")
@@ -156,8 +156,6 @@ def prepare_chips(
 ) -> ChipSet:
     """Detect the largest face of each photo with the serving engine and align it to a
     ``size`` chip (the bundle's template scaled); cached under ``cache_dir``."""
-    from tqdm import tqdm
-
     from gpu_endpoint.engine import FaceEngine
 
     manifest = Manifest.load(bundle_dir)
@@ -175,12 +173,12 @@ def prepare_chips(
 
     chips, kept, missed = [], [], 0
     started = time.time()
-    for sample in tqdm(samples, desc="detect and align", unit="photo", mininterval=5):
-        found = largest_face(engine, sample.path)
-        if found is None:
+    faces = largest_faces(engine, [s.path for s in samples], log=log)
+    for sample, face in zip(samples, faces, strict=True):
+        image = decode(sample.path) if face else None
+        if image is None:
             missed += 1
             continue
-        image, face = found
         chips.append(warp_chip(image, face.landmarks, template, size))
         kept.append(sample)
     if not kept:

