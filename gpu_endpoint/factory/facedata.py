@@ -117,9 +117,9 @@ def _detector_key(engine, paths: Sequence[Path]) -> str:
     digest.update(json.dumps(engine.manifest.document["detector"], sort_keys=True).encode())
     for module in (detector, engine_module):
         digest.update(Path(module.__file__).read_bytes())
-    for path in paths:
+    for path in paths:  # resolved: ../shared may be reached through a link, or not
         stat = path.stat()
-        digest.update(f"{path}|{stat.st_size}|{int(stat.st_mtime)}\n".encode())
+        digest.update(f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}\n".encode())
     return digest.hexdigest()[:16]
 
 
