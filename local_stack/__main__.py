@@ -88,8 +88,7 @@ def up(args) -> int:
             return 2
     if not Manifest.exists(DEFAULT_DIR):
         print(
-            f"error: no face model bundle in {DEFAULT_DIR}; build it with "
-            "'./dev setup' (needs ../shared/facedata)",
+            f"error: no face model bundle in {DEFAULT_DIR}; build it with './dev setup' (needs ../shared/facedata)",
             file=sys.stderr,
         )
         return 2
