@@ -1,6 +1,6 @@
 """Detection and detect + embed on CPU, this tree against an earlier revision, in one run.
 
-    .venv/bin/python -m benchmarks.detect_speed --before REV   → benchmarks/results/detect_speed.json
+    .venv/bin/python -m benchmarks.detect_speed --before REV [--out NAME]   → benchmarks/results/detect_speed.json
 
 The machine is shared and noisy, so the two trees are measured in alternating worker processes
 (``git archive REV`` unpacked next to this one; each worker imports ``gpu_endpoint`` from its
@@ -96,6 +96,7 @@ def main(argv=None) -> int:
     parser.add_argument("--facedata", type=Path, default=None)
     parser.add_argument("--rounds", type=int, default=4, help="worker pairs, alternating")
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per size per worker")
+    parser.add_argument("--out", default="detect_speed.json", help="the results file's name")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quality", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
         key: round(results["after"]["median_ms"][key] / results["before"]["median_ms"][key], 3)
         for key in results["before"]["median_ms"]
     }
-    write_results("detect_speed.json", results)
+    write_results(args.out, results)
     return 0
 
 
