@@ -1,6 +1,6 @@
 """Indexing under load with injected face-service failures.
 
-    .venv/bin/python -m benchmarks.indexing_load [--photos 300] [--failure-rate 0.1]
+    .venv/bin/python -m benchmarks.indexing_load [--photos 300] [--failure-rate 0.1] [--out NAME]
     → benchmarks/results/indexing_load.json
 
 A real local stack in one process: moto's server (S3, SQS, Cognito), the
@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", type=int, default=300)
     parser.add_argument("--failure-rate", type=float, default=0.1)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--out", default="indexing_load.json", help="the results file's name")
     args = parser.parse_args(argv)
     root = facedata_root()
     if root is None:
@@ -187,7 +188,7 @@ def main(argv=None) -> int:
             "index_seconds": round(finished - uploaded, 1),
             "photos_per_second": round(len(photo_ids) / (finished - uploaded), 2),
         }
-        write_results("indexing_load.json", results)
+        write_results(args.out, results)
         ok = results["lost"] == 0 and results["duplicate_faces"] == 0 and statuses["pending"] == 0
         return 0 if ok else 1
     finally:
