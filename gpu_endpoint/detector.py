@@ -54,7 +54,7 @@ class IntegralImage:
         ys, ye = self._bounds(y0, y1 - y0, height)
         xs, xe = self._bounds(x0, x1 - x0, width)
         # np.take and in-place differences, then one float32 division: bit for bit the float64
-        # quotient rounded, at a quarter of the cost (benchmarks/results/detect_speed.json).
+        # quotient rounded, ~4x faster per scale than fancy indexing with fresh temporaries.
         rows = np.take(self.table, ye, axis=1)
         rows -= np.take(self.table, ys, axis=1)
         total = np.take(rows, xe, axis=2)

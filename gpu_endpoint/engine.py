@@ -121,7 +121,8 @@ class FaceEngine:
             options.intra_op_num_threads = threads
         # By default each session's threads spin after a run, waiting for the next; with five
         # sessions taking turns (and numpy between them) the spinning threads take the cores the
-        # next step needs: 1 MP detect + embed ~210 → ~115 ms on 2 cores (benchmarks/detect_speed.py).
+        # next step needs: 1 MP detect + embed 122 → 76 ms on 2 cores
+        # (benchmarks/results/detect_speed_spinning_only.json).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
         def session(name):

@@ -10,15 +10,11 @@ needs_facedata = pytest.mark.skipif(
 )
 
 
-def _need_facedata():
-    if FACEDATA is None:
-        pytest.skip("../shared/facedata is absent: the bundle cannot be calibrated")
-
-
 @pytest.fixture(scope="session")
 def bundle_dir():
     """The served default: the fine-tuned dlib fused with faceres (built once, cached)."""
-    _need_facedata()
+    if FACEDATA is None:
+        pytest.skip("../shared/facedata is absent: the bundle cannot be calibrated")
     from gpu_endpoint.bundle import DEFAULT_DIR
     from training.default_bundle import build_default
 

@@ -7,7 +7,8 @@
 3. the fine-tuned dlib fused with faceres and calibrated again → .cache/bundle.
 
 Why the fine-tuned fusion: on held-out identities it wins East-Asian and overall search F1 and loses
-no slice more than 0.001 (docs/search.md, benchmarks/results/search_quality_*.json).  Steps 2 and 3
+no slice more than 0.001 (docs/search.md; benchmarks/results/search_quality.json against
+search_quality_dlib-faceres-v1.3cfb4a2779.json).  Steps 2 and 3
 reuse step 1's detections (``facedata.largest_faces``), so together they cost minutes, not a rebuild.
 """
 
