@@ -201,8 +201,11 @@ def embed(engine, root) -> Album:
 
 
 def cached_album(engine, root, fresh: bool = False) -> Album:
-    """Keyed by the bundle's model and cohort files: the same files embed the same vectors."""
-    key = hashlib.sha256(json.dumps(engine.manifest.files, sort_keys=True).encode()).hexdigest()[:16]
+    """Keyed by the bundle's model files, its embedder parts' settings (e.g. test-time flip) and its
+    cohort: the same inputs embed the same vectors with the same statistics."""
+    cohort = engine.normalisation and engine.normalisation["cohort"]
+    inputs = [engine.manifest.files, engine.manifest.parts, cohort]
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     path = CACHE_DIR / f"album-{key}.npz"
     fields = ("vectors", "groups", "sources", "identities", "splits", "stats", "group_stats", "group_photo")
     if path.exists() and not fresh:

@@ -1,8 +1,12 @@
 """Exact search speed on synthetic unit vectors of the bundle's dimension (1153-d: dlib 129 + faceres
 1024), the warm scans also at 129-d (dlib alone, the previous default) in the same run.
+``bounded``: search as the product runs it (the bundle's cosine floor, normalisation and query
+expansion) over album-like vectors, the full scan against the low-rank bound
+(``chalicelib.low_rank_bound``), alternating, same results required.
 
     .venv/bin/python -m benchmarks.search_speed   → benchmarks/results/search_speed.json
     .venv/bin/python -m benchmarks.search_speed --warm   → benchmarks/results/search_speed_warm.json
+    .venv/bin/python -m benchmarks.search_speed --bounded   → benchmarks/results/search_speed_bounded.json
 
 warm: a search against vectors already cached in the container (matrix-vector product and
 argpartition top-k, as ExactIndex does).  cold: loading the user's vectors from the store
@@ -54,7 +58,7 @@ def warm(n, rng, dim) -> dict:
 
     class Cached(ExactIndex):
         def _vectors(self, owner, model_version):
-            return ids, matrix, stats
+            return ids, matrix, stats, None  # a full scan: no floor to prune by
 
     engine = Cached(photo_store=None)
     key_norm = KeyNormalisation(0.6, 0.05, threshold=-1e9)
@@ -84,6 +88,84 @@ def warm(n, rng, dim) -> dict:
         expanded_p50_ms=expanded_["p50_ms"],
         expanded_p95_ms=expanded_["p95_ms"],
     )
+
+
+def album_like(n: int, rng, cohort: np.ndarray, spread: float = 0.45, directions: int = 200) -> np.ndarray:
+    """``n`` unit vectors shaped like an album's: each is a face of the bundle's cohort (its
+    calibration identities) plus noise along the cohort's own principal directions, scaled by their
+    spread. Random unit vectors would be no test of the bound: real embeddings are concentrated.
+    With the default ``spread``, about as many faces pass the cosine floor per key as in the real
+    album of ``benchmarks.search_quality`` (reported as ``passing_floor``)."""
+    centred = cohort - cohort.mean(axis=0)
+    _, sizes, axes = np.linalg.svd(centred, full_matrices=False)
+    noise_basis = (sizes[:directions, None] * axes[:directions] / np.sqrt(len(cohort))).astype(np.float32)
+    out = np.empty((n, cohort.shape[1]), np.float32)
+    for start in range(0, n, 50_000):
+        rows = slice(start, min(n, start + 50_000))
+        count = rows.stop - rows.start
+        noise = rng.standard_normal((count, directions), dtype=np.float32) @ noise_basis
+        out[rows] = cohort[rng.integers(0, len(cohort), count)] + spread * noise
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def bounded(n: int, rng, queries: int = 40) -> dict:
+    """The full scan against the low-rank bound at ``n`` album-like faces, each key searched by both
+    in turn, with the bundle's decision (floor, normalisation, expansion) and every face's statistics
+    against the bundle's cohort, as the endpoint computes them."""
+    from chalicelib.low_rank_bound import LowRankBound
+    from chalicelib.score_norm import cohort_stats
+    from gpu_endpoint.bundle import DEFAULT_DIR
+    from gpu_endpoint.engine import FaceEngine
+
+    engine = FaceEngine(DEFAULT_DIR, providers=["CPUExecutionProvider"])
+    norm, cohort = engine.search_settings, engine.cohort
+    top_n = engine.normalisation["top_n"]
+    matrix = album_like(n, rng, cohort)
+    stats = np.vstack(
+        [np.column_stack(cohort_stats(matrix[i : i + 20_000], cohort, top_n)) for i in range(0, n, 20_000)]
+    )
+    ids = [{"face_id": f"f{i}", "photo_id": f"p{i}"} for i in range(n)]
+    start = time.perf_counter()
+    bound = LowRankBound.fit(matrix)
+    fit_s = time.perf_counter() - start
+
+    class Cached(ExactIndex):
+        def _vectors(self, owner, model_version):
+            return ids, matrix, stats, bound if self.bound_min_faces <= n else None
+
+    full, pruned = Cached(None, bound_min_faces=n + 1), Cached(None, bound_min_faces=n)
+    expansion = QueryExpansion.from_settings(norm["expansion"])
+    times: dict = {"full": [], "bounded": []}
+    kept, passing, same = [], [], True
+    for i in rng.choice(n, queries, replace=False):
+        key_mean, key_std = stats[i]
+        key_norm = KeyNormalisation(float(key_mean), float(key_std), norm["threshold"], expansion)
+        results = {}
+        for name, index in (("full", full), ("bounded", pruned)):
+            start = time.perf_counter()
+            results[name] = index.nearest("u", "v", matrix[i], 100, norm["raw_floor"], key_norm)
+            times[name].append(time.perf_counter() - start)
+        same &= [h[0] for h in results["full"]] == [h[0] for h in results["bounded"]]
+        kept.append(len(bound.candidates(matrix[i], norm["raw_floor"])) / n)
+        passing.append(float((matrix @ matrix[i] >= norm["raw_floor"]).mean()))
+    return {
+        "faces": n,
+        "full_scan": percentiles(times["full"]),
+        "bounded": percentiles(times["bounded"]),
+        "same_results_as_full_scan": bool(same),
+        "raw_floor": norm["raw_floor"],
+        "passing_floor": {"mean": round(float(np.mean(passing)), 4), "max": round(float(np.max(passing)), 4)},
+        "kept_by_bound": {
+            "mean": round(float(np.mean(kept)), 4),
+            "p95": round(float(np.percentile(kept, 95)), 4),
+            "max": round(float(np.max(kept)), 4),
+        },
+        "bound_rank": int(bound.basis.shape[1]),
+        "bound_fit_s": round(fit_s, 2),
+        "matrix_mb": round(matrix.nbytes / 2**20, 1),
+        "bound_mb": round(bound.nbytes / 2**20, 1),
+    }
 
 
 def indexing_cost(rng, cohort_faces: int = 845, top_n: int = 20) -> dict:
@@ -134,6 +216,10 @@ def cold(n, rng) -> dict:
 
 def main() -> int:
     rng = np.random.default_rng(0)
+    if "--bounded" in sys.argv[1:]:  # the bound alone: search_speed_bounded.json
+        results = {"dim": DIM, "bounded": [bounded(n, rng) for n in (200_000, 1_000_000)]}
+        write_results("search_speed_bounded.json", results)
+        return 0
     if "--warm" in sys.argv[1:]:  # the warm scans only (minutes faster): search_speed_warm.json
         write_results(
             "search_speed_warm.json",
@@ -142,6 +228,7 @@ def main() -> int:
                 "warm": [warm(n, rng, DIM) for n in (10_000, 100_000, 1_000_000)],
                 f"warm_{DLIB_DIM}d": [warm(n, rng, DLIB_DIM) for n in (10_000, 100_000, 1_000_000)],
                 "indexing_cohort_stats": indexing_cost(rng),
+                "bounded": [bounded(n, rng) for n in (200_000, 1_000_000)],
             },
         )
         return 0

@@ -203,3 +203,57 @@ def test_both_engines_expand_a_query_alike(photo_store):
     assert set(photos(exact)) == {f"{i:032x}" for i in range(3)}  # t found, the stranger (3) not
     assert photos(atlas) == photos(exact)
     assert [h[3] for h in atlas] == pytest.approx([h[3] for h in exact], abs=1e-5)
+
+
+def clustered(rng, people: int, faces: int, dim: int, spread: float = 0.35):
+    """Unit vectors of ``people`` clusters on a 24-dimensional subspace plus a little of everything
+    else: concentrated like face embeddings, so a low-rank bound has something to prune."""
+    directions = np.linalg.qr(rng.standard_normal((dim, 24)))[0]
+    centres = unit(rng.standard_normal((people, 24)))
+    rows = centres[rng.integers(0, people, faces)] + spread * rng.standard_normal((faces, 24)) / np.sqrt(24)
+    return unit(rows @ directions.T + 0.05 * rng.standard_normal((faces, dim)) / np.sqrt(dim))
+
+
+def test_the_low_rank_bound_keeps_every_face_above_the_floor_and_prunes_the_rest():
+    from chalicelib.low_rank_bound import LowRankBound
+
+    rng = np.random.default_rng(5)
+    vectors = clustered(rng, 40, 3000, 96).astype(np.float32)
+    bound = LowRankBound.fit(vectors, rank=32, sample=1000)
+    for query in vectors[:20]:
+        for floor in (0.3, 0.6, 0.9):
+            kept = bound.candidates(query, floor)
+            assert set(np.nonzero(vectors @ query >= floor)[0]) <= set(kept)
+            assert len(kept) < 0.5 * len(vectors)  # it does prune: the clusters are far apart
+    # Rows that are not unit vectors (a scaled copy) are bounded too.
+    assert set(np.nonzero(2 * vectors @ vectors[0] >= 0.9)[0]) <= set(
+        LowRankBound.fit(2 * vectors, rank=8).candidates(vectors[0], 0.9)
+    )
+
+
+def test_exact_search_with_the_bound_returns_what_the_full_scan_does(photo_store):
+    from chalicelib.score_norm import KeyNormalisation, QueryExpansion
+
+    rng = np.random.default_rng(6)
+    vectors = clustered(rng, 12, 400, 300)
+    add_faces(photo_store, "me", vectors)
+    stats = np.column_stack([rng.uniform(0.2, 0.4, 400), rng.uniform(0.05, 0.1, 400)])
+    for i, (m, s) in enumerate(stats):
+        photo_store.faces.update_one(
+            {"owner": "me", "face_id": f"{i:032x}-000"}, {"$set": {"cohort_mean": m, "cohort_std": s}}
+        )
+    full, bounded = ExactIndex(photo_store), ExactIndex(photo_store, bound_min_faces=1)
+    expansion = QueryExpansion(min_score=3.0, max_faces=5, weight=1.0, threshold=2.0)
+    for query in vectors[:10]:
+        for floor, key_norm in [
+            (0.5, None),
+            (0.5, KeyNormalisation(0.3, 0.08, 2.5)),
+            (0.5, KeyNormalisation(0.3, 0.08, 2.5, expansion)),
+            (-1.0, KeyNormalisation(0.3, 0.08, 2.5)),  # no floor: nothing to prune by, a full scan
+        ]:
+            got, want = (e.nearest("me", "v1", query, 50, floor, key_norm) for e in (bounded, full))
+            assert [h[:2] for h in got] == [h[:2] for h in want] and len(want) > 1
+            assert np.array([h[2:] for h in got]) == pytest.approx(
+                np.array([h[2:] for h in want]), abs=1e-5
+            )  # the same sums, another order
+    assert bounded._vectors("me", "v1")[3] is not None and full._vectors("me", "v1")[3] is None
