@@ -2,7 +2,9 @@
 1024), the warm scans also at 129-d (dlib alone, the previous default) in the same run.
 ``bounded``: search as the product runs it (the bundle's cosine floor, normalisation and query
 expansion) over album-like vectors, the full scan against the low-rank bound
-(``chalicelib.low_rank_bound``), alternating, same results required.
+(``chalicelib.low_rank_bound``) and the faces it leaves to score (``kept_by_bound``: the share whose
+cosine bound reaches the floor; ``scored_exactly``: how many of those could pass or enter expansion's
+pool), alternating, same results required.
 
     .venv/bin/python -m benchmarks.search_speed   → benchmarks/results/search_speed.json
     .venv/bin/python -m benchmarks.search_speed --warm   → benchmarks/results/search_speed_warm.json
@@ -115,6 +117,7 @@ def bounded(n: int, rng, queries: int = 40) -> dict:
     against the bundle's cohort, as the endpoint computes them."""
     from chalicelib.low_rank_bound import LowRankBound
     from chalicelib.score_norm import cohort_stats
+    from chalicelib.vector_index import _rows_to_score
     from gpu_endpoint.bundle import DEFAULT_DIR
     from gpu_endpoint.engine import FaceEngine
 
@@ -137,7 +140,7 @@ def bounded(n: int, rng, queries: int = 40) -> dict:
     full, pruned = Cached(None, bound_min_faces=n + 1), Cached(None, bound_min_faces=n)
     expansion = QueryExpansion.from_settings(norm["expansion"])
     times: dict = {"full": [], "bounded": []}
-    kept, passing, same = [], [], True
+    kept, scored, passing, same = [], [], [], True
     for i in rng.choice(n, queries, replace=False):
         key_mean, key_std = stats[i]
         key_norm = KeyNormalisation(float(key_mean), float(key_std), norm["threshold"], expansion)
@@ -147,7 +150,9 @@ def bounded(n: int, rng, queries: int = 40) -> dict:
             results[name] = index.nearest("u", "v", matrix[i], 100, norm["raw_floor"], key_norm)
             times[name].append(time.perf_counter() - start)
         same &= [h[0] for h in results["full"]] == [h[0] for h in results["bounded"]]
-        kept.append(len(bound.candidates(matrix[i], norm["raw_floor"])) / n)
+        rows, upper = bound.candidates(matrix[i], norm["raw_floor"])
+        kept.append(len(rows) / n)
+        scored.append(len(_rows_to_score(matrix, matrix[i], rows, upper, stats, norm["raw_floor"], key_norm)[0]))
         passing.append(float((matrix @ matrix[i] >= norm["raw_floor"]).mean()))
     return {
         "faces": n,
@@ -161,7 +166,8 @@ def bounded(n: int, rng, queries: int = 40) -> dict:
             "p95": round(float(np.percentile(kept, 95)), 4),
             "max": round(float(np.max(kept)), 4),
         },
-        "bound_rank": int(bound.basis.shape[1]),
+        "scored_exactly": {"mean": round(float(np.mean(scored))), "max": int(np.max(scored))},
+        "bound_blocks": list(bound.blocks),
         "bound_fit_s": round(fit_s, 2),
         "matrix_mb": round(matrix.nbytes / 2**20, 1),
         "bound_mb": round(bound.nbytes / 2**20, 1),

@@ -12,9 +12,9 @@ from typing import Protocol
 
 import numpy as np
 
-from .low_rank_bound import LowRankBound
+from .low_rank_bound import LowRankBound, gathered_dot
 from .photo_store import PhotoStore
-from .score_norm import KeyNormalisation
+from .score_norm import DUPLICATE_COSINE, KeyNormalisation
 
 Hit = tuple[str, str, float, float]
 
@@ -84,11 +84,13 @@ class ExactIndex:
         if matrix.shape[1] != query.shape[0]:
             return []
         # rows: the faces scored (all of them, or those the bound cannot rule out), in order.
-        rows = bound.candidates(query, threshold) if bound is not None and threshold > -1.0 else None
-        if rows is None:
-            sims = matrix @ query
+        rows = None
+        if bound is not None and threshold > -1.0:
+            rows, upper = bound.candidates(query, threshold)
+            rows, sims = _rows_to_score(matrix, query, rows, upper, stats, threshold, key_norm)
+            stats = stats[rows]
         else:
-            sims, stats = _gathered_dot(matrix, rows, query), stats[rows]
+            sims = matrix @ query
         scores = sims if key_norm is None else key_norm.scores(sims, stats[:, 0], stats[:, 1])
         passing = sims >= threshold
         if key_norm is not None:
@@ -108,12 +110,51 @@ class ExactIndex:
         return [(ids[i]["face_id"], ids[i]["photo_id"], float(sims[j]), float(scores[j])) for i, j in zip(found, top)]
 
 
-def _gathered_dot(matrix: np.ndarray, rows: np.ndarray, query: np.ndarray, block: int = 512) -> np.ndarray:
-    """``matrix[rows] @ query`` a block of rows at a time: each gathered block stays in cache."""
-    out = np.empty(len(rows), np.float32)
-    for start in range(0, len(rows), block):
-        np.matmul(matrix[rows[start : start + block]], query, out=out[start : start + block])
-    return out
+def _rows_to_score(matrix, query, rows, upper, stats, floor: float, key_norm: KeyNormalisation | None):
+    """Of the faces the bound kept (``rows``, with upper bounds ``upper`` of their cosines), those
+    search must score to give the full scan's results, ascending, with their cosines. The normalised
+    score grows with the cosine, so ``upper`` bounds it too: only faces whose bound reaches the
+    normalised threshold (or query expansion's ``min_score``) can pass or vote. With confident
+    matches, expansion also needs its pool, the best ``pool`` faces by normalised score: faces are
+    scored in order of their bound until no unscored one could enter it."""
+    if key_norm is None or key_norm.threshold is None:
+        return rows, gathered_dot(matrix, rows, query)
+    mean, std = stats[rows, 0], stats[rows, 1]
+    bounds = key_norm.scores(upper, mean, std)
+    expansion = key_norm.expansion
+    bar = key_norm.threshold if expansion is None else min(key_norm.threshold, expansion.min_score)
+    reach = bounds >= bar
+    order = np.concatenate([np.nonzero(reach)[0], np.nonzero(~reach)[0]])  # sorted below only if needed
+    count = int(reach.sum())
+    sims = gathered_dot(matrix, rows[order[:count]], query)
+    if expansion is not None:
+        scores = key_norm.scores(sims, mean[order[:count]], std[order[:count]])
+        eligible = (sims >= floor) & np.isfinite(scores)
+        if (eligible & (scores >= expansion.min_score) & (sims < DUPLICATE_COSINE)).any():
+            head = count  # the faces after the head, by their bound, best first
+            order[head:] = order[head:][np.argsort(-bounds[order[head:]], kind="stable")]
+            negated = -bounds[order[head:]]  # ascending, for searchsorted
+
+            def reaching(score: float) -> int:  # the faces up to the last whose bound reaches ``score``
+                return head + int(np.searchsorted(negated, -score, side="right"))
+
+            while count < len(order):
+                best = np.sort(scores[eligible])
+                if len(best) >= expansion.pool:  # full: only a face whose bound reaches its last can enter
+                    more = reaching(best[-expansion.pool])
+                    if more <= count:
+                        break
+                else:  # not full yet: the next faces by their bound
+                    more = min(len(order), count + expansion.pool)
+                added = order[count:more]
+                new = gathered_dot(matrix, rows[added], query)
+                new_scores = key_norm.scores(new, mean[added], std[added])
+                sims, scores = np.concatenate([sims, new]), np.concatenate([scores, new_scores])
+                eligible = (sims >= floor) & np.isfinite(scores)
+                count = more
+    chosen = order[:count]
+    ascending = np.argsort(chosen)
+    return rows[chosen[ascending]], sims[ascending]
 
 
 class AtlasIndex:

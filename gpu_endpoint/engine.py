@@ -64,6 +64,7 @@ class EmbedderPart:
     template: np.ndarray
     weight: float
     dim: int
+    flip: bool = False  # test-time flip: average with the mirrored chip's vector
 
     def chips(self, image: Image.Image, faces: Sequence[Face]) -> np.ndarray:
         """(N, size, size, 3) uint8 aligned chips."""
@@ -72,7 +73,16 @@ class EmbedderPart:
         return np.stack([warp_chip(image, np.asarray(f.landmarks), self.template, self.size) for f in faces])
 
     def embed(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
-        """(N, S, S, 3) uint8 chips → (N, dim) float32 outputs of the graph."""
+        """(N, S, S, 3) uint8 chips → (N, dim) float32 unit vectors; with ``flip``, the normalised sum
+        of the chip's and its mirror image's (the graph's output must then be a unit vector)."""
+        out = self.run_graph(chips, batch_size)
+        if self.flip and len(chips):
+            out = out + self.run_graph(chips[:, :, ::-1], batch_size)
+            out /= np.linalg.norm(out, axis=1, keepdims=True)
+        return out
+
+    def run_graph(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
+        """The graph's outputs for these chips, as they are (no flip)."""
         out = [
             self.session.run(None, {"chips": chips[i : i + batch_size].transpose(0, 3, 1, 2).astype(np.float32)})[0]
             for i in range(0, len(chips), batch_size)
@@ -139,6 +149,7 @@ class FaceEngine:
                 np.asarray(p["alignment_template"], np.float64),
                 float(p["weight"]),
                 p["embedding_dim"],
+                bool(p.get("test_time_flip", False)),
             )
             for p in self.manifest.parts
         ]

