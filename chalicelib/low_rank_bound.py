@@ -77,7 +77,8 @@ class LowRankBound:
         kept = np.nonzero(bound >= floor - MARGIN)[0]
         partial, bound = partial[kept], bound[kept]
         for i in range(1, len(self.blocks)):
-            partial = partial + gathered_dot(self.projections[i], kept, coords[starts[i] : starts[i + 1]])
+            block, part = coords[starts[i] : starts[i + 1]], self.projections[i]
+            partial = partial + (part @ block if len(kept) == len(part) else gathered_dot(part, kept, block))
             bound = partial + key_residual(i) * self.residuals[i][kept]
             inside = bound >= floor - MARGIN
             kept, partial, bound = kept[inside], partial[inside], bound[inside]

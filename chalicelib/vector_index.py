@@ -83,9 +83,10 @@ class ExactIndex:
         query = np.asarray(vector, np.float32)
         if matrix.shape[1] != query.shape[0]:
             return []
-        # rows: the faces scored (all of them, or those the bound cannot rule out), in order.
+        # rows: the faces scored (all of them, or those the bounds cannot rule out), in order. Without
+        # a cosine floor (people grouping's neighbours) only a normalised threshold can rule faces out.
         rows = None
-        if bound is not None and threshold > -1.0:
+        if bound is not None and (threshold > -1.0 or (key_norm is not None and key_norm.threshold is not None)):
             rows, upper = bound.candidates(query, threshold)
             rows, sims = _rows_to_score(matrix, query, rows, upper, stats, threshold, key_norm)
             stats = stats[rows]

@@ -259,7 +259,8 @@ def test_exact_search_with_the_bound_returns_what_the_full_scan_does(photo_store
         (0.5, KeyNormalisation(0.3, 0.08, None)),  # ranked by the normalised score, cut by cosine only
         (0.5, KeyNormalisation(0.3, 0.08, 2.5, expansion)),
         (0.5, KeyNormalisation(0.3, 0.08, 6.0, small_pool)),  # the pool is filled face by face
-        (-1.0, KeyNormalisation(0.3, 0.08, 2.5)),  # no floor: nothing to prune by, a full scan
+        (-1.0, KeyNormalisation(0.3, 0.08, 2.5)),  # no floor: the normalised threshold alone prunes
+        (-1.0, None),  # nothing to prune by: a full scan
     ]
     for query in vectors[:10]:
         for floor, key_norm in decisions:
