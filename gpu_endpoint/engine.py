@@ -9,6 +9,7 @@ mean of the parts' cosines.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from chalicelib.boxes import box_iou
 from chalicelib.score_norm import QueryExpansion, cohort_stats
 
 from .align import warp_chip
+from .batching import SharedBatches
 from .bundle import Manifest
 from .detector import MTCNN, Detections
 
@@ -65,6 +67,7 @@ class EmbedderPart:
     weight: float
     dim: int
     flip: bool = False  # test-time flip: average with the mirrored chip's vector
+    shared: SharedBatches | None = None  # batches shared with concurrent requests (``batch_wait_ms``)
 
     def chips(self, image: Image.Image, faces: Sequence[Face]) -> np.ndarray:
         """(N, size, size, 3) uint8 aligned chips."""
@@ -75,14 +78,20 @@ class EmbedderPart:
     def embed(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
         """(N, S, S, 3) uint8 chips → (N, dim) float32 unit vectors; with ``flip``, the normalised sum
         of the chip's and its mirror image's (the graph's output must then be a unit vector)."""
-        out = self.run_graph(chips, batch_size)
-        if self.flip and len(chips):
-            out = out + self.run_graph(chips[:, :, ::-1], batch_size)
-            out /= np.linalg.norm(out, axis=1, keepdims=True)
-        return out
+        if not self.flip or not len(chips):
+            return self.run_graph(chips, batch_size)
+        both = self.run_graph(np.concatenate([chips, chips[:, :, ::-1]]), batch_size)  # one call: one batch
+        out = both[: len(chips)] + both[len(chips) :]
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
     def run_graph(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
         """The graph's outputs for these chips, as they are (no flip)."""
+        if self.shared is not None:
+            return self.shared(chips)
+        return self.run_batches(chips, batch_size)
+
+    def run_batches(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
+        """The graph run on ``batch_size`` chips at a time, in this thread."""
         out = [
             self.session.run(None, {"chips": chips[i : i + batch_size].transpose(0, 3, 1, 2).astype(np.float32)})[0]
             for i in range(0, len(chips), batch_size)
@@ -122,7 +131,10 @@ class FaceEngine:
         threads: int | None = None,
         max_detect_pixels: int = 2_100_000,
         batch_size: int = 32,
+        batch_wait_ms: float = 0.0,
     ):
+        """``batch_wait_ms`` > 0: each part's chips wait that long for concurrent requests' chips and
+        run with them (``gpu_endpoint.batching``), up to four ``batch_size`` batches at once."""
         self.bundle_dir = Path(bundle_dir)
         self.manifest = Manifest.load(self.bundle_dir)
         self.providers = list(providers or choose_providers())
@@ -155,6 +167,11 @@ class FaceEngine:
         ]
         self.max_detect_pixels = max_detect_pixels
         self.batch_size = batch_size
+        if batch_wait_ms > 0:
+            for part in self.parts:
+                part.shared = SharedBatches(
+                    functools.partial(part.run_batches, batch_size=batch_size), batch_wait_ms / 1000, 4 * batch_size
+                )
         # Cohort score normalisation, when the bundle declares it (chalicelib/score_norm.py).
         self.normalisation = self.manifest.normalisation
         self.cohort = np.load(self.bundle_dir / self.normalisation["cohort"]["path"]) if self.normalisation else None

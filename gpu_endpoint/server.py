@@ -126,6 +126,7 @@ def create_app(
             engine = state["engine"] = FaceEngine(
                 bundle_dir or os.environ.get("MODEL_DIR", "/opt/ml/model"),
                 threads=int(os.environ.get("ORT_THREADS", "0")) or None,
+                batch_wait_ms=float(os.environ.get("FACE_ENGINE_BATCH_WAIT_MS", "0")),
             )
         return engine
 
