@@ -9,10 +9,10 @@ so a face whose bound is below the search's cosine floor cannot pass it. Scannin
 projections reads r/d of the matrix; only the faces the bound keeps are scored exactly. Nothing is
 approximated: every face with cosine ≥ the floor is kept (a small margin covers float32 rounding).
 How much it saves depends on how concentrated the vectors are (face embeddings are: a few hundred
-directions hold most of their energy) and on how many faces pass the floor; with a floor it cannot
-use (people grouping's k nearest neighbours) search scans everything, as before. The bounds also
-bound each face's normalised score (it grows with the cosine), which lets search score exactly only
-the faces that could pass (``chalicelib.vector_index``).
+directions hold most of their energy) and on how many faces pass the floor. The bounds also bound
+each face's normalised score (it grows with the cosine), which lets search score exactly only the
+faces that could pass (``chalicelib.vector_index``); that is what prunes a search without a cosine
+floor (people grouping's k nearest neighbours).
 """
 
 from __future__ import annotations

@@ -85,6 +85,10 @@ class QueryExpansion:
     def settings(self) -> dict:
         return asdict(self)
 
+    def confident(self, scores: np.ndarray, sims: np.ndarray) -> np.ndarray:
+        """Which faces may vote: a normalised score ≥ ``min_score``, and not a copy of the key."""
+        return (scores >= self.min_score) & (sims < DUPLICATE_COSINE)
+
     def candidates(self, scores: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         """The key's faces this expansion re-scores (``best_candidates``)."""
         return best_candidates(scores, eligible, self.pool)
@@ -104,7 +108,7 @@ class QueryExpansion:
         scores, passing = np.array(scores, np.float64), np.array(passing, bool)
         if not len(pool):
             return scores, passing
-        confident = np.nonzero((scores[pool] >= self.min_score) & (sims[pool] < DUPLICATE_COSINE))[0]
+        confident = np.nonzero(self.confident(scores[pool], sims[pool]))[0]
         confident = confident[: self.max_faces]
         if not len(confident):
             return scores, passing

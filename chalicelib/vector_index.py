@@ -14,7 +14,7 @@ import numpy as np
 
 from .low_rank_bound import LowRankBound, gathered_dot
 from .photo_store import PhotoStore
-from .score_norm import DUPLICATE_COSINE, KeyNormalisation
+from .score_norm import KeyNormalisation
 
 Hit = tuple[str, str, float, float]
 
@@ -131,7 +131,7 @@ def _rows_to_score(matrix, query, rows, upper, stats, floor: float, key_norm: Ke
     if expansion is not None:
         scores = key_norm.scores(sims, mean[order[:count]], std[order[:count]])
         eligible = (sims >= floor) & np.isfinite(scores)
-        if (eligible & (scores >= expansion.min_score) & (sims < DUPLICATE_COSINE)).any():
+        if (eligible & expansion.confident(scores, sims)).any():
             head = count  # the faces after the head, by their bound, best first
             order[head:] = order[head:][np.argsort(-bounds[order[head:]], kind="stable")]
             negated = -bounds[order[head:]]  # ascending, for searchsorted
