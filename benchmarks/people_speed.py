@@ -2,7 +2,7 @@
 and 100,000 faces (the nearest-neighbour graph, then the agglomeration), and the cost of assigning
 one newly indexed face (one exact vector search over the user's faces, normalised, top k).
 
-The faces are synthetic but shaped like the served ones: 1154-d unit vectors, in people of 1 to
+The faces are synthetic but shaped like the served ones: 1153-d unit vectors, in people of 1 to
 60 faces each, with cohort statistics drawn like the endpoint's; the grouping parameters are the
 bundle's. Peak memory is the process's resident high-water mark, in a fresh child per size.
 
@@ -25,7 +25,7 @@ from chalicelib.grouping import GroupingParams, agglomerate, knn_edges
 from chalicelib.score_norm import KeyNormalisation
 from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
 
-DIM = 1154
+DIM = 1153
 
 
 def synthetic_album(n: int, seed: int = 0):

@@ -1,5 +1,5 @@
-"""Exact search speed on synthetic unit vectors of the bundle's dimension (1154-d: dlib 129 + faceres
-1025), the warm scans also at 129-d (dlib alone, the previous default) in the same run.
+"""Exact search speed on synthetic unit vectors of the bundle's dimension (1153-d: dlib 129 + faceres
+1024), the warm scans also at 129-d (dlib alone, the previous default) in the same run.
 ``bounded``: search as the product runs it (the bundle's cosine floor, normalisation and query
 expansion) over album-like vectors, the full scan against the low-rank bound
 (``chalicelib.low_rank_bound``) and the faces it leaves to score (``kept_by_bound``: the share whose
@@ -38,10 +38,10 @@ DLIB_DIM = 129
 
 
 def bundle_dim() -> int:
-    """The built bundle's embedding dimension (1154 when no bundle is built)."""
+    """The built bundle's embedding dimension (1153 when no bundle is built)."""
     from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
 
-    return Manifest.load(DEFAULT_DIR).embedding_dim if Manifest.exists(DEFAULT_DIR) else 1154
+    return Manifest.load(DEFAULT_DIR).embedding_dim if Manifest.exists(DEFAULT_DIR) else 1153
 
 
 DIM = bundle_dim()

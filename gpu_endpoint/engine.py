@@ -56,15 +56,6 @@ def fuse(outputs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     return np.hstack([np.sqrt(w) * out for w, out in zip(weights, outputs)]).astype(np.float32)
 
 
-def combine_views(views: np.ndarray) -> np.ndarray:
-    """(V, N, dim) outputs of one part → (N, dim): a single view as it is; a face and its mirror image
-    (test-time flip) as the normalised sum of their vectors (the graph's outputs must be unit vectors)."""
-    if len(views) == 1:
-        return views[0]
-    out = views.sum(axis=0)
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
 @dataclass
 class EmbedderPart:
     """One embedding model of the bundle: its graph, chip size, alignment template and weight."""
@@ -85,15 +76,13 @@ class EmbedderPart:
         return np.stack([warp_chip(image, np.asarray(f.landmarks), self.template, self.size) for f in faces])
 
     def embed(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
-        """(N, S, S, 3) uint8 chips → (N, dim) float32 vectors (``combine_views`` of ``views``)."""
-        return combine_views(self.views(chips, batch_size))
-
-    def views(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
-        """(V, N, dim): the graph's outputs for the chips and, with ``flip``, their mirror images."""
+        """(N, S, S, 3) uint8 chips → (N, dim) float32 unit vectors; with ``flip``, the normalised sum
+        of the chip's and its mirror image's (the graph's output must then be a unit vector)."""
         if not self.flip or not len(chips):
-            return self.run_graph(chips, batch_size)[None]
+            return self.run_graph(chips, batch_size)
         both = self.run_graph(np.concatenate([chips, chips[:, :, ::-1]]), batch_size)  # one call: one batch
-        return both.reshape(2, len(chips), -1)
+        out = both[: len(chips)] + both[len(chips) :]
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
     def run_graph(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
         """The graph's outputs for these chips, as they are (no flip)."""

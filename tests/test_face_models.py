@@ -165,7 +165,7 @@ def test_manifest_is_complete(which, first_part, flip, request):
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     embedder = manifest["embedder"]
     assert embedder["metric"] == "cosine" and [p["name"] for p in embedder["parts"]] == [first_part, "hse_faceres"]
-    assert embedder["embedding_dim"] == sum(p["embedding_dim"] for p in embedder["parts"]) == 129 + 1025
+    assert embedder["embedding_dim"] == sum(p["embedding_dim"] for p in embedder["parts"]) == 129 + 1024
     assert sum(p["weight"] for p in embedder["parts"]) == pytest.approx(1.0)
     for part in embedder["parts"]:
         assert part.get("test_time_flip", False) is flip
@@ -224,39 +224,27 @@ def test_embeddings_are_unit_vectors_that_separate_people(engine):
     assert sims[same].mean() > engine.threshold > sims[different].mean()
 
 
-def _uncalibrated_graph(index: int):
-    """The stock bundle's part ``index`` before its output transform: dlib's raw descriptor, or
-    faceres's unit descriptor."""
+def test_calibrated_graph_computes_the_documented_transform(stock_bundle_dir):
+    """The stock bundle's dlib part = normalise([dlib descriptor - mean, anchor]), inside the graph."""
     import face_recognition_models as frm
-
-    from gpu_endpoint.factory.build_bundle import MODELS_CACHE
-    from gpu_endpoint.factory.facemodels import dlib_resnet, faceres
-
-    if index == 0:
-        return dlib_resnet.convert(frm.face_recognition_model_location())
-    return faceres.convert(faceres.model_files(MODELS_CACHE)["package/models/faceres.json"])
-
-
-@pytest.mark.parametrize("index", [0, 1])
-def test_calibrated_graph_computes_the_documented_transform(stock_bundle_dir, index):
-    """Each part of the stock bundle = normalise([descriptor - mean, anchor]), inside the graph,
-    with the mean and anchor its manifest declares."""
     import onnxruntime as ort
 
     from gpu_endpoint.engine import FaceEngine
     from gpu_endpoint.factory.calibration import embed_transform
+    from gpu_endpoint.factory.facemodels.dlib_resnet import convert
 
     engine = FaceEngine(stock_bundle_dir, providers=["CPUExecutionProvider"])
-    part, declared = engine.parts[index], engine.manifest.parts[index]
-    raw = ort.InferenceSession(_uncalibrated_graph(index).SerializeToString(), providers=["CPUExecutionProvider"])
-    chips = np.random.default_rng(3).integers(0, 255, (5, part.size, part.size, 3)).astype(np.uint8)
+    manifest = engine.manifest.parts[0]
+    raw = ort.InferenceSession(
+        convert(frm.face_recognition_model_location()).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    chips = np.random.default_rng(3).integers(0, 255, (5, 150, 150, 3)).astype(np.uint8)
     expected = embed_transform(
         raw.run(None, {"chips": chips.transpose(0, 3, 1, 2).astype(np.float32)})[0],
-        np.array(declared["reference_mean"], np.float32),
-        declared["anchor"],
+        np.array(manifest["reference_mean"], np.float32),
+        manifest["anchor"],
     )
-    assert declared["embedding_dim"] == expected.shape[1] == part.dim
-    np.testing.assert_allclose(part.embed(chips, 4), expected, atol=1e-5)
+    np.testing.assert_allclose(engine.parts[0].embed(chips, 4), expected, atol=1e-5)
 
 
 def test_served_embedding_fuses_the_parts_as_declared(engine):

