@@ -32,6 +32,7 @@ from PIL import Image
 from benchmarks.common import cpu_engine, write_results
 from gpu_endpoint.bundle import DEFAULT_DIR
 from gpu_endpoint.factory.facedata import labelled_photos
+from gpu_endpoint.serve import default_workers
 from local_stack.aws import free_port
 from local_stack.endpoint import EndpointProcess
 
@@ -70,6 +71,7 @@ def server_throughput(
     threads: int = 1,
     batch_wait_ms: float = 0.0,
 ) -> dict:
+    workers = workers or default_workers(gpu=False)
     port = free_port()
     server = EndpointProcess(
         bundle,
@@ -77,7 +79,7 @@ def server_throughput(
         port,
         {"FACE_ENGINE_BATCH_WAIT_MS": str(batch_wait_ms)},
         Path(tempfile.mkdtemp()) / "endpoint.log",
-        workers=workers or max(1, (os.cpu_count() or 2) // 2),
+        workers=workers,
         threads=threads,
     )
     try:
@@ -102,7 +104,7 @@ def server_throughput(
         providers = requests.get(f"http://127.0.0.1:{port}/ping", timeout=10).json().get("providers")
         return {
             "providers": providers,
-            "workers": workers or max(1, (os.cpu_count() or 2) // 2),
+            "workers": workers,
             "threads": threads,
             "batch_wait_ms": batch_wait_ms,
             "clients": clients,

@@ -76,8 +76,8 @@ class EmbedderPart:
         return np.stack([warp_chip(image, np.asarray(f.landmarks), self.template, self.size) for f in faces])
 
     def embed(self, chips: np.ndarray, batch_size: int) -> np.ndarray:
-        """(N, S, S, 3) uint8 chips → (N, dim) float32 unit vectors; with ``flip``, the normalised sum
-        of the chip's and its mirror image's (the graph's output must then be a unit vector)."""
+        """(N, S, S, 3) uint8 chips → (N, dim) float32: the graph's outputs; with ``flip``, the normalised
+        sum of the chip's and its mirror image's (the graph's output must then be a unit vector)."""
         if not self.flip or not len(chips):
             return self.run_graph(chips, batch_size)
         both = self.run_graph(np.concatenate([chips, chips[:, :, ::-1]]), batch_size)  # one call: one batch
