@@ -309,26 +309,38 @@ def test_sweep_writes_a_results_table(tiny_chips, tiny_data, bundle_dir, cache_d
 
 
 @pytest.mark.slow
-def test_a_fine_tuned_embedder_is_fused_with_faceres_by_the_bundle_factory(tiny_data, bundle_dir, cache_dir, tmp_path):
+def tiny_facedata(tiny_data, root: Path) -> Path:
+    """The tiny set in facedata's manifest format (the photos are read where they are)."""
+    root.mkdir()
+    rows = ["source\tidentity\tpath\tkind"] + [
+        f"kpop\t{person.name}\t{photo.resolve()}\tsingle"
+        for person in sorted(tiny_data.iterdir())
+        for photo in sorted(person.iterdir())
+    ]
+    (root / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def dlib_run(tiny_data, bundle_dir, cache_dir, tmp_path_factory):
+    """A short fine-tuning run of dlib's ResNet on the tiny set."""
+    from training.__main__ import main
+
+    run_dir = tmp_path_factory.mktemp("dlib-run")
+    assert main(tiny_fine_tune_args(tiny_data, run_dir, bundle_dir, cache_dir)) == 0
+    return run_dir
+
+
+def test_a_fine_tuned_embedder_is_fused_with_faceres_by_the_bundle_factory(tiny_data, bundle_dir, dlib_run, tmp_path):
     """``build_bundle --dlib-from RUN/bundle``: the fine-tuned graph replaces stock dlib as the first
     part, faceres stays, and the fused bundle is calibrated (thresholds, cohort) on the facedata."""
     from chalicelib.images import decode_image
     from gpu_endpoint.bundle import sha256
     from gpu_endpoint.engine import FaceEngine
     from gpu_endpoint.factory.build_bundle import build
-    from training.__main__ import main
 
-    run_dir = tmp_path / "run"
-    assert main(tiny_fine_tune_args(tiny_data, run_dir, bundle_dir, cache_dir)) == 0
-    # A small labelled set in facedata's manifest format (the photos are read where they are).
-    facedata = tmp_path / "facedata"
-    facedata.mkdir()
-    rows = ["source\tidentity\tpath\tkind"] + [
-        f"kpop\t{person.name}\t{photo.resolve()}\tsingle"
-        for person in sorted(tiny_data.iterdir())
-        for photo in sorted(person.iterdir())
-    ]
-    (facedata / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    run_dir = dlib_run
+    facedata = tiny_facedata(tiny_data, tmp_path / "facedata")
 
     fused = build(tmp_path / "bundle", facedata, log=lambda m: None, dlib_from=run_dir / "bundle")
     manifest = json.loads((fused / "manifest.json").read_text())
@@ -347,6 +359,66 @@ def test_a_fine_tuned_embedder_is_fused_with_faceres_by_the_bundle_factory(tiny_
     (face,) = engine.analyze([image], max_faces=1)[0]
     alone = fine_tuned.embed(image, [face])
     np.testing.assert_allclose(engine.split(face.embedding[None, :])[0], alone, atol=1e-5)
+
+
+def test_a_fine_tuned_faceres_takes_the_place_of_stock_faceres_in_the_fusion(
+    tiny_data, bundle_dir, cache_dir, dlib_run, tmp_path
+):
+    """``--set model=faceres``: chips aligned like the base bundle's faceres part, an exported
+    faceres bundle, and ``build_bundle --dlib-from … --faceres-from …`` serving both fine-tuned graphs."""
+    from chalicelib.images import decode_image
+    from gpu_endpoint.bundle import sha256
+    from gpu_endpoint.engine import FaceEngine
+    from gpu_endpoint.factory.build_bundle import build
+    from training.__main__ import main
+
+    run_dir = tmp_path / "faceres-run"
+    assert main(tiny_fine_tune_args(tiny_data, run_dir, bundle_dir, cache_dir, "model=faceres")) == 0
+    tuned = json.loads((run_dir / "bundle" / "manifest.json").read_text())
+    base_part = json.loads((bundle_dir / "manifest.json").read_text())["embedder"]["parts"][1]
+    (part,) = tuned["embedder"]["parts"]
+    assert tuned["version"].startswith("faceres-ft.") and part["embedding_dim"] == 1025
+    assert part["input_size"] == 224 and part["alignment_template"] == base_part["alignment_template"]
+
+    facedata = tiny_facedata(tiny_data, tmp_path / "facedata")
+    both = {"dlib_from": dlib_run / "bundle", "faceres_from": run_dir / "bundle"}
+    fused = build(tmp_path / "bundle", facedata, log=lambda m: None, **both)
+    manifest = json.loads((fused / "manifest.json").read_text())
+    assert manifest["version"].startswith("dlib-ft-faceres-ft-v1.")
+    assert sha256(fused / "embedder_faceres.onnx") == sha256(run_dir / "bundle" / "embedder.onnx")
+    second = manifest["embedder"]["parts"][1]
+    assert second["file"] == "embedder_faceres" and second["training"] == tuned["training"]
+    assert "Apache-2.0" in second["licence"] and "fine-tuned" in second["provenance"]
+
+    engine = FaceEngine(fused, providers=["CPUExecutionProvider"])
+    alone = FaceEngine(run_dir / "bundle", providers=["CPUExecutionProvider"])
+    image = decode_image(next(next(tiny_data.iterdir()).iterdir()).read_bytes()).image
+    (face,) = engine.analyze([image], max_faces=1)[0]
+    assert face.embedding.shape == (129 + 1025,)
+    np.testing.assert_allclose(engine.split(face.embedding[None, :])[1], alone.embed(image, [face]), atol=1e-5)
+
+
+def test_the_faceres_twin_computes_what_the_converted_graph_computes_on_real_faces(stock_bundle_dir, tiny_chips):
+    """training's faceres is built from the factory's ONNX conversion: same vectors on real chips."""
+    import onnxruntime as ort
+
+    from training.models import build_model
+
+    model = build_model("faceres").eval()
+    graph = stock_bundle_dir / "embedder_faceres.onnx"
+    engine_graph = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    # Real faces, aligned as the bundle's faceres part aligns them (the 150 px dlib chips, resized).
+    chips = torch.nn.functional.interpolate(
+        torch.from_numpy(tiny_chips.chips[:6]).permute(0, 3, 1, 2).float(), size=224, mode="bilinear"
+    )
+    want = engine_graph.run(None, {"chips": chips.numpy()})[0]
+    with torch.no_grad():
+        got = torch.nn.functional.normalize(model(chips), dim=1).numpy()
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    # Kernels and per-channel constants train; the input's channel means stay fixed.
+    assert len(list(model.parameters())) > 50
+    assert not any(tuple(p.shape) == (1, 3, 1, 1) for p in model.parameters())
+    assert any(tuple(b.shape) == (1, 3, 1, 1) for b in model.buffers())
 
 
 CLOSURE = """

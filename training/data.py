@@ -135,9 +135,9 @@ class ChipSet:
             return cls(z["chips"], z["identities"], z["sources"], z["paths"], z["roles"], str(z["bundle_version"]))
 
 
-def _cache_key(samples: Sequence[Sample], manifest: Manifest, size: int, fractions) -> str:
+def _cache_key(samples: Sequence[Sample], manifest: Manifest, part: int, size: int, fractions) -> str:
     digest = hashlib.sha256(
-        json.dumps([manifest.version, manifest.parts[0]["alignment_template"], size, list(fractions)]).encode()
+        json.dumps([manifest.version, manifest.parts[part]["alignment_template"], size, list(fractions)]).encode()
     )
     for s in samples:
         stat = s.path.stat()
@@ -153,13 +153,14 @@ def prepare_chips(
     validation_fraction: float = 0.15,
     evaluation_fraction: float = 0.4,
     log=print,
+    part: int = 0,
 ) -> ChipSet:
     """Detect the largest face of each photo with the serving engine and align it to a
-    ``size`` chip (the bundle's template scaled); cached under ``cache_dir``."""
+    ``size`` chip (the template of the bundle's ``part``, scaled); cached under ``cache_dir``."""
     from gpu_endpoint.engine import FaceEngine
 
     manifest = Manifest.load(bundle_dir)
-    key = _cache_key(samples, manifest, size, (validation_fraction, evaluation_fraction))
+    key = _cache_key(samples, manifest, part, size, (validation_fraction, evaluation_fraction))
     cached = Path(cache_dir) / f"chips-{key}.npz"
     if cached.exists():
         log(f"face chips from cache: {cached}")
@@ -167,7 +168,7 @@ def prepare_chips(
 
     roles = sample_roles(samples, validation_fraction, evaluation_fraction)
     engine = FaceEngine(bundle_dir)
-    base = engine.parts[0]  # the part fine-tuning starts from (dlib's ResNet)
+    base = engine.parts[part]  # the part fine-tuning starts from
     template = base.template * (size / base.size)
     from gpu_endpoint.align import warp_chip
 

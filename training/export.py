@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 from gpu_endpoint.bundle import Manifest, sha256
 
-from .models import Calibrated, Embedder
+from .models import BASE_PART, Calibrated, Embedder
 
 MAX_EXPORT_ERROR = 1e-4
 
@@ -21,16 +22,20 @@ MAX_EXPORT_ERROR = 1e-4
 def export_onnx(model: Embedder, mean, anchor: float, path: Path) -> Calibrated:
     served = Calibrated(model.cpu().eval(), mean, anchor).eval()
     example = torch.zeros(2, 3, model.input_size, model.input_size)
-    torch.onnx.export(
-        served,
-        (example,),
-        str(path),
-        input_names=["chips"],
-        output_names=["embeddings"],
-        dynamic_axes={"chips": {0: "batch"}, "embeddings": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    # The chip size is fixed, so what the tracer records as constants from it (faceres's SAME
+    # padding) holds for every input the bundle gives the graph.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            served,
+            (example,),
+            str(path),
+            input_names=["chips"],
+            output_names=["embeddings"],
+            dynamic_axes={"chips": {0: "batch"}, "embeddings": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
     return served
 
 
@@ -68,14 +73,14 @@ def package_bundle(
     manifest.pop("sources", None)
     # The cohort is made of the base embedder's vectors: meaningless for the new one.
     manifest.pop("score_normalisation", None)
-    # The fine-tuned model replaces the base's first part (dlib's ResNet, the one training starts
-    # from) and is served alone: the base's other parts were fused with the dlib vectors it replaces.
-    base_part = base["embedder"]["parts"][0]
+    # The fine-tuned model is served alone (the base's other parts were fused with the vectors of the
+    # part it replaces); its chips are aligned like the base part training started from.
+    base_part = base["embedder"]["parts"][BASE_PART[model.name]]
     scale = model.input_size / base_part["input_size"]
     output = "unit vector: L2-normalise([embedding - reference_mean, anchor]), inside the graph"
     manifest["embedder"] = {
         "name": f"{model.name} fine-tuned from {base['version']}"
-        if model.name == "dlib-resnet"
+        if model.name != "facenet"
         else f"{model.name} fine-tuned",
         "embedding_dim": model.dim + 1,
         "metric": "cosine",

