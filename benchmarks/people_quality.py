@@ -10,6 +10,7 @@ grid point of each linkage is evaluated here too, to show why the default won. S
 (kpop, asian_faces, casia_v5) first, then the rest, then all.
 
     .venv/bin/python -m benchmarks.people_quality   → benchmarks/results/people_quality.json
+    .venv/bin/python -m benchmarks.people_quality --bundle DIR   → people_quality_<bundle version>.json
 
 The embedded album is cached (``benchmarks.search_quality.cached_album``; ``--fresh`` re-embeds).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -123,9 +125,10 @@ def feedback_value(labels, vectors, stats, identities, sources, norm: dict) -> d
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, default=None, help="another bundle than the default one")
     parser.add_argument("--fresh", action="store_true", help="embed the album again")
     args = parser.parse_args(argv)
-    loaded = cpu_engine()
+    loaded = cpu_engine(args.bundle)
     if loaded is None:
         return 1
     root, engine = loaded
@@ -157,7 +160,7 @@ def main(argv=None) -> int:
             "calibration": {k: row[k] for k in ("bcubed_precision", "bcubed_recall", "bcubed_f1")},
             "holdout": evaluate(params, *data),
         }
-    write_results("people_quality.json", results)
+    write_results(f"people_quality_{engine.version}.json" if args.bundle else "people_quality.json", results)
     return 0
 
 

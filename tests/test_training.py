@@ -398,6 +398,23 @@ def test_a_fine_tuned_faceres_takes_the_place_of_stock_faceres_in_the_fusion(
     np.testing.assert_allclose(engine.split(face.embedding[None, :])[1], alone.embed(image, [face]), atol=1e-5)
 
 
+def test_an_uncentred_output_is_the_plain_unit_embedding(tiny_chips):
+    """``centre=false``: what training fits on and the export serves is the unit embedding (and a 0)."""
+    from training.evaluate import embed
+    from training.models import Calibrated, build_model
+    from training.train import fit_output
+
+    model = build_model("dlib-resnet").eval()
+    raw = embed(model, tiny_chips.chips[:8], "cpu")
+    mean, anchor = fit_output(raw, centre=False)
+    with torch.no_grad():
+        served = Calibrated(model, mean, anchor)(torch.from_numpy(tiny_chips.chips[:8]).permute(0, 3, 1, 2).float())
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    np.testing.assert_allclose(served.numpy(), np.hstack([unit, np.zeros((8, 1))]), atol=1e-5)
+    centred_mean, centred_anchor = fit_output(raw)  # the default: dlib's fitted transform
+    assert centred_anchor > 0 and np.abs(centred_mean).max() > 0
+
+
 def test_the_faceres_twin_computes_what_the_converted_graph_computes_on_real_faces(stock_bundle_dir, tiny_chips):
     """training's faceres is built from the factory's ONNX conversion: same vectors on real chips."""
     import onnxruntime as ort

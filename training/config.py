@@ -25,6 +25,9 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     freeze_fraction: float = 0.5  # freeze this share of parameter tensors, input side first
+    # Serve (and train on) normalise([embedding - mean face, anchor]) (dlib's transform), or, false,
+    # the plain unit embedding (with a constant 0 appended, so the bundle format stays one).
+    centre: bool = True
     epochs: int = 10
     batch_size: int = 32
     per_identity: int = 4  # photos of one person together in a batch

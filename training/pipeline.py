@@ -9,21 +9,21 @@ import numpy as np
 
 from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
 from gpu_endpoint.factory import calibration
-from gpu_endpoint.factory.calibration import embed_transform, fit_transform
+from gpu_endpoint.factory.calibration import embed_transform
 
 from .config import TrainConfig
 from .data import ROLES, ChipSet, load_samples, prepare_chips
 from .evaluate import embed, evaluate_model, write_report
 from .export import export_onnx, package_bundle, verify_onnx
 from .models import BASE_PART, MODELS, build_model
-from .train import load_best, resolve_device, train
+from .train import fit_output, load_best, resolve_device, train
 
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "training"
 
 
-def calibrate(model, chips: ChipSet, device: str):
+def calibrate(model, chips: ChipSet, device: str, centre: bool = True):
     """Mean and anchor from every non-evaluation face; thresholds from the validation identities."""
-    mean, anchor = fit_transform(embed(model, chips.chips[chips.roles != "evaluation"], device))
+    mean, anchor = fit_output(embed(model, chips.chips[chips.roles != "evaluation"], device), centre)
     val = chips.role("validation")
     vectors = embed_transform(embed(model, val.chips, device), mean, anchor)
     ids = list(val.identities)
@@ -87,7 +87,7 @@ def fine_tune(
     }
     results, calibrations = {}, {}
     for label, model in models.items():
-        mean, anchor, thresholds = calibrate(model, chips, device)
+        mean, anchor, thresholds = calibrate(model, chips, device, cfg.centre)
         calibrations[label] = (mean, anchor, thresholds)
         results[label] = evaluate_model(model, chips.role("evaluation"), mean, anchor, device, thresholds)
     epoch_seconds = [h["seconds"] for h in summary["history"] if h["epoch"] > 0]

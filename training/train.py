@@ -46,9 +46,17 @@ def identity_batches(labels: np.ndarray, batch_size: int, per_identity: int, gen
     return [flat[i : i + batch_size] for i in range(0, len(flat) - 1, batch_size) if len(flat[i : i + batch_size]) > 1]
 
 
-def validation_auc(model: Embedder, chips: ChipSet, device: str) -> dict[str, float]:
+def fit_output(raw: np.ndarray, centre: bool = True) -> tuple[np.ndarray, float]:
+    """The served output's mean face and anchor: fitted on ``raw`` (dlib's transform), or, without
+    ``centre``, none (a zero mean and a zero anchor: the plain unit embedding)."""
+    if centre:
+        return fit_transform(raw)
+    return np.zeros(raw.shape[1], np.float32), 0.0
+
+
+def validation_auc(model: Embedder, chips: ChipSet, device: str, centre: bool = True) -> dict[str, float]:
     raw = embed(model, chips.chips, device)
-    mean, anchor = fit_transform(raw)
+    mean, anchor = fit_output(raw, centre)
     pos, neg = calibration.pair_similarities(embed_transform(raw, mean, anchor), list(chips.identities))
     return calibration.report(pos, neg)
 
@@ -104,7 +112,7 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
     # The loss sees the vectors search compares: the bundle's calibrated output, with the
     # reference mean and anchor of the starting weights (a resumed run recomputes the same).
     raw = embed(model, train_set.chips, device)
-    mean, anchor = fit_transform(raw)
+    mean, anchor = fit_output(raw, cfg.centre)
     served = Calibrated(model, mean, anchor).to(device)
     vectors = torch.from_numpy(embed_transform(raw, mean, anchor))
     means = torch.stack([vectors[torch.from_numpy(labels == c)].mean(0) for c in range(len(classes))])
@@ -133,7 +141,7 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
         start_epoch = state["epoch"] + 1
         log(f"resuming after epoch {state['epoch']} from {checkpoint_path}")
     else:
-        baseline = validation_auc(model, val_set, device)
+        baseline = validation_auc(model, val_set, device, cfg.centre)
         history.append(
             {
                 "epoch": 0,
@@ -166,7 +174,7 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
         if device == "cuda":
             torch.cuda.synchronize()
         train_seconds = time.time() - started
-        val = validation_auc(model, val_set, device)
+        val = validation_auc(model, val_set, device, cfg.centre)
         best_auc = max(h["val_auc"] for h in history)
         history.append(
             {
