@@ -308,7 +308,6 @@ def test_sweep_writes_a_results_table(tiny_chips, tiny_data, bundle_dir, cache_d
     assert all(0 <= r["after.all.auc"] <= 1 for r in rows)
 
 
-@pytest.mark.slow
 def tiny_facedata(tiny_data, root: Path) -> Path:
     """The tiny set in facedata's manifest format (the photos are read where they are)."""
     root.mkdir()
@@ -331,6 +330,7 @@ def dlib_run(tiny_data, bundle_dir, cache_dir, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_fine_tuned_embedder_is_fused_with_faceres_by_the_bundle_factory(tiny_data, bundle_dir, dlib_run, tmp_path):
     """``build_bundle --dlib-from RUN/bundle``: the fine-tuned graph replaces stock dlib as the first
     part, faceres stays, and the fused bundle is calibrated (thresholds, cohort) on the facedata."""
@@ -361,6 +361,7 @@ def test_a_fine_tuned_embedder_is_fused_with_faceres_by_the_bundle_factory(tiny_
     np.testing.assert_allclose(engine.split(face.embedding[None, :])[0], alone, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_fine_tuned_faceres_takes_the_place_of_stock_faceres_in_the_fusion(
     tiny_data, bundle_dir, cache_dir, dlib_run, tmp_path
 ):
