@@ -73,6 +73,7 @@ def search_rows(scores, group_scores, labels: np.ndarray, keys, threshold: float
                 "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
                 "ap": average_precision(relevant[np.argsort(-s)[:-1]]),
                 "group_face_hits": int(passing[1][k].sum()),
+                "identity": labels[i],
             }
         )
     return rows
@@ -81,10 +82,14 @@ def search_rows(scores, group_scores, labels: np.ndarray, keys, threshold: float
 def summarise(rows) -> dict:
     if not rows:
         return {}
-    out = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in ("precision", "recall", "f1")}
+    metrics = ("precision", "recall", "f1")
+    out = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in metrics}
+    identities = [r["identity"] for r in rows]
+    out.update({f"{k}_interval": calibration.identity_interval([r[k] for r in rows], identities) for k in metrics})
     out.update(
         map=round(float(np.mean([r["ap"] for r in rows])), 4),
         keys=len(rows),
+        identities=len(set(identities)),
         group_face_hits_per_key=round(float(np.mean([r["group_face_hits"] for r in rows])), 3),
     )
     return out
@@ -154,8 +159,12 @@ def expanded(album: Album, keys, norm: dict):
 
 def report(album: Album, scores, groups, threshold, passing=None) -> dict:
     keys = np.nonzero(album.is_key)[0]
-    rows = search_rows(scores, groups, album.identities, keys, threshold, passing)
-    slices = {
+    return _sliced(album, keys, search_rows(scores, groups, album.identities, keys, threshold, passing), threshold)
+
+
+def slices(album: Album) -> dict:
+    """Name → faces: held-out East-Asian first, then each East-Asian source, the rest, all."""
+    return {
         "holdout_east_asian": album.east_asian & ~album.calibration,
         **{f"holdout_{s}": (album.sources == s) & ~album.calibration for s in EAST_ASIAN},
         "holdout_rest": ~album.east_asian & ~album.calibration,
@@ -163,10 +172,41 @@ def report(album: Album, scores, groups, threshold, passing=None) -> dict:
         "calibration_east_asian": album.east_asian & album.calibration,
         "calibration_all": album.calibration,
     }
+
+
+def _sliced(album: Album, keys, rows, threshold) -> dict:
     return dict(
         {"threshold": round(float(threshold), 4)},
-        **{name: summarise([r for r, k in zip(rows, keys) if mask[k]]) for name, mask in slices.items()},
+        **{name: summarise([r for r, k in zip(rows, keys) if mask[k]]) for name, mask in slices(album).items()},
     )
+
+
+def normalised_levers(album: Album, norm: dict, rows: bool = False) -> dict:
+    """``normalised`` and ``served`` (with the query expansion, when ``norm`` has one) for the
+    album's statistics and the decisions in ``norm`` (the manifest's ``score_normalisation``).
+    ``rows``: each lever's per-key rows as well (``search_rows``), under ``<lever>_rows``."""
+    keys = np.nonzero(album.is_key)[0]
+    out = {}
+    for lever, (scores, groups, passing) in _decided(album, keys, norm):
+        found = search_rows(scores, groups, album.identities, keys, norm["threshold"], passing)
+        out[lever] = dict(_sliced(album, keys, found, norm["threshold"]), raw_floor=norm["raw_floor"])
+        if lever == "normalised":
+            out[lever].update(top_n=norm["top_n"], cohort=norm.get("cohort"))
+        else:
+            out[lever]["expansion"] = norm["expansion"]
+        if rows:
+            out[f"{lever}_rows"] = found
+    if "served" not in out:
+        out["served"] = out["normalised"]
+        if rows:
+            out["served_rows"] = out["normalised_rows"]
+    return out
+
+
+def _decided(album: Album, keys, norm: dict):
+    yield "normalised", (*album.served(keys, norm["raw_floor"]), None)
+    if norm.get("expansion"):
+        yield "served", expanded(album, keys, norm)
 
 
 def embed(engine, root) -> Album:
@@ -281,21 +321,8 @@ def main(argv=None) -> int:
             results["pair_auc_holdout"][name] = pair_auc(album, vectors)
     results["pair_auc_holdout"]["served"] = pair_auc(album, album.vectors)
     results["levers"]["raw"] = report(album, *album.raw(keys), engine.threshold)
-    norm = engine.normalisation
-    if norm:
-        results["levers"]["normalised"] = dict(
-            report(album, *album.served(keys, norm["raw_floor"]), norm["threshold"]),
-            raw_floor=norm["raw_floor"],
-            top_n=norm["top_n"],
-            cohort=norm["cohort"],
-        )
-    if norm and norm.get("expansion"):
-        scores, groups, passing = expanded(album, keys, norm)
-        results["levers"]["served"] = dict(
-            report(album, scores, groups, norm["threshold"], passing), expansion=norm["expansion"]
-        )
-    elif norm:
-        results["levers"]["served"] = results["levers"]["normalised"]
+    if engine.normalisation:
+        results["levers"].update(normalised_levers(album, engine.normalisation))
     write_results(f"search_quality_{engine.version}.json" if args.bundle else "search_quality.json", results)
     return 0
 

@@ -89,3 +89,61 @@ def test_query_expansion_is_not_fitted_where_it_cannot_win():
     fitted = calibration.fit_normalised_search(vectors, labels, cohort, top_n_choices=(5,), raw_grid=(0.0,))
     assert fitted["f1"] == 1.0
     assert calibration.fit_query_expansion(vectors, labels, cohort, 5, 0.0, fitted["threshold"]) is None
+
+
+def _per_source_f1(vectors, labels, sources, fit):
+    """Each source's mean search F1 at a fitted point, recomputed from ``chalicelib.score_norm``."""
+    from chalicelib.score_norm import as_norm, cohort_stats
+
+    labels, sources = np.asarray(labels), np.asarray(sources)
+    same = labels[:, None] == labels[None, :]
+    mean, std = cohort_stats(vectors, vectors, fit["top_n"], exclude=same)
+    raw = vectors @ vectors.T
+    found = (raw >= fit["raw_floor"]) & (as_norm(raw, mean[:, None], std[:, None], mean, std) >= fit["threshold"])
+    np.fill_diagonal(found, False)
+    np.fill_diagonal(same, False)
+    tp = (found & same).sum(axis=1)
+    precision = np.where(found.sum(axis=1) > 0, tp / np.maximum(found.sum(axis=1), 1), 1.0)
+    recall = tp / same.sum(axis=1)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
+    return {s: float(f1[sources == s].mean()) for s in sorted(set(sources))}
+
+
+def test_the_sources_objective_weighs_a_small_source_as_much_as_a_large_one():
+    """A large source of tight photos of people close to each other, and a small one of loose photos
+    of people far apart: weighing every key the same lets the large source set a strict threshold;
+    the ``sources`` objective maximises the mean of the two sources' F1, and the small one gains."""
+    rng = np.random.default_rng(5)
+    dim, vectors, labels, sources = 32, [], [], []
+    centre = rng.standard_normal(dim)
+    for person in range(36):
+        small = person >= 30
+        base = rng.standard_normal(dim) + (0 if small else centre)
+        for _ in range(4):
+            vectors.append(base + rng.standard_normal(dim) * (1.2 if small else 0.6))
+            labels.append(f"p{person}")
+            sources.append("small" if small else "large")
+    vectors = np.array(vectors) / np.linalg.norm(vectors, axis=1, keepdims=True)
+    grid = dict(top_n_choices=(5,), raw_grid=(-1.0,))  # no floor: the normalised threshold decides
+    by_key = calibration.fit_normalised_search(vectors, labels, **grid)
+    by_source = calibration.fit_normalised_search(vectors, labels, sources=sources, **grid)
+    key_scores = _per_source_f1(vectors, labels, sources, by_key)
+    source_scores = _per_source_f1(vectors, labels, sources, by_source)
+    assert by_source["f1"] == pytest.approx(np.mean(list(source_scores.values())))
+    assert np.mean(list(source_scores.values())) > np.mean(list(key_scores.values()))
+    assert by_source["threshold"] < by_key["threshold"] and source_scores["small"] > key_scores["small"]
+    # One source: the same as weighing every key.
+    assert calibration.fit_normalised_search(vectors, labels, sources=["large"] * len(labels), **grid) == by_key
+
+
+def test_identity_interval_draws_people_not_keys():
+    """Keys of one person move together: the interval is as wide as the spread between people,
+    however many keys each has, and it is a point where every person scores the same."""
+    few = calibration.identity_interval([0.0, 1.0], ["a", "b"])
+    many = calibration.identity_interval([0.0] * 50 + [1.0] * 50, ["a"] * 50 + ["b"] * 50)
+    assert few == many and few[0] < 0.1 and few[1] > 0.9  # drawn per key, 100 keys would give ~0.4..0.6
+    assert calibration.identity_interval([0.7, 0.7, 0.7], ["a", "b", "c"]) == [0.7, 0.7]
+    rng = np.random.default_rng(0)
+    values = rng.random(400)
+    low, high = calibration.identity_interval(values, [f"p{i // 4}" for i in range(400)])
+    assert low < values.mean() < high and high - low < 0.15

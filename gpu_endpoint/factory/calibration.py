@@ -144,6 +144,23 @@ def retrieval_report(
     }
 
 
+BOOTSTRAP_DRAWS = 2000
+
+
+def identity_interval(values, identities, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> list[float]:
+    """95 % interval of the mean of per-key ``values`` when the *identities* are drawn again with
+    replacement (all keys of a drawn identity come with it): a slice's keys are not independent,
+    its people are. Fed per-key differences of two decision rules, it is a paired interval."""
+    values = np.asarray(values, np.float64)
+    names, index = np.unique(np.asarray(identities), return_inverse=True)
+    sums = np.bincount(index, weights=values, minlength=len(names))
+    counts = np.bincount(index, minlength=len(names)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, len(names), size=(draws, len(names)))
+    means = sums[drawn].sum(axis=1) / counts[drawn].sum(axis=1)
+    return [round(float(v), 4) for v in np.percentile(means, [2.5, 97.5])]
+
+
 def best_search_threshold(
     embeddings: np.ndarray, labels: Sequence[str], low: float = 0.5, high: float = 0.98, steps: int = 97
 ) -> float:
@@ -154,12 +171,9 @@ def best_search_threshold(
     return float(grid[int(np.argmax(scores))])
 
 
-def _mean_f1(retrieved: np.ndarray, relevant: np.ndarray) -> float:
-    return _retrieval_scores(retrieved, relevant)["f1"]
-
-
 RAW_FLOOR_GRID = tuple(np.linspace(0.6, 0.85, 11))
 NORMALISED_GRID = tuple(np.linspace(0.5, 4.0, 15))
+MIN_SOURCE_KEYS = 10  # a source with fewer keys is too few to weigh as much as the others
 
 
 def fit_normalised_search(
@@ -170,6 +184,7 @@ def fit_normalised_search(
     raw_grid=RAW_FLOOR_GRID,
     norm_grid=NORMALISED_GRID,
     min_photos: int = 3,
+    sources: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Search with cohort normalisation (``chalicelib.score_norm``), fitted on calibration faces:
     the faces (those in ``cohort_mask``, default all) are the cohort (each face's own person left
@@ -177,7 +192,10 @@ def fit_normalised_search(
     identity with ``min_photos`` or more is a key over all the others, and a result must pass
     a raw-cosine floor *and* a normalised threshold. Returns the ``top_n``, floor and threshold
     with the best mean retrieval F1 (the floor keeps the precision of faces the cohort judges
-    leniently; the normalised threshold cuts the crowded regions, East-Asian faces above all)."""
+    leniently; the normalised threshold cuts the crowded regions, East-Asian faces above all).
+    With ``sources`` (each face's), the F1 is averaged per source first, each source with
+    ``MIN_SOURCE_KEYS`` keys or more weighing the same (the served fit weighs every key the same,
+    so the largest source decides; ``benchmarks.decision_fits`` compares the two)."""
     from chalicelib.score_norm import as_norm, cohort_stats
 
     embeddings = np.asarray(embeddings, np.float32)
@@ -192,6 +210,12 @@ def fit_normalised_search(
     # A small cohort (a small labelled set) cannot give every face its top 50 or 100 strangers.
     strangers = int((~same[:, cohort_mask]).sum(axis=1).min())
     choices = [n for n in top_n_choices if n <= strangers] or [max(1, strangers)]
+    if sources is None:
+        groups = [np.ones(int(keys.sum()), bool)]
+    else:
+        key_sources = np.asarray(sources)[keys]
+        names, counts = np.unique(key_sources, return_counts=True)
+        groups = [key_sources == name for name in names[counts >= MIN_SOURCE_KEYS]]
     best = None
     for top_n in choices:
         mean, std = cohort_stats(embeddings, embeddings[cohort_mask], top_n, exclude=same[:, cohort_mask])
@@ -200,7 +224,8 @@ def fit_normalised_search(
         for floor in raw_grid:
             above_floor = raw[keys] >= floor
             for threshold in norm_grid:
-                f1 = _mean_f1(above_floor & (scores[keys] >= threshold), relevant[keys])
+                f1s = _retrieval_scores(above_floor & (scores[keys] >= threshold), relevant[keys], per_key=True)["f1"]
+                f1 = float(np.mean([f1s[group].mean() for group in groups]))
                 if best is None or f1 > best["f1"]:
                     best = {"top_n": int(top_n), "raw_floor": float(floor), "threshold": float(threshold), "f1": f1}
     return best
@@ -292,13 +317,15 @@ def fit_query_expansion(
     )
 
 
-def _retrieval_scores(retrieved: np.ndarray, relevant: np.ndarray) -> dict:
+def _retrieval_scores(retrieved: np.ndarray, relevant: np.ndarray, per_key: bool = False) -> dict:
+    """Mean precision, recall and F1 over the keys (rows); with ``per_key``, each key's."""
     tp = (retrieved & relevant).sum(axis=1)
     found = retrieved.sum(axis=1)
     precision = np.where(found > 0, tp / np.maximum(found, 1), 1.0)
     recall = tp / relevant.sum(axis=1)
     f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-    return {k: float(v.mean()) for k, v in (("precision", precision), ("recall", recall), ("f1", f1))}
+    scores = (("precision", precision), ("recall", recall), ("f1", f1))
+    return {k: v if per_key else float(v.mean()) for k, v in scores}
 
 
 def _expansion_grid(threshold: float):
