@@ -291,3 +291,25 @@ def test_test_time_flip_needs_parts_that_end_in_unit_vectors(tmp_path):
 
     with pytest.raises(BundleError, match="unit vectors"):
         build(tmp_path / "bundle", FACEDATA, flip=True)
+
+
+def test_the_swapped_split_trades_the_halves_and_is_never_built_as_the_default(monkeypatch):
+    """``FACEDATA_SPLIT=swapped`` (the second fold of ``benchmarks.cross_validated``) makes every
+    calibration identity held out and the other way round, and a bundle fitted so cannot take the
+    served bundle's place."""
+    from gpu_endpoint.bundle import DEFAULT_DIR, BundleError
+    from gpu_endpoint.factory.build_bundle import STOCK_DIR, build
+    from gpu_endpoint.factory.facedata import SPLIT_ENV, SWAPPED
+
+    photos = labelled_photos(FACEDATA)
+    served = [p.split for p in photos]
+    monkeypatch.setenv(SPLIT_ENV, SWAPPED)
+    swapped = [p.split for p in photos]
+    assert set(served) == {"calibration", "holdout"}
+    assert all(a != b for a, b in zip(served, swapped))
+    for place in (DEFAULT_DIR, STOCK_DIR):
+        with pytest.raises(BundleError, match="never the default"):
+            build(place, FACEDATA)
+    monkeypatch.setenv(SPLIT_ENV, "shuffled")
+    with pytest.raises(ValueError, match=SPLIT_ENV):
+        assert photos[0].split

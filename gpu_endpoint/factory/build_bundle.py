@@ -29,7 +29,7 @@ import onnx
 from ..bundle import DEFAULT_DIR, FORMAT, BundleError, Manifest, sha256
 from ..engine import FaceEngine, fuse
 from . import calibration
-from .facedata import decode, facedata_root, labelled_photos, largest_faces
+from .facedata import SWAPPED, decode, facedata_root, labelled_photos, largest_faces, split_swapped
 
 BUILDER_VERSION = "9"  # 6: dlib fused with faceres; 7: people grouping; 8: worse-fold rule; 9: query expansion
 # The cohort: calibration identities of the large, demographically broad sets only. The small
@@ -79,6 +79,8 @@ def cache_key(sources: dict, facedata: Path) -> str:
         json.dumps(PART_WEIGHTS),
         sha256(facedata / "manifest.tsv"),
     ]
+    if split_swapped():
+        parts.append(SWAPPED)
     for package, files in sorted(sources.items()):
         parts += [package, package_version(package)] + [sha256(p) for _, p in sorted(files.items())]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -189,6 +191,8 @@ def build(
     ``faceres_from``: likewise a fine-tuned faceres for the second part.
     ``flip``: every part embeds a face and its mirror image (``test_time_flip``); both parts must
     then end in unit vectors, so only with ``dlib_from``."""
+    if split_swapped() and Path(out_dir).resolve() in (DEFAULT_DIR.resolve(), STOCK_DIR.resolve()):
+        raise BundleError("a bundle fitted on the swapped split is never the default: build it elsewhere (--out)")
     if flip and not dlib_from:
         raise BundleError("test-time flip needs parts that end in unit vectors: a fine-tuned dlib (dlib_from)")
     from .facemodels import faceres
@@ -232,9 +236,11 @@ def build(
         onnx.save(faceres.convert(sources[faceres.PACKAGE]["faceres.json"]), work / "embedder_faceres.onnx")
         second = _faceres_part(flip)
     names = ("dlib-ft" if fine_tuned else "dlib", "faceres-ft" if faceres_tuned else "faceres")
+    if split_swapped():
+        names += (SWAPPED,)
     manifest = {
         "format": FORMAT,
-        "version": f"{names[0]}-{names[1]}-v1.{key[:10]}",
+        "version": f"{'-'.join(names)}-v1.{key[:10]}",
         "build_key": key,
         "builder": f"gpu_endpoint.factory.build_bundle/{BUILDER_VERSION}",
         "detector": {
@@ -328,6 +334,8 @@ def build(
         "kpop_all_identities": kpop_report,
         "photos": {"used": len(photos), "no_face_found": len(missed)},
     }
+    if split_swapped():
+        manifest["facedata_split"] = SWAPPED  # fitted on the served bundle's held-out identities
     manifest["score_normalisation"] = {
         "method": "as-norm",
         "formula": "s' = (((s - mq) / sq) + ((s - mt) / st)) / 2, m and s the mean and standard deviation of a "

@@ -20,6 +20,29 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "facedata"  # ..
 DETECTIONS_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "detections"
 
 
+# The second fold of a two-fold cross-validation over identities: with FACEDATA_SPLIT=swapped the
+# calibration and held-out identities trade places everywhere (bundle, training, benchmarks), so the
+# whole pipeline can be rebuilt and judged on the identities the served bundle was fitted on
+# (``benchmarks.cross_validated``). A bundle built so says so in its version; it is never the default.
+SPLIT_ENV = "FACEDATA_SPLIT"
+SWAPPED = "swapped"
+
+
+def split_swapped() -> bool:
+    mode = os.environ.get(SPLIT_ENV, "")
+    if mode not in ("", SWAPPED):
+        raise ValueError(f"{SPLIT_ENV} is '{SWAPPED}' or unset, not {mode!r}")
+    return mode == SWAPPED
+
+
+def identity_split(identity: str, swapped: bool | None = None) -> str:
+    """Identities are split in two halves by a stable hash: "calibration" and "holdout" (the other
+    way round when ``swapped``; by default as ``FACEDATA_SPLIT`` says)."""
+    swapped = split_swapped() if swapped is None else swapped
+    digest = hashlib.sha1(identity.encode()).digest()
+    return "calibration" if (digest[0] % 2 == 0) != swapped else "holdout"
+
+
 def facedata_root() -> Path | None:
     root = Path(os.environ.get("FACEDATA_DIR", DEFAULT_ROOT))
     return root if (root / "manifest.tsv").exists() else None
@@ -33,9 +56,7 @@ class LabelledPhoto:
 
     @property
     def split(self) -> str:
-        """Identities are split in two halves by a stable hash: calibration and holdout."""
-        digest = hashlib.sha1(self.identity.encode()).digest()
-        return "calibration" if digest[0] % 2 == 0 else "holdout"
+        return identity_split(self.identity)
 
 
 def normalise_identity(source: str, name: str) -> str:

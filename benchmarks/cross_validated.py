@@ -1,0 +1,94 @@
+"""Search quality over every identity: two-fold cross-validation of the whole pipeline.
+
+The served bundle is fitted on one half of the identities (calibration) and judged on the other
+(held out): 28 held-out East-Asian identities, too few to tell whether the East-Asian goal is met.
+Rebuilt with the halves swapped (``FACEDATA_SPLIT=swapped``: stock fusion, fine-tune, fused bundle,
+all fitted on the served bundle's held-out identities), the same pipeline is judged on the other
+half, so every identity is held out once. What this measures is the pipeline, not the served bundle:
+
+    export FACEDATA_SPLIT=swapped
+    .venv/bin/python -m gpu_endpoint.factory.build_bundle --out .cache/swap/bundle-stock
+    ./dev train fine-tune --data ../shared/facedata --run-dir .cache/swap/fine-tune --bundle .cache/swap/bundle-stock
+    .venv/bin/python -m gpu_endpoint.factory.build_bundle --dlib-from .cache/swap/fine-tune/bundle --flip \\
+        --out .cache/swap/bundle
+    unset FACEDATA_SPLIT
+    .venv/bin/python -m benchmarks.cross_validated --swapped .cache/swap/bundle
+        → benchmarks/results/cross_validated.json
+
+Each fold searches as ``benchmarks.search_quality`` does (one album of every photo, each photo of an
+identity with ≥ 3 photos as the key, the bundle's own decisions); its held-out keys are pooled.
+Per slice: precision, recall, F1 with 95 % intervals over identities, and each fold's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import cpu_engine, write_results
+from benchmarks.search_quality import EAST_ASIAN, Album, cached_album, normalised_levers
+from gpu_endpoint.engine import FaceEngine
+from gpu_endpoint.factory import calibration
+from gpu_endpoint.factory.facedata import SWAPPED, identity_split
+
+
+def held_out_rows(engine: FaceEngine, album: Album) -> list[dict]:
+    """The served decisions' rows of the keys the bundle did not fit on, with their source."""
+    swapped = engine.manifest.document.get("facedata_split") == SWAPPED
+    splits = np.array([identity_split(i, swapped) for i in album.identities])
+    album = Album(album.vectors, album.groups, album.sources, album.identities, splits, album.stats, album.group_stats)
+    keys = np.nonzero(album.is_key)[0]
+    rows = normalised_levers(album, engine.normalisation, rows=True)["served_rows"]
+    return [dict(row, source=album.sources[k]) for row, k in zip(rows, keys) if not album.calibration[k]]
+
+
+def summary(rows: list[dict]) -> dict:
+    identities = [r["identity"] for r in rows]
+    out = {"identities": len(set(identities)), "keys": len(rows)}
+    for metric in ("precision", "recall", "f1"):
+        values = [r[metric] for r in rows]
+        out[metric] = round(float(np.mean(values)), 4)
+        out[f"{metric}_interval"] = calibration.identity_interval(values, identities)
+    return out
+
+
+def sliced(rows: list[dict]) -> dict:
+    east_asian = [r for r in rows if r["source"] in EAST_ASIAN]
+    return {
+        "east_asian": summary(east_asian),
+        **{source: summary([r for r in rows if r["source"] == source]) for source in EAST_ASIAN},
+        "rest": summary([r for r in rows if r["source"] not in EAST_ASIAN]),
+        "all": summary(rows),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--swapped", type=Path, required=True, help="the bundle built with FACEDATA_SPLIT=swapped")
+    parser.add_argument("--bundle", type=Path, default=None, help="the other fold's bundle (default: the served one)")
+    args = parser.parse_args(argv)
+    folds = {}
+    for name, bundle in (("served", args.bundle), ("swapped", args.swapped)):
+        loaded = cpu_engine(bundle)
+        if loaded is None:
+            return 1
+        root, engine = loaded
+        folds[name] = (engine.version, held_out_rows(engine, cached_album(engine, root)))
+    if folds["served"][0] == folds["swapped"][0] or "swapped" not in folds["swapped"][0]:
+        print("--swapped must be a bundle built with FACEDATA_SPLIT=swapped", file=sys.stderr)
+        return 2
+    pooled = folds["served"][1] + folds["swapped"][1]
+    results = {
+        "bundles": {name: version for name, (version, _) in folds.items()},
+        "pooled": sliced(pooled),
+        "folds": {name: sliced(rows) for name, (_, rows) in folds.items()},
+    }
+    write_results("cross_validated.json", results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
