@@ -55,6 +55,8 @@ def summary(rows: list[dict], against: list[dict] | None = None) -> dict:
     under another pipeline), the paired differences from it too."""
     identities = [r["identity"] for r in rows]
     out = {"identities": len(set(identities)), "keys": len(rows)}
+    if not rows:
+        return out
     for metric in ("precision", "recall", "f1"):
         values = [r[metric] for r in rows]
         out[metric] = round(float(np.mean(values)), 4)
