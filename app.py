@@ -3,11 +3,10 @@
 import json
 import os
 import sys
-import warnings
 
 from chalice import BadRequestError, Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 
-from chalicelib import __version__, api_docs, request_models
+from chalicelib import LAMBDA_RUNTIMES, __version__, api_docs, request_models
 from chalicelib.auth import User, bearer_token
 from chalicelib.errors import DomainError, Invalid
 from chalicelib.face_client import Deadline
@@ -17,22 +16,25 @@ from chalicelib.reindex import enqueue
 from chalicelib.services import Services
 from chalicelib.web_client import asset, client_config
 
-LAMBDA_PYTHON = (3, 11)
 
-
-def runtime_mismatch(version) -> str | None:
-    """`chalice deploy` and `chalice package` give the functions the runtime of the Python that runs
-    them, and requirements.txt pins wheels for python3.11 (numpy, Pillow, pillow-heif)."""
-    if tuple(version[:2]) == LAMBDA_PYTHON:
+def runtime_refusal(version, argv) -> str | None:
+    """Why a plain ``chalice deploy`` / ``chalice package`` must stop: Chalice gives the functions
+    the runtime of the Python that runs it, and only LAMBDA_RUNTIMES are supported."""
+    if not argv or not str(argv[0]).endswith("chalice") or not {"deploy", "package"} & set(argv[1:]):
+        return None  # imported by the Lambda runtime, the local stack, the tests or our own wrapper
+    runtime = f"python{version[0]}.{version[1]}"
+    if runtime in LAMBDA_RUNTIMES:
         return None
     return (
-        f"this is Python {version[0]}.{version[1]}: chalice deploy would create python{version[0]}.{version[1]} "
-        "Lambdas, but the pinned wheels are for python3.11"
+        f"chalice on Python {version[0]}.{version[1]} would deploy {runtime} Lambdas; Memory Studio runs on "
+        f"{' or '.join(LAMBDA_RUNTIMES)} (Amazon Linux 2023). Run `python -m infrastructure.lambda_runtime "
+        f"{' '.join(argv[1:])}` (it builds for {LAMBDA_RUNTIMES[-1]} from any Python), or chalice from "
+        "Python 3.12 or 3.13."
     )
 
 
-if (_mismatch := runtime_mismatch(sys.version_info)) is not None:
-    warnings.warn(_mismatch, RuntimeWarning, stacklevel=1)
+if (_refusal := runtime_refusal(sys.version_info, sys.argv)) is not None:
+    raise SystemExit(_refusal)
 
 app = Chalice(app_name="memory-studio")
 services = Services()
@@ -55,6 +57,8 @@ def json_errors(event, get_response):
     logger.append_keys(request_id=getattr(context, "aws_request_id", None), path=event.path)
     services.refresh()
     try:
+        request_models.valid_unicode(event.query_params or {}, "query")
+        request_models.valid_unicode(event.uri_params or {}, "path")
         response = get_response(event)
     except DomainError as exc:
         response = Response(body_of(exc), status_code=status_of(exc), headers=headers_of(exc))
@@ -84,9 +88,10 @@ def current_user() -> User:
 
 def json_body():
     try:
-        return app.current_request.json_body
+        body = app.current_request.json_body
     except (BadRequestError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise Invalid("body must be valid JSON", code="invalid_json") from None
+    return request_models.valid_unicode(body)
 
 
 def photo_ids() -> list[str]:
@@ -299,6 +304,15 @@ def set_face_person(face_id):
     return services.people.set_face_person(current_user(), face_id, request_models.face_decision(json_body()))
 
 
+@app.route("/me/sign-out", methods=["POST"], authorizer=authorizer, cors=cors)
+def sign_out_everywhere():
+    """Every device: the tokens issued until now are refused, refresh tokens stop working."""
+    user = current_user()
+    # Cognito's admin calls take the user's alias (the e-mail, the sign-in name) as well as the username.
+    services.accounts.sign_out_everywhere(user.sub, user.email or user.username)
+    return Response(body="", status_code=204)
+
+
 @app.route("/me", methods=["DELETE"], authorizer=authorizer, cors=cors)
 def delete_me():
     """Idempotent: a repeated call (the same token, now of a deleted account) runs the deletion again."""
@@ -306,6 +320,18 @@ def delete_me():
     logger.append_keys(user=user.sub)
     services.accounts.delete(user)
     return Response(body="", status_code=204)
+
+
+@app.lambda_function(name="cognito_post_confirmation")
+def cognito_post_confirmation(event, context):
+    """The user pool's post-confirmation trigger: a password reset ends every earlier sign-in, as
+    signing out everywhere does. Cognito needs the event back."""
+    if event.get("triggerSource") == "PostConfirmation_ConfirmForgotPassword":
+        services.refresh()
+        sub = event.get("request", {}).get("userAttributes", {}).get("sub")
+        if sub:
+            services.accounts.sign_out_everywhere(sub, event.get("userName"))
+    return event
 
 
 # S3 → SQS → this function (locally, local_stack's pump feeds the same handler).

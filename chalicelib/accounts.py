@@ -1,4 +1,10 @@
-"""Deleting an account: one sequence for ``DELETE /me`` and the operators' ``purge-user``.
+"""Ending an account's sign-ins, and deleting an account.
+
+Signing out everywhere (``POST /me/sign-out``), disabling (the operators' ``disable-user``) and a
+password reset (Cognito's post-confirmation trigger) mark the user's tokens issued until now as
+void, then sign the user out at Cognito (refresh tokens stop working).
+
+Deleting, one sequence for ``DELETE /me`` and the operators' ``purge-user``:
 
 1. A tombstone for the user's ``sub``: from then on the API refuses every token of the
    account (an ID token stays valid at Cognito until it expires; the tombstone does not).
@@ -17,7 +23,7 @@ import contextlib
 from .album import Album
 from .auth import User
 from .observability import logger
-from .photo_store import PhotoStore
+from .photo_store import PhotoStore, now_ms
 
 
 class Accounts:
@@ -33,6 +39,18 @@ class Accounts:
             self._cognito("admin_delete_user", user.username)
         logger.info("account deleted", extra=dict(removed, user=user.sub))
         return removed
+
+    def sign_out_everywhere(self, sub: str, username: str | None) -> None:
+        """Every token issued until now is refused by the API, and no refresh token works."""
+        self.photo_store.revoke_tokens(sub, now_ms())
+        if username:
+            self._cognito("admin_user_global_sign_out", username)
+        logger.info("signed out everywhere", extra={"user": sub})
+
+    def disable(self, sub: str, username: str) -> None:
+        """The operators' switch: Cognito refuses to sign the user in, the API refuses their tokens."""
+        self._cognito("admin_disable_user", username)
+        self.sign_out_everywhere(sub, username)
 
     def _cognito(self, action: str, username: str) -> None:
         with contextlib.suppress(self.cognito.exceptions.UserNotFoundException):  # a repeated deletion

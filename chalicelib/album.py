@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from .auth import User
 from .errors import Conflict, NotFound, RateLimited
-from .object_storage import KEYS, ObjectStorage, derived_keys, parse_user_key, photo_key
+from .object_storage import (
+    KEYS,
+    ObjectStorage,
+    derived_keys,
+    is_upload_of,
+    parse_user_key,
+    photo_key,
+    upload_metadata,
+)
 from .params import decode_position, encode_position, int_in_range
 from .people_store import PeopleStore
 from .photo_store import DUPLICATE, NEAR_DUPLICATE_BITS, PhotoStore, now_ms, utc
@@ -67,11 +78,27 @@ class Album:
                     first[item.sha256] = photo_id
             else:
                 answers.append({"photo_id": first[item.sha256], "duplicate_of": first[item.sha256]})
+        posts: dict[str, dict] = {}
         if new:
-            self._check_room(user.sub, list(new.values()))
-        photos, posts = self._new_photos(user.sub, new)
-        self.photo_store.add_photos(photos)
+            with self._one_at_a_time(user.sub, "uploads"):  # the room counted is the room taken
+                self._check_room(user.sub, list(new.values()))
+                photos, posts = self._new_photos(user.sub, new)
+                self.photo_store.add_photos(photos)
         return [posts[answer] if isinstance(answer, str) else answer for answer in answers]
+
+    @contextlib.contextmanager
+    def _one_at_a_time(self, owner: str, action: str, wait: float = 5.0) -> Iterator[None]:
+        """The owner's requests of ``action`` one after another (a lease in the store, so across
+        Lambda containers too): a count checked inside holds until the write it allowed is made."""
+        name, give_up = f"{owner}|{action}", time.monotonic() + wait
+        while (token := self.photo_store.take_lease(name, seconds=30)) is None:
+            if time.monotonic() > give_up:
+                raise RateLimited("another request of yours is being prepared; try again", retry_after=1)
+            time.sleep(0.02)
+        try:
+            yield
+        finally:
+            self.photo_store.release_lease(name, token)
 
     def _check_room(self, owner: str, files: list[FileToUpload]) -> None:
         self.expire_abandoned_uploads(owner)
@@ -90,7 +117,7 @@ class Album:
         photos: list[Photo] = []
         posts = {}
         for photo_id, item in files.items():
-            key = photo_key(owner, photo_id, item.content_type)
+            key, upload_token = photo_key(owner, photo_id, item.content_type), uuid.uuid4().hex
             photos.append(
                 {
                     "owner": owner,
@@ -107,10 +134,19 @@ class Album:
                     "taken_at": None,
                     "thumbnail_key": None,
                     "uploaded_at": uploaded_at,
+                    "upload_token": upload_token,
                 }
             )
-            # The policy caps the object at the declared size, so quotas count real bytes at most.
-            post = self.object_storage.presigned_upload(key, item.content_type, item.size, self.settings.upload_url_ttl)
+            # The policy caps the object at the declared size, so quotas count real bytes at most,
+            # and pins the metadata that ties the object to this record (the indexer checks both:
+            # the token is known only to whoever received this form).
+            post = self.object_storage.presigned_upload(
+                key,
+                item.content_type,
+                item.size,
+                self.settings.upload_url_ttl,
+                metadata=upload_metadata(owner, photo_id, upload_token),
+            )
             posts[photo_id] = {
                 "photo_id": photo_id,
                 "url": post["url"],
@@ -137,7 +173,8 @@ class Album:
         cutoff = now_ms() - timedelta(seconds=self.settings.upload_url_ttl + self.settings.pending_grace)
         expired = 0
         for photo in self.photo_store.expired_pending(owner, cutoff)[:limit]:
-            if self.object_storage.exists(photo["key"]):
+            head = self.object_storage.head(photo["key"])
+            if head is not None and is_upload_of(head, owner, photo["photo_id"], photo.get("upload_token")):
                 continue
             if self.photo_store.delete_photo(owner, photo["photo_id"]) is not None:
                 expired += 1
@@ -187,7 +224,8 @@ class Album:
         ttl = self.settings.download_url_ttl
         thumbnail, preview = photo.get("thumbnail_key"), photo.get("preview_key")
         trashed_at = photo.get("trashed_at")
-        url = self.object_storage.presigned_get(photo["key"], ttl) if photo.get("key") else None
+        key, filename, content_type = photo.get("key"), photo.get("filename") or "photo", photo.get("content_type")
+        url = self.object_storage.presigned_get(key, ttl, content_type, filename) if key else None
         return {
             "photo_id": photo["photo_id"],
             "filename": photo.get("filename"),
@@ -204,10 +242,8 @@ class Album:
             "url": url,
             # What a browser can show: the original, or a JPEG of a HEIC original.
             "preview_url": self.object_storage.presigned_get(preview, ttl) if preview and url else url,
-            "download_url": self.object_storage.presigned_get(
-                photo["key"], ttl, download_as=photo.get("filename") or "photo"
-            )
-            if photo.get("key")
+            "download_url": self.object_storage.presigned_get(key, ttl, content_type, filename, download=True)
+            if key
             else None,
             "duplicate_of": photo.get("duplicate_of"),
             "trashed_at": iso(trashed_at),

@@ -4,9 +4,11 @@ API Gateway's Cognito authorizer checks tokens in the cloud, but ``chalice
 local`` and direct Lambda invocations do not, so the app always verifies the
 bearer token itself: RS256 signature against the pool's JWKS (cached), issuer,
 expiry, ``token_use`` and the app client.  Checking twice in the cloud costs
-well under a millisecond and removes any way to misconfigure it.  Tokens of a
-deleted account are refused too (``is_deleted``: the account's tombstone), since
-Cognito's own ID tokens stay valid until they expire.
+well under a millisecond and removes any way to misconfigure it.  Cognito's own ID
+and access tokens stay valid until they expire (an hour), whatever happens to the
+account, so the app also refuses the tokens of a deleted account (``is_deleted``:
+the account's tombstone) and those issued before the account was signed out
+everywhere, disabled or had its password reset (``revoked_before``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import jwt
 from jwt import PyJWKClient
@@ -30,6 +33,7 @@ class User:
     sub: str
     username: str | None = None
     email: str | None = None
+    issued_at: int = 0  # the token's ``iat`` (whole seconds since the epoch)
 
 
 def bearer_token(headers: Mapping[str, str]) -> str:
@@ -52,11 +56,13 @@ class TokenVerifier:
         jwks_url: str,
         leeway: int = 5,
         is_deleted: Callable[[str], bool] = lambda sub: False,
+        revoked_before: Callable[[str], datetime | None] = lambda sub: None,
     ):
         self.issuer = issuer
         self.client_ids = frozenset(client_ids)
         self.leeway = leeway
         self.is_deleted = is_deleted
+        self.revoked_before = revoked_before
         self._jwks = PyJWKClient(jwks_url, cache_jwk_set=True, lifespan=3600, timeout=5)
 
     def verify(self, token: str, allow_deleted: bool = False) -> User:
@@ -65,6 +71,10 @@ class TokenVerifier:
         user = self._verify_token(token)
         if not allow_deleted and self.is_deleted(user.sub):
             raise NotAuthenticated("this account has been deleted", code="account_deleted")
+        before = self.revoked_before(user.sub)
+        # ``iat`` has whole seconds: a token of the revocation's own second is refused too.
+        if before is not None and user.issued_at <= int(before.timestamp()):
+            raise NotAuthenticated("this sign-in has ended; sign in again", code="token_revoked")
         return user
 
     def _verify_token(self, token: str) -> User:
@@ -105,10 +115,10 @@ class TokenVerifier:
             client_id = claims.get("client_id")
         else:
             raise NotAuthenticated("token_use must be 'id' or 'access'")
-        if client_id not in self.client_ids:
+        if not isinstance(client_id, str) or client_id not in self.client_ids:  # a list is another app's
             raise NotAuthenticated("token was issued to another app client")
         sub = str(claims.get("sub", ""))
         if not _SUB_PATTERN.match(sub):
             raise NotAuthenticated("token subject is malformed")
         username = claims.get("cognito:username") or claims.get("username")
-        return User(sub=sub, username=username, email=claims.get("email"))
+        return User(sub=sub, username=username, email=claims.get("email"), issued_at=int(claims["iat"]))

@@ -28,7 +28,7 @@ from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import GroupingParams
 from .images import PREVIEW_SIZE, THUMBNAIL_SIZE, ImageError, decode_image, difference_hash, jpeg_rendition
 from .media_types import BROWSER_TYPES
-from .object_storage import ObjectStorage, derived_keys, parse_photo_key, preview_key, thumbnail_key
+from .object_storage import ObjectStorage, derived_keys, is_upload_of, parse_photo_key, preview_key, thumbnail_key
 from .observability import logger
 from .people import People
 from .people_jobs import PeopleJobs
@@ -102,6 +102,12 @@ class Indexer:
         head = self.object_storage.head(key)
         if head is None:
             return "object_gone"
+        if not is_upload_of(head, owner, photo_id, photo.get("upload_token")):
+            # Not through this record's form (a tampered form where S3 does not enforce its
+            # policy): removed, and the record waits for its own upload or expires.
+            self.object_storage.delete_keys([key])
+            logger.warning("an object not from its record's upload form removed", extra={"user": owner, "key": key})
+            return "foreign_upload_removed"
         etag = head["ETag"]
         current = photo["status"] == "indexed" and photo.get("source_etag") == etag
         if current and not force:
@@ -112,6 +118,10 @@ class Indexer:
             return self._fail(
                 photo, f"the file is {head['ContentLength']} bytes; the limit is {self.settings.max_upload_bytes}", etag
             )
+        if head["ContentLength"] > (photo.get("declared_size") or head["ContentLength"]):
+            # The quota counted the declared size (S3 enforces it; a store that does not gets here).
+            size, declared = head["ContentLength"], photo["declared_size"]
+            return self._fail(photo, f"the file is {size} bytes, more than the {declared} declared", etag)
         data = self.object_storage.read(key)
         content_sha256 = hashlib.sha256(data).hexdigest()
         if not force and (original := self.photo_store.photo_with_content(owner, content_sha256, other_than=photo_id)):
@@ -260,6 +270,10 @@ class Indexer:
             # Deleted through the API: sweep what an indexer that raced the deletion may have left.
             self._undo(owner, photo_id)
             return "already_forgotten"
+        if self.object_storage.exists(key):
+            return "object_back"  # a later upload replaced it (S3's events are not ordered)
+        if photo["status"] == "pending":
+            return "left_to_expire"  # its own upload may still come; else the pending upload expires
         self.object_storage.delete_keys(derived_keys(owner, photo_id))
         self.photo_store.delete_photo(owner, photo_id)
         return "forgotten"

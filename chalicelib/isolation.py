@@ -6,7 +6,11 @@ allocate without bound; in a child that kills only the child, and the caller get
 ``ChildFailed`` it can turn into a clear 4xx. ``fork`` (not ``spawn``) keeps the cost to a few
 milliseconds: the child starts with the parent's modules already imported. The answer travels
 through an anonymous memory file (a pipe would cost ~100 ms per decoded photo in context
-switches); a pidfd tells the parent that the child has gone. Both work on Lambda (Linux ≥ 5.3).
+switches); a pidfd tells the parent that the child has gone.
+
+Both are optional in CPython's ``os``: ``memfd_create`` needs glibc ≥ 2.27 (Amazon Linux 2, the
+python3.11 Lambda runtime's, has 2.26) and ``pidfd_open`` a build against Linux ≥ 5.3 headers.
+Without them the answer goes through an unlinked temporary file and the parent polls the child.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import pickle
 import resource
 import select
 import signal
+import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -68,28 +74,56 @@ def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float = 20.0, memo
     ``memory_bytes`` is how much address space the child may add to what it inherits.
     Raises ``ChildFailed`` when the child is killed (by a signal or the timeout).
     """
-    answer_fd = os.memfd_create("isolated-answer", os.MFD_CLOEXEC)
+    answer_fd = _anonymous_file()
     try:
         return _run(fn, args, answer_fd, timeout, memory_bytes)
     finally:
         os.close(answer_fd)
 
 
+def _wait(pid: int, timeout: float) -> tuple[int, bool]:
+    """The child's exit status, reaped, and whether it had to be killed for taking too long."""
+    try:
+        process = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+    except OSError:  # a kernel without the call (ENOSYS)
+        process = None
+    timed_out = False
+    if process is not None:
+        # A pidfd becomes readable when the child exits. (A pipe's EOF would not do: another
+        # thread's child forked in between inherits the pipe's write end and holds it open.)
+        try:
+            if not select.select([process], [], [], timeout)[0]:
+                timed_out = True
+                os.kill(pid, signal.SIGKILL)
+        finally:
+            os.close(process)
+        return os.waitpid(pid, 0)[1], timed_out
+    give_up, pause = time.monotonic() + timeout, 0.001
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status, timed_out
+        if not timed_out and time.monotonic() >= give_up:
+            timed_out = True
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+
+
+def _anonymous_file() -> int:
+    """A file with no name that parent and child share: memory where the C library can make one."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("isolated-answer", os.MFD_CLOEXEC)
+    fd, path = tempfile.mkstemp(prefix="isolated-answer-")
+    os.unlink(path)
+    return fd
+
+
 def _run(fn: Callable, args: tuple, answer_fd: int, timeout: float, memory_bytes: int) -> Any:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's own code path ends in os._exit
         _child(fn, args, answer_fd, memory_bytes)
-    # A pidfd becomes readable when the child exits. (A pipe's EOF would not do: another thread's
-    # child forked in between inherits the pipe's write end and holds it open.)
-    process = os.pidfd_open(pid)
-    timed_out = False
-    try:
-        if not select.select([process], [], [], timeout)[0]:
-            timed_out = True
-            os.kill(pid, signal.SIGKILL)
-    finally:
-        os.close(process)
-        _, status = os.waitpid(pid, 0)
+    status, timed_out = _wait(pid, timeout)
     if timed_out:
         raise ChildFailed(f"gave up after {timeout:g} s", "timeout")
     if os.WIFSIGNALED(status):

@@ -58,10 +58,25 @@ def parse_photo_key(key: str) -> tuple[str, str] | None:
     return (parsed[1], parsed[2]) if parsed and parsed[0] == PHOTOS else None
 
 
-def content_disposition(filename: str) -> str:
-    """``attachment`` with the name as the user gave it (RFC 6266: an ASCII fallback, then UTF-8)."""
+def upload_metadata(owner: str, photo_id: str, upload_token: str) -> dict[str, str]:
+    """What a photo's upload form pins on the object (``x-amz-meta-*``): whose record it fills.
+    The token is the record's and reaches only the client that asked for the form."""
+    return {"owner": owner, "photo-id": photo_id, "upload-token": upload_token}
+
+
+def is_upload_of(head: dict, owner: str, photo_id: str, upload_token: str | None) -> bool:
+    """Whether the object (S3's HEAD answer) came through this record's own form. Records from
+    before forms carried a token (``upload_token`` None) take any object at their key."""
+    if upload_token is None:
+        return True
+    return head.get("Metadata", {}) == upload_metadata(owner, photo_id, upload_token)
+
+
+def content_disposition(filename: str, disposition: str = "attachment") -> str:
+    """``attachment`` (or ``inline``) with the name as the user gave it (RFC 6266: an ASCII
+    fallback, then UTF-8)."""
     ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename) or "photo"
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 class ObjectStorage:
@@ -115,12 +130,22 @@ class ObjectStorage:
         """A rendition the indexer derives from a photo (its thumbnail, its preview)."""
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="image/jpeg")
 
-    def presigned_get(self, key: str, expires_in: int, download_as: str | None = None) -> str:
-        """A GET URL; ``download_as``: S3 answers it as an attachment of that file name (a download,
-        not a view)."""
+    def presigned_get(
+        self,
+        key: str,
+        expires_in: int,
+        content_type: str | None = None,
+        filename: str | None = None,
+        download: bool = False,
+    ) -> str:
+        """A GET URL. For a user's original, S3 is told the type and the disposition to answer
+        with (signed into the URL): whatever bytes an upload smuggled in, a browser gets an image
+        type, never a page. ``download``: an attachment (a download, not a view)."""
         params = {"Bucket": self.bucket, "Key": key}
-        if download_as is not None:
-            params["ResponseContentDisposition"] = content_disposition(download_as)
+        if content_type is not None:
+            params["ResponseContentType"] = content_type
+        if filename is not None:
+            params["ResponseContentDisposition"] = content_disposition(filename, "attachment" if download else "inline")
         return self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
 
     def delete_keys(self, keys: Iterable[str]) -> None:

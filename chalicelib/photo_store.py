@@ -171,6 +171,8 @@ class PhotoStore:
         self.trashed_faces = database["trashed_faces"]  # faces of photos in the trash: out of search and people
         self.counters = database["owner_versions"]
         self.tombstones = database["tombstones"]  # subs of deleted accounts: their tokens are refused
+        self.revocations = database["revocations"]  # per sub: tokens issued before this time are refused
+        self.leases = database["leases"]  # short per-owner locks around a check and the write it allows
         self.usage = database["usage"]  # per user: photos and bytes held, for quotas
         self.rates = database["rates"]  # per user and hour: rate-limited actions
         self.key_faces = database["key_faces"]  # a search key's analysed faces, for its later pages
@@ -372,6 +374,7 @@ class PhotoStore:
         self.usage.delete_one({"_id": owner})
         self.rates.delete_many({"owner": owner})
         self.key_faces.delete_many({"owner": owner})
+        self.revocations.delete_one({"_id": owner})
         self.bump_owner_version(owner)
         return {"photos": photos, "faces": faces}
 
@@ -412,6 +415,34 @@ class PhotoStore:
 
     def is_tombstoned(self, sub: str) -> bool:
         return self.tombstones.find_one({"_id": sub}) is not None
+
+    # Signed out everywhere, disabled, password reset --------------------------------------
+    def revoke_tokens(self, sub: str, before: datetime) -> None:
+        """Refuse the user's tokens issued before ``before`` (a later mark replaces an earlier one)."""
+        self.revocations.update_one({"_id": sub}, {"$set": {"before": before.replace(tzinfo=None)}}, upsert=True)
+
+    def tokens_revoked_before(self, sub: str) -> datetime | None:
+        doc = self.revocations.find_one({"_id": sub})
+        return utc(doc["before"]) if doc else None
+
+    # Leases ---------------------------------------------------------------------------------
+    def take_lease(self, name: str, seconds: float) -> str | None:
+        """A lease on ``name`` for ``seconds`` (its token), or None while another holder's has not
+        expired. A lease its holder never released (a process that died) lapses by itself."""
+        token, now = uuid.uuid4().hex, now_ms()
+        until = (now + timedelta(seconds=seconds)).replace(tzinfo=None)
+        try:
+            self.leases.insert_one({"_id": name, "token": token, "until": until})
+            return token
+        except DuplicateKeyError:
+            pass
+        taken = self.leases.update_one(
+            {"_id": name, "until": {"$lt": now.replace(tzinfo=None)}}, {"$set": {"token": token, "until": until}}
+        )
+        return token if taken.matched_count == 1 else None
+
+    def release_lease(self, name: str, token: str) -> None:
+        self.leases.delete_one({"_id": name, "token": token})
 
     # Quotas -----------------------------------------------------------------------
     def reserve_usage(self, owner: str, photos: int, size: int, max_photos: int, max_bytes: int) -> bool:

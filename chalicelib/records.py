@@ -20,6 +20,7 @@ class Photo(TypedDict, total=False):
     filename: str
     content_type: str  # what the bytes are once indexed (declared until then)
     declared_size: int  # bytes the upload said it holds: the quota counts these
+    upload_token: str  # pinned on the object by the upload form: the indexer takes no other object
     status: str  # pending, indexed, failed or duplicate
     error: str | None  # why it failed, in words for the user
     retriable: bool  # a failure the next event may undo (the face service was down)

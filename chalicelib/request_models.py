@@ -23,6 +23,32 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def valid_unicode(value, where: str = "body"):
+    """``value`` (a parsed JSON body, a query or a path parameter) unchanged, or a 400 when a string
+    in it, key or value, is not valid Unicode: JSON admits a lone surrogate (``"\\ud800"``), the
+    store's encoder and S3 do not."""
+    pending = [(where, value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str):
+            _encodable(item, path)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _encodable(str(key), path)
+                pending.append((f"{path}.{key}", child))
+        elif isinstance(item, list):
+            pending.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return value
+
+
+def _encodable(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = where.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+        raise Invalid(f"{shown} holds text that is not valid Unicode", code="invalid_unicode") from None
+
+
 def _object(body) -> dict:
     if not isinstance(body, dict):
         raise Invalid("body must be a JSON object")

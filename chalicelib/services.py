@@ -146,6 +146,7 @@ class Services:
             s.user_pool_client_ids,
             s.resolved_jwks_url,
             is_deleted=lambda sub: self.photo_store.is_tombstoned(sub),
+            revoked_before=lambda sub: self.photo_store.tokens_revoked_before(sub),
         )
 
     @cached_property

@@ -1,6 +1,7 @@
 """What ``chalice deploy --stage STAGE`` created, read from its record (``.chalice/deployed/STAGE.json``).
 
     python -m infrastructure.deployed --stage prod --origin   → https://<id>.execute-api.<region>.amazonaws.com
+    python -m infrastructure.deployed --stage prod --function cognito_post_confirmation   → its ARN
 
 The web client is served by the API, so the API's origin is the one the photo bucket's CORS rule
 must allow (the stack's ``WebOrigin``): the deploy runs the stack with a placeholder first, then
@@ -25,6 +26,17 @@ def rest_api(stage: str, chalice_dir: Path = CHALICE_DIR) -> dict:
         if resource.get("resource_type") == "rest_api":
             return resource
     raise SystemExit(f"no REST API in {record_path}: run chalice deploy --stage {stage} first")
+
+
+def function_arn(stage: str, name: str, chalice_dir: Path = CHALICE_DIR) -> str:
+    """The ARN of the app's Lambda function ``name`` (as app.py names it)."""
+    record_path = chalice_dir / "deployed" / f"{stage}.json"
+    if not record_path.exists():
+        raise SystemExit(f"no {record_path}: run chalice deploy --stage {stage} first")
+    for resource in json.loads(record_path.read_text())["resources"]:
+        if resource.get("resource_type") == "lambda_function" and resource.get("name") == name:
+            return resource["lambda_arn"]
+    raise SystemExit(f"no function {name} in {record_path}: run chalice deploy --stage {stage} first")
 
 
 def rest_api_id(stage: str, chalice_dir: Path = CHALICE_DIR) -> str:
@@ -53,8 +65,12 @@ def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True)
     parser.add_argument("--origin", action="store_true", help="print the API's origin (else its id)")
+    parser.add_argument("--function", help="print the ARN of this function of app.py")
     args = parser.parse_args(argv)
-    print(api_origin(args.stage) if args.origin else rest_api_id(args.stage))
+    if args.function:
+        print(function_arn(args.stage, args.function))
+    else:
+        print(api_origin(args.stage) if args.origin else rest_api_id(args.stage))
     return 0
 
 

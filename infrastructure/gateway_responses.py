@@ -7,7 +7,7 @@ Run after ``chalice deploy --stage STAGE`` (like ``infrastructure.throttling``);
 
 from __future__ import annotations
 
-from infrastructure import deployed
+from infrastructure import deployed, preflight
 
 # API Gateway fills these in: responseType (UNAUTHORIZED, ACCESS_DENIED, THROTTLED...) and the
 # message, already a quoted JSON string.
@@ -36,7 +36,10 @@ def main(argv: list | None = None) -> int:
     import boto3
 
     _, rest_api_id, stage = deployed.post_deploy_target(__doc__, argv)
-    origin = stage["environment_variables"].get("CORS_ALLOW_ORIGIN", "*")
+    name, ok, detail = preflight.cors_origin(stage["name"], stage["environment_variables"])
+    if not ok:
+        raise SystemExit(f"{name}: {detail}")
+    origin = stage["environment_variables"]["CORS_ALLOW_ORIGIN"]
     apply(boto3.client("apigateway"), rest_api_id, origin)
     print(f"{rest_api_id}: gateway errors answer in the app's shape with CORS for {origin}")
     return 0

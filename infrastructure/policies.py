@@ -80,6 +80,11 @@ def grants(stage: str, env: dict) -> dict[str, dict]:
             "Action": ["cognito-idp:AdminDeleteUser", "cognito-idp:AdminUserGlobalSignOut"],
             "Resource": env["COGNITO_USER_POOL_ARN"],
         },
+        # A password reset (the pool's post-confirmation trigger) ends the user's other sign-ins.
+        "SignOutEverywhere": {
+            "Action": ["cognito-idp:AdminUserGlobalSignOut"],
+            "Resource": env["COGNITO_USER_POOL_ARN"],
+        },
         "ConsumePhotoEvents": {"Action": QUEUE_CONSUMER, "Resource": photo_events},
         "SendPhotoEvents": {"Action": ["sqs:SendMessage"], "Resource": photo_events},
         "ConsumePeopleJobs": {"Action": QUEUE_CONSUMER, "Resource": people_jobs},
@@ -112,6 +117,7 @@ FUNCTIONS = {
     "reindex": COMMON + ["SendPhotoEvents"],
     "group_people": COMMON + ["ConsumePeopleJobs"],
     "purge_trash": ["Logs", "Metrics", "AtlasSecret", "DeletePhotosAndThumbnails"],
+    "cognito_post_confirmation": ["Logs", "AtlasSecret", "SignOutEverywhere"],
 }
 
 

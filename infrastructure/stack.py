@@ -59,22 +59,23 @@ def _exists(cloudformation, name: str) -> bool:
     return bool(stacks) and stacks[0]["StackStatus"] != "DELETE_COMPLETE"
 
 
-def deploy(cloudformation, stage: str, web_origin: str | None = None) -> dict[str, str]:
+def deploy(
+    cloudformation, stage: str, web_origin: str | None = None, post_confirmation_arn: str | None = None
+) -> dict[str, str]:
     """Create or update the stage's stack, wait for it, and return its outputs.
 
-    Without ``web_origin`` an update keeps the origin the stack has (the template's placeholder on
-    the first run)."""
+    Without ``web_origin`` (``post_confirmation_arn``) an update keeps the origin (the trigger) the
+    stack has: the template's placeholder (none) on the first run."""
     name = stack_name(stage)
     parameters = [{"ParameterKey": "Stage", "ParameterValue": stage}]
-    if web_origin:
-        parameters.append({"ParameterKey": "WebOrigin", "ParameterValue": web_origin})
+    given = {"WebOrigin": web_origin, "PostConfirmationFunctionArn": post_confirmation_arn}
+    parameters += [{"ParameterKey": key, "ParameterValue": value} for key, value in given.items() if value]
     request = dict(StackName=name, TemplateBody=TEMPLATE.read_text(), Capabilities=CAPABILITIES)
     if not _exists(cloudformation, name):
         cloudformation.create_stack(Parameters=parameters, **request)
         cloudformation.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig=WAITER)
     else:
-        if not web_origin:
-            parameters.append({"ParameterKey": "WebOrigin", "UsePreviousValue": True})
+        parameters += [{"ParameterKey": key, "UsePreviousValue": True} for key, value in given.items() if not value]
         try:
             cloudformation.update_stack(Parameters=parameters, **request)
         except ClientError as error:
@@ -116,10 +117,13 @@ def main(argv: list | None = None) -> int:
     parser.add_argument("action", choices=["deploy", "configure"])
     parser.add_argument("--stage", required=True, choices=policies.STAGES)
     parser.add_argument("--web-origin", help="deploy: the origin allowed to upload to the bucket (the API's)")
+    parser.add_argument(
+        "--post-confirmation-arn", help="deploy: the cognito_post_confirmation function (after chalice deploy)"
+    )
     args = parser.parse_args(argv)
     cloudformation = boto3.client("cloudformation")
     if args.action == "deploy":
-        print(json.dumps(deploy(cloudformation, args.stage, args.web_origin), indent=2))
+        print(json.dumps(deploy(cloudformation, args.stage, args.web_origin, args.post_confirmation_arn), indent=2))
     else:
         configure(args.stage, outputs(cloudformation, args.stage))
         print(f"wrote the stack's outputs into .chalice/config.json (stage {args.stage}) and its policies")

@@ -12,6 +12,7 @@
     python -m memstudio merge TARGET_ID SOURCE_ID [SOURCE_ID ...]
     python -m memstudio reindex [--owner SUB] [--function memory-studio-prod-reindex]
     python -m memstudio purge-user EMAIL      (operators: with the stage's environment, or the local stack)
+    python -m memstudio disable-user EMAIL    (operators: no more sign-ins, every token void at once)
 
 The API is --api, else $MEMSTUDIO_API, else the running local stack (.local/stack.json).
 """
@@ -217,6 +218,14 @@ def cmd_purge_user(args) -> int:
     return 0
 
 
+def cmd_disable_user(args) -> int:
+    from .ops import disable_user, stage_settings
+
+    sub = disable_user(stage_settings(Path(args.stack_file)), args.username)
+    print(f"disabled user {args.username} ({sub}): no sign-in, every token refused")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="memstudio", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -279,9 +288,13 @@ def main(argv=None) -> int:
     p.add_argument("username", help="the Cognito user name (the email address)")
     p.add_argument("--stack-file", default=str(LOCAL_STACK), help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_purge_user)
+    p = sub.add_parser("disable-user", help="operators: stop a user signing in, and void their tokens")
+    p.add_argument("username", help="the Cognito user name (the email address)")
+    p.add_argument("--stack-file", default=str(LOCAL_STACK), help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_disable_user)
     args = parser.parse_args(argv)
     try:
-        if args.command not in ("reindex", "purge-user"):
+        if args.command not in ("reindex", "purge-user", "disable-user"):
             args.api = (args.api or default_api()).rstrip("/")
         return args.func(args)
     except (CliError, FileNotFoundError) as exc:

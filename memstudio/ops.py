@@ -29,15 +29,30 @@ def stage_settings(local_stack_file: Path) -> Settings:
     return Settings.from_env(env)
 
 
+def _found(services: Services, username: str) -> User:
+    """The pool's user by user name or e-mail; a CliError when there is none."""
+    cognito, pool = services.cognito, services.settings.user_pool_id
+    try:
+        found = cognito.admin_get_user(UserPoolId=pool, Username=username)
+    except cognito.exceptions.UserNotFoundException:
+        raise CliError(f"no user {username!r} in pool {pool}") from None
+    sub = next(a["Value"] for a in found["UserAttributes"] if a["Name"] == "sub")
+    return User(sub=sub, username=found["Username"])
+
+
 def purge_user(settings: Settings, username: str) -> dict:
     """Delete a user's photos, thumbnails, key photos, faces and Cognito account: the same
     sequence as DELETE /me (chalicelib.accounts), so a failure half-way can simply be run again."""
     services = Services(settings)
-    cognito = services.cognito
-    try:
-        found = cognito.admin_get_user(UserPoolId=settings.user_pool_id, Username=username)
-    except cognito.exceptions.UserNotFoundException:
-        raise CliError(f"no user {username!r} in pool {settings.user_pool_id}") from None
-    sub = next(a["Value"] for a in found["UserAttributes"] if a["Name"] == "sub")
-    removed = services.accounts.delete(User(sub=sub, username=found["Username"]))
-    return dict(removed, sub=sub)
+    user = _found(services, username)
+    removed = services.accounts.delete(user)
+    return dict(removed, sub=user.sub)
+
+
+def disable_user(settings: Settings, username: str) -> str:
+    """Cognito refuses to sign the user in and the API refuses every token they hold (the
+    console's Disable alone leaves their tokens working for up to an hour); their sub."""
+    services = Services(settings)
+    user = _found(services, username)
+    services.accounts.disable(user.sub, username)
+    return user.sub

@@ -26,6 +26,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from infrastructure import policies, stack
+from infrastructure.lambda_runtime import TARGET
 from local_stack.aws import CREDENTIALS, REGION, client, free_port
 from tests.conftest import ROOT
 
@@ -39,6 +40,7 @@ CHALICE_NAMES = {
     "Reindex": "reindex",
     "GroupPeople": "group_people",
     "PurgeTrash": "purge_trash",
+    "CognitoPostConfirmation": "cognito_post_confirmation",
 }
 # What the stack's outputs would give where moto's CloudFormation does not model the resource.
 MOTO_SKIPS = {"UserPoolId", "UserPoolArn", "UserPoolClientId", "AtlasSecretArn"}
@@ -87,9 +89,9 @@ def cloud(tmp_path_factory):
         )
         # 2. Its outputs into Chalice's config: python -m infrastructure.stack configure --stage dev
         stack.configure(STAGE, outputs_with_pool, project / ".chalice")
-        # 3. chalice deploy --stage dev
-        chalice = Path(sys.executable).with_name("chalice")
-        deployed = run([str(chalice), "deploy", "--stage", STAGE], project, env)
+        # 3. chalice deploy --stage dev, for the target runtime: python -m infrastructure.lambda_runtime deploy
+        wrapper = [sys.executable, "-m", "infrastructure.lambda_runtime", "deploy", "--stage", STAGE]
+        deployed = run(wrapper, project, dict(env, PYTHONPATH=str(ROOT)))
         yield {
             "endpoint": endpoint,
             "env": env,
@@ -163,7 +165,7 @@ def test_chalice_deploy_creates_every_function_with_its_role_settings_and_event_
         function_name = "memory-studio-dev" if name == "api_handler" else f"memory-studio-dev-{name}"
         function = lambda_client.get_function_configuration(FunctionName=function_name)
         assert function["Handler"] == entry["handler"]
-        assert function["Runtime"] == "python3.11"
+        assert function["Runtime"] == TARGET
         assert function["MemorySize"] == settings["lambda_memory_size"] == entry.get("memory_mb", 512)
         assert function["Timeout"] == settings["lambda_timeout"]
         assert function["Environment"]["Variables"] == environment

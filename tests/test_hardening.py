@@ -6,16 +6,24 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
+import yaml
 from PIL import Image
 
 import app as app_module
+from chalicelib.auth import User
+from chalicelib.errors import Invalid, RateLimited
 from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
+from chalicelib.request_models import FileToUpload, valid_unicode
 from chalicelib.services import Services
 from chalicelib.vector_index import ExactIndex
 from local_stack.aws import client, sign_in
@@ -299,3 +307,258 @@ def test_sagemaker_calls_use_a_client_with_the_attempts_timeout(settings):
     seven = transport.runtime_for(7)
     assert seven.meta.config.read_timeout == 7 and seven.meta.config.retries["total_max_attempts"] == 1
     assert transport.runtime_for(7) is seven and transport.runtime_for(3).meta.config.read_timeout == 3
+
+
+# Counted caps that race -------------------------------------------------------------------
+def test_parallel_upload_requests_cannot_pass_the_pending_cap_together(settings, monkeypatch):
+    """Four requests of 50 files each, at 950 pending of 1,000, as four Lambda containers over one
+    store: one gets its forms, the others a 429, and 1,000 are pending, not 1,150."""
+    capped = replace(settings, max_pending_uploads=1000, max_files_per_request=50)
+    containers = [Services(capped) for _ in range(4)]
+    owner = "racer"
+    containers[0].photo_store.add_photos(
+        [
+            {
+                "owner": owner,
+                "photo_id": f"{i:032x}",
+                "key": f"photos/{owner}/{i:032x}.jpg",
+                "status": "pending",
+                "declared_size": 1,
+                "uploaded_at": datetime.now(UTC).replace(tzinfo=None),
+            }
+            for i in range(950)
+        ]
+    )
+    barrier = threading.Barrier(4)
+    for svc in containers:  # widen the window between counting and inserting, as a slow store would
+        counted = svc.photo_store.count_photos
+        monkeypatch.setattr(
+            svc.photo_store, "count_photos", lambda *a, _c=counted, **k: (_c(*a, **k), time.sleep(0.3))[0]
+        )
+
+    def ask(svc):
+        barrier.wait()
+        try:
+            return len(svc.album.create_uploads(User(owner), [FileToUpload("a.jpg", "image/jpeg", 10)] * 50))
+        except RateLimited as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(ask, containers))
+    assert sorted(answers, key=str) == [50] + ["too_many_pending_uploads"] * 3
+    assert containers[0].photo_store.count_photos(owner, status="pending") == 1000
+
+
+def test_a_lease_left_by_a_dead_holder_lapses(services):
+    store = services.photo_store
+    assert store.take_lease("o|uploads", seconds=0.05) is not None
+    assert store.take_lease("o|uploads", seconds=30) is None  # held
+    time.sleep(0.1)
+    token = store.take_lease("o|uploads", seconds=30)  # lapsed: taken over
+    assert token is not None
+    store.release_lease("o|uploads", "someone else's token")
+    assert store.take_lease("o|uploads", seconds=30) is None  # only its holder releases it
+    store.release_lease("o|uploads", token)
+    assert store.take_lease("o|uploads", seconds=30) is not None
+
+
+# Strings that are not Unicode --------------------------------------------------------------
+LONE_SURROGATE = "\ud800"
+# Every route that takes a JSON body, with a body whose every string holds a lone surrogate in turn.
+BODY_ROUTES = [
+    ("post", "/photos/uploads", {"files": [dict(JPEG, filename=LONE_SURROGATE)]}),
+    ("post", "/photos/uploads", {"files": [dict(JPEG, content_type=LONE_SURROGATE)]}),
+    ("post", "/photos/uploads", {"files": [dict(JPEG, **{LONE_SURROGATE: 1})]}),
+    ("post", "/photos/status", {"photo_ids": [LONE_SURROGATE]}),
+    ("post", "/photos/trash", {"photo_ids": ["a" * 32, LONE_SURROGATE]}),
+    ("post", "/trash/restore", {"photo_ids": [LONE_SURROGATE]}),
+    ("post", "/search/uploads", dict(JPEG, filename="key" + LONE_SURROGATE)),
+    ("post", "/search", {"key_id": LONE_SURROGATE}),
+    ("post", "/search", {"person_id": LONE_SURROGATE}),
+    ("post", "/search", {"photo_id": "a" * 32, "face_id": LONE_SURROGATE}),
+    ("post", "/search", {"image_base64": LONE_SURROGATE}),
+    ("post", "/people/merge", {"target": LONE_SURROGATE, "sources": ["b"]}),
+    ("patch", "/people/{id}", {"name": "Ji" + LONE_SURROGATE + "eun"}),
+    ("post", "/people/{id}/suggestions", {"answers": [{"face_id": LONE_SURROGATE, "accept": True}]}),
+    ("post", "/photos/{id}/faces", {"box": [1, 2, 3, 4], "note": LONE_SURROGATE}),
+    ("put", "/faces/{id}/person", {"new_person": True, "name": LONE_SURROGATE}),
+    ("put", "/faces/{id}/person", {"person_id": LONE_SURROGATE}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), BODY_ROUTES)
+def test_strings_that_are_not_unicode_are_a_400_on_every_body_route(
+    api, make_user, settings, monkeypatch, method, path, body
+):
+    with_settings(monkeypatch, settings)
+    user = make_user()
+    response = getattr(api.http, method)(path.replace("{id}", "a" * 32), headers=user.headers, body=json.dumps(body))
+    assert response.status_code == 400, response.body
+    assert response.json_body["error"] == "invalid_unicode"
+
+
+def test_every_body_route_is_fuzzed_with_a_lone_surrogate():
+    described = yaml.safe_load((Path(app_module.__file__).parent / "chalicelib" / "openapi.yaml").read_text())
+    with_bodies = {
+        (method, path.replace("{photo_id}", "{id}").replace("{person_id}", "{id}").replace("{face_id}", "{id}"))
+        for path, item in described["paths"].items()
+        for method, operation in item.items()
+        if isinstance(operation, dict) and "requestBody" in operation
+    }
+    assert with_bodies == {(method, path) for method, path, _ in BODY_ROUTES}
+
+
+def test_a_surrogate_encoded_in_the_url_is_no_500(api, make_user):
+    """HTTP carries bytes: UTF-8's encoding of a surrogate is not UTF-8, and arrives replaced."""
+    user = make_user()
+    for path in ("/people?limit=%ED%A0%80", "/photos?cursor=%ED%A0%80", "/people/%ED%A0%80"):
+        assert api.http.get(path, headers=user.headers).status_code in (400, 404)
+    with pytest.raises(Invalid, match="query.cursor holds text that is not valid Unicode"):
+        valid_unicode({"cursor": LONE_SURROGATE}, "query")
+
+
+# Tokens whose audience is a list -----------------------------------------------------------
+@pytest.mark.parametrize("claim", ["aud", "client_id"])
+def test_a_token_whose_audience_is_a_list_is_a_401(api, make_user, aws_stack, claim):
+    from tests.test_auth import claims_of, sign_with_pool_key
+
+    user = make_user()
+    claims = claims_of(user.id_token if claim == "aud" else user.access_token)
+    claims[claim] = [aws_stack.user_pool_client_id]
+    response = api.http.get("/photos", headers={"Authorization": f"Bearer {sign_with_pool_key(claims)}"})
+    assert response.status_code == 401 and response.json_body["error"] == "unauthorized"
+
+
+# Signing out everywhere ------------------------------------------------------------------
+def _refresh_works(aws_stack, refresh_token: str) -> bool:
+    cognito = client("cognito-idp", aws_stack.aws_endpoint_url)
+    try:
+        cognito.initiate_auth(
+            ClientId=aws_stack.user_pool_client_id,
+            AuthFlow="REFRESH_TOKEN_AUTH",
+            AuthParameters={"REFRESH_TOKEN": refresh_token},
+        )
+    except cognito.exceptions.ClientError:
+        return False
+    return True
+
+
+def _refused(api, token: str) -> str | None:
+    response = api.http.get("/photos", headers={"Authorization": f"Bearer {token}"})
+    return response.json_body["error"] if response.status_code == 401 else None
+
+
+def test_signing_out_everywhere_voids_every_token_issued_before(api, make_user, aws_stack):
+    user, other = make_user(), make_user()
+    second_device = sign_in(aws_stack, user.email, PASSWORD)
+    assert api.http.post("/me/sign-out", headers=user.headers).status_code == 204
+    for token in (user.id_token, user.access_token, second_device["IdToken"], second_device["AccessToken"]):
+        assert _refused(api, token) == "token_revoked"
+    assert not _refresh_works(aws_stack, second_device["RefreshToken"])
+    assert _refused(api, other.id_token) is None  # nobody else is signed out
+    time.sleep(1.1)  # ``iat`` has whole seconds: the revocation's own second is refused too
+    fresh = sign_in(aws_stack, user.email, PASSWORD)
+    assert _refused(api, fresh["IdToken"]) is None
+
+
+def test_disabling_a_user_voids_their_tokens(api, make_user, aws_stack, settings):
+    """The operators' command, with the stage's settings (here the test stack's)."""
+    from memstudio.ops import disable_user
+
+    user = make_user()
+    assert disable_user(settings, user.email) == user.sub
+    assert _refused(api, user.id_token) == "token_revoked"
+    cognito = client("cognito-idp", aws_stack.aws_endpoint_url)
+    assert cognito.admin_get_user(UserPoolId=aws_stack.user_pool_id, Username=user.email)["Enabled"] is False
+    with pytest.raises(cognito.exceptions.NotAuthorizedException):
+        sign_in(aws_stack, user.email, PASSWORD)
+
+
+def test_a_password_reset_voids_the_tokens_issued_before_it(api, make_user, aws_stack):
+    """Cognito's post-confirmation trigger, with the event Cognito sends after ConfirmForgotPassword."""
+    user = make_user()
+    event = {
+        "version": "1",
+        "triggerSource": "PostConfirmation_ConfirmForgotPassword",
+        "userPoolId": aws_stack.user_pool_id,
+        "userName": user.email,
+        "request": {"userAttributes": {"sub": user.sub, "email": user.email}},
+        "response": {},
+    }
+    signed_up = dict(event, triggerSource="PostConfirmation_ConfirmSignUp")
+    assert app_module.cognito_post_confirmation(signed_up, None) == signed_up
+    assert _refused(api, user.id_token) is None  # a confirmed sign-up ends nothing
+    assert app_module.cognito_post_confirmation(event, None) == event
+    assert _refused(api, user.id_token) == "token_revoked"
+
+
+def test_a_deleted_accounts_revocation_goes_with_it(services):
+    services.photo_store.revoke_tokens("gone", datetime.now(UTC))
+    services.photo_store.delete_owner("gone")
+    assert services.photo_store.tokens_revoked_before("gone") is None
+
+
+# Behind the presigned form ------------------------------------------------------------------
+def _tampered_post(upload: dict, data: bytes, **fields) -> int:
+    form = dict(upload["fields"], **fields)
+    return requests.post(upload["url"], data=form, files={"file": ("p.jpg", data)}, timeout=30).status_code
+
+
+@needs_facedata
+def test_an_object_posted_to_another_users_key_is_removed_and_their_upload_still_lands(api, make_user, indexing):
+    _, pump = indexing
+    victim, attacker = make_user(), make_user()
+    theirs = request_uploads(api, victim, [dict(JPEG, size=len(SINGLE.read_bytes()))])[0]
+    mine = request_uploads(api, attacker, [dict(JPEG, size=100_000)])[0]
+    victim_key = theirs["fields"]["key"]
+    # The attacker's form, pointed at the victim's key, with the victim's owner and id claimed too.
+    forged = {"key": victim_key, "x-amz-meta-owner": victim.sub, "x-amz-meta-photo-id": theirs["photo_id"]}
+    assert _tampered_post(mine, b"\xff\xd8 not the victim's photo", **forged) == 204  # moto takes it
+    drain(pump)
+    assert photo(api, victim, theirs["photo_id"])["status"] == "pending"  # untouched, still waiting
+    assert post_to_s3(theirs, SINGLE.read_bytes()).status_code == 204
+    drain(pump)
+    assert photo(api, victim, theirs["photo_id"])["status"] == "indexed"
+
+
+def test_an_object_larger_than_declared_is_a_failed_photo(api, make_user, indexing):
+    _, pump = indexing
+    user = make_user()
+    upload = request_uploads(api, user, [dict(JPEG, size=10)])[0]
+    assert post_to_s3(upload, b"\xff\xd8" + b"x" * 5000).status_code == 204  # moto does not enforce the range
+    drain(pump)
+    body = photo(api, user, upload["photo_id"])
+    assert body["status"] == "failed" and "more than the 10 declared" in body["error"]
+
+
+def test_an_abandoned_slot_is_not_kept_alive_by_a_foreign_object(api, make_user, settings, monkeypatch, aws_stack):
+    limited = with_settings(monkeypatch, settings, upload_url_ttl=60, pending_grace=0)
+    user = make_user()
+    upload = request_uploads(api, user, [JPEG])[0]
+    forged = dict(upload["fields"], **{"x-amz-meta-upload-token": "guessed"})
+    requests.post(upload["url"], data=forged, files={"file": ("p.jpg", b"\xff\xd8")}, timeout=30)
+    old = limited.photo_store.get_photo(user.sub, upload["photo_id"])["uploaded_at"]
+    limited.photo_store.update_photo(user.sub, upload["photo_id"], {"uploaded_at": old - timedelta(seconds=61)})
+    assert limited.album.expire_abandoned_uploads(user.sub) == 1
+
+
+def test_originals_are_served_with_a_pinned_type_and_disposition(api, make_user):
+    user = make_user()
+    upload = request_uploads(api, user, [dict(JPEG, filename="가족 사진.jpg")])[0]
+    body = photo(api, user, upload["photo_id"])
+    view, download = parse_qs(urlsplit(body["url"]).query), parse_qs(urlsplit(body["download_url"]).query)
+    assert view["response-content-type"] == ["image/jpeg"] == download["response-content-type"]
+    assert view["response-content-disposition"][0].startswith("inline;")
+    assert download["response-content-disposition"][0].startswith("attachment;")
+    assert "%EA%B0%80%EC%A1%B1" in download["response-content-disposition"][0]  # the name as given, UTF-8
+
+
+def test_the_upload_form_pins_the_owner_and_the_records_token(api, make_user, services):
+    user = make_user()
+    upload = request_uploads(api, user, [JPEG])[0]
+    token = services.photo_store.get_photo(user.sub, upload["photo_id"])["upload_token"]
+    assert upload["fields"]["x-amz-meta-owner"] == user.sub
+    assert upload["fields"]["x-amz-meta-photo-id"] == upload["photo_id"]
+    assert upload["fields"]["x-amz-meta-upload-token"] == token
+    policy = json.loads(base64.b64decode(upload["fields"]["policy"]))
+    assert {"x-amz-meta-upload-token": token} in policy["conditions"]

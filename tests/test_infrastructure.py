@@ -4,6 +4,7 @@ import fnmatch
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -231,6 +232,7 @@ CALLERS = {  # what each function's code calls (chalicelib: album, search, accou
     "reindex": {"face endpoint", "Atlas secret", "send photo events (a batch is authorised as SendMessage)"},
     "group_people": {"face endpoint", "Atlas secret", "read regrouping requests"},
     "purge_trash": {"Atlas secret", "delete a photo", "delete a thumbnail", "delete a preview"},
+    "cognito_post_confirmation": {"Atlas secret", "sign a Cognito user out"},
 }
 
 
@@ -308,10 +310,17 @@ def test_the_deploy_order_is_linear_the_web_origin_comes_from_chalices_record(tm
     (tmp_path / "deployed" / "prod.json").write_text(json.dumps(record))
     assert deployed.api_origin("prod", tmp_path) == "https://abc123.execute-api.us-east-1.amazonaws.com"
     assert deployed.rest_api_id("prod", tmp_path) == "abc123"
+    assert deployed.function_arn("prod", "api_handler", tmp_path) == "arn:aws:lambda:..."
+    with pytest.raises(SystemExit, match="no function cognito_post_confirmation"):
+        deployed.function_arn("prod", "cognito_post_confirmation", tmp_path)
     with pytest.raises(SystemExit, match="run chalice deploy --stage dev first"):
         deployed.rest_api("dev", tmp_path)
-    # The template takes the origin as its WebOrigin parameter, used by the bucket's CORS rule only.
-    assert "AllowedOrigins: [!Ref WebOrigin]" in TEMPLATE.read_text()
+    # The template takes the origin as its WebOrigin parameter, used by the bucket's CORS rule only,
+    # and the trigger's ARN as the pool's post-confirmation trigger, with Cognito's leave to invoke it.
+    template = TEMPLATE.read_text()
+    assert "AllowedOrigins: [!Ref WebOrigin]" in template
+    assert "{PostConfirmation: !Ref PostConfirmationFunctionArn}" in template
+    assert "FunctionName: !Ref PostConfirmationFunctionArn" in template
 
 
 def test_configure_puts_every_value_chalice_needs_from_the_stack_into_the_config(tmp_path):
@@ -344,3 +353,89 @@ def test_configure_puts_every_value_chalice_needs_from_the_stack_into_the_config
     api_policy = (tmp_path / policies.policy_file("prod", "api_handler")).read_text()
     assert outputs["UserPoolArn"] in api_policy
     assert policies.write(config, tmp_path, check=True) == []
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_deployed_stages_pass_the_preflights_configuration_checks(stage):
+    from infrastructure import preflight
+
+    checks = preflight.stage_checks(stage, preflight.read_config())
+    assert all(ok for _, ok, _ in checks), checks
+
+
+@pytest.mark.parametrize(
+    "origin", ["*", "", "http://app.example", "https://*.example", "https://app.example/path", "null"]
+)
+def test_a_deployed_stage_may_not_allow_any_origin(origin, tmp_path, monkeypatch):
+    from infrastructure import gateway_responses, preflight
+
+    name, ok, detail = preflight.cors_origin("prod", {"CORS_ALLOW_ORIGIN": origin})
+    assert not ok and "CORS_ALLOW_ORIGIN" in detail
+    config = preflight.read_config()
+    config["stages"]["prod"]["environment_variables"]["CORS_ALLOW_ORIGIN"] = origin
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(gateway_responses.deployed, "CHALICE_DIR", tmp_path)
+    with pytest.raises(SystemExit, match="CORS origin"):  # the post-deploy step refuses it too
+        gateway_responses.main(["--stage", "prod", "--rest-api-id", "abc"])
+
+
+# The target-platform audit (infrastructure/package_audit.py) on packages made here to fail it ---------
+def _between_glibc_2_26_and_2_34() -> Path | None:
+    """A library of this machine that needs a glibc newer than Amazon Linux 2's, within 2023's."""
+    from infrastructure.package_audit import glibc_needed
+
+    for path in sorted(Path("/usr/lib/x86_64-linux-gnu").glob("lib*.so.*"))[:300]:
+        try:
+            needed = glibc_needed(path.read_bytes())
+        except Exception:  # noqa: BLE001 (not an ELF file we can read: try the next)
+            continue
+        if needed is not None and (2, 26) < needed <= (2, 34):
+            return path
+    return None
+
+
+def test_the_audit_refuses_what_amazon_linux_2_cannot_run(tmp_path):
+    """The decoder before version 0.5.0 (os.memfd_create, unchecked), a library built against a newer
+    glibc, a manylinux_2_28 wheel: each fails the python3.11 runtime, none fails python3.13."""
+    from datetime import date
+
+    from infrastructure import package_audit
+
+    library = _between_glibc_2_26_and_2_34()
+    if library is None:
+        pytest.skip("no library of this machine needs a glibc between 2.27 and 2.34")
+    archive = tmp_path / "deployment.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("app.py", "import chalicelib.isolation\n")
+        out.writestr("chalicelib/isolation.py", "import os\nfd = os.memfd_create('answer', os.MFD_CLOEXEC)\n")
+        out.write(library, "numpy/_core/_multiarray_umath.cpython-313-x86_64-linux-gnu.so")
+        out.writestr("numpy-2.2.6.dist-info/WHEEL", "Wheel-Version: 1.0\nTag: cp313-cp313-manylinux_2_28_x86_64\n")
+    today = date(2026, 12, 7)
+    old = {name: (ok, detail) for name, ok, detail in package_audit.audit(archive, "python3.11", today)}
+    assert not old["runtime"][0] and "deprecated since 2026-06-30" in old["runtime"][1]
+    assert not old["native libraries"][0] and "needs GLIBC_2." in old["native libraries"][1]
+    assert not old["wheel tags"][0] and "numpy-2.2.6.dist-info" in old["wheel tags"][1]
+    assert not old["optional os functions"][0] and "os.memfd_create" in old["optional os functions"][1]
+    new = package_audit.audit(archive, "python3.13", today)
+    assert all(ok for _, ok, _ in new), new
+
+
+@pytest.mark.parametrize(
+    ("tag", "runtime", "fits"),
+    [
+        ("py3-none-any", "python3.11", True),
+        ("cp313-cp313-manylinux_2_17_x86_64", "python3.13", True),
+        ("cp313-cp313-manylinux_2_17_x86_64", "python3.12", False),  # another Python's ABI
+        ("cp39-abi3-manylinux2014_x86_64", "python3.11", True),  # the stable ABI of an older Python
+        ("cp314-abi3-manylinux2014_x86_64", "python3.13", False),
+        ("cp311-cp311-manylinux_2_28_x86_64", "python3.11", False),  # newer than Amazon Linux 2's glibc
+        ("cp313-cp313-manylinux_2_34_x86_64", "python3.13", True),
+        ("cp313-cp313-manylinux_2_17_aarch64", "python3.13", False),  # the functions run on x86_64
+        ("cp313-cp313-musllinux_1_2_x86_64", "python3.13", False),
+    ],
+)
+def test_wheel_tags_are_read_against_the_runtime(tag, runtime, fits):
+    from infrastructure.package_audit import RUNTIMES, _tag_fits
+
+    abi = "cp" + runtime.removeprefix("python").replace(".", "")
+    assert _tag_fits(tag, abi, RUNTIMES[runtime].glibc) == fits

@@ -1,4 +1,5 @@
-"""`chalice package` builds, deploys what functions/catalog.json lists, and its zip imports on its own."""
+"""`chalice package` builds for the target runtime, deploys what functions/catalog.json lists, passes
+the target-platform audit, and its zip imports on its own."""
 
 import json
 import os
@@ -12,18 +13,29 @@ import pytest
 
 from benchmarks.cold_start import lambda_like, run_python
 from chalicelib.api_docs import SWAGGER_FILES
+from infrastructure import package_audit
+from infrastructure.lambda_runtime import TARGET
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
+LOCAL_RUNTIME = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 
 
-@pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    out = tmp_path_factory.mktemp("package")
+def chalice_package(out: Path, runtime: str) -> Path:
+    """``chalice package --stage prod`` for ``runtime``, as the runbook runs it."""
     env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1")
-    chalice = Path(sys.executable).with_name("chalice")
     result = subprocess.run(
-        [str(chalice), "package", "--stage", "prod", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "infrastructure.lambda_runtime",
+            "--runtime",
+            runtime,
+            "package",
+            "--stage",
+            "prod",
+            str(out),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -31,8 +43,33 @@ def package(tmp_path_factory):
         timeout=900,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "missing" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
+    assert "could not install" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    """What is deployed: built for the target runtime (its wheels come from PyPI)."""
+    return chalice_package(tmp_path_factory.mktemp("package"), TARGET)
+
+
+@pytest.fixture(scope="module")
+def local_package(tmp_path_factory):
+    """The same, built for this interpreter, so that a fresh one can import it here."""
+    return chalice_package(tmp_path_factory.mktemp("local-package"), LOCAL_RUNTIME)
+
+
+def test_the_package_passes_the_target_platform_audit(package):
+    checks = package_audit.audit(package / "deployment.zip", TARGET)
+    assert [name for name, ok, _ in checks] == [
+        "runtime",
+        "native libraries",
+        "wheel tags",
+        "optional os functions",
+        "unzipped size",
+    ]
+    assert all(ok for _, ok, _ in checks), checks
+    assert "memfd_create" in dict((n, d) for n, _, d in checks)["optional os functions"]  # the decoder's, found
 
 
 def test_template_deploys_exactly_the_catalogue(package):
@@ -44,8 +81,7 @@ def test_template_deploys_exactly_the_catalogue(package):
     for name, entry in catalog.items():
         properties = template["Resources"][name]["Properties"]
         assert properties["Handler"] == entry["handler"]
-        # Chalice takes the runtime from the Python that packages; the pinned wheels are python3.11's.
-        assert properties.get("Runtime", default_runtime) == "python3.11", name
+        assert properties.get("Runtime", default_runtime) == TARGET, name
     paths = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
     deployed_routes = {
         f"{method.upper()} {path}" for path, methods in paths.items() for method in methods if method != "options"
@@ -68,8 +104,8 @@ def test_routes_use_the_cognito_authorizer_except_health_the_web_client_and_the_
             assert secured == (path not in PUBLIC_ROUTES), (method, path)
 
 
-def test_zip_holds_everything_the_handlers_import(package, tmp_path):
-    archive = package / "deployment.zip"
+def test_zip_holds_everything_the_handlers_import(local_package, tmp_path):
+    archive = local_package / "deployment.zip"
     with zipfile.ZipFile(archive) as opened:
         names = set(opened.namelist())
     assert {"chalicelib/web/index.html", "chalicelib/web/app.js", "chalicelib/web/style.css"} <= names

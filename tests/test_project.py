@@ -65,8 +65,29 @@ def test_pip_builds_a_wheel_with_the_memstudio_command(tmp_path):
     assert not any(n.startswith("tests/") for n in names)
 
 
-def test_the_app_warns_when_packaged_by_another_python_than_the_lambdas():
-    from app import runtime_mismatch
+def test_a_plain_chalice_deploy_from_an_unsupported_python_refuses():
+    from app import runtime_refusal
 
-    assert "python3.12 Lambdas, but the pinned wheels are for python3.11" in runtime_mismatch((3, 12, 0))
-    assert runtime_mismatch((3, 11, 9)) is None
+    refusal = runtime_refusal((3, 11, 9), ["/x/.venv/bin/chalice", "deploy", "--stage", "prod"])
+    assert "would deploy python3.11 Lambdas" in refusal
+    assert "python -m infrastructure.lambda_runtime deploy --stage prod" in refusal
+    assert "python3.11" in runtime_refusal((3, 11, 9), ["chalice", "package", "--stage", "prod", "out"])
+    assert runtime_refusal((3, 13, 1), ["chalice", "deploy"]) is None  # Python 3.13 deploys python3.13
+    assert runtime_refusal((3, 11, 9), ["chalice", "local"]) is None
+    assert runtime_refusal((3, 11, 9), ["-m", "infrastructure.lambda_runtime", "deploy"]) is None
+    assert runtime_refusal((3, 11, 9), []) is None  # the Lambda runtime's own import
+
+
+def test_chalice_refuses_before_it_deploys_anything(tmp_path):
+    if sys.version_info[:2] in ((3, 12), (3, 13)):
+        pytest.skip("this Python is a supported Lambda runtime")
+    chalice = Path(sys.executable).with_name("chalice")
+    result = subprocess.run(
+        [str(chalice), "package", "--stage", "prod", str(tmp_path / "out")],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "python -m infrastructure.lambda_runtime package" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import requests
 from PIL import Image
 
 from tests.face_fixtures import FACEDATA, needs_facedata
@@ -355,6 +356,14 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
         "s.querySelector('h3 .count').textContent.split(' ')[1] == s.querySelectorAll('li').length)"
     )
     shot(page, "13b-failed-tile")
+
+    # Sign out of all devices: this browser goes back to the sign-in page, and its token is void.
+    token = page.evaluate("JSON.parse(localStorage.getItem('memstudio.session')).idToken")
+    page.click("nav a[data-view=profile]")
+    page.click("#sign-out-everywhere")  # the confirmation is accepted by the page's dialog handler
+    page.wait_for_selector("#view-auth:not([hidden])")
+    refused = requests.get(f"{local_stack.api}/photos", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert refused.status_code == 401 and refused.json()["error"] == "token_revoked"
 
 
 def test_the_api_docs_render_under_the_pages_own_policy(page, local_stack):  # noqa: F811

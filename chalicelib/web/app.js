@@ -81,12 +81,17 @@ async function api(method, path, body, retried = false) {
   const headers = { Authorization: `Bearer ${await currentToken()}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => ({}));
+  if (response.status === 401 && data.error === "token_revoked") {
+    // Signed out everywhere (on another device too), disabled, or the password was reset.
+    await signOut("You were signed out on every device. Please sign in again.", false);
+    throw new ApiError(data.message, 401, data.error);
+  }
   if (response.status === 401 && !retried) {
     await refreshSession();
     return api(method, path, body, true);
   }
-  if (response.status === 204) return null;
-  const data = await response.json().catch(() => ({}));
   if (!response.ok) throw new ApiError(data.message || `request failed (${response.status})`, response.status, data.error);
   return data;
 }
@@ -1096,6 +1101,10 @@ function wirePeople() {
 
 // Profile -----------------------------------------------------------------------------
 function wireProfile() {
+  $("sign-out-everywhere").addEventListener("click", async () => {
+    if (!confirm("Sign out on every phone and computer, this one too?")) return;
+    try { await api("POST", "me/sign-out"); signOut("Signed out on every device.", false); } catch (error) { say(error.message, true); }
+  });
   $("delete-account").addEventListener("click", async () => {
     if (!confirm("Delete your account, every photo and every face? This cannot be undone.")) return;
     try { await api("DELETE", "me"); signOut("Your account and all its data were deleted.", false); } catch (error) { say(error.message, true); }
