@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
+from .errors import Unavailable
 from .media_types import extension
 
 PHOTOS, THUMBS, PREVIEWS, KEYS = "photos", "thumbs", "previews", "keys"
@@ -148,11 +149,21 @@ class ObjectStorage:
             params["ResponseContentDisposition"] = content_disposition(filename, "attachment" if download else "inline")
         return self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
 
-    def delete_keys(self, keys: Iterable[str]) -> None:
-        keys = [k for k in keys if k]
-        for start in range(0, len(keys), 1000):
-            batch = [{"Key": k} for k in keys[start : start + 1000]]
-            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+    def delete_keys(self, keys: Iterable[str], attempts: int = 3) -> None:
+        """Delete every key; S3 answers a batch with an error per key it could not delete (throttling,
+        a lock), which are tried again, and reported (``Unavailable``) if they keep failing."""
+        pending = [k for k in keys if k]
+        for _ in range(attempts):
+            failed: dict[str, str] = {}
+            for start in range(0, len(pending), 1000):
+                batch = [{"Key": k} for k in pending[start : start + 1000]]
+                answer = self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+                failed.update({e["Key"]: e.get("Code", "error") for e in answer.get("Errors", [])})
+            if not failed:
+                return
+            pending = list(failed)
+        shown = ", ".join(f"{key} ({code})" for key, code in list(failed.items())[:5])
+        raise Unavailable(f"{len(failed)} stored objects could not be deleted: {shown}; try again", retry_after=60)
 
     def list_keys(self, prefix: str) -> list:
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)

@@ -175,7 +175,14 @@ class FaceEngine:
         # Cohort score normalisation, when the bundle declares it (chalicelib/score_norm.py).
         self.normalisation = self.manifest.normalisation
         self.cohort = np.load(self.bundle_dir / self.normalisation["cohort"]["path"]) if self.normalisation else None
-        log.info("face engine ready: bundle %s, providers %s", self.version, self.parts[0].session.get_providers())
+        log.info("face engine ready: bundle %s, providers %s", self.version, self.active_providers)
+
+    @property
+    def active_providers(self) -> list[str]:
+        """What every session actually runs on: ONNX Runtime falls back to the CPU, with a
+        warning only, when it cannot start CUDA (a driver older than the image's CUDA)."""
+        sessions = [self.detector.pnet, self.detector.rnet, self.detector.onet, *(part.session for part in self.parts)]
+        return [p for p in self.providers if all(p in s.get_providers() for s in sessions)]
 
     @property
     def version(self) -> str:

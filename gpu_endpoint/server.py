@@ -157,7 +157,13 @@ def create_app(
         except Exception as exc:  # the container stays up and says why
             log.exception("model bundle failed to load")
             return jsonify(status="unavailable", error=str(exc)), 503
-        return jsonify(status="ok", model_version=engine_.version, providers=engine_.providers)
+        if os.environ.get("FACE_ENGINE_REQUIRE_GPU") == "1" and "CUDAExecutionProvider" not in engine_.active_providers:
+            # The GPU image on an instance whose driver cannot run its CUDA: SageMaker must not route
+            # traffic to a CPU fallback sized for a GPU (one worker, GPU batches).
+            message = "no working CUDA provider: the instance's NVIDIA driver cannot run this image's CUDA"
+            log.error("%s (sessions run on %s)", message, engine_.active_providers)
+            return jsonify(status="unavailable", error=message, providers=engine_.active_providers), 503
+        return jsonify(status="ok", model_version=engine_.version, providers=engine_.active_providers)
 
     @app.post("/invocations")
     def invocations():

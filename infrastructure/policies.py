@@ -32,11 +32,6 @@ def grants(stage: str, env: dict) -> dict[str, dict]:
             "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": f"arn:aws:logs:*:*:log-group:/aws/lambda/memory-studio-{stage}*",
         },
-        "Metrics": {
-            "Action": ["cloudwatch:PutMetricData"],
-            "Resource": "*",
-            "Condition": {"StringEquals": {"cloudwatch:namespace": "MemoryStudio"}},
-        },
         "AtlasSecret": {
             "Action": ["secretsmanager:GetSecretValue"],
             "Resource": f"arn:aws:secretsmanager:*:*:secret:{env['MONGODB_SECRET_ID']}-*",
@@ -92,7 +87,8 @@ def grants(stage: str, env: dict) -> dict[str, dict]:
     }
 
 
-COMMON = ["Logs", "Metrics", "AtlasSecret", "FaceEndpoint"]
+# Metrics travel in the logs (Powertools' embedded metric format): no cloudwatch:PutMetricData.
+COMMON = ["Logs", "AtlasSecret", "FaceEndpoint"]
 FUNCTIONS = {
     "api_handler": COMMON
     + [
@@ -116,7 +112,7 @@ FUNCTIONS = {
     ],
     "reindex": COMMON + ["SendPhotoEvents"],
     "group_people": COMMON + ["ConsumePeopleJobs"],
-    "purge_trash": ["Logs", "Metrics", "AtlasSecret", "DeletePhotosAndThumbnails"],
+    "purge_trash": ["Logs", "AtlasSecret", "DeletePhotosAndThumbnails"],
     "cognito_post_confirmation": ["Logs", "AtlasSecret", "SignOutEverywhere"],
 }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import boto3
@@ -49,14 +50,29 @@ def stack_name(stage: str) -> str:
     return f"memory-studio-{stage}"
 
 
-def _exists(cloudformation, name: str) -> bool:
+def _status(cloudformation, name: str) -> str | None:
+    """The stack's status; None when there is none (never created, or deleted)."""
     try:
         stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
     except ClientError as error:
         if "does not exist" in str(error):
-            return False
+            return None
         raise
-    return bool(stacks) and stacks[0]["StackStatus"] != "DELETE_COMPLETE"
+    status = stacks[0]["StackStatus"] if stacks else None
+    return None if status == "DELETE_COMPLETE" else status
+
+
+def _exists(cloudformation, name: str) -> bool:
+    """Whether there is a stack to update. A first create that failed and rolled back
+    (ROLLBACK_COMPLETE) can only be deleted: it is, and the next create starts clean (its
+    retained resources are kept on create only when the create succeeded: RetainExceptOnCreate)."""
+    status = _status(cloudformation, name)
+    if status == "ROLLBACK_COMPLETE":
+        print(f"{name}: its first create rolled back; deleting it to create it again", file=sys.stderr)
+        cloudformation.delete_stack(StackName=name)
+        cloudformation.get_waiter("stack_delete_complete").wait(StackName=name, WaiterConfig=WAITER)
+        return False
+    return status is not None
 
 
 def deploy(

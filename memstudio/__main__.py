@@ -202,11 +202,19 @@ def cmd_reindex(args) -> int:
     import boto3
 
     payload = {"owner": args.owner, "model_version": args.model_version}
-    response = boto3.client("lambda").invoke(FunctionName=args.function, Payload=json.dumps(payload).encode())
-    result = json.loads(response["Payload"].read() or b"{}")
-    if response.get("FunctionError"):
-        raise CliError(f"{args.function} failed: {result}")
-    print(json.dumps(result, indent=2))
+    # Asynchronously: the function may run 15 minutes, longer than a client waits for an answer
+    # (and a client that gave up would invoke it again). Lambda queues the event and retries it.
+    response = boto3.client("lambda").invoke(
+        FunctionName=args.function, InvocationType="Event", Payload=json.dumps(payload).encode()
+    )
+    if response.get("StatusCode") != 202:
+        raise CliError(
+            f"{args.function} was not started: {response.get('FunctionError') or response.get('StatusCode')}"
+        )
+    print(
+        f"{args.function} started; its progress is in its log (aws logs tail /aws/lambda/{args.function} --follow), "
+        "and running it again resumes where it stopped"
+    )
     return 0
 
 

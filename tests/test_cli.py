@@ -145,3 +145,23 @@ def test_cli_upload_search_delete(local_stack, tmp_path, monkeypatch, capsys):  
     assert main(["--api", api, "login", "cli@example.com", "--password", PASSWORD]) == 1
     assert main(["purge-user", "cli@example.com", "--stack-file", stack_file]) == 1
     assert "no user" in capsys.readouterr().err
+
+
+def test_the_cloud_reindex_is_started_not_waited_for(monkeypatch, capsys):
+    """A 15-minute function invoked synchronously outlives the client's wait, and botocore retried
+    it; it is queued as an event instead (Lambda answers 202). The answer is stubbed on a real client."""
+    import boto3
+    from botocore.stub import Stubber
+
+    lambda_client = boto3.client("lambda", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    monkeypatch.setattr(boto3, "client", lambda name, **kw: lambda_client)
+    with Stubber(lambda_client) as stub:
+        expected = {
+            "FunctionName": "memory-studio-prod-reindex",
+            "InvocationType": "Event",
+            "Payload": json.dumps({"owner": None, "model_version": None}).encode(),
+        }
+        stub.add_response("invoke", {"StatusCode": 202}, expected)
+        assert main(["reindex", "--function", "memory-studio-prod-reindex"]) == 0
+        stub.assert_no_pending_responses()
+    assert "memory-studio-prod-reindex started" in capsys.readouterr().out

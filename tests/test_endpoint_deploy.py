@@ -4,6 +4,8 @@ import io
 import json
 import tarfile
 
+import pytest
+
 from gpu_endpoint.bundle import FORMAT
 from gpu_endpoint.factory import deploy
 from local_stack.aws import client
@@ -52,13 +54,38 @@ def test_publish_then_create_then_update(aws_stack, tmp_path, settings):
     assert spec["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
 
 
-def test_a_new_bundle_updates_the_existing_endpoint(aws_stack):
-    """moto has no UpdateEndpoint: the requests are checked with botocore's Stubber instead."""
+ENDPOINT = {
+    "EndpointName": "ms-prod-faces",
+    "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces",
+    "EndpointConfigName": "ms-prod-faces-dlib-resnet-v1-aaaa",
+    "EndpointStatus": "InService",
+    "CreationTime": "2026-01-01T00:00:00Z",
+    "LastModifiedTime": "2026-01-01T00:00:00Z",
+}
+
+
+@pytest.mark.parametrize("instance_type", ["ml.g4dn.xlarge", "ml.g5.xlarge"])
+def test_a_new_bundle_updates_the_existing_endpoint(aws_stack, instance_type, monkeypatch):
+    """moto has no UpdateEndpoint: the requests are checked with botocore's Stubber instead. The
+    variant keeps its autoscaled count, the swap has guardrails, a new instance type deregisters
+    scaling first, and scaling is registered again once the endpoint is InService."""
     from botocore.stub import ANY, Stubber
 
     sagemaker = client("sagemaker", aws_stack.aws_endpoint_url)
     scaling = client("application-autoscaling", aws_stack.aws_endpoint_url)
     name = "ms-prod-faces-dlib-resnet-v1-bbbb"
+    variant = {
+        "VariantName": "AllTraffic",
+        "ModelName": name,
+        "InstanceType": instance_type,
+        "InitialInstanceCount": 1,
+        "InferenceAmiVersion": deploy.INFERENCE_AMI,
+    }
+    resource = "endpoint/ms-prod-faces/variant/AllTraffic"
+    dimension = "sagemaker:variant:DesiredInstanceCount"
+    scaling.register_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=dimension, MinCapacity=1, MaxCapacity=9
+    )
     with Stubber(sagemaker) as stub:
         stub.add_client_error("describe_model", "ValidationException", "Could not find model")
         stub.add_response(
@@ -72,40 +99,47 @@ def test_a_new_bundle_updates_the_existing_endpoint(aws_stack):
         stub.add_response(
             "create_endpoint_config",
             {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:1:endpoint-config/{name}"},
-            {"EndpointConfigName": name, "ProductionVariants": ANY},
+            {"EndpointConfigName": name, "ProductionVariants": [variant]},  # the driver's AMI, pinned
         )
+        listed = {key: ENDPOINT[key] for key in ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime")}
         stub.add_response(
             "list_endpoints",
-            {
-                "Endpoints": [
-                    {
-                        "EndpointName": "ms-prod-faces",
-                        "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces",
-                        "CreationTime": "2026-01-01T00:00:00Z",
-                        "LastModifiedTime": "2026-01-01T00:00:00Z",
-                        "EndpointStatus": "InService",
-                    }
-                ]
-            },
+            {"Endpoints": [dict(listed, EndpointStatus="InService")]},
             {"NameContains": "ms-prod-faces"},
         )
-        stub.add_response(
-            "describe_endpoint",
-            {
-                "EndpointName": "ms-prod-faces",
-                "EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces",
-                "EndpointConfigName": "ms-prod-faces-dlib-resnet-v1-aaaa",
-                "EndpointStatus": "InService",
-                "CreationTime": "2026-01-01T00:00:00Z",
-                "LastModifiedTime": "2026-01-01T00:00:00Z",
-            },
-            {"EndpointName": "ms-prod-faces"},
-        )
+        stub.add_response("describe_endpoint", ENDPOINT, {"EndpointName": "ms-prod-faces"})
+        serving = {
+            "EndpointConfigName": ENDPOINT["EndpointConfigName"],
+            "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/old",
+            "CreationTime": "2026-01-01T00:00:00Z",
+            "ProductionVariants": [dict(variant, ModelName="old", InstanceType="ml.g4dn.xlarge")],
+        }
+        stub.add_response("describe_endpoint_config", serving, {"EndpointConfigName": ENDPOINT["EndpointConfigName"]})
         stub.add_response(
             "update_endpoint",
-            {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/ms-prod-faces"},
-            {"EndpointName": "ms-prod-faces", "EndpointConfigName": name},
+            {"EndpointArn": ENDPOINT["EndpointArn"]},
+            {
+                "EndpointName": "ms-prod-faces",
+                "EndpointConfigName": name,
+                "RetainAllVariantProperties": True,
+                "DeploymentConfig": deploy.guardrails("ms-prod-faces-errors"),
+            },
         )
+        stub.add_response(
+            "describe_endpoint", dict(ENDPOINT, EndpointStatus="Updating"), {"EndpointName": "ms-prod-faces"}
+        )
+        stub.add_response(
+            "describe_endpoint", dict(ENDPOINT, EndpointConfigName=name), {"EndpointName": "ms-prod-faces"}
+        )
+        monkeypatch.setattr(deploy, "WAIT", {"Delay": 0, "MaxAttempts": 5})
+        registered_while_updating = []
+        original = scaling.register_scalable_target
+
+        def register(**kwargs):
+            registered_while_updating.append(len(stub._queue))  # responses still unread: 0 once InService
+            return original(**kwargs)
+
+        scaling.register_scalable_target = register
         result = deploy.deploy(
             sagemaker,
             scaling,
@@ -114,9 +148,29 @@ def test_a_new_bundle_updates_the_existing_endpoint(aws_stack):
             image=IMAGE,
             role=ROLE,
             endpoint="ms-prod-faces",
+            instance_type=instance_type,
+            rollback_alarm="ms-prod-faces-errors",
         )
         stub.assert_no_pending_responses()
     assert result == {"endpoint": "ms-prod-faces", "config": name, "action": "updated"}
+    assert registered_while_updating == [0]
+    target = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])["ScalableTargets"]
+    assert target[0]["MaxCapacity"] == 4  # registered again with this deploy's bounds
+    guard = deploy.guardrails("ms-prod-faces-errors")
+    assert guard["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": "ms-prod-faces-errors"}]}
+    assert guard["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"] >= 300  # time to bake before the old fleet goes
+
+
+def test_the_images_cuda_fits_the_pinned_inference_ami():
+    """The driver runs the image's CUDA only up to its own version (no compat libraries are mounted)."""
+    import re
+    from pathlib import Path
+
+    dockerfile = (Path(__file__).resolve().parent.parent / "gpu_endpoint" / "Dockerfile").read_text()
+    major, minor = (int(v) for v in re.search(r"FROM nvidia/cuda:(\d+)\.(\d+)\.", dockerfile).groups())
+    assert (major, minor) <= deploy.INFERENCE_AMI_CUDA
+    assert "FACE_ENGINE_REQUIRE_GPU=1" in dockerfile  # /ping fails on a GPU instance without CUDA
+    assert not deploy.is_gpu("ml.c6i.xlarge") and deploy.is_gpu("ml.g4dn.xlarge") and deploy.is_gpu("ml.p4d.24xlarge")
 
 
 def test_the_images_copy_of_the_code_imports(tmp_path):

@@ -303,3 +303,15 @@ def test_an_empty_request_says_which_bundle_is_served_without_detecting(client, 
     body = client.post("/invocations", json={"images": []}).get_json()
     assert body["results"] == [] and body["model_version"] == engine.version
     assert body["threshold"] == engine.threshold and body["normalisation"] == engine.search_settings
+
+
+def test_ping_fails_when_the_gpu_image_runs_without_cuda(client, monkeypatch):
+    """The GPU image says it needs CUDA; this engine's sessions really run on the CPU (no GPU here),
+    as they would where the driver is too old for the image's CUDA."""
+    monkeypatch.setenv("FACE_ENGINE_REQUIRE_GPU", "1")
+    response = client.get("/ping")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert "no working CUDA provider" in body["error"] and body["providers"] == ["CPUExecutionProvider"]
+    monkeypatch.delenv("FACE_ENGINE_REQUIRE_GPU")
+    assert client.get("/ping").status_code == 200

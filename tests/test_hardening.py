@@ -562,3 +562,27 @@ def test_the_upload_form_pins_the_owner_and_the_records_token(api, make_user, se
     assert upload["fields"]["x-amz-meta-upload-token"] == token
     policy = json.loads(base64.b64decode(upload["fields"]["policy"]))
     assert {"x-amz-meta-upload-token": token} in policy["conditions"]
+
+
+def test_objects_s3_would_not_delete_are_tried_again_then_reported():
+    """S3's DeleteObjects answers 200 with an error per key it could not delete; those are tried
+    again, and if they stay, the deletion (account, trash) fails visibly and can be run again.
+    moto never fails a key, so S3's answers are stubbed on a real client."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from chalicelib.errors import Unavailable
+    from chalicelib.object_storage import ObjectStorage
+
+    s3 = boto3.client("s3", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    storage = ObjectStorage(s3, "bucket")
+    slow = {"Deleted": [{"Key": "a"}], "Errors": [{"Key": "b", "Code": "SlowDown", "Message": "slow down"}]}
+    with Stubber(s3) as stub:
+        stub.add_response("delete_objects", slow)
+        stub.add_response("delete_objects", {"Deleted": [{"Key": "b"}]})  # the second try deletes it
+        storage.delete_keys(["a", "b"])
+        for _ in range(3):
+            stub.add_response("delete_objects", {"Errors": [{"Key": "b", "Code": "AccessDenied", "Message": "no"}]})
+        with pytest.raises(Unavailable, match=r"1 stored objects could not be deleted: b \(AccessDenied\)"):
+            storage.delete_keys(["b"])
+        stub.assert_no_pending_responses()

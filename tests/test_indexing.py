@@ -701,9 +701,14 @@ def test_a_bucket_of_the_first_layout_is_migrated_without_losing_a_face(api, mak
         user.sub, indexed, {"key": legacy(record["key"]), "thumbnail_key": legacy(record["thumbnail_key"])}
     )
     # ... a photo uploaded to a legacy key (its record pending), an orphan and a search key.
-    (pending,) = request_uploads(api, user, [{"filename": "p.jpg", "content_type": "image/jpeg", "size": 1000}])
+    size = len(OTHER_SINGLE.read_bytes())
+    (pending,) = request_uploads(api, user, [{"filename": "p.jpg", "content_type": "image/jpeg", "size": size}])
     pending_key = legacy(services.photo_store.get_photo(user.sub, pending["photo_id"])["key"])
     services.photo_store.update_photo(user.sub, pending["photo_id"], {"key": pending_key})
+    # A record of that version has no upload token (its form pinned none): any object at its key is its own.
+    services.photo_store.photos.update_one(
+        {"photo_id": pending["photo_id"], "owner": user.sub}, {"$unset": {"upload_token": ""}}
+    )
     s3.put_object(Bucket=aws_stack.bucket, Key=pending_key, Body=OTHER_SINGLE.read_bytes())
     orphan = f"users/{user.sub}/photos/{'a' * 32}.jpg"
     search_key = f"users/{user.sub}/keys/{'b' * 32}.jpg"

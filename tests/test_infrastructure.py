@@ -60,8 +60,10 @@ def test_chalice_stage_points_at_the_templates_resources(stage):
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][stage]
     env = config["environment_variables"]
     text = TEMPLATE.read_text()
-    assert env["PHOTO_BUCKET"] == f"memory-studio-{stage}-photos"
-    assert "memory-studio-${Stage}-photos" in text
+    # S3 names are global: the account and the region make the bucket's this deployment's own.
+    assert env["PHOTO_BUCKET"] == f"memory-studio-{stage}-photos-111122223333-us-east-1"  # until configure
+    assert "BucketName: !Sub memory-studio-${Stage}-photos-${AWS::AccountId}-${AWS::Region}" in text
+    assert "BucketName: !Sub memory-studio-${Stage}-models-${AWS::AccountId}-${AWS::Region}" in text
     assert env["PHOTO_EVENTS_QUEUE"] == f"memory-studio-{stage}-photo-events"
     assert env["PHOTO_EVENTS_QUEUE_URL"].endswith(f"/memory-studio-{stage}-photo-events")
     assert "memory-studio-${Stage}-photo-events" in text
@@ -71,7 +73,7 @@ def test_chalice_stage_points_at_the_templates_resources(stage):
         for function in config["lambda_functions"].values()
     )
     for resource in (
-        f"memory-studio-{stage}-photos/photos/*",
+        f"memory-studio-{stage}-photos-111122223333-us-east-1/photos/*",
         f"memory-studio-{stage}-photo-events",
         f"memory-studio/{stage}/atlas",
         f"endpoint/{env['FACE_ENDPOINT_NAME']}",
@@ -110,22 +112,25 @@ def test_stage_throttling_is_applied_to_the_deployed_api(stage, aws_stack, monke
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_api_gateways_own_errors_answer_in_the_apps_shape_with_cors(stage, aws_stack, monkeypatch):
-    """The authorizer's 401/403 and API Gateway's 429/5xx never reach the app: gateway responses
-    give them the CORS headers and the {"error", "message"} body (against moto's API Gateway)."""
-    from infrastructure import gateway_responses
-    from local_stack.aws import client
+def test_api_gateways_own_errors_answer_in_the_apps_shape_with_cors(stage, monkeypatch):
+    """The authorizer's 401/403 and API Gateway's 429/5xx never reach the app: the API's definition
+    Chalice deploys carries gateway responses with the CORS headers and the {"error", "message"} body."""
+    from chalice.deploy.swagger import SwaggerGenerator
 
-    apigateway = client("apigateway", aws_stack.aws_endpoint_url)
-    api = apigateway.create_rest_api(name=f"memory-studio-{stage}-errors")
-    for key, value in aws_stack.app_environment().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr(gateway_responses.deployed, "rest_api_id", lambda s: api["id"])
-    assert gateway_responses.main(["--stage", stage]) == 0
-    assert gateway_responses.main(["--stage", stage]) == 0  # idempotent
-    answers = {r["responseType"]: r for r in apigateway.get_gateway_responses(restApiId=api["id"])["items"]}
+    import app as app_module
+    from infrastructure import gateway_responses, lambda_runtime
+
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][stage]
     origin = config["environment_variables"]["CORS_ALLOW_ORIGIN"]  # the app's own CORS origin
+    patched = lambda_runtime._with_gateway_responses(SwaggerGenerator.generate_swagger, origin)
+    monkeypatch.setattr(SwaggerGenerator, "generate_swagger", patched)
+    again = lambda_runtime._with_gateway_responses(SwaggerGenerator.generate_swagger, origin)  # patched once
+    assert again.__wrapped__ is patched.__wrapped__
+    definition = SwaggerGenerator("us-east-1", {"api_handler_arn": "arn:aws:lambda:::function:api"}).generate_swagger(
+        app_module.app
+    )
+    answers = definition[gateway_responses.EXTENSION]
+    assert "/photos/uploads" in definition["paths"]  # Chalice's own definition, extended
     for response_type in ("DEFAULT_4XX", "DEFAULT_5XX"):
         answer = answers[response_type]
         assert answer["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] == f"'{origin}'"
@@ -366,17 +371,18 @@ def test_deployed_stages_pass_the_preflights_configuration_checks(stage):
 @pytest.mark.parametrize(
     "origin", ["*", "", "http://app.example", "https://*.example", "https://app.example/path", "null"]
 )
-def test_a_deployed_stage_may_not_allow_any_origin(origin, tmp_path, monkeypatch):
-    from infrastructure import gateway_responses, preflight
+def test_a_deployed_stage_may_not_allow_any_origin(origin, tmp_path, capsys):
+    from infrastructure import lambda_runtime, preflight
 
     name, ok, detail = preflight.cors_origin("prod", {"CORS_ALLOW_ORIGIN": origin})
     assert not ok and "CORS_ALLOW_ORIGIN" in detail
     config = preflight.read_config()
     config["stages"]["prod"]["environment_variables"]["CORS_ALLOW_ORIGIN"] = origin
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    monkeypatch.setattr(gateway_responses.deployed, "CHALICE_DIR", tmp_path)
-    with pytest.raises(SystemExit, match="CORS origin"):  # the post-deploy step refuses it too
-        gateway_responses.main(["--stage", "prod", "--rest-api-id", "abc"])
+    (tmp_path / ".chalice").mkdir()
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
+    # The deploy refuses before Chalice runs.
+    assert lambda_runtime.run_chalice(["deploy", "--stage", "prod", "--project-dir", str(tmp_path)]) == 2
+    assert "prod: CORS origin" in capsys.readouterr().err
 
 
 # The target-platform audit (infrastructure/package_audit.py) on packages made here to fail it ---------
@@ -439,3 +445,38 @@ def test_wheel_tags_are_read_against_the_runtime(tag, runtime, fits):
 
     abi = "cp" + runtime.removeprefix("python").replace(".", "")
     assert _tag_fits(tag, abi, RUNTIMES[runtime].glibc) == fits
+
+
+def test_a_stack_whose_first_create_rolled_back_is_deleted_and_created_again():
+    """What a taken bucket name did to a first deploy. moto never rolls a stack back, so the
+    answers CloudFormation gives are stubbed on a real client."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from infrastructure import stack
+
+    cloudformation = boto3.client(
+        "cloudformation", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    name = stack.stack_name("prod")
+    described = {"Stacks": [{"StackName": name, "StackStatus": "ROLLBACK_COMPLETE", "CreationTime": "2026-12-07"}]}
+    outputs = {
+        "Stacks": [
+            {
+                "StackName": name,
+                "StackStatus": "CREATE_COMPLETE",
+                "CreationTime": "2026-12-07",
+                "Outputs": [{"OutputKey": "PhotoBucketName", "OutputValue": "b"}],
+            }
+        ]
+    }
+    gone = {"Stacks": [{"StackName": name, "StackStatus": "DELETE_COMPLETE", "CreationTime": "2026-12-07"}]}
+    with Stubber(cloudformation) as stub:
+        stub.add_response("describe_stacks", described, {"StackName": name})
+        stub.add_response("delete_stack", {}, {"StackName": name})
+        stub.add_response("describe_stacks", gone, {"StackName": name})  # the delete waiter
+        stub.add_response("create_stack", {"StackId": "new"}, None)
+        stub.add_response("describe_stacks", outputs, {"StackName": name})  # the create waiter
+        stub.add_response("describe_stacks", outputs, {"StackName": name})  # the outputs
+        assert stack.deploy(cloudformation, "prod") == {"PhotoBucketName": "b"}
+        stub.assert_no_pending_responses()

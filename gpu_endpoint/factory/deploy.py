@@ -5,14 +5,16 @@
         [--endpoint memory-studio-prod-faces] [--instance-type ml.g4dn.xlarge] [--min 1 --max 4]
 
 ``publish`` uploads ``model.tar.gz`` under ``models/<version>/``; ``deploy`` creates
-the model and an endpoint config named after the bundle version, then creates the
-endpoint or updates it in place (SageMaker's blue/green swap), and sets target
-tracking autoscaling on invocations per instance.
+the model and an endpoint config named after the bundle version (GPU instances on a pinned
+inference AMI), then creates the endpoint or updates it in place (SageMaker's blue/green swap
+with deployment guardrails), waits for it, and sets target tracking autoscaling on invocations
+per instance.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import sys
@@ -45,6 +47,19 @@ def publish(s3, bucket: str, bundle: Path) -> str:
     return f"s3://{bucket}/{key}"
 
 
+# The inference AMI pinned on GPU instances: NVIDIA driver 550, CUDA 12.4, and no CUDA-compat
+# libraries mounted (SageMaker's AMI table). The image's CUDA (gpu_endpoint/Dockerfile) must not be
+# newer: without a pin, ml.g4dn.* get SageMaker's default AMI (driver 470 / CUDA 11.4).
+INFERENCE_AMI = "al2-ami-sagemaker-inference-gpu-3-1"
+INFERENCE_AMI_CUDA = (12, 4)
+VARIANT = "AllTraffic"
+WAIT = {"Delay": 30, "MaxAttempts": 120}  # an hour
+
+
+def is_gpu(instance_type: str) -> bool:
+    return instance_type.split(".")[1][:1] in ("g", "p")
+
+
 def deploy(
     sagemaker,
     autoscaling,
@@ -59,9 +74,15 @@ def deploy(
     max_instances: int = 4,
     invocations_per_instance: int = 300,
     allowed_buckets: str = "",
+    rollback_alarm: str | None = None,
 ) -> dict:
     """Idempotent: a model or endpoint config of this version that exists is kept, and an endpoint
-    already on it is left alone (a re-run after a failure picks up where it stopped)."""
+    already on it is left alone (a re-run after a failure picks up where it stopped).
+
+    An update keeps the variant's current instance count (autoscaling set it), swaps blue/green
+    with SageMaker's deployment guardrails (rolled back when ``rollback_alarm`` fires while the new
+    fleet is baking), and waits for the endpoint to be InService before scaling is registered again;
+    a change of instance type deregisters scaling first (SageMaker refuses it otherwise)."""
     name = f"{endpoint}-{version}".replace(".", "-")[:63]
     if not _exists(sagemaker.describe_model, ModelName=name):
         sagemaker.create_model(
@@ -74,28 +95,36 @@ def deploy(
             },
         )
     if not _exists(sagemaker.describe_endpoint_config, EndpointConfigName=name):
-        sagemaker.create_endpoint_config(
-            EndpointConfigName=name,
-            ProductionVariants=[
-                {
-                    "VariantName": "AllTraffic",
-                    "ModelName": name,
-                    "InstanceType": instance_type,
-                    "InitialInstanceCount": min_instances,
-                }
-            ],
-        )
+        variant = {
+            "VariantName": VARIANT,
+            "ModelName": name,
+            "InstanceType": instance_type,
+            "InitialInstanceCount": min_instances,
+        }
+        if is_gpu(instance_type):
+            variant["InferenceAmiVersion"] = INFERENCE_AMI
+        sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
+    resource = f"endpoint/{endpoint}/variant/{VARIANT}"
     existing = {e["EndpointName"] for e in sagemaker.list_endpoints(NameContains=endpoint)["Endpoints"]}
     if endpoint in existing:
-        if sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"] == name:
+        current = sagemaker.describe_endpoint(EndpointName=endpoint)
+        if current["EndpointConfigName"] == name:
             action = "unchanged"
         else:
-            sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=name)
+            serving = sagemaker.describe_endpoint_config(EndpointConfigName=current["EndpointConfigName"])
+            if serving["ProductionVariants"][0]["InstanceType"] != instance_type:
+                _deregister(autoscaling, resource)
+            sagemaker.update_endpoint(
+                EndpointName=endpoint,
+                EndpointConfigName=name,
+                RetainAllVariantProperties=True,
+                DeploymentConfig=guardrails(rollback_alarm),
+            )
             action = "updated"
     else:
         sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=name)
         action = "created"
-    resource = f"endpoint/{endpoint}/variant/AllTraffic"
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig=WAIT)
     autoscaling.register_scalable_target(
         ServiceNamespace="sagemaker",
         ResourceId=resource,
@@ -117,6 +146,30 @@ def deploy(
         },
     )
     return {"endpoint": endpoint, "config": name, "action": action}
+
+
+def guardrails(rollback_alarm: str | None) -> dict:
+    """Blue/green, all traffic at once after the new fleet is up, the old fleet kept for 10 minutes
+    of baking; rolled back automatically when the alarm fires meanwhile."""
+    config: dict = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
+            "TerminationWaitInSeconds": 600,
+            "MaximumExecutionTimeoutInSeconds": 3600,
+        }
+    }
+    if rollback_alarm:
+        config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": rollback_alarm}]}
+    return config
+
+
+def _deregister(autoscaling, resource: str) -> None:
+    with contextlib.suppress(autoscaling.exceptions.ObjectNotFoundException):
+        autoscaling.deregister_scalable_target(
+            ServiceNamespace="sagemaker",
+            ResourceId=resource,
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        )
 
 
 def _exists(describe, **name) -> bool:
@@ -146,6 +199,10 @@ def main(argv=None) -> int:
             p.add_argument("--max", type=int, default=4)
             p.add_argument("--invocations-per-instance", type=int, default=300)
             p.add_argument("--allowed-buckets", default="", help="photo buckets the endpoint may read")
+            p.add_argument(
+                "--rollback-alarm",
+                help="a CloudWatch alarm that rolls an update back (the stack's EndpointErrorsAlarm)",
+            )
     args = parser.parse_args(argv)
     try:
         Manifest.load(args.bundle)
@@ -168,6 +225,7 @@ def main(argv=None) -> int:
             max_instances=args.max,
             invocations_per_instance=args.invocations_per_instance,
             allowed_buckets=args.allowed_buckets,
+            rollback_alarm=args.rollback_alarm,
         )
         print(json.dumps(result))
     return 0
