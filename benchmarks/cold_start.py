@@ -1,6 +1,7 @@
-"""The API Lambda's cold start, from what ``chalice package`` builds (for this interpreter's runtime): the unzipped size, and the time a
-fresh interpreter takes to import the handler module (``app``) from the unzipped package, with the
-runtime's own packages (boto3 and its kin) beside it as the Lambda Python runtime provides them.
+"""The API Lambda's cold start, from what ``chalice package`` builds (for this interpreter's runtime):
+the unzipped size, and the time a fresh interpreter takes to import the handler module (``app``)
+from the unzipped package, with the runtime's own packages (boto3 and its kin) beside it as the
+Lambda Python runtime provides them.
 
     .venv/bin/python -m benchmarks.cold_start   → benchmarks/results/cold_start.json
 
