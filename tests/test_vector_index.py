@@ -1,7 +1,5 @@
 """The two search engines: the exact scan against brute force, and the Atlas pipeline's shape."""
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,16 +83,62 @@ def test_atlas_pipeline_filters_by_owner_and_version_with_enough_candidates():
     assert pipeline[-1] == {"$match": {"score": {"$gte": 0.8}}}  # cosine 0.6 in Atlas's (1 + cos) / 2
 
 
-def test_atlas_index_definition_matches_the_bundle():
-    spec = json.loads((Path(__file__).parent.parent / "chalicelib" / "atlas_vector_index.json").read_text())
+def test_atlas_index_definition_takes_the_bundles_dimension():
+    from chalicelib.atlas_setup import vector_index_spec
+
+    spec = vector_index_spec(1153)
     fields = {f["path"]: f for f in spec["definition"]["fields"]}
     assert spec["name"] == ATLAS_INDEX_NAME and spec["type"] == "vectorSearch"
-    assert fields["embedding"]["similarity"] == "cosine"
+    assert fields["embedding"]["similarity"] == "cosine" and fields["embedding"]["numDimensions"] == 1153
     assert {"owner", "model_version"} <= {p for p, f in fields.items() if f["type"] == "filter"}
-    from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
+    assert vector_index_spec(512)["definition"]["fields"][0]["numDimensions"] == 512  # none kept between calls
 
-    if Manifest.exists(DEFAULT_DIR):
-        assert fields["embedding"]["numDimensions"] == Manifest.load(DEFAULT_DIR).embedding_dim
+
+class SearchIndexes:
+    """The faces collection's Atlas Search index calls, as Atlas answers them (there is no Atlas here)."""
+
+    def __init__(self, indexes=()):
+        self.indexes = {i["name"]: i for i in indexes}
+        self.calls = []
+
+    def list_search_indexes(self):
+        return list(self.indexes.values())
+
+    def create_search_index(self, model):
+        document = model.document
+        self.calls.append(("create", document["name"]))
+        self.indexes[document["name"]] = {"name": document["name"], "latestDefinition": document["definition"]}
+
+    def update_search_index(self, name, definition):
+        self.calls.append(("update", name))
+        self.indexes[name]["latestDefinition"] = definition
+
+
+def test_the_vector_index_is_made_with_the_bundles_dimension_and_refuses_another():
+    from chalicelib.atlas_setup import DimensionMismatch, ensure_vector_index, indexed_dimensions
+
+    faces = SearchIndexes()
+    assert indexed_dimensions(faces) is None
+    assert ensure_vector_index(faces, 1153) == "created" and indexed_dimensions(faces) == 1153
+    assert ensure_vector_index(faces, 1153) == "updated"  # a redeploy: filters may change, the dimension not
+    with pytest.raises(DimensionMismatch, match="takes 1153-d vectors and the bundle makes 512-d"):
+        ensure_vector_index(faces, 512)
+    assert faces.calls == [("create", ATLAS_INDEX_NAME), ("update", ATLAS_INDEX_NAME)]
+
+
+def test_the_rollout_refuses_a_bundle_the_index_cannot_take(monkeypatch):
+    from gpu_endpoint.factory import deploy
+
+    faces = SearchIndexes(
+        [{"name": ATLAS_INDEX_NAME, "latestDefinition": {"fields": [{"type": "vector", "numDimensions": 1153}]}}]
+    )
+    monkeypatch.setenv("STORE_BACKEND", "mongodb")
+    monkeypatch.setenv("MONGODB_URI", "mongodb://atlas.invalid")
+    monkeypatch.setattr("chalicelib.mongo_connection.open_database", lambda settings, uri: {"faces": faces})
+    assert deploy.index_refusal(1153) is None
+    assert "takes 1153-d vectors and this bundle makes 512-d" in deploy.index_refusal(512)
+    monkeypatch.setenv("STORE_BACKEND", "embedded")
+    assert "set the stage's store" in deploy.index_refusal(512)  # no Atlas named: no silent pass
 
 
 def test_exact_search_with_cohort_normalisation_ranks_and_cuts_by_the_normalised_score(photo_store):

@@ -3,12 +3,15 @@
     python -m gpu_endpoint.factory.deploy publish --bucket B [--bundle .cache/bundle]
     python -m gpu_endpoint.factory.deploy deploy --bucket B --image ECR_URI --role ROLE_ARN \
         [--endpoint memory-studio-prod-faces] [--instance-type ml.g4dn.xlarge] [--min 1 --max 4]
+    python -m gpu_endpoint.factory.deploy dimensions [--bundle .cache/bundle]   → its embedding dimension
 
 ``publish`` uploads ``model.tar.gz`` under ``models/<version>/``; ``deploy`` creates
 the model and an endpoint config named after the bundle version (GPU instances on a pinned
 inference AMI), then creates the endpoint or updates it in place (SageMaker's blue/green swap
 with deployment guardrails), waits for it, and sets target tracking autoscaling on invocations
-per instance.
+per instance. Before anything is published, ``deploy`` refuses a bundle whose embedding dimension
+the Atlas vector index does not take (with the stage's store settings in the environment, as for
+``chalicelib.atlas_setup``; ``--skip-index-check`` where there is no Atlas, as against moto).
 """
 
 from __future__ import annotations
@@ -183,9 +186,32 @@ def _exists(describe, **name) -> bool:
         raise
 
 
+def index_refusal(bundle_dimensions: int) -> str | None:
+    """Why the stage's Atlas vector index cannot take this bundle's vectors; None when it can (or
+    there is no index yet: ``chalicelib.atlas_setup`` makes it with this dimension)."""
+    import boto3 as aws
+
+    from chalicelib.atlas_setup import indexed_dimensions
+    from chalicelib.mongo_connection import AtlasUri, open_database
+    from chalicelib.settings import Settings
+
+    settings = Settings.from_env()
+    if settings.store_backend != "mongodb":
+        return "set the stage's store (STORE_BACKEND=mongodb, MONGODB_SECRET_ID) to check its vector index"
+    secrets = aws.client("secretsmanager") if settings.mongodb_secret_id else None
+    faces = open_database(settings, AtlasUri(settings, secrets).current())["faces"]
+    indexed = indexed_dimensions(faces)
+    if indexed is not None and indexed != bundle_dimensions:
+        return f"the vector index takes {indexed}-d vectors and this bundle makes {bundle_dimensions}-d"
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("dimensions", help="print the bundle's embedding dimension").add_argument(
+        "--bundle", type=Path, default=DEFAULT_DIR
+    )
     for name in ("publish", "deploy"):
         p = sub.add_parser(name)
         p.add_argument("--bucket", required=True, help="bucket for model artifacts")
@@ -203,12 +229,24 @@ def main(argv=None) -> int:
                 "--rollback-alarm",
                 help="a CloudWatch alarm that rolls an update back (the stack's EndpointErrorsAlarm)",
             )
+            p.add_argument("--skip-index-check", action="store_true", help="no Atlas to check (a test stack)")
     args = parser.parse_args(argv)
     try:
-        Manifest.load(args.bundle)
+        manifest = Manifest.load(args.bundle)
     except BundleError as error:  # before anything is uploaded
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.command == "dimensions":
+        print(manifest.embedding_dim)
+        return 0
+    if args.command == "deploy" and not args.skip_index_check:
+        refusal = index_refusal(manifest.embedding_dim)
+        if refusal:
+            print(
+                f"error: {refusal}; nothing was published (docs/deploy.md: a bundle of a new dimension)",
+                file=sys.stderr,
+            )
+            return 2
     url = publish(boto3.client("s3"), args.bucket, args.bundle)
     print(f"published {url}")
     if args.command == "deploy":
