@@ -76,15 +76,19 @@ def _exists(cloudformation, name: str) -> bool:
 
 
 def deploy(
-    cloudformation, stage: str, web_origin: str | None = None, post_confirmation_arn: str | None = None
+    cloudformation,
+    stage: str,
+    web_origin: str | None = None,
+    post_confirmation_arn: str | None = None,
+    alarm_email: str | None = None,
 ) -> dict[str, str]:
     """Create or update the stage's stack, wait for it, and return its outputs.
 
-    Without ``web_origin`` (``post_confirmation_arn``) an update keeps the origin (the trigger) the
-    stack has: the template's placeholder (none) on the first run."""
+    Without ``web_origin`` (``post_confirmation_arn``, ``alarm_email``) an update keeps the value
+    the stack has: the template's default on the first run."""
     name = stack_name(stage)
     parameters = [{"ParameterKey": "Stage", "ParameterValue": stage}]
-    given = {"WebOrigin": web_origin, "PostConfirmationFunctionArn": post_confirmation_arn}
+    given = {"WebOrigin": web_origin, "PostConfirmationFunctionArn": post_confirmation_arn, "AlarmEmail": alarm_email}
     parameters += [{"ParameterKey": key, "ParameterValue": value} for key, value in given.items() if value]
     request = dict(StackName=name, TemplateBody=TEMPLATE.read_text(), Capabilities=CAPABILITIES)
     if not _exists(cloudformation, name):
@@ -136,10 +140,12 @@ def main(argv: list | None = None) -> int:
     parser.add_argument(
         "--post-confirmation-arn", help="deploy: the cognito_post_confirmation function (after chalice deploy)"
     )
+    parser.add_argument("--alarm-email", help="deploy: the address the alarms are sent to")
     args = parser.parse_args(argv)
     cloudformation = boto3.client("cloudformation")
     if args.action == "deploy":
-        print(json.dumps(deploy(cloudformation, args.stage, args.web_origin, args.post_confirmation_arn), indent=2))
+        outputs = deploy(cloudformation, args.stage, args.web_origin, args.post_confirmation_arn, args.alarm_email)
+        print(json.dumps(outputs, indent=2))
     else:
         configure(args.stage, outputs(cloudformation, args.stage))
         print(f"wrote the stack's outputs into .chalice/config.json (stage {args.stage}) and its policies")

@@ -480,3 +480,38 @@ def test_a_stack_whose_first_create_rolled_back_is_deleted_and_created_again():
         stub.add_response("describe_stacks", outputs, {"StackName": name})  # the outputs
         assert stack.deploy(cloudformation, "prod") == {"PhotoBucketName": "b"}
         stub.assert_no_pending_responses()
+
+
+def test_every_alarm_notifies_the_alarm_topic_and_watches_every_function():
+    from cfnlint.decode import cfn_yaml
+
+    resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
+    alarms = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert {
+        "PhotoEventsDeadLetterAlarm",
+        "PeopleJobsDeadLetterAlarm",
+        "FunctionErrorsAlarm",
+        "FunctionThrottlesAlarm",
+        "Api5xxAlarm",
+        "EndpointErrorsAlarm",
+    } <= set(alarms)
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == [{"Ref": "Alarms"}], name
+    catalog = json.loads((ROOT / "functions" / "catalog.json").read_text())["functions"]
+    chalice_names = {
+        "" if f["handler"] == "app.app" else "-" + f["handler"].removeprefix("app.") for f in catalog.values()
+    }
+    for name in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
+        watched = {
+            m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Fn::Sub"].removeprefix("memory-studio-${Stage}")
+            for m in alarms[name]["Metrics"]
+            if "MetricStat" in m
+        }
+        assert watched == chalice_names, name
+    endpoint = {d["Name"]: d["Value"] for d in alarms["EndpointErrorsAlarm"]["Dimensions"]}
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    for stage in ("dev", "prod"):
+        name = config["stages"][stage]["environment_variables"]["FACE_ENDPOINT_NAME"]
+        assert endpoint["EndpointName"]["Fn::Sub"].replace("${Stage}", stage) == name
+        assert config["stages"][stage]["log_retention_in_days"] > 0  # Chalice makes each function's log group
+    assert resources["AlarmsEmailSubscription"]["Condition"] == "HasAlarmEmail"

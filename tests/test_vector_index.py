@@ -1,6 +1,5 @@
 """The two search engines: the exact scan against brute force, and the Atlas pipeline's shape."""
 
-
 import numpy as np
 import pytest
 
