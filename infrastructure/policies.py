@@ -121,12 +121,25 @@ def policy_file(stage: str, function: str) -> str:
     return f"policy-{stage}-{function}.json"
 
 
-def policy(stage: str, env: dict, function: str) -> dict:
+# A function in the stack's private subnets (the private network path) manages its network interfaces.
+VPC_NETWORKING = {
+    "Action": [
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ],
+    "Resource": "*",
+}
+
+
+def policy(stage: str, env: dict, function: str, in_vpc: bool = False) -> dict:
     table = grants(stage, env)
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{"Sid": sid, "Effect": "Allow", **table[sid]} for sid in FUNCTIONS[function]],
-    }
+    statements = [{"Sid": sid, "Effect": "Allow", **table[sid]} for sid in FUNCTIONS[function]]
+    if in_vpc:
+        statements.append({"Sid": "VpcNetworking", "Effect": "Allow", **VPC_NETWORKING})
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def rendered(config: dict) -> dict[str, str]:
@@ -134,8 +147,9 @@ def rendered(config: dict) -> dict[str, str]:
     out = {}
     for stage in STAGES:
         env = config["stages"][stage]["environment_variables"]
+        in_vpc = bool(config["stages"][stage].get("subnet_ids"))
         for function in FUNCTIONS:
-            out[policy_file(stage, function)] = json.dumps(policy(stage, env, function), indent=2) + "\n"
+            out[policy_file(stage, function)] = json.dumps(policy(stage, env, function, in_vpc), indent=2) + "\n"
     return out
 
 

@@ -81,14 +81,20 @@ def deploy(
     web_origin: str | None = None,
     post_confirmation_arn: str | None = None,
     alarm_email: str | None = None,
+    network_mode: str | None = None,
 ) -> dict[str, str]:
     """Create or update the stage's stack, wait for it, and return its outputs.
 
-    Without ``web_origin`` (``post_confirmation_arn``, ``alarm_email``) an update keeps the value
+    Without ``web_origin`` (``post_confirmation_arn``, ``alarm_email``, ``network_mode``) an update keeps the value
     the stack has: the template's default on the first run."""
     name = stack_name(stage)
     parameters = [{"ParameterKey": "Stage", "ParameterValue": stage}]
-    given = {"WebOrigin": web_origin, "PostConfirmationFunctionArn": post_confirmation_arn, "AlarmEmail": alarm_email}
+    given = {
+        "WebOrigin": web_origin,
+        "PostConfirmationFunctionArn": post_confirmation_arn,
+        "AlarmEmail": alarm_email,
+        "NetworkMode": network_mode,
+    }
     parameters += [{"ParameterKey": key, "ParameterValue": value} for key, value in given.items() if value]
     request = dict(StackName=name, TemplateBody=TEMPLATE.read_text(), Capabilities=CAPABILITIES)
     if not _exists(cloudformation, name):
@@ -123,10 +129,17 @@ def stage_environment(stack_outputs: dict[str, str]) -> dict[str, str]:
 
 
 def configure(stage: str, stack_outputs: dict[str, str], chalice_dir: Path = policies.CHALICE_DIR) -> dict:
-    """Write the stack's values into the stage's config and re-render its policies; the new config."""
+    """Write the stack's values into the stage's config and re-render its policies; the new config.
+    A stack on the private network path puts the functions in its private subnets."""
     config_path = chalice_dir / "config.json"
     config = json.loads(config_path.read_text())
     config["stages"][stage]["environment_variables"].update(stage_environment(stack_outputs))
+    if "PrivateSubnetIds" in stack_outputs:
+        config["stages"][stage]["subnet_ids"] = stack_outputs["PrivateSubnetIds"].split(",")
+        config["stages"][stage]["security_group_ids"] = [stack_outputs["FunctionsSecurityGroupId"]]
+    else:
+        config["stages"][stage].pop("subnet_ids", None)
+        config["stages"][stage].pop("security_group_ids", None)
     config_path.write_text(json.dumps(config, indent=2) + "\n")
     policies.write(config, chalice_dir)
     return config
@@ -141,10 +154,13 @@ def main(argv: list | None = None) -> int:
         "--post-confirmation-arn", help="deploy: the cognito_post_confirmation function (after chalice deploy)"
     )
     parser.add_argument("--alarm-email", help="deploy: the address the alarms are sent to")
+    parser.add_argument("--network-mode", choices=["public", "private"], help="deploy: how the functions reach Atlas")
     args = parser.parse_args(argv)
     cloudformation = boto3.client("cloudformation")
     if args.action == "deploy":
-        outputs = deploy(cloudformation, args.stage, args.web_origin, args.post_confirmation_arn, args.alarm_email)
+        outputs = deploy(
+            cloudformation, args.stage, args.web_origin, args.post_confirmation_arn, args.alarm_email, args.network_mode
+        )
         print(json.dumps(outputs, indent=2))
     else:
         configure(args.stage, outputs(cloudformation, args.stage))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib import object_storage
+from local_stack.aws import client
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infrastructure" / "resources.yaml"
@@ -92,7 +93,6 @@ def test_chalice_stage_points_at_the_templates_resources(stage):
 def test_stage_throttling_is_applied_to_the_deployed_api(stage, aws_stack, monkeypatch):
     """Against moto's API Gateway: the stage every method answers on gets the stage's limits."""
     from infrastructure import throttling
-    from local_stack.aws import client
 
     apigateway = client("apigateway", aws_stack.aws_endpoint_url)
     api = apigateway.create_rest_api(name=f"memory-studio-{stage}")
@@ -356,8 +356,19 @@ def test_configure_puts_every_value_chalice_needs_from_the_stack_into_the_config
     assert config["stages"]["dev"] == json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["dev"]
     assert json.loads((tmp_path / "config.json").read_text()) == config
     api_policy = (tmp_path / policies.policy_file("prod", "api_handler")).read_text()
-    assert outputs["UserPoolArn"] in api_policy
+    assert outputs["UserPoolArn"] in api_policy and "VpcNetworking" not in api_policy
     assert policies.write(config, tmp_path, check=True) == []
+    assert "subnet_ids" not in config["stages"]["prod"]  # the public network path
+
+    # The private path: the functions go into the stack's private subnets, with leave to attach to them.
+    private = dict(outputs, PrivateSubnetIds="subnet-a,subnet-b", FunctionsSecurityGroupId="sg-1")
+    config = stack.configure("prod", private, tmp_path)
+    assert config["stages"]["prod"]["subnet_ids"] == ["subnet-a", "subnet-b"]
+    assert config["stages"]["prod"]["security_group_ids"] == ["sg-1"]
+    for function in policies.FUNCTIONS:
+        document = json.loads((tmp_path / policies.policy_file("prod", function)).read_text())
+        assert "ec2:CreateNetworkInterface" in document["Statement"][-1]["Action"], function
+    assert "subnet_ids" not in stack.configure("prod", outputs, tmp_path)["stages"]["prod"]  # and back
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
@@ -515,3 +526,74 @@ def test_every_alarm_notifies_the_alarm_topic_and_watches_every_function():
         assert endpoint["EndpointName"]["Fn::Sub"].replace("${Stage}", stage) == name
         assert config["stages"][stage]["log_retention_in_days"] > 0  # Chalice makes each function's log group
     assert resources["AlarmsEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+class StubbedSession:
+    """A boto3 session whose clients are real, their answers stubbed (moto has neither Lambda's
+    account settings nor SageMaker's quotas), or pointed at moto's server."""
+
+    def __init__(self, region_name, clients):
+        self.region_name, self.clients = region_name, clients
+
+    def client(self, name):
+        return self.clients[name]
+
+
+def _stubbed(name, answers):
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client(name, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    for operation, answer in answers:
+        stub.add_response(operation, answer)
+    stub.activate()
+    return client
+
+
+def test_the_preflight_reads_quotas_and_says_what_falls_short(aws_stack):
+    from infrastructure import preflight
+
+    config = preflight.read_config()
+    secrets = client("secretsmanager", aws_stack.aws_endpoint_url)
+    secret_id = config["stages"]["prod"]["environment_variables"]["MONGODB_SECRET_ID"]
+    secrets.create_secret(Name=secret_id, SecretString='{"uri": "set-me"}')  # what the stack leaves
+    quotas = {"Quotas": [{"QuotaName": "ml.g4dn.xlarge for endpoint usage", "Value": 0.0}]}
+    new_account = {"AccountLimit": {"ConcurrentExecutions": 10, "UnreservedConcurrentExecutions": 10}}
+    session = StubbedSession(
+        "us-east-1",
+        {
+            "lambda": _stubbed("lambda", [("get_account_settings", new_account)]),
+            "service-quotas": _stubbed("service-quotas", [("list_service_quotas", quotas)]),
+            "secretsmanager": secrets,
+        },
+    )
+    checks = {name: (ok, detail) for name, ok, detail in preflight.account_checks("prod", config, session)}
+    assert checks["prod: region"] == (True, "us-east-1") and checks["Lambda runtime"][0]
+    assert not checks["prod: Lambda concurrency"][0] and "reserves 100 of 10" in checks["prod: Lambda concurrency"][1]
+    assert not checks["prod: GPU endpoint quota"][0] and "ask for at least 1" in checks["prod: GPU endpoint quota"][1]
+    assert not checks["prod: Atlas"][0] and "not a URI" in checks["prod: Atlas"][1]
+
+    secrets.put_secret_value(SecretId=secret_id, SecretString='{"uri": "mongodb://127.0.0.1:9/?directConnection=true"}')
+    quotas["Quotas"][0]["Value"] = 2.0
+    grown = {"AccountLimit": {"ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": 1000}}
+    session.clients.update(
+        {
+            "lambda": _stubbed("lambda", [("get_account_settings", grown)]),
+            "service-quotas": _stubbed("service-quotas", [("list_service_quotas", quotas)]),
+        }
+    )
+    checks = {name: (ok, detail) for name, ok, detail in preflight.account_checks("prod", config, session)}
+    assert checks["prod: Lambda concurrency"][0] and checks["prod: GPU endpoint quota"][0]
+    assert not checks["prod: Atlas"][0] and "could not read" in checks["prod: Atlas"][1]  # nothing answers there
+    wrong_region = StubbedSession("eu-west-1", session.clients)
+    assert not preflight.region("prod", config["stages"]["prod"]["environment_variables"], wrong_region.region_name)[1]
+
+
+def test_the_preflight_says_how_the_functions_reach_atlas():
+    from infrastructure import preflight
+
+    assert preflight.network("prod", {})[1] and "0.0.0.0/0" in preflight.network("prod", {})[2]
+    private = {"subnet_ids": ["subnet-1", "subnet-2"], "security_group_ids": ["sg-1"]}
+    assert preflight.network("prod", private)[1] and "NAT" in preflight.network("prod", private)[2]
+    assert not preflight.network("prod", {"subnet_ids": ["subnet-1"]})[1]
