@@ -8,7 +8,7 @@ import os
 # tear down. Set before numpy is imported; a value the environment already has wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-__version__ = "0.1.0"
+__version__ = "0.5.0"
 
 # The Lambda runtimes the functions are deployed on (Amazon Linux 2023, glibc 2.34): the last one by
 # infrastructure/lambda_runtime.py, and a plain ``chalice deploy`` only from these (app.py).

@@ -25,6 +25,7 @@ from chalicelib import LAMBDA_RUNTIMES
 from infrastructure import gateway_responses, preflight, throttling
 
 TARGET = LAMBDA_RUNTIMES[-1]
+COMMANDS = ("deploy", "package")  # what the runbook runs through here; any other Chalice command passes too
 
 
 def run_chalice(args: list[str], runtime: str = TARGET) -> int:
@@ -95,6 +96,9 @@ def _for_the_wheels_abi(execute: Callable) -> Callable:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__.strip() + f"\n\nCommands: {', '.join(COMMANDS)} (Chalice's own options after them).")
+        return 0 if args else 2
     runtime = TARGET
     if args[:1] == ["--runtime"]:  # tests package for the local interpreter too (its imports)
         runtime, args = args[1], args[2:]

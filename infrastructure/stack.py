@@ -82,10 +82,12 @@ def deploy(
     post_confirmation_arn: str | None = None,
     alarm_email: str | None = None,
     network_mode: str | None = None,
+    ses: tuple[str, str] | None = None,
 ) -> dict[str, str]:
     """Create or update the stage's stack, wait for it, and return its outputs.
 
-    Without ``web_origin`` (``post_confirmation_arn``, ``alarm_email``, ``network_mode``) an update keeps the value
+    Without ``web_origin`` (``post_confirmation_arn``, ``alarm_email``, ``network_mode``, ``ses``: the identity's ARN
+    and the From address) an update keeps the value
     the stack has: the template's default on the first run."""
     name = stack_name(stage)
     parameters = [{"ParameterKey": "Stage", "ParameterValue": stage}]
@@ -94,6 +96,8 @@ def deploy(
         "PostConfirmationFunctionArn": post_confirmation_arn,
         "AlarmEmail": alarm_email,
         "NetworkMode": network_mode,
+        "SesIdentityArn": ses[0] if ses else None,
+        "SesFromAddress": ses[1] if ses else None,
     }
     parameters += [{"ParameterKey": key, "ParameterValue": value} for key, value in given.items() if value]
     request = dict(StackName=name, TemplateBody=TEMPLATE.read_text(), Capabilities=CAPABILITIES)
@@ -155,11 +159,20 @@ def main(argv: list | None = None) -> int:
     )
     parser.add_argument("--alarm-email", help="deploy: the address the alarms are sent to")
     parser.add_argument("--network-mode", choices=["public", "private"], help="deploy: how the functions reach Atlas")
+    parser.add_argument(
+        "--ses", nargs=2, metavar=("IDENTITY_ARN", "FROM"), help="deploy: the user pool's e-mails through SES"
+    )
     args = parser.parse_args(argv)
     cloudformation = boto3.client("cloudformation")
     if args.action == "deploy":
         outputs = deploy(
-            cloudformation, args.stage, args.web_origin, args.post_confirmation_arn, args.alarm_email, args.network_mode
+            cloudformation,
+            args.stage,
+            args.web_origin,
+            args.post_confirmation_arn,
+            args.alarm_email,
+            args.network_mode,
+            tuple(args.ses) if args.ses else None,
         )
         print(json.dumps(outputs, indent=2))
     else:

@@ -87,6 +87,12 @@ def test_template_deploys_exactly_the_catalogue(package):
         f"{method.upper()} {path}" for path, methods in paths.items() for method in methods if method != "options"
     }
     assert deployed_routes == set(catalog["APIHandler"]["routes"])
+    # API Gateway's own error answers travel in the API's definition, for the stage's origin.
+    from infrastructure.gateway_responses import EXTENSION, definitions
+
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["prod"]
+    body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    assert body[EXTENSION] == definitions(config["environment_variables"]["CORS_ALLOW_ORIGIN"])
 
 
 # The health check, the web client's static files, the API's description and its viewer.
