@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from datetime import UTC, datetime
 
 log = logging.getLogger("local_stack.pump")
 
@@ -79,11 +80,28 @@ class Schedule(threading.Thread):
     def stop(self) -> None:
         self._stopping.set()
 
+    def event(self) -> dict:
+        """What EventBridge sends a scheduled rule's target (every field: Chalice reads them all)."""
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.region,
+            "resources": [f"arn:aws:events:{self.region}:123456789012:rule/local-schedule"],
+            "detail": {},
+        }
+
+    def tick(self):
+        """One scheduled call; its answer."""
+        return self.handler(self.event(), _Context())
+
     def run(self) -> None:
         while not self._stopping.is_set():
-            event = {"id": str(uuid.uuid4()), "source": "aws.events", "detail-type": "Scheduled Event"}
             try:
-                self.handler(dict(event, region=self.region, time="", resources=[], detail={}), _Context())
+                self.tick()
             except Exception:
                 log.exception("scheduled call failed; tried again at the next tick")
             self._stopping.wait(self.every_s)

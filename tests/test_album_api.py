@@ -340,3 +340,16 @@ def test_errors_never_leak_stack_traces(api, make_user, services, monkeypatch):
     assert response.status_code == 500
     assert response.json_body["error"] == "internal_error"
     assert "secret" not in response.body.decode() and "Traceback" not in response.body.decode()
+
+
+def test_the_local_stacks_schedule_runs_the_trash_purge(services):
+    """The local stack calls the scheduled handler with EventBridge's event (it once lacked fields
+    Chalice reads, so every tick failed and the trash was never purged locally)."""
+    import app as app_module
+    from local_stack.pump import Schedule
+
+    services.photo_store.add_photos(
+        [{"owner": "o", "photo_id": "a" * 32, "key": None, "status": "indexed", "trashed_at": datetime(2020, 1, 1)}]
+    )
+    assert Schedule(app_module.purge_trash, every_s=3600).tick() == {"purged": 1}
+    assert services.photo_store.get_photo("o", "a" * 32) is None
