@@ -117,6 +117,37 @@ def _message(content: bytes) -> str:
         return content[:200].decode("utf-8", "replace")
 
 
+def _request(image: dict, max_faces: int, min_face_size: int, max_pixels: int | None) -> dict:
+    request = {"images": [image], "max_faces": max_faces, "min_face_size": min_face_size}
+    if max_pixels is not None:
+        request["max_pixels"] = max_pixels
+    return request
+
+
+def photo_request(
+    bucket: str,
+    key: str,
+    max_faces: int = 50,
+    min_face_size: int = 20,
+    max_pixels: int | None = None,
+    boxes: list | None = None,
+    detect: bool = True,
+    data: bytes | None = None,
+) -> dict:
+    """The endpoint's request for one photo of the album (the real-time call's and the backfill's)."""
+    image: dict = {"id": key}
+    if data is not None and len(data) <= MAX_INLINE_BYTES:
+        image["b64"] = base64.b64encode(data).decode()
+    else:
+        image["s3_uri"] = f"s3://{bucket}/{key}"
+    if boxes:
+        image["boxes"] = boxes
+    request = _request(image, max_faces, min_face_size, max_pixels)
+    if not detect:
+        request["detect"] = False
+    return request
+
+
 class FaceClient:
     """``timeout``: the longest one attempt may take; ``min_attempt``: an attempt with less
     time left than this is not started."""
@@ -153,17 +184,8 @@ class FaceClient:
         ``boxes``: faces to embed at given [x, y, w, h] (after the detected ones; ``detect=False``: only them).
         ``data``: the object's bytes, already read by the caller: sent along when they fit one
         request, so that the endpoint does not download the photo again."""
-        image: dict = {"id": key}
-        if data is not None and len(data) <= MAX_INLINE_BYTES:
-            image["b64"] = base64.b64encode(data).decode()
-        else:
-            image["s3_uri"] = f"s3://{bucket}/{key}"
-        if boxes:
-            image["boxes"] = boxes
-        request = self._request(image, max_faces, min_face_size, max_pixels)
-        if not detect:
-            request["detect"] = False
-        return self._call(request, deadline, self._parse)
+        request = photo_request(bucket, key, max_faces, min_face_size, max_pixels, boxes, detect, data)
+        return self._call(request, deadline, self.parse)
 
     def analyze_bytes(
         self,
@@ -174,17 +196,10 @@ class FaceClient:
         max_pixels: int | None = None,
     ) -> Analysis:
         return self._call(
-            self._request({"id": "key", "b64": base64.b64encode(data).decode()}, max_faces, min_face_size, max_pixels),
+            _request({"id": "key", "b64": base64.b64encode(data).decode()}, max_faces, min_face_size, max_pixels),
             deadline,
-            self._parse,
+            self.parse,
         )
-
-    @staticmethod
-    def _request(image: dict, max_faces: int, min_face_size: int, max_pixels: int | None) -> dict:
-        request = {"images": [image], "max_faces": max_faces, "min_face_size": min_face_size}
-        if max_pixels is not None:
-            request["max_pixels"] = max_pixels
-        return request
 
     def model_version(self) -> str:
         """The bundle version the endpoint serves now."""
@@ -236,7 +251,8 @@ class FaceClient:
             raise FaceServiceError("the face service sent an unreadable answer", retriable=True) from None
 
     @staticmethod
-    def _parse(raw: bytes) -> Analysis:
+    def parse(raw: bytes) -> Analysis:
+        """One photo's result from the endpoint's answer (``FaceServiceError`` for its error)."""
         try:
             body = json.loads(raw)
             (result,) = body["results"]

@@ -23,6 +23,7 @@ import hashlib
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
+from .backfill import Backfill, is_notification
 from .boxes import box_iou
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import GroupingParams
@@ -34,7 +35,7 @@ from .people import People
 from .people_jobs import PeopleJobs
 from .people_store import SAME_FACE_IOU
 from .photo_store import MANUAL, PhotoStore, drawn_face_record, face_record, picture_hash_fields, timeline_at
-from .records import Photo
+from .records import Analysis, Photo
 from .settings import Settings
 
 
@@ -51,6 +52,7 @@ class Indexer:
         settings: Settings,
         people: People | None = None,
         jobs: PeopleJobs | None = None,
+        backfill: Backfill | None = None,
     ):
         self.photo_store, self.object_storage, self.face_client, self.settings = (
             photo_store,
@@ -58,13 +60,15 @@ class Indexer:
             face_client,
             settings,
         )
-        self.people, self.jobs = people, jobs
+        self.people, self.jobs, self.backfill = people, jobs, backfill
 
     def handle_notification(self, message: dict, deadline: Deadline | None = None) -> list[str]:
         """One S3 notification (as S3 sends it to SQS); returns what happened to each record.
         A reindex message carries its target bundle version in ``reindex``."""
         if message.get("Event") == "s3:TestEvent":
             return ["test_event"]
+        if is_notification(message):
+            return [self.complete_backfill(message, deadline)]
         outcomes = []
         for record in message.get("Records", []):
             name = record.get("eventName", "")
@@ -86,10 +90,16 @@ class Indexer:
         return outcomes
 
     def index(
-        self, key: str, deadline: Deadline | None = None, force: bool = False, target_version: str | None = None
+        self,
+        key: str,
+        deadline: Deadline | None = None,
+        force: bool = False,
+        target_version: str | None = None,
+        analysis: Analysis | None = None,
     ) -> str:
         """``force``: re-embed even an object already indexed (reindexing with a new bundle),
-        unless it is already indexed with ``target_version``."""
+        unless it is already indexed with ``target_version``; with a backfill endpoint, that is
+        handed to it. ``analysis``: the backfill's answer for this photo, instead of a face call."""
         parsed = parse_photo_key(key)
         if parsed is None:
             return "ignored"  # thumbnails, search keys, anything that is not an album photo
@@ -122,6 +132,12 @@ class Indexer:
             # The quota counted the declared size (S3 enforces it; a store that does not gets here).
             size, declared = head["ContentLength"], photo["declared_size"]
             return self._fail(photo, f"the file is {size} bytes, more than the {declared} declared", etag)
+        # Faces the user drew are embedded again at their boxes (a new bundle); boxes the user
+        # removed as wrong stay removed.
+        drawn = [f for f in self.photo_store.list_faces(owner, photo_id) if f.get("source") == MANUAL]
+        if analysis is None and force and self.backfill is not None and not drawn:
+            self.backfill.submit(key, f"{photo_id}-{etag}")
+            return "sent_to_backfill"
         data = self.object_storage.read(key)
         content_sha256 = hashlib.sha256(data).hexdigest()
         if not force and (original := self.photo_store.photo_with_content(owner, content_sha256, other_than=photo_id)):
@@ -138,11 +154,8 @@ class Indexer:
         if decoded.content_type not in BROWSER_TYPES:
             preview = preview_key(owner, photo_id)
             self.object_storage.put_jpeg(preview, jpeg_rendition(decoded.image, PREVIEW_SIZE))
-        # Faces the user drew are embedded again at their boxes (a new bundle); boxes the user
-        # removed as wrong stay removed.
-        drawn = [f for f in self.photo_store.list_faces(owner, photo_id) if f.get("source") == MANUAL]
         try:
-            result = self.face_client.analyze_s3(
+            result = analysis or self.face_client.analyze_s3(
                 self.object_storage.bucket, key, deadline, boxes=[f["box"] for f in drawn] or None, data=data
             )
         except FaceServiceError as exc:
@@ -258,6 +271,19 @@ class Indexer:
             extra={"user": owner, "photo_id": photo_id},
         )
         return "deleted_during_indexing"
+
+    def complete_backfill(self, notification: dict, deadline: Deadline | None = None) -> str:
+        """The backfill endpoint's answer for one photo: indexed from it. A failure leaves the photo
+        as it was (indexed with its bundle until then); the next reindex run sends it again."""
+        if self.backfill is None:
+            return "ignored"
+        key, result = self.backfill.outcome(notification)
+        if isinstance(result, FaceServiceError):
+            logger.warning(
+                "backfill failed; left for the next reindex run", extra={"key": key, "error": result.message}
+            )
+            return "backfill_failed"
+        return self.index(key, deadline, force=True, target_version=result["model_version"], analysis=result)
 
     def forget(self, key: str) -> str:
         """The object was deleted outside the API: drop its record, faces and thumbnail."""

@@ -9,6 +9,7 @@ another user's object. Buckets of the first layout (``users/{sub}/{kind}/``) are
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from urllib.parse import quote
@@ -19,7 +20,8 @@ from .errors import Unavailable
 from .media_types import extension
 
 PHOTOS, THUMBS, PREVIEWS, KEYS = "photos", "thumbs", "previews", "keys"
-KINDS = (PHOTOS, THUMBS, PREVIEWS, KEYS)  # the bucket's top-level prefixes; only PHOTOS is notified
+KINDS = (PHOTOS, THUMBS, PREVIEWS, KEYS)  # the users' top-level prefixes; only PHOTOS is notified
+INFERENCE = "inference"  # the backfill endpoint's requests and answers (chalicelib.backfill), a day at most
 
 _USER_KEY = re.compile(rf"^(?P<kind>{'|'.join(KINDS)})/(?P<owner>[A-Za-z0-9-]+)/(?P<id>[0-9a-f]{{32}})\.[a-z]+$")
 
@@ -126,6 +128,11 @@ class ObjectStorage:
 
     def read(self, key: str) -> bytes:
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def put_json(self, key: str, document: dict) -> None:
+        self.s3.put_object(
+            Bucket=self.bucket, Key=key, Body=json.dumps(document).encode(), ContentType="application/json"
+        )
 
     def put_jpeg(self, key: str, data: bytes) -> None:
         """A rendition the indexer derives from a photo (its thumbnail, its preview)."""

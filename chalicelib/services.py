@@ -180,8 +180,21 @@ class Services:
     def indexer(self) -> Indexer:
         from .indexing import Indexer  # the imaging library with it: the API's cold start does without
 
+        backfill = None
+        if self.settings.backfill_endpoint_name:
+            from .backfill import Backfill
+
+            backfill = Backfill(
+                self.client("sagemaker-runtime"), self.settings.backfill_endpoint_name, self.object_storage
+            )
         return Indexer(
-            self.photo_store, self.object_storage, self.face_client, self.settings, self.people, self.people_jobs
+            self.photo_store,
+            self.object_storage,
+            self.face_client,
+            self.settings,
+            self.people,
+            self.people_jobs,
+            backfill,
         )
 
     @cached_property

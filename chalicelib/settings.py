@@ -56,6 +56,9 @@ class Settings:
     # The face endpoint: an HTTP URL locally, a SageMaker endpoint name in the cloud.
     face_endpoint_url: str | None = None
     face_endpoint_name: str | None = None
+    # Reindexes through SageMaker asynchronous inference (the same image, its own endpoint); unset:
+    # they share the real-time endpoint with new uploads.
+    backfill_endpoint_name: str | None = None
     events_queue_url: str | None = None
     # People regrouping jobs: their queue (unset: a job runs at once) and the debounce delay.
     people_jobs_queue_url: str | None = None
@@ -112,6 +115,7 @@ class Settings:
             download_url_ttl=_int(env, "DOWNLOAD_URL_TTL", 300),
             face_endpoint_url=env.get("FACE_ENDPOINT_URL") or None,
             face_endpoint_name=env.get("FACE_ENDPOINT_NAME") or None,
+            backfill_endpoint_name=env.get("BACKFILL_ENDPOINT_NAME") or None,
             events_queue_url=env.get("PHOTO_EVENTS_QUEUE_URL") or None,
             people_jobs_queue_url=env.get("PEOPLE_JOBS_QUEUE_URL") or None,
             regroup_delay=_int(env, "REGROUP_DELAY", 60),

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from chalicelib.object_storage import KEYS, KINDS, PHOTOS, PREVIEWS, THUMBS
+from chalicelib.object_storage import INFERENCE, KEYS, KINDS, PHOTOS, PREVIEWS, THUMBS
 
 CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
 STAGES = ("dev", "prod")
@@ -80,6 +80,15 @@ def grants(stage: str, env: dict) -> dict[str, dict]:
             "Action": ["cognito-idp:AdminUserGlobalSignOut"],
             "Resource": env["COGNITO_USER_POOL_ARN"],
         },
+        # The backfill endpoint (chalicelib/backfill.py): requests written, answers read, both removed.
+        "Backfill": {
+            "Action": ["sagemaker:InvokeEndpointAsync"],
+            "Resource": f"arn:aws:sagemaker:*:*:endpoint/{env.get('BACKFILL_ENDPOINT_NAME') or 'none'}",
+        },
+        "BackfillObjects": {
+            "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
+            "Resource": [f"{bucket}/{INFERENCE}/requests/*", f"{bucket}/{INFERENCE}/answers/*"],
+        },
         "ConsumePhotoEvents": {"Action": QUEUE_CONSUMER, "Resource": photo_events},
         "SendPhotoEvents": {"Action": ["sqs:SendMessage"], "Resource": photo_events},
         "ConsumePeopleJobs": {"Action": QUEUE_CONSUMER, "Resource": people_jobs},
@@ -134,9 +143,14 @@ VPC_NETWORKING = {
 }
 
 
+# Granted to the indexer only in a stage that names a backfill endpoint.
+BACKFILL = ["Backfill", "BackfillObjects"]
+
+
 def policy(stage: str, env: dict, function: str, in_vpc: bool = False) -> dict:
     table = grants(stage, env)
-    statements = [{"Sid": sid, "Effect": "Allow", **table[sid]} for sid in FUNCTIONS[function]]
+    sids = FUNCTIONS[function] + (BACKFILL if function == "index_photos" and env.get("BACKFILL_ENDPOINT_NAME") else [])
+    statements = [{"Sid": sid, "Effect": "Allow", **table[sid]} for sid in sids]
     if in_vpc:
         statements.append({"Sid": "VpcNetworking", "Effect": "Allow", **VPC_NETWORKING})
     return {"Version": "2012-10-17", "Statement": statements}

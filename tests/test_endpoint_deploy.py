@@ -216,3 +216,29 @@ def test_the_images_copy_of_the_code_imports(tmp_path):
                 continue
             for imported in names:
                 assert "factory" not in imported and "training" not in imported, (module.name, imported)
+
+
+def test_the_backfill_endpoint_is_asynchronous_and_scales_on_its_backlog(aws_stack, tmp_path):
+    sagemaker = client("sagemaker", aws_stack.aws_endpoint_url)
+    scaling = client("application-autoscaling", aws_stack.aws_endpoint_url)
+    answers, topic = f"s3://{aws_stack.bucket}/inference/answers/", "arn:aws:sns:us-east-1:123456789012:results"
+    result = deploy.deploy(
+        sagemaker,
+        scaling,
+        model_url="s3://m/models/v/model.tar.gz",
+        version="dlib-resnet-v1.cccc",
+        image=IMAGE,
+        role=ROLE,
+        endpoint="ms-test-faces-backfill",
+        backfill=(answers, topic),
+    )
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=result["config"])
+    output = config["AsyncInferenceConfig"]["OutputConfig"]
+    assert output["S3OutputPath"] == answers and output["NotificationConfig"] == {
+        "SuccessTopic": topic,
+        "ErrorTopic": topic,
+    }
+    policies = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    policy = next(p for p in policies if p["ResourceId"] == "endpoint/ms-test-faces-backfill/variant/AllTraffic")
+    metric = policy["TargetTrackingScalingPolicyConfiguration"]["CustomizedMetricSpecification"]
+    assert metric["MetricName"] == "ApproximateBacklogSizePerInstance"

@@ -484,6 +484,76 @@ def test_reindex_moves_stale_photos_to_the_served_bundle_and_resumes(api, make_u
     assert services.photo_store.get_photo(bob.sub, bob_photo)["model_version"] == served
 
 
+class AsyncEndpoint:
+    """SageMaker asynchronous inference, played as it behaves (moto cannot run an endpoint): it
+    reads the request from S3, runs it on the real face endpoint, writes the answer to S3 and
+    publishes the outcome, delivered raw to the photo-events queue (the stack's subscription)."""
+
+    def __init__(self, endpoint_url: str, aws_stack, fail: bool = False):
+        self.url, self.fail = endpoint_url, fail
+        self.s3, self.sqs = client("s3", aws_stack.aws_endpoint_url), client("sqs", aws_stack.aws_endpoint_url)
+        self.queue_url, self.calls = aws_stack.queue_url, []
+
+    def invoke_endpoint_async(self, EndpointName, InputLocation, ContentType, InferenceId):  # noqa: N803 (boto3's names)
+        self.calls.append(InferenceId)
+        bucket, request_key = InputLocation.removeprefix("s3://").split("/", 1)
+        body = self.s3.get_object(Bucket=bucket, Key=request_key)["Body"].read()
+        answer_key = f"inference/answers/{InferenceId}.out"
+        notification = {
+            "eventVersion": "1.0",
+            "eventSource": "aws:sagemaker",
+            "eventName": "InferenceResult",
+            "inferenceId": InferenceId,
+            "requestParameters": {
+                "endpointName": EndpointName,
+                "inputLocation": InputLocation,
+                "contentType": ContentType,
+            },
+        }
+        if self.fail:
+            notification.update(invocationStatus="Failed", failureReason="ClientError: the model container crashed")
+        else:
+            answer = requests.post(
+                f"{self.url}/invocations", data=body, headers={"Content-Type": ContentType}, timeout=60
+            )
+            self.s3.put_object(Bucket=bucket, Key=answer_key, Body=answer.content)
+            notification.update(
+                invocationStatus="Completed",
+                responseParameters={"contentType": "application/json", "outputLocation": f"s3://{bucket}/{answer_key}"},
+            )
+        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(notification))
+        return {"InferenceId": InferenceId, "OutputLocation": f"s3://{bucket}/{answer_key}"}
+
+
+@needs_facedata
+def test_a_reindex_through_the_backfill_endpoint_lands_like_a_real_time_one(
+    api, make_user, indexing, face_endpoint, aws_stack
+):
+    from chalicelib.backfill import Backfill
+
+    services, pump = indexing
+    user = make_user()
+    photo_id = upload(api, user, SINGLE.read_bytes(), "image/jpeg")
+    drain(pump)
+    served = services.face_client.model_version()
+    before = services.photo_store.faces.find_one({"owner": user.sub})["embedding"]
+    for failing in (True, False):
+        services.photo_store.update_photo(user.sub, photo_id, {"model_version": "old-bundle"})
+        endpoint = AsyncEndpoint(face_endpoint, aws_stack, fail=failing)
+        services.indexer.backfill = Backfill(endpoint, "memory-studio-test-faces-backfill", services.object_storage)
+        assert app_module.reindex({"owner": user.sub}, None)["enqueued"] == 1
+        drain(pump)  # the reindex message goes to the backfill; its outcome comes back on the same queue
+        assert len(endpoint.calls) == 1
+        record = services.photo_store.get_photo(user.sub, photo_id)
+        if failing:  # the photo stays as it was, for the next run
+            assert record["status"] == "indexed" and record["model_version"] == "old-bundle"
+    assert record["model_version"] == served and record["face_count"] == 1
+    after = services.photo_store.faces.find_one({"owner": user.sub})
+    assert after["model_version"] == served
+    assert np.allclose(binary_to_vector(after["embedding"]), binary_to_vector(before), atol=1e-4)  # the same model
+    assert services.object_storage.list_keys("inference/") == []  # requests and answers removed once read
+
+
 def test_rollout_of_the_default_bundle_publish_deploy_reindex(
     api, make_user, indexing, aws_stack, bundle_dir, stock_bundle_dir, tmp_path
 ):

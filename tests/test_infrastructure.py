@@ -597,3 +597,34 @@ def test_the_preflight_says_how_the_functions_reach_atlas():
     private = {"subnet_ids": ["subnet-1", "subnet-2"], "security_group_ids": ["sg-1"]}
     assert preflight.network("prod", private)[1] and "NAT" in preflight.network("prod", private)[2]
     assert not preflight.network("prod", {"subnet_ids": ["subnet-1"]})[1]
+
+
+def test_a_stage_with_a_backfill_endpoint_lets_the_indexer_use_it():
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    from chalicelib.backfill import Backfill  # noqa: F401 (the code the grants are for)
+    from infrastructure import policies
+
+    env = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["prod"]["environment_variables"]
+    bucket = f"arn:aws:s3:::{env['PHOTO_BUCKET']}"
+    calls = [
+        ("sagemaker:InvokeEndpointAsync", "arn:aws:sagemaker:us-east-1:1:endpoint/memory-studio-prod-faces-backfill"),
+        ("s3:PutObject", f"{bucket}/inference/requests/{'0' * 32}-etag.json"),
+        ("s3:GetObject", f"{bucket}/inference/answers/{'0' * 32}-etag.out"),
+        ("s3:DeleteObject", f"{bucket}/inference/answers/{'0' * 32}-etag.out"),
+    ]
+    with_backfill = dict(env, BACKFILL_ENDPOINT_NAME="memory-studio-prod-faces-backfill")
+    for environment, allowed in ((env, PermissionResult.NEUTRAL), (with_backfill, PermissionResult.PERMITTED)):
+        document = json.dumps(policies.policy("prod", environment, "index_photos"))
+        for action, resource in calls:
+            assert IAMPolicy(document).is_action_permitted(action, resource) == allowed, (action, allowed)
+    api = json.dumps(policies.policy("prod", with_backfill, "api_handler"))
+    assert IAMPolicy(api).is_action_permitted(*calls[0]) == PermissionResult.NEUTRAL  # the indexer's alone
+    # The endpoint's outcomes reach the indexer's queue, raw, and nothing else may publish there.
+    from cfnlint.decode import cfn_yaml
+
+    resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
+    subscription = resources["InferenceResultsToIndexer"]["Properties"]
+    assert subscription["RawMessageDelivery"] is True and subscription["Protocol"] == "sqs"
+    statements = resources["PhotoEventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert {s["Sid"] for s in statements} == {"S3Notifications", "InferenceResults"}

@@ -78,6 +78,7 @@ def deploy(
     invocations_per_instance: int = 300,
     allowed_buckets: str = "",
     rollback_alarm: str | None = None,
+    backfill: tuple[str, str] | None = None,
 ) -> dict:
     """Idempotent: a model or endpoint config of this version that exists is kept, and an endpoint
     already on it is left alone (a re-run after a failure picks up where it stopped).
@@ -85,7 +86,10 @@ def deploy(
     An update keeps the variant's current instance count (autoscaling set it), swaps blue/green
     with SageMaker's deployment guardrails (rolled back when ``rollback_alarm`` fires while the new
     fleet is baking), and waits for the endpoint to be InService before scaling is registered again;
-    a change of instance type deregisters scaling first (SageMaker refuses it otherwise)."""
+    a change of instance type deregisters scaling first (SageMaker refuses it otherwise).
+
+    ``backfill`` (the answers' S3 prefix, the notification topic): an asynchronous endpoint of the
+    same image and bundle for reindexing (``chalicelib.backfill``), scaled on its backlog."""
     name = f"{endpoint}-{version}".replace(".", "-")[:63]
     if not _exists(sagemaker.describe_model, ModelName=name):
         sagemaker.create_model(
@@ -106,7 +110,17 @@ def deploy(
         }
         if is_gpu(instance_type):
             variant["InferenceAmiVersion"] = INFERENCE_AMI
-        sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
+        config: dict = {"EndpointConfigName": name, "ProductionVariants": [variant]}
+        if backfill:
+            answers, topic = backfill
+            config["AsyncInferenceConfig"] = {
+                "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 4},
+                "OutputConfig": {
+                    "S3OutputPath": answers,
+                    "NotificationConfig": {"SuccessTopic": topic, "ErrorTopic": topic},
+                },
+            }
+        sagemaker.create_endpoint_config(**config)
     resource = f"endpoint/{endpoint}/variant/{VARIANT}"
     existing = {e["EndpointName"] for e in sagemaker.list_endpoints(NameContains=endpoint)["Endpoints"]}
     if endpoint in existing:
@@ -141,14 +155,27 @@ def deploy(
         ResourceId=resource,
         ScalableDimension="sagemaker:variant:DesiredInstanceCount",
         PolicyType="TargetTrackingScaling",
-        TargetTrackingScalingPolicyConfiguration={
-            "TargetValue": float(invocations_per_instance),
-            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
-            "ScaleInCooldown": 300,
-            "ScaleOutCooldown": 60,
-        },
+        TargetTrackingScalingPolicyConfiguration=_scaling_target(endpoint, invocations_per_instance, bool(backfill)),
     )
     return {"endpoint": endpoint, "config": name, "action": action}
+
+
+def _scaling_target(endpoint: str, invocations_per_instance: int, asynchronous: bool) -> dict:
+    """Real-time: invocations per instance. Asynchronous: the queued requests per instance."""
+    if asynchronous:
+        metric: dict = {
+            "CustomizedMetricSpecification": {
+                "MetricName": "ApproximateBacklogSizePerInstance",
+                "Namespace": "AWS/SageMaker",
+                "Dimensions": [{"Name": "EndpointName", "Value": endpoint}],
+                "Statistic": "Average",
+            }
+        }
+        target = 5.0
+    else:
+        metric = {"PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}}
+        target = float(invocations_per_instance)
+    return {"TargetValue": target, **metric, "ScaleInCooldown": 300, "ScaleOutCooldown": 60}
 
 
 def guardrails(rollback_alarm: str | None) -> dict:
@@ -230,6 +257,13 @@ def main(argv=None) -> int:
                 help="a CloudWatch alarm that rolls an update back (the stack's EndpointErrorsAlarm)",
             )
             p.add_argument("--skip-index-check", action="store_true", help="no Atlas to check (a test stack)")
+            p.add_argument(
+                "--backfill",
+                nargs=2,
+                metavar=("ANSWERS_S3_URI", "TOPIC_ARN"),
+                help="an asynchronous endpoint for reindexing (s3://<PhotoBucketName>/inference/answers/, "
+                "the stack's InferenceResultsTopicArn)",
+            )
     args = parser.parse_args(argv)
     try:
         manifest = Manifest.load(args.bundle)
@@ -264,6 +298,7 @@ def main(argv=None) -> int:
             invocations_per_instance=args.invocations_per_instance,
             allowed_buckets=args.allowed_buckets,
             rollback_alarm=args.rollback_alarm,
+            backfill=tuple(args.backfill) if args.backfill else None,
         )
         print(json.dumps(result))
     return 0
