@@ -39,6 +39,15 @@ def function_arn(stage: str, name: str, chalice_dir: Path = CHALICE_DIR) -> str:
     raise SystemExit(f"no function {name} in {record_path}: run chalice deploy --stage {stage} first")
 
 
+def function_names(stage: str, chalice_dir: Path = CHALICE_DIR) -> list[str]:
+    """Every Lambda function Chalice deployed for the stage, by its name in AWS."""
+    record_path = chalice_dir / "deployed" / f"{stage}.json"
+    if not record_path.exists():
+        raise SystemExit(f"no {record_path}: run chalice deploy --stage {stage} first")
+    resources = json.loads(record_path.read_text())["resources"]
+    return [r["lambda_arn"].rsplit(":", 1)[-1] for r in resources if r.get("resource_type") == "lambda_function"]
+
+
 def rest_api_id(stage: str, chalice_dir: Path = CHALICE_DIR) -> str:
     return rest_api(stage, chalice_dir)["rest_api_id"]
 

@@ -11,7 +11,8 @@ Python whose runtime is not supported here, refuses (``app.py`` checks as Chalic
 
 The API's definition also gets API Gateway's own error answers (``infrastructure.gateway_responses``),
 for the stage's CORS origin, which ``infrastructure.preflight`` must accept; and a deploy ends by
-setting the stage's throttling (``infrastructure.throttling``), which Chalice cannot express.
+setting the functions' log retention (``infrastructure.log_retention``) and the stage's throttling
+(``infrastructure.throttling``), which Chalice cannot express.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import LAMBDA_RUNTIMES
-from infrastructure import gateway_responses, preflight, throttling
+from infrastructure import deployed, gateway_responses, log_retention, preflight, throttling
 
 TARGET = LAMBDA_RUNTIMES[-1]
 COMMANDS = ("deploy", "package")  # what the runbook runs through here; any other Chalice command passes too
@@ -30,6 +31,7 @@ COMMANDS = ("deploy", "package")  # what the runbook runs through here; any othe
 
 def run_chalice(args: list[str], runtime: str = TARGET) -> int:
     """Chalice's command line (``deploy``, ``package`` ...), building for ``runtime``."""
+    import click
     from botocore.exceptions import NoRegionError
     from chalice import cli
     from chalice.config import Config
@@ -53,10 +55,21 @@ def run_chalice(args: list[str], runtime: str = TARGET) -> int:
     except SystemExit as exc:
         if exc.code:
             return int(exc.code)
+    except click.exceptions.Abort:  # Chalice said why, then aborted
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
     except NoRegionError:
         print("no AWS region: export AWS_DEFAULT_REGION (or set it in ~/.aws/config)", file=sys.stderr)
         return 2
     if args[:1] == ["deploy"]:
+        import boto3
+
+        groups = log_retention.apply(
+            boto3.client("logs"), deployed.function_names(stage, chalice_dir), log_retention.DAYS[stage]
+        )
+        print(f"{len(groups)} log groups keep {log_retention.DAYS[stage]} days")
         return throttling.main(["--stage", stage])
     return 0
 

@@ -524,7 +524,6 @@ def test_every_alarm_notifies_the_alarm_topic_and_watches_every_function():
     for stage in ("dev", "prod"):
         name = config["stages"][stage]["environment_variables"]["FACE_ENDPOINT_NAME"]
         assert endpoint["EndpointName"]["Fn::Sub"].replace("${Stage}", stage) == name
-        assert config["stages"][stage]["log_retention_in_days"] > 0  # Chalice makes each function's log group
     assert resources["AlarmsEmailSubscription"]["Condition"] == "HasAlarmEmail"
 
 
@@ -628,3 +627,30 @@ def test_a_stage_with_a_backfill_endpoint_lets_the_indexer_use_it():
     assert subscription["RawMessageDelivery"] is True and subscription["Protocol"] == "sqs"
     statements = resources["PhotoEventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert {s["Sid"] for s in statements} == {"S3Notifications", "InferenceResults"}
+
+
+def test_every_deployed_functions_logs_are_kept_for_the_stages_days(aws_stack, tmp_path):
+    """Against moto's CloudWatch Logs, from a deployment record as Chalice writes it."""
+    from infrastructure import deployed, log_retention
+
+    (tmp_path / "deployed").mkdir()
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:"
+    record = {
+        "resources": [
+            {"name": "api_handler", "resource_type": "lambda_function", "lambda_arn": arn + "memory-studio-prod"},
+            {"name": "reindex", "resource_type": "lambda_function", "lambda_arn": arn + "memory-studio-prod-reindex"},
+            {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "abc"},
+        ]
+    }
+    (tmp_path / "deployed" / "prod.json").write_text(json.dumps(record))
+    names = deployed.function_names("prod", tmp_path)
+    assert names == ["memory-studio-prod", "memory-studio-prod-reindex"]
+    logs = client("logs", aws_stack.aws_endpoint_url)
+    logs.create_log_group(logGroupName="/aws/lambda/memory-studio-prod")  # one Lambda already made
+    for _ in range(2):  # idempotent
+        log_retention.apply(logs, names, log_retention.DAYS["prod"])
+    groups = logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/memory-studio-prod")["logGroups"]
+    assert {g["logGroupName"]: g["retentionInDays"] for g in groups} == {
+        "/aws/lambda/memory-studio-prod": 90,
+        "/aws/lambda/memory-studio-prod-reindex": 90,
+    }

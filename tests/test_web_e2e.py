@@ -357,8 +357,11 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     )
     shot(page, "13b-failed-tile")
 
-    # Sign out of all devices: this browser goes back to the sign-in page, and its token is void.
-    token = page.evaluate("JSON.parse(localStorage.getItem('memstudio.session')).idToken")
+    # Sign out of all devices: this browser goes back to the sign-in page, and another device's token is void.
+    from local_stack.aws import StackInfo, sign_in
+
+    token = sign_in(StackInfo.read(local_stack.state / "stack.json"), email, "Another-Passw0rd")["IdToken"]
+    assert requests.get(f"{local_stack.api}/photos", headers={"Authorization": f"Bearer {token}"}, timeout=30).ok
     page.click("nav a[data-view=profile]")
     page.click("#sign-out-everywhere")  # the confirmation is accepted by the page's dialog handler
     page.wait_for_selector("#view-auth:not([hidden])")
