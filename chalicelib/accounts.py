@@ -20,21 +20,23 @@ from __future__ import annotations
 
 import contextlib
 
+from .account_store import AccountStore
 from .album import Album
 from .auth import User
 from .observability import logger
-from .photo_store import PhotoStore, now_ms
+from .photo_store import now_ms
 
 
 class Accounts:
-    def __init__(self, photo_store: PhotoStore, album: Album, cognito, user_pool_id: str):
-        self.photo_store, self.album, self.cognito, self.user_pool_id = photo_store, album, cognito, user_pool_id
+    def __init__(self, account_store: AccountStore, album: Album, cognito, user_pool_id: str):
+        self.account_store, self.album, self.cognito, self.user_pool_id = account_store, album, cognito, user_pool_id
 
     def delete(self, user: User) -> dict:
-        self.photo_store.add_tombstone(user.sub)
+        self.account_store.add_tombstone(user.sub)
         if user.username:
             self._cognito("admin_user_global_sign_out", user.username)
         removed = self.album.delete_account_data(user)
+        self.account_store.forget_revocation(user.sub)
         if user.username:
             self._cognito("admin_delete_user", user.username)
         logger.info("account deleted", extra=dict(removed, user=user.sub))
@@ -42,7 +44,7 @@ class Accounts:
 
     def sign_out_everywhere(self, sub: str, username: str | None) -> None:
         """Every token issued until now is refused by the API, and no refresh token works."""
-        self.photo_store.revoke_tokens(sub, now_ms())
+        self.account_store.revoke_tokens(sub, now_ms())
         if username:
             self._cognito("admin_user_global_sign_out", username)
         logger.info("signed out everywhere", extra={"user": sub})

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from .auth import User
 from .errors import Conflict, NotFound, RateLimited
+from .lease_store import LeaseStore
 from .object_storage import (
     KEYS,
     ObjectStorage,
@@ -50,11 +51,13 @@ class Album:
         object_storage: ObjectStorage,
         settings: Settings,
         people: PeopleStore | None = None,
+        leases: LeaseStore | None = None,
     ):
         self.photo_store = photo_store
         self.object_storage = object_storage
         self.settings = settings
         self.people = people  # to keep people's counts and covers right when photos go
+        self.leases = leases or LeaseStore(photo_store.db)
 
     # Uploads ----------------------------------------------------------------
     def create_uploads(self, user: User, asked: list[FileToUpload]) -> list[dict]:
@@ -91,14 +94,14 @@ class Album:
         """The owner's requests of ``action`` one after another (a lease in the store, so across
         Lambda containers too): a count checked inside holds until the write it allowed is made."""
         name, give_up = f"{owner}|{action}", time.monotonic() + wait
-        while (token := self.photo_store.take_lease(name, seconds=30)) is None:
+        while (token := self.leases.take(name, seconds=30)) is None:
             if time.monotonic() > give_up:
                 raise RateLimited("another request of yours is being prepared; try again", retry_after=1)
             time.sleep(0.02)
         try:
             yield
         finally:
-            self.photo_store.release_lease(name, token)
+            self.leases.release(name, token)
 
     def _check_room(self, owner: str, files: list[FileToUpload]) -> None:
         self.expire_abandoned_uploads(owner)

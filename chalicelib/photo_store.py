@@ -118,7 +118,7 @@ def photo_size(photo: Photo) -> int:
     return int(photo.get("declared_size") or 0)
 
 
-def _insert_if_absent(collection, doc: dict) -> None:
+def insert_if_absent(collection, doc: dict) -> None:
     """``$setOnInsert`` for every backend (the embedded one has no such operator)."""
     if collection.find_one({"_id": doc["_id"]}) is None:
         with contextlib.suppress(DuplicateKeyError):  # a concurrent request inserted it first
@@ -170,9 +170,6 @@ class PhotoStore:
         self.faces = database["faces"]
         self.trashed_faces = database["trashed_faces"]  # faces of photos in the trash: out of search and people
         self.counters = database["owner_versions"]
-        self.tombstones = database["tombstones"]  # subs of deleted accounts: their tokens are refused
-        self.revocations = database["revocations"]  # per sub: tokens issued before this time are refused
-        self.leases = database["leases"]  # short per-owner locks around a check and the write it allows
         self.usage = database["usage"]  # per user: photos and bytes held, for quotas
         self.rates = database["rates"]  # per user and hour: rate-limited actions
         self.key_faces = database["key_faces"]  # a search key's analysed faces, for its later pages
@@ -374,7 +371,6 @@ class PhotoStore:
         self.usage.delete_one({"_id": owner})
         self.rates.delete_many({"owner": owner})
         self.key_faces.delete_many({"owner": owner})
-        self.revocations.delete_one({"_id": owner})
         self.bump_owner_version(owner)
         return {"photos": photos, "faces": faces}
 
@@ -409,41 +405,6 @@ class PhotoStore:
         doc = self.counters.find_one({"_id": owner})
         return str(doc["v"]) if doc else None
 
-    # Deleted accounts -----------------------------------------------------------
-    def add_tombstone(self, sub: str) -> None:
-        _insert_if_absent(self.tombstones, {"_id": sub, "deleted_at": now_ms()})
-
-    def is_tombstoned(self, sub: str) -> bool:
-        return self.tombstones.find_one({"_id": sub}) is not None
-
-    # Signed out everywhere, disabled, password reset --------------------------------------
-    def revoke_tokens(self, sub: str, before: datetime) -> None:
-        """Refuse the user's tokens issued before ``before`` (a later mark replaces an earlier one)."""
-        self.revocations.update_one({"_id": sub}, {"$set": {"before": before.replace(tzinfo=None)}}, upsert=True)
-
-    def tokens_revoked_before(self, sub: str) -> datetime | None:
-        doc = self.revocations.find_one({"_id": sub})
-        return utc(doc["before"]) if doc else None
-
-    # Leases ---------------------------------------------------------------------------------
-    def take_lease(self, name: str, seconds: float) -> str | None:
-        """A lease on ``name`` for ``seconds`` (its token), or None while another holder's has not
-        expired. A lease its holder never released (a process that died) lapses by itself."""
-        token, now = uuid.uuid4().hex, now_ms()
-        until = (now + timedelta(seconds=seconds)).replace(tzinfo=None)
-        try:
-            self.leases.insert_one({"_id": name, "token": token, "until": until})
-            return token
-        except DuplicateKeyError:
-            pass
-        taken = self.leases.update_one(
-            {"_id": name, "until": {"$lt": now.replace(tzinfo=None)}}, {"$set": {"token": token, "until": until}}
-        )
-        return token if taken.matched_count == 1 else None
-
-    def release_lease(self, name: str, token: str) -> None:
-        self.leases.delete_one({"_id": name, "token": token})
-
     # Quotas -----------------------------------------------------------------------
     def reserve_usage(self, owner: str, photos: int, size: int, max_photos: int, max_bytes: int) -> bool:
         """Count ``photos`` more photos of ``size`` bytes in all against the owner's quota,
@@ -454,9 +415,7 @@ class PhotoStore:
             held = list(
                 self.photos.find({"owner": owner, "status": {"$ne": DUPLICATE}}, {"_id": 0, "declared_size": 1})
             )
-            _insert_if_absent(
-                self.usage, {"_id": owner, "photos": len(held), "bytes": sum(photo_size(p) for p in held)}
-            )
+            insert_if_absent(self.usage, {"_id": owner, "photos": len(held), "bytes": sum(photo_size(p) for p in held)})
         result = self.usage.update_one(
             {"_id": owner, "photos": {"$lte": max_photos - photos}, "bytes": {"$lte": max_bytes - size}},
             {"$inc": {"photos": photos, "bytes": size}},
@@ -473,7 +432,7 @@ class PhotoStore:
     def take_rate(self, owner: str, action: str, window_start: datetime, limit: int) -> bool:
         """One more ``action`` in the window starting at ``window_start``, if under ``limit``."""
         doc_id = f"{owner}|{action}|{window_start.strftime('%Y%m%d%H')}"
-        _insert_if_absent(self.rates, {"_id": doc_id, "owner": owner, "n": 0})
+        insert_if_absent(self.rates, {"_id": doc_id, "owner": owner, "n": 0})
         return self.rates.update_one({"_id": doc_id, "n": {"$lt": limit}}, {"$inc": {"n": 1}}).matched_count == 1
 
     # Search keys' analysed faces, so that paging a search does not analyse the key again.

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
+from .account_store import AccountStore
 from .accounts import Accounts
 from .album import Album
 from .auth import TokenVerifier
 from .face_client import FaceClient, HttpTransport, SageMakerTransport, Transport
 from .face_search import FaceSearch
+from .lease_store import LeaseStore
 from .mongo_connection import AtlasUri, open_database
 from .object_storage import ObjectStorage
 from .observability import logger
@@ -145,17 +147,25 @@ class Services:
             s.issuer,
             s.user_pool_client_ids,
             s.resolved_jwks_url,
-            is_deleted=lambda sub: self.photo_store.is_tombstoned(sub),
-            revoked_before=lambda sub: self.photo_store.tokens_revoked_before(sub),
+            is_deleted=lambda sub: self.account_store.is_tombstoned(sub),
+            revoked_before=lambda sub: self.account_store.tokens_revoked_before(sub),
         )
 
     @cached_property
     def accounts(self) -> Accounts:
-        return Accounts(self.photo_store, self.album, self.cognito, self.settings.user_pool_id)
+        return Accounts(self.account_store, self.album, self.cognito, self.settings.user_pool_id)
+
+    @cached_property
+    def account_store(self) -> AccountStore:
+        return AccountStore(self.photo_store.db)
+
+    @cached_property
+    def lease_store(self) -> LeaseStore:
+        return LeaseStore(self.photo_store.db)
 
     @cached_property
     def album(self) -> Album:
-        return Album(self.photo_store, self.object_storage, self.settings, self.people_store)
+        return Album(self.photo_store, self.object_storage, self.settings, self.people_store, self.lease_store)
 
     @cached_property
     def face_client(self) -> FaceClient:

@@ -350,16 +350,16 @@ def test_parallel_upload_requests_cannot_pass_the_pending_cap_together(settings,
 
 
 def test_a_lease_left_by_a_dead_holder_lapses(services):
-    store = services.photo_store
-    assert store.take_lease("o|uploads", seconds=0.05) is not None
-    assert store.take_lease("o|uploads", seconds=30) is None  # held
+    leases = services.lease_store
+    assert leases.take("o|uploads", seconds=0.05) is not None
+    assert leases.take("o|uploads", seconds=30) is None  # held
     time.sleep(0.1)
-    token = store.take_lease("o|uploads", seconds=30)  # lapsed: taken over
+    token = leases.take("o|uploads", seconds=30)  # lapsed: taken over
     assert token is not None
-    store.release_lease("o|uploads", "someone else's token")
-    assert store.take_lease("o|uploads", seconds=30) is None  # only its holder releases it
-    store.release_lease("o|uploads", token)
-    assert store.take_lease("o|uploads", seconds=30) is not None
+    leases.release("o|uploads", "someone else's token")
+    assert leases.take("o|uploads", seconds=30) is None  # only its holder releases it
+    leases.release("o|uploads", token)
+    assert leases.take("o|uploads", seconds=30) is not None
 
 
 # Strings that are not Unicode --------------------------------------------------------------
@@ -492,10 +492,14 @@ def test_a_password_reset_voids_the_tokens_issued_before_it(api, make_user, aws_
     assert _refused(api, user.id_token) == "token_revoked"
 
 
-def test_a_deleted_accounts_revocation_goes_with_it(services):
-    services.photo_store.revoke_tokens("gone", datetime.now(UTC))
-    services.photo_store.delete_owner("gone")
-    assert services.photo_store.tokens_revoked_before("gone") is None
+def test_a_deleted_accounts_revocation_goes_with_it(api, make_user, services):
+    user = make_user()
+    assert api.http.post("/me/sign-out", headers=user.headers).status_code == 204
+    assert services.account_store.tokens_revoked_before(user.sub) is not None
+    fresh = services.verifier  # the deletion is repeated with the (revoked) token: allowed
+    services.accounts.delete(User(user.sub, username=user.email))
+    assert services.account_store.tokens_revoked_before(user.sub) is None
+    assert fresh.is_deleted(user.sub)  # the tombstone refuses its tokens from then on
 
 
 # Behind the presigned form ------------------------------------------------------------------

@@ -22,7 +22,7 @@ MONGO_CALLS = {
     "create_index",
     "find_one_and_update",
 }
-STORES = {"photo_store.py", "people_store.py"}
+STORES = {"photo_store.py", "people_store.py", "account_store.py", "lease_store.py"}
 
 
 def readme_map() -> dict[str, set[str]]:
