@@ -20,6 +20,7 @@ removes the record before the faces and the thumbnail, see ``Album``).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
@@ -27,7 +28,15 @@ from .backfill import Backfill, is_notification
 from .boxes import box_iou
 from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import GroupingParams
-from .images import PREVIEW_SIZE, THUMBNAIL_SIZE, ImageError, decode_image, difference_hash, jpeg_rendition
+from .images import (
+    PREVIEW_SIZE,
+    THUMBNAIL_SIZE,
+    DecodedImage,
+    ImageError,
+    decode_image,
+    difference_hash,
+    jpeg_rendition,
+)
 from .media_types import BROWSER_TYPES
 from .object_storage import ObjectStorage, derived_keys, is_upload_of, parse_photo_key, preview_key, thumbnail_key
 from .observability import logger
@@ -35,12 +44,22 @@ from .people import People
 from .people_jobs import PeopleJobs
 from .people_store import SAME_FACE_IOU
 from .photo_store import MANUAL, PhotoStore, drawn_face_record, face_record, picture_hash_fields, timeline_at
-from .records import Analysis, Photo
+from .records import Analysis, Face, Photo
 from .settings import Settings
 
 
 class RetryLater(Exception):
     """The face service stayed unavailable: the event must be delivered again."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A photo read and decoded once, and the renditions written from it."""
+
+    data: bytes
+    decoded: DecodedImage
+    thumbnail: str
+    preview: str | None
 
 
 class Indexer:
@@ -99,7 +118,32 @@ class Indexer:
     ) -> str:
         """``force``: re-embed even an object already indexed (reindexing with a new bundle),
         unless it is already indexed with ``target_version``; with a backfill endpoint, that is
-        handed to it. ``analysis``: the backfill's answer for this photo, instead of a face call."""
+        handed to it. ``analysis``: the backfill's answer for this photo, instead of a face call.
+        Returns what happened, in a word."""
+        arrived = self._arrived(key, force, target_version)
+        if isinstance(arrived, str):
+            return arrived
+        photo, etag = arrived
+        # Faces the user drew are embedded again at their boxes (a new bundle); boxes the user
+        # removed as wrong stay removed.
+        drawn = [f for f in self.photo_store.list_faces(photo["owner"], photo["photo_id"]) if f.get("source") == MANUAL]
+        if analysis is None and force and self.backfill is not None and not drawn:
+            self.backfill.submit(key, f"{photo['photo_id']}-{etag}")
+            return "sent_to_backfill"
+        rendered = self._render(photo, etag, force)
+        if isinstance(rendered, str):
+            return rendered
+        try:
+            result = analysis or self.face_client.analyze_s3(
+                self.object_storage.bucket, key, deadline, boxes=[f["box"] for f in drawn] or None, data=rendered.data
+            )
+        except FaceServiceError as exc:
+            return self._face_call_failed(photo, etag, rendered.thumbnail, exc)
+        return self._store(photo, etag, rendered, result, drawn)
+
+    def _arrived(self, key: str, force: bool, target_version: str | None) -> str | tuple[Photo, str]:
+        """The photo's record and its object's ETag when the object is this record's and needs
+        indexing; else what happened instead."""
         parsed = parse_photo_key(key)
         if parsed is None:
             return "ignored"  # thumbnails, search keys, anything that is not an album photo
@@ -118,33 +162,29 @@ class Indexer:
             self.object_storage.delete_keys([key])
             logger.warning("an object not from its record's upload form removed", extra={"user": owner, "key": key})
             return "foreign_upload_removed"
-        etag = head["ETag"]
+        etag, size = head["ETag"], head["ContentLength"]
         current = photo["status"] == "indexed" and photo.get("source_etag") == etag
         if current and not force:
             return "already_indexed"
         if current and target_version and photo.get("model_version") == target_version:
             return "already_current"  # a second reindex run queued it again
-        if head["ContentLength"] > self.settings.max_upload_bytes:
-            return self._fail(
-                photo, f"the file is {head['ContentLength']} bytes; the limit is {self.settings.max_upload_bytes}", etag
-            )
-        if head["ContentLength"] > (photo.get("declared_size") or head["ContentLength"]):
+        if size > self.settings.max_upload_bytes:
+            return self._fail(photo, f"the file is {size} bytes; the limit is {self.settings.max_upload_bytes}", etag)
+        if size > (photo.get("declared_size") or size):
             # The quota counted the declared size (S3 enforces it; a store that does not gets here).
-            size, declared = head["ContentLength"], photo["declared_size"]
-            return self._fail(photo, f"the file is {size} bytes, more than the {declared} declared", etag)
-        # Faces the user drew are embedded again at their boxes (a new bundle); boxes the user
-        # removed as wrong stay removed.
-        drawn = [f for f in self.photo_store.list_faces(owner, photo_id) if f.get("source") == MANUAL]
-        if analysis is None and force and self.backfill is not None and not drawn:
-            self.backfill.submit(key, f"{photo_id}-{etag}")
-            return "sent_to_backfill"
-        data = self.object_storage.read(key)
+            return self._fail(photo, f"the file is {size} bytes, more than the {photo['declared_size']} declared", etag)
+        return photo, etag
+
+    def _render(self, photo: Photo, etag: str, force: bool) -> str | Rendered:
+        """The photo read once, checked against the album's other photos, decoded (JPEGs at reduced
+        scale: for the renditions and the picture hash only) and its renditions written."""
+        owner, photo_id = photo["owner"], photo["photo_id"]
+        data = self.object_storage.read(photo["key"])
         content_sha256 = hashlib.sha256(data).hexdigest()
         if not force and (original := self.photo_store.photo_with_content(owner, content_sha256, other_than=photo_id)):
             return self._duplicate(photo, original["photo_id"])
         self.photo_store.update_photo(owner, photo_id, {"content_sha256": content_sha256})
         try:
-            # Decoded here for the renditions and the picture hash only: JPEGs at reduced scale.
             decoded = decode_image(data, max_bytes=self.settings.max_upload_bytes, max_side=PREVIEW_SIZE)
         except ImageError as exc:
             return self._fail(photo, exc.message, etag)
@@ -154,23 +194,21 @@ class Indexer:
         if decoded.content_type not in BROWSER_TYPES:
             preview = preview_key(owner, photo_id)
             self.object_storage.put_jpeg(preview, jpeg_rendition(decoded.image, PREVIEW_SIZE))
-        try:
-            result = analysis or self.face_client.analyze_s3(
-                self.object_storage.bucket, key, deadline, boxes=[f["box"] for f in drawn] or None, data=data
-            )
-        except FaceServiceError as exc:
-            if exc.retriable:
-                outcome = self._fail(
-                    photo,
-                    "face detection is unavailable right now; it will be retried",
-                    etag,
-                    retriable=True,
-                    thumbnail=thumb_key,
-                )
-                if outcome != "failed":
-                    return outcome
-                raise RetryLater(exc.message) from exc
-            return self._fail(photo, exc.message, etag, thumbnail=thumb_key)
+        return Rendered(data, decoded, thumb_key, preview)
+
+    def _face_call_failed(self, photo: Photo, etag: str, thumbnail: str, exc: FaceServiceError) -> str:
+        """A failure about the photo is final; the service being down is retried (``RetryLater``)."""
+        if not exc.retriable:
+            return self._fail(photo, exc.message, etag, thumbnail=thumbnail)
+        message = "face detection is unavailable right now; it will be retried"
+        outcome = self._fail(photo, message, etag, retriable=True, thumbnail=thumbnail)
+        if outcome != "failed":
+            return outcome
+        raise RetryLater(exc.message) from exc
+
+    def _store(self, photo: Photo, etag: str, rendered: Rendered, result: Analysis, drawn: list[Face]) -> str:
+        """The photo's faces and its record from the face service's answer; then its people."""
+        owner, photo_id, decoded = photo["owner"], photo["photo_id"], rendered.decoded
         version = result["model_version"]
         removed = photo.get("removed_boxes") or []
         detected = [
@@ -200,8 +238,8 @@ class Indexer:
                 "content_type": decoded.content_type,
                 "taken_at": decoded.taken_at,
                 "timeline_at": timeline_at(photo["uploaded_at"], decoded.taken_at),
-                "thumbnail_key": thumb_key,
-                "preview_key": preview,
+                "thumbnail_key": rendered.thumbnail,
+                "preview_key": rendered.preview,
                 **picture_hash_fields(difference_hash(decoded.image)),
                 "model_version": version,
                 "source_etag": etag,
