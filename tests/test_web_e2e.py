@@ -173,6 +173,23 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     assert "score" in page.get_attribute("#results li button", "title")
     shot(page, "05-find")
 
+    # Two keys in a row, the first one's answer arriving last: the page shows the second key's answer
+    # only (it once drew the first key's results under the second key).
+    katys_answer = set(ranked)
+    held = []
+    page.route("**/search", lambda route: held.append(route) if not held else route.continue_())
+    page.set_input_files("#key-input", str(katy[5]))
+    while not held:
+        page.wait_for_timeout(100)
+    page.set_input_files("#key-input", str(angelina[5]))  # neither key is in the album
+    page.wait_for_function("document.querySelectorAll('#results li').length >= 1", timeout=60_000)
+    held[0].continue_()  # Katy's answer, late
+    page.wait_for_timeout(3000)
+    page.unroute("**/search")
+    shown = [el.get_attribute("data-photo-id") for el in page.locator("#results li").element_handles()]
+    assert shown[0] in angelina_ids and not set(shown) & katys_answer & set(katy_ids), shown
+    assert "Searching" not in page.text_content("#find-summary")
+
     # A key photo with several faces: the chooser, the searched face highlighted.
     page.set_input_files("#key-input", str(FACEDATA / "groups" / "dlib" / "2008_002470.jpg"))
     page.wait_for_function("document.querySelectorAll('#key-face-buttons button').length === 6", timeout=60_000)

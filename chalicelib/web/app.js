@@ -859,18 +859,24 @@ function resultTile(hit, rank) {
 }
 
 const finder = {
-  body: null, what: "", shown: 0,
+  body: null, what: "", shown: 0, asked: 0,
 
-  async run(body, what) {
+  /** A new question (a key chosen): from now on only its answer may be drawn. */
+  ask() { return ++this.asked; },
+
+  async run(body, what, asked = this.ask()) {
+    if (asked !== this.asked) return null;
     this.body = body; this.what = what; this.shown = 0;
     $("results").replaceChildren(); $("possible").replaceChildren();
     $("possible-box").hidden = true; $("results-more").hidden = true;
     $("find-summary").textContent = "Searching…";
     try {
       const result = await api("POST", "search", body);
+      if (asked !== this.asked) return null;  // another key was chosen meanwhile: this answer is not its
       this.render(result, false);
       return result;
     } catch (error) {
+      if (asked !== this.asked) return null;
       // The page itself explains a key without a face; any other failure goes to the status line.
       const noFace = error.code === "no_face";
       $("find-summary").textContent = noFace
@@ -882,9 +888,12 @@ const finder = {
   },
 
   async more() {
+    const asked = this.asked;
     $("results-more").disabled = true;
-    try { this.render(await api("POST", "search", { ...this.body, cursor: this.cursor }), true); }
-    catch (error) { say(error.message, true); }
+    try {
+      const page = await api("POST", "search", { ...this.body, cursor: this.cursor });
+      if (asked === this.asked) this.render(page, true);
+    } catch (error) { say(error.message, true); }
     finally { $("results-more").disabled = false; }
   },
 
@@ -933,22 +942,26 @@ function showKey(src, faces, chosen, onChoose, size = null) {
 
 async function findByKeyPhoto(file) {
   location.hash = "#find";
-  $("key-faces").hidden = true;
+  const asked = finder.ask();  // a key chosen before this one's answer came replaces it
   const src = URL.createObjectURL(file);
+  showKey(src, [], -1, null);  // the key being searched for, shown at once
+  $("results").replaceChildren(); $("possible-box").hidden = true; $("results-more").hidden = true;
+  $("find-summary").textContent = "Searching…";
   try {
     say("Uploading the key photo…");
     const upload = await api("POST", "search/uploads", {
       filename: file.name, content_type: contentType(file), size: file.size, ...(await sha256(file)),
     });
     await postToS3(upload, file);
+    if (asked !== finder.asked) return;
     say("");
-    const choose = async (face) => {
-      const result = await finder.run({ key_id: upload.key_id, face }, face ? `face ${face + 1} of the key photo` : "this face");
-      if (result) showKey(src, result.key_faces, result.used_face, choose);
+    const choose = async (face, question = finder.ask()) => {
+      const result = await finder.run({ key_id: upload.key_id, face }, face ? `face ${face + 1} of the key photo` : "this face", question);
+      if (result) showKey(src, result.key_faces, result.used_face, (i) => choose(i));
     };
-    await choose(0);
+    await choose(0, asked);
   } catch (error) {
-    say(error.message, true);
+    if (asked === finder.asked) say(error.message, true);
   }
 }
 
