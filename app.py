@@ -367,13 +367,15 @@ def group_people(event):
 
 @app.schedule(Rate(6, unit=Rate.HOURS), name="purge_trash")
 def purge_trash(event):
-    """Photos trashed more than TRASH_DAYS ago are deleted for good, with their objects and vectors."""
+    """Photos trashed more than TRASH_DAYS ago are deleted for good, with their objects and vectors;
+    uploads asked for and never made are forgotten (no ghost tile, no count), whoever's they are."""
     services.refresh()
     purged = services.album.purge_expired(limit=1000)
-    logger.info("expired trash purged", extra={"photos": purged})
+    abandoned = services.album.expire_abandoned_uploads(limit=1000)
+    logger.info("expired trash purged", extra={"photos": purged, "abandoned_uploads": abandoned})
     metrics.add_metric(name="PhotosDeleted", unit=MetricUnit.Count, value=purged)
     flush_metrics()
-    return {"purged": purged}
+    return {"purged": purged, "abandoned_uploads": abandoned}
 
 
 @app.lambda_function(name="reindex")

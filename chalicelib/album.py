@@ -169,17 +169,18 @@ class Album:
                 code="quota_exceeded",
             )
 
-    def expire_abandoned_uploads(self, owner: str, limit: int = 100) -> int:
+    def expire_abandoned_uploads(self, owner: str | None = None, limit: int = 100) -> int:
         """Forget ``pending`` photos whose upload never arrived, once their presigned POST has
-        expired (plus a grace period for uploads still in flight). A photo whose object exists
-        is left to the indexer, however late."""
+        expired (plus a grace period for uploads still in flight): one owner's (on listing), or
+        anyone's (the scheduled ``purge_trash`` function). A photo whose object arrived through its
+        own form is left to the indexer, however late."""
         cutoff = now_ms() - timedelta(seconds=self.settings.upload_url_ttl + self.settings.pending_grace)
         expired = 0
-        for photo in self.photo_store.expired_pending(owner, cutoff)[:limit]:
+        for photo in self.photo_store.expired_pending(owner, cutoff, limit):
             head = self.object_storage.head(photo["key"])
-            if head is not None and is_upload_of(head, owner, photo["photo_id"], photo.get("upload_token")):
+            if head is not None and is_upload_of(head, photo["owner"], photo["photo_id"], photo.get("upload_token")):
                 continue
-            if self.photo_store.delete_photo(owner, photo["photo_id"]) is not None:
+            if self.photo_store.delete_photo(photo["owner"], photo["photo_id"]) is not None:
                 expired += 1
         return expired
 
@@ -202,7 +203,9 @@ class Album:
         }
 
     def months(self, user: User) -> dict:
-        """The timeline's months with their photo counts, newest first (for headers and a scrubber)."""
+        """The timeline's months with their photo counts, newest first (for headers and a scrubber);
+        an upload that never arrived is not counted."""
+        self.expire_abandoned_uploads(user.sub)
         self.photo_store.backfill_timeline(user.sub)
         return {"months": [{"month": m, "count": n} for m, n in self.photo_store.month_counts(user.sub)]}
 

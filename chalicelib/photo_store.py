@@ -186,6 +186,7 @@ class PhotoStore:
         self.photos.create_index([("owner", ASCENDING), ("content_sha256", ASCENDING)])
         self.photos.create_index([("owner", ASCENDING), ("picture_bands", ASCENDING)])
         self.photos.create_index([("trashed_at", ASCENDING)])  # the purge of expired trash, across owners
+        self.photos.create_index([("status", ASCENDING), ("uploaded_at", ASCENDING)])  # abandoned uploads, too
         self.faces.create_index([("face_id", ASCENDING), ("owner", ASCENDING)], unique=True)
         self.trashed_faces.create_index([("photo_id", ASCENDING), ("owner", ASCENDING)])
         self.faces.create_index([("photo_id", ASCENDING), ("owner", ASCENDING)])
@@ -388,13 +389,13 @@ class PhotoStore:
     def photo_ids(self, owner: str) -> set:
         return {p["photo_id"] for p in self.photos.find({"owner": owner}, {"_id": 0, "photo_id": 1})}
 
-    def expired_pending(self, owner: str, created_before: datetime) -> list[Photo]:
-        return list(
-            self.photos.find(
-                {"owner": owner, "status": "pending", "uploaded_at": {"$lt": created_before.replace(tzinfo=None)}},
-                _NO_ID,
-            )
-        )
+    def expired_pending(self, owner: str | None, created_before: datetime, limit: int) -> list[Photo]:
+        """Photos still ``pending`` that were asked for before ``created_before``: one owner's, or
+        anyone's (the schedule)."""
+        query: dict = {"status": "pending", "uploaded_at": {"$lt": created_before.replace(tzinfo=None)}}
+        if owner is not None:
+            query = {"owner": owner, **query}
+        return list(self.photos.find(query, _NO_ID).limit(limit))
 
     # Per-owner change token: search caches a user's vectors until it changes. A fresh
     # random value each time, so a value once cached can never come back.

@@ -3,7 +3,7 @@
 import base64
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -288,7 +288,7 @@ def test_emptying_the_trash_and_the_scheduled_purge_delete_what_is_in_it(api, ma
         {"owner": other.sub, "photo_id": others[0]["photo_id"]}, {"$set": {"trashed_at": long_ago}}
     )
     result = api.lambda_.invoke("purge_trash", api.events.generate_cw_event("aws.events", "Scheduled Event", {}, []))
-    assert result.payload == {"purged": 1}
+    assert result.payload == {"purged": 1, "abandoned_uploads": 0}
     assert services.photo_store.get_photo(other.sub, others[0]["photo_id"]) is None
     assert object_keys(aws_stack, other.sub) == [others[1]["fields"]["key"]]
     assert services.photo_store.get_photo(user.sub, ids[3])["trashed_at"] is not None  # trashed just now: kept
@@ -351,5 +351,27 @@ def test_the_local_stacks_schedule_runs_the_trash_purge(services):
     services.photo_store.add_photos(
         [{"owner": "o", "photo_id": "a" * 32, "key": None, "status": "indexed", "trashed_at": datetime(2020, 1, 1)}]
     )
-    assert Schedule(app_module.purge_trash, every_s=3600).tick() == {"purged": 1}
+    assert Schedule(app_module.purge_trash, every_s=3600).tick() == {"purged": 1, "abandoned_uploads": 0}
     assert services.photo_store.get_photo("o", "a" * 32) is None
+
+
+def test_uploads_never_made_leave_no_ghost_tile_or_count(api, make_user, settings, monkeypatch):
+    """Asked for, never uploaded (a connection that died): gone from the month counts when the form
+    expires, and from everyone's album by the schedule, whether or not its owner comes back."""
+    import app as app_module
+    from tests.test_hardening import with_settings
+
+    short = with_settings(monkeypatch, settings, upload_url_ttl=60, pending_grace=0)
+    user, away = make_user(), make_user()
+    for who in (user, away):
+        request_uploads(api, who, [{"filename": "a.jpg", "content_type": "image/jpeg", "size": 100}] * 2)
+    assert sum(m["count"] for m in api.http.get("/photos/months", headers=user.headers).json_body["months"]) == 2
+    long_ago = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=61)
+    short.photo_store.photos.update_many({}, {"$set": {"uploaded_at": long_ago}})
+    assert api.http.get("/photos/months", headers=user.headers).json_body["months"] == []
+    assert short.photo_store.count_photos(away.sub, status="pending") == 2  # not signed in since
+    result = api.lambda_.invoke("purge_trash", api.events.generate_cw_event("aws.events", "Scheduled Event", {}, []))
+    assert result.payload == {"purged": 0, "abandoned_uploads": 2}
+    assert short.photo_store.count_photos(away.sub, status="pending") == 0
+    assert short.photo_store.usage_of(away.sub)["photos"] == 0  # their quota freed too
+    assert app_module.services is short
