@@ -100,3 +100,12 @@ def test_docs_without_the_viewer_say_how_to_get_it(api, monkeypatch, tmp_path):
     page = api.http.get("/docs")
     assert page.status_code == 503
     assert "./dev setup" in json.loads(page.body)["message"]
+
+
+def test_the_pages_have_an_icon_the_api_serves(api):
+    """A page without one makes the browser ask for /favicon.ico, which the API does not serve."""
+    for page in ("/", "/docs"):
+        assert 'rel="icon" href="web/icon.svg"' in api.http.get(page).body.decode()
+    icon = api.http.get("/web/icon.svg")
+    assert icon.status_code == 200 and icon.headers["Content-Type"] == "image/svg+xml"
+    assert icon.body.decode().startswith("<svg")
