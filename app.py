@@ -5,6 +5,7 @@ import os
 import sys
 
 from chalice import BadRequestError, Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
+from chalice.app import Request
 
 from chalicelib import LAMBDA_RUNTIMES, __version__, api_docs, request_models
 from chalicelib.auth import User, bearer_token
@@ -80,15 +81,21 @@ def json_errors(event, get_response):
     return response
 
 
+def request() -> Request:
+    """The request being answered (Chalice sets it before a route runs)."""
+    assert app.current_request is not None
+    return app.current_request
+
+
 def current_user() -> User:
-    user = services.verifier.verify(bearer_token(app.current_request.headers))
+    user = services.verifier.verify(bearer_token(request().headers))
     logger.append_keys(user=user.sub)
     return user
 
 
 def json_body():
     try:
-        body = app.current_request.json_body
+        body = request().json_body
     except (BadRequestError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise Invalid("body must be valid JSON", code="invalid_json") from None
     return request_models.valid_unicode(body)
@@ -100,12 +107,12 @@ def photo_ids() -> list[str]:
 
 
 def query_params() -> dict:
-    return app.current_request.query_params or {}
+    return dict(request().query_params or {})
 
 
 @app.route("/health", cors=cors)
 def health():
-    checks = {}
+    checks: dict[str, dict] = {}
     for name, check in (
         ("store", lambda: services.photo_store.ping()),
         ("s3", lambda: services.object_storage.check()),
@@ -316,7 +323,7 @@ def sign_out_everywhere():
 @app.route("/me", methods=["DELETE"], authorizer=authorizer, cors=cors)
 def delete_me():
     """Idempotent: a repeated call (the same token, now of a deleted account) runs the deletion again."""
-    user = services.verifier.verify(bearer_token(app.current_request.headers), allow_deleted=True)
+    user = services.verifier.verify(bearer_token(request().headers), allow_deleted=True)
     logger.append_keys(user=user.sub)
     services.accounts.delete(user)
     return Response(body="", status_code=204)
@@ -383,11 +390,14 @@ def reindex(event, context):
     """Send photos not yet embedded with the target bundle back through indexing.
     Event: {"model_version": optional (default: what the endpoint serves now), "owner": optional sub}."""
     services.refresh()
+    queue_url = services.settings.events_queue_url
+    if not queue_url:
+        raise RuntimeError("PHOTO_EVENTS_QUEUE_URL is not set: there is no queue to send the photos to")
     target = event.get("model_version") or services.face_client.model_version()
     sent = enqueue(
         services.photo_store,
         services.client("sqs"),
-        services.settings.events_queue_url,
+        queue_url,
         services.settings.bucket,
         target,
         event.get("owner"),

@@ -47,9 +47,8 @@ def run_chalice(args: list[str], runtime: str = TARGET) -> int:
         return 2
     Config.lambda_python_version = property(lambda self: runtime)  # type: ignore[assignment,method-assign]
     PipRunner._execute = _for_the_wheels_abi(PipRunner._execute)  # type: ignore[method-assign]
-    SwaggerGenerator.generate_swagger = _with_gateway_responses(
-        SwaggerGenerator.generate_swagger, environment["CORS_ALLOW_ORIGIN"]
-    )  # type: ignore[method-assign]
+    origin = environment["CORS_ALLOW_ORIGIN"]
+    SwaggerGenerator.generate_swagger = _with_gateway_responses(SwaggerGenerator.generate_swagger, origin)  # type: ignore[method-assign]
     try:
         cli.cli.main(args=args, prog_name="chalice", obj={}, standalone_mode=False)
     except SystemExit as exc:

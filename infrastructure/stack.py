@@ -90,7 +90,7 @@ def deploy(
     and the From address) an update keeps the value
     the stack has: the template's default on the first run."""
     name = stack_name(stage)
-    parameters = [{"ParameterKey": "Stage", "ParameterValue": stage}]
+    parameters: list[dict] = [{"ParameterKey": "Stage", "ParameterValue": stage}]
     given = {
         "WebOrigin": web_origin,
         "PostConfirmationFunctionArn": post_confirmation_arn,
@@ -165,7 +165,7 @@ def main(argv: list | None = None) -> int:
     args = parser.parse_args(argv)
     cloudformation = boto3.client("cloudformation")
     if args.action == "deploy":
-        outputs = deploy(
+        created = deploy(
             cloudformation,
             args.stage,
             args.web_origin,
@@ -174,7 +174,7 @@ def main(argv: list | None = None) -> int:
             args.network_mode,
             tuple(args.ses) if args.ses else None,
         )
-        print(json.dumps(outputs, indent=2))
+        print(json.dumps(created, indent=2))
     else:
         configure(args.stage, outputs(cloudformation, args.stage))
         print(f"wrote the stack's outputs into .chalice/config.json (stage {args.stage}) and its policies")

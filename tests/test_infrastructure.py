@@ -654,3 +654,26 @@ def test_every_deployed_functions_logs_are_kept_for_the_stages_days(aws_stack, t
         "/aws/lambda/memory-studio-prod": 90,
         "/aws/lambda/memory-studio-prod-reindex": 90,
     }
+
+
+def test_the_stack_commands_reach_their_steps(monkeypatch, capsys):
+    """``infrastructure.stack configure`` once failed before doing anything (a local name hid the
+    module's ``outputs``); both commands are run here with the AWS calls recorded."""
+    from infrastructure import stack
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    calls = []
+    monkeypatch.setattr(stack, "outputs", lambda cloudformation, stage: calls.append(("outputs", stage)) or {"A": "1"})
+    monkeypatch.setattr(stack, "configure", lambda stage, found: calls.append(("configure", stage, found)))
+    monkeypatch.setattr(
+        stack, "deploy", lambda cloudformation, stage, *rest: calls.append(("deploy", stage, rest)) or {}
+    )
+    assert stack.main(["configure", "--stage", "prod"]) == 0
+    assert (
+        stack.main(["deploy", "--stage", "dev", "--network-mode", "private", "--alarm-email", "ops@example.com"]) == 0
+    )
+    assert calls == [
+        ("outputs", "prod"),
+        ("configure", "prod", {"A": "1"}),
+        ("deploy", "dev", (None, None, "ops@example.com", "private", None)),
+    ]
