@@ -134,7 +134,10 @@ def photo_request(
     detect: bool = True,
     data: bytes | None = None,
 ) -> dict:
-    """The endpoint's request for one photo of the album (the real-time call's and the backfill's)."""
+    """The endpoint's request for one photo of the album (the real-time call's and the backfill's).
+    ``boxes``: faces to embed at given [x, y, w, h] (after the detected ones; ``detect=False``: only
+    them). ``data``: the object's bytes, already read by the caller: sent along when they fit one
+    request, so that the endpoint does not download the photo again."""
     image: dict = {"id": key}
     if data is not None and len(data) <= MAX_INLINE_BYTES:
         image["b64"] = base64.b64encode(data).decode()
@@ -168,24 +171,10 @@ class FaceClient:
         self.model_info_ttl = model_info_ttl
         self._model_info: tuple[float, ModelInfo | None] = (0.0, None)
 
-    def analyze_s3(
-        self,
-        bucket: str,
-        key: str,
-        deadline: Deadline | None = None,
-        max_faces: int = 50,
-        min_face_size: int = 20,
-        max_pixels: int | None = None,
-        boxes: list | None = None,
-        detect: bool = True,
-        data: bytes | None = None,
-    ) -> Analysis:
-        """The endpoint's result for one photo in S3: ``{"model_version", "width", "height", "faces"}``.
-        ``boxes``: faces to embed at given [x, y, w, h] (after the detected ones; ``detect=False``: only them).
-        ``data``: the object's bytes, already read by the caller: sent along when they fit one
-        request, so that the endpoint does not download the photo again."""
-        request = photo_request(bucket, key, max_faces, min_face_size, max_pixels, boxes, detect, data)
-        return self._call(request, deadline, self.parse)
+    def analyze_s3(self, bucket: str, key: str, deadline: Deadline | None = None, **options: Any) -> Analysis:
+        """The endpoint's result for one photo in S3: ``{"model_version", "width", "height", "faces"}``;
+        ``options`` are ``photo_request``'s."""
+        return self._call(photo_request(bucket, key, **options), deadline, self.parse)
 
     def analyze_bytes(
         self,
