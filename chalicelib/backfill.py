@@ -4,7 +4,7 @@ A reindex (a new bundle, every photo of every album) would otherwise queue behin
 photos users upload now. With ``BACKFILL_ENDPOINT_NAME`` set, the indexer hands each reindexed
 photo to an asynchronous endpoint running the same image and bundle: the request (the real-time
 call's JSON, ``face_client.photo_request``) is written under ``inference/requests/``, SageMaker
-queues it (the endpoint may scale to zero when idle), writes the answer under
+queues it (its own instances, scaled on the backlog), writes the answer under
 ``inference/answers/`` and publishes a notification that reaches the photo-events queue; the
 indexer then finishes the photo from that answer. Photos with faces the user drew keep the
 real-time path (their boxes travel in the request too, but are rare enough not to need it).

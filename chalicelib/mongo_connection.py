@@ -28,10 +28,16 @@ class AtlasUri:
         if self._provider is None:
             return str(self._settings.mongodb_uri)
         settings = self._settings
-        secret = str(self._provider.get(str(settings.mongodb_secret_id), max_age=settings.atlas_secret_max_age))
-        if secret.lstrip().startswith("{"):
-            return json.loads(secret)["uri"]
-        return secret.strip()
+        return uri_from_secret(
+            str(self._provider.get(str(settings.mongodb_secret_id), max_age=settings.atlas_secret_max_age))
+        )
+
+
+def uri_from_secret(secret: str) -> str:
+    """The Atlas secret holds a plain URI or JSON ``{"uri": ...}``."""
+    if secret.lstrip().startswith("{"):
+        return json.loads(secret)["uri"]
+    return secret.strip()
 
 
 def open_database(settings: Settings, uri: str | None = None):

@@ -18,11 +18,21 @@ from urllib.parse import urlsplit
 CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
 
 
-def rest_api(stage: str, chalice_dir: Path = CHALICE_DIR) -> dict:
+def read_config(chalice_dir: Path = CHALICE_DIR) -> dict:
+    """``.chalice/config.json``: every stage's settings."""
+    return json.loads((chalice_dir / "config.json").read_text())
+
+
+def _resources(stage: str, chalice_dir: Path) -> tuple[Path, list[dict]]:
     record_path = chalice_dir / "deployed" / f"{stage}.json"
     if not record_path.exists():
         raise SystemExit(f"no {record_path}: run chalice deploy --stage {stage} first")
-    for resource in json.loads(record_path.read_text())["resources"]:
+    return record_path, json.loads(record_path.read_text())["resources"]
+
+
+def rest_api(stage: str, chalice_dir: Path = CHALICE_DIR) -> dict:
+    record_path, resources = _resources(stage, chalice_dir)
+    for resource in resources:
         if resource.get("resource_type") == "rest_api":
             return resource
     raise SystemExit(f"no REST API in {record_path}: run chalice deploy --stage {stage} first")
@@ -30,10 +40,8 @@ def rest_api(stage: str, chalice_dir: Path = CHALICE_DIR) -> dict:
 
 def function_arn(stage: str, name: str, chalice_dir: Path = CHALICE_DIR) -> str:
     """The ARN of the app's Lambda function ``name`` (as app.py names it)."""
-    record_path = chalice_dir / "deployed" / f"{stage}.json"
-    if not record_path.exists():
-        raise SystemExit(f"no {record_path}: run chalice deploy --stage {stage} first")
-    for resource in json.loads(record_path.read_text())["resources"]:
+    record_path, resources = _resources(stage, chalice_dir)
+    for resource in resources:
         if resource.get("resource_type") == "lambda_function" and resource.get("name") == name:
             return resource["lambda_arn"]
     raise SystemExit(f"no function {name} in {record_path}: run chalice deploy --stage {stage} first")
@@ -41,10 +49,7 @@ def function_arn(stage: str, name: str, chalice_dir: Path = CHALICE_DIR) -> str:
 
 def function_names(stage: str, chalice_dir: Path = CHALICE_DIR) -> list[str]:
     """Every Lambda function Chalice deployed for the stage, by its name in AWS."""
-    record_path = chalice_dir / "deployed" / f"{stage}.json"
-    if not record_path.exists():
-        raise SystemExit(f"no {record_path}: run chalice deploy --stage {stage} first")
-    resources = json.loads(record_path.read_text())["resources"]
+    _, resources = _resources(stage, chalice_dir)
     return [r["lambda_arn"].rsplit(":", 1)[-1] for r in resources if r.get("resource_type") == "lambda_function"]
 
 
@@ -65,7 +70,7 @@ def post_deploy_target(description: str, argv: list | None) -> tuple[dict, str, 
     parser.add_argument("--stage", required=True, help="the Chalice stage (dev, prod)")
     parser.add_argument("--rest-api-id", help="default: from .chalice/deployed/STAGE.json")
     args = parser.parse_args(argv)
-    config = json.loads((CHALICE_DIR / "config.json").read_text())
+    config = read_config()
     stage = dict(config["stages"][args.stage], name=args.stage)
     return config, args.rest_api_id or rest_api_id(args.stage), stage
 

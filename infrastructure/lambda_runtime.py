@@ -40,7 +40,7 @@ def run_chalice(args: list[str], runtime: str = TARGET) -> int:
 
     stage = _option(args, "--stage", "dev")
     chalice_dir = Path(_option(args, "--project-dir", ".")) / ".chalice"
-    environment = preflight.read_config(chalice_dir)["stages"][stage]["environment_variables"]
+    environment = deployed.read_config(chalice_dir)["stages"][stage]["environment_variables"]
     name, ok, detail = preflight.cors_origin(stage, environment)
     if not ok:
         print(f"{name}: {detail}", file=sys.stderr)

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from chalicelib.object_storage import INFERENCE, KEYS, KINDS, PHOTOS, PREVIEWS, THUMBS
+from infrastructure.deployed import CHALICE_DIR, read_config
 
-CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
 STAGES = ("dev", "prod")
 QUEUE_CONSUMER = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
 
@@ -183,7 +183,7 @@ def write(config: dict, chalice_dir: Path = CHALICE_DIR, check: bool = False) ->
 
 def main(argv=None) -> int:
     check = "--check" in (argv if argv is not None else sys.argv[1:])
-    stale = write(json.loads((CHALICE_DIR / "config.json").read_text()), check=check)
+    stale = write(read_config(), check=check)
     if check and stale:
         print(f"out of date (run python -m infrastructure.policies): {', '.join(stale)}", file=sys.stderr)
         return 1

@@ -11,11 +11,11 @@ value the account does not let it read is a failure that says so, never a silent
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from urllib.parse import urlsplit
 
-CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
+from chalicelib.mongo_connection import uri_from_secret
+from infrastructure.deployed import read_config
+
 Check = tuple[str, bool, str]
 
 
@@ -115,8 +115,7 @@ def atlas_secret_and_cluster(stage_config: dict, environment: dict, session) -> 
     from pymongo import MongoClient
 
     secret = session.client("secretsmanager").get_secret_value(SecretId=environment["MONGODB_SECRET_ID"])
-    value = secret["SecretString"]
-    uri = json.loads(value)["uri"] if value.lstrip().startswith("{") else value.strip()
+    uri = uri_from_secret(secret["SecretString"])
     if not uri.startswith(("mongodb://", "mongodb+srv://")):
         return False, f"the secret holds {uri!r}, not a URI: put-secret-value it (runbook step 2)"
     client: MongoClient = MongoClient(uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000)
@@ -126,10 +125,6 @@ def atlas_secret_and_cluster(stage_config: dict, environment: dict, session) -> 
         client.close()
     path = network("", stage_config)[2].split(":")[0]
     return True, f"the cluster answers from here; the functions reach it by the {path} path"
-
-
-def read_config(chalice_dir: Path = CHALICE_DIR) -> dict:
-    return json.loads((chalice_dir / "config.json").read_text())
 
 
 def report(checks: list[Check]) -> int:

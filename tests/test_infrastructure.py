@@ -373,9 +373,9 @@ def test_configure_puts_every_value_chalice_needs_from_the_stack_into_the_config
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_deployed_stages_pass_the_preflights_configuration_checks(stage):
-    from infrastructure import preflight
+    from infrastructure import deployed, preflight
 
-    checks = preflight.stage_checks(stage, preflight.read_config())
+    checks = preflight.stage_checks(stage, deployed.read_config())
     assert all(ok for _, ok, _ in checks), checks
 
 
@@ -383,11 +383,11 @@ def test_deployed_stages_pass_the_preflights_configuration_checks(stage):
     "origin", ["*", "", "http://app.example", "https://*.example", "https://app.example/path", "null"]
 )
 def test_a_deployed_stage_may_not_allow_any_origin(origin, tmp_path, capsys):
-    from infrastructure import lambda_runtime, preflight
+    from infrastructure import deployed, lambda_runtime, preflight
 
     name, ok, detail = preflight.cors_origin("prod", {"CORS_ALLOW_ORIGIN": origin})
     assert not ok and "CORS_ALLOW_ORIGIN" in detail
-    config = preflight.read_config()
+    config = deployed.read_config()
     config["stages"]["prod"]["environment_variables"]["CORS_ALLOW_ORIGIN"] = origin
     (tmp_path / ".chalice").mkdir()
     (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
@@ -551,9 +551,9 @@ def _stubbed(name, answers):
 
 
 def test_the_preflight_reads_quotas_and_says_what_falls_short(aws_stack):
-    from infrastructure import preflight
+    from infrastructure import deployed, preflight
 
-    config = preflight.read_config()
+    config = deployed.read_config()
     secrets = client("secretsmanager", aws_stack.aws_endpoint_url)
     secret_id = config["stages"]["prod"]["environment_variables"]["MONGODB_SECRET_ID"]
     secrets.create_secret(Name=secret_id, SecretString='{"uri": "set-me"}')  # what the stack leaves
