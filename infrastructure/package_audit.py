@@ -2,6 +2,7 @@
 
     python -m infrastructure.package_audit                    # package for the target runtime, then audit
     python -m infrastructure.package_audit --zip deployment.zip --runtime python3.11
+    python -m infrastructure.package_audit --out benchmarks/results/package_audit.json   (the checks as JSON too)
 
 Checks, each ``(name, ok, detail)``:
 - the runtime: one AWS still supports (not past its deprecation date);
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import io
+import json
 import os
 import re
 import sys
@@ -204,11 +206,15 @@ def main(argv: list | None = None) -> int:
     parser.add_argument("--zip", help="an existing package (default: package now)")
     parser.add_argument("--runtime", default=TARGET, help=f"the runtime it is for (default {TARGET})")
     parser.add_argument("--stage", default="prod")
+    parser.add_argument("--out", type=Path, help="also write the checks to this JSON file")
     args = parser.parse_args(argv)
-    if args.zip:
-        return report(audit(Path(args.zip), args.runtime))
     with tempfile.TemporaryDirectory() as work:
-        return report(audit(package(Path(work) / "out", args.runtime, args.stage), args.runtime))
+        archive = Path(args.zip) if args.zip else package(Path(work) / "out", args.runtime, args.stage)
+        checks = audit(archive, args.runtime)
+    if args.out:
+        rows = [{"check": name, "ok": ok, "detail": detail} for name, ok, detail in checks]
+        args.out.write_text(json.dumps({"runtime": args.runtime, "stage": args.stage, "checks": rows}, indent=2) + "\n")
+    return report(checks)
 
 
 if __name__ == "__main__":
