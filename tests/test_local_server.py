@@ -7,6 +7,7 @@ emulation; these checks prove the app's own verification closes that hole.
 import base64
 import json
 import threading
+import time
 
 import pytest
 import requests
@@ -64,3 +65,27 @@ def test_forged_tokens_are_refused_over_http(base_url, make_user):
         assert response.status_code == 401, token
         assert response.json()["error"] == "unauthorized"
     assert requests.get(f"{base_url}/photos", timeout=10).status_code == 401
+
+
+def test_parallel_upload_requests_over_http_cannot_pass_the_pending_cap(base_url, make_user, settings, monkeypatch):
+    """As the probe did it: parallel POST /photos/uploads to the local stack's server at 95 pending of
+    100; the store's count slowed down, as a busy one is, to widen the race."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.test_hardening import with_settings
+
+    served = with_settings(monkeypatch, settings, max_pending_uploads=100)
+    user = make_user()
+    headers = {"Authorization": f"Bearer {user.id_token}"}
+    files = lambda n: {"files": [{"filename": "a.jpg", "content_type": "image/jpeg", "size": 5}] * n}  # noqa: E731
+    for n in (50, 45):
+        assert (
+            requests.post(f"{base_url}/photos/uploads", headers=headers, json=files(n), timeout=30).status_code == 201
+        )
+    count = served.photo_store.count_photos
+    monkeypatch.setattr(served.photo_store, "count_photos", lambda *a, **k: (count(*a, **k), time.sleep(0.3))[0])
+    ask = lambda _: requests.post(f"{base_url}/photos/uploads", headers=headers, json=files(5), timeout=60)  # noqa: E731
+    with ThreadPoolExecutor(4) as pool:
+        answers = sorted(r.status_code for r in pool.map(ask, range(4)))
+    assert answers == [201, 429, 429, 429]
+    assert count(user.sub, status="pending") == 100
