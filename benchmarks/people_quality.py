@@ -66,17 +66,19 @@ MAX_KEY_FACES = 30  # as chalicelib.people: a person's faces used as search keys
 ANSWERED = 5
 
 
-def person_search(vectors, stats, members: list, keys: list, rejected: set, raw_floor: float, threshold: float):
+def person_search(vectors, stats, members: list, keys: list, rejected: set, raw_floor: float, threshold: float, others):
     """Search by person as the API does it: the members, plus every face matching one of the key
-    faces (raw cosine ≥ the floor, normalised score ≥ the threshold), rejected faces left out.
-    Returns (result faces, candidate faces best first)."""
+    faces (raw cosine ≥ the floor, normalised score ≥ the threshold) that is in no other person
+    (``others``: a mask of the faces other people hold; ``chalicelib.people_aware``), rejected faces
+    left out. Returns (result faces, the suggestions a user is asked about, best first: matching
+    faces not rejected, other people's included)."""
     raw = vectors[keys] @ vectors.T
     scores = 0.5 * ((raw - stats[keys, :1]) / stats[keys, 1:] + (raw - stats[None, :, 0]) / stats[None, :, 1])
     scores = np.where((raw >= raw_floor) & (scores >= threshold), scores, -np.inf).max(axis=0)
     scores[members] = -np.inf
     scores[list(rejected)] = -np.inf
     candidates = [int(i) for i in np.argsort(-scores) if np.isfinite(scores[i])]
-    return set(members) | set(candidates), candidates
+    return set(members) | {i for i in candidates if not others[i]}, candidates
 
 
 def feedback_value(labels, vectors, stats, identities, sources, norm: dict) -> dict:
@@ -92,7 +94,8 @@ def feedback_value(labels, vectors, stats, identities, sources, norm: dict) -> d
         relevant = set(np.nonzero(identities == truth)[0].tolist())
         source = sources[next(iter(relevant))]
         floor, cut = float(norm["raw_floor"]), float(norm["threshold"])
-        found, candidates = person_search(vectors, stats, members, members[:MAX_KEY_FACES], set(), floor, cut)
+        others = (labels >= 0) & (labels != label)
+        found, candidates = person_search(vectors, stats, members, members[:MAX_KEY_FACES], set(), floor, cut, others)
         rows["before"].append((source, found, relevant))
         confirmed: list = []
         rejected: set = set()
@@ -102,7 +105,8 @@ def feedback_value(labels, vectors, stats, identities, sources, norm: dict) -> d
             else:
                 rejected.add(i)
         keys = (confirmed + members)[:MAX_KEY_FACES]
-        found, _ = person_search(vectors, stats, members + confirmed, keys, rejected, floor, cut)
+        others[confirmed] = False  # a confirmed face joins this person
+        found, _ = person_search(vectors, stats, members + confirmed, keys, rejected, floor, cut, others)
         rows["after"].append((source, found, relevant))
     out = {}
     for when, results in rows.items():

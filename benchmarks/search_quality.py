@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import cpu_engine, write_results
+from chalicelib.grouping import GroupingParams, agglomerate, knn_edges, normalised_pair_scores
 from chalicelib.images import ImageError, decode_image
 from chalicelib.score_norm import QueryExpansion, as_norm, cohort_stats
 from gpu_endpoint.factory import calibration
@@ -209,6 +210,65 @@ def _decided(album: Album, keys, norm: dict):
         yield "served", expanded(album, keys, norm)
 
 
+def album_people(album: Album, grouping: GroupingParams) -> np.ndarray:
+    """The album's people as regrouping finds them (``chalicelib.grouping``, the bundle's grouping
+    calibration): a label per face, the album's photos then the distractors; -1 for nobody."""
+    vectors = np.vstack([album.vectors, album.groups])
+    stats = np.vstack([album.stats, album.group_stats])
+    photos = [f"single-{i}" for i in range(len(album.vectors))] + [f"group-{p}" for p in album.group_photo.tolist()]
+    edges = knn_edges(vectors, stats, grouping.k)
+    return agglomerate(len(vectors), edges, photos, grouping.threshold, grouping.min_faces, grouping.linkage)
+
+
+def voted_person(album: Album, labels: np.ndarray, i: int, grouping: GroupingParams) -> int:
+    """The person face ``i``, as a key photo from outside the album, joins by the vote of its
+    ``k`` nearest album faces (``chalicelib.people_aware.PeopleAware.vote``): those scoring ≥ the
+    grouping threshold, the person with the best mean score; -1 for nobody."""
+    vectors = np.vstack([album.vectors, album.groups])
+    stats = np.vstack([album.stats, album.group_stats])
+    scores = normalised_pair_scores(vectors[i : i + 1], stats[i : i + 1], vectors, stats)[0]
+    scores[i] = -np.inf  # the key is not in the album
+    near = [j for j in np.argsort(-scores)[: grouping.k] if scores[j] >= grouping.threshold and labels[j] >= 0]
+    links: dict = {}
+    for j in near:
+        links.setdefault(int(labels[j]), []).append(scores[j])
+    return max(links, key=lambda person: float(np.mean(links[person]))) if links else -1
+
+
+def people_aware_levers(album: Album, norm: dict, grouping: GroupingParams) -> dict:
+    """Find when the key is a person of the album (``chalicelib.people_aware``), over ``served``:
+    every face of the key's person is a result, a face of another person never is; a key of
+    nobody known keeps ``served``'s verdicts. ``people_aware_album_face``: the key is an album face,
+    its person the one grouping gave it; ``people_aware_key_photo``: the key is a new photo of the
+    person (the key's face is taken out of the album it searches and matched to a person by its
+    neighbours' vote; the grouping itself is the album's, key included)."""
+    keys = np.nonzero(album.is_key)[0]
+    labels = album_people(album, grouping)
+    scores, groups, (passing, group_passing) = expanded(album, keys, norm)
+    n = len(album.vectors)
+    out: dict = {}
+    for lever, person_of in (
+        ("people_aware_album_face", lambda i: int(labels[i])),
+        ("people_aware_key_photo", lambda i: voted_person(album, labels, i, grouping)),
+    ):
+        verdicts = np.hstack([passing, group_passing])
+        found = np.zeros(len(keys), bool)
+        for k, i in enumerate(keys):
+            person = person_of(i)
+            if person < 0:
+                continue
+            found[k] = True
+            verdicts[k] = (verdicts[k] & (labels < 0)) | (labels == person)
+        decided = (verdicts[:, :n], verdicts[:, n:])
+        rows = search_rows(scores, groups, album.identities, keys, norm["threshold"], decided)
+        out[lever] = dict(
+            _sliced(album, keys, rows, norm["threshold"]),
+            holdout_keys_with_a_person=round(float(found[~album.calibration[keys]].mean()), 4),
+            grouping=grouping.to_json(),
+        )
+    return out
+
+
 def embed(engine, root) -> Album:
     photos, faces = [], []
     for photo in labelled_photos(root):
@@ -323,6 +383,9 @@ def main(argv=None) -> int:
     results["levers"]["raw"] = report(album, *album.raw(keys), engine.threshold)
     if engine.normalisation:
         results["levers"].update(normalised_levers(album, engine.normalisation))
+        grouping = GroupingParams.from_model_info({"grouping": engine.grouping})
+        if grouping is not None and engine.normalisation.get("expansion"):
+            results["levers"].update(people_aware_levers(album, engine.normalisation, grouping))
     write_results(f"search_quality_{engine.version}.json" if args.bundle else "search_quality.json", results)
     return 0
 

@@ -23,9 +23,12 @@ from .errors import (
     UnsupportedType,
 )
 from .face_client import Deadline, FaceClient, FaceServiceError
+from .grouping import GroupingParams
 from .object_storage import SEARCH_KEY_TAG, key_photo_key
 from .params import int_in_range
 from .people import People
+from .people_aware import KeyPerson, PeopleAware
+from .people_store import PeopleStore
 from .photo_store import now_ms
 from .records import Analysis, ModelInfo
 from .request_models import MAX_KEY_BYTES, FileToUpload, SearchRequest, search_cursor
@@ -86,6 +89,8 @@ class KeyFace:
     used_face: int  # which face of the key photo (or the album face's index in its photo)
     faces: list  # every face of the key: {"box", "score"}
     photo_id: str | None  # the album photo that is the key itself: never a result
+    face_id: str | None = None  # the album face that is the key (a face of the album as the key)
+    grouping: dict | None = None  # the bundle's grouping calibration: a key photo's face joins a person by it
 
 
 class FaceSearch:
@@ -93,6 +98,8 @@ class FaceSearch:
         self.album, self.photo_store, self.object_storage = album, album.photo_store, album.object_storage
         self.settings = album.settings
         self.face_client, self.index, self.people = face_client, index, people
+        self.aware: PeopleAware | None = people.aware if people else None
+        self.people_store: PeopleStore | None = people.people_store if people else None
 
     # Key uploads --------------------------------------------------------------
     def create_key_upload(self, user: User, item: FileToUpload) -> dict:
@@ -144,15 +151,18 @@ class FaceSearch:
             key_face = self._key_photo(user, request, deadline)
         threshold, key_norm = self._decision(request.threshold, key_face)
         own = key_face.photo_id
+        person = self._key_person(user, key_face)
         hits = self.index.nearest(user.sub, key_face.model_version, key_face.vector, MAX_HITS, threshold, key_norm)
-        best = _best_per_photo(hits, skip={own})
+        best = _best_per_photo(self._compete(user, person, hits), skip={own})
+        best, kinds = self._with_person(user, person, key_face, key_norm, best)
         ranked = list(best.items())
         page = ranked[offset : offset + limit]
         next_cursor = search_cursor(offset + limit) if offset + limit < len(ranked) else None
         words = _Words(threshold, key_norm)
         possible = []
         if offset == 0 and request.threshold is None:
-            possible = self._possible(user, key_face, threshold, key_norm, skip={own, *best})
+            possible = self._compete(user, person, self._possible(user, key_face, threshold, key_norm))
+            possible = list(_best_per_photo(possible, skip={own, *best}).items())[:POSSIBLE_MAX]
         return {
             "model_version": key_face.model_version,
             "threshold": threshold,
@@ -162,20 +172,51 @@ class FaceSearch:
             "key_faces": key_face.faces,
             "used_face": key_face.used_face,
             "key_photo_id": own,
-            "results": self._present(user, page, words),
+            "person": person.present() if person else None,
+            "results": self._present(user, page, words, kinds=kinds),
             "possible": self._present(user, possible, words, "possible"),
             "next_cursor": next_cursor,
         }
 
-    def _possible(self, user: User, key_face: KeyFace, threshold: float, key_norm, skip: set) -> list:
-        """The best photos just below the decision (``POSSIBLE_MARGIN``), for "nobody found" pages."""
+    def _key_person(self, user: User, key_face: KeyFace) -> KeyPerson | None:
+        """The album's person the key is (``people_aware``), or None: search decides on the key alone."""
+        if self.aware is None or self.people_store is None:
+            return None
+        if key_face.face_id is not None:
+            found = self.people_store.decisions(user.sub, [key_face.face_id])
+            return self.aware.key_person(user.sub, found[0].get("person_id") if found else None, "album_face")
+        params = GroupingParams.from_model_info({"grouping": key_face.grouping} if key_face.grouping else None)
+        if params is None:
+            return None
+        person_id = self.aware.vote(
+            user.sub, key_face.model_version, key_face.vector, key_face.cohort, params, skip_photo=key_face.photo_id
+        )
+        return self.aware.key_person(user.sub, person_id, "matched")
+
+    def _with_person(self, user: User, person: KeyPerson | None, key_face: KeyFace, key_norm, best: dict):
+        """(``best`` with every photo of the key's person, ranked by the key's score; photo_id →
+        the match of the person's own photos)."""
+        if person is None or self.aware is None:
+            return best, {}
+        members = self.aware.members(user.sub, person, key_face.model_version, key_face.vector, key_norm)
+        members.pop(key_face.photo_id, None)
+        best.update({photo_id: row[:3] for photo_id, row in members.items()})
+        ranked = dict(sorted(best.items(), key=lambda item: -item[1][2]))
+        return ranked, {photo_id: row[3] for photo_id, row in members.items()}
+
+    def _compete(self, user: User, person: KeyPerson | None, hits: list) -> list:
+        return hits if person is None or self.aware is None else self.aware.compete(user.sub, hits, person.person_id)
+
+    def _possible(self, user: User, key_face: KeyFace, threshold: float, key_norm) -> list:
+        """The faces just below the decision (``POSSIBLE_MARGIN``), for "nobody found" pages: the
+        hits of a looser decision, best first (the caller leaves out the photos already found)."""
         if key_norm is not None and key_norm.threshold is not None:
             loose = KeyNormalisation(key_norm.mean, key_norm.std, key_norm.threshold - POSSIBLE_MARGIN["normalised"])
             hits = self.index.nearest(user.sub, key_face.model_version, key_face.vector, MAX_HITS, threshold, loose)
         else:
             floor = threshold - POSSIBLE_MARGIN["cosine"]
             hits = self.index.nearest(user.sub, key_face.model_version, key_face.vector, MAX_HITS, floor, key_norm)
-        return list(_best_per_photo(hits, skip).items())[:POSSIBLE_MAX]
+        return hits
 
     @staticmethod
     def _decision(requested: float | None, key_face: KeyFace):
@@ -217,6 +258,7 @@ class FaceSearch:
                 "model_version": analysis["model_version"],
                 "threshold": analysis["threshold"],
                 "normalisation": analysis.get("normalisation"),
+                "grouping": analysis.get("grouping"),
                 "faces": [
                     {
                         "box": f["box"],
@@ -244,6 +286,7 @@ class FaceSearch:
             used_face=used,
             faces=[{"box": f["box"], "score": f["score"]} for f in faces],
             photo_id=copy["photo_id"] if copy else None,
+            grouping=result.get("grouping"),
         )
 
     def _analyze_key_object(self, user: User, key_id: str, deadline: Deadline | None) -> tuple[Analysis, str | None]:
@@ -276,6 +319,7 @@ class FaceSearch:
             used_face=face["face_index"],
             faces=[{"box": face["box"], "score": face["score"]}],
             photo_id=photo_id,
+            face_id=face_id,
         )
 
     def _served_model(self, deadline: Deadline | None) -> ModelInfo:
@@ -284,7 +328,8 @@ class FaceSearch:
         except FaceServiceError as exc:
             raise _error_from_face_service(exc) from exc
 
-    def _present(self, user: User, page, words: _Words, word: str | None = None) -> list:
+    def _present(self, user: User, page, words: _Words, word: str | None = None, kinds: dict | None = None) -> list:
+        """``kinds``: photo_id → the match of a key person's own photos (``people_aware``)."""
         if not page:
             return []
         photo_ids = [photo_id for photo_id, _ in page]
@@ -303,7 +348,7 @@ class FaceSearch:
                     "face_id": face_id,
                     "similarity": round(similarity, 5),
                     "score": round(score, 4),
-                    "match": word or words.of(similarity, score),
+                    "match": word or (kinds or {}).get(photo_id) or words.of(similarity, score),
                     "box": boxes.get(face_id),
                     "thumbnail_url": shown["thumbnail_url"],
                     "url": shown["url"],

@@ -26,6 +26,7 @@ from .face_client import Deadline, FaceClient, FaceServiceError
 from .grouping import Constraints, GroupingParams, agglomerate, knn_edges
 from .observability import logger
 from .params import decode_position, encode_position, int_in_range
+from .people_aware import PeopleAware
 from .people_store import AUTO, SAME_FACE_IOU, USER, PeopleStore
 from .photo_store import MANUAL, PhotoStore, drawn_face_record
 from .records import Face, ModelInfo, Person
@@ -36,7 +37,6 @@ from .vector_index import VectorIndex
 MAX_KEY_FACES = 30  # a person's faces used as search keys (confirmed first)
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
-NO_RAW_FLOOR = -1.0  # grouping judges by the normalised score alone
 MIN_BOX = 16  # the smallest side of a face box the user draws
 MANUAL_FIRST_INDEX = 500  # drawn faces are numbered from here: detected ones keep 000-499
 
@@ -53,6 +53,7 @@ class People:
         """``face_client``: gives the face client, asked only by what needs the endpoint."""
         self.photo_store, self.people_store, self.album, self.index = photo_store, people_store, album, index
         self.face_client = face_client
+        self.aware = PeopleAware(photo_store, people_store, index)
 
     def served_model(self, deadline: Deadline | None = None) -> ModelInfo:
         """The served bundle's info; a 503 when the face endpoint does not answer."""
@@ -91,29 +92,19 @@ class People:
         return counts
 
     def _best_person(self, owner: str, face: Face, model_version: str, params: GroupingParams, taken: set):
-        mean, std = face.get("cohort_mean"), face.get("cohort_std")
-        if mean is None or std is None:
-            return None
         stored = self.photo_store.get_face(owner, face["face_id"])
         if stored is None:  # deleted meanwhile
             return None
-        key = KeyNormalisation(float(mean), float(std), params.threshold)
-        hits = self.index.nearest(owner, model_version, stored["embedding"], params.k + 1, NO_RAW_FLOOR, key)
-        hits = [h for h in hits if h[0] != face["face_id"] and h[1] != face["photo_id"]][: params.k]
-        if not hits:
-            return None
-        people = {f["face_id"]: f.get("person_id") for f in self.people_store.decisions(owner, [h[0] for h in hits])}
-        links: dict[str, list] = defaultdict(list)
-        for face_id, _, _, score in hits:
-            person = people.get(face_id)
-            if person:
-                links[person].append(score)
-        rejected = set(face.get("rejected_from") or [])
-        ranked = sorted(links.items(), key=lambda item: -float(np.mean(item[1])))
-        for person, scores in ranked:
-            if person not in taken and person not in rejected and float(np.mean(scores)) >= params.threshold:
-                return person
-        return None
+        return self.aware.vote(
+            owner,
+            model_version,
+            stored["embedding"],
+            (face.get("cohort_mean"), face.get("cohort_std")),
+            params,
+            skip_face=face["face_id"],
+            skip_photo=face["photo_id"],
+            excluded=taken | set(face.get("rejected_from") or ()),
+        )
 
     # Regrouping ----------------------------------------------------------------------
     def regroup(self, owner: str, deadline: Deadline | None = None) -> dict:
@@ -383,7 +374,8 @@ class People:
     # Suggestions and search by person ----------------------------------------------------
     def candidates(self, user: User, person_id: str, deadline: Deadline | None = None) -> list:
         """Faces not in the person, not rejected from it and not decided by the user elsewhere,
-        that match one of its faces (confirmed ones first): (face_id, photo_id, score), best first."""
+        that match one of its faces (confirmed ones first): (face_id, photo_id, score, the person
+        the face is in now or None), best first."""
         person = self._owned(user, person_id)
         info = self.served_model(deadline)
         norm = info.get("normalisation") or {}
@@ -413,7 +405,7 @@ class People:
             return []
         rows = self.people_store.decisions(user.sub, list(best))
         eligible = [
-            best[r["face_id"]]
+            (*best[r["face_id"]], r.get("person_id"))
             for r in rows
             if r.get("person_id") != person_id
             and person_id not in (r.get("rejected_from") or ())
@@ -425,7 +417,7 @@ class People:
         """ "Is this <name>?": one suggestion per photo, best first."""
         limit = int_in_range(params.get("limit"), "limit", 10, 1, 50, from_query=True)
         seen, out = set(), []
-        for face_id, photo_id, score in self.candidates(user, person_id):
+        for face_id, photo_id, score, _ in self.candidates(user, person_id):
             if photo_id in seen or self._photo_has_other_face_in(
                 user.sub, {"face_id": face_id, "photo_id": photo_id}, person_id
             ):
@@ -461,15 +453,16 @@ class People:
 
     def search_by_person(self, user: User, person_id: str, offset: int, limit: int) -> dict:
         """The person's photos (``member``), then photos not in it that match its faces above the
-        search threshold (``suggested``), best first."""
+        search threshold (``suggested``), best first: faces of no other person (the people compete,
+        as in Find: ``people_aware``)."""
         faces = self.people_store.faces_of(user.sub, self._owned(user, person_id)["person_id"])
         members: dict[str, Face | None] = {}
         for f in sorted(faces, key=lambda f: f.get("assigned_by") != USER):
             members.setdefault(f["photo_id"], f)
         ranked = [(pid, f["face_id"], None, "member") for pid, f in members.items() if f]
         ranked.sort(key=lambda r: r[0])
-        for face_id, photo_id, score in self.candidates(user, person_id):
-            if photo_id not in members:
+        for face_id, photo_id, score, elsewhere in self.candidates(user, person_id):
+            if photo_id not in members and elsewhere is None:
                 members[photo_id] = None
                 ranked.append((photo_id, face_id, score, "suggested"))
         page = ranked[offset : offset + limit]

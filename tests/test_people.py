@@ -15,6 +15,7 @@ from local_stack.pump import EventPump
 from tests.conftest import stored_face
 from tests.face_fixtures import FACEDATA, needs_facedata
 from tests.test_indexing import drain, empty, face_endpoint, indexing, upload  # noqa: F401 (fixtures)
+from tests.test_search import b64, search
 from tests.test_store_contract import make_store
 
 
@@ -190,6 +191,31 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
     assert jolie_person["face_count"] == 5 and jolie_person["cover"]["thumbnail_url"]
     jp, cp = jolie_person["person_id"], clooney_person["person_id"]
 
+    # People-aware Find. A Jolie face of the album as the key: Jolie, the person, answers. At a
+    # plain cosine cut of 0, which lets Clooney's faces through on the key alone, none of them is a
+    # result: they are another person of the album. Every other photo of hers is (same_person).
+    key = jolie_person["photos"][0]
+    served = services.face_client.model_version()
+    vector = services.photo_store.get_face(alice.sub, key["face_id"])["embedding"]
+    on_the_key_alone = {h[1] for h in services.vector_index.nearest(alice.sub, served, vector, 100, 0.0)}
+    assert set(ids["clooney"]) <= on_the_key_alone
+    body = {"photo_id": key["photo_id"], "face_id": key["face_id"], "threshold": 0.0, "limit": 100}
+    found = search(api, alice, body).json_body
+    assert found["person"] == {"person_id": jp, "name": None, "how": "album_face"}
+    matches = {r["photo_id"]: r["match"] for r in found["results"]}
+    assert not set(ids["clooney"]) & set(matches)
+    assert {p for p, m in matches.items() if m == "same_person"} == set(ids["jolie"]) - {key["photo_id"]}
+    # A new photo of her, from outside the album: its face is matched to her person by its neighbours.
+    outside = sorted((PEOPLE / "Angelina_Jolie").glob("*.jpg"))[5]
+    found = search(api, alice, {"image_base64": b64(outside), "limit": 100}).json_body
+    assert found["person"] == {"person_id": jp, "name": None, "how": "matched"}
+    assert {r["photo_id"] for r in found["results"] if r["match"] == "same_person"} == set(ids["jolie"])
+    assert not set(ids["clooney"]) & {r["photo_id"] for r in found["results"] + found["possible"]}
+    # Search by person decides the same way: Clooney's photos are his person's, never suggested for her.
+    by_person = search(api, alice, {"person_id": jp, "limit": 100}).json_body["results"]
+    assert {r["photo_id"] for r in by_person} & set(ids["clooney"]) == set()
+    assert {r["photo_id"] for r in by_person if r["match"] == "member"} == set(ids["jolie"])
+
     # Name; the name survives a regrouping.
     response = api.http.patch(f"/people/{jp}", headers=alice.headers, body=json.dumps({"name": "Angelina"}))
     assert response.status_code == 200 and response.json_body["name"] == "Angelina"
@@ -201,6 +227,10 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
     person = api.http.get(f"/people/{jp}", headers=alice.headers).json_body
     assert person["name"] == "Angelina" and person["face_count"] == 4
     assert services.people_store.face(alice.sub, out_face).get("person_id") != jp
+    # ... and Find with her as the key never returns it, even at a cut that lets every face through.
+    body = {"photo_id": key["photo_id"], "face_id": key["face_id"], "threshold": 0.0, "limit": 100}
+    rejected_photo = services.people_store.face(alice.sub, out_face)["photo_id"]
+    assert rejected_photo not in {r["photo_id"] for r in search(api, alice, body).json_body["results"]}
 
     # "Is this Angelina?": the rejected face is never suggested again; a "no" is a rejection.
     response = api.http.get(f"/people/{jp}/suggestions", headers=alice.headers)

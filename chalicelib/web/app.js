@@ -837,7 +837,9 @@ const drawing = {
 };
 
 // Find --------------------------------------------------------------------------------
-const MATCH_WORDS = { very_likely: "Very likely", likely: "Likely", possible: "Possible" };
+const MATCH_WORDS = {
+  confirmed: "You confirmed", same_person: "Same person", very_likely: "Very likely", likely: "Likely", possible: "Possible",
+};
 
 function resultTile(hit, rank) {
   const item = document.createElement("li");
@@ -907,7 +909,8 @@ const finder = {
     $("possible").replaceChildren(...possible.map(resultTile));
     $("possible-box").hidden = possible.length === 0;
     $("possible-box").open = this.shown === 0;
-    const own = result.key_photo_id ? " The key photo itself is in your album and is not listed." : "";
+    const own = (result.key_photo_id ? " The key photo itself is in your album and is not listed." : "")
+      + (result.person ? ` This is ${result.person.name || "a person in your album"}: all their photos are found, and other people are left out.` : "");
     if (this.shown) {
       $("find-summary").textContent = `${this.shown}${result.next_cursor ? "+" : ""} photo(s) with ${this.what}, best match first.${own}`;
     } else {
