@@ -91,6 +91,7 @@ class KeyFace:
     photo_id: str | None  # the album photo that is the key itself: never a result
     face_id: str | None = None  # the album face that is the key (a face of the album as the key)
     grouping: dict | None = None  # the bundle's grouping calibration: a key photo's face joins a person by it
+    rejected_from: frozenset = frozenset()  # an album face's people the user said it is not
 
 
 class FaceSearch:
@@ -153,7 +154,7 @@ class FaceSearch:
         own = key_face.photo_id
         person = self._key_person(user, key_face)
         hits = self.index.nearest(user.sub, key_face.model_version, key_face.vector, MAX_HITS, threshold, key_norm)
-        best = _best_per_photo(self._compete(user, person, hits), skip={own})
+        best = _best_per_photo(self._compete(user, person, key_face, hits), skip={own})
         best, kinds = self._with_person(user, person, key_face, key_norm, best)
         ranked = list(best.items())
         page = ranked[offset : offset + limit]
@@ -161,7 +162,7 @@ class FaceSearch:
         words = _Words(threshold, key_norm)
         possible = []
         if offset == 0 and request.threshold is None:
-            possible = self._compete(user, person, self._possible(user, key_face, threshold, key_norm))
+            possible = self._compete(user, person, key_face, self._possible(user, key_face, threshold, key_norm))
             possible = list(_best_per_photo(possible, skip={own, *best}).items())[:POSSIBLE_MAX]
         return {
             "model_version": key_face.model_version,
@@ -204,8 +205,10 @@ class FaceSearch:
         ranked = dict(sorted(best.items(), key=lambda item: -item[1][2]))
         return ranked, {photo_id: row[3] for photo_id, row in members.items()}
 
-    def _compete(self, user: User, person: KeyPerson | None, hits: list) -> list:
-        return hits if person is None or self.aware is None else self.aware.compete(user.sub, hits, person.person_id)
+    def _compete(self, user: User, person: KeyPerson | None, key_face: KeyFace, hits: list) -> list:
+        if self.aware is None:
+            return hits
+        return self.aware.compete(user.sub, hits, person.person_id if person else None, key_face.rejected_from)
 
     def _possible(self, user: User, key_face: KeyFace, threshold: float, key_norm) -> list:
         """The faces just below the decision (``POSSIBLE_MARGIN``), for "nobody found" pages: the
@@ -320,6 +323,7 @@ class FaceSearch:
             faces=[{"box": face["box"], "score": face["score"]}],
             photo_id=photo_id,
             face_id=face_id,
+            rejected_from=frozenset(face.get("rejected_from") or ()),
         )
 
     def _served_model(self, deadline: Deadline | None) -> ModelInfo:

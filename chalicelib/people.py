@@ -23,7 +23,7 @@ from .auth import User
 from .boxes import box_iou
 from .errors import Conflict, Invalid, NotFound, Unavailable
 from .face_client import Deadline, FaceClient, FaceServiceError
-from .grouping import Constraints, GroupingParams, agglomerate, knn_edges
+from .grouping import Constraints, GroupingParams, agglomerate, knn_edges, normalised_pair_scores
 from .observability import logger
 from .params import decode_position, encode_position, int_in_range
 from .people_aware import PeopleAware
@@ -35,6 +35,8 @@ from .score_norm import KeyNormalisation
 from .vector_index import VectorIndex
 
 MAX_KEY_FACES = 30  # a person's faces used as search keys (confirmed first)
+FIT_NEIGHBOURS = 3  # a grouped face's fit to its person: its mean score to this many of the person's faces
+MAX_FIT_FACES = 2000  # the person's faces a fit is measured against (confirmed first)
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
 MIN_BOX = 16  # the smallest side of a face box the user draws
@@ -409,14 +411,44 @@ class People:
             for r in rows
             if r.get("person_id") != person_id
             and person_id not in (r.get("rejected_from") or ())
+            and person_id not in (r.get("skipped_for") or ())
             and r.get("assigned_by") != USER
         ]
         return sorted(eligible, key=lambda c: -c[2])
 
+    def doubtful_members(self, user: User, person_id: str, model_version: str) -> list:
+        """The person's faces the grouping put there (not confirmed, not skipped), the least
+        fitting first: (face_id, photo_id, fit), the fit a face's mean normalised score to its
+        ``FIT_NEIGHBOURS`` closest other faces of the person (``MAX_FIT_FACES`` of them at most,
+        confirmed first)."""
+        faces = [f for f in self.people_store.faces_of(user.sub, person_id) if f.get("model_version") == model_version]
+        faces.sort(key=lambda f: f.get("assigned_by") != USER)
+        vectors = self.photo_store.vectors_of_faces(user.sub, [f["face_id"] for f in faces])
+        faces = [f for f in faces if f["face_id"] in vectors and f.get("cohort_std") is not None]
+        if len(faces) < 2:
+            return []
+        matrix = np.vstack([vectors[f["face_id"]] for f in faces])
+        stats = np.array([(f.get("cohort_mean"), f.get("cohort_std")) for f in faces], np.float64)
+        reference = slice(0, MAX_FIT_FACES)
+        scores = normalised_pair_scores(matrix, stats, matrix[reference], stats[reference])
+        np.fill_diagonal(scores, -np.inf)  # the leading square: a face against itself
+        top = -np.sort(-scores, axis=1)[:, :FIT_NEIGHBOURS]
+        fits = np.where(np.isfinite(top), top, np.nan)
+        out = []
+        for face, fit in zip(faces, np.nanmean(fits, axis=1)):
+            asked = face.get("assigned_by") == USER or person_id in (face.get("skipped_for") or ())
+            if not asked and np.isfinite(fit):
+                out.append((face["face_id"], face["photo_id"], float(fit)))
+        return sorted(out, key=lambda row: row[2])
+
     def suggestions(self, user: User, person_id: str, params: dict) -> dict:
-        """ "Is this <name>?": one suggestion per photo, best first."""
+        """ "Is this <name>?": the questions whose answers change the most, in the order chosen on
+        the calibration identities (``benchmarks.simulated_owner``): faces outside the person that
+        match its faces, best first, one per photo (``kind: candidate``), then the person's own
+        grouped faces that fit it least (``kind: member``). A face answered or skipped for the
+        person is never asked again."""
         limit = int_in_range(params.get("limit"), "limit", 10, 1, 50, from_query=True)
-        seen, out = set(), []
+        seen, out, kinds = set(), [], []
         for face_id, photo_id, score, _ in self.candidates(user, person_id):
             if photo_id in seen or self._photo_has_other_face_in(
                 user.sub, {"face_id": face_id, "photo_id": photo_id}, person_id
@@ -424,16 +456,30 @@ class People:
                 continue
             seen.add(photo_id)
             out.append((face_id, photo_id, score))
+            kinds.append("candidate")
             if len(out) == limit:
                 break
-        return {"suggestions": self._present_faces(user, out)}
+        if len(out) < limit:
+            model_version = self.served_model()["model_version"]
+            for face_id, photo_id, _ in self.doubtful_members(user, person_id, model_version)[: limit - len(out)]:
+                out.append((face_id, photo_id, None))
+                kinds.append("member")
+        shown = self._present_faces(user, out)
+        kind_of = {face_id: kind for (face_id, _, _), kind in zip(out, kinds)}
+        return {"suggestions": [dict(row, kind=kind_of[row["face_id"]]) for row in shown]}
 
     def answer(self, user: User, person_id: str, answers: list[Answer]) -> dict:
-        """Bulk answers to suggestions, each a confirmation or a rejection."""
-        self._owned(user, person_id)
+        """Bulk answers to "Is this <name>?", each a confirmation, a rejection or a skip. A face taken
+        out of the person joins the person its neighbours vote for, if any (``PeopleAware.vote``):
+        the answer is learnt at once, with no regrouping. Each answer says where its face is now."""
+        before = self._owned(user, person_id).get("photo_count", 0)
         done = []
         for a in answers:
             face = self._owned_face(user, a.face_id)
+            if a.accept is None:
+                self.people_store.skip(user.sub, a.face_id, person_id)
+                done.append({"face_id": a.face_id, "result": "skipped", "person_id": face.get("person_id")})
+                continue
             if a.accept:
                 if self._photo_has_other_face_in(user.sub, face, person_id):
                     done.append({"face_id": a.face_id, "result": "same_photo"})
@@ -441,15 +487,29 @@ class People:
                 elsewhere = face.get("person_id") if face.get("person_id") != person_id else None
                 self.people_store.set_by_user(user.sub, a.face_id, person_id, elsewhere)
                 self.people_store.refresh(user.sub, [face.get("person_id"), person_id])
-                done.append({"face_id": a.face_id, "result": "confirmed"})
+                done.append({"face_id": a.face_id, "result": "confirmed", "person_id": person_id})
             else:
-                if face.get("person_id") == person_id:
+                now = face.get("person_id")
+                if now == person_id:
                     self.people_store.set_by_user(user.sub, a.face_id, None, person_id)
                     self.people_store.refresh(user.sub, [person_id])
+                    now = self._revote(user.sub, face)
                 else:
                     self.people_store.reject(user.sub, a.face_id, person_id)
-                done.append({"face_id": a.face_id, "result": "rejected"})
-        return {"answers": done, "person": self.get_person(user, person_id)}
+                done.append({"face_id": a.face_id, "result": "rejected", "person_id": now})
+        person = self.get_person(user, person_id)
+        return {"answers": done, "person": person, "photos_before": before}
+
+    def _revote(self, owner: str, face: Face) -> str | None:
+        """The face's person after its photo's undecided faces are assigned again (None when the
+        face endpoint cannot say which bundle is served: the next regrouping places it)."""
+        try:
+            model_version, params = self._served()
+        except Unavailable:
+            return None
+        if face.get("model_version") == model_version:
+            self.assign_photo(owner, face["photo_id"], model_version, params)
+        return (self.people_store.face(owner, face["face_id"]) or {}).get("person_id")
 
     def search_by_person(self, user: User, person_id: str, offset: int, limit: int) -> dict:
         """The person's photos (``member``), then photos not in it that match its faces above the

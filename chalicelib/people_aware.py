@@ -7,7 +7,8 @@ the one face. A family album's look-alikes are mostly its own other people, who 
   grouping threshold. Nobody known: the key's own decision alone, as before.
 - **The people compete** (``compete``): a face the grouping or the user put in *another* person
   belongs to that person, and a face the user rejected from this person is not it; neither is a
-  result for this person, however close it is to the key.
+  result for this person, however close it is to the key. A key face of nobody that the user
+  rejected from people finds none of their faces.
 - **The person's faces count** (``members``): every photo of the person is a result, ``confirmed``
   where the user said so, ``same_person`` where the grouping did.
 
@@ -94,15 +95,24 @@ class PeopleAware:
             members.setdefault(face["photo_id"], face)
         return KeyPerson(person["person_id"], person.get("name"), how, members)
 
-    def compete(self, owner: str, hits: list[Hit], person_id: str) -> list[Hit]:
-        """``hits`` without the faces of other people and the faces rejected from ``person_id``."""
-        if not hits:
+    def compete(
+        self, owner: str, hits: list[Hit], person_id: str | None, not_people: frozenset = frozenset()
+    ) -> list[Hit]:
+        """``hits`` without the faces of other people than ``person_id`` and those rejected from it
+        (with ``person_id`` None: without the faces of the people in ``not_people``, those the key
+        face was rejected from)."""
+        if not hits or (person_id is None and not not_people):
             return hits
         rows = {r["face_id"]: r for r in self.people_store.decisions(owner, [h[0] for h in hits])}
         kept = []
         for hit in hits:
             row = rows.get(hit[0], {})
-            if row.get("person_id") not in (None, person_id) or person_id in (row.get("rejected_from") or ()):
+            held_by = row.get("person_id")
+            if person_id is not None and (
+                held_by not in (None, person_id) or person_id in (row.get("rejected_from") or ())
+            ):
+                continue
+            if held_by in not_people:
                 continue
             kept.append(hit)
         return kept

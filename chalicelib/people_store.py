@@ -22,7 +22,7 @@ from .records import Face, Person
 
 _NO_ID = {"_id": 0}
 USER, AUTO = "user", "auto"
-DECISIONS = ("person_id", "assigned_by", "rejected_from")
+DECISIONS = ("person_id", "assigned_by", "rejected_from", "skipped_for")
 SAME_FACE_IOU = 0.5
 
 
@@ -175,11 +175,15 @@ class PeopleStore:
 
     def decisions(self, owner: str, face_ids: list[str]) -> list[Face]:
         """The person fields of these faces."""
-        projection = {"_id": 0, "face_id": 1, "person_id": 1, "assigned_by": 1, "rejected_from": 1}
+        projection = {"_id": 0, "face_id": 1, "person_id": 1, "assigned_by": 1, "rejected_from": 1, "skipped_for": 1}
         return list(self.faces.find({"face_id": {"$in": face_ids}, "owner": owner}, projection))
 
     def reject(self, owner: str, face_id: str, person_id: str) -> None:
         self.faces.update_one({"face_id": face_id, "owner": owner}, {"$addToSet": {"rejected_from": person_id}})
+
+    def skip(self, owner: str, face_id: str, person_id: str) -> None:
+        """The user skipped "Is this <person>?" for the face: it is not asked again."""
+        self.faces.update_one({"face_id": face_id, "owner": owner}, {"$addToSet": {"skipped_for": person_id}})
 
     def set_by_user(self, owner: str, face_id: str, person_id: str | None, rejected: str | None) -> bool:
         """The user's word on one face: its person (or none), and a person it is not."""

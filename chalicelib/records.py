@@ -60,6 +60,7 @@ class Face(TypedDict, total=False):
     person_id: str | None  # None: unassigned
     assigned_by: str | None  # "user" (confirmed or moved by hand) or "auto"
     rejected_from: list[str]  # people the user said it is not
+    skipped_for: list[str]  # people the user skipped "Is this …?" for: not asked again
 
 
 class Person(TypedDict, total=False):

@@ -250,15 +250,20 @@ def drawn_box(body) -> list[float]:
 @dataclass(frozen=True)
 class Answer:
     face_id: str
-    accept: bool
+    accept: bool | None  # None: skipped (not asked again)
 
 
 def answers(body) -> list[Answer]:
-    """``{"answers": [{"face_id", "accept": bool}]}``: 1 to ``MAX_ANSWERS`` answers to suggestions."""
+    """``{"answers": [{"face_id", "accept": bool} or {"face_id", "skip": true}]}``: 1 to
+    ``MAX_ANSWERS`` answers to suggestions."""
     given = body.get("answers") if isinstance(body, dict) else None
     if not isinstance(given, list) or not 1 <= len(given) <= MAX_ANSWERS:
         raise Invalid(f'send "answers": a list of 1 to {MAX_ANSWERS} {{"face_id", "accept"}}')
+    out = []
     for i, a in enumerate(given):
-        if not isinstance(a, dict) or not isinstance(a.get("face_id"), str) or not isinstance(a.get("accept"), bool):
-            raise Invalid(f'answers[{i}] must be {{"face_id": string, "accept": true|false}}')
-    return [Answer(a["face_id"], a["accept"]) for a in given]
+        face_id = a.get("face_id") if isinstance(a, dict) else None
+        accept, skip = (a.get("accept"), a.get("skip")) if isinstance(a, dict) else (None, None)
+        if not isinstance(face_id, str) or not (isinstance(accept, bool) ^ (skip is True)):
+            raise Invalid(f'answers[{i}] must be {{"face_id": string, "accept": true|false}} or {{..., "skip": true}}')
+        out.append(Answer(face_id, accept if skip is not True else None))
+    return out

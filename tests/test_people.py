@@ -239,7 +239,8 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
     other = next(p["face_id"] for p in clooney_person["photos"][1:])
     body = {"answers": [{"face_id": other, "accept": False}]}
     response = api.http.post(f"/people/{jp}/suggestions", headers=alice.headers, body=json.dumps(body))
-    assert response.status_code == 200 and response.json_body["answers"] == [{"face_id": other, "result": "rejected"}]
+    assert response.status_code == 200
+    assert response.json_body["answers"] == [{"face_id": other, "result": "rejected", "person_id": cp}]
     assert jp in services.people_store.face(alice.sub, other)["rejected_from"]
 
     # A confirmed move survives regrouping; a merge keeps the target's name and survives too.
@@ -279,6 +280,76 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
     assert api.http.delete(f"/people/{jp}", headers=alice.headers).status_code == 204
     assert api.http.get(f"/photos/{ids['jolie'][0]}", headers=alice.headers).status_code == 200
     assert not services.people_store.faces_of(alice.sub, jp)
+
+
+@needs_facedata
+def test_questions_ask_what_matters_and_each_answer_is_learnt_at_once(api, make_user, indexing, people_pump):  # noqa: F811
+    services, pump = indexing
+    bob = make_user("bob")
+    jolie = [
+        upload(api, bob, p.read_bytes(), "image/jpeg") for p in sorted((PEOPLE / "Angelina_Jolie").glob("*.jpg"))[:5]
+    ]
+    clooney = [
+        upload(api, bob, p.read_bytes(), "image/jpeg") for p in sorted((PEOPLE / "George_Clooney").glob("*.jpg"))[:3]
+    ]
+    drain(pump)
+    drain(people_pump)
+    found = people_of(api, bob)
+    assert frozenset(clooney) in found  # another person of the album, competing with her
+    person = found[frozenset(jolie)]["person_id"]
+
+    def questions() -> list:
+        response = api.http.get(f"/people/{person}/suggestions?limit=50", headers=bob.headers)
+        assert response.status_code == 200
+        return response.json_body["suggestions"]
+
+    def answer(face_id: str, **word) -> dict:
+        body = json.dumps({"answers": [dict(face_id=face_id, **word)]})
+        response = api.http.post(f"/people/{person}/suggestions", headers=bob.headers, body=body)
+        assert response.status_code == 200, response.body
+        return response.json_body
+
+    # Candidates (faces outside her that match her) come first, then her own grouped faces, the
+    # least fitting first: all five are hers and none is confirmed, so all five are asked.
+    asked = questions()
+    kinds = [q["kind"] for q in asked]
+    assert kinds == sorted(kinds, key=["candidate", "member"].index)
+    members = [q["face_id"] for q in asked if q["kind"] == "member"]
+    assert {services.people_store.face(bob.sub, f)["photo_id"] for f in members} == set(jolie)
+
+    # A skip is remembered: never asked again. A yes confirms, and is not asked again either.
+    assert answer(members[0], skip=True)["answers"] == [
+        {"face_id": members[0], "result": "skipped", "person_id": person}
+    ]
+    assert answer(members[1], accept=True)["answers"][0]["result"] == "confirmed"
+    assert {q["face_id"] for q in questions()} & set(members[:2]) == set()
+
+    # A no takes the face out at once, rejected from her, and its neighbours vote it elsewhere (no
+    # other person is close here: nobody); the answer says what it did to her photos.
+    out = members[2]
+    done = answer(out, accept=False)
+    assert done["answers"] == [{"face_id": out, "result": "rejected", "person_id": None}]
+    assert (done["photos_before"], done["person"]["photo_count"]) == (5, 4)
+    assert person in services.people_store.face(bob.sub, out)["rejected_from"]
+    assert out not in {q["face_id"] for q in questions()}
+
+    # Find learns it too: her photos are not results for that face any more (it is not her), and
+    # the face is not a result for her.
+    out_photo = services.people_store.face(bob.sub, out)["photo_id"]
+    found = search(api, bob, {"photo_id": out_photo, "face_id": out, "threshold": 0.0, "limit": 100}).json_body
+    assert found["person"] is None and not set(jolie) & {r["photo_id"] for r in found["results"]}
+    key = next(f for f in members[3:])
+    key_photo = services.people_store.face(bob.sub, key)["photo_id"]
+    found = search(api, bob, {"photo_id": key_photo, "face_id": key, "threshold": 0.0, "limit": 100}).json_body
+    assert found["person"]["person_id"] == person and out_photo not in {r["photo_id"] for r in found["results"]}
+    assert {r["photo_id"] for r in found["results"] if r["match"] == "confirmed"} == {
+        services.people_store.face(bob.sub, members[1])["photo_id"]
+    }
+
+    # Answers about faces of another person's photos and bad answers are 4xx, never lost input.
+    for bad in ({"face_id": members[3]}, {"face_id": members[3], "accept": True, "skip": True}, {"face_id": 3}):
+        body = json.dumps({"answers": [bad]})
+        assert api.http.post(f"/people/{person}/suggestions", headers=bob.headers, body=body).status_code == 400
 
 
 @needs_facedata

@@ -168,8 +168,10 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     # The key is shown with its face boxed (one face: no chooser); matches are said in words.
     page.wait_for_selector("#key-faces:not([hidden]) #key-boxes rect.chosen")
     assert page.locator("#key-face-buttons button").count() == 0
+    # She is already a person of the album (grouped on indexing): her photos are "Same person".
     words = page.locator("#results .similarity").all_text_contents()
-    assert words[0] == "Very likely" and set(words) <= {"Very likely", "Likely"}, words
+    assert words[0] == "Same person" and set(words) <= {"Same person", "Very likely", "Likely"}, words
+    assert "a person in your album" in page.text_content("#find-summary")
     assert "score" in page.get_attribute("#results li button", "title")
     shot(page, "05-find")
 
@@ -247,6 +249,17 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     page.click("#person-name button[type=submit]")
     page.wait_for_function("document.querySelector('#status').textContent.includes('Someone I know')")
     shot(page, "08-person")
+    # "Is this Someone I know?": the person's own grouped faces are asked too (all four are hers);
+    # the keyboard answers: s skips one (it goes), y confirms the next and says what it did.
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function("document.querySelectorAll('#suggestions li').length >= 2")
+    asked = page.locator("#suggestions li").count()
+    page.click("#person-summary")  # the focus leaves the name field: keys answer, they do not type
+    page.keyboard.press("s")
+    page.wait_for_function(f"document.querySelectorAll('#suggestions li').length === {asked - 1}")
+    page.keyboard.press("y")
+    page.wait_for_function("document.querySelector('#status').textContent.startsWith('Noted.')")
+    assert page.locator("#suggestions li").count() == asked - 2
     page.click("nav a[data-view=album]")
     page.click("nav a[data-view=people]")
     page.wait_for_function(

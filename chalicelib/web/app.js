@@ -1057,6 +1057,7 @@ const people = {
       if (others.some((p) => p.person_id === chosen)) select.value = chosen;
       $("person-merge").hidden = others.length === 0;
       $("suggestions-title").hidden = suggestions.suggestions.length === 0;
+      $("suggestions-title").textContent = `Is this ${person.name || "the same person"}? (keys: y yes, n no, s skip)`;
       $("suggestions").replaceChildren(...suggestions.suggestions.map((s) => this.suggestion(s)));
     } catch (error) { say(error.message, true); }
   },
@@ -1067,20 +1068,40 @@ const people = {
     item.append(faceTile(face.thumbnail_url, face.box, face.photo_width, face.photo_height));
     const answers = document.createElement("div");
     answers.className = "answer";
-    for (const [text, accept] of [["Yes", true], ["No", false]]) {
+    for (const [text, word] of [["Yes", { accept: true }], ["No", { accept: false }], ["Skip", { skip: true }]]) {
       const button = document.createElement("button");
-      button.type = "button"; button.className = accept ? "" : "secondary"; button.textContent = text;
-      button.addEventListener("click", async () => {
-        try {
-          await api("POST", `people/${this.current.person_id}/suggestions`, { answers: [{ face_id: face.face_id, accept }] });
-          item.remove();
-          if (accept) this.open(this.current.person_id);
-        } catch (error) { say(error.message, true); }
-      });
+      button.type = "button"; button.className = word.accept ? "" : "secondary"; button.textContent = text;
+      button.dataset.answer = text[0].toLowerCase();
+      button.addEventListener("click", () => this.answer(item, face, word));
       answers.append(button);
     }
     item.append(answers);
     return item;
+  },
+
+  /** One answer, then what it did, said in the person's photo count. */
+  async answer(item, face, word) {
+    try {
+      const done = await api("POST", `people/${this.current.person_id}/suggestions`, { answers: [{ face_id: face.face_id, ...word }] });
+      item.remove();
+      const person = done.person, change = person.photo_count - done.photos_before;
+      const who = person.name || "This person";
+      if (change > 0) say(`${change} more photo(s) of ${who} found: ${person.photo_count} in all.`);
+      else if (change < 0) say(`Taken out: ${who} now has ${person.photo_count} photo(s).`);
+      else if (!word.skip) say(`Noted. ${who} has ${person.photo_count} photo(s).`);
+      if (change !== 0) this.open(this.current.person_id);
+    } catch (error) { say(error.message, true); }
+  },
+
+  /** y / n / s answer the question that has the focus, else the first one. */
+  key(event) {
+    if ($("person").hidden || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.target.closest?.("input, select, textarea")) return;
+    const letter = event.key.toLowerCase();
+    if (!["y", "n", "s"].includes(letter)) return;
+    const item = event.target.closest?.("#suggestions li") || $("suggestions").querySelector("li");
+    const button = item?.querySelector(`button[data-answer="${letter}"]`);
+    if (button) { event.preventDefault(); button.click(); }
   },
 
   async update(fields, message) {
@@ -1093,6 +1114,7 @@ const people = {
 };
 
 function wirePeople() {
+  document.addEventListener("keydown", (e) => people.key(e));
   $("person-name").addEventListener("submit", (e) => {
     e.preventDefault();
     people.update({ name: e.target.elements.name.value.trim() || null }, (p) => `Saved: ${p.name || "Unnamed"}.`);
