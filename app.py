@@ -282,6 +282,11 @@ def person_photos(person_id):
     return services.people.person_photos(current_user(), person_id, query_params())
 
 
+@app.route("/people/questions", methods=["GET"], authorizer=authorizer, cors=cors)
+def album_questions():
+    return services.people.album_questions(current_user(), query_params())
+
+
 @app.route("/people/{person_id}/suggestions", methods=["GET"], authorizer=authorizer, cors=cors)
 def person_suggestions(person_id):
     return services.people.suggestions(current_user(), person_id, query_params())

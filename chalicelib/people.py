@@ -37,6 +37,7 @@ from .vector_index import VectorIndex
 MAX_KEY_FACES = 30  # a person's faces used as search keys (confirmed first)
 FIT_NEIGHBOURS = 3  # a grouped face's fit to its person: its mean score to this many of the person's faces
 MAX_FIT_FACES = 2000  # the person's faces a fit is measured against (confirmed first)
+QUESTION_PEOPLE = 20  # the album's questions come from this many of its biggest people
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
 MIN_BOX = 16  # the smallest side of a face box the user draws
@@ -467,6 +468,20 @@ class People:
         shown = self._present_faces(user, out)
         kind_of = {face_id: kind for (face_id, _, _), kind in zip(out, kinds)}
         return {"suggestions": [dict(row, kind=kind_of[row["face_id"]]) for row in shown]}
+
+    def album_questions(self, user: User, params: dict) -> dict:
+        """The album's next questions: the first question of each of its ``QUESTION_PEOPLE`` biggest
+        people (hidden ones left out), the people the user confirmed least first, then the biggest."""
+        limit = int_in_range(params.get("limit"), "limit", 5, 1, QUESTION_PEOPLE, from_query=True)
+        people = self.people_store.page(user.sub, 0, QUESTION_PEOPLE, include_hidden=False)
+        people.sort(key=lambda p: (p.get("confirmed_count", 0), -p.get("photo_count", 0)))
+        out = []
+        for person in people:
+            first = self.suggestions(user, person["person_id"], {"limit": 1})["suggestions"]
+            out += [dict(q, person={"person_id": person["person_id"], "name": person.get("name")}) for q in first]
+            if len(out) == limit:
+                break
+        return {"questions": out}
 
     def answer(self, user: User, person_id: str, answers: list[Answer]) -> dict:
         """Bulk answers to "Is this <name>?", each a confirmation, a rejection or a skip. A face taken

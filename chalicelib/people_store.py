@@ -134,6 +134,7 @@ class PeopleStore:
                     "$set": {
                         "face_count": len(faces),
                         "photo_count": len({f["photo_id"] for f in faces}),
+                        "confirmed_count": sum(1 for f in faces if f.get("assigned_by") == USER),
                         "cover_face_id": cover,
                         "cover_photo_id": cover_photo,
                     }

@@ -70,6 +70,7 @@ class Person(TypedDict, total=False):
     hidden: bool
     face_count: int
     photo_count: int
+    confirmed_count: int  # faces the user confirmed (or moved) into the person
     cover_face_id: str | None
     cover_photo_id: str | None
     created_at: datetime

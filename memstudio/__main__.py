@@ -10,6 +10,7 @@
     python -m memstudio person PERSON_ID             (its photos, newest first)
     python -m memstudio name PERSON_ID "Grandma"
     python -m memstudio merge TARGET_ID SOURCE_ID [SOURCE_ID ...]
+    python -m memstudio review [PERSON_ID]           ("Is this …?": y / n / s, q to stop)
     python -m memstudio reindex [--owner SUB] [--function memory-studio-prod-reindex]
     python -m memstudio purge-user EMAIL      (operators: with the stage's environment, or the local stack)
     python -m memstudio disable-user EMAIL    (operators: no more sign-ins, every token void at once)
@@ -193,6 +194,45 @@ def cmd_merge(args) -> int:
     return 0
 
 
+ANSWER_WORDS = {"y": {"accept": True}, "n": {"accept": False}, "s": {"skip": True}}
+
+
+def next_question(session: Session, person_id: str | None) -> dict | None:
+    """The next "Is this …?" of one person, or of the whole album; None when there is none."""
+    if person_id is None:
+        found = session.call("GET", "people/questions", params={"limit": 1})["questions"]
+        return found[0] if found else None
+    found = session.call("GET", f"people/{person_id}/suggestions", params={"limit": 1})["suggestions"]
+    if not found:
+        return None
+    person = session.call("GET", f"people/{person_id}")
+    return dict(found[0], person={"person_id": person_id, "name": person["name"]})
+
+
+def cmd_review(args) -> int:
+    """ "Is this …?" one question at a time, answered y / n / s (skip), q to stop."""
+    session = Session.load(args.api)
+    while (question := next_question(session, args.person_id)) is not None:
+        person = question["person"]
+        name = person["name"] or f"person {person['person_id']}"
+        print(f"Is this {name}? photo {question['photo_id']}, face {question['face_id']}: {question['url']}")
+        try:
+            reply = input("y yes / n no / s skip / q stop: ").strip().lower()[:1]
+        except EOFError:
+            return 0
+        if reply == "q":
+            return 0
+        if reply not in ANSWER_WORDS:
+            print("answer y, n, s or q")
+            continue
+        body = {"answers": [dict(face_id=question["face_id"], **ANSWER_WORDS[reply])]}
+        done = session.call("POST", f"people/{person['person_id']}/suggestions", body)
+        change = done["person"]["photo_count"] - done["photos_before"]
+        print(f"{done['answers'][0]['result']}: {name} has {done['person']['photo_count']} photos ({change:+d})")
+    print("no more questions")
+    return 0
+
+
 def cmd_reindex(args) -> int:
     """Operators: the local stack's reindex, or the deployed reindex Lambda."""
     if args.function is None:
@@ -287,6 +327,9 @@ def main(argv=None) -> int:
     p.add_argument("target")
     p.add_argument("sources", nargs="+")
     p.set_defaults(func=cmd_merge)
+    p = sub.add_parser("review", help='answer "Is this …?" one question at a time (y / n / s / q)')
+    p.add_argument("person_id", nargs="?", help="one person's questions (default: the whole album's)")
+    p.set_defaults(func=cmd_review)
     p = sub.add_parser("reindex", help="operators: re-embed photos with the served model bundle")
     p.add_argument("--owner", help="only this user's photos (Cognito sub)")
     p.add_argument("--model-version", help="target bundle (default: what the endpoint serves)")

@@ -104,6 +104,13 @@ def test_cli_upload_search_delete(local_stack, tmp_path, monkeypatch, capsys):  
     assert shown.startswith("George: 3 faces in 3 photos") and all(pid in shown for pid in clooney_ids)
     assert main(["--api", api, "merge", clooney_person, clooney_person]) == 1
     assert "merged into itself" in capsys.readouterr().err
+    # "Is this George?" from the terminal: a word it does not know is asked again, s skips, y confirms.
+    replies = iter(["maybe", "s", "y", "q"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(replies))
+    assert main(["--api", api, "review", clooney_person]) == 0
+    asked = capsys.readouterr().out
+    assert asked.count("Is this George?") == 4 and "answer y, n, s or q" in asked  # asked again after "maybe"
+    assert "skipped: George has 3 photos (+0)" in asked and "confirmed: George has 3 photos (+0)" in asked
     # Deleting moves to the trash; restore brings back; --forever and empty-trash delete for good.
     assert main(["--api", api, "delete", ranked[0], ranked[1]]) == 0
     assert capsys.readouterr().out.count("moved to the trash") == 2

@@ -296,7 +296,15 @@ def test_questions_ask_what_matters_and_each_answer_is_learnt_at_once(api, make_
     drain(people_pump)
     found = people_of(api, bob)
     assert frozenset(clooney) in found  # another person of the album, competing with her
-    person = found[frozenset(jolie)]["person_id"]
+    person, other = found[frozenset(jolie)]["person_id"], found[frozenset(clooney)]["person_id"]
+
+    def album_questions() -> list:
+        response = api.http.get("/people/questions?limit=5", headers=bob.headers)
+        assert response.status_code == 200
+        return [q["person"]["person_id"] for q in response.json_body["questions"]]
+
+    # One question a person, none confirmed yet: the biggest first (a third person: faces behind him).
+    assert album_questions()[:2] == [person, other]
 
     def questions() -> list:
         response = api.http.get(f"/people/{person}/suggestions?limit=50", headers=bob.headers)
@@ -323,6 +331,8 @@ def test_questions_ask_what_matters_and_each_answer_is_learnt_at_once(api, make_
     ]
     assert answer(members[1], accept=True)["answers"][0]["result"] == "confirmed"
     assert {q["face_id"] for q in questions()} & set(members[:2]) == set()
+    asked_in_album = album_questions()  # the people confirmed least are asked first: her last now
+    assert asked_in_album[0] == other and asked_in_album[-1] == person
 
     # A no takes the face out at once, rejected from her, and its neighbours vote it elsewhere (no
     # other person is close here: nobody); the answer says what it did to her photos.

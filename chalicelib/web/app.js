@@ -1023,6 +1023,18 @@ const people = {
       }));
       $("people-empty").hidden = page.people.length > 0;
     } catch (error) { say(`Could not load people: ${error.message}`, true); }
+    this.ask();
+  },
+
+  /** The album's next question, one at a time, above the people. */
+  async ask() {
+    const found = await api("GET", "people/questions?limit=5").catch(() => ({ questions: [] }));
+    const question = found.questions[0];
+    $("album-questions").hidden = !question;
+    if (!question) { $("album-question").replaceChildren(); return; }
+    $("album-questions-title").textContent = `Is this ${question.person.name || "the same person as the others in this group"}? (keys: y yes, n no, s skip)`;
+    const next = (change) => (change ? this.list() : this.ask());  // a moved photo redraws the people too
+    $("album-question").replaceChildren(this.suggestion(question, question.person.person_id, next));
   },
 
   async open(personId) {
@@ -1058,11 +1070,13 @@ const people = {
       $("person-merge").hidden = others.length === 0;
       $("suggestions-title").hidden = suggestions.suggestions.length === 0;
       $("suggestions-title").textContent = `Is this ${person.name || "the same person"}? (keys: y yes, n no, s skip)`;
-      $("suggestions").replaceChildren(...suggestions.suggestions.map((s) => this.suggestion(s)));
+      const reopen = (change) => { if (change) this.open(person.person_id); };
+      $("suggestions").replaceChildren(...suggestions.suggestions.map((s) => this.suggestion(s, person.person_id, reopen)));
     } catch (error) { say(error.message, true); }
   },
 
-  suggestion(face) {
+  /** "Is this …?" about one face: Yes / No / Skip; ``changed(photos gained or lost)`` after each answer. */
+  suggestion(face, personId, changed) {
     const item = document.createElement("li");
     item.dataset.faceId = face.face_id;
     item.append(faceTile(face.thumbnail_url, face.box, face.photo_width, face.photo_height));
@@ -1072,7 +1086,7 @@ const people = {
       const button = document.createElement("button");
       button.type = "button"; button.className = word.accept ? "" : "secondary"; button.textContent = text;
       button.dataset.answer = text[0].toLowerCase();
-      button.addEventListener("click", () => this.answer(item, face, word));
+      button.addEventListener("click", () => this.answer(item, face, word, personId, changed));
       answers.append(button);
     }
     item.append(answers);
@@ -1080,26 +1094,27 @@ const people = {
   },
 
   /** One answer, then what it did, said in the person's photo count. */
-  async answer(item, face, word) {
+  async answer(item, face, word, personId, changed) {
     try {
-      const done = await api("POST", `people/${this.current.person_id}/suggestions`, { answers: [{ face_id: face.face_id, ...word }] });
+      const done = await api("POST", `people/${personId}/suggestions`, { answers: [{ face_id: face.face_id, ...word }] });
       item.remove();
       const person = done.person, change = person.photo_count - done.photos_before;
       const who = person.name || "This person";
       if (change > 0) say(`${change} more photo(s) of ${who} found: ${person.photo_count} in all.`);
       else if (change < 0) say(`Taken out: ${who} now has ${person.photo_count} photo(s).`);
       else if (!word.skip) say(`Noted. ${who} has ${person.photo_count} photo(s).`);
-      if (change !== 0) this.open(this.current.person_id);
+      changed(change);
     } catch (error) { say(error.message, true); }
   },
 
   /** y / n / s answer the question that has the focus, else the first one. */
   key(event) {
-    if ($("person").hidden || event.ctrlKey || event.metaKey || event.altKey) return;
+    if ($("view-people").hidden || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.target.closest?.("input, select, textarea")) return;
     const letter = event.key.toLowerCase();
     if (!["y", "n", "s"].includes(letter)) return;
-    const item = event.target.closest?.("#suggestions li") || $("suggestions").querySelector("li");
+    const list = $("person").hidden ? $("album-question") : $("suggestions");
+    const item = event.target.closest?.("#suggestions li, #album-question li") || list.querySelector("li");
     const button = item?.querySelector(`button[data-answer="${letter}"]`);
     if (button) { event.preventDefault(); button.click(); }
   },
