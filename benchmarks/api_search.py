@@ -9,6 +9,9 @@ hours on 2 cores): photos of 500 synthetic people, two faces a photo, vectors of
 dimension around each person's centre (same-person cosine ≈ 0.8, so every key has ≥ 30 results), with
 their cohort statistics computed against the bundle's cohort exactly as the endpoint does. Each
 request is timed at the client; ``where`` splits a request's time by layer (A/B in the same run).
+Then the album is grouped into its synthetic identities (written into the store, as a perfect
+regrouping would leave it) and the people routes are timed the same way (``people``): people-aware
+Find, the next question, an answer and its effect.
 """
 
 from __future__ import annotations
@@ -100,7 +103,36 @@ def fill_album(photo_store, owner: str, rng, photos: int, manifest, bundle_dir: 
     for start in range(0, len(faces), 1000):  # as replace_faces stores them, in bulk (a benchmark's shortcut)
         photo_store.faces.insert_many(faces[start : start + 1000])
     keys = [f"{(i * 7919) % photos:032x}-000" for i in range(REQUESTS)]
-    return keys
+    return keys, faces, people
+
+
+def group_as_identities(services, owner: str, faces: list[dict], people: np.ndarray) -> None:
+    """The album grouped into its synthetic identities, as a perfect regrouping would group it:
+    person records, and the faces stored again with their person (in bulk: the embedded store
+    updates one face at a time far slower than Atlas; a benchmark's shortcut)."""
+    ids = [services.people_store.create(owner)["person_id"] for _ in range(PEOPLE)]
+    for face, person in zip(faces, people.tolist()):
+        face.update(person_id=ids[person], assigned_by="auto")
+    services.photo_store.faces.delete_many({"owner": owner})
+    for start in range(0, len(faces), 1000):
+        services.photo_store.faces.insert_many(faces[start : start + 1000])
+    counts = np.bincount(people, minlength=PEOPLE)
+    first = {}
+    for face, person in zip(faces, people.tolist()):
+        first.setdefault(person, face)
+    for person, person_id in enumerate(ids):
+        cover = first.get(person)
+        services.people_store.people.update_one(
+            {"person_id": person_id, "owner": owner},
+            {
+                "$set": {
+                    "face_count": int(counts[person]),
+                    "photo_count": int(counts[person]),
+                    "cover_face_id": cover["face_id"] if cover else None,
+                    "cover_photo_id": cover["photo_id"] if cover else None,
+                }
+            },
+        )
 
 
 def where_the_time_goes(services, headers: dict, user_sub: str, keys: list[str]) -> dict:
@@ -145,6 +177,44 @@ def where_the_time_goes(services, headers: dict, user_sub: str, keys: list[str])
     }
 
 
+def people_round_trips(http, api_url: str, headers: dict, keys: list[str], services, sub: str) -> dict:
+    """Once the album is grouped into people: people-aware Find (the same keys, each now a face of a
+    person), the next question of a person, an answer (yes and no in turn: a no lets the face's
+    neighbours vote it elsewhere) and the person read back with the answer's effect, over HTTP."""
+
+    def timed(method: str, path: str, body=None) -> tuple[float, dict]:
+        start = time.perf_counter()
+        answer = http.request(method, f"{api_url}/{path}", json=body, headers=headers, timeout=120)
+        elapsed = time.perf_counter() - start
+        answer.raise_for_status()
+        return elapsed, answer.json()
+
+    find, with_person = [], 0
+    for face_id in [keys[0], *keys]:
+        elapsed, found = timed("POST", "search", key_body(face_id))
+        find.append(elapsed)
+        with_person += found["person"] is not None
+    people = services.people_store.page(sub, 0, REQUESTS, include_hidden=False)
+    asked, answered, shown = [], [], []
+    for n, person in enumerate(people):
+        elapsed, questions = timed("GET", f"people/{person['person_id']}/suggestions?limit=1")
+        asked.append(elapsed)
+        if not questions["suggestions"]:
+            continue
+        word = {"accept": n % 2 == 0}
+        body = {"answers": [dict(face_id=questions["suggestions"][0]["face_id"], **word)]}
+        answered.append(timed("POST", f"people/{person['person_id']}/suggestions", body)[0])
+        shown.append(answered[-1] + timed("GET", f"people/{person['person_id']}")[0])
+    return {
+        "find_people_aware": percentiles(find[1:]),
+        "find_keys_with_a_person": f"{with_person - 1} of {len(keys)}",
+        "next_question": percentiles(asked),
+        "answer": percentiles(answered),
+        "answer_and_person_read_back": percentiles(shown),
+        "answers": len(answered),
+    }
+
+
 def key_body(face_id: str) -> dict:
     return {"photo_id": face_id[:32], "face_id": face_id, "limit": 30}
 
@@ -185,7 +255,9 @@ def main(argv=None) -> int:
 
         services = Services(Settings.from_env(info.app_environment()))
         started = time.perf_counter()
-        keys = fill_album(services.photo_store, sub, np.random.default_rng(0), args.photos, manifest, DEFAULT_DIR)
+        keys, face_records, people = fill_album(
+            services.photo_store, sub, np.random.default_rng(0), args.photos, manifest, DEFAULT_DIR
+        )
         fill_s = time.perf_counter() - started
 
         server = serve_api("127.0.0.1", api_port)
@@ -208,12 +280,14 @@ def main(argv=None) -> int:
             "fill_album_s": round(fill_s, 1),
             "where": where_the_time_goes(services, headers, sub, keys),
         }
+        group_as_identities(services, sub, face_records, people)
+        results["people"] = people_round_trips(http, api_url, headers, keys, services, sub)
         server.shutdown()
     finally:
         faces.stop()
         moto.stop()
     write_results("api_search.json", results)
-    print(results["warm"], results["results_per_page"])
+    print(results["warm"], results["results_per_page"], results["people"])
     return 0
 
 

@@ -718,8 +718,26 @@ async function openPhoto(photoId) {
     if (face.person_id) options.push(["none", `Not ${current ? current.name || "this person" : "this person"}`]);
     for (const [value, text] of options) move.append(new Option(text, value));
     move.addEventListener("change", async () => {
-      const body = move.value === "new" ? { new_person: true } : { person_id: move.value === "none" ? null : move.value };
-      try { await api("PUT", `faces/${face.face_id}/person`, body); say("Saved."); openPhoto(photo.photo_id); } catch (error) { say(error.message, true); }
+      try {
+        if (move.value === "none") {  // "Not <name>": the same answer as a "no" to "Is this <name>?"
+          await api("POST", `people/${face.person_id}/suggestions`, { answers: [{ face_id: face.face_id, accept: false }] });
+        } else {
+          await api("PUT", `faces/${face.face_id}/person`, move.value === "new" ? { new_person: true } : { person_id: move.value });
+        }
+        say("Saved."); openPhoto(photo.photo_id);
+      } catch (error) { say(error.message, true); }
+    });
+    // A face the grouping placed: "Is this <name>?" answered here too (a yes confirms it).
+    const confirm = document.createElement("button");
+    confirm.type = "button"; confirm.className = "secondary";
+    confirm.hidden = !(face.person_id && face.assigned_by === "auto");
+    confirm.textContent = `Yes, ${current ? current.name || "this person" : "this person"}`;
+    confirm.addEventListener("focus", highlight);
+    confirm.addEventListener("click", async () => {
+      try {
+        await api("POST", `people/${face.person_id}/suggestions`, { answers: [{ face_id: face.face_id, accept: true }] });
+        say("Confirmed."); openPhoto(photo.photo_id);
+      } catch (error) { say(error.message, true); }
     });
     const remove = document.createElement("button");
     remove.type = "button"; remove.className = "secondary"; remove.textContent = "Not a face";
@@ -727,7 +745,7 @@ async function openPhoto(photoId) {
     remove.addEventListener("click", async () => {
       try { await api("DELETE", `faces/${face.face_id}`); say("Face box removed."); openPhoto(photo.photo_id); } catch (error) { say(error.message, true); }
     });
-    row.append(who, button, move, remove);
+    row.append(who, button, confirm, move, remove);
     return row;
   }));
   drawing.arm(photo, img);
