@@ -17,6 +17,7 @@ TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
+    ".json": "application/json; charset=utf-8",  # the message catalogs (i18n-<language>.json)
 }
 
 

@@ -40,19 +40,26 @@ def people(name: str):
 
 
 @pytest.fixture(scope="module")
-def page(local_stack):  # noqa: F811
+def browser(local_stack):  # noqa: F811
+    """One Chromium for the module (Playwright's sync API runs one at a time)."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        # bypass_csp: the page's policy forbids eval, which wait_for_function needs (the app itself never evals).
-        page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-        page.set_default_timeout(30_000)
-        page.on("dialog", lambda dialog: dialog.accept())  # the delete confirmations
-        page.on("console", lambda message: print(f"browser {message.type}: {message.text}"))
-        yield page
-        browser.close()
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser):
+    # bypass_csp: the page's policy forbids eval, which wait_for_function needs (the app itself never evals).
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page.set_default_timeout(30_000)
+    page.on("dialog", lambda dialog: dialog.accept())  # the delete confirmations
+    page.on("console", lambda message: print(f"browser {message.type}: {message.text}"))
+    yield page
+    page.context.close()
 
 
 def label_of(aria_label: str) -> str:
@@ -436,3 +443,135 @@ def test_the_api_docs_render_under_the_pages_own_policy(page, local_stack):  # n
     assert refused == [], refused  # the page names its icon: no guess at /favicon.ico
     assert all(text.startswith("Failed to load resource") for text in problems), problems
     strict.close()
+
+
+# Words that stay as they are in Korean: file formats and units, English's own name in the language
+# menu, and what the user typed or chose (an email, file names). Anything else in Latin letters on a
+# Korean page is an untranslated string.
+KEPT_IN_KOREAN = {"JPEG", "PNG", "WebP", "GIF", "HEIC", "MB", "English"}
+UNTRANSLATED = """(kept) => {
+  const shown = (el) => el.offsetParent !== null || el.getClientRects().length > 0;
+  const texts = [document.title, document.body.innerText];
+  for (const el of document.querySelectorAll("[aria-label], [placeholder], [title], img[alt]")) {
+    if (!shown(el)) continue;
+    for (const name of ["aria-label", "placeholder", "title", "alt"]) {
+      if (el.getAttribute(name)) texts.push(el.getAttribute(name));
+    }
+  }
+  const found = new Map();  // an untranslated word → where it was seen
+  for (const text of texts) {
+    const cleaned = text.replace(/[\\w.+-]+@[\\w.-]+/g, " ").replace(/[\\w-]+\\.(jpe?g|png|txt|heic|webp|gif)/gi, " ");
+    for (const word of cleaned.match(/[A-Za-z]{2,}/g) || []) {
+      if (!kept.includes(word)) found.set(word, text.slice(0, 80));
+    }
+  }
+  return Object.fromEntries(found);
+}"""
+
+
+@pytest.fixture(scope="module")
+def korean_page(browser):
+    """A Korean phone: ko-KR, Asia/Seoul, 390×844, touch."""
+    context = browser.new_context(
+        locale="ko-KR",
+        timezone_id="Asia/Seoul",
+        viewport={"width": 390, "height": 844},
+        has_touch=True,
+        is_mobile=True,
+        bypass_csp=True,
+    )
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.on("dialog", lambda dialog: dialog.accept())
+    yield page
+    context.close()
+
+
+def untranslated(page) -> dict:
+    return page.evaluate(UNTRANSLATED, sorted(KEPT_IN_KOREAN))
+
+
+def test_a_korean_phone_sees_korean_everywhere(korean_page, local_stack, tmp_path):  # noqa: F811
+    page = korean_page
+    katy = people("Katy_Perry")
+    page.goto(f"{local_stack.api}/")
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.get_attribute("html", "lang") == "ko" and page.title() == "메모리 스튜디오"
+    assert untranslated(page) == {}
+    shot(page, "ko-01-sign-in")
+
+    # Cognito's English errors are said in plain Korean.
+    page.fill("#form-signin input[name=email]", "nobody@example.com")
+    page.fill("#form-signin input[name=password]", "Wr0ng-Password!")
+    page.click("#form-signin button[type=submit]")
+    page.wait_for_function("document.querySelector('#status').textContent.length > 0")
+    assert page.text_content("#status") == "이메일 또는 비밀번호가 맞지 않아요."
+
+    email, password = "ko@example.com", "Corr3ct-Horse!"
+    page.click("#tab-signup")
+    assert page.text_content("#signup-rules").startswith("10자 이상") and untranslated(page) == {}
+    page.fill("#form-signup input[name=email]", email)
+    page.fill("#form-signup input[name=password]", password)
+    page.click("#form-signup button[type=submit]")
+    page.wait_for_selector("#form-confirm:not([hidden])")
+    assert untranslated(page) == {}
+    page.fill("#form-confirm input[name=code]", "123456")
+    page.click("#form-confirm button[type=submit]")
+    page.wait_for_selector("#form-signin:not([hidden])")
+    page.fill("#form-signin input[name=password]", password)
+    page.click("#form-signin button[type=submit]")
+    page.wait_for_selector("#view-album:not([hidden])")
+    assert untranslated(page) == {}
+
+    # Upload two photos and one file that is not a photo: every state and message in Korean.
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a photo")
+    page.click("nav a[data-view=upload]")
+    page.set_input_files("#file-input", [str(p) for p in katy[:2]] + [str(bad)])
+    page.wait_for_function("document.querySelectorAll('#uploads li[data-state=done]').length === 2")
+    assert "지원하지 않는 사진 형식" in page.text_content("#uploads li[data-state=failed]")
+    assert untranslated(page) == {}
+    shot(page, "ko-02-upload")
+
+    # The album: month headers in Korean ("2026년 12월 · 2장"), tiles, the photo view.
+    page.click("nav a[data-view=album]")
+    page.wait_for_function(
+        "document.querySelectorAll('#grid button[data-status=indexed]').length === 2", timeout=180_000
+    )
+    assert page.text_content("#grid section.month h3 .count") == "· 2장"
+    assert "년" in page.text_content("#grid section.month h3 .title")
+    assert untranslated(page) == {}
+    page.click("#grid li button >> nth=0")
+    page.wait_for_selector("#photo-dialog[open] .face-row")
+    assert untranslated(page) == {}
+    shot(page, "ko-03-photo")
+    page.click("#photo-dialog form button")
+
+    # Find with a key photo, the trash, the profile: all Korean.
+    page.click("nav a[data-view=find]")
+    page.set_input_files("#key-input", str(katy[4]))
+    page.wait_for_function("document.querySelectorAll('#results li').length >= 1", timeout=60_000)
+    page.wait_for_function("!document.querySelector('#find-summary').textContent.includes('찾는 중')")
+    assert untranslated(page) == {}
+    shot(page, "ko-04-find")
+    page.click("nav a[data-view=people]")
+    page.wait_for_selector("#view-people:not([hidden])")
+    page.wait_for_load_state("networkidle")
+    assert untranslated(page) == {}
+    page.click("nav a[data-view=album]")
+    page.click("#trash-link")
+    page.wait_for_selector("#view-trash:not([hidden])")
+    page.wait_for_load_state("networkidle")
+    assert "30일" in page.text_content("#trash-hint") and untranslated(page) == {}
+    page.click("nav a[data-view=profile]")
+    assert untranslated(page) == {} and page.input_value("#language") == "ko"
+
+    # English on demand, remembered: the page is drawn again in English, still signed in.
+    page.select_option("#language", "en")
+    page.wait_for_selector("body[data-ready=true]")
+    page.wait_for_function("document.documentElement.lang === 'en'")
+    page.click("nav a[data-view=album]")
+    assert page.text_content("#album-title") == "Album"
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.get_attribute("html", "lang") == "en"

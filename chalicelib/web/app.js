@@ -2,6 +2,8 @@
 // Talks only to Cognito (config.cognitoEndpoint) and this API (relative paths, so it works
 // under an API Gateway stage prefix too).  The ID token lives in memory only; the refresh
 // token in localStorage; neither ever goes into a URL.
+import { LANGUAGES, formatDate, formatNumber, language, listOf, monthTitle, setLanguage, startLanguages, t } from "./i18n.js";
+
 const $ = (id) => document.getElementById(id);
 const SESSION_KEY = "memstudio.session";
 let config = null;
@@ -22,7 +24,11 @@ async function cognito(action, body) {
     body: JSON.stringify(body),
   });
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(data.message || data.Message || `${action} failed (${response.status})`);
+  if (!response.ok) {
+    // Cognito's own words are English (and not always right): each known error in plain words.
+    const code = String(data.__type || "").split("#").pop();
+    throw new Error(t(`cognito.${code}`, { defaultValue: t("errors.sign_in_service", { status: response.status }) }));
+  }
   return data;
 }
 
@@ -47,7 +53,7 @@ async function refreshSession() {
 }
 
 async function currentToken() {
-  if (!session) throw new Error("please sign in");
+  if (!session) throw new Error(t("errors.sign_in"));
   if (Date.now() > session.expiresAt - 60_000) await refreshSession();
   return session.idToken;
 }
@@ -63,7 +69,7 @@ async function revokeSession() {
   }
 }
 
-async function signOut(message = "Signed out.", revoke = true) {
+async function signOut(message = t("auth.signed_out"), revoke = true) {
   if (revoke) await revokeSession().catch(() => {});
   session = null;
   localStorage.removeItem(SESSION_KEY);
@@ -73,8 +79,14 @@ async function signOut(message = "Signed out.", revoke = true) {
 }
 
 // API ---------------------------------------------------------------------------------
+/** The API's error in the user's words: in English its own message, which is the most specific;
+ * in another language its code's message, else a general one. */
 class ApiError extends Error {
-  constructor(message, status, code) { super(message); this.status = status; this.code = code; }
+  constructor(message, status, code) {
+    const general = t("errors.request_failed", { status });
+    super(language() === "en" && message ? message : t(`api.${code}`, { defaultValue: general }));
+    this.status = status; this.code = code;
+  }
 }
 
 async function api(method, path, body, retried = false) {
@@ -85,14 +97,14 @@ async function api(method, path, body, retried = false) {
   const data = await response.json().catch(() => ({}));
   if (response.status === 401 && data.error === "token_revoked") {
     // Signed out everywhere (on another device too), disabled, or the password was reset.
-    await signOut("You were signed out on every device. Please sign in again.", false);
+    await signOut(t("auth.revoked"), false);
     throw new ApiError(data.message, 401, data.error);
   }
   if (response.status === 401 && !retried) {
     await refreshSession();
     return api(method, path, body, true);
   }
-  if (!response.ok) throw new ApiError(data.message || `request failed (${response.status})`, response.status, data.error);
+  if (!response.ok) throw new ApiError(data.message, response.status, data.error);
   return data;
 }
 
@@ -102,8 +114,7 @@ function contentType(file) {
 }
 
 function s3Error(xhr) {
-  const match = /<Message>([^<]*)<\/Message>/.exec(xhr.responseText || "");
-  return match ? match[1] : `storage refused the upload (${xhr.status})`;
+  return t("upload.refused", { status: xhr.status });
 }
 
 /** A presigned POST straight to S3; onProgress(loaded, total). */
@@ -116,7 +127,7 @@ function postToS3(upload, file, onProgress = () => {}) {
     xhr.open("POST", upload.url);
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded, e.total); };
     xhr.onload = () => (xhr.status >= 200 && xhr.status < 300 ? resolve() : reject(new Error(s3Error(xhr))));
-    xhr.onerror = () => reject(new Error("network error while uploading"));
+    xhr.onerror = () => reject(new Error(t("upload.network")));
     xhr.send(form);
   });
 }
@@ -167,15 +178,15 @@ function selectTab(name) {
 // The user pool's own password rules (web/config.json reads them from the pool), said in words.
 function passwordRules(policy) {
   if (!policy) return "";
-  const needs = [["RequireUppercase", "an upper-case letter"], ["RequireLowercase", "a lower-case letter"],
-    ["RequireNumbers", "a number"], ["RequireSymbols", "a symbol"]].filter(([key]) => policy[key]).map(([, words]) => words);
-  const tail = needs.length > 1 ? `${needs.slice(0, -1).join(", ")} and ${needs.at(-1)}` : needs[0];
-  return `At least ${policy.MinimumLength || 8} characters${tail ? `, with ${tail}` : ""}.`;
+  const needs = [["RequireUppercase", "auth.need_upper"], ["RequireLowercase", "auth.need_lower"],
+    ["RequireNumbers", "auth.need_number"], ["RequireSymbols", "auth.need_symbol"]].filter(([key]) => policy[key]).map(([, key]) => t(key));
+  const min = policy.MinimumLength || 8;
+  return needs.length ? t("auth.rules_with", { min, needs: listOf(needs) }) : t("auth.rules", { min });
 }
 
 function wireAuth() {
   for (const tab of ["signin", "signup", "confirm"]) $(`tab-${tab}`).addEventListener("click", () => selectTab(tab));
-  if (config.local) $("confirm-hint").textContent = "Local stack: no email is sent; any code confirms the account.";
+  if (config.local) { $("confirm-hint").dataset.i18n = "auth.local_code"; $("confirm-hint").textContent = t("auth.local_code"); }
   $("resend-code").hidden = config.local;  // moto sends no email and has no ResendConfirmationCode
   for (const id of ["signup-rules", "reset-rules"]) $(id).textContent = passwordRules(config.passwordPolicy);
   for (const form of ["form-signup", "form-reset"]) $(form).elements.password.minLength = config.passwordPolicy?.MinimumLength || 8;
@@ -185,10 +196,10 @@ function wireAuth() {
   });
   $("resend-code").addEventListener("click", async () => {
     const email = $("form-confirm").elements.email.value;
-    if (!email) { say("Enter your email first.", true); return; }
+    if (!email) { say(t("auth.email_first"), true); return; }
     try {
       await cognito("ResendConfirmationCode", { ClientId: config.clientId, Username: email });
-      say("A new code is on its way to your email.");
+      say(t("auth.code_resent"));
     } catch (error) { say(error.message, true); }
   });
   const guarded = (handler) => async (event) => {
@@ -205,28 +216,28 @@ function wireAuth() {
     keepSession(result.AuthenticationResult, email);
     location.hash = "#album";
     route();
-    say(`Signed in as ${session.email}.`);
+    say(t("auth.signed_in", { email: session.email }));
   }));
   $("form-signup").addEventListener("submit", guarded(async (form) => {
     const email = form.get("email");
     await cognito("SignUp", { ClientId: config.clientId, Username: email, Password: form.get("password"), UserAttributes: [{ Name: "email", Value: email }] });
     $("form-confirm").elements.email.value = email;
     selectTab("confirm");
-    say("Account created: enter the confirmation code.");
+    say(t("auth.created"));
   }));
   $("form-confirm").addEventListener("submit", guarded(async (form) => {
     const email = form.get("email");
     await cognito("ConfirmSignUp", { ClientId: config.clientId, Username: email, ConfirmationCode: form.get("code") });
     $("form-signin").elements.email.value = email;
     selectTab("signin");
-    say("Account confirmed: sign in.");
+    say(t("auth.confirmed"));
   }));
   $("form-forgot").addEventListener("submit", guarded(async (form) => {
     const email = form.get("email");
     await cognito("ForgotPassword", { ClientId: config.clientId, Username: email });
     $("form-reset").elements.email.value = email;
     selectTab("reset");
-    say(config.local ? "Local stack: no email is sent; any code works." : "A code is on its way to your email.");
+    say(t(config.local ? "auth.local_reset" : "auth.code_sent"));
   }));
   $("form-reset").addEventListener("submit", guarded(async (form) => {
     const email = form.get("email");
@@ -235,7 +246,7 @@ function wireAuth() {
     });
     $("form-signin").elements.email.value = email;
     selectTab("signin");
-    say("Password changed: sign in with the new one.");
+    say(t("auth.password_changed"));
   }));
   $("sign-out").addEventListener("click", () => signOut());
 }
@@ -243,10 +254,8 @@ function wireAuth() {
 // Album -------------------------------------------------------------------------------
 // The album is a timeline: months newest first, each with its count (GET /photos/months), photos
 // in the order the API pages them (timeline_at, then photo_id, newest first).
-const MONTH_NAME = new Intl.DateTimeFormat(undefined, { month: "long", year: "numeric", timeZone: "UTC" });
 const nowStamp = () => new Date().toISOString().slice(0, 19);  // an upload's place until the indexer reads its date
 const monthOf = (photo) => (photo.timeline_at || nowStamp()).slice(0, 7);
-const monthTitle = (month) => MONTH_NAME.format(new Date(Date.UTC(Number(month.slice(0, 4)), Number(month.slice(5, 7)) - 1, 1)));
 const newer = (a, b) => ((a.timeline_at || "") !== (b.timeline_at || "") ? (a.timeline_at || "") > (b.timeline_at || "") : a.photo_id > b.photo_id);
 
 const album = {
@@ -301,7 +310,7 @@ const album = {
       this.finished = !page.next_cursor;
       $("album-empty").hidden = this.tiles.size > 0;
     } catch (error) {
-      say(`Could not load the album: ${error.message}`, true);
+      say(t("album.load_failed", { message: error.message }), true);
     } finally {
       this.loading = false;
     }
@@ -316,7 +325,7 @@ const album = {
     const heading = document.createElement("h3");
     const all = document.createElement("input");
     all.type = "checkbox"; all.className = "select-month"; all.hidden = !this.selecting;
-    all.setAttribute("aria-label", `Select every photo of ${monthTitle(month)}`);
+    all.setAttribute("aria-label", t("album.select_month", { month: monthTitle(month) }));
     all.addEventListener("change", () => this.selectMonth(section, all.checked));
     const title = document.createElement("span"), count = document.createElement("span");
     title.className = "title"; count.className = "count";
@@ -332,7 +341,7 @@ const album = {
     const shown = section.querySelectorAll("li").length;
     const count = this.months.get(section.dataset.month) ?? shown;
     section.querySelector(".title").textContent = monthTitle(section.dataset.month);
-    section.querySelector(".count").textContent = `· ${count} photo${count === 1 ? "" : "s"}`;
+    section.querySelector(".count").textContent = t("album.month_count", { count });
   },
 
   /** Puts a tile in its month, in timeline order; a month left empty goes. */
@@ -360,7 +369,7 @@ const album = {
     const button = document.createElement("button");
     button.type = "button";
     button.dataset.status = photo.status;
-    button.setAttribute("aria-label", `${photo.filename || "photo"}: ${photo.status}${photo.error ? ` (${photo.error})` : ""}`);
+    button.setAttribute("aria-label", `${photo.filename || t("album.photo")}: ${t(`status.${photo.status}`)}`);
     if (this.selecting) button.setAttribute("aria-pressed", String(this.selected.has(photo.photo_id)));
     if (photo.thumbnail_url) {
       const img = document.createElement("img");
@@ -369,13 +378,14 @@ const album = {
       button.append(img);
     } else {
       const text = document.createElement("span");
-      text.className = "placeholder"; text.textContent = photo.filename || "photo";
+      text.className = "placeholder"; text.textContent = photo.filename || t("album.photo");
       button.append(text);
     }
     if (photo.status !== "indexed") {
       const badge = document.createElement("span");
       badge.className = `badge ${photo.status}`;
-      badge.textContent = photo.status === "failed" ? `failed: ${photo.error || "unknown error"}` : photo.status;
+      badge.textContent = photo.status === "failed"
+        ? t("status.failed_with", { error: photo.error || t("status.unknown_error") }) : t(`status.${photo.status}`);
       button.append(badge);
     }
     button.addEventListener("click", (event) => this.click(photo.photo_id, event));
@@ -440,7 +450,8 @@ const album = {
   setSelecting(on) {
     this.selecting = on; this.selected.clear(); this.lastClicked = null;
     $("select-mode").setAttribute("aria-pressed", String(on));
-    $("select-mode").textContent = on ? "Done" : "Select";
+    $("select-mode").dataset.i18n = on ? "album.done" : "album.select";
+    $("select-mode").textContent = t($("select-mode").dataset.i18n);
     $("selection").hidden = !on;
     for (const { item } of this.tiles.values()) {
       if (on) item.firstChild?.setAttribute("aria-pressed", "false"); else item.firstChild?.removeAttribute("aria-pressed");
@@ -473,7 +484,7 @@ const album = {
   },
 
   countSelected() {
-    $("selected-count").textContent = `${this.selected.size} selected`;
+    $("selected-count").textContent = t("album.selected", { count: this.selected.size });
     $("selected-trash").disabled = $("selected-download").disabled = this.selected.size === 0;
   },
 
@@ -486,7 +497,7 @@ const album = {
         for (const id of [...answer.trashed, ...answer.not_found]) this.remove(id);
         moved += answer.trashed.length;
       }
-      say(`${moved} photo(s) moved to the trash (restorable from Trash for ${config.trashDays} days).`);
+      say(t("album.trashed", { count: moved, days: config.trashDays }));
     } catch (error) { say(error.message, true); }
     this.setSelecting(false);
     this.loadMonths();
@@ -505,7 +516,7 @@ const album = {
           await new Promise((resolve) => setTimeout(resolve, 300));  // browsers drop bursts of downloads
         }
       }
-      say(`Downloading ${ids.length} photo(s).`);
+      say(t("album.downloading", { count: ids.length }));
     } catch (error) { say(error.message, true); }
   },
 };
@@ -520,7 +531,7 @@ function wireAlbum() {
 // Trash -------------------------------------------------------------------------------
 const trash = {
   async list() {
-    $("trash-hint").textContent = `Photos in the trash are out of the album, search and people; each is deleted for good ${config.trashDays} days after it was trashed.`;
+    $("trash-hint").textContent = t("trash.hint", { days: config.trashDays });
     try {
       const photos = [];
       let cursor = null;
@@ -531,7 +542,7 @@ const trash = {
       } while (cursor);
       $("trash-grid").replaceChildren(...photos.map((photo) => this.tile(photo)));
       this.counted();
-    } catch (error) { say(`Could not load the trash: ${error.message}`, true); }
+    } catch (error) { say(t("trash.load_failed", { message: error.message }), true); }
   },
 
   counted() {
@@ -544,36 +555,36 @@ const trash = {
     const item = document.createElement("li");
     item.className = "trash-item"; item.dataset.photoId = photo.photo_id;
     const img = document.createElement("img");
-    img.alt = photo.filename || "photo"; img.loading = "lazy";
+    img.alt = photo.filename || t("album.photo"); img.loading = "lazy";
     if (photo.thumbnail_url) img.src = photo.thumbnail_url;
     const when = document.createElement("p");
     when.className = "hint";
-    when.textContent = `Deleted for good on ${new Date(photo.purge_at).toLocaleDateString()}`;
+    when.textContent = t("trash.purge_on", { date: formatDate(photo.purge_at) });
     const restore = document.createElement("button");
-    restore.type = "button"; restore.className = "secondary"; restore.textContent = "Restore";
+    restore.type = "button"; restore.className = "secondary"; restore.textContent = t("trash.restore");
     restore.addEventListener("click", async () => {
       try {
         await api("POST", "trash/restore", { photo_ids: [photo.photo_id] });
         item.remove(); this.counted(); album.reset();
-        say(`${photo.filename || "The photo"} is back in the album.`);
+        say(t("trash.restored", { name: photo.filename || t("trash.the_photo") }));
       } catch (error) { say(error.message, true); }
     });
     const purge = document.createElement("button");
-    purge.type = "button"; purge.className = "danger"; purge.textContent = "Delete forever";
+    purge.type = "button"; purge.className = "danger"; purge.textContent = t("trash.delete_forever");
     purge.addEventListener("click", async () => {
-      if (!confirm(`Delete ${photo.filename || "this photo"} for good? This cannot be undone.`)) return;
-      try { await api("DELETE", `trash/${photo.photo_id}`); item.remove(); this.counted(); say("Deleted for good."); } catch (error) { say(error.message, true); }
+      if (!confirm(t("trash.confirm_delete", { name: photo.filename || t("trash.this_photo") }))) return;
+      try { await api("DELETE", `trash/${photo.photo_id}`); item.remove(); this.counted(); say(t("trash.deleted")); } catch (error) { say(error.message, true); }
     });
     item.append(img, when, restore, purge);
     return item;
   },
 
   async empty() {
-    if (!confirm("Delete every photo in the trash for good? This cannot be undone.")) return;
+    if (!confirm(t("trash.confirm_empty"))) return;
     try {
       let purged = 0, answer;
       do { answer = await api("DELETE", "trash"); purged += answer.purged; } while (answer.remaining);
-      say(`${purged} photo(s) deleted for good.`);
+      say(t("trash.emptied", { count: purged }));
       this.list();
     } catch (error) { say(error.message, true); }
   },
@@ -586,9 +597,9 @@ function uploadRow(file) {
   name.textContent = file.name;
   const bar = document.createElement("progress");
   bar.max = 100; bar.value = 0;
-  bar.setAttribute("aria-label", `Upload of ${file.name}`);
+  bar.setAttribute("aria-label", t("upload.of", { name: file.name }));
   const state = document.createElement("span");
-  state.textContent = "waiting";
+  state.textContent = t("upload.waiting");
   item.append(name, bar, state);
   $("uploads").append(item);
   const started = performance.now();
@@ -597,12 +608,12 @@ function uploadRow(file) {
     progress(loaded, total) {
       bar.value = Math.round((100 * loaded) / total);
       const seconds = (performance.now() - started) / 1000;
-      state.textContent = `${bar.value}% · ${(loaded / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s`;
+      state.textContent = t("upload.progress", { percent: bar.value, speed: formatNumber(loaded / 1e6 / Math.max(seconds, 0.001), 1) });
     },
-    done() { bar.value = 100; state.textContent = "uploaded"; state.className = "done"; item.dataset.state = "done"; },
-    already() { bar.value = 100; state.textContent = "already in your album"; state.className = "done"; item.dataset.state = "duplicate"; },
+    done() { bar.value = 100; state.textContent = t("upload.uploaded"); state.className = "done"; item.dataset.state = "done"; },
+    already() { bar.value = 100; state.textContent = t("upload.already"); state.className = "done"; item.dataset.state = "duplicate"; },
     fail(message) {
-      state.textContent = "failed"; item.dataset.state = "failed";
+      state.textContent = t("upload.failed"); item.dataset.state = "failed";
       const error = document.createElement("span");
       error.className = "error"; error.textContent = `${file.name}: ${message}`;
       item.append(error);
@@ -622,9 +633,9 @@ async function uploadFiles(files) {
   const accepted = [];
   for (const file of files) {
     const row = uploadRow(file);
-    if (!config.contentTypes.includes(contentType(file))) row.fail("not a supported photo type (JPEG, PNG, WebP, GIF, HEIC)");
-    else if (file.size > config.maxUploadBytes) row.fail(`larger than ${Math.round(config.maxUploadBytes / 1e6)} MB`);
-    else if (file.size === 0) row.fail("the file is empty");
+    if (!config.contentTypes.includes(contentType(file))) row.fail(t("upload.not_a_photo"));
+    else if (file.size > config.maxUploadBytes) row.fail(t("upload.too_large", { mb: Math.round(config.maxUploadBytes / 1e6) }));
+    else if (file.size === 0) row.fail(t("upload.empty_file"));
     else accepted.push({ file, row });
   }
   for (let i = 0; i < accepted.length; i += config.maxFilesPerRequest) {
@@ -651,7 +662,7 @@ async function uploadFiles(files) {
     }), 4);
   }
   const failed = document.querySelectorAll('#uploads li[data-state="failed"]').length;
-  say(failed ? `${failed} file(s) failed; see the list.` : "Uploads finished; photos are being indexed.", failed > 0);
+  say(failed ? t("upload.some_failed", { count: failed }) : t("upload.finished"), failed > 0);
 }
 
 function wireUpload() {
@@ -685,16 +696,17 @@ async function openPhoto(photoId) {
   try { photo = await api("GET", `photos/${photoId}`); } catch (error) { say(error.message, true); return; }
   if (opening !== photoOpening || (wasOpen && !dialog.open)) return;  // a later opening, or closed meanwhile
   if (!dialog.open) say("");  // the page's message stays with the page
-  $("photo-title").textContent = photo.filename || "Photo";
+  $("photo-title").textContent = photo.filename || t("photo.title");
   const img = $("photo-image");
-  img.alt = `${photo.filename || "Photo"}, ${photo.faces.length} face(s)`;
+  img.alt = t("photo.alt", { name: photo.filename || t("photo.title"), count: photo.faces.length });
   const boxes = photo.faces.map((f) => f.box);
   img.onload = () => drawBoxes($("photo-boxes"), photo.width || img.naturalWidth, photo.height || img.naturalHeight, boxes);
   img.src = photo.preview_url || photo.url;  // a HEIC original is shown through its JPEG preview
   steps.arm(photo.photo_id);
   similar(photo);
-  $("photo-info").textContent = photo.status === "failed" ? `Indexing failed: ${photo.error}`
-    : `${photo.status} · ${photo.faces.length} face(s)${photo.taken_at ? ` · taken ${photo.taken_at.slice(0, 10)}` : ""}`;
+  $("photo-info").textContent = photo.status === "failed" ? t("photo.indexing_failed", { error: photo.error })
+    : t("photo.info", { status: t(`status.${photo.status}`), count: photo.faces.length })
+      + (photo.taken_at ? t("photo.taken", { date: formatDate(photo.taken_at.slice(0, 10)) }) : "");
   const known = await people.all();
   if (opening !== photoOpening || (wasOpen && !dialog.open)) return;
   $("photo-faces").replaceChildren(...photo.faces.map((face, i) => {
@@ -704,18 +716,19 @@ async function openPhoto(photoId) {
     const highlight = () => drawBoxes($("photo-boxes"), photo.width || img.naturalWidth, photo.height || img.naturalHeight, boxes, i);
     const who = document.createElement("span");
     const current = known.find((p) => p.person_id === face.person_id);
-    who.textContent = `Face ${i + 1}: ${current ? current.name || "Unnamed" : "no one yet"}`;
+    who.textContent = t("photo.face_who", { n: i + 1, who: current ? current.name || t("people.unnamed") : t("photo.nobody_yet") });
     const button = document.createElement("button");
     button.type = "button"; button.className = "secondary";
-    button.textContent = `More of face ${i + 1}`;
+    button.textContent = t("photo.more_of", { n: i + 1 });
     button.addEventListener("focus", highlight);
     button.addEventListener("click", () => { dialog.close(); findByAlbumFace(photo, face); });
     // The user's word on this face: another person, a new one, or "not this person".
     const move = document.createElement("select");
-    move.setAttribute("aria-label", `Who is face ${i + 1}?`);
+    move.setAttribute("aria-label", t("photo.who_label", { n: i + 1 }));
     move.addEventListener("focus", highlight);
-    const options = [["", "Who is this?"], ...known.filter((p) => p.person_id !== face.person_id).map((p) => [p.person_id, p.name || "Unnamed"]), ["new", "Someone new"]];
-    if (face.person_id) options.push(["none", `Not ${current ? current.name || "this person" : "this person"}`]);
+    const options = [["", t("photo.who")], ...known.filter((p) => p.person_id !== face.person_id).map((p) => [p.person_id, p.name || t("people.unnamed")]), ["new", t("photo.someone_new")]];
+    const named = current?.name || t("photo.this_person");
+    if (face.person_id) options.push(["none", t("photo.not", { name: named })]);
     for (const [value, text] of options) move.append(new Option(text, value));
     move.addEventListener("change", async () => {
       try {
@@ -724,26 +737,26 @@ async function openPhoto(photoId) {
         } else {
           await api("PUT", `faces/${face.face_id}/person`, move.value === "new" ? { new_person: true } : { person_id: move.value });
         }
-        say("Saved."); openPhoto(photo.photo_id);
+        say(t("photo.saved")); openPhoto(photo.photo_id);
       } catch (error) { say(error.message, true); }
     });
     // A face the grouping placed: "Is this <name>?" answered here too (a yes confirms it).
     const confirm = document.createElement("button");
     confirm.type = "button"; confirm.className = "secondary";
     confirm.hidden = !(face.person_id && face.assigned_by === "auto");
-    confirm.textContent = `Yes, ${current ? current.name || "this person" : "this person"}`;
+    confirm.textContent = t("photo.yes", { name: named });
     confirm.addEventListener("focus", highlight);
     confirm.addEventListener("click", async () => {
       try {
         await api("POST", `people/${face.person_id}/suggestions`, { answers: [{ face_id: face.face_id, accept: true }] });
-        say("Confirmed."); openPhoto(photo.photo_id);
+        say(t("photo.confirmed")); openPhoto(photo.photo_id);
       } catch (error) { say(error.message, true); }
     });
     const remove = document.createElement("button");
-    remove.type = "button"; remove.className = "secondary"; remove.textContent = "Not a face";
+    remove.type = "button"; remove.className = "secondary"; remove.textContent = t("photo.not_a_face");
     remove.addEventListener("focus", highlight);
     remove.addEventListener("click", async () => {
-      try { await api("DELETE", `faces/${face.face_id}`); say("Face box removed."); openPhoto(photo.photo_id); } catch (error) { say(error.message, true); }
+      try { await api("DELETE", `faces/${face.face_id}`); say(t("photo.face_removed")); openPhoto(photo.photo_id); } catch (error) { say(error.message, true); }
     });
     row.append(who, button, confirm, move, remove);
     return row;
@@ -758,7 +771,7 @@ async function openPhoto(photoId) {
       album.remove(photo.photo_id);
       album.loadMonths();
       dialog.close();
-      say(`Moved to the trash: restore it from Trash within ${config.trashDays} days.`);
+      say(t("photo.trashed", { days: config.trashDays }));
     } catch (error) { say(error.message, true); }
   };
   if (!dialog.open) dialog.showModal();
@@ -796,10 +809,10 @@ function similar(photo) {
   line.hidden = others.length === 0;
   line.replaceChildren();
   if (!others.length) return;
-  line.append(`Looks like ${others.length} other photo(s) in your album (a re-encoded or resized copy?): `);
+  line.append(t("photo.similar", { count: others.length }));
   others.forEach((id, i) => {
     const link = document.createElement("button");
-    link.type = "button"; link.className = "link"; link.textContent = `copy ${i + 1}`;
+    link.type = "button"; link.className = "link"; link.textContent = t("photo.copy_n", { n: i + 1 });
     link.addEventListener("click", () => openPhoto(id));
     line.append(link, i < others.length - 1 ? ", " : "");
   });
@@ -818,7 +831,7 @@ const drawing = {
   toggle() {
     this.active = !this.active;
     $("photo-draw").setAttribute("aria-pressed", String(this.active));
-    say(this.active ? "Drag over the face to draw its box." : "");
+    say(this.active ? t("photo.drag") : "");
   },
 
   point(event) {  // the pointer in the photo's own pixels
@@ -847,7 +860,7 @@ const drawing = {
       this.start = null; this.active = false;
       try {
         const face = await api("POST", `photos/${this.photo.photo_id}/faces`, { box });
-        say(face.aligned ? "Face added." : "Face added (no landmarks found inside the box: embedded as drawn).");
+        say(t(face.aligned ? "photo.face_added" : "photo.face_added_unaligned"));
       } catch (error) { say(error.message, true); }
       openPhoto(this.photo.photo_id);
     });
@@ -855,22 +868,19 @@ const drawing = {
 };
 
 // Find --------------------------------------------------------------------------------
-const MATCH_WORDS = {
-  confirmed: "You confirmed", same_person: "Same person", very_likely: "Very likely", likely: "Likely", possible: "Possible",
-};
 
 function resultTile(hit, rank) {
   const item = document.createElement("li");
   item.dataset.photoId = hit.photo_id;
   const button = document.createElement("button");
   button.type = "button";
-  const word = MATCH_WORDS[hit.match] || hit.match;
-  button.setAttribute("aria-label", `Match ${rank + 1}: ${word}`);
+  const word = t(`find.match.${hit.match}`, { defaultValue: hit.match });
+  button.setAttribute("aria-label", t("find.match_label", { rank: rank + 1, word }));
   const img = document.createElement("img");
   img.src = hit.thumbnail_url || hit.url; img.alt = "";
   const badge = document.createElement("span");
   badge.className = `similarity ${hit.match}`; badge.textContent = word;
-  badge.title = `score ${hit.score.toFixed(2)}, similarity ${hit.similarity.toFixed(2)}`;
+  badge.title = t("find.scores", { score: formatNumber(hit.score, 2), similarity: formatNumber(hit.similarity, 2) });
   button.title = badge.title;
   button.append(img, badge);
   button.addEventListener("click", () => openPhoto(hit.photo_id));
@@ -889,7 +899,7 @@ const finder = {
     this.body = body; this.what = what; this.shown = 0;
     $("results").replaceChildren(); $("possible").replaceChildren();
     $("possible-box").hidden = true; $("results-more").hidden = true;
-    $("find-summary").textContent = "Searching…";
+    $("find-summary").textContent = t("find.searching");
     try {
       const result = await api("POST", "search", body);
       if (asked !== this.asked) return null;  // another key was chosen meanwhile: this answer is not its
@@ -899,9 +909,7 @@ const finder = {
       if (asked !== this.asked) return null;
       // The page itself explains a key without a face; any other failure goes to the status line.
       const noFace = error.code === "no_face";
-      $("find-summary").textContent = noFace
-        ? "No face was found in this key photo. Choose a photo where the face is clearly visible and not too small."
-        : "";
+      $("find-summary").textContent = noFace ? t("find.no_face") : "";
       say(noFace ? "" : error.message, !noFace);
       return null;
     }
@@ -927,13 +935,13 @@ const finder = {
     $("possible").replaceChildren(...possible.map(resultTile));
     $("possible-box").hidden = possible.length === 0;
     $("possible-box").open = this.shown === 0;
-    const own = (result.key_photo_id ? " The key photo itself is in your album and is not listed." : "")
-      + (result.person ? ` This is ${result.person.name || "a person in your album"}: all their photos are found, and other people are left out.` : "");
+    const own = (result.key_photo_id ? t("find.own") : "")
+      + (result.person ? t("find.person", { name: result.person.name || t("find.a_person") }) : "");
     if (this.shown) {
-      $("find-summary").textContent = `${this.shown}${result.next_cursor ? "+" : ""} photo(s) with ${this.what}, best match first.${own}`;
+      const more = result.next_cursor ? "+" : "";
+      $("find-summary").textContent = t("find.found", { count: this.shown, more, what: this.what }) + own;
     } else {
-      $("find-summary").textContent = `Nobody in your album matches ${this.what} closely enough.${own}`
-        + (possible.length ? " The closest photos below the line are shown as possible matches." : "");
+      $("find-summary").textContent = t("find.nobody", { what: this.what }) + own + (possible.length ? t("find.possible_below") : "");
     }
   },
 };
@@ -942,9 +950,7 @@ const finder = {
 function showKey(src, faces, chosen, onChoose, size = null) {
   $("key-faces").hidden = false;
   const several = faces.length > 1 && onChoose;
-  $("key-faces-label").textContent = several
-    ? "Several faces in the key photo: choose one. The highlighted one is searched for."
-    : "The key: the highlighted face is the one searched for.";
+  $("key-faces-label").textContent = t(several ? "find.choose_face" : "find.the_key");
   const img = $("key-image");
   // Boxes are in the photo's pixels; a preview may be smaller than the photo.
   const draw = () => drawBoxes($("key-boxes"), size?.[0] || img.naturalWidth, size?.[1] || img.naturalHeight, faces.map((f) => f.box), chosen);
@@ -954,7 +960,7 @@ function showKey(src, faces, chosen, onChoose, size = null) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = i === chosen ? "" : "secondary";
-    button.textContent = `Face ${i + 1}`;
+    button.textContent = t("find.face_n", { n: i + 1 });
     button.setAttribute("aria-pressed", String(i === chosen));
     button.addEventListener("click", () => onChoose(i));
     return button;
@@ -967,9 +973,9 @@ async function findByKeyPhoto(file) {
   const src = URL.createObjectURL(file);
   showKey(src, [], -1, null);  // the key being searched for, shown at once
   $("results").replaceChildren(); $("possible-box").hidden = true; $("results-more").hidden = true;
-  $("find-summary").textContent = "Searching…";
+  $("find-summary").textContent = t("find.searching");
   try {
-    say("Uploading the key photo…");
+    say(t("find.uploading_key"));
     const upload = await api("POST", "search/uploads", {
       filename: file.name, content_type: contentType(file), size: file.size, ...(await sha256(file)),
     });
@@ -977,7 +983,7 @@ async function findByKeyPhoto(file) {
     if (asked !== finder.asked) return;
     say("");
     const choose = async (face, question = finder.ask()) => {
-      const result = await finder.run({ key_id: upload.key_id, face }, face ? `face ${face + 1} of the key photo` : "this face", question);
+      const result = await finder.run({ key_id: upload.key_id, face }, face ? t("find.what_face_of_key", { n: face + 1 }) : t("find.what_this_face"), question);
       if (result) showKey(src, result.key_faces, result.used_face, (i) => choose(i));
     };
     await choose(0, asked);
@@ -990,7 +996,7 @@ async function findByAlbumFace(photo, face) {
   location.hash = "#find";
   const index = photo.faces.indexOf(face);
   showKey(photo.preview_url || photo.url, photo.faces, index, null, photo.width && [photo.width, photo.height]);
-  await finder.run({ photo_id: photo.photo_id, face_id: face.face_id }, `face ${index + 1} of ${photo.filename || "that photo"}`);
+  await finder.run({ photo_id: photo.photo_id, face_id: face.face_id }, t("find.what_face_of", { n: index + 1, name: photo.filename || t("find.that_photo") }));
 }
 
 function wireFind() {
@@ -1033,14 +1039,14 @@ const people = {
         button.append(faceTile(c?.thumbnail_url, c?.box, c?.photo_width, c?.photo_height));
         const label = document.createElement("span");
         label.className = "label";
-        label.textContent = `${person.name || "Unnamed"} · ${person.photo_count} photo(s)`;
+        label.textContent = t("people.label", { name: person.name || t("people.unnamed"), count: person.photo_count });
         button.append(label);
         button.addEventListener("click", () => this.open(person.person_id));
         item.append(button);
         return item;
       }));
       $("people-empty").hidden = page.people.length > 0;
-    } catch (error) { say(`Could not load people: ${error.message}`, true); }
+    } catch (error) { say(t("people.load_failed", { message: error.message }), true); }
     this.ask();
   },
 
@@ -1050,7 +1056,7 @@ const people = {
     const question = found.questions[0];
     $("album-questions").hidden = !question;
     if (!question) { $("album-question").replaceChildren(); return; }
-    $("album-questions-title").textContent = `Is this ${question.person.name || "the same person as the others in this group"}? (keys: y yes, n no, s skip)`;
+    $("album-questions-title").textContent = t("people.question_of", { name: question.person.name || t("people.the_same_group") });
     const next = (change) => (change ? this.list() : this.ask());  // a moved photo redraws the people too
     $("album-question").replaceChildren(this.suggestion(question, question.person.person_id, next));
   },
@@ -1067,8 +1073,8 @@ const people = {
       this.current = person;
       $("people").hidden = true; $("person").hidden = false;
       $("person-name").elements.name.value = person.name || "";
-      $("person-hide").textContent = person.hidden ? "Show" : "Hide";
-      $("person-summary").textContent = `${person.face_count} face(s) in ${person.photo_count} photo(s)`;
+      $("person-hide").textContent = t(person.hidden ? "person.show" : "person.hide");
+      $("person-summary").textContent = t("person.summary", { faces: person.face_count, photos: person.photo_count });
       $("person-photos").replaceChildren(...photos.photos.map((photo) => {
         const item = document.createElement("li");
         item.dataset.photoId = photo.photo_id;
@@ -1083,11 +1089,11 @@ const people = {
       const others = (await this.all()).filter((p) => p.person_id !== person.person_id);
       if (token !== this.opening) return;
       const select = $("person-merge-target"), chosen = select.value;  // a choice made meanwhile stays
-      select.replaceChildren(new Option("Merge into…", ""), ...others.map((p) => new Option(`${p.name || "Unnamed"} (${p.photo_count})`, p.person_id)));
+      select.replaceChildren(new Option(t("person.merge_into"), ""), ...others.map((p) => new Option(`${p.name || t("people.unnamed")} (${p.photo_count})`, p.person_id)));
       if (others.some((p) => p.person_id === chosen)) select.value = chosen;
       $("person-merge").hidden = others.length === 0;
       $("suggestions-title").hidden = suggestions.suggestions.length === 0;
-      $("suggestions-title").textContent = `Is this ${person.name || "the same person"}? (keys: y yes, n no, s skip)`;
+      $("suggestions-title").textContent = t("people.question_of", { name: person.name || t("people.the_same") });
       const reopen = (change) => { if (change) this.open(person.person_id); };
       $("suggestions").replaceChildren(...suggestions.suggestions.map((s) => this.suggestion(s, person.person_id, reopen)));
     } catch (error) { say(error.message, true); }
@@ -1100,10 +1106,10 @@ const people = {
     item.append(faceTile(face.thumbnail_url, face.box, face.photo_width, face.photo_height));
     const answers = document.createElement("div");
     answers.className = "answer";
-    for (const [text, word] of [["Yes", { accept: true }], ["No", { accept: false }], ["Skip", { skip: true }]]) {
+    for (const [letter, key, word] of [["y", "people.yes", { accept: true }], ["n", "people.no", { accept: false }], ["s", "people.skip", { skip: true }]]) {
       const button = document.createElement("button");
-      button.type = "button"; button.className = word.accept ? "" : "secondary"; button.textContent = text;
-      button.dataset.answer = text[0].toLowerCase();
+      button.type = "button"; button.className = word.accept ? "" : "secondary"; button.textContent = t(key);
+      button.dataset.answer = letter;
       button.addEventListener("click", () => this.answer(item, face, word, personId, changed));
       answers.append(button);
     }
@@ -1117,10 +1123,10 @@ const people = {
       const done = await api("POST", `people/${personId}/suggestions`, { answers: [{ face_id: face.face_id, ...word }] });
       item.remove();
       const person = done.person, change = person.photo_count - done.photos_before;
-      const who = person.name || "This person";
-      if (change > 0) say(`${change} more photo(s) of ${who} found: ${person.photo_count} in all.`);
-      else if (change < 0) say(`Taken out: ${who} now has ${person.photo_count} photo(s).`);
-      else if (!word.skip) say(`Noted. ${who} has ${person.photo_count} photo(s).`);
+      const name = person.name || t("people.this_person"), total = person.photo_count;
+      if (change > 0) say(t("people.found_more", { change, name, total }));
+      else if (change < 0) say(t("people.taken_out", { name, total }));
+      else if (!word.skip) say(t("people.noted", { name, total }));
       changed(change);
     } catch (error) { say(error.message, true); }
   },
@@ -1150,40 +1156,47 @@ function wirePeople() {
   document.addEventListener("keydown", (e) => people.key(e));
   $("person-name").addEventListener("submit", (e) => {
     e.preventDefault();
-    people.update({ name: e.target.elements.name.value.trim() || null }, (p) => `Saved: ${p.name || "Unnamed"}.`);
+    people.update({ name: e.target.elements.name.value.trim() || null }, (p) => t("person.saved", { name: p.name || t("people.unnamed") }));
   });
   $("person-hide").addEventListener("click", () =>
-    people.update({ hidden: !people.current.hidden }, (p) => (p.hidden ? "Hidden from People." : "Shown in People.")));
+    people.update({ hidden: !people.current.hidden }, (p) => t(p.hidden ? "person.hidden" : "person.shown")));
   $("person-merge").addEventListener("submit", async (e) => {
     e.preventDefault();
     const target = $("person-merge-target").value;
     if (!target) return;
     try {
       const merged = await api("POST", "people/merge", { target, sources: [people.current.person_id] });
-      say(`Merged into ${merged.name || "Unnamed"}.`);
+      say(t("person.merged", { name: merged.name || t("people.unnamed") }));
       people.open(merged.person_id);
     } catch (error) { say(error.message, true); }
   });
   $("person-delete").addEventListener("click", async () => {
-    if (!confirm("Ungroup this person? The photos stay; the faces become unassigned.")) return;
-    try { await api("DELETE", `people/${people.current.person_id}`); say("Ungrouped."); people.list(); } catch (error) { say(error.message, true); }
+    if (!confirm(t("person.confirm_ungroup"))) return;
+    try { await api("DELETE", `people/${people.current.person_id}`); say(t("person.ungrouped")); people.list(); } catch (error) { say(error.message, true); }
   });
 }
 
 // Profile -----------------------------------------------------------------------------
 function wireProfile() {
   $("sign-out-everywhere").addEventListener("click", async () => {
-    if (!confirm("Sign out on every phone and computer, this one too?")) return;
-    try { await api("POST", "me/sign-out"); signOut("Signed out on every device.", false); } catch (error) { say(error.message, true); }
+    if (!confirm(t("profile.confirm_everywhere"))) return;
+    try { await api("POST", "me/sign-out"); signOut(t("auth.signed_out_everywhere"), false); } catch (error) { say(error.message, true); }
   });
   $("delete-account").addEventListener("click", async () => {
-    if (!confirm("Delete your account, every photo and every face? This cannot be undone.")) return;
-    try { await api("DELETE", "me"); signOut("Your account and all its data were deleted.", false); } catch (error) { say(error.message, true); }
+    if (!confirm(t("profile.confirm_delete"))) return;
+    try { await api("DELETE", "me"); signOut(t("profile.deleted"), false); } catch (error) { say(error.message, true); }
   });
+  const choice = $("language");
+  choice.replaceChildren(...Object.entries(LANGUAGES).map(([lang, name]) => new Option(name, lang)));
+  choice.value = language();
+  // The page draws much of itself from what it loaded: drawn afresh in the new language (the
+  // session survives the reload: its refresh token is kept).
+  choice.addEventListener("change", async () => { await setLanguage(choice.value); location.reload(); });
 }
 
 // Start -------------------------------------------------------------------------------
 async function main() {
+  await startLanguages();
   config = await (await fetch("web/config.json")).json();
   wireAuth(); wireAlbum(); wireUpload(); wireFind(); wirePeople(); wireProfile(); drawing.wire(); steps.wire();
   window.addEventListener("hashchange", route);
@@ -1202,4 +1215,4 @@ async function main() {
   document.body.dataset.ready = "true";
 }
 
-main().catch((error) => say(`The app failed to start: ${error.message}`, true));
+main().catch((error) => say(globalThis.i18next?.isInitialized ? t("app.failed_to_start", { message: error.message }) : `The app failed to start: ${error.message}`, true));
