@@ -18,7 +18,11 @@ TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
     ".json": "application/json; charset=utf-8",  # the message catalogs (i18n-<language>.json)
+    ".webmanifest": "application/manifest+json",
 }
+# The service worker keeps the app shell for offline use; it lives with the other files in web/ and
+# controls the page one folder up.
+SERVICE_WORKER = "sw.js"
 
 
 def _aws_origin(settings: Settings) -> str:
@@ -43,7 +47,10 @@ def asset(name: str, settings: Settings) -> Response:
     path = WEB_DIR / name
     if "/" in name or path.suffix not in TYPES or not path.is_file():
         raise NotFound(f"no such file: {name}")
-    return Response(path.read_text(), status_code=200, headers=_headers(settings, TYPES[path.suffix]))
+    headers = _headers(settings, TYPES[path.suffix])
+    if name == SERVICE_WORKER:
+        headers["Service-Worker-Allowed"] = "/"
+    return Response(path.read_text(), status_code=200, headers=headers)
 
 
 def client_config(settings: Settings, password_policy: dict | None) -> Response:

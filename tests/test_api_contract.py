@@ -109,3 +109,20 @@ def test_the_pages_have_an_icon_the_api_serves(api):
     icon = api.http.get("/web/icon.svg")
     assert icon.status_code == 200 and icon.headers["Content-Type"] == "image/svg+xml"
     assert icon.body.decode().startswith("<svg")
+
+
+def test_the_app_is_served_as_an_installable_one(api):
+    """The manifest and its icon, the languages, and the service worker allowed to control the page
+    one folder up (browser checks: test_web_e2e.py)."""
+    page = api.http.get("/").body.decode()
+    assert 'rel="manifest" href="web/manifest.webmanifest"' in page and 'name="theme-color"' in page
+    manifest = api.http.get("/web/manifest.webmanifest")
+    assert manifest.status_code == 200 and manifest.headers["Content-Type"] == "application/manifest+json"
+    document = json.loads(manifest.body)
+    assert document["display"] == "standalone" and document["start_url"] == "../"
+    assert all(api.http.get(f"/web/{icon['src']}").status_code == 200 for icon in document["icons"])
+    worker = api.http.get("/web/sw.js")
+    assert worker.status_code == 200 and worker.headers["Service-Worker-Allowed"] == "/"
+    assert "Service-Worker-Allowed" not in api.http.get("/web/app.js").headers
+    catalog = api.http.get("/web/i18n-ko.json")
+    assert catalog.headers["Content-Type"].startswith("application/json") and json.loads(catalog.body)["app"]["title"]

@@ -5,6 +5,7 @@ with real photos from ../shared/facedata.  Screenshots land in test-artifacts/we
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -365,11 +366,12 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     page.wait_for_selector("body[data-ready=true]")
     page.wait_for_function("document.querySelectorAll('#grid li').length === 5")  # still signed in, from storage
 
-    # Phone-sized screen: the header is one row; then the profile page and sign-out.
+    # Phone-sized screen: a slim header, the five views in one row of tabs at the bottom; then the
+    # profile page and sign-out.
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.querySelector('header').getBoundingClientRect().height") < 56
-    tops = page.evaluate("[...document.querySelectorAll('header h1, nav a')].map(e => e.getBoundingClientRect().top)")
-    assert max(tops) - min(tops) < 12, tops
+    bottoms = page.evaluate("[...document.querySelectorAll('nav a')].map(e => e.getBoundingClientRect().bottom)")
+    assert len(bottoms) == 5 and all(abs(b - 844) < 2 for b in bottoms), bottoms
     wide = page.evaluate(
         "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 391)"
         ".map(e => e.tagName + '#' + e.id + '.' + e.className)"
@@ -538,7 +540,21 @@ def test_a_korean_phone_sees_korean_everywhere(korean_page, local_stack, tmp_pat
     page.wait_for_function(
         "document.querySelectorAll('#grid button[data-status=indexed]').length === 2", timeout=180_000
     )
-    assert page.text_content("#grid section.month h3 .count") == "· 2장"
+    counts = page.eval_on_selector_all("#grid section.month h3 .count", "els => els.map(e => e.textContent)")
+    assert all(re.fullmatch(r"· \d+장", c) for c in counts), counts  # the photos' months differ by EXIF date
+    assert sum(int(re.sub(r"\D", "", c)) for c in counts) == 2
+    # Phone-first: the views in a tab bar at the bottom, four photos a row, nothing to tap under 44 px.
+    nav = page.locator("#nav").bounding_box()
+    assert abs(nav["y"] + nav["height"] - 844) < 1 and nav["width"] == 390
+    tile = page.locator("#grid li button >> nth=0").bounding_box()
+    assert tile["width"] < 390 / 4
+    small = page.evaluate(
+        "[...document.querySelectorAll('button, nav a, select, input')]"
+        ".filter(el => el.getClientRects().length && el.type !== 'checkbox' && el.type !== 'file')"
+        ".filter(el => el.getBoundingClientRect().height < 44 && !el.closest('#grid'))"
+        ".map(el => el.outerHTML.slice(0, 60))"
+    )
+    assert small == []
     assert "년" in page.text_content("#grid section.month h3 .title")
     assert untranslated(page) == {}
     page.click("#grid li button >> nth=0")
@@ -575,3 +591,40 @@ def test_a_korean_phone_sees_korean_everywhere(korean_page, local_stack, tmp_pat
     page.reload()
     page.wait_for_selector("body[data-ready=true]")
     assert page.get_attribute("html", "lang") == "en"
+
+
+def test_the_app_is_installable_and_opens_offline(browser, local_stack, tmp_path):  # noqa: F811
+    """Chromium's own installability check, then the service worker's app shell with no network."""
+    context = browser.browser_type.launch_persistent_context(  # an ordinary profile: no app installs in incognito
+        str(tmp_path / "profile"),
+        executable_path=CHROMIUM,
+        args=CHROMIUM_FLAGS,
+        headless=True,
+        locale="ko-KR",
+        viewport={"width": 390, "height": 844},
+        bypass_csp=True,
+    )
+    try:
+        page = context.pages[0] if context.pages else context.new_page()
+        page.goto(f"{local_stack.api}/")
+        page.wait_for_selector("body[data-ready=true]")
+        cdp = context.new_cdp_session(page)
+        assert cdp.send("Page.getInstallabilityErrors")["installabilityErrors"] == []
+        manifest = cdp.send("Page.getAppManifest")
+        assert manifest["errors"] == [] and '"display": "standalone"' in manifest["data"]
+        page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+        page.reload()
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.evaluate("navigator.serviceWorker.controller !== null")
+        assert page.locator("#offline").is_hidden()
+
+        context.set_offline(True)
+        page.reload()
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.locator("#offline").is_visible() and "인터넷" in page.text_content("#offline")
+        assert page.locator("#view-auth").is_visible() and page.text_content("#auth-title") == "환영합니다"
+        shot(page, "ko-05-offline")
+        context.set_offline(False)
+        page.wait_for_selector("#offline", state="hidden")
+    finally:
+        context.close()

@@ -1195,8 +1195,28 @@ function wireProfile() {
 }
 
 // Start -------------------------------------------------------------------------------
+/** The app shell works offline (web/sw.js); the page says when the phone is offline: the browser
+ * says so, or a request could not reach the network (a TypeError from fetch). */
+let reachProbe = null;
+function offline(on) {
+  $("offline").hidden = !on;
+  clearTimeout(reachProbe);
+  if (on) reachProbe = setTimeout(checkReach, 5000);  // asked again until the app answers
+}
+// A static file, past the service worker (its query string is not the kept copy's address).
+const checkReach = () => fetch("web/icon.svg?reach", { cache: "no-store" }).then(() => offline(false), () => offline(true));
+
+function wireOffline() {
+  window.addEventListener("online", () => offline(false));
+  window.addEventListener("offline", () => offline(true));
+  offline(!navigator.onLine);
+  checkReach();
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("web/sw.js", { scope: "./" }).catch(() => {});
+}
+
 async function main() {
   await startLanguages();
+  wireOffline();
   config = await (await fetch("web/config.json")).json();
   wireAuth(); wireAlbum(); wireUpload(); wireFind(); wirePeople(); wireProfile(); drawing.wire(); steps.wire();
   window.addEventListener("hashchange", route);
@@ -1207,7 +1227,11 @@ async function main() {
   const saved = JSON.parse(localStorage.getItem(SESSION_KEY) || "null");
   if (saved?.refreshToken) {
     session = { ...saved, expiresAt: 0 };
-    try { await refreshSession(); } catch { session = null; localStorage.removeItem(SESSION_KEY); }
+    try { await refreshSession(); } catch (error) {
+      session = null;
+      if (error instanceof TypeError) offline(true);  // no network: the session is kept for later
+      else localStorage.removeItem(SESSION_KEY);
+    }
   }
   route();
   new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting) && session) album.loadMore(); })
