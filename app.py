@@ -167,6 +167,13 @@ def create_uploads():
     return Response({"uploads": uploads}, status_code=201)
 
 
+@app.route("/photos/uploads/{photo_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
+def cancel_upload(photo_id):
+    """An upload the client gave up on: its pending photo is forgotten (409 once it has finished)."""
+    services.album.cancel_upload(current_user(), photo_id)
+    return Response(body="", status_code=204)
+
+
 @app.route("/photos", methods=["GET"], authorizer=authorizer, cors=cors)
 def list_photos():
     user = current_user()

@@ -169,6 +169,19 @@ class Album:
                 code="quota_exceeded",
             )
 
+    def cancel_upload(self, user: User, photo_id: str) -> None:
+        """Forget a ``pending`` photo whose upload the client gave up on, with whatever part of it
+        arrived: no ghost tile, and the quota it reserved is free again. An upload already indexed
+        (or failed) is a photo of the album: it goes to the trash like any other."""
+        photo = self.owned_photo(user, photo_id)
+        if photo["status"] != "pending" or photo.get("trashed_at"):
+            raise Conflict(
+                "the upload has finished: the photo is in the album (move it to the trash instead)",
+                code="upload_finished",
+            )
+        if self.photo_store.delete_photo(user.sub, photo_id) is not None:
+            self.object_storage.delete_keys([photo["key"]])  # an object arriving later is an orphan: removed
+
     def expire_abandoned_uploads(self, owner: str | None = None, limit: int = 100) -> int:
         """Forget ``pending`` photos whose upload never arrived, once their presigned POST has
         expired (plus a grace period for uploads still in flight): one owner's (on listing), or

@@ -117,6 +117,33 @@ def test_too_many_pending_uploads(api, make_user, services, monkeypatch):
     assert response.json_body["error"] == "too_many_pending_uploads"
 
 
+def test_a_cancelled_upload_is_forgotten_with_what_arrived(api, make_user, services, aws_stack):
+    user, other = make_user(), make_user()
+    kept, cancelled, arrived = request_uploads(api, user, [JPEG, JPEG, JPEG])
+    before = services.photo_store.usage_of(user.sub)
+    assert post_to_s3(arrived, b"\xff\xd8\xff partly").status_code == 204  # arrived, not yet indexed
+
+    # Another user's upload, a made-up id: 404, and nothing changes.
+    assert api.http.delete(f"/photos/uploads/{kept['photo_id']}", headers=other.headers).status_code == 404
+    assert api.http.delete("/photos/uploads/not-an-id", headers=user.headers).status_code == 404
+    for upload in (cancelled, arrived):
+        response = api.http.delete(f"/photos/uploads/{upload['photo_id']}", headers=user.headers)
+        assert response.status_code == 204, response.body
+
+    listed = api.http.get("/photos", headers=user.headers).json_body["photos"]
+    assert [p["photo_id"] for p in listed] == [kept["photo_id"]]  # no ghost tile
+    assert arrived["fields"]["key"] not in object_keys(aws_stack, user.sub)
+    after = services.photo_store.usage_of(user.sub)
+    assert after["photos"] == before["photos"] - 2 and after["bytes"] == before["bytes"] - 2 * JPEG["size"]
+    assert api.http.delete(f"/photos/uploads/{cancelled['photo_id']}", headers=user.headers).status_code == 404
+
+    # A finished upload is a photo of the album: cancelling it is refused and loses nothing.
+    services.photo_store.update_photo(user.sub, kept["photo_id"], {"status": "indexed"})
+    response = api.http.delete(f"/photos/uploads/{kept['photo_id']}", headers=user.headers)
+    assert response.status_code == 409 and response.json_body["error"] == "upload_finished"
+    assert api.http.get(f"/photos/{kept['photo_id']}", headers=user.headers).status_code == 200
+
+
 def test_listing_is_newest_first_with_cursor_pagination(api, make_user):
     user = make_user()
     created = []

@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 WEB = Path(__file__).resolve().parent.parent / "chalicelib" / "web"
 PLURALS = ("_one", "_other")
 
@@ -65,9 +67,12 @@ def test_korean_messages_are_korean():
     assert [k for k, v in CATALOGS["ko"].items() if not re.search(r"[\uac00-\ud7a3]", v)] == []
 
 
-def test_i18next_is_fetched_at_build_time_and_pinned():
+@pytest.mark.parametrize(
+    "variable, package, file", [("I18NEXT", "i18next", "i18next.min.js"), ("IDB_KEYVAL", "idb-keyval", "idb-keyval.js")]
+)
+def test_the_clients_libraries_are_fetched_at_build_time_and_pinned(variable, package, file):
     dev = (WEB.parent.parent / "dev").read_text()
-    assert re.search(r"^I18NEXT=i18next@\d+\.\d+\.\d+$", dev, re.M) and "languages\n}" in dev
-    assert "chalicelib/web/i18next.min.js" in (WEB.parent.parent / ".gitignore").read_text().splitlines()
-    (line,) = (WEB / "i18next.sha256").read_text().splitlines()
-    assert line.endswith("  chalicelib/web/i18next.min.js") and len(line.split()[0]) == 64
+    assert re.search(rf"^{variable}={package}@\d+\.\d+\.\d+$", dev, re.M) and "  web_libraries\n}" in dev
+    assert f"chalicelib/web/{file}" in (WEB.parent.parent / ".gitignore").read_text().splitlines()
+    (line,) = (WEB / f"{package}.sha256").read_text().splitlines()
+    assert line.endswith(f"  chalicelib/web/{file}") and len(line.split()[0]) == 64

@@ -2,7 +2,8 @@
 // Talks only to Cognito (config.cognitoEndpoint) and this API (relative paths, so it works
 // under an API Gateway stage prefix too).  The ID token lives in memory only; the refresh
 // token in localStorage; neither ever goes into a URL.
-import { LANGUAGES, formatDate, formatNumber, language, listOf, monthTitle, setLanguage, startLanguages, t } from "./i18n.js";
+import { LANGUAGES, formatBytes, formatDate, formatNumber, formatSpeed, language, listOf, monthTitle, setLanguage, startLanguages, t } from "./i18n.js";
+import { UploadError, UploadQueue } from "./uploads.js";
 
 const $ = (id) => document.getElementById(id);
 const SESSION_KEY = "memstudio.session";
@@ -70,6 +71,9 @@ async function revokeSession() {
 }
 
 async function signOut(message = t("auth.signed_out"), revoke = true) {
+  if (revoke) await uploads.cancelAll().catch(() => {});  // no file of theirs is left on this browser
+  await uploads.leave();
+  $("uploads").replaceChildren(); drawUploadSummary();
   if (revoke) await revokeSession().catch(() => {});
   session = null;
   localStorage.removeItem(SESSION_KEY);
@@ -113,32 +117,6 @@ function contentType(file) {
   return config.contentTypes.includes(file.type) ? file.type : config.extensions[ext] || file.type || "application/octet-stream";
 }
 
-function s3Error(xhr) {
-  return t("upload.refused", { status: xhr.status });
-}
-
-/** A presigned POST straight to S3; onProgress(loaded, total). */
-function postToS3(upload, file, onProgress = () => {}) {
-  return new Promise((resolve, reject) => {
-    const form = new FormData();
-    for (const [name, value] of Object.entries(upload.fields)) form.append(name, value);
-    form.append("file", file);
-    const xhr = new XMLHttpRequest();
-    xhr.open("POST", upload.url);
-    xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded, e.total); };
-    xhr.onload = () => (xhr.status >= 200 && xhr.status < 300 ? resolve() : reject(new Error(s3Error(xhr))));
-    xhr.onerror = () => reject(new Error(t("upload.network")));
-    xhr.send(form);
-  });
-}
-
-async function inParallel(tasks, width) {
-  const queue = [...tasks];
-  await Promise.all(Array.from({ length: Math.min(width, queue.length) }, async () => {
-    while (queue.length) await queue.shift()();
-  }));
-}
-
 // Views -------------------------------------------------------------------------------
 const VIEWS = ["auth", "album", "trash", "upload", "find", "people", "profile"];
 
@@ -146,7 +124,9 @@ let currentView = null;
 
 function show(name) {
   if (name !== "auth" && !session) name = "auth";
+  if (session && uploads.owner !== claims(session.idToken).sub) uploads.resume(claims(session.idToken).sub);
   if (name !== currentView) say("");  // a message belongs to the page that raised it
+  const opening = currentView === null;  // the page just loaded: the first Tab reaches the skip link
   currentView = name;
   for (const view of VIEWS) $(`view-${view}`).hidden = view !== name;
   $("nav").hidden = !session;
@@ -157,7 +137,7 @@ function show(name) {
   if (name === "people") people.list();
   if (name === "trash") trash.list();
   if (name === "profile") $("profile-email").textContent = session.email || "";
-  $("main").focus({ preventScroll: true });
+  if (!opening) $("main").focus({ preventScroll: true });
 }
 
 function route() {
@@ -591,35 +571,141 @@ const trash = {
 };
 
 // Upload ------------------------------------------------------------------------------
-function uploadRow(file) {
-  const item = document.createElement("li");
-  const name = document.createElement("span");
-  name.textContent = file.name;
+const SPEED_WINDOW = 3000;  // the speed shown is that of the last few seconds
+
+/** One row of the list: a file the page refused, or an item of the upload queue. */
+function uploadRow(id, name) {
+  let item = document.querySelector(`#uploads li[data-id="${id}"]`);
+  if (item) return item;
+  item = document.createElement("li");
+  item.dataset.id = id;
+  const label = document.createElement("span");
+  label.className = "name"; label.textContent = name;
   const bar = document.createElement("progress");
   bar.max = 100; bar.value = 0;
-  bar.setAttribute("aria-label", t("upload.of", { name: file.name }));
+  bar.setAttribute("aria-label", t("upload.of", { name }));
   const state = document.createElement("span");
-  state.textContent = t("upload.waiting");
-  item.append(name, bar, state);
+  state.className = "state";
+  const actions = document.createElement("span");
+  actions.className = "actions";
+  item.append(label, bar, state, actions);
   $("uploads").append(item);
-  const started = performance.now();
-  return {
-    item,
-    progress(loaded, total) {
-      bar.value = Math.round((100 * loaded) / total);
-      const seconds = (performance.now() - started) / 1000;
-      state.textContent = t("upload.progress", { percent: bar.value, speed: formatNumber(loaded / 1e6 / Math.max(seconds, 0.001), 1) });
-    },
-    done() { bar.value = 100; state.textContent = t("upload.uploaded"); state.className = "done"; item.dataset.state = "done"; },
-    already() { bar.value = 100; state.textContent = t("upload.already"); state.className = "done"; item.dataset.state = "duplicate"; },
-    fail(message) {
-      state.textContent = t("upload.failed"); item.dataset.state = "failed";
-      const error = document.createElement("span");
-      error.className = "error"; error.textContent = `${file.name}: ${message}`;
-      item.append(error);
-    },
-  };
+  return item;
 }
+
+function refusedFile(file, message) {
+  const item = uploadRow(crypto.randomUUID(), file.name);
+  item.dataset.state = "failed";
+  item.querySelector(".state").textContent = t("upload.failed");
+  const error = document.createElement("span");
+  error.className = "error"; error.textContent = `${file.name}: ${message}`;
+  item.append(error);
+}
+
+function uploadButton(text, label, onClick) {
+  const button = document.createElement("button");
+  button.type = "button"; button.className = "secondary"; button.textContent = text;
+  button.setAttribute("aria-label", label);
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+const uploadSpeeds = new Map();  // item id → [[time, bytes]…] over SPEED_WINDOW
+function speedOf(upload) {
+  const samples = uploadSpeeds.get(upload.id) || [];
+  const now = performance.now();
+  samples.push([now, upload.loaded]);
+  while (samples.length > 2 && now - samples[0][0] > SPEED_WINDOW) samples.shift();
+  uploadSpeeds.set(upload.id, samples);
+  const [[t0, b0]] = samples;
+  return now > t0 ? ((upload.loaded - b0) * 1000) / (now - t0) : 0;
+}
+
+function drawUpload(upload) {
+  const item = uploadRow(upload.id, upload.name);
+  if (upload.state === "cancelled") { item.remove(); drawUploadSummary(); return; }
+  item.dataset.state = upload.state;
+  const bar = item.querySelector("progress");
+  const state = item.querySelector(".state");
+  const actions = item.querySelector(".actions");
+  bar.value = Math.round((100 * upload.loaded) / Math.max(upload.size, 1));
+  state.className = `state ${upload.state === "done" || upload.state === "duplicate" ? "done" : ""}`;
+  state.textContent = {
+    waiting: t("upload.waiting"),
+    sending: upload.loaded ? t("upload.progress", { percent: bar.value, speed: formatSpeed(speedOf(upload)) }) : t("upload.starting"),
+    retrying: navigator.onLine ? t("upload.retrying") : t("upload.offline"),
+    done: t("upload.uploaded"),
+    duplicate: t("upload.already"),
+    failed: `${t("upload.failed")}: ${upload.error}`,
+  }[upload.state];
+  actions.replaceChildren();
+  if (upload.state === "failed") actions.append(uploadButton(t("upload.retry"), t("upload.retry_of", { name: upload.name }), () => uploads.retry(upload.id)));
+  if (!["done", "duplicate"].includes(upload.state)) actions.append(uploadButton("✕", t("upload.cancel_of", { name: upload.name }), () => uploads.cancel(upload.id)));
+  if (upload.state === "done" && !item.dataset.shown) {
+    item.dataset.shown = "true";
+    album.render({ photo_id: upload.form.photo_id, filename: upload.name, status: "pending" });
+  }
+  drawUploadSummary();
+}
+
+function drawUploadSummary() {
+  const { total, done, failed, left, bytesLeft, bytes } = uploads.summary();
+  $("upload-summary").hidden = total === 0;
+  $("upload-all").max = Math.max(bytes, 1);
+  $("upload-all").value = bytes - bytesLeft;
+  $("upload-count").textContent = [
+    t("upload.count", { done, count: total }),
+    left ? t("upload.left", { size: formatBytes(bytesLeft) }) : "",
+    failed ? t("upload.failed_count", { count: failed }) : "",
+  ].filter(Boolean).join(" · ");
+  $("upload-cancel-all").hidden = left + failed === 0;
+  if (total && !left && !uploadsFinished) {
+    uploadsFinished = true;
+    const refused = document.querySelectorAll("#uploads li[data-state=failed]").length;  // the page's refusals too
+    say(refused ? t("upload.some_failed", { count: refused }) : t("upload.finished"), refused > 0);
+  }
+  if (left) uploadsFinished = false;
+}
+let uploadsFinished = true;
+
+/** A presigned POST straight to S3; onProgress(loaded). The error says whether to try again. */
+function postToS3(upload, file, onProgress = () => {}, signal = null) {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    for (const [name, value] of Object.entries(upload.fields)) form.append(name, value);
+    form.append("file", file);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", upload.url);
+    xhr.upload.onprogress = (e) => onProgress(e.loaded);
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) resolve();
+      // 403: the form expired while the file waited (or its policy was refused): a new form.
+      else reject(new UploadError(t("upload.refused", { status: xhr.status }), { retry: xhr.status >= 500 || xhr.status === 403, newForm: xhr.status === 403 }));
+    };
+    xhr.onerror = () => reject(new UploadError(t("upload.network"), { retry: true }));
+    signal?.addEventListener("abort", () => xhr.abort());
+    xhr.send(form);
+  });
+}
+
+/** Forms for queued files; a busy or unreachable API is tried again, a refusal is not. */
+async function uploadForms(items) {
+  try {
+    const files = items.map(({ name, contentType, size, sha256 }) => ({ filename: name, content_type: contentType, size, ...sha256 }));
+    return (await api("POST", "photos/uploads", { files })).uploads;
+  } catch (error) {
+    if (error instanceof ApiError) throw new UploadError(error.message, { retry: error.status >= 500 || (error.status === 429 && error.code !== "quota_exceeded") });
+    throw error;
+  }
+}
+
+const uploads = new UploadQueue({
+  requestForms: uploadForms,
+  post: postToS3,
+  forget: async (photoId) => { await api("DELETE", `photos/uploads/${photoId}`); album.remove(photoId); },
+  onChange: drawUpload,
+  batch: 10,
+});
 
 // The file's SHA-256, so the API can say it is already in the album (crypto.subtle exists on
 // https and localhost only; elsewhere the indexer still finds duplicates by their bytes).
@@ -632,41 +718,18 @@ async function sha256(file) {
 async function uploadFiles(files) {
   const accepted = [];
   for (const file of files) {
-    const row = uploadRow(file);
-    if (!config.contentTypes.includes(contentType(file))) row.fail(t("upload.not_a_photo"));
-    else if (file.size > config.maxUploadBytes) row.fail(t("upload.too_large", { mb: Math.round(config.maxUploadBytes / 1e6) }));
-    else if (file.size === 0) row.fail(t("upload.empty_file"));
-    else accepted.push({ file, row });
+    if (!config.contentTypes.includes(contentType(file))) refusedFile(file, t("upload.not_a_photo"));
+    else if (file.size > config.maxUploadBytes) refusedFile(file, t("upload.too_large", { mb: Math.round(config.maxUploadBytes / 1e6) }));
+    else if (file.size === 0) refusedFile(file, t("upload.empty_file"));
+    else accepted.push({ file, contentType: contentType(file), sha256: await sha256(file) });
   }
-  for (let i = 0; i < accepted.length; i += config.maxFilesPerRequest) {
-    const chunk = accepted.slice(i, i + config.maxFilesPerRequest);
-    let uploads;
-    try {
-      const files = await Promise.all(chunk.map(async ({ file }) => ({
-        filename: file.name, content_type: contentType(file), size: file.size, ...(await sha256(file)),
-      })));
-      uploads = (await api("POST", "photos/uploads", { files })).uploads;
-    } catch (error) {
-      chunk.forEach(({ row }) => row.fail(error.message));
-      continue;
-    }
-    await inParallel(chunk.map(({ file, row }, k) => async () => {
-      if (uploads[k].duplicate_of) { row.already(); return; }  // the same bytes are in the album
-      try {
-        await postToS3(uploads[k], file, (loaded, total) => row.progress(loaded, total));
-        row.done();
-        album.render({ photo_id: uploads[k].photo_id, filename: file.name, status: "pending" });
-      } catch (error) {
-        row.fail(error.message);
-      }
-    }), 4);
-  }
-  const failed = document.querySelectorAll('#uploads li[data-state="failed"]').length;
-  say(failed ? t("upload.some_failed", { count: failed }) : t("upload.finished"), failed > 0);
+  await uploads.add(accepted);
+  if (!accepted.length) say(t("upload.some_failed", { count: files.length }), true);
 }
 
 function wireUpload() {
   const drop = $("drop");
+  $("upload-cancel-all").addEventListener("click", () => uploads.cancelAll());
   $("file-input").addEventListener("change", (e) => { uploadFiles([...e.target.files]); e.target.value = ""; });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));

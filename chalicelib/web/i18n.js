@@ -57,3 +57,17 @@ export const formatDate = (value) => new Intl.DateTimeFormat(language(), { dateS
 export const formatNumber = (value, digits = 0) =>
   new Intl.NumberFormat(language(), { maximumFractionDigits: digits, minimumFractionDigits: digits }).format(value);
 export const listOf = (items) => new Intl.ListFormat(language(), { type: "conjunction" }).format(items);
+// Bytes and speeds in the user's units ("3.2 MB", "초당 850 kB"): decimal, as phones show sizes.
+const UNITS = [[1e9, "gigabyte"], [1e6, "megabyte"], [1e3, "kilobyte"], [1, "byte"]];
+function scaled(bytes) {
+  return UNITS.find(([size]) => bytes >= size) || UNITS[UNITS.length - 1];
+}
+export function formatBytes(bytes) {
+  const [size, unit] = scaled(bytes);
+  return new Intl.NumberFormat(language(), { style: "unit", unit, maximumFractionDigits: size > 1e3 ? 1 : 0 }).format(bytes / size);
+}
+export function formatSpeed(bytesPerSecond) {
+  const [size, unit] = scaled(bytesPerSecond);
+  return new Intl.NumberFormat(language(), { style: "unit", unit: `${unit}-per-second`, maximumFractionDigits: size > 1e3 ? 1 : 0 })
+    .format(bytesPerSecond / size);
+}
