@@ -262,6 +262,12 @@ def merge_people():
     return services.people.merge(current_user(), request_models.merge_request(json_body()))
 
 
+@app.route("/people/merge/{merge_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
+def undo_merge(merge_id):
+    """Undoes a merge (its ``merge_id``), once and within ten minutes."""
+    return services.people.undo_merge(current_user(), merge_id)
+
+
 @app.route("/people/recluster", methods=["POST"], authorizer=authorizer, cors=cors)
 def recluster_people():
     """Regroup now (queued with no delay; the answer says so)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import timedelta
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from .observability import logger
 from .params import decode_position, encode_position, int_in_range
 from .people_aware import PeopleAware
 from .people_store import AUTO, SAME_FACE_IOU, USER, PeopleStore
-from .photo_store import MANUAL, PhotoStore, drawn_face_record
+from .photo_store import MANUAL, PhotoStore, drawn_face_record, now_ms
 from .records import Face, ModelInfo, Person
 from .request_models import Answer, FaceDecision, Merge
 from .score_norm import KeyNormalisation
@@ -38,6 +39,7 @@ MAX_KEY_FACES = 30  # a person's faces used as search keys (confirmed first)
 FIT_NEIGHBOURS = 3  # a grouped face's fit to its person: its mean score to this many of the person's faces
 MAX_FIT_FACES = 2000  # the person's faces a fit is measured against (confirmed first)
 QUESTION_PEOPLE = 20  # the album's questions come from this many of its biggest people
+UNDO_SECONDS = 600  # a merge can be undone this long after it was made
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
 MIN_BOX = 16  # the smallest side of a face box the user draws
@@ -268,10 +270,12 @@ class People:
 
     def merge(self, user: User, merge: Merge) -> dict:
         """The sources' faces join the target, which keeps its name (or takes the first source's
-        name if it has none)."""
+        name if it has none). What it changed is kept for ``UNDO_SECONDS`` (``undo_merge``)."""
         target_id = merge.target
         target = self._owned(user, target_id)
         others = [self._owned(user, s) for s in merge.sources]
+        self.people_store.drop_merges_before(user.sub, now_ms() - timedelta(seconds=UNDO_SECONDS))
+        merge_id = self.people_store.keep_merge(user.sub, target_id, [s["person_id"] for s in others])
         for source in others:
             self.people_store.merge_into(user.sub, source["person_id"], target_id)
             self.people_store.remove(user.sub, source["person_id"])
@@ -280,7 +284,18 @@ class People:
             if name:
                 self.people_store.update(user.sub, target_id, {"name": name})
         self.people_store.refresh(user.sub, [target_id])
-        return self.get_person(user, target_id)
+        return {"person": self.get_person(user, target_id), "undo": {"merge_id": merge_id, "expires_in": UNDO_SECONDS}}
+
+    def undo_merge(self, user: User, merge_id: str) -> dict:
+        """The people and face decisions as they were before the merge, within ``UNDO_SECONDS``
+        and once. A correction made since to the merged faces is undone with it."""
+        since = now_ms() - timedelta(seconds=UNDO_SECONDS)
+        kept = self.people_store.take_merge(user.sub, merge_id, since) if _ID.match(merge_id or "") else None
+        if kept is None:
+            raise NotFound("no such merge to undo (an undo is possible once, for 10 minutes)")
+        restored = self.people_store.restore_merge(user.sub, kept)
+        self.people_store.refresh(user.sub, restored)
+        return {"people": [self.get_person(user, p) for p in restored if self.people_store.get(user.sub, p)]}
 
     def set_face_person(self, user: User, face_id: str, decision: FaceDecision) -> dict:
         """The user's word on one face: this is a person (confirm or move), not the person it is

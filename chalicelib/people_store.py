@@ -31,6 +31,7 @@ class PeopleStore:
         self.people = database["people"]
         self.faces = database["faces"]
         self.regroup_requests = database["people_jobs"]  # per user: the newest regrouping request's token
+        self.merges = database["people_merges"]  # what a recent merge changed, so the user can undo it
 
     def ensure_indexes(self) -> None:
         self.people.create_index([("person_id", ASCENDING), ("owner", ASCENDING)], unique=True)
@@ -103,6 +104,7 @@ class PeopleStore:
 
     def delete_owner(self, owner: str) -> int:
         self.regroup_requests.delete_many({"_id": owner})
+        self.merges.delete_many({"owner": owner})
         return self.people.delete_many({"owner": owner}).deleted_count
 
     def refresh(self, owner: str, person_ids: Iterable[str | None]) -> None:
@@ -211,6 +213,59 @@ class PeopleStore:
             {"person_id": target, "owner": owner}, {"$set": {"assigned_by": USER}, "$pull": {"rejected_from": target}}
         )
         self.faces.update_many({"owner": owner, "rejected_from": source}, {"$addToSet": {"rejected_from": target}})
+
+    # Undoing a merge (``people_merges``) -----------------------------------------------
+    def keep_merge(self, owner: str, target: str, sources: list[str]) -> str:
+        """Before a merge: the people's records and the decisions of every face the merge touches
+        (the faces of all, and those rejected from any), kept under a new merge id."""
+        ids = [target, *sources]
+        faces: dict[str, dict] = {}
+        fields = {"_id": 0, "face_id": 1, "person_id": 1, "assigned_by": 1, "rejected_from": 1}
+        for person_id in ids:
+            for query in ({"person_id": person_id}, {"rejected_from": person_id}):
+                for face in self.faces.find({**query, "owner": owner}, fields):
+                    faces[face["face_id"]] = face
+        merge_id = uuid.uuid4().hex
+        self.merges.insert_one(
+            {
+                "_id": merge_id,
+                "owner": owner,
+                "made_at": now_ms(),
+                "target": target,
+                "people": [p for p in (self.get(owner, p) for p in ids) if p],  # the target's name may change
+                "faces": list(faces.values()),
+            }
+        )
+        return merge_id
+
+    def take_merge(self, owner: str, merge_id: str, made_after) -> dict | None:
+        """The kept merge if it was made after ``made_after``, removed (an undo happens once)."""
+        query = {"_id": merge_id, "owner": owner, "made_at": {"$gte": made_after}}
+        kept = self.merges.find_one(query)
+        if kept is None or self.merges.delete_one(query).deleted_count != 1:
+            return None
+        return kept
+
+    def drop_merges_before(self, owner: str, cutoff) -> None:
+        self.merges.delete_many({"owner": owner, "made_at": {"$lt": cutoff}})
+
+    def restore_merge(self, owner: str, kept: dict) -> list[str]:
+        """The sources again, and every face's decisions as they were before the merge (faces
+        deleted since stay deleted). Faces of one decision are restored together."""
+        for person in kept["people"]:
+            if self.get(owner, person["person_id"]) is None:
+                self.people.insert_one(dict(person))
+            else:
+                fields = {"name": person.get("name"), "hidden": person.get("hidden", False)}
+                self.people.update_one({"person_id": person["person_id"], "owner": owner}, {"$set": fields})
+        groups: dict[tuple, list[str]] = {}
+        for face in kept["faces"]:
+            key = (face.get("person_id"), face.get("assigned_by"), tuple(face.get("rejected_from") or ()))
+            groups.setdefault(key, []).append(face["face_id"])
+        for (person_id, assigned_by, rejected), face_ids in groups.items():
+            update = {"person_id": person_id, "assigned_by": assigned_by, "rejected_from": list(rejected)}
+            self.faces.update_many({"face_id": {"$in": face_ids}, "owner": owner}, {"$set": update})
+        return [p["person_id"] for p in kept["people"]]
 
     def grouping_input(self, owner: str, model_version: str) -> list[Face]:
         """Every face of one model version with what grouping needs: vector, cohort statistics,

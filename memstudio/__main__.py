@@ -189,7 +189,8 @@ def cmd_name(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    person = Session.load(args.api).call("POST", "people/merge", {"target": args.target, "sources": args.sources})
+    merged = Session.load(args.api).call("POST", "people/merge", {"target": args.target, "sources": args.sources})
+    person = merged["person"]
     print(f"merged into {person['person_id']} ({person['name'] or 'Unnamed'}): {person['face_count']} faces")
     return 0
 

@@ -27,6 +27,11 @@ def stores(request, tmp_path):
         yield photos, people
 
 
+def decisions(face: dict) -> tuple:
+    """A face's person fields, as a merge and its undo change them."""
+    return face.get("person_id"), face.get("assigned_by"), sorted(face.get("rejected_from") or [])
+
+
 def face(photo_id, index, box, vector=(1.0, 0.0)):
     return stored_face(photo_id, index, box, vector, version="v1", score=0.9)
 
@@ -60,6 +65,31 @@ def test_the_algorithm_never_overrides_the_user(stores):
     assert people.set_by_algorithm("u", f"{pid}-001", p)  # another person is fine
     assert not people.set_by_algorithm("other", f"{pid}-001", None)  # another owner's face: nothing
     assert photos.list_faces("u", pid)[1]["assigned_by"] == "auto"
+
+
+def test_a_merge_is_undone_once_only_while_it_is_recent(stores):
+    from datetime import timedelta
+
+    from chalicelib.photo_store import now_ms
+
+    photos, people = stores
+    pid = "e" * 32
+    photos.replace_faces("u", pid, [face(pid, 0, [0, 0, 10, 10]), face(pid, 1, [50, 0, 10, 10])])
+    p, q = people.create("u")["person_id"], people.create("u", "Ji-eun")["person_id"]
+    people.set_by_algorithm("u", f"{pid}-000", p)
+    people.set_by_user("u", f"{pid}-001", q, p)
+    before = [decisions(f) for f in photos.list_faces("u", pid)]
+    merge_id = people.keep_merge("u", p, [q])
+    people.merge_into("u", q, p)
+    people.remove("u", q)
+    people.update("u", p, {"name": "Ji-eun"})  # the target takes the source's name
+    assert people.take_merge("other", merge_id, now_ms() - timedelta(minutes=10)) is None  # another owner's
+    assert people.take_merge("u", merge_id, now_ms() + timedelta(seconds=1)) is None  # too old
+    kept = people.take_merge("u", merge_id, now_ms() - timedelta(minutes=10))
+    assert sorted(people.restore_merge("u", kept)) == sorted([p, q])
+    assert [decisions(f) for f in photos.list_faces("u", pid)] == before
+    assert people.get("u", q)["name"] == "Ji-eun" and people.get("u", p)["name"] is None
+    assert people.take_merge("u", merge_id, now_ms() - timedelta(minutes=10)) is None  # once
 
 
 def test_counts_cover_and_listing(stores):
@@ -168,7 +198,7 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
         assert response.status_code == 202 and response.json_body["status"] == "queued"
         drain(people_pump)
 
-    alice = make_user("alice")
+    alice, bob = make_user("alice"), make_user("bob")
     jolie = sorted((PEOPLE / "Angelina_Jolie").glob("*.jpg"))[:5]
     clooney = sorted((PEOPLE / "George_Clooney").glob("*.jpg"))[:4]
     ids = {
@@ -247,9 +277,23 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
     moved = next(p["face_id"] for p in clooney_person["photos"])
     response = api.http.put(f"/faces/{moved}/person", headers=alice.headers, body=json.dumps({"person_id": jp}))
     assert response.status_code == 200 and response.json_body["assigned_by"] == "user"
+    before = {f["face_id"]: decisions(f) for f in services.people_store.faces.find({"owner": alice.sub})}
     response = api.http.post("/people/merge", headers=alice.headers, body=json.dumps({"target": jp, "sources": [cp]}))
     assert response.status_code == 200, response.body
-    merged = response.json_body
+    merged, undo = response.json_body["person"], response.json_body["undo"]
+    assert undo["expires_in"] == 600
+
+    # Undone: both people again, each face's decisions as they were; once, and only by its owner.
+    path = f"/people/merge/{undo['merge_id']}"
+    assert api.http.delete(path, headers=bob.headers).status_code == 404
+    response = api.http.delete(path, headers=alice.headers)
+    assert response.status_code == 200, response.body
+    assert {p["person_id"]: p["name"] for p in response.json_body["people"]} == {jp: "Angelina", cp: None}
+    assert {f["face_id"]: decisions(f) for f in services.people_store.faces.find({"owner": alice.sub})} == before
+    assert api.http.delete(path, headers=alice.headers).status_code == 404
+    response = api.http.post("/people/merge", headers=alice.headers, body=json.dumps({"target": jp, "sources": [cp]}))
+    assert response.status_code == 200, response.body
+    merged = response.json_body["person"]
     assert merged["name"] == "Angelina" and merged["face_count"] == 4 + 4
     assert jp not in services.people_store.face(alice.sub, other)["rejected_from"]  # the merge is the latest word
     assert api.http.get(f"/people/{cp}", headers=alice.headers).status_code == 404

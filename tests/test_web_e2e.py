@@ -297,22 +297,43 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     )
 
     # Merge the named person into the other one (it takes the name: the target had none): 8 photos.
+    # The other person is chosen by face, both are shown before the merge, and the merge can be undone.
     page.click("#people li button >> text=Someone I know")
     page.wait_for_selector("#person:not([hidden])")
-    page.wait_for_function("document.querySelectorAll('#person-merge-target option').length === 2")
     page.wait_for_load_state("networkidle")  # the page is drawn by its last opening, not an earlier one
-    page.select_option("#person-merge-target", index=1)
-    page.click("#person-merge button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('#person-photos li').length === 8")
+
+    def merge_with_the_other() -> None:
+        page.click("#person-merge")
+        page.wait_for_selector("#picker[open] #picker-people li")
+        assert page.locator("#picker-people li").count() == 1
+        assert page.text_content("#picker-people li").startswith("Unnamed")  # an undo gave back no name
+        assert page.locator("#picker-people li .face[style*=background-image]").count() == 1
+        page.click("#picker-people li button")
+        page.wait_for_selector("#merge-dialog[open]")
+        assert page.locator("#merge-faces .face[style*=background-image]").count() == 2
+        shot(page, "08a-merge-confirm")
+        page.click("#merge-dialog button[value=merge]")
+        page.wait_for_function("document.querySelectorAll('#person-photos li').length === 8")
+
+    merge_with_the_other()
     assert page.input_value("#person-name input[name=name]") == "Someone I know"
+    assert page.text_content("#toast-text") == "Merged into Someone I know."
     shot(page, "08b-merged")
+    page.click("#toast-undo")
+    page.wait_for_function("document.querySelector('#toast-text').textContent.startsWith('Undone')")
+    page.wait_for_function("document.querySelectorAll('#person-photos li').length === 4")
+    assert page.input_value("#person-name input[name=name]") == "Someone I know"
+    page.wait_for_load_state("networkidle")
+    merge_with_the_other()
 
     # "Not this person" from the photo view: the face leaves the person.
     page.click("nav a[data-view=album]")
     page.click(f"#grid li[data-photo-id='{katy_ids[2]}'] button")
     page.wait_for_selector("#photo-dialog[open] .face-row")
     assert "Someone I know" in page.text_content("#photo-faces .face-row")
-    page.select_option("#photo-faces .face-row select", value="none")
+    page.click("#photo-faces .face-row button >> text=Who is face 1?")
+    page.wait_for_selector("#picker[open]")
+    page.click("#picker-extras button[data-value=none]")
     page.wait_for_function("document.querySelector('#photo-faces .face-row')?.textContent.includes('no one yet')")
     shot(page, "08c-not-this-person")
 
@@ -338,7 +359,14 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     page.click("#photo-delete")
     page.wait_for_function("document.querySelectorAll('#grid li').length === 7")
     assert page.locator(f"#grid li[data-photo-id='{katy_ids[1]}']").count() == 0
-    assert "Trash" in page.text_content("#status")
+    assert "trash" in page.text_content("#toast-text")
+    page.click("#toast-undo")  # the message stands next to what was done, with Undo: it is back
+    page.wait_for_selector(f"#grid li[data-photo-id='{katy_ids[1]}']")
+    page.wait_for_function("document.querySelector('#toast-text').textContent.includes('back in the album')")
+    page.click(f"#grid li[data-photo-id='{katy_ids[1]}'] button")
+    page.wait_for_selector("#photo-dialog[open]")
+    page.click("#photo-delete")
+    page.wait_for_function("document.querySelectorAll('#grid li').length === 7")
 
     # Select a run of photos (click, then shift-click) and move them to the trash at once.
     page.click("#select-mode")
@@ -582,6 +610,16 @@ def test_every_screen_is_accessible_on_a_phone_and_a_desktop_in_both_languages(b
         page.wait_for_selector("#person:not([hidden]) #person-photos li")
         page.wait_for_load_state("networkidle")
         findings += serious_findings(page, f"{where} person")
+        page.click("#person-merge")  # the picker of people by face, then the merge's confirmation
+        page.wait_for_selector("#picker[open], #toast:not([hidden])")
+        if page.locator("#picker[open]").count():
+            findings += serious_findings(page, f"{where} person picker")
+            page.click("#picker-people li button >> nth=0")
+            page.wait_for_selector("#merge-dialog[open]")
+            findings += serious_findings(page, f"{where} merge confirmation")
+            page.click("#merge-dialog button[value=cancel]")
+        else:
+            findings += serious_findings(page, f"{where} toast")
         page.click("nav a[data-view=album]")
         page.click("#trash-link")
         page.wait_for_selector("#trash-grid li")

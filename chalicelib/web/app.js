@@ -17,6 +17,28 @@ function say(message, isError = false) {
   status.classList.toggle("error", isError);
 }
 
+/** A message next to what the user just did, at the bottom of the screen, with Undo when it can
+ * be undone; it goes after a few seconds. */
+let toastTimer = null;
+function toast(message, undo = null, seconds = 10) {
+  $("toast-text").textContent = message;
+  $("toast-undo").hidden = !undo;
+  $("toast-undo").onclick = async () => {
+    $("toast").hidden = true;
+    try { await undo(); } catch (error) { say(error.message, true); }
+  };
+  $("toast").hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { $("toast").hidden = true; }, seconds * 1000);
+}
+
+/** Photos back from the trash, and the album drawn again with them. */
+async function restorePhotos(photoIds) {
+  await api("POST", "trash/restore", { photo_ids: photoIds });
+  album.reset(); if (currentView === "album") album.start();
+  toast(t("album.restored", { count: photoIds.length }));
+}
+
 // Cognito -----------------------------------------------------------------------------
 async function cognito(action, body) {
   const response = await fetch(config.cognitoEndpoint, {
@@ -470,14 +492,14 @@ const album = {
 
   async trashSelected() {
     const ids = [...this.selected];
-    let moved = 0;
+    const moved = [];
     try {
       for (let i = 0; i < ids.length; i += 100) {
         const answer = await api("POST", "photos/trash", { photo_ids: ids.slice(i, i + 100) });
         for (const id of [...answer.trashed, ...answer.not_found]) this.remove(id);
-        moved += answer.trashed.length;
+        moved.push(...answer.trashed);
       }
-      say(t("album.trashed", { count: moved, days: config.trashDays }));
+      toast(t("album.trashed", { count: moved.length, days: config.trashDays }), () => restorePhotos(moved));
     } catch (error) { say(error.message, true); }
     this.setSelecting(false);
     this.loadMonths();
@@ -786,21 +808,21 @@ async function openPhoto(photoId) {
     button.addEventListener("focus", highlight);
     button.addEventListener("click", () => { dialog.close(); findByAlbumFace(photo, face); });
     // The user's word on this face: another person, a new one, or "not this person".
-    const move = document.createElement("select");
-    move.setAttribute("aria-label", t("photo.who_label", { n: i + 1 }));
-    move.addEventListener("focus", highlight);
-    const options = [["", t("photo.who")], ...known.filter((p) => p.person_id !== face.person_id).map((p) => [p.person_id, p.name || t("people.unnamed")]), ["new", t("photo.someone_new")]];
     const named = current?.name || t("photo.this_person");
-    if (face.person_id) options.push(["none", t("photo.not", { name: named })]);
-    for (const [value, text] of options) move.append(new Option(text, value));
-    move.addEventListener("change", async () => {
+    const move = document.createElement("button");
+    move.type = "button"; move.className = "secondary"; move.textContent = t("photo.who_label", { n: i + 1 });
+    move.addEventListener("focus", highlight);
+    move.addEventListener("click", async () => {
+      const extras = [["new", t("photo.someone_new")], ...(face.person_id ? [["none", t("photo.not", { name: named })]] : [])];
+      const choice = await picker.choose(t("photo.who_label", { n: i + 1 }), known.filter((p) => p.person_id !== face.person_id), extras);
+      if (!choice) return;
       try {
-        if (move.value === "none") {  // "Not <name>": the same answer as a "no" to "Is this <name>?"
+        if (choice === "none") {  // "Not <name>": the same answer as a "no" to "Is this <name>?"
           await api("POST", `people/${face.person_id}/suggestions`, { answers: [{ face_id: face.face_id, accept: false }] });
         } else {
-          await api("PUT", `faces/${face.face_id}/person`, move.value === "new" ? { new_person: true } : { person_id: move.value });
+          await api("PUT", `faces/${face.face_id}/person`, choice === "new" ? { new_person: true } : { person_id: choice });
         }
-        say(t("photo.saved")); openPhoto(photo.photo_id);
+        toast(t("photo.saved")); openPhoto(photo.photo_id);
       } catch (error) { say(error.message, true); }
     });
     // A face the grouping placed: "Is this <name>?" answered here too (a yes confirms it).
@@ -834,7 +856,7 @@ async function openPhoto(photoId) {
       album.remove(photo.photo_id);
       album.loadMonths();
       dialog.close();
-      say(t("photo.trashed", { days: config.trashDays }));
+      toast(t("photo.trashed", { days: config.trashDays }), () => restorePhotos([photo.photo_id]));
     } catch (error) { say(error.message, true); }
   };
   if (!dialog.open) dialog.showModal();
@@ -1082,6 +1104,72 @@ function faceTile(url, box, width, height) {
   return tile;
 }
 
+/** A person as the user tells them apart: the face, the name (or "Unnamed"), the photo count. */
+function personFace(person, element = "figure") {
+  const figure = document.createElement(element);
+  figure.className = "person-face";
+  const c = person.cover;
+  figure.append(faceTile(c?.thumbnail_url, c?.box, c?.photo_width, c?.photo_height));
+  const label = document.createElement("span");
+  label.className = "label";
+  label.textContent = t("people.label", { name: person.name || t("people.unnamed"), count: person.photo_count });
+  figure.append(label);
+  return figure;
+}
+
+function personButton(person, onClick) {
+  const button = personFace(person, "button");
+  button.type = "button";
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+/** "Who is this?": the album's people by face, a name filter, and a few other answers. Resolves
+ * with the chosen person id, an extra's value, or null (cancelled). */
+const picker = {
+  choose(title, candidates, extras = []) {
+    const dialog = $("picker");
+    $("picker-title").textContent = title;
+    $("picker-filter").value = "";
+    return new Promise((resolve) => {
+      let answer = null;
+      const pick = (value) => { answer = value; dialog.close(); };
+      const draw = () => {
+        const words = $("picker-filter").value.trim().toLocaleLowerCase();
+        $("picker-people").replaceChildren(...candidates
+          .filter((p) => !words || (p.name || "").toLocaleLowerCase().includes(words))
+          .map((p) => {
+            const item = document.createElement("li");
+            item.dataset.personId = p.person_id;
+            item.append(personButton(p, () => pick(p.person_id)));
+            return item;
+          }));
+      };
+      $("picker-filter").oninput = draw;
+      $("picker-extras").replaceChildren(...extras.map(([value, text]) => {
+        const button = document.createElement("button");
+        button.type = "button"; button.className = "secondary"; button.textContent = text; button.dataset.value = value;
+        button.addEventListener("click", () => pick(value));
+        return button;
+      }));
+      dialog.addEventListener("close", () => resolve(answer), { once: true });
+      draw();
+      dialog.showModal();
+    });
+  },
+};
+
+/** Both people side by side before a merge; resolves true when the user says they are one. */
+function confirmMerge(one, other) {
+  const dialog = $("merge-dialog");
+  $("merge-faces").replaceChildren(personFace(one), personFace(other));
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "merge"), { once: true });
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+}
+
 const people = {
   current: null,
 
@@ -1090,34 +1178,37 @@ const people = {
   },
 
   async list() {
-    $("person").hidden = true; $("people").hidden = false;
+    $("person").hidden = true; $("people").hidden = false; $("people-filter").hidden = false;
     try {
       const page = await api("GET", "people?limit=100");
       $("people").replaceChildren(...page.people.map((person) => {
         const item = document.createElement("li");
         item.dataset.personId = person.person_id;
-        const button = document.createElement("button");
-        button.type = "button";
-        const c = person.cover;
-        button.append(faceTile(c?.thumbnail_url, c?.box, c?.photo_width, c?.photo_height));
-        const label = document.createElement("span");
-        label.className = "label";
-        label.textContent = t("people.label", { name: person.name || t("people.unnamed"), count: person.photo_count });
-        button.append(label);
-        button.addEventListener("click", () => this.open(person.person_id));
-        item.append(button);
+        item.append(personButton(person, () => this.open(person.person_id)));
         return item;
       }));
       $("people-empty").hidden = page.people.length > 0;
+      this.filter();
     } catch (error) { say(t("people.load_failed", { message: error.message }), true); }
     this.ask();
+  },
+
+  /** Search by name: the people whose name holds what was typed. */
+  filter() {
+    const words = $("people-filter").value.trim().toLocaleLowerCase();
+    let shown = 0;
+    for (const item of $("people").children) {
+      item.hidden = Boolean(words) && !item.textContent.toLocaleLowerCase().includes(words);
+      shown += item.hidden ? 0 : 1;
+    }
+    $("people-none").hidden = !words || shown > 0;
   },
 
   /** The album's next question, one at a time, above the people. */
   async ask() {
     const found = await api("GET", "people/questions?limit=5").catch(() => ({ questions: [] }));
     const question = found.questions[0];
-    $("album-questions").hidden = !question;
+    $("album-questions").hidden = !question || !$("person").hidden;  // a person opened meanwhile
     if (!question) { $("album-question").replaceChildren(); return; }
     $("album-questions-title").textContent = t("people.question_of", { name: question.person.name || t("people.the_same_group") });
     const next = (change) => (change ? this.list() : this.ask());  // a moved photo redraws the people too
@@ -1135,6 +1226,7 @@ const people = {
       if (token !== this.opening) return;
       this.current = person;
       $("people").hidden = true; $("person").hidden = false;
+      $("album-questions").hidden = true; $("people-filter").hidden = true; $("people-none").hidden = true;
       $("person-name").elements.name.value = person.name || "";
       $("person-hide").textContent = t(person.hidden ? "person.show" : "person.hide");
       $("person-summary").textContent = t("person.summary", { faces: person.face_count, photos: person.photo_count });
@@ -1149,12 +1241,7 @@ const people = {
         item.append(button);
         return item;
       }));
-      const others = (await this.all()).filter((p) => p.person_id !== person.person_id);
-      if (token !== this.opening) return;
-      const select = $("person-merge-target"), chosen = select.value;  // a choice made meanwhile stays
-      select.replaceChildren(new Option(t("person.merge_into"), ""), ...others.map((p) => new Option(`${p.name || t("people.unnamed")} (${p.photo_count})`, p.person_id)));
-      if (others.some((p) => p.person_id === chosen)) select.value = chosen;
-      $("person-merge").hidden = others.length === 0;
+      $("person-name-prompt").hidden = Boolean(person.name);
       $("suggestions-title").hidden = suggestions.suggestions.length === 0;
       $("suggestions-title").textContent = t("people.question_of", { name: person.name || t("people.the_same") });
       const reopen = (change) => { if (change) this.open(person.person_id); };
@@ -1223,16 +1310,25 @@ function wirePeople() {
   });
   $("person-hide").addEventListener("click", () =>
     people.update({ hidden: !people.current.hidden }, (p) => t(p.hidden ? "person.hidden" : "person.shown")));
-  $("person-merge").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const target = $("person-merge-target").value;
-    if (!target) return;
+  // "Same person as…": the other person chosen by face, both shown before the merge, Undo after it.
+  $("person-merge").addEventListener("click", async () => {
+    const source = people.current;
+    const others = (await people.all()).filter((p) => p.person_id !== source.person_id);
+    if (!others.length) { toast(t("person.no_one_else")); return; }
+    const target = await picker.choose(t("person.merge_title", { name: source.name || t("people.this_person") }), others);
+    const other = others.find((p) => p.person_id === target);
+    if (!other || !(await confirmMerge(source, other))) return;
     try {
-      const merged = await api("POST", "people/merge", { target, sources: [people.current.person_id] });
-      say(t("person.merged", { name: merged.name || t("people.unnamed") }));
-      people.open(merged.person_id);
+      const merged = await api("POST", "people/merge", { target, sources: [source.person_id] });
+      toast(t("person.merged", { name: merged.person.name || t("people.unnamed") }), async () => {
+        await api("DELETE", `people/merge/${merged.undo.merge_id}`);
+        toast(t("person.unmerged"));
+        people.open(source.person_id);
+      });
+      people.open(merged.person.person_id);
     } catch (error) { say(error.message, true); }
   });
+  $("people-filter").addEventListener("input", () => people.filter());
   $("person-delete").addEventListener("click", async () => {
     if (!confirm(t("person.confirm_ungroup"))) return;
     try { await api("DELETE", `people/${people.current.person_id}`); say(t("person.ungrouped")); people.list(); } catch (error) { say(error.message, true); }
