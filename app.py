@@ -338,6 +338,11 @@ def sign_out_everywhere():
     return Response(body="", status_code=204)
 
 
+@app.route("/me", methods=["GET"], authorizer=authorizer, cors=cors)
+def about_me():
+    return services.album.summary(current_user())
+
+
 @app.route("/me", methods=["DELETE"], authorizer=authorizer, cors=cors)
 def delete_me():
     """Idempotent: a repeated call (the same token, now of a deleted account) runs the deletion again."""

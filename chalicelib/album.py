@@ -370,6 +370,17 @@ class Album:
         if self.people is not None:
             self.people.refresh(owner, persons)
 
+    def summary(self, user: User) -> dict:
+        """What the owner's Profile and the album's progress line show: photos by state, and the
+        storage the quota counts (the trash included, until it is purged) against its limits."""
+        self.expire_abandoned_uploads(user.sub)
+        s = self.settings
+        return {
+            "photos": self.photo_store.album_counts(user.sub),
+            "usage": self.photo_store.usage_of(user.sub),
+            "limits": {"photos": s.max_photos_per_user, "bytes": s.max_bytes_per_user},
+        }
+
     def delete_account_data(self, user: User) -> dict:
         objects = self.object_storage.delete_user_objects(user.sub)
         counts = self.photo_store.delete_owner(user.sub)

@@ -426,6 +426,13 @@ class PhotoStore:
     def release_usage(self, owner: str, photos: int, size: int) -> None:
         self.usage.update_one({"_id": owner}, {"$inc": {"photos": -photos, "bytes": -size}})
 
+    def album_counts(self, owner: str) -> dict[str, int]:
+        """The album's photos (not in the trash) by state: pending, indexed, failed."""
+        return {
+            status: self.photos.count_documents({"owner": owner, "status": status, "trashed_at": None})
+            for status in ("pending", "indexed", "failed")
+        }
+
     def usage_of(self, owner: str) -> dict:
         doc = self.usage.find_one({"_id": owner}) or {}
         return {"photos": int(doc.get("photos", 0)), "bytes": int(doc.get("bytes", 0))}

@@ -144,6 +144,25 @@ def test_a_cancelled_upload_is_forgotten_with_what_arrived(api, make_user, servi
     assert api.http.get(f"/photos/{kept['photo_id']}", headers=user.headers).status_code == 200
 
 
+def test_the_album_in_numbers(api, make_user, services, settings):
+    user, other = make_user(), make_user()
+    empty = api.http.get("/me", headers=user.headers).json_body
+    assert empty == {
+        "photos": {"pending": 0, "indexed": 0, "failed": 0},
+        "usage": {"photos": 0, "bytes": 0},
+        "limits": {"photos": settings.max_photos_per_user, "bytes": settings.max_bytes_per_user},
+    }
+    ready, failed, waiting, trashed = request_uploads(api, user, [JPEG] * 4)
+    request_uploads(api, other, [JPEG])  # another user's photo counts for them only
+    services.photo_store.update_photo(user.sub, ready["photo_id"], {"status": "indexed"})
+    services.photo_store.update_photo(user.sub, failed["photo_id"], {"status": "failed"})
+    services.photo_store.update_photo(user.sub, trashed["photo_id"], {"status": "indexed"})
+    api.http.delete(f"/photos/{trashed['photo_id']}", headers=user.headers)
+    summary = api.http.get("/me", headers=user.headers).json_body
+    assert summary["photos"] == {"pending": 1, "indexed": 1, "failed": 1}  # the trash is out of the album
+    assert summary["usage"] == {"photos": 4, "bytes": 4 * JPEG["size"]}  # the quota counts it until purged
+
+
 def test_listing_is_newest_first_with_cursor_pagination(api, make_user):
     user = make_user()
     created = []

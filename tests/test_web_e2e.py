@@ -5,6 +5,7 @@ with real photos from ../shared/facedata.  Screenshots land in test-artifacts/we
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     assert "e2e@example.com" in page.text_content("#status")
     assert "token" not in page.url.lower() and "eyj" not in page.url.lower()  # no token in a URL
     page.wait_for_selector("#album-empty:not([hidden])")
+    assert page.text_content("#album-empty h3") == "Welcome to Memory Studio"
     shot(page, "01b-empty-album")
 
     # Upload four photos of each of two people, and one file that is not a photo.
@@ -558,16 +560,21 @@ def test_every_screen_is_accessible_on_a_phone_and_a_desktop_in_both_languages(b
     page.click("#tab-signin")
     sign_up(page, "a11y@example.com")
     findings += serious_findings(page, "empty album")
+    # The first photos go in through the welcome's drop target; the upload page shows their progress.
     katy, angelina = people("Katy_Perry"), people("Angelina_Jolie")
-    page.click("nav a[data-view=upload]")
-    page.set_input_files("#file-input", [str(katy[0]), str(katy[1]), str(angelina[0]), str(angelina[1])])
+    page.set_input_files("#album-file-input", [str(katy[0]), str(katy[1]), str(angelina[0]), str(angelina[1])])
+    page.wait_for_selector("#view-upload:not([hidden])")
     page.wait_for_function("document.querySelectorAll('#uploads li[data-state=done]').length === 4")
     findings += serious_findings(page, "upload")
     page.click("nav a[data-view=album]")
     findings += serious_findings(page, "album, pending")
+    if page.locator("#album-progress:not([hidden])").count():  # unless the indexer was quicker
+        assert re.fullmatch(r"[0-3] of 4 photos ready for Find", page.text_content("#album-progress-text"))
+        shot(page, "14-album-progress")
     page.wait_for_function(
         "document.querySelectorAll('#grid button[data-status=indexed]').length === 4", timeout=180_000
     )
+    page.wait_for_selector("#album-progress", state="hidden")
     page.click("#grid li button >> nth=3")  # one photo into the trash, so the trash has a tile
     page.wait_for_selector("#photo-dialog[open]")
     page.click("#photo-delete")
@@ -626,7 +633,10 @@ def test_every_screen_is_accessible_on_a_phone_and_a_desktop_in_both_languages(b
         findings += serious_findings(page, f"{where} trash")
         shot(page, f"a11y-{language}-{width}-trash")
         page.click("nav a[data-view=profile]")
+        page.wait_for_function("document.querySelector('#profile-usage').textContent.length > 0")
         findings += serious_findings(page, f"{where} profile")
+        if language == "en":  # the album's three photos; the quota also counts the one in the trash
+            assert page.text_content("#profile-usage").startswith("3 photos · ")
         if language == "ko":
             shot(page, f"a11y-ko-{width}-profile")
     assert findings == []

@@ -158,7 +158,7 @@ function show(name) {
   if (name === "album") album.start();
   if (name === "people") people.list();
   if (name === "trash") trash.list();
-  if (name === "profile") $("profile-email").textContent = session.email || "";
+  if (name === "profile") { $("profile-email").textContent = session.email || ""; showUsage(); }
   if (!opening) $("main").focus({ preventScroll: true });
 }
 
@@ -282,6 +282,18 @@ const album = {
     this.started = true;
     this.loadMonths();
     this.loadMore();
+    this.progress();
+  },
+
+  /** "12 of 32 photos ready for Find" while photos wait for the indexer. */
+  async progress() {
+    let summary;
+    try { summary = await api("GET", "me"); } catch { return; }
+    const { pending, indexed, failed } = summary.photos;
+    $("album-progress").hidden = pending === 0;
+    $("album-progress-bar").max = Math.max(pending + indexed + failed, 1);
+    $("album-progress-bar").value = indexed + failed;
+    $("album-progress-text").textContent = t("album.progress", { ready: formatNumber(indexed), count: pending + indexed + failed });
   },
 
   watchSoon() {
@@ -441,6 +453,7 @@ const album = {
       try { changed = await this.update(pending); } catch { /* tried again at the next round */ }
     }
     const stillPending = [...this.tiles.values()].some((t) => t.photo.status === "pending");
+    if (changed || !stillPending) this.progress();
     if (changed) { this.watchDelay = 2000; this.unchangedSince = Date.now(); }
     else this.watchDelay = Math.min(30_000, this.watchDelay * 1.5);
     const givenUp = Date.now() - this.unchangedSince > 15 * 60_000;
@@ -749,14 +762,20 @@ async function uploadFiles(files) {
   if (!accepted.length) say(t("upload.some_failed", { count: files.length }), true);
 }
 
-function wireUpload() {
-  const drop = $("drop");
-  $("upload-cancel-all").addEventListener("click", () => uploads.cancelAll());
-  $("file-input").addEventListener("change", (e) => { uploadFiles([...e.target.files]); e.target.value = ""; });
+/** A drop target (a label around its file input): click, Enter or Space choose files, a drop sends them. */
+function wireDrop(drop, input, then = () => {}) {
+  const send = (files) => { uploadFiles(files); then(); };
+  input.addEventListener("change", (e) => { send([...e.target.files]); e.target.value = ""; });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); uploadFiles([...e.dataTransfer.files]); });
-  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file-input").click(); } });
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); send([...e.dataTransfer.files]); });
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
+}
+
+function wireUpload() {
+  $("upload-cancel-all").addEventListener("click", () => uploads.cancelAll());
+  wireDrop($("drop"), $("file-input"));
+  wireDrop($("album-drop"), $("album-file-input"), () => { location.hash = "#upload"; });  // the first photos' progress
 }
 
 // Photo view --------------------------------------------------------------------------
@@ -1336,6 +1355,16 @@ function wirePeople() {
 }
 
 // Profile -----------------------------------------------------------------------------
+/** Profile: the album's photos and the storage they use, against the account's limits. */
+async function showUsage() {
+  try {
+    const { photos, usage, limits } = await api("GET", "me");
+    const count = photos.pending + photos.indexed + photos.failed;
+    $("profile-usage").textContent = t("profile.usage", { count, photos: formatNumber(count), used: formatBytes(usage.bytes), limit: formatBytes(limits.bytes) });
+    $("profile-meter").value = usage.bytes / Math.max(limits.bytes, 1);
+  } catch (error) { $("profile-usage").textContent = error.message; }
+}
+
 function wireProfile() {
   $("sign-out-everywhere").addEventListener("click", async () => {
     if (!confirm(t("profile.confirm_everywhere"))) return;
