@@ -460,8 +460,8 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     assert refused.status_code == 401 and refused.json()["error"] == "token_revoked"
 
 
-def sign_up(page, email: str, password: str = "Corr3ct-Horse!") -> None:
-    """A new account through the page (moto accepts any confirmation code), signed in."""
+def sign_up(page, email: str, password: str = "Corr3ct-Horse!", then: str = "#view-album:not([hidden])") -> None:
+    """A new account through the page (moto accepts any confirmation code), signed in: ``then`` shows."""
     page.click("#tab-signup")
     page.fill("#form-signup input[name=email]", email)
     page.fill("#form-signup input[name=password]", password)
@@ -472,7 +472,7 @@ def sign_up(page, email: str, password: str = "Corr3ct-Horse!") -> None:
     page.wait_for_selector("#form-signin:not([hidden])")
     page.fill("#form-signin input[name=password]", password)
     page.click("#form-signin button[type=submit]")
-    page.wait_for_selector("#view-album:not([hidden])")
+    page.wait_for_selector(then)
 
 
 QUEUE_KEYS = "idbKeyval.keys(idbKeyval.createStore('memstudio-uploads', 'queue'))"
@@ -662,7 +662,7 @@ def test_the_api_docs_render_under_the_pages_own_policy(page, local_stack):  # n
 # Words that stay as they are in Korean: file formats and units, English's own name in the language
 # menu, and what the user typed or chose (an email, file names). Anything else in Latin letters on a
 # Korean page is an untranslated string.
-KEPT_IN_KOREAN = {"JPEG", "PNG", "WebP", "GIF", "HEIC", "MB", "English"}
+KEPT_IN_KOREAN = {"JPEG", "PNG", "WebP", "GIF", "HEIC", "kB", "MB", "GB", "English"}  # formats, units, a language's own name
 UNTRANSLATED = """(kept) => {
   const shown = (el) => el.offsetParent !== null || el.getClientRects().length > 0;
   const texts = [document.title, document.body.innerText];
@@ -699,6 +699,27 @@ def korean_page(browser):
     page.on("dialog", lambda dialog: dialog.accept())
     yield page
     context.close()
+
+
+# Two fingers moving apart on the photo, as a phone's touch screen reports them.
+PINCH = """() => {
+  const stage = document.querySelector('#photo-stage');
+  const r = stage.getBoundingClientRect(), cx = r.x + r.width / 2, cy = r.y + r.height / 2;
+  const send = (type, id, x) => stage.dispatchEvent(new PointerEvent(type, {
+    pointerId: id, pointerType: 'touch', isPrimary: id === 1, clientX: x, clientY: cy, bubbles: true }));
+  send('pointerdown', 1, cx - 20); send('pointerdown', 2, cx + 20);
+  for (const d of [40, 60, 80]) { send('pointermove', 1, cx - d); send('pointermove', 2, cx + d); }
+  send('pointerup', 1, cx - 80); send('pointerup', 2, cx + 80);
+}"""
+
+
+# What the phone's share sheet sends: a multipart form POST to the share target's action.
+SHARE_FORM = """() => {
+  const form = document.createElement('form');
+  Object.assign(form, { id: 'share-form', action: 'share', method: 'post', enctype: 'multipart/form-data' });
+  form.innerHTML = '<input type="file" name="photos" id="share-photos">';
+  document.body.append(form);
+}"""
 
 
 def untranslated(page) -> dict:
@@ -775,6 +796,23 @@ def test_a_korean_phone_sees_korean_everywhere(korean_page, local_stack, tmp_pat
     page.wait_for_selector("#photo-dialog[open] .face-row")
     assert untranslated(page) == {}
     shot(page, "ko-03-photo")
+    # The photo view fills the phone's screen; a swipe goes to the next photo, a pinch zooms, a
+    # double tap zooms back out.
+    dialog = page.locator("#photo-dialog").bounding_box()
+    assert (dialog["width"], dialog["height"]) == (390, 844)
+    first = page.text_content("#photo-title")
+    stage = page.locator("#photo-stage").bounding_box()
+    y = stage["y"] + stage["height"] / 2
+    page.mouse.move(stage["x"] + 300, y)
+    page.mouse.down()
+    page.mouse.move(stage["x"] + 150, y, steps=5)
+    page.mouse.move(stage["x"] + 60, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function(f"document.querySelector('#photo-title').textContent !== {first!r}")
+    page.evaluate(PINCH)
+    assert "scale(" in page.get_attribute("#photo-figure", "style")
+    page.dblclick("#photo-stage")
+    assert "scale(" not in (page.get_attribute("#photo-figure", "style") or "")
     page.click("#photo-dialog form button")
 
     # Find with a key photo, the trash, the profile: all Korean.
@@ -840,5 +878,18 @@ def test_the_app_is_installable_and_opens_offline(browser, local_stack, tmp_path
         shot(page, "ko-05-offline")
         context.set_offline(False)
         page.wait_for_selector("#offline", state="hidden")
+
+        # A photo shared from the phone's gallery (the manifest's share target, a form POST the
+        # service worker receives): kept on the phone, and uploaded once someone signs in.
+        assert '"action": "../share"' in manifest["data"]
+        page.evaluate(SHARE_FORM)
+        page.set_input_files("#share-photos", str(people("Katy_Perry")[0]))
+        page.evaluate("document.querySelector('#share-form').submit()")
+        page.wait_for_url("**/#upload")
+        page.wait_for_selector("body[data-ready=true]")
+        sign_up(page, "share@example.com", then="#view-upload:not([hidden])")
+        page.wait_for_function("document.querySelectorAll('#uploads li[data-state=done]').length === 1")
+        assert page.text_content("#uploads li .name") == people("Katy_Perry")[0].name
+        assert page.evaluate("idbKeyval.keys(idbKeyval.createStore('memstudio-shared', 'files'))") == []
     finally:
         context.close()

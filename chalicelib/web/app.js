@@ -146,7 +146,9 @@ let currentView = null;
 
 function show(name) {
   if (name !== "auth" && !session) name = "auth";
-  if (session && uploads.owner !== claims(session.idToken).sub) uploads.resume(claims(session.idToken).sub);
+  if (session && uploads.owner !== claims(session.idToken).sub) {
+    uploads.resume(claims(session.idToken).sub).then(takeShared).catch((error) => say(error.message, true));
+  }
   if (name !== currentView) say("");  // a message belongs to the page that raised it
   const opening = currentView === null;  // the page just loaded: the first Tab reaches the skip link
   currentView = name;
@@ -380,6 +382,8 @@ const album = {
       if (this.months) this.monthsSoon();  // a new photo (an upload): the month headers count it
     }
     this.tiles.set(photo.photo_id, { item, photo });
+    // Its shape, for the justified rows of a wide screen (a photo not yet read is square).
+    item.style.setProperty("--ratio", photo.width && photo.height ? (photo.width / photo.height).toFixed(3) : "1");
     const button = document.createElement("button");
     button.type = "button";
     button.dataset.status = photo.status;
@@ -750,6 +754,17 @@ async function sha256(file) {
   return { sha256: [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("") };
 }
 
+/** Photos shared to the app from the phone's gallery (web/sw.js keeps them): into the queue of
+ * whoever is signed in, then forgotten. */
+async function takeShared() {
+  const store = idbKeyval.createStore("memstudio-shared", "files");
+  const shared = await idbKeyval.entries(store);
+  if (!shared.length) return;
+  await idbKeyval.delMany(shared.map(([key]) => key), store);
+  location.hash = "#upload";
+  await uploadFiles(shared.map(([, file]) => file));
+}
+
 async function uploadFiles(files) {
   const accepted = [];
   for (const file of files) {
@@ -801,6 +816,7 @@ async function openPhoto(photoId) {
   if (opening !== photoOpening || (wasOpen && !dialog.open)) return;  // a later opening, or closed meanwhile
   if (!dialog.open) say("");  // the page's message stays with the page
   $("photo-title").textContent = photo.filename || t("photo.title");
+  if (viewer.photoId !== photoId || !dialog.open) { viewer.reset(); viewer.photoId = photoId; }  // a correction keeps the zoom
   const img = $("photo-image");
   img.alt = t("photo.alt", { name: photo.filename || t("photo.title"), count: photo.faces.length });
   const boxes = photo.faces.map((f) => f.box);
@@ -923,6 +939,68 @@ function similar(photo) {
 }
 
 // Drawing a face the detector missed: press "Draw a face", then drag over the photo.
+/** The photo view's gestures: a swipe goes to the previous or next photo; a pinch, a double tap or
+ * ctrl + wheel zooms (up to 4×) and a drag moves the zoomed photo. Drawing a face box takes the
+ * pointer instead. */
+const viewer = {
+  pointers: new Map(), scale: 1, x: 0, y: 0, start: null, pinch: null,
+
+  reset() { this.scale = 1; this.x = 0; this.y = 0; this.pointers.clear(); this.start = this.pinch = null; this.apply(); },
+
+  apply() {
+    $("photo-figure").style.transform = this.scale === 1 ? "" : `translate(${this.x}px, ${this.y}px) scale(${this.scale})`;
+    $("photo-stage").classList.toggle("zoomed", this.scale > 1);
+  },
+
+  zoom(scale) {
+    this.scale = Math.min(4, Math.max(1, scale));
+    if (this.scale === 1) { this.x = 0; this.y = 0; }
+    this.apply();
+  },
+
+  spread() {
+    const [[x1, y1], [x2, y2]] = [...this.pointers.values()];
+    return Math.hypot(x2 - x1, y2 - y1) || 1;
+  },
+
+  wire() {
+    const stage = $("photo-stage");
+    stage.addEventListener("pointerdown", (e) => {
+      if (drawing.active) return;
+      try { stage.setPointerCapture(e.pointerId); } catch { /* a pointer the browser no longer tracks */ }
+      this.pointers.set(e.pointerId, [e.clientX, e.clientY]);
+      if (this.pointers.size === 1) this.start = { x: e.clientX, y: e.clientY, ox: this.x, oy: this.y };
+      if (this.pointers.size === 2) { this.pinch = { spread: this.spread(), scale: this.scale }; this.start = null; }
+    });
+    stage.addEventListener("pointermove", (e) => {
+      if (!this.pointers.has(e.pointerId)) return;
+      this.pointers.set(e.pointerId, [e.clientX, e.clientY]);
+      if (this.pinch && this.pointers.size === 2) this.zoom((this.pinch.scale * this.spread()) / this.pinch.spread);
+      else if (this.start && this.scale > 1) {
+        this.x = this.start.ox + e.clientX - this.start.x; this.y = this.start.oy + e.clientY - this.start.y;
+        this.apply();
+      }
+    });
+    const up = (e) => {
+      if (!this.pointers.delete(e.pointerId)) return;
+      if (this.pointers.size < 2) this.pinch = null;
+      if (this.pointers.size === 0 && this.start && this.scale === 1) {
+        const dx = e.clientX - this.start.x, dy = e.clientY - this.start.y;
+        if (Math.abs(dx) > 60 && Math.abs(dx) > 2 * Math.abs(dy)) steps.go(dx < 0 ? 1 : -1);
+      }
+      if (this.pointers.size === 0) this.start = null;
+    };
+    stage.addEventListener("pointerup", up);
+    stage.addEventListener("pointercancel", up);
+    stage.addEventListener("dblclick", () => this.zoom(this.scale > 1 ? 1 : 2.5));
+    stage.addEventListener("wheel", (e) => {
+      if (!e.ctrlKey) return;
+      e.preventDefault();
+      this.zoom(this.scale * (e.deltaY < 0 ? 1.25 : 0.8));
+    }, { passive: false });
+  },
+};
+
 const drawing = {
   photo: null, img: null, start: null, active: false,
 
@@ -1406,7 +1484,7 @@ async function main() {
   await startLanguages();
   wireOffline();
   config = await (await fetch("web/config.json")).json();
-  wireAuth(); wireAlbum(); wireUpload(); wireFind(); wirePeople(); wireProfile(); drawing.wire(); steps.wire();
+  wireAuth(); wireAlbum(); wireUpload(); wireFind(); wirePeople(); wireProfile(); drawing.wire(); steps.wire(); viewer.wire();
   window.addEventListener("hashchange", route);
   // The tab of the view already shown shows it afresh (People: back to the list, reloaded).
   for (const link of document.querySelectorAll("nav a")) {
