@@ -68,7 +68,12 @@ def test_korean_messages_are_korean():
 
 
 @pytest.mark.parametrize(
-    "variable, package, file", [("I18NEXT", "i18next", "i18next.min.js"), ("IDB_KEYVAL", "idb-keyval", "idb-keyval.js")]
+    "variable, package, file",
+    [
+        ("I18NEXT", "i18next", "i18next.min.js"),
+        ("IDB_KEYVAL", "idb-keyval", "idb-keyval.js"),
+        ("CLIENT_ZIP", "client-zip", "client-zip.js"),
+    ],
 )
 def test_the_clients_libraries_are_fetched_at_build_time_and_pinned(variable, package, file):
     dev = (WEB.parent.parent / "dev").read_text()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -410,7 +411,18 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     page.click("nav a[data-view=profile]")
     page.wait_for_selector("#view-profile:not([hidden])")  # the view changes on hashchange, after the click
     assert page.text_content("#profile-email") == email
+    page.wait_for_function("document.querySelector('#profile-usage').textContent.startsWith('5 photos')")
     shot(page, "10-profile")
+    # Download everything: one ZIP of the album's five originals, in folders by month, byte for byte.
+    page.evaluate("window.showSaveFilePicker = undefined")  # a browser that cannot stream to a file
+    with page.expect_download() as download:
+        page.click("#download-all")
+    archive = zipfile.ZipFile(download.value.path())
+    assert len(archive.namelist()) == 5 and all(re.fullmatch(r"\d{4}-\d{2}/.+", n) for n in archive.namelist())
+    sources = {p.name: p for p in katy + angelina}
+    for entry in archive.namelist():
+        assert archive.read(entry) == sources[entry.split("/", 1)[1]].read_bytes()
+    page.wait_for_function("document.querySelector('#download-all-status').textContent.startsWith('Done: 5 photos')")
     page.click("#sign-out")
     page.wait_for_selector("#view-auth:not([hidden])")
 
@@ -662,7 +674,7 @@ def test_the_api_docs_render_under_the_pages_own_policy(page, local_stack):  # n
 # Words that stay as they are in Korean: file formats and units, English's own name in the language
 # menu, and what the user typed or chose (an email, file names). Anything else in Latin letters on a
 # Korean page is an untranslated string.
-KEPT_IN_KOREAN = {"JPEG", "PNG", "WebP", "GIF", "HEIC", "kB", "MB", "GB", "English"}  # formats, units, a language's own name
+KEPT_IN_KOREAN = {"JPEG", "PNG", "WebP", "GIF", "HEIC", "kB", "MB", "GB", "English"}
 UNTRANSLATED = """(kept) => {
   const shown = (el) => el.offsetParent !== null || el.getClientRects().length > 0;
   const texts = [document.title, document.body.innerText];
@@ -712,6 +724,17 @@ PINCH = """() => {
   send('pointerup', 1, cx - 80); send('pointerup', 2, cx + 80);
 }"""
 
+
+LOADED = (  # the album's thumbnails, at least one, all decoded
+    "((images) => images.length > 0 && images.every((i) => i.complete && i.naturalWidth > 0))"
+    "([...document.querySelectorAll('#grid img')])"
+)
+KEPT_INDEXED = (  # the album's record and thumbnail kept on the device for offline use
+    "Promise.all([idbKeyval.values(idbKeyval.createStore('memstudio-offline', 'album')),"
+    " caches.open('memstudio-thumbnails').then((cache) => cache.keys())])"
+    ".then(([kept, thumbnails]) => kept.length === 1 && kept[0].photos.every((p) => p.status === 'indexed')"
+    " && thumbnails.length === 1)"
+)
 
 # What the phone's share sheet sends: a multipart form POST to the share target's action.
 SHARE_FORM = """() => {
@@ -792,6 +815,7 @@ def test_a_korean_phone_sees_korean_everywhere(korean_page, local_stack, tmp_pat
     assert small == []
     assert "년" in page.text_content("#grid section.month h3 .title")
     assert untranslated(page) == {}
+    shot(page, "ko-02b-album")
     page.click("#grid li button >> nth=0")
     page.wait_for_selector("#photo-dialog[open] .face-row")
     assert untranslated(page) == {}
@@ -826,6 +850,7 @@ def test_a_korean_phone_sees_korean_everywhere(korean_page, local_stack, tmp_pat
     page.wait_for_selector("#view-people:not([hidden])")
     page.wait_for_load_state("networkidle")
     assert untranslated(page) == {}
+    shot(page, "ko-04b-people")
     page.click("nav a[data-view=album]")
     page.click("#trash-link")
     page.wait_for_selector("#view-trash:not([hidden])")
@@ -891,5 +916,29 @@ def test_the_app_is_installable_and_opens_offline(browser, local_stack, tmp_path
         page.wait_for_function("document.querySelectorAll('#uploads li[data-state=done]').length === 1")
         assert page.text_content("#uploads li .name") == people("Katy_Perry")[0].name
         assert page.evaluate("idbKeyval.keys(idbKeyval.createStore('memstudio-shared', 'files'))") == []
+
+        # The album opens offline with its recent photos and their thumbnails, kept on the phone.
+        page.click("nav a[data-view=album]")
+        page.wait_for_selector("#grid button[data-status=indexed] img", timeout=120_000)
+        page.wait_for_function(LOADED)
+        for _ in range(50):  # kept a moment after the album changes
+            if page.evaluate(KEPT_INDEXED):
+                break
+            page.wait_for_timeout(200)
+        assert page.evaluate(KEPT_INDEXED)
+        context.set_offline(True)
+        page.reload()
+        page.wait_for_selector("body[data-kept-album=true]")
+        assert page.locator("#offline").is_visible() and page.locator("#grid li").count() == 1
+        page.wait_for_function(LOADED)
+        shot(page, "ko-06-offline-album")
+        context.set_offline(False)
+        page.wait_for_selector("#nav:not([hidden])")  # the connection is back: the page starts again, signed in
+        # Signing out forgets what was kept for this user.
+        page.click("nav a[data-view=profile]")
+        page.click("#sign-out")
+        page.wait_for_selector("#view-auth:not([hidden])")
+        assert page.evaluate("idbKeyval.keys(idbKeyval.createStore('memstudio-offline', 'album'))") == []
+        assert page.evaluate("caches.open('memstudio-thumbnails').then((c) => c.keys()).then((k) => k.length)") == 0
     finally:
         context.close()

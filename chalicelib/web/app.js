@@ -4,6 +4,7 @@
 // token in localStorage; neither ever goes into a URL.
 import { LANGUAGES, formatBytes, formatDate, formatNumber, formatSpeed, language, listOf, monthTitle, setLanguage, startLanguages, t } from "./i18n.js";
 import { UploadError, UploadQueue } from "./uploads.js";
+import { forgetAlbum, keepAlbum, keptAlbum } from "./offline.js";
 
 const $ = (id) => document.getElementById(id);
 const SESSION_KEY = "memstudio.session";
@@ -65,7 +66,7 @@ function keepSession(result, email) {
   const c = claims(idToken);
   session = { idToken, accessToken: result.AccessToken, refreshToken: result.RefreshToken || session?.refreshToken,
               expiresAt: c.exp * 1000, email: c.email || email };
-  localStorage.setItem(SESSION_KEY, JSON.stringify({ refreshToken: session.refreshToken, email: session.email }));
+  localStorage.setItem(SESSION_KEY, JSON.stringify({ refreshToken: session.refreshToken, email: session.email, sub: c.sub }));
 }
 
 async function refreshSession() {
@@ -95,6 +96,8 @@ async function revokeSession() {
 async function signOut(message = t("auth.signed_out"), revoke = true) {
   if (revoke) await uploads.cancelAll().catch(() => {});  // no file of theirs is left on this browser
   await uploads.leave();
+  const owner = session?.idToken ? claims(session.idToken).sub : JSON.parse(localStorage.getItem(SESSION_KEY) || "{}").sub;
+  if (owner) await forgetAlbum(owner).catch(() => {});
   $("uploads").replaceChildren(); drawUploadSummary();
   if (revoke) await revokeSession().catch(() => {});
   session = null;
@@ -262,6 +265,8 @@ const nowStamp = () => new Date().toISOString().slice(0, 19);  // an upload's pl
 const monthOf = (photo) => (photo.timeline_at || nowStamp()).slice(0, 7);
 const newer = (a, b) => ((a.timeline_at || "") !== (b.timeline_at || "") ? (a.timeline_at || "") > (b.timeline_at || "") : a.photo_id > b.photo_id);
 
+const KEPT_PHOTOS = 60;  // the album's newest photos kept on the device for offline use
+
 const album = {
   cursor: null, loading: false, finished: false, started: false, tiles: new Map(), months: new Map(),
   selecting: false, selected: new Set(), lastClicked: null,
@@ -283,8 +288,8 @@ const album = {
     if (this.started) return;
     this.started = true;
     this.loadMonths();
-    this.loadMore();
-    this.progress();
+    // The photos first; the progress line only while photos wait for the indexer (watchPending asks again).
+    this.loadMore().then(() => { if ([...this.tiles.values()].some((tile) => tile.photo.status === "pending")) this.progress(); });
   },
 
   /** "12 of 32 photos ready for Find" while photos wait for the indexer. */
@@ -322,6 +327,7 @@ const album = {
       const query = this.cursor ? `&cursor=${encodeURIComponent(this.cursor)}` : "";
       const page = await api("GET", `photos?limit=30${query}`);
       for (const photo of page.photos) this.render(photo);
+      this.keep();
       this.cursor = page.next_cursor;
       this.finished = !page.next_cursor;
       $("album-empty").hidden = this.tiles.size > 0;
@@ -330,6 +336,16 @@ const album = {
     } finally {
       this.loading = false;
     }
+  },
+
+  /** The newest photos shown, kept on the device for when the phone is offline (web/offline.js). */
+  keep() {
+    clearTimeout(this.keepTimer);
+    this.keepTimer = setTimeout(() => {
+      if (!session?.idToken) return;
+      const photos = [...this.tiles.values()].map((tile) => tile.photo).sort((a, b) => (newer(a, b) ? -1 : 1)).slice(0, KEPT_PHOTOS);
+      keepAlbum(claims(session.idToken).sub, photos).catch(() => {});
+    }, 1000);
   },
 
   /** The list of a month's section, made (in month order) when it is the month's first photo. */
@@ -379,7 +395,7 @@ const album = {
     if (!item) {
       item = document.createElement("li");
       item.dataset.photoId = photo.photo_id;
-      if (this.months) this.monthsSoon();  // a new photo (an upload): the month headers count it
+      if (!this.loading) this.monthsSoon();  // a new photo (an upload), not a page of the album: the headers count it
     }
     this.tiles.set(photo.photo_id, { item, photo });
     // Its shape, for the justified rows of a wide screen (a photo not yet read is square).
@@ -435,7 +451,7 @@ const album = {
         this.render(fresh);
       }
     }
-    if (changed) this.loadMonths();
+    if (changed) { this.loadMonths(); this.keep(); }
     return changed;
   },
 
@@ -1285,6 +1301,7 @@ const people = {
         return item;
       }));
       $("people-empty").hidden = page.people.length > 0;
+      $("people-filter").hidden = page.people.length === 0;
       this.filter();
     } catch (error) { say(t("people.load_failed", { message: error.message }), true); }
     this.ask();
@@ -1443,7 +1460,22 @@ async function showUsage() {
   } catch (error) { $("profile-usage").textContent = error.message; }
 }
 
+async function downloadAll() {
+  const button = $("download-all"), status = $("download-all-status");
+  button.disabled = true;
+  try {
+    const page = (cursor) => api("GET", `photos?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+    const { downloadEverything } = await import("./export.js");  // loaded when asked for, not with the page
+    const { done, skipped } = await downloadEverything(page, (count) => { status.textContent = t("profile.download_progress", { count }); });
+    status.textContent = t("profile.download_done", { count: done }) + (skipped ? ` ${t("profile.download_skipped", { count: skipped })}` : "");
+  } catch (error) {
+    status.textContent = error.name === "AbortError" ? "" : error.message;  // AbortError: the save was cancelled
+  }
+  button.disabled = false;
+}
+
 function wireProfile() {
+  $("download-all").addEventListener("click", downloadAll);
   $("sign-out-everywhere").addEventListener("click", async () => {
     if (!confirm(t("profile.confirm_everywhere"))) return;
     try { await api("POST", "me/sign-out"); signOut(t("auth.signed_out_everywhere"), false); } catch (error) { say(error.message, true); }
@@ -1465,6 +1497,7 @@ function wireProfile() {
  * says so, or a request could not reach the network (a TypeError from fetch). */
 let reachProbe = null;
 function offline(on) {
+  if (!on && document.body.dataset.keptAlbum) { location.reload(); return; }  // online again: start signed in
   $("offline").hidden = !on;
   clearTimeout(reachProbe);
   if (on) reachProbe = setTimeout(checkReach, 5000);  // asked again until the app answers
@@ -1480,10 +1513,28 @@ function wireOffline() {
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("web/sw.js", { scope: "./" }).catch(() => {});
 }
 
+/** Offline, with a session kept: the album's recent photos from this device, read-only, until the
+ * connection is back (then the page starts again, signed in). */
+async function showKeptAlbum(saved) {
+  offline(true);
+  const kept = saved.sub && (await keptAlbum(saved.sub).catch(() => null));
+  if (!kept?.photos?.length) return false;
+  for (const view of VIEWS) $(`view-${view}`).hidden = view !== "album";
+  currentView = "album";
+  $("album-empty").hidden = true;
+  $("offline").textContent = t("app.offline_album", { count: kept.photos.length });
+  $("select-mode").hidden = true; $("trash-link").hidden = true;  // they need the connection
+  for (const photo of kept.photos) album.render(photo);
+  document.body.dataset.keptAlbum = "true";
+  document.body.dataset.ready = "true";
+  return true;
+}
+
 async function main() {
+  const settings = fetch("web/config.json").then((response) => response.json());  // fetched while the words load
   await startLanguages();
   wireOffline();
-  config = await (await fetch("web/config.json")).json();
+  config = await settings;
   wireAuth(); wireAlbum(); wireUpload(); wireFind(); wirePeople(); wireProfile(); drawing.wire(); steps.wire(); viewer.wire();
   window.addEventListener("hashchange", route);
   // The tab of the view already shown shows it afresh (People: back to the list, reloaded).
@@ -1495,8 +1546,9 @@ async function main() {
     session = { ...saved, expiresAt: 0 };
     try { await refreshSession(); } catch (error) {
       session = null;
-      if (error instanceof TypeError) offline(true);  // no network: the session is kept for later
-      else localStorage.removeItem(SESSION_KEY);
+      if (!(error instanceof TypeError)) localStorage.removeItem(SESSION_KEY);
+      else if (await showKeptAlbum(saved)) return;  // no network: the session is kept for later
+      else offline(true);
     }
   }
   route();

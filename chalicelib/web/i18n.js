@@ -17,12 +17,14 @@ function preferred() {
   return "en";
 }
 
+const catalog = async (lang) => (await fetch(`web/i18n-${lang}.json`)).json();
+
+/** Only the language in use is fetched at start (the page's first paint waits for it); another is
+ * fetched when the user switches to it. */
 export async function startLanguages() {
-  const resources = {};
-  for (const lang of Object.keys(LANGUAGES)) {
-    resources[lang] = { translation: await (await fetch(`web/i18n-${lang}.json`)).json() };
-  }
-  await i18next.init({ lng: preferred(), fallbackLng: false, resources, interpolation: { escapeValue: false }, returnNull: false });
+  const lng = preferred();
+  const resources = { [lng]: { translation: await catalog(lng) } };
+  await i18next.init({ lng, fallbackLng: false, resources, interpolation: { escapeValue: false }, returnNull: false });
   applyStatic();
 }
 
@@ -31,6 +33,7 @@ export const language = () => i18next.language;
 
 export async function setLanguage(lang) {
   localStorage.setItem(KEY, lang);
+  if (!i18next.hasResourceBundle(lang, "translation")) i18next.addResourceBundle(lang, "translation", await catalog(lang));
   await i18next.changeLanguage(lang);
   applyStatic();
 }

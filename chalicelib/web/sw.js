@@ -1,8 +1,8 @@
 // The app shell, kept for when the phone is offline: the page, its script, styles, languages and
 // icon. Network first (a new version arrives as soon as the phone is online), the kept copy when
 // the network fails. API calls and photos are never kept: they belong to one signed-in user.
-const SHELL = "memstudio-shell-v3";
-const FILES = ["./", "web/app.js", "web/i18n.js", "web/i18next.min.js", "web/idb-keyval.js", "web/uploads.js", "web/style.css", "web/icon.svg",
+const SHELL = "memstudio-shell-v5";
+const FILES = ["./", "web/app.js", "web/i18n.js", "web/i18next.min.js", "web/idb-keyval.js", "web/uploads.js", "web/export.js", "web/offline.js", "web/client-zip.js", "web/style.css", "web/icon.svg",
   "web/i18n-en.json", "web/i18n-ko.json", "web/manifest.webmanifest", "web/config.json"];
 const base = new URL("../", self.location).href;  // the page's folder (an API Gateway stage's too)
 const shellUrls = new Set(FILES.map((file) => new URL(file, base).href));
