@@ -231,8 +231,7 @@ class PeopleStore:
                 "_id": merge_id,
                 "owner": owner,
                 "made_at": now_ms(),
-                "target": target,
-                "people": [p for p in (self.get(owner, p) for p in ids) if p],  # the target's name may change
+                "people": [p for p in (self.get(owner, p) for p in ids) if p],  # the target's name may change too
                 "faces": list(faces.values()),
             }
         )

@@ -64,6 +64,17 @@ def page(browser):
     page.context.close()
 
 
+def people_listed(page, count: int) -> None:
+    """The People page, asked again each second until it lists ``count`` people (the stack groups
+    people a few seconds after the last upload)."""
+    for _ in range(60):
+        if page.locator("#people li button").count() >= count:
+            return
+        page.wait_for_timeout(1000)
+        page.click("nav a[data-view=people]")  # reloads the list
+    raise AssertionError(f"fewer than {count} people listed after a minute")
+
+
 def label_of(aria_label: str) -> str:
     """A tile's file name, from its aria-label ("name: status")."""
     return aria_label.rsplit(": ", 1)[0]
@@ -242,11 +253,7 @@ def test_sign_up_upload_index_view_search_delete(page, local_stack, tmp_path):  
     # after the last upload); open one, name it, and the list shows the name.
     page.click("nav a[data-view=people]")
     page.wait_for_selector("#view-people:not([hidden])")
-    for _ in range(60):
-        if page.locator("#people li").count() >= 2:
-            break
-        page.wait_for_timeout(1000)
-        page.click("nav a[data-view=people]")  # reloads the list
+    people_listed(page, 2)
     labels = [el.text_content() for el in page.locator("#people li").element_handles()]
     assert sum("4 photo(s)" in label for label in labels) == 2, labels
     shot(page, "07-people")
@@ -618,11 +625,7 @@ def test_every_screen_is_accessible_on_a_phone_and_a_desktop_in_both_languages(b
         page.wait_for_function("document.querySelector('#key-boxes rect')")
         findings += serious_findings(page, f"{where} find, results")
         page.click("nav a[data-view=people]")
-        for _ in range(60):  # the stack groups people a few seconds after the last upload
-            if page.locator("#people li button").count():
-                break
-            page.wait_for_timeout(1000)
-            page.click("nav a[data-view=people]")  # reloads the list
+        people_listed(page, 1)
         page.wait_for_load_state("networkidle")
         findings += serious_findings(page, f"{where} people")
         page.click("#people li button >> nth=0")
