@@ -7,15 +7,17 @@ import sys
 from chalice import BadRequestError, Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import LAMBDA_RUNTIMES, __version__, api_docs, request_models
-from chalicelib.auth import User, bearer_token
+from chalicelib import LAMBDA_RUNTIMES, __version__
+from chalicelib.edge import api_docs, request_models
+from chalicelib.edge.auth import bearer_token
+from chalicelib.edge.http_errors import body_of, code_for_status, headers_of, status_of
+from chalicelib.edge.web_client import asset, client_config
 from chalicelib.errors import DomainError, Invalid
 from chalicelib.face_client import Deadline
-from chalicelib.http_errors import body_of, code_for_status, headers_of, status_of
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
+from chalicelib.records import User
 from chalicelib.reindex import enqueue
 from chalicelib.services import Services
-from chalicelib.web_client import asset, client_config
 
 
 def runtime_refusal(version, argv) -> str | None:
@@ -41,7 +43,7 @@ app = Chalice(app_name="memory-studio")
 services = Services()
 
 # API Gateway checks Cognito tokens in the cloud (the pool ARN comes from the
-# stage's environment); the app verifies them again itself, see chalicelib/auth.py.
+# stage's environment); the app verifies them again itself, see chalicelib/edge/auth.py.
 _POOL_ARN = os.environ.get("COGNITO_USER_POOL_ARN")
 authorizer = CognitoUserPoolAuthorizer("CognitoUsers", provider_arns=[_POOL_ARN]) if _POOL_ARN else None
 cors = CORSConfig(

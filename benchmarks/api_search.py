@@ -36,7 +36,7 @@ REQUESTS = 60
 
 def album_faces(rng, photos: int, dim: int, cohort: np.ndarray | None, top_n: int):
     """(person of each face, unit vectors, cohort mean, cohort std)."""
-    from chalicelib.score_norm import cohort_stats
+    from chalicelib.shared.score_norm import cohort_stats
 
     centres = rng.standard_normal((PEOPLE, dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -53,7 +53,7 @@ def album_faces(rng, photos: int, dim: int, cohort: np.ndarray | None, top_n: in
 
 def fill_album(photo_store, owner: str, rng, photos: int, manifest, bundle_dir: Path) -> list[str]:
     """Writes the album; returns the face ids used as keys."""
-    from chalicelib.photo_store import timeline_at, vector_to_binary
+    from chalicelib.stores.photo_store import timeline_at, vector_to_binary
 
     norm = manifest.normalisation
     cohort = np.load(bundle_dir / norm["cohort"]["path"]) if norm else None
@@ -146,8 +146,8 @@ def where_the_time_goes(services, headers: dict, user_sub: str, keys: list[str])
     from chalice.test import Client
 
     import app as app_module
-    from chalicelib.auth import User
-    from chalicelib.request_models import search_request
+    from chalicelib.edge.request_models import search_request
+    from chalicelib.records import User
 
     def timed(call) -> float:
         call(keys[0])  # warm

@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmarks.common import cpu_engine, write_results
 from benchmarks.search_quality import Album, cached_album, normalised_levers, slices
-from chalicelib.score_norm import cohort_stats
+from chalicelib.shared.score_norm import cohort_stats
 from gpu_endpoint.engine import fuse
 from gpu_endpoint.factory import calibration
 from gpu_endpoint.factory.build_bundle import COHORT_SOURCES

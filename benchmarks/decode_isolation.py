@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.common import write_results
-from chalicelib.images import MAX_PIXELS, _decode, decode_image
+from chalicelib.shared.images import MAX_PIXELS, _decode, decode_image
 
 ROUNDS = 15
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from benchmarks.common import cpu_engine, write_results
-from chalicelib.images import decode_image
+from chalicelib.shared.images import decode_image
 from gpu_endpoint.factory.facedata import ground_truth_boxes, match_detections
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from benchmarks.common import write_results
 from chalicelib.grouping import GroupingParams, agglomerate, knn_edges
-from chalicelib.score_norm import KeyNormalisation
+from chalicelib.shared.score_norm import KeyNormalisation
 from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
 
 DIM = 1153

@@ -12,11 +12,11 @@ Levers, each a column:
   default), by raw cosine or with cohort normalisation, each fitted here on the calibration
   identities exactly as the bundle builder fits the served embedding;
 - ``raw``: the served (fused) embedding by cosine at the bundle's raw search threshold;
-- ``normalised``: the bundle's cohort score normalisation (``chalicelib.score_norm``): cosine ≥ its raw
+- ``normalised``: the bundle's cohort score normalisation (``chalicelib.shared.score_norm``): cosine ≥ its raw
   floor and normalised score ≥ its threshold, ranked by the normalised score, with the statistics
   the endpoint computes against the bundle's cohort;
 - ``served``: what search does: ``normalised`` plus the bundle's query expansion
-  (``chalicelib.score_norm.QueryExpansion``), when it has one.
+  (``chalicelib.shared.score_norm.QueryExpansion``), when it has one.
 The cohort, ``top_n``, floors and thresholds are all fitted on the calibration identities only
 (``gpu_endpoint.factory.calibration``); held-out faces are never in a cohort. Slices: held-out East-Asian
 first (kpop, asian_faces, casia_v5), then the rest.
@@ -34,8 +34,8 @@ import numpy as np
 
 from benchmarks.common import cpu_engine, write_results
 from chalicelib.grouping import GroupingParams, agglomerate, knn_edges, normalised_pair_scores
-from chalicelib.images import ImageError, decode_image
-from chalicelib.score_norm import QueryExpansion, as_norm, cohort_stats
+from chalicelib.shared.images import ImageError, decode_image
+from chalicelib.shared.score_norm import QueryExpansion, as_norm, cohort_stats
 from gpu_endpoint.factory import calibration
 from gpu_endpoint.factory.build_bundle import COHORT_SOURCES
 from gpu_endpoint.factory.facedata import group_photos, labelled_photos

@@ -2,7 +2,7 @@
 1024), the warm scans also at 129-d (dlib alone, the previous default) in the same run.
 ``bounded``: search as the product runs it (the bundle's cosine floor, normalisation and query
 expansion) over album-like vectors, the full scan against the low-rank bound
-(``chalicelib.low_rank_bound``) and the faces it leaves to score (``kept_by_bound``: the share whose
+(``chalicelib.stores.low_rank_bound``) and the faces it leaves to score (``kept_by_bound``: the share whose
 cosine bound reaches the floor; ``scored_exactly``: how many of those could pass or enter expansion's
 pool), alternating, same results required.
 
@@ -28,11 +28,11 @@ import tracemalloc
 import numpy as np
 
 from benchmarks.common import percentiles, write_results
-from chalicelib.mongo_connection import open_database
-from chalicelib.photo_store import PhotoStore, vector_to_binary
-from chalicelib.score_norm import KeyNormalisation, QueryExpansion
 from chalicelib.settings import Settings
-from chalicelib.vector_index import ExactIndex
+from chalicelib.shared.score_norm import KeyNormalisation, QueryExpansion
+from chalicelib.stores.mongo_connection import open_database
+from chalicelib.stores.photo_store import PhotoStore, vector_to_binary
+from chalicelib.stores.vector_index import ExactIndex
 
 DLIB_DIM = 129
 
@@ -118,9 +118,9 @@ def bounded(n: int, rng, queries: int = 40) -> dict:
     in turn, with the bundle's decision (floor, normalisation, expansion) and every face's statistics
     against the bundle's cohort, as the endpoint computes them; and the same key's people-grouping
     neighbours (``neighbours_*``: no cosine floor, the bundle's grouping threshold and k)."""
-    from chalicelib.low_rank_bound import LowRankBound
-    from chalicelib.score_norm import cohort_stats
-    from chalicelib.vector_index import _rows_to_score
+    from chalicelib.shared.score_norm import cohort_stats
+    from chalicelib.stores.low_rank_bound import LowRankBound
+    from chalicelib.stores.vector_index import _rows_to_score
     from gpu_endpoint.bundle import DEFAULT_DIR
     from gpu_endpoint.engine import FaceEngine
 
@@ -189,7 +189,7 @@ def bounded(n: int, rng, queries: int = 40) -> dict:
 def indexing_cost(rng, cohort_faces: int = 845, top_n: int = 20) -> dict:
     """The extra work per indexed face with cohort normalisation: its μ, σ against the cohort
     (the bundle's size), for one face and for a photo's worth (8) at once."""
-    from chalicelib.score_norm import cohort_stats
+    from chalicelib.shared.score_norm import cohort_stats
 
     cohort = unit_vectors(cohort_faces, rng)
     out = {"cohort_faces": cohort_faces, "top_n": top_n}

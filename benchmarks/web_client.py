@@ -60,9 +60,9 @@ def seed_album(services, s3, bucket: str, owner: str, photos: list[Path]) -> Non
     paint does not read them)."""
     from PIL import Image
 
-    from chalicelib.images import THUMBNAIL_SIZE, jpeg_rendition
-    from chalicelib.object_storage import thumbnail_key
-    from chalicelib.photo_store import timeline_at
+    from chalicelib.shared.images import THUMBNAIL_SIZE, jpeg_rendition
+    from chalicelib.stores.object_storage import thumbnail_key
+    from chalicelib.stores.photo_store import timeline_at
 
     now, records = time.time(), []
     for n, path in enumerate(photos):
@@ -96,15 +96,20 @@ def seed_album(services, s3, bucket: str, owner: str, photos: list[Path]) -> Non
 
 def client_files(revision: str | None, into: Path) -> Path:
     """The web client's static files at ``revision`` (git), or this checkout's."""
+    here = ROOT / "chalicelib" / "edge" / "web"
     if revision is None:
-        return ROOT / "chalicelib" / "web"
-    archive = subprocess.run(
-        ["git", "archive", revision, "chalicelib/web"], cwd=ROOT, check=True, capture_output=True
-    ).stdout
+        return here
+    # The client's folder moved with the edge (0.5.0 kept it at chalicelib/web).
+    folder = next(
+        place
+        for place in ("chalicelib/edge/web", "chalicelib/web")
+        if subprocess.run(["git", "cat-file", "-e", f"{revision}:{place}"], cwd=ROOT).returncode == 0
+    )
+    archive = subprocess.run(["git", "archive", revision, folder], cwd=ROOT, check=True, capture_output=True).stdout
     into.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    web = into / "chalicelib" / "web"
-    for vendored in (ROOT / "chalicelib" / "web").glob("*.min.js"):  # fetched at build time, not in git
+    web = into / folder
+    for vendored in here.glob("*.min.js"):  # fetched at build time, not in git
         shutil.copy(vendored, web / vendored.name)
     return web
 
@@ -175,7 +180,7 @@ def main(argv=None) -> int:
     from moto.server import ThreadedMotoServer
     from playwright.sync_api import sync_playwright
 
-    import chalicelib.web_client as web_client
+    import chalicelib.edge.web_client as web_client
     from chalicelib.services import Services
     from chalicelib.settings import Settings
     from gpu_endpoint.bundle import DEFAULT_DIR

@@ -2,7 +2,7 @@
 
 import os
 
-# Image decoding forks (chalicelib/isolation.py). OpenBLAS's fork handler tears down its thread
+# Image decoding forks (chalicelib/shared/isolation.py). OpenBLAS's fork handler tears down its thread
 # pool, and a matrix product running in another thread at that moment never returns (seen: the
 # endpoint hung in cohort_stats under concurrent requests). Without a pool there is nothing to
 # tear down. Set before numpy is imported; a value the environment already has wins.

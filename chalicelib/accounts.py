@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import contextlib
 
-from .account_store import AccountStore
-from .album import Album
-from .auth import User
-from .observability import logger
-from .photo_store import now_ms
+from chalicelib.album import Album
+from chalicelib.observability import logger
+from chalicelib.records import User
+from chalicelib.stores.account_store import AccountStore
+from chalicelib.stores.photo_store import now_ms
 
 
 class Accounts:

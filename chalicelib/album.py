@@ -9,10 +9,13 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from .auth import User
-from .errors import Conflict, NotFound, RateLimited
-from .lease_store import LeaseStore
-from .object_storage import (
+from chalicelib.edge.params import decode_position, encode_position, int_in_range
+from chalicelib.edge.request_models import FileToUpload
+from chalicelib.errors import Conflict, NotFound, RateLimited
+from chalicelib.records import Photo, User
+from chalicelib.settings import Settings
+from chalicelib.stores.lease_store import LeaseStore
+from chalicelib.stores.object_storage import (
     KEYS,
     ObjectStorage,
     derived_keys,
@@ -21,12 +24,8 @@ from .object_storage import (
     photo_key,
     upload_metadata,
 )
-from .params import decode_position, encode_position, int_in_range
-from .people_store import PeopleStore
-from .photo_store import DUPLICATE, NEAR_DUPLICATE_BITS, PhotoStore, now_ms, utc
-from .records import Photo
-from .request_models import FileToUpload
-from .settings import Settings
+from chalicelib.stores.people_store import PeopleStore
+from chalicelib.stores.photo_store import DUPLICATE, NEAR_DUPLICATE_BITS, PhotoStore, now_ms, utc
 
 _PHOTO_ID = re.compile(r"^[0-9a-f]{32}$")
 

@@ -16,9 +16,9 @@ import json
 import re
 from urllib.parse import urlsplit
 
-from .face_client import FaceClient, FaceServiceError, photo_request
-from .object_storage import INFERENCE, ObjectStorage
-from .records import Analysis
+from chalicelib.face_client import FaceClient, FaceServiceError, photo_request
+from chalicelib.records import Analysis
+from chalicelib.stores.object_storage import INFERENCE, ObjectStorage
 
 _ID = re.compile(r"[^A-Za-z0-9-]")
 

@@ -1,6 +1,6 @@
 """What the product refuses, in its own words: each error's class is its kind, and it carries a
 stable machine-readable code and a message for the user. No HTTP here: the edge
-(``chalicelib/http_errors.py``) gives each kind its status and renders it.
+(``chalicelib/edge/http_errors.py``) gives each kind its status and renders it.
 
 They derive from ``ChaliceUnhandledError`` only so that Chalice lets them pass a route untouched
 and reach the error middleware in ``app.py``.

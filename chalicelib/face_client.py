@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .records import Analysis, ModelInfo
+from chalicelib.records import Analysis, ModelInfo
 
 # SageMaker's InvokeEndpoint takes at most 6 MB of request body; base64 adds a third.
 MAX_INLINE_BYTES = 4 * 1024 * 1024

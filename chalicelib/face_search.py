@@ -9,9 +9,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .album import Album
-from .auth import User
-from .errors import (
+from chalicelib.album import Album
+from chalicelib.edge.params import int_in_range
+from chalicelib.edge.request_models import MAX_KEY_BYTES, FileToUpload, SearchRequest, search_cursor
+from chalicelib.errors import (
     CannotProcess,
     Conflict,
     DomainError,
@@ -22,18 +23,16 @@ from .errors import (
     Unavailable,
     UnsupportedType,
 )
-from .face_client import Deadline, FaceClient, FaceServiceError
-from .grouping import GroupingParams
-from .object_storage import SEARCH_KEY_TAG, key_photo_key
-from .params import int_in_range
-from .people import People
-from .people_aware import KeyPerson, PeopleAware
-from .people_store import PeopleStore
-from .photo_store import now_ms
-from .records import Analysis, ModelInfo
-from .request_models import MAX_KEY_BYTES, FileToUpload, SearchRequest, search_cursor
-from .score_norm import KeyNormalisation, QueryExpansion
-from .vector_index import VectorIndex
+from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
+from chalicelib.grouping import GroupingParams
+from chalicelib.people import People
+from chalicelib.people_aware import KeyPerson, PeopleAware
+from chalicelib.records import Analysis, ModelInfo, User
+from chalicelib.shared.score_norm import KeyNormalisation, QueryExpansion
+from chalicelib.stores.object_storage import SEARCH_KEY_TAG, key_photo_key
+from chalicelib.stores.people_store import PeopleStore
+from chalicelib.stores.photo_store import now_ms
+from chalicelib.stores.vector_index import VectorIndex
 
 MAX_HITS = 2000
 KEY_ANALYSIS_TTL = timedelta(hours=1)  # a key's faces are kept this long for the search's later pages

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .records import ModelInfo
-from .score_norm import MIN_STD
+from chalicelib.records import ModelInfo
+from chalicelib.shared.score_norm import MIN_STD
 
 
 def normalised_pair_scores(a: np.ndarray, a_stats: np.ndarray, b: np.ndarray, b_stats: np.ndarray) -> np.ndarray:

@@ -24,11 +24,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
-from .backfill import Backfill, is_notification
-from .boxes import box_iou
-from .face_client import Deadline, FaceClient, FaceServiceError
-from .grouping import GroupingParams
-from .images import (
+from chalicelib.backfill import Backfill, is_notification
+from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
+from chalicelib.grouping import GroupingParams
+from chalicelib.observability import logger
+from chalicelib.people import People
+from chalicelib.people_jobs import PeopleJobs
+from chalicelib.records import Analysis, Face, Photo
+from chalicelib.settings import Settings
+from chalicelib.shared.boxes import box_iou
+from chalicelib.shared.images import (
     PREVIEW_SIZE,
     THUMBNAIL_SIZE,
     DecodedImage,
@@ -37,15 +42,24 @@ from .images import (
     difference_hash,
     jpeg_rendition,
 )
-from .media_types import BROWSER_TYPES
-from .object_storage import ObjectStorage, derived_keys, is_upload_of, parse_photo_key, preview_key, thumbnail_key
-from .observability import logger
-from .people import People
-from .people_jobs import PeopleJobs
-from .people_store import SAME_FACE_IOU
-from .photo_store import MANUAL, PhotoStore, drawn_face_record, face_record, picture_hash_fields, timeline_at
-from .records import Analysis, Face, Photo
-from .settings import Settings
+from chalicelib.shared.media_types import BROWSER_TYPES
+from chalicelib.stores.object_storage import (
+    ObjectStorage,
+    derived_keys,
+    is_upload_of,
+    parse_photo_key,
+    preview_key,
+    thumbnail_key,
+)
+from chalicelib.stores.people_store import SAME_FACE_IOU
+from chalicelib.stores.photo_store import (
+    MANUAL,
+    PhotoStore,
+    drawn_face_record,
+    face_record,
+    picture_hash_fields,
+    timeline_at,
+)
 
 
 class RetryLater(Exception):

@@ -19,21 +19,20 @@ from datetime import timedelta
 
 import numpy as np
 
-from .album import Album
-from .auth import User
-from .boxes import box_iou
-from .errors import Conflict, Invalid, NotFound, Unavailable
-from .face_client import Deadline, FaceClient, FaceServiceError
-from .grouping import Constraints, GroupingParams, agglomerate, knn_edges, normalised_pair_scores
-from .observability import logger
-from .params import decode_position, encode_position, int_in_range
-from .people_aware import PeopleAware
-from .people_store import AUTO, SAME_FACE_IOU, USER, PeopleStore
-from .photo_store import MANUAL, PhotoStore, drawn_face_record, now_ms
-from .records import Face, ModelInfo, Person
-from .request_models import Answer, FaceDecision, Merge
-from .score_norm import KeyNormalisation
-from .vector_index import VectorIndex
+from chalicelib.album import Album
+from chalicelib.edge.params import decode_position, encode_position, int_in_range
+from chalicelib.edge.request_models import Answer, FaceDecision, Merge
+from chalicelib.errors import Conflict, Invalid, NotFound, Unavailable
+from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
+from chalicelib.grouping import Constraints, GroupingParams, agglomerate, knn_edges, normalised_pair_scores
+from chalicelib.observability import logger
+from chalicelib.people_aware import PeopleAware
+from chalicelib.records import Face, ModelInfo, Person, User
+from chalicelib.shared.boxes import box_iou
+from chalicelib.shared.score_norm import KeyNormalisation
+from chalicelib.stores.people_store import AUTO, SAME_FACE_IOU, USER, PeopleStore
+from chalicelib.stores.photo_store import MANUAL, PhotoStore, drawn_face_record, now_ms
+from chalicelib.stores.vector_index import VectorIndex
 
 MAX_KEY_FACES = 30  # a person's faces used as search keys (confirmed first)
 FIT_NEIGHBOURS = 3  # a grouped face's fit to its person: its mean score to this many of the person's faces

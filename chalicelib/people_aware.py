@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .grouping import GroupingParams
-from .people_store import USER, PeopleStore
-from .photo_store import PhotoStore
-from .records import Face
-from .score_norm import KeyNormalisation
-from .vector_index import Hit, VectorIndex
+from chalicelib.grouping import GroupingParams
+from chalicelib.records import Face
+from chalicelib.shared.score_norm import KeyNormalisation
+from chalicelib.stores.people_store import USER, PeopleStore
+from chalicelib.stores.photo_store import PhotoStore
+from chalicelib.stores.vector_index import Hit, VectorIndex
 
 NO_RAW_FLOOR = -1.0  # a vote judges by the normalised score alone
 CONFIRMED, SAME_PERSON = "confirmed", "same_person"  # the ``match`` of a person's own photos

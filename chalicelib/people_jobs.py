@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from .people_store import PeopleStore
+from chalicelib.stores.people_store import PeopleStore
 
 MAX_SQS_DELAY = 900
 

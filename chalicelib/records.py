@@ -1,5 +1,5 @@
-"""The records that cross module boundaries: a photo, a face and a person as stored, and the face
-endpoint's answers.
+"""The records that cross module boundaries: the caller, a photo, a face and a person as stored,
+and the face endpoint's answers.
 
 TypedDicts rather than classes: they are the very documents pymongo reads and writes and the JSON
 the endpoint sends, so nothing converts them, and mypy checks every key a module reads or writes.
@@ -9,8 +9,19 @@ yet, a read may project fields away); each field's meaning is written here once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
+
+
+@dataclass(frozen=True)
+class User:
+    """Who is calling: a verified token's claims (``edge.auth``)."""
+
+    sub: str
+    username: str | None = None
+    email: str | None = None
+    issued_at: int = 0  # the token's ``iat`` (whole seconds since the epoch)
 
 
 class Photo(TypedDict, total=False):

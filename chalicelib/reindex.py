@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from .photo_store import PhotoStore
+from chalicelib.stores.photo_store import PhotoStore
 
 
 def reindex_message(bucket: str, key: str, target_version: str) -> str:

@@ -11,25 +11,25 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
-from .account_store import AccountStore
-from .accounts import Accounts
-from .album import Album
-from .auth import TokenVerifier
-from .face_client import FaceClient, HttpTransport, SageMakerTransport, Transport
-from .face_search import FaceSearch
-from .lease_store import LeaseStore
-from .mongo_connection import AtlasUri, open_database
-from .object_storage import ObjectStorage
-from .observability import logger
-from .people import People
-from .people_jobs import PeopleJobs
-from .people_store import PeopleStore
-from .photo_store import PhotoStore
-from .settings import Settings
-from .vector_index import AtlasIndex, ExactIndex, VectorIndex
+from chalicelib.accounts import Accounts
+from chalicelib.album import Album
+from chalicelib.edge.auth import TokenVerifier
+from chalicelib.face_client import FaceClient, HttpTransport, SageMakerTransport, Transport
+from chalicelib.face_search import FaceSearch
+from chalicelib.observability import logger
+from chalicelib.people import People
+from chalicelib.people_jobs import PeopleJobs
+from chalicelib.settings import Settings
+from chalicelib.stores.account_store import AccountStore
+from chalicelib.stores.lease_store import LeaseStore
+from chalicelib.stores.mongo_connection import AtlasUri, open_database
+from chalicelib.stores.object_storage import ObjectStorage
+from chalicelib.stores.people_store import PeopleStore
+from chalicelib.stores.photo_store import PhotoStore
+from chalicelib.stores.vector_index import AtlasIndex, ExactIndex, VectorIndex
 
 if TYPE_CHECKING:
-    from .indexing import Indexer
+    from chalicelib.indexing import Indexer
 
 
 class Services:
@@ -89,7 +89,7 @@ class Services:
     @cached_property
     def photo_store(self) -> PhotoStore:
         if self._on_atlas:
-            # Atlas's indexes are made at deploy time (python -m chalicelib.atlas_setup), not per cold start.
+            # Atlas's indexes are made at deploy time (python -m chalicelib.ops.atlas_setup), not per cold start.
             self._store_uri = self.atlas_uri.current()
             return PhotoStore(open_database(self.settings, self._store_uri))
         photo_store = PhotoStore(open_database(self.settings))
@@ -188,11 +188,11 @@ class Services:
 
     @cached_property
     def indexer(self) -> Indexer:
-        from .indexing import Indexer  # the imaging library with it: the API's cold start does without
+        from chalicelib.indexing import Indexer  # the imaging library with it: the API's cold start does without
 
         backfill = None
         if self.settings.backfill_endpoint_name:
-            from .backfill import Backfill
+            from chalicelib.backfill import Backfill
 
             backfill = Backfill(
                 self.client("sagemaker-runtime"), self.settings.backfill_endpoint_name, self.object_storage

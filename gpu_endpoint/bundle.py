@@ -97,5 +97,5 @@ class Manifest:
 
     @property
     def normalisation(self) -> dict[str, Any] | None:
-        """Cohort score normalisation (``chalicelib.score_norm``), when the bundle carries a cohort."""
+        """Cohort score normalisation (``chalicelib.shared.score_norm``), when the bundle carries a cohort."""
         return self.document.get("score_normalisation")

@@ -20,8 +20,8 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from chalicelib.boxes import box_iou
-from chalicelib.score_norm import QueryExpansion, cohort_stats
+from chalicelib.shared.boxes import box_iou
+from chalicelib.shared.score_norm import QueryExpansion, cohort_stats
 
 from .align import warp_chip
 from .batching import SharedBatches
@@ -172,7 +172,7 @@ class FaceEngine:
                 part.shared = SharedBatches(
                     functools.partial(part.run_batches, batch_size=batch_size), batch_wait_ms / 1000, 4 * batch_size
                 )
-        # Cohort score normalisation, when the bundle declares it (chalicelib/score_norm.py).
+        # Cohort score normalisation, when the bundle declares it (chalicelib/shared/score_norm.py).
         self.normalisation = self.manifest.normalisation
         self.cohort = np.load(self.bundle_dir / self.normalisation["cohort"]["path"]) if self.normalisation else None
         log.info("face engine ready: bundle %s, providers %s", self.version, self.active_providers)
@@ -327,7 +327,7 @@ class FaceEngine:
     @property
     def search_settings(self) -> dict | None:
         """What search needs of the bundle's normalisation: ``{"method", "raw_floor", "threshold",
-        "expansion"}`` (expansion: ``chalicelib.score_norm.QueryExpansion``'s settings, or null)."""
+        "expansion"}`` (expansion: ``chalicelib.shared.score_norm.QueryExpansion``'s settings, or null)."""
         if not self.normalisation:
             return None
         settings = {k: self.normalisation[k] for k in ("method", "raw_floor", "threshold")}

@@ -31,8 +31,8 @@ import os
 from botocore.exceptions import BotoCoreError, ClientError
 from flask import Flask, jsonify, request
 
-from chalicelib.images import MAX_PIXELS, ImageError, decode_image
-from chalicelib.media_types import SUPPORTED
+from chalicelib.shared.images import MAX_PIXELS, ImageError, decode_image
+from chalicelib.shared.media_types import SUPPORTED
 
 from .engine import FaceEngine
 

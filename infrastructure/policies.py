@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from chalicelib.object_storage import INFERENCE, KEYS, KINDS, PHOTOS, PREVIEWS, THUMBS
+from chalicelib.stores.object_storage import INFERENCE, KEYS, KINDS, PHOTOS, PREVIEWS, THUMBS
 from infrastructure.deployed import CHALICE_DIR, read_config
 
 STAGES = ("dev", "prod")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from urllib.parse import urlsplit
 
-from chalicelib.mongo_connection import uri_from_secret
+from chalicelib.stores.mongo_connection import uri_from_secret
 from infrastructure.deployed import read_config
 
 Check = tuple[str, bool, str]

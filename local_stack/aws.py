@@ -9,7 +9,7 @@ from pathlib import Path
 
 import boto3
 
-from chalicelib.object_storage import PHOTOS
+from chalicelib.stores.object_storage import PHOTOS
 from infrastructure.stack import password_policy
 
 REGION = "us-east-1"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from chalicelib.auth import User
+from chalicelib.records import User
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 

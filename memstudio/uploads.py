@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from chalicelib.media_types import BY_EXTENSION
+from chalicelib.shared.media_types import BY_EXTENSION
 
 from .session import Session, client_config, state_dir
 

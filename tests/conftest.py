@@ -14,9 +14,9 @@ from chalice.test import Client
 from moto.server import ThreadedMotoServer
 
 import app as app_module
-from chalicelib.object_storage import user_prefixes
 from chalicelib.services import Services
 from chalicelib.settings import Settings
+from chalicelib.stores.object_storage import user_prefixes
 from local_stack.aws import StackInfo, client, create_confirmed_user, free_port, provision, sign_in  # noqa: F401
 from tests.contract import checked_chalice_client
 from tests.face_fixtures import bundle_dir, engine, stock_bundle_dir  # noqa: F401  (shared fixtures)

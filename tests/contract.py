@@ -1,4 +1,4 @@
-"""The API contract (chalicelib/openapi.yaml) checked on every response the tests produce.
+"""The API contract (chalicelib/edge/openapi.yaml) checked on every response the tests produce.
 
 The ``api`` fixture and the local-stack session route each answer through :func:`check`, so a
 response whose status, error code or body the description does not allow fails the test that
@@ -17,7 +17,7 @@ from openapi_schema_validator import OAS31Validator
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response
 
-from chalicelib.api_docs import SPEC_PATH
+from chalicelib.edge.api_docs import SPEC_PATH
 
 SPEC = OpenAPI.from_file_path(str(SPEC_PATH))
 ERRORS = OAS31Validator(yaml.safe_load(SPEC_PATH.read_text())["components"]["schemas"]["Error"])

@@ -1,4 +1,4 @@
-"""The API description (chalicelib/openapi.yaml): valid OpenAPI 3.1, complete, served, and enforced.
+"""The API description (chalicelib/edge/openapi.yaml): valid OpenAPI 3.1, complete, served, and enforced.
 
 Every response the in-process API tests produce is validated against it (tests/contract.py, wired
 into the ``api`` fixture); these tests check the description itself and that the check can fail.
@@ -17,7 +17,7 @@ from openapi_spec_validator import validate
 
 import app as app_module
 from chalicelib import errors
-from chalicelib.api_docs import SPEC_PATH, SWAGGER_FILES, WEB_DIR
+from chalicelib.edge.api_docs import SPEC_PATH, SWAGGER_FILES, WEB_DIR
 from tests.contract import ContractError, check
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def _raised_codes() -> set[str]:
     """Every error code the code raises (``SomeError(message, code="x")`` or the class default)."""
     classes = {cls.__name__: cls.code for cls in (errors.DomainError, *errors.DomainError.__subclasses__())}
     codes = set(classes.values())
-    for path in [ROOT / "app.py", *sorted((ROOT / "chalicelib").glob("*.py"))]:
+    for path in [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 given = [k.value for k in node.keywords if k.arg == "code"]  # an error of a kind chosen at run time too
@@ -96,7 +96,7 @@ def test_docs_render_from_files_the_api_serves(api):
 
 
 def test_docs_without_the_viewer_say_how_to_get_it(api, monkeypatch, tmp_path):
-    monkeypatch.setattr("chalicelib.api_docs.WEB_DIR", tmp_path)
+    monkeypatch.setattr("chalicelib.edge.api_docs.WEB_DIR", tmp_path)
     page = api.http.get("/docs")
     assert page.status_code == 503
     assert "./dev setup" in json.loads(page.body)["message"]

@@ -66,7 +66,7 @@ def test_a_caller_larger_than_a_batch_runs_alone():
 @pytest.mark.factory
 def test_the_engine_with_shared_batches_embeds_as_without(bundle_dir):
     """Concurrent requests' faces embedded in shared batches get the vectors each request gets alone."""
-    from chalicelib.images import decode_image
+    from chalicelib.shared.images import decode_image
     from gpu_endpoint.engine import FaceEngine
     from tests.face_fixtures import FACEDATA
 

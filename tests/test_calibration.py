@@ -92,8 +92,8 @@ def test_query_expansion_is_not_fitted_where_it_cannot_win():
 
 
 def _per_source_f1(vectors, labels, sources, fit):
-    """Each source's mean search F1 at a fitted point, recomputed from ``chalicelib.score_norm``."""
-    from chalicelib.score_norm import as_norm, cohort_stats
+    """Each source's mean search F1 at a fitted point, recomputed from ``chalicelib.shared.score_norm``."""
+    from chalicelib.shared.score_norm import as_norm, cohort_stats
 
     labels, sources = np.asarray(labels), np.asarray(sources)
     same = labels[:, None] == labels[None, :]

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from chalicelib.images import DecodedImage, ImageError, decode_image
-from chalicelib.isolation import ChildFailed, run_isolated
+from chalicelib.shared.images import DecodedImage, ImageError, decode_image
+from chalicelib.shared.isolation import ChildFailed, run_isolated
 
 HERE = Path(__file__).resolve().parent
 CASES = HERE / "fuzz_cases"
@@ -197,7 +197,7 @@ def _raise_image_error():
 
 
 def test_a_decode_out_of_memory_is_a_413(monkeypatch):
-    import chalicelib.images as images
+    import chalicelib.shared.images as images
 
     monkeypatch.setattr(images, "DECODE_MEMORY_BYTES", 64 * 1024**2)
     big = Image.new("RGB", (6000, 6000), (10, 20, 30))  # 108 MB decoded, a few KB as PNG

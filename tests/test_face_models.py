@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from chalicelib.images import decode_image
+from chalicelib.shared.images import decode_image
 from gpu_endpoint.factory import calibration
 from gpu_endpoint.factory.facedata import ground_truth_boxes, labelled_photos, match_detections
 from tests.face_fixtures import FACEDATA, needs_facedata
@@ -193,7 +193,7 @@ def test_manifest_is_complete(which, first_part, flip, request):
 
 
 def test_the_engine_gives_each_face_its_cohort_statistics(engine, bundle_dir):
-    from chalicelib.score_norm import cohort_stats
+    from chalicelib.shared.score_norm import cohort_stats
 
     image = load(FACEDATA / "people/deepface/Angelina_Jolie/img11.jpg")
     (face,) = engine.analyze([image], max_faces=1)[0]

@@ -20,12 +20,12 @@ import yaml
 from PIL import Image
 
 import app as app_module
-from chalicelib.auth import User
+from chalicelib.edge.request_models import FileToUpload, valid_unicode
 from chalicelib.errors import Invalid, RateLimited
 from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
-from chalicelib.request_models import FileToUpload, valid_unicode
+from chalicelib.records import User
 from chalicelib.services import Services
-from chalicelib.vector_index import ExactIndex
+from chalicelib.stores.vector_index import ExactIndex
 from local_stack.aws import client, sign_in
 from tests.conftest import PASSWORD, object_keys, post_to_s3, request_uploads, stored_face
 from tests.face_fixtures import FACEDATA, needs_facedata
@@ -398,7 +398,7 @@ def test_strings_that_are_not_unicode_are_a_400_on_every_body_route(
 
 
 def test_every_body_route_is_fuzzed_with_a_lone_surrogate():
-    described = yaml.safe_load((Path(app_module.__file__).parent / "chalicelib" / "openapi.yaml").read_text())
+    described = yaml.safe_load((Path(app_module.__file__).parent / "chalicelib" / "edge" / "openapi.yaml").read_text())
     with_bodies = {
         (method, path.replace("{photo_id}", "{id}").replace("{person_id}", "{id}").replace("{face_id}", "{id}"))
         for path, item in described["paths"].items()
@@ -576,7 +576,7 @@ def test_objects_s3_would_not_delete_are_tried_again_then_reported():
     from botocore.stub import Stubber
 
     from chalicelib.errors import Unavailable
-    from chalicelib.object_storage import ObjectStorage
+    from chalicelib.stores.object_storage import ObjectStorage
 
     s3 = boto3.client("s3", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
     storage = ObjectStorage(s3, "bucket")

@@ -19,10 +19,10 @@ from PIL import Image
 from werkzeug.serving import make_server
 
 import app as app_module
-from chalicelib.layout_migration import LEGACY_PREFIX, NotificationStillLegacy, migrate
-from chalicelib.object_storage import ObjectStorage, parse_photo_key, photo_key, thumbnail_key
-from chalicelib.photo_store import binary_to_vector, vector_to_binary
+from chalicelib.ops.layout_migration import LEGACY_PREFIX, NotificationStillLegacy, migrate
 from chalicelib.services import Services
+from chalicelib.stores.object_storage import ObjectStorage, parse_photo_key, photo_key, thumbnail_key
+from chalicelib.stores.photo_store import binary_to_vector, vector_to_binary
 from local_stack.aws import client
 from local_stack.pump import EventPump
 from tests.conftest import free_port, object_keys, post_to_s3, request_uploads
@@ -175,7 +175,7 @@ def test_the_photo_is_downloaded_and_fully_decoded_once(api, make_user, indexing
     at reduced scale for its renditions; sizes and boxes are the photo's own. A photo over the
     inline limit is sent by its S3 address and gives the same faces."""
     import chalicelib.face_client as face_client_module
-    from chalicelib.images import decode_image
+    from chalicelib.shared.images import decode_image
 
     services, pump = indexing
     recording = RecordingTransport(services.face_client.transport)
@@ -562,8 +562,8 @@ def test_rollout_of_the_default_bundle_publish_deploy_reindex(
     reindex → search."""
     import tarfile
 
-    from chalicelib.boxes import box_iou
-    from chalicelib.images import decode_image
+    from chalicelib.shared.boxes import box_iou
+    from chalicelib.shared.images import decode_image
     from gpu_endpoint.engine import FaceEngine
     from gpu_endpoint.factory import deploy
 
@@ -687,7 +687,7 @@ def test_the_album_is_a_timeline_by_date_taken_and_paging_it_misses_no_photo_bei
 def test_the_timeline_place_of_a_photo():
     from datetime import datetime
 
-    from chalicelib.photo_store import timeline_at
+    from chalicelib.stores.photo_store import timeline_at
 
     uploaded = datetime(2024, 6, 1, 12, 0)
     assert timeline_at(uploaded) == uploaded

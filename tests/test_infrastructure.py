@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import object_storage
+from chalicelib.stores import object_storage
 from local_stack.aws import client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -423,8 +423,8 @@ def test_the_audit_refuses_what_amazon_linux_2_cannot_run(tmp_path):
         pytest.skip("no library of this machine needs a glibc between 2.27 and 2.34")
     archive = tmp_path / "deployment.zip"
     with zipfile.ZipFile(archive, "w") as out:
-        out.writestr("app.py", "import chalicelib.isolation\n")
-        out.writestr("chalicelib/isolation.py", "import os\nfd = os.memfd_create('answer', os.MFD_CLOEXEC)\n")
+        out.writestr("app.py", "import chalicelib.shared.isolation\n")
+        out.writestr("chalicelib/shared/isolation.py", "import os\nfd = os.memfd_create('answer', os.MFD_CLOEXEC)\n")
         out.write(library, "numpy/_core/_multiarray_umath.cpython-313-x86_64-linux-gnu.so")
         out.writestr("numpy-2.2.6.dist-info/WHEEL", "Wheel-Version: 1.0\nTag: cp313-cp313-manylinux_2_28_x86_64\n")
     today = date(2026, 12, 7)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-WEB = Path(__file__).resolve().parent.parent / "chalicelib" / "web"
+WEB = Path(__file__).resolve().parent.parent / "chalicelib" / "edge" / "web"
 PLURALS = ("_one", "_other")
 
 
@@ -55,7 +55,7 @@ def test_every_key_the_page_asks_for_exists_in_both():
 
 
 def test_every_error_code_of_the_api_has_words_in_both():
-    sources = "\n".join(p.read_text() for p in (WEB.parent).glob("*.py"))
+    sources = "\n".join(p.read_text() for p in WEB.parents[1].rglob("*.py"))
     codes = set(re.findall(r'code="([a-z_]+)"', sources)) | set(re.findall(r'^\s+code = "([a-z_]+)"', sources, re.M))
     codes -= {"invalid_cursor", "invalid_unicode", "invalid_json"}  # a client's bug, not the user's: the general words
     assert len(codes) > 20
@@ -76,8 +76,8 @@ def test_korean_messages_are_korean():
     ],
 )
 def test_the_clients_libraries_are_fetched_at_build_time_and_pinned(variable, package, file):
-    dev = (WEB.parent.parent / "dev").read_text()
+    dev = (WEB.parents[2] / "dev").read_text()
     assert re.search(rf"^{variable}={package}@\d+\.\d+\.\d+$", dev, re.M) and "  web_libraries\n}" in dev
-    assert f"chalicelib/web/{file}" in (WEB.parent.parent / ".gitignore").read_text().splitlines()
+    assert f"chalicelib/edge/web/{file}" in (WEB.parents[2] / ".gitignore").read_text().splitlines()
     (line,) = (WEB / f"{package}.sha256").read_text().splitlines()
-    assert line.endswith(f"  chalicelib/web/{file}") and len(line.split()[0]) == 64
+    assert line.endswith(f"  chalicelib/edge/web/{file}") and len(line.split()[0]) == 64

@@ -22,7 +22,13 @@ MONGO_CALLS = {
     "create_index",
     "find_one_and_update",
 }
-STORES = {"photo_store.py", "people_store.py", "account_store.py", "lease_store.py"}
+# chalicelib's wings: what each may import of chalicelib (its own modules always). The domain's
+# modules stay flat in chalicelib/; records, errors and settings are the kernel every layer shares.
+KERNEL = {"chalicelib", "chalicelib.records", "chalicelib.errors", "chalicelib.settings"}
+WINGS = {
+    "chalicelib.shared": {"chalicelib"},  # the face image copies it alone: nothing else of ours
+    "chalicelib.stores": KERNEL | {"chalicelib.shared"},  # no domain module, no edge
+}
 
 
 def readme_map() -> dict[str, set[str]]:
@@ -87,13 +93,62 @@ def test_the_readme_map_is_the_code_map():
     assert not wrong, f"imports the README's layout map does not allow: {wrong}"
 
 
+def chalicelib_modules() -> dict[str, Path]:
+    """{dotted module name: path} of every module in chalicelib, its wings included."""
+    return {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in sorted((ROOT / "chalicelib").rglob("*.py"))
+    }
+
+
+def chalicelib_imports(path: Path) -> set[str]:
+    """The chalicelib modules ``path`` imports (``from chalicelib.x import y``: chalicelib.x)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "chalicelib":
+            assert node.level == 0, f"{path}: chalicelib's modules import each other by their full names"
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "chalicelib"}
+    return found
+
+
+SUBPACKAGES = {"chalicelib.edge", "chalicelib.ops", *WINGS}
+
+
+def wing_of(module: str) -> str:
+    """The subpackage holding ``module``, or chalicelib itself for the flat domain."""
+    return next((wing for wing in SUBPACKAGES if module == wing or module.startswith(wing + ".")), "chalicelib")
+
+
+def test_chalicelibs_wings_import_down_only():
+    """The shared package and the stores import only what their row allows; the edge imports no store;
+    nothing on a request path imports the operator commands."""
+    wrong = []
+    for module, path in chalicelib_modules().items():
+        wing = wing_of(module)
+        for imported in chalicelib_imports(path):
+            target = wing_of(imported)
+            if target == wing:
+                continue
+            allowed = WINGS.get(wing)  # the flat domain's modules by name, a wing as a whole
+            if allowed is not None and imported not in allowed and (target == "chalicelib" or target not in allowed):
+                wrong.append(f"{module} → {imported}")
+            if wing == "chalicelib.edge" and target == "chalicelib.stores":
+                wrong.append(f"{module} → {imported} (the edge imports no store)")
+            if target == "chalicelib.ops" and wing != "chalicelib.ops":
+                wrong.append(f"{module} → {imported} (operator code is run by hand, never imported)")
+    assert not wrong, wrong
+    assert {wing_of(m) for m in chalicelib_modules()} == {"chalicelib", *SUBPACKAGES}
+
+
 def test_mongodb_is_queried_in_the_stores_and_s3_called_in_storage_only():
     leaks = []
-    for path in sorted((ROOT / "chalicelib").glob("*.py")) + [ROOT / "app.py"]:
+    for module, path in [*chalicelib_modules().items(), ("app", ROOT / "app.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Attribute):
                 continue
-            if node.attr in MONGO_CALLS and path.name not in STORES:
+            if node.attr in MONGO_CALLS and wing_of(module) != "chalicelib.stores":
                 leaks.append(f"{path.name}:{node.lineno} .{node.attr}")
             if node.attr == "s3" and path.name not in ("object_storage.py", "services.py"):  # services: the wiring
                 leaks.append(f"{path.name}:{node.lineno} .s3")
@@ -101,12 +156,13 @@ def test_mongodb_is_queried_in_the_stores_and_s3_called_in_storage_only():
 
 
 def test_the_domain_says_what_went_wrong_and_only_the_edge_says_it_in_http():
-    from chalicelib import errors, http_errors
+    from chalicelib import errors
+    from chalicelib.edge import http_errors
 
     kinds = set(errors.DomainError.__subclasses__())
     assert kinds == set(http_errors.STATUS), "every kind of domain error has exactly one HTTP status, at the edge"
     assert len(set(http_errors.STATUS.values())) == len(kinds)
-    for path in sorted((ROOT / "chalicelib").glob("*.py")):
+    for path in chalicelib_modules().values():
         if path.name in ("http_errors.py", "face_client.py", "images.py"):
             continue  # the edge; the face endpoint's HTTP contract (its statuses) and its image errors
         for node in ast.walk(ast.parse(path.read_text())):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cold_start import lambda_like, run_python
-from chalicelib.api_docs import SWAGGER_FILES
+from chalicelib.edge.api_docs import SWAGGER_FILES
 from infrastructure import package_audit
 from infrastructure.lambda_runtime import TARGET
 from tests.conftest import ROOT
@@ -114,14 +114,15 @@ def test_zip_holds_everything_the_handlers_import(local_package, tmp_path):
     archive = local_package / "deployment.zip"
     with zipfile.ZipFile(archive) as opened:
         names = set(opened.namelist())
-    assert {"chalicelib/web/index.html", "chalicelib/web/app.js", "chalicelib/web/style.css"} <= names
-    assert {"chalicelib/openapi.yaml", "chalicelib/web/docs.html", "chalicelib/web/docs.js"} <= names
+    assert {"chalicelib/edge/web/index.html", "chalicelib/edge/web/app.js", "chalicelib/edge/web/style.css"} <= names
+    assert {"chalicelib/edge/openapi.yaml", "chalicelib/edge/web/docs.html", "chalicelib/edge/web/docs.js"} <= names
     if shutil.which("npm"):  # ./dev setup fetched Swagger UI, and chalice packages it
-        assert {f"chalicelib/web/{name}" for name in SWAGGER_FILES} <= names
+        assert {f"chalicelib/edge/web/{name}" for name in SWAGGER_FILES} <= names
     task, env = lambda_like(tmp_path, archive)  # the zip and the runtime's own libraries, nothing else
     code = (
-        "import app, chalicelib.services as s, chalicelib.photo_store, chalicelib.indexing, jwt, pymongo, numpy, "
-        "aws_lambda_powertools, PIL.Image, pillow_heif, requests; from chalicelib.images import HEIF_SUPPORTED; "
+        "import app, chalicelib.services as s, chalicelib.stores.photo_store, chalicelib.indexing, jwt, pymongo, "
+        "numpy, aws_lambda_powertools, PIL.Image, pillow_heif, requests; "
+        "from chalicelib.shared.images import HEIF_SUPPORTED; "
         "assert HEIF_SUPPORTED and app.authorizer is not None; print(sorted(app.app.routes))"
     )
     result = run_python(task, env, code)

@@ -7,9 +7,9 @@ import json
 import pytest
 
 import app as app_module
-from chalicelib.boxes import box_iou
-from chalicelib.people_store import PeopleStore
 from chalicelib.reindex import enqueue
+from chalicelib.shared.boxes import box_iou
+from chalicelib.stores.people_store import PeopleStore
 from local_stack.aws import client
 from local_stack.pump import EventPump
 from tests.conftest import stored_face
@@ -70,7 +70,7 @@ def test_the_algorithm_never_overrides_the_user(stores):
 def test_a_merge_is_undone_once_only_while_it_is_recent(stores):
     from datetime import timedelta
 
-    from chalicelib.photo_store import now_ms
+    from chalicelib.stores.photo_store import now_ms
 
     photos, people = stores
     pid = "e" * 32

@@ -61,7 +61,7 @@ def test_pip_builds_a_wheel_with_the_memstudio_command(tmp_path):
         names = archive.namelist()
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "memstudio = memstudio.__main__:main" in entry_points
-    assert "chalicelib/atlas_vector_index.json" in names and "gpu_endpoint/bundle.py" in names
+    assert "chalicelib/ops/atlas_vector_index.json" in names and "gpu_endpoint/bundle.py" in names
     assert not any(n.startswith("tests/") for n in names)
 
 

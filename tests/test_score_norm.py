@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from chalicelib.score_norm import QueryExpansion, as_norm, cohort_stats
+from chalicelib.shared.score_norm import QueryExpansion, as_norm, cohort_stats
 
 
 def unit(rows):

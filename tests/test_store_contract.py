@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from chalicelib.mongo_connection import open_database
-from chalicelib.photo_store import PhotoStore, now_ms
 from chalicelib.settings import Settings
+from chalicelib.stores.mongo_connection import open_database
+from chalicelib.stores.photo_store import PhotoStore, now_ms
 
 BACKENDS = ["memory", "embedded", "mongodb"]
 

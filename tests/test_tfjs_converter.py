@@ -38,7 +38,7 @@ def tfjs(model_json: Path, output: str, nhwc: np.ndarray, tmp_path: Path) -> np.
 @pytest.mark.factory
 @needs_facedata
 def test_faceres_matches_tensorflow_js_on_real_faces(engine, tmp_path):
-    from chalicelib.images import decode_image
+    from chalicelib.shared.images import decode_image
     from gpu_endpoint.factory.facedata import labelled_photos
 
     model_json = faceres.model_files(ROOT / ".cache" / "models")["package/models/faceres.json"]

@@ -216,7 +216,7 @@ def _check_report(document, run_dir: Path):
 
 
 def test_fine_tune_exports_a_bundle_the_endpoint_serves(tiny_data, bundle_dir, cache_dir, tmp_path):
-    from chalicelib.images import decode_image
+    from chalicelib.shared.images import decode_image
     from gpu_endpoint.engine import FaceEngine
     from training.__main__ import main
     from training.models import Calibrated
@@ -334,7 +334,7 @@ def dlib_run(tiny_data, bundle_dir, cache_dir, tmp_path_factory):
 def test_a_fine_tuned_embedder_is_fused_with_faceres_by_the_bundle_factory(tiny_data, bundle_dir, dlib_run, tmp_path):
     """``build_bundle --dlib-from RUN/bundle``: the fine-tuned graph replaces stock dlib as the first
     part, faceres stays, and the fused bundle is calibrated (thresholds, cohort) on the facedata."""
-    from chalicelib.images import decode_image
+    from chalicelib.shared.images import decode_image
     from gpu_endpoint.bundle import sha256
     from gpu_endpoint.engine import FaceEngine
     from gpu_endpoint.factory.build_bundle import build
@@ -367,7 +367,7 @@ def test_a_fine_tuned_faceres_takes_the_place_of_stock_faceres_in_the_fusion(
 ):
     """``--set model=faceres``: chips aligned like the base bundle's faceres part, an exported
     faceres bundle, and ``build_bundle --dlib-from … --faceres-from …`` serving both fine-tuned graphs."""
-    from chalicelib.images import decode_image
+    from chalicelib.shared.images import decode_image
     from gpu_endpoint.bundle import sha256
     from gpu_endpoint.engine import FaceEngine
     from gpu_endpoint.factory.build_bundle import build

@@ -4,10 +4,16 @@ import numpy as np
 import pytest
 
 from chalicelib.face_search import MAX_HITS
-from chalicelib.mongo_connection import open_database
-from chalicelib.photo_store import ATLAS_INDEX_NAME, ATLAS_MAX_CANDIDATES, PhotoStore, atlas_pipeline, binary_to_vector
 from chalicelib.settings import Settings
-from chalicelib.vector_index import AtlasIndex, ExactIndex
+from chalicelib.stores.mongo_connection import open_database
+from chalicelib.stores.photo_store import (
+    ATLAS_INDEX_NAME,
+    ATLAS_MAX_CANDIDATES,
+    PhotoStore,
+    atlas_pipeline,
+    binary_to_vector,
+)
+from chalicelib.stores.vector_index import AtlasIndex, ExactIndex
 from tests.conftest import stored_face
 
 
@@ -83,7 +89,7 @@ def test_atlas_pipeline_filters_by_owner_and_version_with_enough_candidates():
 
 
 def test_atlas_index_definition_takes_the_bundles_dimension():
-    from chalicelib.atlas_setup import vector_index_spec
+    from chalicelib.ops.atlas_setup import vector_index_spec
 
     spec = vector_index_spec(1153)
     fields = {f["path"]: f for f in spec["definition"]["fields"]}
@@ -114,7 +120,7 @@ class SearchIndexes:
 
 
 def test_the_vector_index_is_made_with_the_bundles_dimension_and_refuses_another():
-    from chalicelib.atlas_setup import DimensionMismatch, ensure_vector_index, indexed_dimensions
+    from chalicelib.ops.atlas_setup import DimensionMismatch, ensure_vector_index, indexed_dimensions
 
     faces = SearchIndexes()
     assert indexed_dimensions(faces) is None
@@ -133,7 +139,7 @@ def test_the_rollout_refuses_a_bundle_the_index_cannot_take(monkeypatch):
     )
     monkeypatch.setenv("STORE_BACKEND", "mongodb")
     monkeypatch.setenv("MONGODB_URI", "mongodb://atlas.invalid")
-    monkeypatch.setattr("chalicelib.mongo_connection.open_database", lambda settings, uri: {"faces": faces})
+    monkeypatch.setattr("chalicelib.stores.mongo_connection.open_database", lambda settings, uri: {"faces": faces})
     assert deploy.index_refusal(1153) is None
     assert "takes 1153-d vectors and this bundle makes 512-d" in deploy.index_refusal(512)
     monkeypatch.setenv("STORE_BACKEND", "embedded")
@@ -141,7 +147,7 @@ def test_the_rollout_refuses_a_bundle_the_index_cannot_take(monkeypatch):
 
 
 def test_exact_search_with_cohort_normalisation_ranks_and_cuts_by_the_normalised_score(photo_store):
-    from chalicelib.score_norm import KeyNormalisation, as_norm
+    from chalicelib.shared.score_norm import KeyNormalisation, as_norm
 
     rng = np.random.default_rng(2)
     vectors = unit(rng.standard_normal((30, 8)))
@@ -166,7 +172,7 @@ def test_exact_search_with_cohort_normalisation_ranks_and_cuts_by_the_normalised
 
 
 def test_atlas_candidates_are_rescored_with_the_cohort(monkeypatch):
-    from chalicelib.score_norm import KeyNormalisation
+    from chalicelib.shared.score_norm import KeyNormalisation
 
     rows = [
         {"face_id": "a", "photo_id": "pa", "score": 0.9, "cohort_mean": 0.7, "cohort_std": 0.05},  # cos 0.8
@@ -199,7 +205,7 @@ def test_both_engines_expand_a_query_alike(photo_store):
     """Exact scan and Atlas (its $vectorSearch played from the same store, its vectors fetched
     from it) admit the same faces through query expansion, and expansion admits a face the key
     alone does not: the person's other photo, not the stranger as close to the key."""
-    from chalicelib.score_norm import KeyNormalisation, QueryExpansion
+    from chalicelib.shared.score_norm import KeyNormalisation, QueryExpansion
 
     key = unit(np.array([[1, 0, 0, 0]], np.float32))[0]
     person = unit(np.array([[1, 0.3, 0, 0], [1, 0.3, 0.05, 0], [1, 0.9, 0, 0]], np.float32))
@@ -258,7 +264,7 @@ def clustered(rng, people: int, faces: int, dim: int, spread: float = 0.35):
 
 
 def test_the_low_rank_bound_keeps_every_face_above_the_floor_and_prunes_the_rest():
-    from chalicelib.low_rank_bound import LowRankBound
+    from chalicelib.stores.low_rank_bound import LowRankBound
 
     rng = np.random.default_rng(5)
     vectors = clustered(rng, 40, 3000, 96).astype(np.float32)
@@ -280,9 +286,9 @@ def test_the_low_rank_bound_keeps_every_face_above_the_floor_and_prunes_the_rest
 
 
 def test_exact_search_with_the_bound_returns_what_the_full_scan_does(photo_store):
-    from chalicelib.low_rank_bound import LowRankBound
-    from chalicelib.score_norm import KeyNormalisation, QueryExpansion
-    from chalicelib.vector_index import _rows_to_score
+    from chalicelib.shared.score_norm import KeyNormalisation, QueryExpansion
+    from chalicelib.stores.low_rank_bound import LowRankBound
+    from chalicelib.stores.vector_index import _rows_to_score
 
     rng = np.random.default_rng(6)
     vectors = clustered(rng, 12, 400, 300)

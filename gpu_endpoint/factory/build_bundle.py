@@ -349,9 +349,9 @@ def build(
         "expansion": expansion
         and {
             **expansion,
-            "method": "chalicelib.score_norm.QueryExpansion: the key's confident matches vote; fitted on two folds "
-            "of the calibration identities, each judged against the other's cohort: the best worse-fold F1 among "
-            "the grid points that cost neither fold more than "
+            "method": "chalicelib.shared.score_norm.QueryExpansion: the key's confident matches vote; "
+            "fitted on two folds of the calibration identities, each judged against the other's cohort: "
+            "the best worse-fold F1 among the grid points that cost neither fold more than "
             f"{calibration.EXPANSION_PRECISION_SLACK} precision, if it beats no expansion",
         },
         "cohort": {

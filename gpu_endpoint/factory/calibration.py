@@ -186,7 +186,7 @@ def fit_normalised_search(
     min_photos: int = 3,
     sources: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Search with cohort normalisation (``chalicelib.score_norm``), fitted on calibration faces:
+    """Search with cohort normalisation (``chalicelib.shared.score_norm``), fitted on calibration faces:
     the faces (those in ``cohort_mask``, default all) are the cohort (each face's own person left
     out of it), every face of an
     identity with ``min_photos`` or more is a key over all the others, and a result must pass
@@ -196,7 +196,7 @@ def fit_normalised_search(
     With ``sources`` (each face's), the F1 is averaged per source first, each source with
     ``MIN_SOURCE_KEYS`` keys or more weighing the same (the served fit weighs every key the same,
     so the largest source decides; ``benchmarks.decision_fits`` compares the two)."""
-    from chalicelib.score_norm import as_norm, cohort_stats
+    from chalicelib.shared.score_norm import as_norm, cohort_stats
 
     embeddings = np.asarray(embeddings, np.float32)
     labels = np.asarray(labels)
@@ -243,7 +243,7 @@ def fold_albums(vectors: np.ndarray, identities: np.ndarray, cohort_mask: np.nda
     other fold's faces (those in ``cohort_mask``), as a user's album is: its people are never in the
     bundle's cohort. With the album's own people in the cohort (even each face's own person left out,
     its look-alikes stay), strangers score too low. Per fold: (members mask, cohort mean, std)."""
-    from chalicelib.score_norm import cohort_stats
+    from chalicelib.shared.score_norm import cohort_stats
 
     names = sorted(set(identities.tolist()))
     fold = np.isin(identities, names[::2])
@@ -264,13 +264,13 @@ def fit_query_expansion(
     threshold: float,
     min_photos: int = 3,
 ) -> dict:
-    """Query expansion (``chalicelib.score_norm.QueryExpansion``) on top of the fitted normalised
+    """Query expansion (``chalicelib.shared.score_norm.QueryExpansion``) on top of the fitted normalised
     search, on the two ``fold_albums`` (every face of an identity with ``min_photos`` or more a key
     over the rest of its fold): the grid point with the best worse-fold mean F1 among those that
     cost neither fold more than ``EXPANSION_PRECISION_SLACK`` of its precision without expansion
     (expansion trades precision for recall; the product's complaint was strangers in the results),
     if it beats no expansion; else None. Returns the settings and both folds' scores with and without."""
-    from chalicelib.score_norm import EXPANSION_POOL, QueryExpansion, as_norm, best_candidates
+    from chalicelib.shared.score_norm import EXPANSION_POOL, QueryExpansion, as_norm, best_candidates
 
     embeddings = np.asarray(embeddings, np.float32)
     labels = np.asarray(labels)

@@ -11,7 +11,7 @@ inference AMI), then creates the endpoint or updates it in place (SageMaker's bl
 with deployment guardrails), waits for it, and sets target tracking autoscaling on invocations
 per instance. Before anything is published, ``deploy`` refuses a bundle whose embedding dimension
 the Atlas vector index does not take (with the stage's store settings in the environment, as for
-``chalicelib.atlas_setup``; ``--skip-index-check`` where there is no Atlas, as against moto).
+``chalicelib.ops.atlas_setup``; ``--skip-index-check`` where there is no Atlas, as against moto).
 """
 
 from __future__ import annotations
@@ -215,12 +215,12 @@ def _exists(describe, **name) -> bool:
 
 def index_refusal(bundle_dimensions: int) -> str | None:
     """Why the stage's Atlas vector index cannot take this bundle's vectors; None when it can (or
-    there is no index yet: ``chalicelib.atlas_setup`` makes it with this dimension)."""
+    there is no index yet: ``chalicelib.ops.atlas_setup`` makes it with this dimension)."""
     import boto3 as aws
 
-    from chalicelib.atlas_setup import indexed_dimensions
-    from chalicelib.mongo_connection import AtlasUri, open_database
+    from chalicelib.ops.atlas_setup import indexed_dimensions
     from chalicelib.settings import Settings
+    from chalicelib.stores.mongo_connection import AtlasUri, open_database
 
     settings = Settings.from_env()
     if settings.store_backend != "mongodb":

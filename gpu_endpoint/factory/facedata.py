@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chalicelib.boxes import box_iou as iou
+from chalicelib.shared.boxes import box_iou as iou
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "facedata"  # ../shared beside the checkout
 DETECTIONS_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "detections"
@@ -120,7 +120,7 @@ def largest_face(engine, path: Path):
 
 def decode(path: Path):
     """The photo as the product decodes it, or None where it cannot be decoded."""
-    from chalicelib.images import ImageError, decode_image
+    from chalicelib.shared.images import ImageError, decode_image
 
     try:
         return decode_image(path.read_bytes()).image

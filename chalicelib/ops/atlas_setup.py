@@ -1,7 +1,9 @@
 """Create the store's indexes and create (or update) the Atlas Vector Search index the cloud search
 uses: a deploy step, so that no Lambda cold start spends time on them.
 
-    MONGODB_URI=... python -m chalicelib.atlas_setup --dimensions 1153   (or MONGODB_SECRET_ID=... with AWS credentials)
+    MONGODB_URI=... python -m chalicelib.ops.atlas_setup --dimensions 1153
+
+(or MONGODB_SECRET_ID=... with AWS credentials instead of MONGODB_URI)
 
 The vector index's dimension is the served bundle's (``python -m gpu_endpoint.factory.deploy
 dimensions``). An index already holding another dimension is refused, not rewritten: Atlas skips
@@ -65,10 +67,10 @@ def ensure_vector_index(faces_collection, dimensions: int) -> str:
 def main(argv: list | None = None) -> int:
     import boto3
 
-    from .mongo_connection import AtlasUri, open_database
-    from .people_store import PeopleStore
-    from .photo_store import PhotoStore
-    from .settings import Settings
+    from chalicelib.settings import Settings
+    from chalicelib.stores.mongo_connection import AtlasUri, open_database
+    from chalicelib.stores.people_store import PeopleStore
+    from chalicelib.stores.photo_store import PhotoStore
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dimensions", type=int, required=True, help="the served bundle's embedding dimension")

@@ -1,4 +1,4 @@
-"""The static web client (chalicelib/web/), served by the API itself: one deployable, same
+"""The static web client (chalicelib/edge/web/), served by the API itself: one deployable, same
 origin as the API, so the only cross-origin calls are to Cognito and to S3."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from pathlib import Path
 
 from chalice import Response
 
-from .errors import NotFound
-from .media_types import BY_EXTENSION, MEDIA_TYPES
-from .settings import Settings
+from chalicelib.errors import NotFound
+from chalicelib.settings import Settings
+from chalicelib.shared.media_types import BY_EXTENSION, MEDIA_TYPES
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 TYPES = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .photo_store import insert_if_absent, now_ms, utc
+from chalicelib.stores.photo_store import insert_if_absent, now_ms, utc
 
 
 class AccountStore:

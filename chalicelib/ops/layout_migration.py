@@ -1,9 +1,9 @@
 """Moving a bucket of the first key layout (``users/{sub}/{kind}/{id}``) to ``{kind}/{sub}/{id}``.
 
 Run once per stage, after the resources stack (whose notification now covers ``photos/`` only) and
-the functions are deployed, with the stage's environment (as for ``chalicelib.atlas_setup``)::
+the functions are deployed, with the stage's environment (as for ``chalicelib.ops.atlas_setup``)::
 
-    python -m chalicelib.layout_migration
+    python -m chalicelib.ops.layout_migration
 
 Per legacy object of a photo with a record: the record is pointed at the new key first, then the
 object is copied there, then the legacy object is deleted. The copy's notification reaches the
@@ -20,8 +20,8 @@ import re
 import sys
 from collections import Counter
 
-from .object_storage import KEYS, PHOTOS, ObjectStorage
-from .photo_store import PhotoStore
+from chalicelib.stores.object_storage import KEYS, PHOTOS, ObjectStorage
+from chalicelib.stores.photo_store import PhotoStore
 
 LEGACY_PREFIX = "users/"
 _LEGACY_KEY = re.compile(
@@ -75,7 +75,7 @@ def migrate(object_storage: ObjectStorage, photo_store: PhotoStore) -> Counter:
 
 
 def main() -> int:
-    from .services import Services
+    from chalicelib.services import Services
 
     services = Services()
     try:

@@ -3,7 +3,7 @@ leaves as (``{"error", "message"}``)."""
 
 from __future__ import annotations
 
-from . import errors
+from chalicelib import errors
 
 STATUS: dict[type[errors.DomainError], int] = {
     errors.Invalid: 400,

@@ -8,7 +8,7 @@ import binascii
 import json
 from datetime import datetime
 
-from .errors import Invalid
+from chalicelib.errors import Invalid
 
 
 def int_in_range(raw, name: str, default: int, low: int, high: int, *, from_query: bool = False) -> int:

@@ -11,7 +11,7 @@ approximated: every face with cosine ≥ the floor is kept (a small margin cover
 How much it saves depends on how concentrated the vectors are (face embeddings are: a few hundred
 directions hold most of their energy) and on how many faces pass the floor. The bounds also bound
 each face's normalised score (it grows with the cosine), which lets search score exactly only the
-faces that could pass (``chalicelib.vector_index``); that is what prunes a search without a cosine
+faces that could pass (``chalicelib.stores.vector_index``); that is what prunes a search without a cosine
 floor (people grouping's k nearest neighbours).
 """
 

@@ -8,10 +8,10 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from .errors import Invalid, TooLarge, UnsupportedType
-from .face_client import MAX_INLINE_BYTES  # a key sent inside the request goes on to the endpoint inline
-from .media_types import SUPPORTED
-from .params import decode_cursor, encode_cursor, int_in_range
+from chalicelib.edge.params import decode_cursor, encode_cursor, int_in_range
+from chalicelib.errors import Invalid, TooLarge, UnsupportedType
+from chalicelib.face_client import MAX_INLINE_BYTES  # a key sent inside the request goes on to the endpoint inline
+from chalicelib.shared.media_types import SUPPORTED
 
 MAX_FILENAME = 255
 MAX_NAME = 100  # a person's name

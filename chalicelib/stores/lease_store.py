@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from pymongo.errors import DuplicateKeyError
 
-from .photo_store import now_ms
+from chalicelib.stores.photo_store import now_ms
 
 
 class LeaseStore:

@@ -2,7 +2,7 @@
 Atlas ``$vectorSearch`` (cloud).  Both return (face_id, photo_id, cosine similarity, score),
 best first, only from the caller's faces of the key's bundle version, with cosine ≥ the
 threshold. With a ``KeyNormalisation`` the score is the cohort-normalised one
-(``chalicelib.score_norm``), results must also pass its threshold (or its query expansion's)
+(``chalicelib.shared.score_norm``), results must also pass its threshold (or its query expansion's)
 and are ranked by it; without one the score is the cosine."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Protocol
 
 import numpy as np
 
-from .low_rank_bound import LowRankBound, gathered_dot
-from .photo_store import PhotoStore
-from .score_norm import KeyNormalisation
+from chalicelib.shared.score_norm import KeyNormalisation
+from chalicelib.stores.low_rank_bound import LowRankBound, gathered_dot
+from chalicelib.stores.photo_store import PhotoStore
 
 Hit = tuple[str, str, float, float]
 
@@ -34,7 +34,7 @@ class VectorIndex(Protocol):
 
 
 # From this many faces of one user on, search pre-filters with a low-rank bound
-# (``chalicelib.low_rank_bound``); below it a full scan takes ≤ 11 ms (search_speed_warm.json).
+# (``chalicelib.stores.low_rank_bound``); below it a full scan takes ≤ 11 ms (search_speed_warm.json).
 BOUND_MIN_FACES = 200_000
 
 

@@ -4,7 +4,7 @@ Kind first, so that the bucket notification (S3 filters by key prefix and suffix
 for album photos alone (``photos/``), not for the indexer's thumbnails or for search keys.
 Keys are built only from the verified ``sub`` and server-generated ids, so no request can name
 another user's object. Buckets of the first layout (``users/{sub}/{kind}/``) are moved by
-``python -m chalicelib.layout_migration`` (docs/deploy.md).
+``python -m chalicelib.ops.layout_migration`` (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
-from .errors import Unavailable
-from .media_types import extension
+from chalicelib.errors import Unavailable
+from chalicelib.shared.media_types import extension
 
 PHOTOS, THUMBS, PREVIEWS, KEYS = "photos", "thumbs", "previews", "keys"
 KINDS = (PHOTOS, THUMBS, PREVIEWS, KEYS)  # the users' top-level prefixes; only PHOTOS is notified

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from chalice import Response
 
-from .errors import Unavailable
+from chalicelib.errors import Unavailable
 
 SPEC_PATH = Path(__file__).resolve().parent / "openapi.yaml"
 WEB_DIR = Path(__file__).resolve().parent / "web"

@@ -20,7 +20,7 @@ from bson.binary import Binary, BinaryVectorDtype
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from .records import DetectedFace, Face, Photo
+from chalicelib.records import DetectedFace, Face, Photo
 
 _NO_ID = {"_id": 0}
 Position = tuple[datetime, str]  # a row's place in a page order: (its time, its photo_id)

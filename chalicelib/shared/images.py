@@ -16,7 +16,7 @@ from datetime import datetime
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from .isolation import ChildFailed, run_isolated
+from chalicelib.shared.isolation import ChildFailed, run_isolated
 
 try:  # HEIC/HEIF, as phones send them
     from pillow_heif import register_heif_opener

@@ -16,9 +16,9 @@ from typing import cast
 
 from pymongo import ASCENDING, DESCENDING
 
-from .boxes import box_iou
-from .photo_store import binary_to_vector, now_ms
-from .records import Face, Person
+from chalicelib.records import Face, Person
+from chalicelib.shared.boxes import box_iou
+from chalicelib.stores.photo_store import binary_to_vector, now_ms
 
 _NO_ID = {"_id": 0}
 USER, AUTO = "user", "auto"

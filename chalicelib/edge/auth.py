@@ -15,25 +15,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 import jwt
 from jwt import PyJWKClient
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
 
-from .errors import NotAuthenticated, Unavailable
+from chalicelib.errors import NotAuthenticated, Unavailable
+from chalicelib.records import User
 
 # Cognito subs are UUIDs; anything else must never become part of an S3 key.
 _SUB_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,128}$")
-
-
-@dataclass(frozen=True)
-class User:
-    sub: str
-    username: str | None = None
-    email: str | None = None
-    issued_at: int = 0  # the token's ``iat`` (whole seconds since the epoch)
 
 
 def bearer_token(headers: Mapping[str, str]) -> str:
