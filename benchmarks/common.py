@@ -21,7 +21,7 @@ def cpu_engine(bundle=None):
 
     from gpu_endpoint.bundle import DEFAULT_DIR
     from gpu_endpoint.engine import FaceEngine
-    from gpu_endpoint.factory.facedata import facedata_root
+    from model_factory.facedata import facedata_root
 
     root = facedata_root()
     if root is None:

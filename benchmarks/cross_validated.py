@@ -7,9 +7,9 @@ all fitted on the served bundle's held-out identities), the same pipeline is jud
 half, so every identity is held out once. What this measures is the pipeline, not the served bundle:
 
     export FACEDATA_SPLIT=swapped
-    .venv/bin/python -m gpu_endpoint.factory.build_bundle --out .cache/swap/bundle-stock
+    .venv/bin/python -m model_factory.build_bundle --out .cache/swap/bundle-stock
     ./dev train fine-tune --data ../shared/facedata --run-dir .cache/swap/fine-tune --bundle .cache/swap/bundle-stock
-    .venv/bin/python -m gpu_endpoint.factory.build_bundle --dlib-from .cache/swap/fine-tune/bundle --flip \\
+    .venv/bin/python -m model_factory.build_bundle --dlib-from .cache/swap/fine-tune/bundle --flip \\
         --out .cache/swap/bundle
     unset FACEDATA_SPLIT
     .venv/bin/python -m benchmarks.cross_validated --swapped .cache/swap/bundle
@@ -36,13 +36,13 @@ import numpy as np
 from benchmarks.common import cpu_engine, write_results
 from benchmarks.search_quality import EAST_ASIAN, Album, cached_album, normalised_levers
 from gpu_endpoint.engine import FaceEngine
-from gpu_endpoint.factory import calibration
-from gpu_endpoint.factory.facedata import SWAPPED, identity_split
+from model_factory import calibration
+from model_factory.facedata import SWAPPED, identity_split
 
 
 def held_out_rows(engine: FaceEngine, album: Album) -> list[dict]:
     """The served decisions' rows of the keys the bundle did not fit on, with their source."""
-    swapped = engine.manifest.document.get("facedata_split") == SWAPPED
+    swapped = engine.manifest.fitted_on_swapped_split
     splits = np.array([identity_split(i, swapped) for i in album.identities])
     album = Album(album.vectors, album.groups, album.sources, album.identities, splits, album.stats, album.group_stats)
     keys = np.nonzero(album.is_key)[0]

@@ -30,8 +30,8 @@ from benchmarks.common import cpu_engine, write_results
 from benchmarks.search_quality import Album, cached_album, normalised_levers, slices
 from chalicelib.shared.score_norm import cohort_stats
 from gpu_endpoint.engine import fuse
-from gpu_endpoint.factory import calibration
-from gpu_endpoint.factory.build_bundle import COHORT_SOURCES
+from model_factory import calibration
+from model_factory.build_bundle import COHORT_SOURCES
 
 DLIB_WEIGHTS = (0.3, 0.4, 0.6, 0.7)
 HELD_OUT = (

@@ -34,7 +34,7 @@ def worker(bundle: str, facedata: str, repeat: int, quality: bool) -> dict:
     from PIL import Image
 
     from gpu_endpoint.engine import FaceEngine
-    from gpu_endpoint.factory.facedata import ground_truth_boxes, labelled_photos, match_detections
+    from model_factory.facedata import ground_truth_boxes, labelled_photos, match_detections
 
     engine = FaceEngine(bundle, providers=["CPUExecutionProvider"])
     root = Path(facedata)
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     from benchmarks.common import write_results
     from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
-    from gpu_endpoint.factory.facedata import facedata_root
+    from model_factory.facedata import facedata_root
 
     facedata = args.facedata or facedata_root()
     if facedata is None or not args.before:

@@ -31,10 +31,10 @@ from PIL import Image
 
 from benchmarks.common import cpu_engine, write_results
 from gpu_endpoint.bundle import DEFAULT_DIR
-from gpu_endpoint.factory.facedata import labelled_photos
 from gpu_endpoint.serve import default_workers
 from local_stack.aws import free_port
 from local_stack.endpoint import EndpointProcess
+from model_factory.facedata import labelled_photos
 
 
 def median_ms(fn, repeat: int) -> float:

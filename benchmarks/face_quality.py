@@ -9,7 +9,7 @@ import sys
 
 from benchmarks.common import cpu_engine, write_results
 from chalicelib.shared.images import decode_image
-from gpu_endpoint.factory.facedata import ground_truth_boxes, match_detections
+from model_factory.facedata import ground_truth_boxes, match_detections
 
 
 def main() -> int:
@@ -28,7 +28,7 @@ def main() -> int:
     results = {
         "bundle": engine.version,
         "detection_dlib_ground_truth": {"totals": totals, "photos": per_photo},
-        "calibration": engine.manifest.document["calibration"],
+        "calibration": engine.manifest.calibration,
     }
     write_results("face_quality.json", results)
     return 0

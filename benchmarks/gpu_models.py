@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gpu_endpoint.factory.facemodels.mtcnn import load_stage  # noqa: E402
-from training.dlib_resnet import DlibResNet  # noqa: E402
+from model_factory.facemodels.mtcnn import load_stage  # noqa: E402
+from training.dlib_torch import DlibResNet  # noqa: E402
 
 
 def timed(fn, repeat: int) -> float:

@@ -37,10 +37,10 @@ from chalicelib.services import Services
 from chalicelib.settings import Settings
 from gpu_endpoint.bundle import DEFAULT_DIR
 from gpu_endpoint.engine import FaceEngine
-from gpu_endpoint.factory.facedata import facedata_root, labelled_photos
 from gpu_endpoint.server import create_app
 from local_stack.aws import client, create_confirmed_user, free_port, provision, sign_in
 from local_stack.pump import EventPump
+from model_factory.facedata import facedata_root, labelled_photos
 
 
 def serve(wsgi_app) -> str:

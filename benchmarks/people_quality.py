@@ -5,7 +5,7 @@ true identities, and people holding two faces of one photo (must be 0).
 The album is one user's: every labelled photo of the **held-out** identities of every source
 (its largest face), plus every face of the group photos as unlabelled distractors (their faces
 share photos, so the cannot-link rule is exercised). The parameters were fitted by the bundle
-builder on the calibration identities only (``gpu_endpoint.factory.calibration.fit_grouping``); the best
+builder on the calibration identities only (``model_factory.calibration.fit_grouping``); the best
 grid point of each linkage is evaluated here too, to show why the default won. Slices: East-Asian
 (kpop, asian_faces, casia_v5) first, then the rest, then all.
 
@@ -27,7 +27,7 @@ import numpy as np
 from benchmarks.common import cpu_engine, write_results
 from benchmarks.search_quality import EAST_ASIAN, Album, cached_album
 from chalicelib.grouping import GroupingParams, agglomerate, knn_edges
-from gpu_endpoint.factory.calibration import grouping_scores
+from model_factory.calibration import grouping_scores
 
 
 def holdout_album(album: Album):
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     if loaded is None:
         return 1
     root, engine = loaded
-    fitted = engine.manifest.document.get("grouping")
+    fitted = engine.manifest.grouping_report
     if not fitted:
         print("this bundle has no grouping calibration: rebuild it (./dev setup)", file=sys.stderr)
         return 1

@@ -18,7 +18,7 @@ Levers, each a column:
 - ``served``: what search does: ``normalised`` plus the bundle's query expansion
   (``chalicelib.shared.score_norm.QueryExpansion``), when it has one.
 The cohort, ``top_n``, floors and thresholds are all fitted on the calibration identities only
-(``gpu_endpoint.factory.calibration``); held-out faces are never in a cohort. Slices: held-out East-Asian
+(``model_factory.calibration``); held-out faces are never in a cohort. Slices: held-out East-Asian
 first (kpop, asian_faces, casia_v5), then the rest.
 """
 
@@ -36,9 +36,9 @@ from benchmarks.common import cpu_engine, write_results
 from chalicelib.grouping import GroupingParams, agglomerate, knn_edges, normalised_pair_scores
 from chalicelib.shared.images import ImageError, decode_image
 from chalicelib.shared.score_norm import QueryExpansion, as_norm, cohort_stats
-from gpu_endpoint.factory import calibration
-from gpu_endpoint.factory.build_bundle import COHORT_SOURCES
-from gpu_endpoint.factory.facedata import group_photos, labelled_photos
+from model_factory import calibration
+from model_factory.build_bundle import COHORT_SOURCES
+from model_factory.facedata import group_photos, labelled_photos
 
 EAST_ASIAN = ("kpop", "asian_faces", "casia_v5")
 CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "benchmarks"

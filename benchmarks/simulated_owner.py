@@ -39,8 +39,8 @@ import numpy as np
 from benchmarks.common import cpu_engine, write_results
 from benchmarks.search_quality import EAST_ASIAN, Album, album_people, cached_album, expanded, search_rows, summarise
 from chalicelib.grouping import GroupingParams, normalised_pair_scores
-from gpu_endpoint.factory import calibration
-from gpu_endpoint.factory.build_bundle import COHORT_SOURCES
+from model_factory import calibration
+from model_factory.build_bundle import COHORT_SOURCES
 
 ANSWERS = (0, 5, 10, 20)
 ORDERS = ("members_first", "candidates_first", "alternate")

@@ -28,7 +28,7 @@ PACKED = ROOT / ".devcarry" / "chips-jpeg.npz"
 
 def pack(out: Path = PACKED) -> Path:
     from gpu_endpoint.bundle import DEFAULT_DIR
-    from gpu_endpoint.factory.facedata import facedata_root
+    from model_factory.facedata import facedata_root
     from training.config import TrainConfig
     from training.pipeline import DEFAULT_CACHE, load_chips
 

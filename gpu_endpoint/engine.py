@@ -152,7 +152,14 @@ class FaceEngine:
                 str(self.manifest.path(self.bundle_dir, name)), options, providers=self.providers
             )
 
-        self.detector = MTCNN(session("pnet"), session("rnet"), session("onet"))
+        detector = self.manifest.detector
+        self.detector = MTCNN(
+            session("pnet"),
+            session("rnet"),
+            session("onet"),
+            thresholds=tuple(detector["thresholds"]),
+            factor=detector["pyramid_factor"],
+        )
         self.parts = [
             EmbedderPart(
                 p["name"],

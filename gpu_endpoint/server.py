@@ -27,6 +27,9 @@ import base64
 import binascii
 import logging
 import os
+import time
+from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from flask import Flask, jsonify, request
@@ -167,68 +170,102 @@ def create_app(
 
     @app.post("/invocations")
     def invocations():
+        timer = _Timer()
         engine_ = get_engine()
-        content_type = (request.mimetype or "").lower()
-        if content_type == "application/json":
-            try:
-                body = request.get_json(silent=True)
-            except RecursionError:  # nesting deeper than the parser goes
-                body = None
-            if not isinstance(body, dict) or not isinstance(body.get("images"), list):
-                raise BadRequest('body must be {"images": [{"id", "b64" | "s3_uri"}, ...]}')
-            if not body["images"]:  # which bundle is served: nothing to decode or detect
-                return _answer(engine_, [])
-            if len(body["images"]) > MAX_IMAGES:
-                raise BadRequest(f"at most {MAX_IMAGES} images per request", 413, "too_many_images")
-            max_faces = _int_option(body, "max_faces", 50, 1, 500)
-            min_face = _int_option(body, "min_face_size", 20, 12, 1000)
-            max_pixels = _int_option(body, "max_pixels", MAX_PIXELS, 1, MAX_PIXELS)
-            ids = [_item_id(i, item) for i, item in enumerate(body["images"])]
-            if len(set(ids)) != len(ids):
-                raise BadRequest("each image needs its own id", 400, "duplicate_image_id")
-            budget = _PixelBudget(MAX_REQUEST_PIXELS)
-            if not isinstance(body.get("detect", True), bool):
-                raise BadRequest("detect must be true or false")
-            detect, images = body.get("detect", True), body["images"]
-            items = [_load_item(ident, item, s3, max_pixels, budget) for ident, item in zip(ids, images)]
-        elif content_type in SUPPORTED or content_type.startswith("image/"):
-            if content_type not in SUPPORTED:
-                raise BadRequest(f"{content_type} is not supported", 415, "unsupported_media_type")
-            max_faces, min_face, detect = 50, 20, True
-            decoded = decode_image(request.get_data())  # raises: the request's own status
-            items, images = [("0", decoded, None)], [{}]
-        else:
-            raise BadRequest(
-                f"send an image or application/json, not {content_type or 'nothing'}", 415, "unsupported_media_type"
-            )
-        loaded = [(d, item) for (_, d, err), item in zip(items, images) if err is None]
+        invocation = Invocation.parse(request, s3)
+        timer.lap("decode")
+        loaded = [(d, boxes) for _, d, boxes, err in invocation.items if err is None]
         found = iter(
             engine_.analyze(
                 [d.image for d, _ in loaded],
-                min_face,
-                max_faces,
-                boxes=[item.get("boxes") if isinstance(item, dict) else None for _, item in loaded],
-                detect=detect,
+                invocation.min_face,
+                invocation.max_faces,
+                boxes=[boxes for _, boxes in loaded],
+                detect=invocation.detect,
             )
+            if loaded  # {"images": []} asks which bundle is served: nothing to detect
+            else ()
         )
-        results = []  # by position: the engine answers the decoded images in order
-        for ident, decoded, error in items:
-            if error is not None:
-                results.append(
-                    {"id": ident, "error": {"error": error.code, "status": error.status, "message": error.message}}
-                )
-            else:
-                results.append(
-                    {
-                        "id": ident,
-                        "width": decoded.width,
-                        "height": decoded.height,
-                        "faces": [f.to_json() for f in next(found)],
-                    }
-                )
-        return _answer(engine_, results)
+        timer.lap("analyze")
+        response = _answer(engine_, [_result(ident, d, err, found) for ident, d, _, err in invocation.items])
+        timer.lap("encode")
+        response.headers["Server-Timing"] = timer.header()
+        return response
 
     return app
+
+
+class _Timer:
+    """Where a request's time went, for its ``Server-Timing`` header (read by benchmarks.served_path)."""
+
+    def __init__(self):
+        self.last = time.perf_counter()
+        self.laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps.append((name, (now - self.last) * 1000))
+        self.last = now
+
+    def header(self) -> str:
+        return ", ".join(f"{name};dur={ms:.1f}" for name, ms in self.laps)
+
+
+@dataclass
+class Invocation:
+    """One ``/invocations`` request, parsed and its images decoded: each item is (id, decoded image
+    or None, the caller's boxes, the image's own error or None), in the request's order."""
+
+    items: list[tuple[str, Any, list | None, ImageError | None]]
+    max_faces: int = 50
+    min_face: int = 20
+    detect: bool = True
+
+    @classmethod
+    def parse(cls, request_, s3: S3Reader) -> Invocation:
+        content_type = (request_.mimetype or "").lower()
+        if content_type == "application/json":
+            return cls._from_json(request_, s3)
+        if content_type in SUPPORTED:
+            return cls([("0", decode_image(request_.get_data()), None, None)])  # raises: the request's status
+        if content_type.startswith("image/"):
+            raise BadRequest(f"{content_type} is not supported", 415, "unsupported_media_type")
+        raise BadRequest(
+            f"send an image or application/json, not {content_type or 'nothing'}", 415, "unsupported_media_type"
+        )
+
+    @classmethod
+    def _from_json(cls, request_, s3: S3Reader) -> Invocation:
+        try:
+            body = request_.get_json(silent=True)
+        except RecursionError:  # nesting deeper than the parser goes
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("images"), list):
+            raise BadRequest('body must be {"images": [{"id", "b64" | "s3_uri"}, ...]}')
+        images = body["images"]
+        if len(images) > MAX_IMAGES:
+            raise BadRequest(f"at most {MAX_IMAGES} images per request", 413, "too_many_images")
+        max_faces = _int_option(body, "max_faces", 50, 1, 500)
+        min_face = _int_option(body, "min_face_size", 20, 12, 1000)
+        max_pixels = _int_option(body, "max_pixels", MAX_PIXELS, 1, MAX_PIXELS)
+        ids = [_item_id(i, item) for i, item in enumerate(images)]
+        if len(set(ids)) != len(ids):
+            raise BadRequest("each image needs its own id", 400, "duplicate_image_id")
+        if not isinstance(body.get("detect", True), bool):
+            raise BadRequest("detect must be true or false")
+        budget = _PixelBudget(MAX_REQUEST_PIXELS)
+        items = []
+        for ident, item in zip(ids, images):
+            _, decoded, error = _load_item(ident, item, s3, max_pixels, budget)
+            items.append((ident, decoded, item.get("boxes") if isinstance(item, dict) else None, error))
+        return cls(items, max_faces, min_face, body.get("detect", True))
+
+
+def _result(ident: str, decoded, error: ImageError | None, found) -> dict:
+    """One image's entry of the answer; ``found``: the engine's faces of the decoded images, in order."""
+    if error is not None:
+        return {"id": ident, "error": {"error": error.code, "status": error.status, "message": error.message}}
+    return {"id": ident, "width": decoded.width, "height": decoded.height, "faces": [f.to_json() for f in next(found)]}
 
 
 def _item_id(index: int, item) -> str:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gpu_endpoint.factory.facedata import facedata_root
+from model_factory.facedata import facedata_root
 
 FACEDATA = facedata_root()
 needs_facedata = pytest.mark.skipif(
@@ -24,7 +24,7 @@ def bundle_dir():
 @pytest.fixture(scope="session")
 def stock_bundle_dir(bundle_dir):
     """The stock fusion (dlib's own ResNet + faceres) the default is fine-tuned from."""
-    from gpu_endpoint.factory.build_bundle import STOCK_DIR, build
+    from model_factory.build_bundle import STOCK_DIR, build
 
     return build(STOCK_DIR, FACEDATA, log=lambda m: None)
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gpu_endpoint.bundle import FORMAT, BundleError, Manifest, sha256
-from gpu_endpoint.factory import deploy
+from model_factory import deploy
 
 
 def write(folder, document):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gpu_endpoint.factory import calibration
+from model_factory import calibration
 
 
 def test_metrics_at_a_threshold():

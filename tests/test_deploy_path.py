@@ -195,7 +195,7 @@ def test_the_endpoint_deploy_script_runs_against_the_stacks_bucket_and_role(clou
 
     bundle = fake_bundle(tmp_path, "dlib-faceres-v9.test")
     outputs, env = cloud["outputs"], cloud["env"]
-    command = [sys.executable, "-m", "gpu_endpoint.factory.deploy"]
+    command = [sys.executable, "-m", "model_factory.deploy"]
     published = run([*command, "publish", "--bucket", outputs["ModelBucketName"], "--bundle", str(bundle)], ROOT, env)
     assert published.returncode == 0, published.stdout + published.stderr
     endpoint_name = cloud["config"]["stages"][STAGE]["environment_variables"]["FACE_ENDPOINT_NAME"]

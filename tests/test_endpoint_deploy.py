@@ -7,8 +7,8 @@ import tarfile
 import pytest
 
 from gpu_endpoint.bundle import FORMAT
-from gpu_endpoint.factory import deploy
 from local_stack.aws import client
+from model_factory import deploy
 
 ROLE = "arn:aws:iam::123456789012:role/memory-studio-sagemaker"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/memory-studio-faces:1"

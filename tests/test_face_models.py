@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from chalicelib.shared.images import decode_image
-from gpu_endpoint.factory import calibration
-from gpu_endpoint.factory.facedata import ground_truth_boxes, labelled_photos, match_detections
+from model_factory import calibration
+from model_factory.facedata import ground_truth_boxes, labelled_photos, match_detections
 from tests.face_fixtures import FACEDATA, needs_facedata
 
 pytestmark = [needs_facedata, pytest.mark.factory]
@@ -44,7 +44,7 @@ def test_converted_embedder_matches_dlib_on_the_same_chips(dlib_models):
     import face_recognition_models as frm
     import onnxruntime as ort
 
-    from gpu_endpoint.factory.facemodels.dlib_resnet import convert
+    from model_factory.facemodels.dlib_resnet import convert
 
     dlib, recognizer, detector, predictor = dlib_models
     session = ort.InferenceSession(
@@ -68,7 +68,7 @@ def test_alignment_template_reproduces_dlibs_own_pipeline(engine, dlib_models):
     import face_recognition_models as frm
     import onnxruntime as ort
 
-    from gpu_endpoint.factory.facemodels.dlib_resnet import convert
+    from model_factory.facemodels.dlib_resnet import convert
 
     dlib, recognizer, detector, predictor = dlib_models
     raw = ort.InferenceSession(
@@ -230,8 +230,8 @@ def test_calibrated_graph_computes_the_documented_transform(stock_bundle_dir):
     import onnxruntime as ort
 
     from gpu_endpoint.engine import FaceEngine
-    from gpu_endpoint.factory.calibration import embed_transform
-    from gpu_endpoint.factory.facemodels.dlib_resnet import convert
+    from model_factory.calibration import embed_transform
+    from model_factory.facemodels.dlib_resnet import convert
 
     engine = FaceEngine(stock_bundle_dir, providers=["CPUExecutionProvider"])
     manifest = engine.manifest.parts[0]
@@ -287,7 +287,7 @@ def test_each_part_embeds_a_face_and_its_mirror_image(engine):
 
 def test_test_time_flip_needs_parts_that_end_in_unit_vectors(tmp_path):
     from gpu_endpoint.bundle import BundleError
-    from gpu_endpoint.factory.build_bundle import build
+    from model_factory.build_bundle import build
 
     with pytest.raises(BundleError, match="unit vectors"):
         build(tmp_path / "bundle", FACEDATA, flip=True)
@@ -298,8 +298,8 @@ def test_the_swapped_split_trades_the_halves_and_is_never_built_as_the_default(m
     calibration identity held out and the other way round, and a bundle fitted so cannot take the
     served bundle's place."""
     from gpu_endpoint.bundle import DEFAULT_DIR, BundleError
-    from gpu_endpoint.factory.build_bundle import STOCK_DIR, build
-    from gpu_endpoint.factory.facedata import SPLIT_ENV, SWAPPED
+    from model_factory.build_bundle import STOCK_DIR, build
+    from model_factory.facedata import SPLIT_ENV, SWAPPED
 
     photos = labelled_photos(FACEDATA)
     served = [p.split for p in photos]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from chalicelib.grouping import Constraints, GroupingParams, agglomerate, knn_edges, normalised_pair_scores
-from gpu_endpoint.factory.calibration import grouping_scores
+from model_factory.calibration import grouping_scores
 
 
 def people_like(n_people: int, per_person: int, dim: int = 32, spread: float = 0.15, seed: int = 0):
@@ -108,7 +108,7 @@ def test_params_from_the_endpoints_answer():
 
 
 def test_fit_grouping_asks_each_fold_for_the_precision_goal():
-    from gpu_endpoint.factory import calibration
+    from model_factory import calibration
 
     vectors, _, identities = people_like(12, 5, dim=128, spread=0.1, seed=3)
     fit = calibration.fit_grouping(vectors, identities, np.ones(len(vectors), bool), top_n=20)

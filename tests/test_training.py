@@ -93,7 +93,7 @@ def test_identities_never_straddle_roles_and_every_source_fills_every_role():
 @needs_facedata
 def test_facedata_evaluation_identities_are_exactly_the_bundles_held_out_ones():
     """Nothing fitted by training sees an identity the search benchmarks report as held out."""
-    from gpu_endpoint.factory.facedata import labelled_photos
+    from model_factory.facedata import labelled_photos
     from training.data import sample_roles
 
     samples = load_samples(FACEDATA)
@@ -258,7 +258,7 @@ def test_bad_data_folder_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_sagemaker_entry_point_writes_the_bundle_as_the_model(tiny_data, bundle_dir, tmp_path, monkeypatch):
-    from gpu_endpoint.factory.deploy import publish
+    from model_factory.deploy import publish
     from training import sagemaker_entry
 
     model_dir, output_dir = tmp_path / "model", tmp_path / "output"
@@ -337,7 +337,7 @@ def test_a_fine_tuned_embedder_is_fused_with_faceres_by_the_bundle_factory(tiny_
     from chalicelib.shared.images import decode_image
     from gpu_endpoint.bundle import sha256
     from gpu_endpoint.engine import FaceEngine
-    from gpu_endpoint.factory.build_bundle import build
+    from model_factory.build_bundle import build
 
     run_dir = dlib_run
     facedata = tiny_facedata(tiny_data, tmp_path / "facedata")
@@ -370,7 +370,7 @@ def test_a_fine_tuned_faceres_takes_the_place_of_stock_faceres_in_the_fusion(
     from chalicelib.shared.images import decode_image
     from gpu_endpoint.bundle import sha256
     from gpu_endpoint.engine import FaceEngine
-    from gpu_endpoint.factory.build_bundle import build
+    from model_factory.build_bundle import build
     from training.__main__ import main
 
     run_dir = tmp_path / "faceres-run"

@@ -132,7 +132,7 @@ def test_the_vector_index_is_made_with_the_bundles_dimension_and_refuses_another
 
 
 def test_the_rollout_refuses_a_bundle_the_index_cannot_take(monkeypatch):
-    from gpu_endpoint.factory import deploy
+    from model_factory import deploy
 
     faces = SearchIndexes(
         [{"name": ATLAS_INDEX_NAME, "latestDefinition": {"fields": [{"type": "vector", "numDimensions": 1153}]}}]

@@ -7,7 +7,7 @@
 ``--data`` is ../shared/facedata (read through its manifest) or any folder per person
 (``DIR/<name>/*.jpg``).  A run folder holds checkpoint.pt (a rerun resumes), best.pt,
 history.json, report/ and bundle/ — publish it with
-``python -m gpu_endpoint.factory.deploy publish --bucket B --bundle RUN/bundle``.
+``python -m model_factory.deploy publish --bucket B --bundle RUN/bundle``.
 """
 
 from __future__ import annotations

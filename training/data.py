@@ -16,14 +16,14 @@ import hashlib
 import json
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gpu_endpoint.bundle import Manifest
-from gpu_endpoint.factory.facedata import decode, labelled_photos, largest_faces, normalise_identity
+from model_factory.facedata import decode, labelled_photos, largest_faces, normalise_identity
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".heic", ".heif"}
 ROLES = ("train", "validation", "evaluation")
@@ -59,10 +59,10 @@ def _rank(identity: str) -> str:
 
 
 def assign_roles(
-    identities_by_source: dict[str, Sequence[str]],
+    identities_by_source: Mapping[str, Sequence[str]],
     validation_fraction: float,
     evaluation_fraction: float,
-    held_out: Sequence[str] = (),
+    held_out: Collection[str] = (),
 ) -> dict[str, str]:
     """Identity → role.  ``held_out`` identities are evaluation; within each source, the
     others in a stable hashed order: the first share is evaluation, the next validation,

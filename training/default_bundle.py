@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 
 from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
-from gpu_endpoint.factory.build_bundle import STOCK_DIR, build, cli_parser, run_cli
-from gpu_endpoint.factory.facedata import facedata_root
+from model_factory.build_bundle import STOCK_DIR, build, cli_parser, run_cli
+from model_factory.facedata import facedata_root
 
 from .config import TrainConfig
 from .pipeline import fine_tune

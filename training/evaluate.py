@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpu_endpoint.factory import calibration
-from gpu_endpoint.factory.calibration import embed_transform
+from model_factory import calibration
+from model_factory.calibration import embed_transform
 
 from .data import ChipSet
 

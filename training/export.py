@@ -3,7 +3,6 @@ the endpoint's bundle format, with a new version and calibrated thresholds."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import warnings
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from gpu_endpoint.bundle import Manifest, sha256
+from gpu_endpoint.bundle import Document, FileEntry, Manifest, sha256
 
 from .models import BASE_PART, Calibrated, Embedder
 
@@ -64,57 +63,63 @@ def package_bundle(
     training: dict,
 ) -> Path:
     """A bundle like the base one (same detector) serving the fine-tuned embedder."""
-    base = Manifest.load(base_bundle).document
+    base = Manifest.load(base_bundle)
     digest = sha256(embedder_onnx)
-    manifest = json.loads(json.dumps(base))
-    manifest["version"] = f"{model.name}-ft.{digest[:10]}"
-    manifest["builder"] = "training.export/1"
-    manifest.pop("build_key", None)
-    manifest.pop("sources", None)
-    # The cohort is made of the base embedder's vectors: meaningless for the new one.
-    manifest.pop("score_normalisation", None)
     # The fine-tuned model is served alone (the base's other parts were fused with the vectors of the
-    # part it replaces); its chips are aligned like the base part training started from.
-    base_part = base["embedder"]["parts"][BASE_PART[model.name]]
+    # part it replaces); its chips are aligned like the base part training started from. Nothing the
+    # base fitted on its own vectors comes along (cohort, grouping, its build key and sources).
+    base_part = base.parts[BASE_PART[model.name]]
     scale = model.input_size / base_part["input_size"]
     output = "unit vector: L2-normalise([embedding - reference_mean, anchor]), inside the graph"
-    manifest["embedder"] = {
-        "name": f"{model.name} fine-tuned from {base['version']}"
-        if model.name != "facenet"
-        else f"{model.name} fine-tuned",
-        "embedding_dim": model.dim + 1,
-        "metric": "cosine",
-        "output": output,
-        "parts": [
-            {
-                "name": f"{model.name} fine-tuned",
-                "file": "embedder",
-                "weight": 1.0,
-                "input_size": model.input_size,
-                "input": "aligned RGB chip 0..255, float32, NCHW",
-                "alignment_template": [
-                    [round(x * scale, 3), round(y * scale, 3)] for x, y in base_part["alignment_template"]
-                ],
-                "embedding_dim": model.dim + 1,
-                "output": output,
-                "reference_mean": [round(float(v), 7) for v in mean],
-                "anchor": round(float(anchor), 6),
-            }
-        ],
+    embedder_files = {part["file"] for part in base.parts}
+    files: dict[str, FileEntry] = {
+        name: {"path": entry["path"]} for name, entry in base.files.items() if name not in embedder_files
     }
-    manifest["calibration"] = {
-        "threshold": round(thresholds["verification"], 4),
-        "search_threshold": round(thresholds["search"], 4),
-        "method": "verification: accuracy peak between the pair means on the validation identities; search: best "
-        "mean retrieval F1 on the validation identities",
-    }
-    manifest["training"] = training
     out_dir.mkdir(parents=True, exist_ok=True)
-    embedder_files = {part["file"] for part in base["embedder"]["parts"]}
-    manifest["files"] = {name: entry for name, entry in base["files"].items() if name not in embedder_files}
-    for entry in manifest["files"].values():
+    for entry in files.values():
         shutil.copy2(base_bundle / entry["path"], out_dir / entry["path"])
     shutil.copy2(embedder_onnx, out_dir / "embedder.onnx")
-    manifest["files"]["embedder"] = {"path": "embedder.onnx"}
-    Manifest(manifest).save(out_dir)
+    files["embedder"] = {"path": "embedder.onnx"}
+    manifest = Manifest.create(
+        version=f"{model.name}-ft.{digest[:10]}",
+        builder="training.export/1",
+        detector=base.detector,
+        embedder={
+            "name": f"{model.name} fine-tuned from {base.version}"
+            if model.name != "facenet"
+            else f"{model.name} fine-tuned",
+            "embedding_dim": model.dim + 1,
+            "metric": "cosine",
+            "output": output,
+            "parts": [
+                {
+                    "name": f"{model.name} fine-tuned",
+                    "file": "embedder",
+                    "weight": 1.0,
+                    "input_size": model.input_size,
+                    "input": "aligned RGB chip 0..255, float32, NCHW",
+                    "alignment_template": [
+                        [round(x * scale, 3), round(y * scale, 3)] for x, y in base_part["alignment_template"]
+                    ],
+                    "embedding_dim": model.dim + 1,
+                    "output": output,
+                    "reference_mean": [round(float(v), 7) for v in mean],
+                    "anchor": round(float(anchor), 6),
+                }
+            ],
+        },
+        files=files,
+    )
+    sections: Document = {
+        "calibration": {
+            "threshold": round(thresholds["verification"], 4),
+            "search_threshold": round(thresholds["search"], 4),
+            "method": "verification: accuracy peak between the pair means on the validation identities; search: "
+            "best mean retrieval F1 on the validation identities",
+        },
+        "training": training,
+    }
+    if base.fitted_on_swapped_split:
+        sections["facedata_split"] = base.document["facedata_split"]
+    manifest.extended(sections).save(out_dir)
     return out_dir

@@ -39,7 +39,7 @@ def build_model(name: str, weights: str | None = None, input_size: int | None = 
     ``model.json`` (default: the pinned npm files) or an InceptionResnetV1 state dict (default: random
     initialisation)."""
     if name == "dlib-resnet":
-        from .dlib_resnet import DlibResNet
+        from .dlib_torch import DlibResNet
 
         if weights is None:
             import face_recognition_models
@@ -52,7 +52,7 @@ def build_model(name: str, weights: str | None = None, input_size: int | None = 
 
         return Embedder(name, inception_resnet_v1(weights), input_size or MODELS[name], 512, _facenet_standardise)
     if name == "faceres":
-        from .faceres import faceres_backbone
+        from .faceres_torch import faceres_backbone
 
         return Embedder(
             name, faceres_backbone(Path(weights) if weights else None), input_size or MODELS[name], 1024, _identity
@@ -72,9 +72,12 @@ def freeze_leading(model: nn.Module, fraction: float) -> int:
 class Calibrated(nn.Module):
     """What the bundle serves: L2-normalise([raw embedding - reference mean, anchor])."""
 
+    mean: torch.Tensor  # buffers, registered below
+    anchor: torch.Tensor
+
     def __init__(self, embedder: Embedder, mean, anchor: float):
         super().__init__()
-        self.embedder = embedder
+        self.embedder: Embedder = embedder
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1))
         self.register_buffer("anchor", torch.tensor([[float(anchor)]], dtype=torch.float32))
 

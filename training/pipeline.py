@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from gpu_endpoint.bundle import DEFAULT_DIR, Manifest
-from gpu_endpoint.factory import calibration
-from gpu_endpoint.factory.calibration import embed_transform
+from model_factory import calibration
+from model_factory.calibration import embed_transform
 
 from .config import TrainConfig
 from .data import ROLES, ChipSet, load_samples, prepare_chips

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gpu_endpoint.factory import calibration
-from gpu_endpoint.factory.calibration import embed_transform, fit_transform
+from model_factory import calibration
+from model_factory.calibration import embed_transform, fit_transform
 
 from .augment import augment
 from .config import TrainConfig
@@ -121,7 +121,7 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
     if list(loss_fn.parameters()):
         groups.append({"params": list(loss_fn.parameters()), "lr": cfg.head_lr})
     if cfg.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
         optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
 

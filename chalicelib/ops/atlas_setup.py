@@ -5,7 +5,7 @@ uses: a deploy step, so that no Lambda cold start spends time on them.
 
 (or MONGODB_SECRET_ID=... with AWS credentials instead of MONGODB_URI)
 
-The vector index's dimension is the served bundle's (``python -m gpu_endpoint.factory.deploy
+The vector index's dimension is the served bundle's (``python -m model_factory.deploy
 dimensions``). An index already holding another dimension is refused, not rewritten: Atlas skips
 every vector of another length, so the album's faces would drop out of search until a reindex
 (docs/deploy.md: a bundle of a new dimension).

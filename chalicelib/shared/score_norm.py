@@ -58,7 +58,7 @@ def best_candidates(scores: np.ndarray, eligible: np.ndarray, pool: int = EXPANS
 @dataclass(frozen=True)
 class QueryExpansion:
     """Query expansion in score space, fitted by the bundle builder
-    (``gpu_endpoint.factory.calibration.fit_query_expansion``). The key's best ``max_faces`` matches with a
+    (``model_factory.calibration.fit_query_expansion``). The key's best ``max_faces`` matches with a
     normalised score ≥ ``min_score`` (its confident ones) are the expansion set E. Every face of the
     key's best ``pool`` candidates (cosine ≥ the raw floor) gets the expanded score
 

@@ -1,5 +1,5 @@
 // Runs a TensorFlow.js graph model with the pure-JavaScript CPU backend: the reference the
-// ONNX converter (gpu_endpoint/factory/facemodels/tfjs_graph.py) is checked against.
+// ONNX converter (model_factory/facemodels/tfjs_graph.py) is checked against.
 //   node run_graph.js MODEL_JSON OUTPUT_NODE INPUT.f32 N H W C OUTPUT.f32
 const fs = require("fs");
 const path = require("path");

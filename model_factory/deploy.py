@@ -1,9 +1,9 @@
 """Publish a model bundle and roll the SageMaker endpoint to it.
 
-    python -m gpu_endpoint.factory.deploy publish --bucket B [--bundle .cache/bundle]
-    python -m gpu_endpoint.factory.deploy deploy --bucket B --image ECR_URI --role ROLE_ARN \
+    python -m model_factory.deploy publish --bucket B [--bundle .cache/bundle]
+    python -m model_factory.deploy deploy --bucket B --image ECR_URI --role ROLE_ARN \
         [--endpoint memory-studio-prod-faces] [--instance-type ml.g4dn.xlarge] [--min 1 --max 4]
-    python -m gpu_endpoint.factory.deploy dimensions [--bundle .cache/bundle]   → its embedding dimension
+    python -m model_factory.deploy dimensions [--bundle .cache/bundle]   → its embedding dimension
 
 ``publish`` uploads ``model.tar.gz`` under ``models/<version>/``; ``deploy`` creates
 the model and an endpoint config named after the bundle version (GPU instances on a pinned
@@ -27,7 +27,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import ClientError
 
-from ..bundle import DEFAULT_DIR, BundleError, Manifest
+from gpu_endpoint.bundle import DEFAULT_DIR, BundleError, Manifest
 
 
 def bundle_version(bundle: Path) -> str:

@@ -16,8 +16,8 @@ import numpy as np
 
 from chalicelib.shared.boxes import box_iou as iou
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "facedata"  # ../shared beside the checkout
-DETECTIONS_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "detections"
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "facedata"  # ../shared beside the checkout
+DETECTIONS_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "detections"
 
 
 # The second fold of a two-fold cross-validation over identities: with FACEDATA_SPLIT=swapped the
@@ -84,13 +84,12 @@ def ground_truth_boxes(root: Path) -> dict:
     """dlib's hand-labelled face boxes for its group photos: {path: [[x, y, w, h], ...]}."""
     import xml.etree.ElementTree as ET
 
-    boxes = {}
+    boxes: dict[Path, list[list[float]]] = {}
     for name in ("training.xml", "testing.xml"):
         for image in ET.parse(root / "groups" / "dlib" / name).getroot().iter("image"):
-            path = root / "groups" / "dlib" / image.get("file")
+            path = root / "groups" / "dlib" / image.attrib["file"]
             boxes.setdefault(path, []).extend(
-                [float(b.get("left")), float(b.get("top")), float(b.get("width")), float(b.get("height"))]
-                for b in image.iter("box")
+                [float(b.attrib[side]) for side in ("left", "top", "width", "height")] for b in image.iter("box")
             )
     return boxes
 
@@ -133,11 +132,11 @@ def _detector_key(engine, paths: Sequence[Path]) -> str:
     from gpu_endpoint import detector
     from gpu_endpoint import engine as engine_module
 
-    files = engine.manifest.document["files"]
+    files = engine.manifest.files
     digest = hashlib.sha256(json.dumps([files[n]["sha256"] for n in ("pnet", "rnet", "onet")]).encode())
-    digest.update(json.dumps(engine.manifest.document["detector"], sort_keys=True).encode())
+    digest.update(json.dumps(engine.manifest.detector, sort_keys=True).encode())
     for module in (detector, engine_module):
-        digest.update(Path(module.__file__).read_bytes())
+        digest.update(Path(str(module.__file__)).read_bytes())
     for path in paths:  # resolved: ../shared may be reached through a link, or not
         stat = path.stat()
         digest.update(f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}\n".encode())

