@@ -6,7 +6,8 @@ One photo per request, sequential, the median of 5 after a warm-up, at 0.05, 1 a
 all in one run so the layers compare:
 
 - ``in_process``: ``decode_image`` + ``FaceEngine.analyze`` in this process (what the engine figures
-  elsewhere measure);
+  elsewhere measure), and its split: the decode in its isolated child, the same decode without one,
+  the analysis;
 - ``app``: the endpoint's WSGI app in this process (Flask's test client): the request parsed, the
   answer encoded, no socket;
 - ``served``: ``POST /invocations`` to the endpoint as the local stack starts it (``gpu_endpoint.serve``
@@ -31,7 +32,7 @@ import requests
 from PIL import Image
 
 from benchmarks.common import cpu_engine, write_results
-from chalicelib.shared.images import decode_image
+from chalicelib.shared.images import MAX_PIXELS, _decode, decode_image
 from gpu_endpoint.bundle import DEFAULT_DIR
 from gpu_endpoint.server import create_app
 from local_stack.aws import free_port
@@ -104,7 +105,13 @@ def main(argv=None) -> int:
             body = jpeg_of(photo, mp)
             as_json = json.dumps({"images": [{"id": "p", "b64": base64.b64encode(body).decode()}]}).encode()
             faces = len(engine.analyze([decode_image(body).image])[0])
+            image = decode_image(body).image
             in_process = median_ms(lambda body=body: engine.analyze([decode_image(body).image]))
+            split = {
+                "decode_isolated_ms": median_ms(lambda body=body: decode_image(body)),
+                "decode_in_this_process_ms": median_ms(lambda body=body: _decode(body, MAX_PIXELS)),
+                "analyze_ms": median_ms(lambda image=image: engine.analyze([image])),
+            }
             in_app = median_ms(
                 lambda body=body: app.post("/invocations", data=body, headers={"Content-Type": "image/jpeg"})
             )
@@ -114,6 +121,7 @@ def main(argv=None) -> int:
                 "bytes": len(body),
                 "faces": faces,
                 "in_process_ms": in_process,
+                "in_process_split": split,
                 "app_ms": in_app,
                 "served": served,
                 "served_json": served_json,
