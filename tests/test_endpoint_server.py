@@ -58,6 +58,15 @@ def test_jpeg_body(client, face_jpeg, engine):
     assert np.linalg.norm(face["embedding"]) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_each_answer_says_where_its_time_went(client, face_jpeg):
+    """``Server-Timing``: decode, analyze and encode, in that order, each a duration in ms."""
+    response = client.post("/invocations", data=face_jpeg, content_type="image/jpeg")
+    steps = [metric.strip().split(";dur=") for metric in response.headers["Server-Timing"].split(",")]
+    assert [name for name, _ in steps] == ["decode", "analyze", "encode"]
+    durations = [float(ms) for _, ms in steps]
+    assert all(ms >= 0 for ms in durations) and durations[1] > 1  # the models ran
+
+
 @pytest.mark.parametrize("fmt, content_type", [("PNG", "image/png"), ("WEBP", "image/webp"), ("HEIF", "image/heic")])
 def test_other_formats_give_the_same_face(client, face_jpeg, fmt, content_type):
     image = Image.open(io.BytesIO(face_jpeg))
