@@ -15,6 +15,7 @@ from chalicelib.edge.web_client import asset, client_config
 from chalicelib.errors import DomainError, Invalid
 from chalicelib.face_client import Deadline
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
+from chalicelib.people import QUESTION_PEOPLE
 from chalicelib.records import User
 from chalicelib.reindex import enqueue
 from chalicelib.services import Services
@@ -178,9 +179,9 @@ def cancel_upload(photo_id):
 
 @app.route("/photos", methods=["GET"], authorizer=authorizer, cors=cors)
 def list_photos():
-    user = current_user()
-    params = query_params()
-    return services.album.list_photos(user, params.get("limit"), params.get("cursor"))
+    s = services.settings
+    page = request_models.timeline_page(query_params(), s.page_size_default, s.page_size_max)
+    return services.album.list_photos(current_user(), page)
 
 
 @app.route("/photos/months", methods=["GET"], authorizer=authorizer, cors=cors)
@@ -215,8 +216,9 @@ def trash_photos():
 
 @app.route("/trash", methods=["GET"], authorizer=authorizer, cors=cors)
 def list_trash():
-    params = query_params()
-    return services.album.list_trash(current_user(), params.get("limit"), params.get("cursor"))
+    s = services.settings
+    page = request_models.timeline_page(query_params(), s.page_size_default, s.page_size_max)
+    return services.album.list_trash(current_user(), page)
 
 
 @app.route("/trash", methods=["DELETE"], authorizer=authorizer, cors=cors)
@@ -256,7 +258,7 @@ def search():
 
 @app.route("/people", methods=["GET"], authorizer=authorizer, cors=cors)
 def list_people():
-    return services.people.list_people(current_user(), query_params())
+    return services.people.list_people(current_user(), request_models.people_page(query_params()))
 
 
 @app.route("/people/merge", methods=["POST"], authorizer=authorizer, cors=cors)
@@ -294,17 +296,21 @@ def delete_person(person_id):
 
 @app.route("/people/{person_id}/photos", methods=["GET"], authorizer=authorizer, cors=cors)
 def person_photos(person_id):
-    return services.people.person_photos(current_user(), person_id, query_params())
+    return services.people.person_photos(
+        current_user(), person_id, request_models.timeline_page(query_params(), 30, 100)
+    )
 
 
 @app.route("/people/questions", methods=["GET"], authorizer=authorizer, cors=cors)
 def album_questions():
-    return services.people.album_questions(current_user(), query_params())
+    return services.people.album_questions(
+        current_user(), request_models.query_limit(query_params(), 5, QUESTION_PEOPLE)
+    )
 
 
 @app.route("/people/{person_id}/suggestions", methods=["GET"], authorizer=authorizer, cors=cors)
 def person_suggestions(person_id):
-    return services.people.suggestions(current_user(), person_id, query_params())
+    return services.people.suggestions(current_user(), person_id, request_models.query_limit(query_params(), 10, 50))
 
 
 @app.route("/people/{person_id}/suggestions", methods=["POST"], authorizer=authorizer, cors=cors)

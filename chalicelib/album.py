@@ -9,8 +9,8 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from chalicelib.edge.params import decode_position, encode_position, int_in_range
-from chalicelib.edge.request_models import FileToUpload
+from chalicelib.cursors import encode_position
+from chalicelib.edge.request_models import FileToUpload, Page
 from chalicelib.errors import Conflict, NotFound, RateLimited
 from chalicelib.records import Photo, User
 from chalicelib.settings import Settings
@@ -197,12 +197,11 @@ class Album:
         return expired
 
     # Reading ------------------------------------------------------------------
-    def list_photos(self, user: User, limit=None, cursor=None) -> dict:
-        limit = self._page_size(limit)
-        if not cursor:
+    def list_photos(self, user: User, page: Page) -> dict:
+        if page.after is None:
             self.expire_abandoned_uploads(user.sub)
             self.photo_store.backfill_timeline(user.sub)
-        rows, last = self.photo_store.list_photos(user.sub, limit, decode_position(cursor))
+        rows, last = self.photo_store.list_photos(user.sub, page.limit, page.after)
         return {"photos": [self.present(row) for row in rows], "next_cursor": encode_position(last)}
 
     def status(self, user: User, photo_ids: list[str]) -> dict:
@@ -317,15 +316,10 @@ class Album:
             restored.append(photo_id)
         return {"restored": restored, "not_found": not_found}
 
-    def _page_size(self, limit) -> int:
-        s = self.settings
-        return int_in_range(limit, "limit", s.page_size_default, 1, s.page_size_max, from_query=True)
-
-    def list_trash(self, user: User, limit=None, cursor=None) -> dict:
-        limit = self._page_size(limit)
-        if not cursor:
+    def list_trash(self, user: User, page: Page) -> dict:
+        if page.after is None:
             self.purge_expired(user.sub)
-        rows, last = self.photo_store.list_trash(user.sub, limit, decode_position(cursor))
+        rows, last = self.photo_store.list_trash(user.sub, page.limit, page.after)
         return {"photos": [self.present(row) for row in rows], "next_cursor": encode_position(last)}
 
     def purge_one(self, user: User, photo_id: str) -> None:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from chalicelib.album import Album
-from chalicelib.edge.params import int_in_range
-from chalicelib.edge.request_models import MAX_KEY_BYTES, FileToUpload, SearchRequest, search_cursor
+from chalicelib.cursors import search_cursor
+from chalicelib.edge.request_models import MAX_KEY_BYTES, FileToUpload, SearchRequest
 from chalicelib.errors import (
     CannotProcess,
     Conflict,
@@ -277,7 +277,9 @@ class FaceSearch:
             raise CannotProcess(
                 "no face was found in the key photo; use a photo where the face is clearly visible", code="no_face"
             )
-        used = int_in_range(request.face, "face", 0, 0, len(faces) - 1)
+        used = 0 if request.face is None else request.face
+        if isinstance(used, bool) or not isinstance(used, int) or not 0 <= used < len(faces):
+            raise Invalid(f"face must be an integer between 0 and {len(faces) - 1}")
         copy = self.photo_store.photo_with_content(user.sub, result["sha256"]) if result.get("sha256") else None
         return KeyFace(
             model_version=result["model_version"],

@@ -20,8 +20,8 @@ from datetime import timedelta
 import numpy as np
 
 from chalicelib.album import Album
-from chalicelib.edge.params import decode_position, encode_position, int_in_range
-from chalicelib.edge.request_models import Answer, FaceDecision, Merge
+from chalicelib.cursors import encode_position
+from chalicelib.edge.request_models import Answer, FaceDecision, Merge, Page, PeoplePage
 from chalicelib.errors import Conflict, Invalid, NotFound, Unavailable
 from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
 from chalicelib.grouping import Constraints, GroupingParams, agglomerate, knn_edges, normalised_pair_scores
@@ -186,11 +186,9 @@ class People:
         return wanted
 
     # Reading -------------------------------------------------------------------------
-    def list_people(self, user: User, params: dict) -> dict:
-        limit = int_in_range(params.get("limit"), "limit", 50, 1, 100, from_query=True)
-        offset = int_in_range(params.get("cursor"), "cursor", 0, 0, 10**7, from_query=True)
-        include_hidden = str(params.get("hidden", "")).lower() in ("1", "true", "yes")
-        rows = self.people_store.page(user.sub, offset, limit + 1, include_hidden)
+    def list_people(self, user: User, page: PeoplePage) -> dict:
+        limit, offset = page.limit, page.offset
+        rows = self.people_store.page(user.sub, offset, limit + 1, page.include_hidden)
         more = len(rows) > limit
         return {
             "people": [self._present(user, p) for p in rows[:limit]],
@@ -200,14 +198,11 @@ class People:
     def get_person(self, user: User, person_id: str) -> dict:
         return self._present(user, self._owned(user, person_id))
 
-    def person_photos(self, user: User, person_id: str, params: dict) -> dict:
+    def person_photos(self, user: User, person_id: str, page: Page) -> dict:
         """The person's photos, newest first, each with the person's face box."""
         self._owned(user, person_id)
-        limit = int_in_range(params.get("limit"), "limit", 30, 1, 100, from_query=True)
         faces = self.people_store.faces_of(user.sub, person_id)
-        rows, last = self.photo_store.list_photos(
-            user.sub, limit, decode_position(params.get("cursor")), only={f["photo_id"] for f in faces}
-        )
+        rows, last = self.photo_store.list_photos(user.sub, page.limit, page.after, only={f["photo_id"] for f in faces})
         boxes = {f["photo_id"]: f for f in faces}
         photos = []
         for row in rows:
@@ -456,13 +451,12 @@ class People:
                 out.append((face["face_id"], face["photo_id"], float(fit)))
         return sorted(out, key=lambda row: row[2])
 
-    def suggestions(self, user: User, person_id: str, params: dict) -> dict:
+    def suggestions(self, user: User, person_id: str, limit: int) -> dict:
         """ "Is this <name>?": the questions whose answers change the most, in the order chosen on
         the calibration identities (``benchmarks.simulated_owner``): faces outside the person that
         match its faces, best first, one per photo (``kind: candidate``), then the person's own
         grouped faces that fit it least (``kind: member``). A face answered or skipped for the
         person is never asked again."""
-        limit = int_in_range(params.get("limit"), "limit", 10, 1, 50, from_query=True)
         seen, out, kinds = set(), [], []
         for face_id, photo_id, score, _ in self.candidates(user, person_id):
             if photo_id in seen or self._photo_has_other_face_in(
@@ -483,15 +477,14 @@ class People:
         kind_of = {face_id: kind for (face_id, _, _), kind in zip(out, kinds)}
         return {"suggestions": [dict(row, kind=kind_of[row["face_id"]]) for row in shown]}
 
-    def album_questions(self, user: User, params: dict) -> dict:
+    def album_questions(self, user: User, limit: int) -> dict:
         """The album's next questions: the first question of each of its ``QUESTION_PEOPLE`` biggest
         people (hidden ones left out), the people the user confirmed least first, then the biggest."""
-        limit = int_in_range(params.get("limit"), "limit", 5, 1, QUESTION_PEOPLE, from_query=True)
         people = self.people_store.page(user.sub, 0, QUESTION_PEOPLE, include_hidden=False)
         people.sort(key=lambda p: (p.get("confirmed_count", 0), -p.get("photo_count", 0)))
         out = []
         for person in people:
-            first = self.suggestions(user, person["person_id"], {"limit": 1})["suggestions"]
+            first = self.suggestions(user, person["person_id"], 1)["suggestions"]
             out += [dict(q, person={"person_id": person["person_id"], "name": person.get("name")}) for q in first]
             if len(out) == limit:
                 break

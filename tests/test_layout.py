@@ -121,7 +121,8 @@ def wing_of(module: str) -> str:
 
 def test_chalicelibs_wings_import_down_only():
     """The shared package and the stores import only what their row allows; the edge imports no store;
-    nothing on a request path imports the operator commands."""
+    the domain takes the edge's parsed requests and nothing else of it; nothing imports the operator
+    commands."""
     wrong = []
     for module, path in chalicelib_modules().items():
         wing = wing_of(module)
@@ -134,6 +135,9 @@ def test_chalicelibs_wings_import_down_only():
                 wrong.append(f"{module} → {imported}")
             if wing == "chalicelib.edge" and target == "chalicelib.stores":
                 wrong.append(f"{module} → {imported} (the edge imports no store)")
+            parsed_requests = imported == "chalicelib.edge.request_models" or module == "chalicelib.services"  # wiring
+            if wing == "chalicelib" and target == "chalicelib.edge" and not parsed_requests:
+                wrong.append(f"{module} → {imported} (the domain takes parsed requests, nothing else of the edge)")
             if target == "chalicelib.ops" and wing != "chalicelib.ops":
                 wrong.append(f"{module} → {imported} (operator code is run by hand, never imported)")
     assert not wrong, wrong

@@ -1,5 +1,6 @@
-"""Request bodies, parsed at the edge: each JSON body the API takes becomes one typed value here,
-or a 4xx saying what is wrong with it. The domain (album, search, people) receives only these."""
+"""Requests parsed at the edge: each JSON body and query string the API takes becomes one typed
+value here, or a 4xx saying what is wrong with it. The domain (album, search, people) receives only
+these."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
-from chalicelib.edge.params import decode_cursor, encode_cursor, int_in_range
+from chalicelib.cursors import decode_position, search_offset
+from chalicelib.edge.params import int_in_range
 from chalicelib.errors import Invalid, TooLarge, UnsupportedType
 from chalicelib.face_client import MAX_INLINE_BYTES  # a key sent inside the request goes on to the endpoint inline
 from chalicelib.shared.media_types import SUPPORTED
@@ -163,19 +166,6 @@ def _inline_image(value) -> bytes:
         raise Invalid("image_base64 is not valid base64") from None
 
 
-def search_cursor(offset: int) -> str:
-    return encode_cursor({"o": offset})
-
-
-def search_offset(cursor) -> int:
-    if not cursor:
-        return 0
-    offset = decode_cursor(cursor).get("o")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise Invalid("cursor is not valid", code="invalid_cursor")
-    return offset
-
-
 # People --------------------------------------------------------------------------------
 def person_name(value) -> str | None:
     """A person's name: trimmed, at most ``MAX_NAME`` characters, no control characters; empty → None."""
@@ -267,3 +257,39 @@ def answers(body) -> list[Answer]:
             raise Invalid(f'answers[{i}] must be {{"face_id": string, "accept": true|false}} or {{..., "skip": true}}')
         out.append(Answer(face_id, accept if skip is not True else None))
     return out
+
+
+# Query strings ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Page:
+    """A page of a timeline: ``?limit=`` photos after where the previous page ended (``?cursor=``)."""
+
+    limit: int
+    after: tuple[datetime, str] | None = None  # None: the first page
+
+
+def timeline_page(query: dict, default: int, most: int) -> Page:
+    limit = int_in_range(query.get("limit"), "limit", default, 1, most, from_query=True)
+    return Page(limit, decode_position(query.get("cursor")))
+
+
+@dataclass(frozen=True)
+class PeoplePage:
+    """``GET /people``: ``?limit=`` people from ``?cursor=`` (an offset), hidden ones with ``?hidden=1``."""
+
+    limit: int
+    offset: int
+    include_hidden: bool
+
+
+def people_page(query: dict) -> PeoplePage:
+    return PeoplePage(
+        int_in_range(query.get("limit"), "limit", 50, 1, 100, from_query=True),
+        int_in_range(query.get("cursor"), "cursor", 0, 0, 10**7, from_query=True),
+        str(query.get("hidden", "")).lower() in ("1", "true", "yes"),
+    )
+
+
+def query_limit(query: dict, default: int, most: int) -> int:
+    """``?limit=`` of a short list (suggestions, questions)."""
+    return int_in_range(query.get("limit"), "limit", default, 1, most, from_query=True)
