@@ -66,8 +66,10 @@ def open_database(settings: Settings, uri: str | None = None):
 
         path = Path(settings.embedded_store_path)
         path.mkdir(parents=True, exist_ok=True)
+        from chalicelib.stores.embedded import EmbeddedDatabase
+
         embedded = tinymongo.MongoClient(tinymongo_folder=str(path), backend="sqlite")
-        return embedded[settings.mongodb_database]
+        return EmbeddedDatabase(embedded[settings.mongodb_database])
     if backend == "memory":
         import mongomock
 
