@@ -401,18 +401,28 @@ class People:
         )[:MAX_KEY_FACES]
         if not keys:
             return []
+        if not norm:
+            return []
+        stored = self.photo_store.vectors_of_faces(user.sub, [k["face_id"] for k in keys])
+        usable = [
+            (stored[k["face_id"]], KeyNormalisation(mean, std, norm["threshold"]))
+            for k in keys
+            if k["face_id"] in stored
+            and (mean := k.get("cohort_mean")) is not None
+            and (std := k.get("cohort_std")) is not None
+        ]
+        found = self.index.nearest_many(
+            user.sub,
+            info["model_version"],
+            [vector for vector, _ in usable],
+            500,
+            float(norm["raw_floor"]),
+            [key for _, key in usable],
+        )
         best: dict[str, tuple] = {}
-        for key_face in keys:
-            stored = self.photo_store.get_face(user.sub, key_face["face_id"])
-            mean, std = key_face.get("cohort_mean"), key_face.get("cohort_std")
-            if stored is None or mean is None or std is None or not norm:
-                continue
-            key = KeyNormalisation(mean, std, norm["threshold"])
-            for face_id, photo_id, _, score in self.index.nearest(
-                user.sub, info["model_version"], stored["embedding"], 500, float(norm["raw_floor"]), key
-            ):
-                if face_id not in best or score > best[face_id][2]:
-                    best[face_id] = (face_id, photo_id, score)
+        for face_id, photo_id, _, score in (hit for hits in found for hit in hits):
+            if face_id not in best or score > best[face_id][2]:
+                best[face_id] = (face_id, photo_id, score)
         if not best:
             return []
         rows = self.people_store.decisions(user.sub, list(best))

@@ -337,3 +337,28 @@ def test_exact_search_with_the_bound_returns_what_the_full_scan_does(photo_store
         scored, _ = _rows_to_score(matrix, query, kept, upper, stored, 0.5, KeyNormalisation(0.3, 0.08, top, pool))
         eligible = matrix[kept] @ query >= 0.5
         assert set(kept[eligible][np.argsort(-scores[eligible])[:size]]) <= set(scored)
+
+
+def test_many_keys_at_once_find_what_each_key_finds_alone(photo_store):
+    """``nearest_many`` (one matrix product for a person's faces) against ``nearest`` key by key,
+    with the full scan and with the bound, with and without normalisation and expansion."""
+    from chalicelib.shared.score_norm import KeyNormalisation, QueryExpansion
+
+    rng = np.random.default_rng(7)
+    vectors = clustered(rng, 10, 300, 64)
+    add_faces(photo_store, "me", vectors)
+    for i, (m, s) in enumerate(zip(rng.uniform(0.2, 0.4, 300), rng.uniform(0.05, 0.1, 300))):
+        photo_store.faces.update_one(
+            {"owner": "me", "face_id": f"{i:032x}-000"}, {"$set": {"cohort_mean": m, "cohort_std": s}}
+        )
+    expansion = QueryExpansion(min_score=3.0, max_faces=5, weight=1.0, threshold=2.0)
+    keys = [None, KeyNormalisation(0.3, 0.08, 2.5), KeyNormalisation(0.3, 0.08, 2.5, expansion), None]
+    queries = list(vectors[[0, 31, 62, 93]])
+    for engine in (ExactIndex(photo_store), ExactIndex(photo_store, bound_min_faces=1)):
+        together = engine.nearest_many("me", "v1", queries, 40, 0.3, keys)
+        alone = [engine.nearest("me", "v1", q, 40, 0.3, k) for q, k in zip(queries, keys)]
+        assert [len(hits) for hits in together] == [len(hits) for hits in alone] and all(alone)
+        for got, want in zip(together, alone):
+            assert [h[:2] for h in got] == [h[:2] for h in want]
+            assert np.array([h[2:] for h in got]) == pytest.approx(np.array([h[2:] for h in want]), abs=1e-5)
+    assert ExactIndex(photo_store).nearest_many("me", "v1", [], 40, 0.3, []) == []
