@@ -167,9 +167,14 @@ class Manifest:
         return self.document["calibration"]
 
     @property
+    def facedata_split(self) -> str | None:
+        """The labelled split the bundle was fitted on when it is not the served one (``facedata.SWAPPED``)."""
+        return self.document.get("facedata_split")
+
+    @property
     def fitted_on_swapped_split(self) -> bool:
-        """Fitted on the served bundle's held-out identities (``facedata.SWAPPED``): never served."""
-        return "facedata_split" in self.document
+        """Fitted on the served bundle's held-out identities: never served."""
+        return self.facedata_split is not None
 
     @property
     def training(self) -> dict[str, Any] | None:

@@ -133,25 +133,7 @@ def create_app(
             )
         return engine
 
-    @app.errorhandler(BadRequest)
-    def bad_request(exc: BadRequest):
-        return jsonify(error=exc.code, message=exc.message), exc.status
-
-    @app.errorhandler(ImageError)
-    def bad_image(exc: ImageError):
-        return jsonify(error=exc.code, message=exc.message), exc.status
-
-    @app.errorhandler(413)
-    def too_large(_exc):
-        return jsonify(error="request_too_large", message=f"requests are limited to {MAX_REQUEST_BYTES} bytes"), 413
-
-    @app.errorhandler(Exception)
-    def unexpected(exc):
-        code = getattr(exc, "code", 500)
-        if isinstance(code, int) and 400 <= code < 500:
-            return jsonify(error="bad_request", message=str(exc)), code
-        log.exception("inference failed")
-        return jsonify(error="internal_error", message="inference failed"), 500
+    _answer_errors_in_json(app)
 
     @app.get("/ping")
     def ping():
@@ -193,6 +175,30 @@ def create_app(
         return response
 
     return app
+
+
+def _answer_errors_in_json(app: Flask) -> None:
+    """Every failure as ``{"error", "message"}`` with its status; an unexpected one is logged."""
+
+    @app.errorhandler(BadRequest)
+    def bad_request(exc: BadRequest):
+        return jsonify(error=exc.code, message=exc.message), exc.status
+
+    @app.errorhandler(ImageError)
+    def bad_image(exc: ImageError):
+        return jsonify(error=exc.code, message=exc.message), exc.status
+
+    @app.errorhandler(413)
+    def too_large(_exc):
+        return jsonify(error="request_too_large", message=f"requests are limited to {MAX_REQUEST_BYTES} bytes"), 413
+
+    @app.errorhandler(Exception)
+    def unexpected(exc):
+        code = getattr(exc, "code", 500)
+        if isinstance(code, int) and 400 <= code < 500:
+            return jsonify(error="bad_request", message=str(exc)), code
+        log.exception("inference failed")
+        return jsonify(error="internal_error", message="inference failed"), 500
 
 
 class _Timer:

@@ -119,7 +119,7 @@ def package_bundle(
         },
         "training": training,
     }
-    if base.fitted_on_swapped_split:
-        sections["facedata_split"] = base.document["facedata_split"]
+    if (split := base.facedata_split) is not None:
+        sections["facedata_split"] = split
     manifest.extended(sections).save(out_dir)
     return out_dir
