@@ -421,35 +421,3 @@ def test_uploads_never_made_leave_no_ghost_tile_or_count(api, make_user, setting
     assert short.photo_store.count_photos(away.sub, status="pending") == 0
     assert short.photo_store.usage_of(away.sub)["photos"] == 0  # their quota freed too
     assert app_module.services is short
-
-
-def test_a_signed_url_is_answered_again_for_a_minute_and_stays_valid_for_its_whole_ttl():
-    """Signing costs ~0.4 ms a URL and a page needs ~90: the same URL is answered for
-    ``URL_REUSE_SECONDS``, signed that much longer, so each answer is valid ``expires_in`` seconds."""
-    import boto3
-    from botocore.config import Config
-
-    from chalicelib.stores.object_storage import URL_REUSE_SECONDS, ObjectStorage
-
-    s3 = boto3.client(
-        "s3",
-        region_name="us-east-1",
-        aws_access_key_id="k",
-        aws_secret_access_key="s",
-        config=Config(signature_version="s3v4"),  # as services makes it
-    )
-    signed, sign = [], s3.generate_presigned_url
-    s3.generate_presigned_url = lambda *args, **kwargs: signed.append(args) or sign(*args, **kwargs)
-    now = [1000.0]
-    storage = ObjectStorage(s3, "bucket", clock=lambda: now[0])
-    first = storage.presigned_get("photos/u/a.jpg", 300, "image/jpeg", "a.jpg")
-    assert f"X-Amz-Expires={300 + URL_REUSE_SECONDS}" in first
-    now[0] += URL_REUSE_SECONDS - 1
-    assert storage.presigned_get("photos/u/a.jpg", 300, "image/jpeg", "a.jpg") == first and len(signed) == 1
-    download = storage.presigned_get("photos/u/a.jpg", 300, "image/jpeg", "a.jpg", download=True)
-    assert download != first and "attachment" in download  # another disposition is another URL
-    assert storage.presigned_get("photos/u/b.jpg", 300) != storage.presigned_get("photos/u/a.jpg", 300)
-    count = len(signed)
-    now[0] += 2
-    again = storage.presigned_get("photos/u/a.jpg", 300, "image/jpeg", "a.jpg")
-    assert len(signed) == count + 1 and f"X-Amz-Expires={300 + URL_REUSE_SECONDS}" in again  # signed anew

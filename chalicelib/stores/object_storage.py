@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from urllib.parse import quote
 
@@ -85,20 +82,10 @@ def content_disposition(filename: str, disposition: str = "attachment") -> str:
     return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-# A GET URL signed for a key is handed out again for this long (each signature costs ~0.4 ms, and a
-# page of 30 photos needs about 90), and signed this much longer than asked, so every URL handed out
-# is still valid for the whole time asked. Repeated URLs also let browsers cache the pictures.
-URL_REUSE_SECONDS = 60
-URL_CACHE_SIZE = 20_000
-
-
 class ObjectStorage:
-    def __init__(self, s3_client, bucket: str, clock=time.monotonic):
+    def __init__(self, s3_client, bucket: str):
         self.s3 = s3_client
         self.bucket = bucket
-        self._clock = clock
-        self._urls: OrderedDict[tuple, tuple[float, str]] = OrderedDict()
-        self._urls_lock = threading.Lock()
 
     def presigned_upload(
         self,
@@ -161,27 +148,13 @@ class ObjectStorage:
     ) -> str:
         """A GET URL. For a user's original, S3 is told the type and the disposition to answer
         with (signed into the URL): whatever bytes an upload smuggled in, a browser gets an image
-        type, never a page. ``download``: an attachment (a download, not a view). The same URL is
-        answered for ``URL_REUSE_SECONDS``, and stays valid ``expires_in`` seconds after each answer."""
+        type, never a page. ``download``: an attachment (a download, not a view)."""
         params = {"Bucket": self.bucket, "Key": key}
         if content_type is not None:
             params["ResponseContentType"] = content_type
         if filename is not None:
             params["ResponseContentDisposition"] = content_disposition(filename, "attachment" if download else "inline")
-        cache_key = (key, expires_in, content_type, params.get("ResponseContentDisposition"))
-        now = self._clock()
-        with self._urls_lock:
-            signed = self._urls.get(cache_key)
-            if signed is not None and now - signed[0] < URL_REUSE_SECONDS:
-                self._urls.move_to_end(cache_key)
-                return signed[1]
-        url = self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in + URL_REUSE_SECONDS)
-        with self._urls_lock:
-            self._urls[cache_key] = (now, url)
-            self._urls.move_to_end(cache_key)
-            while len(self._urls) > URL_CACHE_SIZE:
-                self._urls.popitem(last=False)
-        return url
+        return self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
 
     def delete_keys(self, keys: Iterable[str], attempts: int = 3) -> None:
         """Delete every key; S3 answers a batch with an error per key it could not delete (throttling,
