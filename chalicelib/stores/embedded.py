@@ -6,8 +6,10 @@ decodes every document of the collection (1.1 s an answer at 20,000 faces, again
 for the read). Here a write with a richer filter first reads the ``_id`` of the documents its filter
 matches (planned from the indexes), then writes each by its ``_id``. One lock per database keeps the
 read and the write together against the process's other writes, so a conditional write (a face the
-user has not decided) still holds its condition when it lands. Only the local stack and the tests
-use this store; MongoDB plans its writes itself.
+user has not decided) still holds its condition when it lands. The lock is the process's: between
+processes sharing one store folder a conditional write is no longer atomic (the local stack runs its
+API and its event pumps in one process; several processes may still write plain records together).
+Only the local stack and the tests use this store; MongoDB plans its writes itself.
 """
 
 from __future__ import annotations
