@@ -8,12 +8,12 @@ from chalice import BadRequestError, Chalice, CognitoUserPoolAuthorizer, CORSCon
 from chalice.app import Request
 
 from chalicelib import LAMBDA_RUNTIMES, __version__
+from chalicelib.clock import Deadline
 from chalicelib.edge import api_docs, request_models
 from chalicelib.edge.auth import bearer_token
 from chalicelib.edge.http_errors import body_of, code_for_status, headers_of, status_of
 from chalicelib.edge.web_client import asset, client_config
 from chalicelib.errors import DomainError, Invalid
-from chalicelib.face_client import Deadline
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
 from chalicelib.people import QUESTION_PEOPLE
 from chalicelib.records import User
@@ -91,12 +91,14 @@ def request() -> Request:
 
 
 def current_user() -> User:
+    """The caller, from the request's verified Cognito token (401 otherwise)."""
     user = services.verifier.verify(bearer_token(request().headers))
     logger.append_keys(user=user.sub)
     return user
 
 
 def json_body():
+    """The request's JSON body (400 ``invalid_json`` when it is not JSON)."""
     try:
         body = request().json_body
     except (BadRequestError, RecursionError):  # RecursionError: nesting deeper than the parser goes
@@ -110,11 +112,13 @@ def photo_ids() -> list[str]:
 
 
 def query_params() -> dict:
+    """The request's query string as a dict (empty when there is none)."""
     return dict(request().query_params or {})
 
 
 @app.route("/health", cors=cors)
 def health():
+    """``GET /health``: whether the store and the bucket answer (503 when one does not)."""
     checks: dict[str, dict] = {}
     for name, check in (
         ("store", lambda: services.photo_store.ping()),
@@ -143,6 +147,7 @@ def web_client():
 
 @app.route("/web/{name}", methods=["GET"])
 def web_file(name):
+    """``GET /web/{name}``: a file of the web client, or its configuration (``config.json``)."""
     if name == "config.json":
         return client_config(services.settings, services.password_policy)
     return asset(name, services.settings)
@@ -156,11 +161,13 @@ def openapi_description():
 
 @app.route("/docs", methods=["GET"])
 def api_docs_page():
+    """``GET /docs``: the API's reference page (Swagger UI over ``/openapi.yaml``)."""
     return api_docs.page()
 
 
 @app.route("/photos/uploads", methods=["POST"], authorizer=authorizer, cors=cors)
 def create_uploads():
+    """``POST /photos/uploads``: a presigned upload form per file, or the photo it duplicates."""
     user = current_user()
     s = services.settings
     uploads = services.album.create_uploads(
@@ -179,6 +186,7 @@ def cancel_upload(photo_id):
 
 @app.route("/photos", methods=["GET"], authorizer=authorizer, cors=cors)
 def list_photos():
+    """``GET /photos``: the album's timeline, newest first, a page at a time."""
     s = services.settings
     page = request_models.timeline_page(query_params(), s.page_size_default, s.page_size_max)
     return services.album.list_photos(current_user(), page)
@@ -186,16 +194,19 @@ def list_photos():
 
 @app.route("/photos/months", methods=["GET"], authorizer=authorizer, cors=cors)
 def photo_months():
+    """``GET /photos/months``: how many photos each month of the timeline holds."""
     return services.album.months(current_user())
 
 
 @app.route("/photos/status", methods=["POST"], authorizer=authorizer, cors=cors)
 def photo_status():
+    """``POST /photos/status``: the state of some photos (pending, indexed, failed, duplicate)."""
     return services.album.status(current_user(), photo_ids())
 
 
 @app.route("/photos/{photo_id}", methods=["GET"], authorizer=authorizer, cors=cors)
 def get_photo(photo_id):
+    """``GET /photos/{photo_id}``: one photo with its faces and signed URLs."""
     return services.album.get_photo(current_user(), photo_id)
 
 
@@ -209,6 +220,7 @@ def delete_photo(photo_id):
 
 @app.route("/photos/trash", methods=["POST"], authorizer=authorizer, cors=cors)
 def trash_photos():
+    """``POST /photos/trash``: move photos to the trash."""
     result = services.album.trash(current_user(), photo_ids())
     metrics.add_metric(name="PhotosTrashed", unit=MetricUnit.Count, value=len(result["trashed"]))
     return result
@@ -216,6 +228,7 @@ def trash_photos():
 
 @app.route("/trash", methods=["GET"], authorizer=authorizer, cors=cors)
 def list_trash():
+    """``GET /trash``: the photos in the trash, most recently trashed first."""
     s = services.settings
     page = request_models.timeline_page(query_params(), s.page_size_default, s.page_size_max)
     return services.album.list_trash(current_user(), page)
@@ -223,6 +236,7 @@ def list_trash():
 
 @app.route("/trash", methods=["DELETE"], authorizer=authorizer, cors=cors)
 def empty_trash():
+    """``DELETE /trash``: delete everything in the trash for good."""
     result = services.album.empty_trash(current_user())
     metrics.add_metric(name="PhotosDeleted", unit=MetricUnit.Count, value=result["purged"])
     return result
@@ -230,11 +244,13 @@ def empty_trash():
 
 @app.route("/trash/restore", methods=["POST"], authorizer=authorizer, cors=cors)
 def restore_photos():
+    """``POST /trash/restore``: bring photos back from the trash with their faces."""
     return services.album.restore(current_user(), photo_ids())
 
 
 @app.route("/trash/{photo_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
 def purge_photo(photo_id):
+    """``DELETE /trash/{photo_id}``: delete one photo of the trash for good."""
     services.album.purge_one(current_user(), photo_id)
     metrics.add_metric(name="PhotosDeleted", unit=MetricUnit.Count, value=1)
     return Response(body="", status_code=204)
@@ -242,6 +258,7 @@ def purge_photo(photo_id):
 
 @app.route("/search/uploads", methods=["POST"], authorizer=authorizer, cors=cors)
 def create_key_upload():
+    """``POST /search/uploads``: a presigned form for a key photo (counted against the hourly limit)."""
     user = current_user()
     key_file = request_models.file_to_upload("body", json_body(), request_models.MAX_KEY_BYTES)
     return Response(services.face_search.create_key_upload(user, key_file), status_code=201)
@@ -249,6 +266,7 @@ def create_key_upload():
 
 @app.route("/search", methods=["POST"], authorizer=authorizer, cors=cors)
 def search():
+    """``POST /search``: the album's photos of a face (a key photo, an album face or a person)."""
     user = current_user()
     deadline = Deadline.for_lambda(app.lambda_context, cap=services.settings.api_time_budget)
     result = services.face_search.search(user, request_models.search_request(json_body()), deadline)
@@ -258,11 +276,13 @@ def search():
 
 @app.route("/people", methods=["GET"], authorizer=authorizer, cors=cors)
 def list_people():
+    """``GET /people``: the album's people, biggest first."""
     return services.people.list_people(current_user(), request_models.people_page(query_params()))
 
 
 @app.route("/people/merge", methods=["POST"], authorizer=authorizer, cors=cors)
 def merge_people():
+    """``POST /people/merge``: make several people one."""
     return services.people.merge(current_user(), request_models.merge_request(json_body()))
 
 
@@ -280,22 +300,26 @@ def recluster_people():
 
 @app.route("/people/{person_id}", methods=["GET"], authorizer=authorizer, cors=cors)
 def get_person(person_id):
+    """``GET /people/{person_id}``: one person with their cover and counts."""
     return services.people.get_person(current_user(), person_id)
 
 
 @app.route("/people/{person_id}", methods=["PATCH"], authorizer=authorizer, cors=cors)
 def update_person(person_id):
+    """``PATCH /people/{person_id}``: rename, hide or show a person."""
     return services.people.update_person(current_user(), person_id, request_models.person_update(json_body()))
 
 
 @app.route("/people/{person_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
 def delete_person(person_id):
+    """``DELETE /people/{person_id}``: forget a person (their faces stay, unassigned)."""
     services.people.delete_person(current_user(), person_id)
     return Response(body="", status_code=204)
 
 
 @app.route("/people/{person_id}/photos", methods=["GET"], authorizer=authorizer, cors=cors)
 def person_photos(person_id):
+    """``GET /people/{person_id}/photos``: a person's photos, newest first."""
     return services.people.person_photos(
         current_user(), person_id, request_models.timeline_page(query_params(), 30, 100)
     )
@@ -303,6 +327,7 @@ def person_photos(person_id):
 
 @app.route("/people/questions", methods=["GET"], authorizer=authorizer, cors=cors)
 def album_questions():
+    """``GET /people/questions``: the album's next "Is this …?" questions."""
     return services.people.album_questions(
         current_user(), request_models.query_limit(query_params(), 5, QUESTION_PEOPLE)
     )
@@ -310,16 +335,19 @@ def album_questions():
 
 @app.route("/people/{person_id}/suggestions", methods=["GET"], authorizer=authorizer, cors=cors)
 def person_suggestions(person_id):
+    """``GET /people/{person_id}/suggestions``: faces to confirm or reject for a person."""
     return services.people.suggestions(current_user(), person_id, request_models.query_limit(query_params(), 10, 50))
 
 
 @app.route("/people/{person_id}/suggestions", methods=["POST"], authorizer=authorizer, cors=cors)
 def answer_suggestions(person_id):
+    """``POST /people/{person_id}/suggestions``: the owner's answers to a person's questions."""
     return services.people.answer(current_user(), person_id, request_models.answers(json_body()))
 
 
 @app.route("/photos/{photo_id}/faces", methods=["POST"], authorizer=authorizer, cors=cors)
 def add_face(photo_id):
+    """``POST /photos/{photo_id}/faces``: a face the user drew a box around."""
     user = current_user()
     deadline = Deadline.for_lambda(app.lambda_context, cap=services.settings.api_time_budget)
     box = request_models.drawn_box(json_body())
@@ -328,12 +356,14 @@ def add_face(photo_id):
 
 @app.route("/faces/{face_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
 def remove_face(face_id):
+    """``DELETE /faces/{face_id}``: a wrong face box goes (and stays gone after a reindex)."""
     services.people.remove_face(current_user(), face_id)
     return Response(body="", status_code=204)
 
 
 @app.route("/faces/{face_id}/person", methods=["PUT"], authorizer=authorizer, cors=cors)
 def set_face_person(face_id):
+    """``PUT /faces/{face_id}/person``: say whose face it is, or whose it is not."""
     return services.people.set_face_person(current_user(), face_id, request_models.face_decision(json_body()))
 
 
@@ -348,6 +378,7 @@ def sign_out_everywhere():
 
 @app.route("/me", methods=["GET"], authorizer=authorizer, cors=cors)
 def about_me():
+    """``GET /me``: the album's photo counts and storage against its limits."""
     return services.album.summary(current_user())
 
 
@@ -381,6 +412,7 @@ def cognito_post_confirmation(event, context):
     maximum_concurrency=int(os.environ.get("INDEXER_MAX_CONCURRENCY", "10")),
 )
 def index_photos(event):
+    """S3 upload events (through SQS): index each photo, one message per invocation."""
     logger.remove_keys(["path", "user", "photo_id"])
     logger.append_keys(request_id=getattr(event.context, "aws_request_id", None))
     services.refresh()
@@ -395,6 +427,7 @@ def index_photos(event):
 # Regrouping jobs (chalicelib/people_jobs.py), one at a time per message; locally the same pump.
 @app.on_sqs_message(queue=os.environ.get("PEOPLE_JOBS_QUEUE", "memory-studio-people-jobs"), batch_size=1)
 def group_people(event):
+    """Regrouping jobs (through SQS): regroup one owner's faces into people."""
     logger.remove_keys(["path", "user", "photo_id"])
     services.refresh()
     for record in event:

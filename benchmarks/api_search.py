@@ -17,11 +17,15 @@ Find, the next question, an answer and its effect.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
@@ -53,7 +57,8 @@ def album_faces(rng, photos: int, dim: int, cohort: np.ndarray | None, top_n: in
 
 def fill_album(photo_store, owner: str, rng, photos: int, manifest, bundle_dir: Path) -> list[str]:
     """Writes the album; returns the face ids used as keys."""
-    from chalicelib.stores.photo_store import timeline_at, vector_to_binary
+    from chalicelib.records import timeline_at
+    from chalicelib.stores.photo_store import vector_to_binary
 
     norm = manifest.normalisation
     cohort = np.load(bundle_dir / norm["cohort"]["path"]) if norm else None
@@ -219,11 +224,10 @@ def key_body(face_id: str) -> dict:
     return {"photo_id": face_id[:32], "face_id": face_id, "limit": 30}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photos", type=int, default=10_000)
-    args = parser.parse_args(argv)
-
+@contextlib.contextmanager
+def local_album(photos: int) -> Iterator[LocalAlbum]:
+    """The local stack (moto, the real face endpoint, Chalice's local server over HTTP) with one
+    signed-in user whose album holds ``photos`` synthetic photos; stopped on leaving."""
     import threading
 
     from moto.server import ThreadedMotoServer
@@ -243,6 +247,7 @@ def main(argv=None) -> int:
     api_url = f"http://127.0.0.1:{api_port}"
     info = provision(f"http://127.0.0.1:{moto_port}", "bench-search", api_url, str(state / "store"))
     faces = EndpointProcess(DEFAULT_DIR, "127.0.0.1", endpoint_port, info.app_environment(), state / "endpoint.log")
+    server = None
     try:
         faces.wait_ready()
         info.endpoint_url = faces.url
@@ -256,13 +261,42 @@ def main(argv=None) -> int:
         services = Services(Settings.from_env(info.app_environment()))
         started = time.perf_counter()
         keys, face_records, people = fill_album(
-            services.photo_store, sub, np.random.default_rng(0), args.photos, manifest, DEFAULT_DIR
+            services.photo_store, sub, np.random.default_rng(0), photos, manifest, DEFAULT_DIR
         )
         fill_s = time.perf_counter() - started
 
         server = serve_api("127.0.0.1", api_port)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         headers = {"Authorization": f"Bearer {tokens['IdToken']}", "Content-Type": "application/json"}
+        yield LocalAlbum(services, api_url, headers, sub, keys, face_records, people, fill_s)
+    finally:
+        if server is not None:
+            server.shutdown()
+        faces.stop()
+        moto.stop()
+
+
+@dataclass
+class LocalAlbum:
+    """The benchmark's album on a running local stack."""
+
+    services: Any
+    api_url: str
+    headers: dict
+    sub: str  # the user's id
+    keys: list[str]  # the face ids searched with
+    faces: list[dict]
+    people: np.ndarray  # each face's synthetic identity
+    fill_s: float
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=int, default=10_000)
+    args = parser.parse_args(argv)
+
+    with local_album(args.photos) as album:
+        services, api_url, headers, sub, keys = album.services, album.api_url, album.headers, album.sub, album.keys
         http = requests.Session()
         times, counts = [], []
         for face_id in [keys[0], *keys]:  # the first: cold (vectors loaded, served model asked)
@@ -277,15 +311,11 @@ def main(argv=None) -> int:
             "results_per_page": round(float(np.mean(counts[1:])), 1),
             "first_call_ms": round(times[0] * 1000, 1),
             "warm": percentiles(times[1:]),
-            "fill_album_s": round(fill_s, 1),
+            "fill_album_s": round(album.fill_s, 1),
             "where": where_the_time_goes(services, headers, sub, keys),
         }
-        group_as_identities(services, sub, face_records, people)
+        group_as_identities(services, sub, album.faces, album.people)
         results["people"] = people_round_trips(http, api_url, headers, keys, services, sub)
-        server.shutdown()
-    finally:
-        faces.stop()
-        moto.stop()
     write_results("api_search.json", results)
     print(results["warm"], results["results_per_page"], results["people"])
     return 0

@@ -60,9 +60,9 @@ def seed_album(services, s3, bucket: str, owner: str, photos: list[Path]) -> Non
     paint does not read them)."""
     from PIL import Image
 
+    from chalicelib.records import timeline_at
     from chalicelib.shared.images import THUMBNAIL_SIZE, jpeg_rendition
     from chalicelib.stores.object_storage import thumbnail_key
-    from chalicelib.stores.photo_store import timeline_at
 
     now, records = time.time(), []
     for n, path in enumerate(photos):

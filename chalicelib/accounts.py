@@ -19,19 +19,28 @@ interrupted deletion can simply run again.
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 from chalicelib.album import Album
+from chalicelib.clock import now_ms
 from chalicelib.observability import logger
 from chalicelib.records import User
 from chalicelib.stores.account_store import AccountStore
-from chalicelib.stores.photo_store import now_ms
+
+if TYPE_CHECKING:
+    from types_boto3_cognito_idp import CognitoIdentityProviderClient
 
 
 class Accounts:
-    def __init__(self, account_store: AccountStore, album: Album, cognito, user_pool_id: str):
+    """An account's life beyond its photos: deletion, sign-out everywhere, disabling."""
+
+    def __init__(
+        self, account_store: AccountStore, album: Album, cognito: CognitoIdentityProviderClient, user_pool_id: str
+    ):
         self.account_store, self.album, self.cognito, self.user_pool_id = account_store, album, cognito, user_pool_id
 
     def delete(self, user: User) -> dict:
+        """Delete the account: its tokens refused, its Cognito user, photos, people and objects gone."""
         self.account_store.add_tombstone(user.sub)
         if user.username:
             self._cognito("admin_user_global_sign_out", user.username)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
+from chalicelib.clock import now_ms
 from chalicelib.cursors import encode_position
 from chalicelib.edge.request_models import FileToUpload, Page
 from chalicelib.errors import Conflict, NotFound, RateLimited
+from chalicelib.photo_views import PhotoViews
 from chalicelib.records import Photo, User
 from chalicelib.settings import Settings
+from chalicelib.stores.key_face_store import KeyFaceStore
 from chalicelib.stores.lease_store import LeaseStore
 from chalicelib.stores.object_storage import (
     KEYS,
@@ -25,25 +29,15 @@ from chalicelib.stores.object_storage import (
     upload_metadata,
 )
 from chalicelib.stores.people_store import PeopleStore
-from chalicelib.stores.photo_store import DUPLICATE, NEAR_DUPLICATE_BITS, PhotoStore, now_ms, utc
+from chalicelib.stores.photo_store import DUPLICATE, NEAR_DUPLICATE_BITS, PhotoStore
+from chalicelib.stores.rate_limits import RateLimits
 
 _PHOTO_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def iso(value) -> str | None:
-    value = utc(value)
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-def taken_at(value) -> str | None:
-    """As the indexer stored it; records of earlier versions hold the camera's local time as a
-    datetime (stored without a zone): shown as local time, never with a ``Z``."""
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=None).isoformat()
-    return value
-
-
 class Album:
+    """The owner's photos: uploads, the timeline, one photo, the trash, deletion and quotas."""
+
     def __init__(
         self,
         photo_store: PhotoStore,
@@ -51,12 +45,19 @@ class Album:
         settings: Settings,
         people: PeopleStore | None = None,
         leases: LeaseStore | None = None,
+        key_faces: KeyFaceStore | None = None,
+        rates: RateLimits | None = None,
     ):
         self.photo_store = photo_store
+        self.usage = photo_store.usage
         self.object_storage = object_storage
         self.settings = settings
         self.people = people  # to keep people's counts and covers right when photos go
         self.leases = leases or LeaseStore(photo_store.db)
+        # Kept beside the album for search: the key photos' analyses and their hourly count.
+        self.key_faces = key_faces or KeyFaceStore(photo_store.db)
+        self.rates = rates or RateLimits(photo_store.db)
+        self.views = PhotoViews(object_storage, settings)  # search and people answer photos the same way
 
     # Uploads ----------------------------------------------------------------
     def create_uploads(self, user: User, asked: list[FileToUpload]) -> list[dict]:
@@ -160,8 +161,9 @@ class Album:
     def _reserve_quota(self, owner: str, files: list[FileToUpload]) -> None:
         s = self.settings
         size = sum(f.size for f in files)
-        if not self.photo_store.reserve_usage(owner, len(files), size, s.max_photos_per_user, s.max_bytes_per_user):
-            usage = self.photo_store.usage_of(owner)
+        held = functools.partial(self.photo_store.held_usage, owner)
+        if not self.usage.reserve(owner, len(files), size, s.max_photos_per_user, s.max_bytes_per_user, held):
+            usage = self.usage.of(owner)
             raise RateLimited(
                 f"your album holds {usage['photos']} photos and {usage['bytes']} bytes; the limits are "
                 f"{s.max_photos_per_user} photos and {s.max_bytes_per_user} bytes: delete photos to make room",
@@ -198,18 +200,19 @@ class Album:
 
     # Reading ------------------------------------------------------------------
     def list_photos(self, user: User, page: Page) -> dict:
+        """A page of the timeline, newest first, each photo presented with its signed URLs."""
         if page.after is None:
             self.expire_abandoned_uploads(user.sub)
             self.photo_store.backfill_timeline(user.sub)
         rows, last = self.photo_store.list_photos(user.sub, page.limit, page.after)
-        return {"photos": [self.present(row) for row in rows], "next_cursor": encode_position(last)}
+        return {"photos": [self.views.present(row) for row in rows], "next_cursor": encode_position(last)}
 
     def status(self, user: User, photo_ids: list[str]) -> dict:
         """``{"photo_ids": [...]}`` → those photos as listed (fresh URLs included), one call instead of a
         poll per photo; ids of no photo of the user's are answered in ``not_found``."""
         found = self.photo_store.photos_by_id(user.sub, [i for i in photo_ids if _PHOTO_ID.match(i)])
         return {
-            "photos": [self.present(found[i]) for i in photo_ids if i in found],
+            "photos": [self.views.present(found[i]) for i in photo_ids if i in found],
             "not_found": [i for i in photo_ids if i not in found],
         }
 
@@ -221,8 +224,9 @@ class Album:
         return {"months": [{"month": m, "count": n} for m, n in self.photo_store.month_counts(user.sub)]}
 
     def get_photo(self, user: User, photo_id: str) -> dict:
+        """One photo of the caller's, with its faces and their people."""
         photo = self.owned_photo(user, photo_id)
-        result = self.present(photo)
+        result = self.views.present(photo)
         result["faces"] = [
             {
                 "face_id": f["face_id"],
@@ -237,37 +241,8 @@ class Album:
         result["near_duplicates"] = self.photo_store.near_duplicates(user.sub, photo, NEAR_DUPLICATE_BITS)
         return result
 
-    def present(self, photo: Photo) -> dict:
-        ttl = self.settings.download_url_ttl
-        thumbnail, preview = photo.get("thumbnail_key"), photo.get("preview_key")
-        trashed_at = photo.get("trashed_at")
-        key, filename, content_type = photo.get("key"), photo.get("filename") or "photo", photo.get("content_type")
-        url = self.object_storage.presigned_get(key, ttl, content_type, filename) if key else None
-        return {
-            "photo_id": photo["photo_id"],
-            "filename": photo.get("filename"),
-            "content_type": photo.get("content_type"),
-            "status": photo["status"],
-            "error": photo.get("error"),
-            "face_count": photo.get("face_count", 0),
-            "width": photo.get("width"),
-            "height": photo.get("height"),
-            "uploaded_at": iso(photo.get("uploaded_at")),
-            "taken_at": taken_at(photo.get("taken_at")),
-            "timeline_at": taken_at(photo.get("timeline_at")),
-            "thumbnail_url": self.object_storage.presigned_get(thumbnail, ttl) if thumbnail else None,
-            "url": url,
-            # What a browser can show: the original, or a JPEG of a HEIC original.
-            "preview_url": self.object_storage.presigned_get(preview, ttl) if preview and url else url,
-            "download_url": self.object_storage.presigned_get(key, ttl, content_type, filename, download=True)
-            if key
-            else None,
-            "duplicate_of": photo.get("duplicate_of"),
-            "trashed_at": iso(trashed_at),
-            "purge_at": iso(utc(trashed_at) + timedelta(days=self.settings.trash_days)) if trashed_at else None,
-        }
-
     def owned_photo(self, user: User, photo_id: str) -> Photo:
+        """The caller's photo by id; NotFound for a malformed id or another user's photo."""
         # Another user's id and a made-up id look the same: 404.
         photo = self.photo_store.get_photo(user.sub, photo_id) if _PHOTO_ID.match(photo_id or "") else None
         if photo is None:
@@ -297,6 +272,7 @@ class Album:
         return {"trashed": trashed, "not_found": not_found}
 
     def trash_one(self, user: User, photo_id: str) -> None:
+        """Move one photo to the trash (NotFound if it is not in the album)."""
         if self.trash(user, [photo_id])["not_found"]:
             raise NotFound("no such photo")
 
@@ -317,12 +293,14 @@ class Album:
         return {"restored": restored, "not_found": not_found}
 
     def list_trash(self, user: User, page: Page) -> dict:
+        """A page of the trash, most recently trashed first (expired photos are purged first)."""
         if page.after is None:
             self.purge_expired(user.sub)
         rows, last = self.photo_store.list_trash(user.sub, page.limit, page.after)
-        return {"photos": [self.present(row) for row in rows], "next_cursor": encode_position(last)}
+        return {"photos": [self.views.present(row) for row in rows], "next_cursor": encode_position(last)}
 
     def purge_one(self, user: User, photo_id: str) -> None:
+        """Delete one photo of the trash for good, with its objects and faces."""
         photo = self.owned_photo(user, photo_id)
         if not photo.get("trashed_at"):
             raise Conflict("only a photo in the trash can be deleted for good; trash it first", code="not_in_trash")
@@ -370,13 +348,16 @@ class Album:
         s = self.settings
         return {
             "photos": self.photo_store.album_counts(user.sub),
-            "usage": self.photo_store.usage_of(user.sub),
+            "usage": self.usage.of(user.sub),
             "limits": {"photos": s.max_photos_per_user, "bytes": s.max_bytes_per_user},
         }
 
     def delete_account_data(self, user: User) -> dict:
+        """Everything of the user's in the stores and the bucket goes; the counts removed."""
         objects = self.object_storage.delete_user_objects(user.sub)
         counts = self.photo_store.delete_owner(user.sub)
+        self.key_faces.delete_owner(user.sub)
+        self.rates.delete_owner(user.sub)
         if self.people is not None:
             counts["people"] = self.people.delete_owner(user.sub)
         # What an indexer in flight wrote after the first pass (it also undoes its own writes).

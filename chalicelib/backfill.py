@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import json
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from chalicelib.face_client import FaceClient, FaceServiceError, photo_request
 from chalicelib.records import Analysis
 from chalicelib.stores.object_storage import INFERENCE, ObjectStorage
+
+if TYPE_CHECKING:
+    from types_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
 _ID = re.compile(r"[^A-Za-z0-9-]")
 
@@ -29,7 +33,9 @@ def is_notification(message: dict) -> bool:
 
 
 class Backfill:
-    def __init__(self, runtime, endpoint_name: str, object_storage: ObjectStorage):
+    """Reindexing through a SageMaker asynchronous endpoint: submits photos, takes the answers back."""
+
+    def __init__(self, runtime: SageMakerRuntimeClient, endpoint_name: str, object_storage: ObjectStorage):
         self.runtime, self.endpoint_name, self.object_storage = runtime, endpoint_name, object_storage
 
     def submit(self, key: str, inference_id: str) -> str:

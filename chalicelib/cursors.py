@@ -12,6 +12,7 @@ from chalicelib.errors import Invalid
 
 
 def encode_cursor(data: dict) -> str:
+    """An opaque paging cursor for ``data`` (URL-safe base64 JSON)."""
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 

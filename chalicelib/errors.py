@@ -10,6 +10,8 @@ from chalice import ChaliceUnhandledError
 
 
 class DomainError(ChaliceUnhandledError):
+    """What went wrong in the domain: a kind (the class), a code and words for the user; no HTTP."""
+
     code = "internal_error"
 
     def __init__(self, message: str, code: str | None = None, retry_after: int | None = None):
@@ -27,10 +29,14 @@ class Invalid(DomainError):
 
 
 class NotAuthenticated(DomainError):
+    """No valid token, or one the account no longer accepts."""
+
     code = "unauthorized"
 
 
 class NotAllowed(DomainError):
+    """A valid caller asking for what is not theirs to do."""
+
     code = "forbidden"
 
 
@@ -47,10 +53,14 @@ class Conflict(DomainError):
 
 
 class TooLarge(DomainError):
+    """A request or file over its size limit."""
+
     code = "payload_too_large"
 
 
 class UnsupportedType(DomainError):
+    """A file whose type the album does not take."""
+
     code = "unsupported_media_type"
 
 
@@ -61,6 +71,8 @@ class CannotProcess(DomainError):
 
 
 class RateLimited(DomainError):
+    """Over a quota or a rate; ``retry_after`` says when to try again, if ever."""
+
     code = "too_many_requests"
 
 

@@ -16,11 +16,15 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.clock import Deadline
 from chalicelib.records import Analysis, ModelInfo
+
+if TYPE_CHECKING:
+    from types_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
 # SageMaker's InvokeEndpoint takes at most 6 MB of request body; base64 adds a third.
 MAX_INLINE_BYTES = 4 * 1024 * 1024
@@ -28,33 +32,19 @@ _Answer = TypeVar("_Answer", Analysis, ModelInfo)
 
 
 class FaceServiceError(Exception):
+    """The face endpoint did not answer as it should; ``retriable`` when trying again may help."""
+
     def __init__(self, message: str, retriable: bool, status: int | None = None):
         super().__init__(message)
         self.message, self.retriable, self.status = message, retriable, status
 
 
-class Deadline:
-    """When the caller must have its answer (monotonic clock)."""
-
-    def __init__(self, seconds: float):
-        self.at = time.monotonic() + seconds
-
-    @classmethod
-    def for_lambda(cls, context, cap: float | None = None, reserve: float = 0.0) -> Deadline:
-        """The Lambda's remaining time less ``reserve`` (kept for the caller's own work), at most ``cap``."""
-        remaining = math.inf
-        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
-            remaining = context.get_remaining_time_in_millis() / 1000 - reserve
-        return cls(min(remaining, cap if cap is not None else math.inf))
-
-    def left(self) -> float:
-        return self.at - time.monotonic()
-
-
 class Transport(Protocol):
     """Sends one request body to the face endpoint and returns its answer's body."""
 
-    def invoke(self, body: bytes, timeout: float) -> bytes: ...
+    def invoke(self, body: bytes, timeout: float) -> bytes:
+        """Send one request body to the endpoint within ``timeout`` seconds; the answer's bytes."""
+        ...
 
 
 class HttpTransport:
@@ -67,6 +57,7 @@ class HttpTransport:
         self.session = requests.Session()
 
     def invoke(self, body: bytes, timeout: float) -> bytes:
+        """POST ``body`` to the endpoint's ``/invocations``; its answer's bytes."""
         import requests
 
         try:
@@ -90,19 +81,19 @@ class SageMakerTransport:
     """``runtime_for(seconds)``: a sagemaker-runtime client whose read timeout is that many
     seconds (botocore sets timeouts per client, not per call)."""
 
-    def __init__(self, runtime_for: Callable[[int], Any], endpoint_name: str):
+    def __init__(self, runtime_for: Callable[[int], SageMakerRuntimeClient], endpoint_name: str):
         self.runtime_for, self.endpoint_name = runtime_for, endpoint_name
 
     def invoke(self, body: bytes, timeout: float) -> bytes:
+        """``InvokeEndpoint`` with ``body``; its answer's bytes."""
         try:
             response = self.runtime_for(max(1, math.ceil(timeout))).invoke_endpoint(
                 EndpointName=self.endpoint_name, Body=body, ContentType="application/json", Accept="application/json"
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            status = exc.response.get("OriginalStatusCode") or exc.response.get("ResponseMetadata", {}).get(
-                "HTTPStatusCode", 500
-            )
+            original = exc.response.get("OriginalStatusCode")  # the model container's own status
+            status = original if isinstance(original, int) else exc.response["ResponseMetadata"]["HTTPStatusCode"]
             retriable = code in ("ThrottlingException", "ServiceUnavailable", "InternalFailure") or status >= 500
             raise FaceServiceError(f"SageMaker {code}: {exc}", retriable, status) from exc
         except BotoCoreError as exc:  # timeouts, connection errors
@@ -184,6 +175,7 @@ class FaceClient:
         min_face_size: int = 20,
         max_pixels: int | None = None,
     ) -> Analysis:
+        """The faces of one image sent inline (a key photo), with the served bundle's facts."""
         return self._call(
             _request({"id": "key", "b64": base64.b64encode(data).decode()}, max_faces, min_face_size, max_pixels),
             deadline,

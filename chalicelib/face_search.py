@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from chalicelib.album import Album
+from chalicelib.clock import Deadline, now_ms
 from chalicelib.cursors import search_cursor
 from chalicelib.edge.request_models import MAX_KEY_BYTES, FileToUpload, SearchRequest
 from chalicelib.errors import (
@@ -23,7 +24,7 @@ from chalicelib.errors import (
     Unavailable,
     UnsupportedType,
 )
-from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
+from chalicelib.face_client import FaceClient, FaceServiceError
 from chalicelib.grouping import GroupingParams
 from chalicelib.people import People
 from chalicelib.people_aware import KeyPerson, PeopleAware
@@ -31,7 +32,6 @@ from chalicelib.records import Analysis, ModelInfo, User
 from chalicelib.shared.score_norm import KeyNormalisation, QueryExpansion
 from chalicelib.stores.object_storage import SEARCH_KEY_TAG, key_photo_key
 from chalicelib.stores.people_store import PeopleStore
-from chalicelib.stores.photo_store import now_ms
 from chalicelib.stores.vector_index import VectorIndex
 
 MAX_HITS = 2000
@@ -94,8 +94,11 @@ class KeyFace:
 
 
 class FaceSearch:
+    """Find: the album's photos of a key photo's face, an album face or a person."""
+
     def __init__(self, album: Album, face_client: FaceClient, index: VectorIndex, people: People | None = None):
         self.album, self.photo_store, self.object_storage = album, album.photo_store, album.object_storage
+        self.views = album.views
         self.settings = album.settings
         self.face_client, self.index, self.people = face_client, index, people
         self.aware: PeopleAware | None = people.aware if people else None
@@ -122,7 +125,7 @@ class FaceSearch:
         """Key photos cost GPU time: at most ``key_photos_per_hour`` a user (uploads and inline images)."""
         now = now_ms()
         window = now.replace(minute=0, second=0, microsecond=0)
-        if not self.photo_store.take_rate(user.sub, "key_photo", window, self.settings.key_photos_per_hour):
+        if not self.album.rates.take(user.sub, "key_photo", window, self.settings.key_photos_per_hour):
             retry_after = int((window + timedelta(hours=1) - now).total_seconds()) + 1
             raise RateLimited(
                 f"at most {self.settings.key_photos_per_hour} key photos an hour; "
@@ -133,6 +136,7 @@ class FaceSearch:
 
     # Search -------------------------------------------------------------------
     def search(self, user: User, request: SearchRequest, deadline: Deadline | None = None) -> dict:
+        """A page of results for one search request, best first, with why each matched."""
         limit, offset = request.limit, request.offset
         if request.person_id is not None:
             if self.people is None:
@@ -245,7 +249,7 @@ class FaceSearch:
         else:
             sha256 = hashlib.sha256(data).hexdigest()
             analysis_id = f"inline:{sha256}"
-        result = self.photo_store.key_faces_of(user.sub, analysis_id)
+        result = self.album.key_faces.get(user.sub, analysis_id)
         if result is None:
             try:
                 if data is None:
@@ -271,7 +275,7 @@ class FaceSearch:
                     for f in analysis["faces"]
                 ],
             }
-            self.photo_store.save_key_faces(user.sub, analysis_id, result, KEY_ANALYSIS_TTL)
+            self.album.key_faces.save(user.sub, analysis_id, result, KEY_ANALYSIS_TTL)
         faces = result["faces"]
         if not faces:
             raise CannotProcess(
@@ -346,7 +350,7 @@ class FaceSearch:
             photo = photos.get(photo_id)
             if photo is None or photo.get("trashed_at"):
                 continue  # deleted or trashed since the vectors were cached
-            shown = self.album.present(photo)
+            shown = self.views.present(photo)
             results.append(
                 {
                     "photo_id": photo_id,

@@ -227,4 +227,5 @@ class GroupingParams:
         )
 
     def to_json(self) -> dict:
+        """The parameters as the bundle's manifest stores them."""
         return {"linkage": self.linkage, "k": self.k, "min_faces": self.min_faces, "threshold": self.threshold}

@@ -22,15 +22,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import unquote_plus
 
 from chalicelib.backfill import Backfill, is_notification
-from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
+from chalicelib.clock import Deadline
+from chalicelib.face_client import FaceClient, FaceServiceError
 from chalicelib.grouping import GroupingParams
 from chalicelib.observability import logger
 from chalicelib.people import People
 from chalicelib.people_jobs import PeopleJobs
-from chalicelib.records import Analysis, Face, Photo
+from chalicelib.records import MANUAL, Analysis, Face, Photo, drawn_face_record, face_record, timeline_at
 from chalicelib.settings import Settings
 from chalicelib.shared.boxes import box_iou
 from chalicelib.shared.images import (
@@ -47,19 +47,13 @@ from chalicelib.stores.object_storage import (
     ObjectStorage,
     derived_keys,
     is_upload_of,
+    object_events,
     parse_photo_key,
     preview_key,
     thumbnail_key,
 )
 from chalicelib.stores.people_store import SAME_FACE_IOU
-from chalicelib.stores.photo_store import (
-    MANUAL,
-    PhotoStore,
-    drawn_face_record,
-    face_record,
-    picture_hash_fields,
-    timeline_at,
-)
+from chalicelib.stores.photo_store import PhotoStore, picture_hash_fields
 
 
 class RetryLater(Exception):
@@ -77,6 +71,8 @@ class Rendered:
 
 
 class Indexer:
+    """Turns S3 upload events into indexed photos: faces, thumbnails, duplicates, people."""
+
     def __init__(
         self,
         photo_store: PhotoStore,
@@ -103,10 +99,11 @@ class Indexer:
         if is_notification(message):
             return [self.complete_backfill(message, deadline)]
         outcomes = []
-        for record in message.get("Records", []):
-            name = record.get("eventName", "")
-            bucket = record.get("s3", {}).get("bucket", {}).get("name")
-            key = unquote_plus(record.get("s3", {}).get("object", {}).get("key", ""))
+        for event in object_events(message):
+            if event is None:  # not what S3 sends: nothing to index, no retry
+                outcomes.append("malformed")
+                continue
+            name, bucket, key = event
             if bucket != self.object_storage.bucket:
                 outcomes.append("other_bucket")
             elif name.startswith("ObjectCreated"):

@@ -20,18 +20,19 @@ from datetime import timedelta
 import numpy as np
 
 from chalicelib.album import Album
+from chalicelib.clock import Deadline, now_ms
 from chalicelib.cursors import encode_position
 from chalicelib.edge.request_models import Answer, FaceDecision, Merge, Page, PeoplePage
 from chalicelib.errors import Conflict, Invalid, NotFound, Unavailable
-from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
+from chalicelib.face_client import FaceClient, FaceServiceError
 from chalicelib.grouping import Constraints, GroupingParams, agglomerate, knn_edges, normalised_pair_scores
 from chalicelib.observability import logger
 from chalicelib.people_aware import PeopleAware
-from chalicelib.records import Face, ModelInfo, Person, User
+from chalicelib.records import MANUAL, Face, ModelInfo, Person, User, drawn_face_record
 from chalicelib.shared.boxes import box_iou
 from chalicelib.shared.score_norm import KeyNormalisation
 from chalicelib.stores.people_store import AUTO, SAME_FACE_IOU, USER, PeopleStore
-from chalicelib.stores.photo_store import MANUAL, PhotoStore, drawn_face_record, now_ms
+from chalicelib.stores.photo_store import PhotoStore
 from chalicelib.stores.vector_index import VectorIndex
 
 MAX_KEY_FACES = 30  # a person's faces used as search keys (confirmed first)
@@ -46,6 +47,8 @@ MANUAL_FIRST_INDEX = 500  # drawn faces are numbered from here: detected ones ke
 
 
 class People:
+    """The album's people: grouping, naming, merging, corrections and the owner's answers."""
+
     def __init__(
         self,
         photo_store: PhotoStore,
@@ -56,6 +59,7 @@ class People:
     ):
         """``face_client``: gives the face client, asked only by what needs the endpoint."""
         self.photo_store, self.people_store, self.album, self.index = photo_store, people_store, album, index
+        self.views = album.views
         self.face_client = face_client
         self.aware = PeopleAware(photo_store, people_store, index)
 
@@ -187,6 +191,7 @@ class People:
 
     # Reading -------------------------------------------------------------------------
     def list_people(self, user: User, page: PeoplePage) -> dict:
+        """A page of the caller's people, biggest first, each with a cover face."""
         limit, offset = page.limit, page.offset
         rows = self.people_store.page(user.sub, offset, limit + 1, page.include_hidden)
         more = len(rows) > limit
@@ -196,6 +201,7 @@ class People:
         }
 
     def get_person(self, user: User, person_id: str) -> dict:
+        """One of the caller's people, presented."""
         return self._present(user, self._owned(user, person_id))
 
     def person_photos(self, user: User, person_id: str, page: Page) -> dict:
@@ -209,7 +215,7 @@ class People:
             face = boxes.get(row["photo_id"])
             if face is None:
                 continue  # moved out of the person between the two reads
-            shown = self.album.present(row)
+            shown = self.views.present(row)
             photos.append(dict(shown, face_id=face["face_id"], box=face["box"], assigned_by=face.get("assigned_by")))
         return {"photos": photos, "next_cursor": encode_position(last)}
 
@@ -220,7 +226,7 @@ class People:
             face = self.people_store.face(user.sub, cover_face_id)
             photo = self.photo_store.get_photo(user.sub, cover_photo_id) if face else None
             if face and photo:
-                shown = self.album.present(photo)
+                shown = self.views.present(photo)
                 cover = {
                     "face_id": face["face_id"],
                     "photo_id": photo["photo_id"],
@@ -259,6 +265,7 @@ class People:
         return self.get_person(user, person_id)
 
     def delete_person(self, user: User, person_id: str) -> None:
+        """Forget a person; their faces stay in the album, assigned to nobody."""
         self._owned(user, person_id)
         self.people_store.delete(user.sub, person_id)
 
@@ -577,7 +584,7 @@ class People:
             photo = photos.get(photo_id)
             if photo is None:
                 continue
-            shown = self.album.present(photo)
+            shown = self.views.present(photo)
             out.append(
                 {
                     "face_id": face_id,

@@ -44,10 +44,13 @@ class KeyPerson:
     members: dict  # photo_id → the person's face in it (a confirmed one first)
 
     def present(self) -> dict:
+        """The person as a search answer names them."""
         return {"person_id": self.person_id, "name": self.name, "how": self.how}
 
 
 class PeopleAware:
+    """Find that knows the album's people: the key's person answers for its faces."""
+
     def __init__(self, photo_store: PhotoStore, people_store: PeopleStore, index: VectorIndex):
         self.photo_store, self.people_store, self.index = photo_store, people_store, index
 

@@ -11,21 +11,28 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import TYPE_CHECKING
 
 from chalicelib.stores.people_store import PeopleStore
+
+if TYPE_CHECKING:
+    from types_boto3_sqs import SQSClient
 
 MAX_SQS_DELAY = 900
 
 
 class PeopleJobs:
-    def __init__(self, people_store: PeopleStore, sqs, queue_url: str | None, delay: int, run):
+    """Debounced regrouping: requests queued with a delay, only the latest one per owner runs."""
+
+    def __init__(self, people_store: PeopleStore, sqs: SQSClient | None, queue_url: str | None, delay: int, run):
         """``run(owner)`` does the regrouping (``People.regroup``)."""
         self.people_store = people_store
         self.sqs, self.queue_url, self.delay, self.run = sqs, queue_url, min(delay, MAX_SQS_DELAY), run
 
     def request(self, owner: str, delay: int | None = None) -> dict:
+        """Ask for the owner's regrouping (at once without a queue); what was done or queued."""
         delay = self.delay if delay is None else min(delay, MAX_SQS_DELAY)
-        if not self.queue_url:
+        if not self.queue_url or self.sqs is None:
             return {"status": "done", **self.run(owner)}
         token = uuid.uuid4().hex
         self.people_store.request_regroup(owner, token)

@@ -1,5 +1,5 @@
 """The records that cross module boundaries: the caller, a photo, a face and a person as stored,
-and the face endpoint's answers.
+and the face endpoint's answers; and the rules that build them.
 
 TypedDicts rather than classes: they are the very documents pymongo reads and writes and the JSON
 the endpoint sends, so nothing converts them, and mypy checks every key a module reads or writes.
@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
 
+from chalicelib.clock import utc
+
+_EPOCH = datetime(1970, 1, 1)  # where a record without an upload time sits in the timeline
+
 
 @dataclass(frozen=True)
 class User:
@@ -25,6 +29,8 @@ class User:
 
 
 class Photo(TypedDict, total=False):
+    """A photo as stored: one per upload asked for, whatever became of it."""
+
     owner: str  # the Cognito ``sub`` of the user whose album it is
     photo_id: str  # 32 hex digits
     key: str  # the original's S3 object key
@@ -55,6 +61,8 @@ class Photo(TypedDict, total=False):
 
 
 class Face(TypedDict, total=False):
+    """A face as stored: its box and vector, its photo, and whose it is."""
+
     owner: str
     face_id: str  # "<photo_id>-<index:03d>"
     photo_id: str
@@ -75,6 +83,8 @@ class Face(TypedDict, total=False):
 
 
 class Person(TypedDict, total=False):
+    """A person of an album, as stored."""
+
     owner: str
     person_id: str
     name: str | None
@@ -116,3 +126,51 @@ class Analysis(ModelInfo, total=False):
     width: int
     height: int
     faces: list[DetectedFace]
+
+
+def timeline_at(uploaded_at: datetime | None, taken_at: str | datetime | None = None) -> datetime:
+    """Where a photo sits in the album's timeline (naive, as BSON keeps it): the camera's clock when the
+    photo says when it was taken (the local time people see; the offset is not applied, so a month
+    groups what its photos show), else the upload time. Never later than the upload: indexing only
+    moves a photo back in time, so a client paging the timeline may meet it twice (same ``photo_id``)
+    but never misses it. A record without an upload time (written by tools) sits at the epoch."""
+    uploaded = utc(uploaded_at).replace(tzinfo=None) if uploaded_at else _EPOCH
+    if not taken_at:
+        return uploaded
+    try:  # records of earlier versions hold the camera's time as a datetime
+        taken = (taken_at if isinstance(taken_at, datetime) else datetime.fromisoformat(taken_at)).replace(tzinfo=None)
+    except (TypeError, ValueError):
+        return uploaded
+    taken = taken.replace(microsecond=taken.microsecond // 1000 * 1000)
+    return min(taken, uploaded) if uploaded_at else taken
+
+
+MANUAL = "manual"  # a face's ``source`` when the user drew its box
+
+
+def face_record(face_id: str, index: int, analysed: DetectedFace, model_version: str) -> Face:
+    """A face as stored, from the face endpoint's answer for it."""
+    return {
+        "face_id": face_id,
+        "face_index": index,
+        "box": analysed["box"],
+        "score": analysed["score"],
+        "landmarks": analysed["landmarks"],
+        "embedding": analysed["embedding"],
+        "model_version": model_version,
+        "cohort_mean": analysed.get("cohort_mean"),
+        "cohort_std": analysed.get("cohort_std"),
+    }
+
+
+def drawn_face_record(face_id: str, index: int, analysed: DetectedFace, model_version: str) -> Face:
+    """A face whose box the user drew, from the endpoint's answer for that box."""
+    face = face_record(face_id, index, analysed, model_version)
+    face["source"], face["aligned"] = MANUAL, bool(analysed.get("aligned"))
+    return face
+
+
+def photo_size(photo: Photo) -> int:
+    """The bytes a photo counts for in its owner's quota: the declared size, which the upload
+    policy makes an upper bound of the object's."""
+    return int(photo.get("declared_size") or 0)

@@ -13,11 +13,16 @@ bytes (not an image, too large) does not depend on the model and stays out.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from chalicelib.stores.photo_store import PhotoStore
 
+if TYPE_CHECKING:
+    from types_boto3_sqs import SQSClient
+
 
 def reindex_message(bucket: str, key: str, target_version: str) -> str:
+    """An S3-style event asking the indexer to embed one photo again with ``target_version``."""
     return json.dumps(
         {
             "reindex": target_version,
@@ -32,8 +37,9 @@ def reindex_message(bucket: str, key: str, target_version: str) -> str:
 
 
 def enqueue(
-    photo_store: PhotoStore, sqs, queue_url: str, bucket: str, target_version: str, owner: str | None = None
+    photo_store: PhotoStore, sqs: SQSClient, queue_url: str, bucket: str, target_version: str, owner: str | None = None
 ) -> int:
+    """Queue every photo in scope not yet indexed with ``target_version``; how many were sent."""
     sent, batch = 0, []  # type: int, list[dict]
     for photo in photo_store.photos_to_reindex(target_version, owner):
         batch.append({"Id": str(len(batch)), "MessageBody": reindex_message(bucket, photo["key"], target_version)})
@@ -45,7 +51,7 @@ def enqueue(
     return sent
 
 
-def _send(sqs, queue_url: str, batch: list) -> int:
+def _send(sqs: SQSClient, queue_url: str, batch: list) -> int:
     result = sqs.send_message_batch(QueueUrl=queue_url, Entries=batch)
     if result.get("Failed"):
         raise RuntimeError(f"{len(result['Failed'])} reindex messages were refused: {result['Failed'][:3]}")

@@ -29,6 +29,8 @@ def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of the API and the indexer, from the environment (``from_env``)."""
+
     stage: str = "local"
     region: str = "us-east-1"
     # None in the cloud; the moto server's URL locally.
@@ -84,14 +86,17 @@ class Settings:
 
     @property
     def issuer(self) -> str:
+        """The user pool's token issuer."""
         return f"https://cognito-idp.{self.region}.amazonaws.com/{self.user_pool_id}"
 
     @property
     def resolved_jwks_url(self) -> str:
+        """Where the user pool's signing keys are: the configured URL, else the pool's own."""
         return self.jwks_url or f"{self.issuer}/.well-known/jwks.json"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings an environment (``os.environ`` by default) gives, defaults for the rest."""
         env = os.environ if env is None else env
         return cls(
             stage=env.get("STAGE", "local"),

@@ -27,6 +27,9 @@ class _Job:
 
 
 class SharedBatches:
+    """Runs the items of concurrent calls together: a call waits up to ``wait_s`` for others, and a
+    batch holds at most ``max_items``."""
+
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], wait_s: float, max_items: int):
         self._run, self.wait_s, self.max_items = run, wait_s, max_items
         self._changed = threading.Condition()
@@ -35,6 +38,7 @@ class SharedBatches:
         threading.Thread(target=self._serve, name="shared-batches", daemon=True).start()
 
     def __call__(self, items: np.ndarray) -> np.ndarray:
+        """``run(items)``, sharing one batch with whatever other threads call meanwhile."""
         if not len(items):
             return self._run(items)
         job = _Job(items)

@@ -24,6 +24,7 @@ class BundleError(ValueError):
 
 
 def sha256(path: Path) -> str:
+    """A file's SHA-256, hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -32,6 +33,8 @@ def sha256(path: Path) -> str:
 
 
 class FileEntry(TypedDict, total=False):
+    """One file of the bundle, as the manifest lists it."""
+
     path: str  # relative to the bundle folder
     sha256: str  # written by ``Manifest.save``
 
@@ -68,6 +71,8 @@ class Part(TypedDict, total=False):
 
 
 class Embedder(TypedDict, total=False):
+    """The embedder section: what the served vectors are."""
+
     name: str
     embedding_dim: int
     metric: str
@@ -124,6 +129,8 @@ class Manifest:
 
     @classmethod
     def load(cls, bundle_dir: Path) -> Manifest:
+        """The manifest of the bundle in ``bundle_dir`` (BundleError when there is none, or it is not
+        one this code serves)."""
         path = Path(bundle_dir) / MANIFEST
         if not path.exists():
             raise BundleError(f"{bundle_dir} holds no {MANIFEST}: not a face model bundle")
@@ -137,6 +144,7 @@ class Manifest:
 
     @staticmethod
     def exists(bundle_dir: Path) -> bool:
+        """Whether ``bundle_dir`` holds a manifest."""
         return (Path(bundle_dir) / MANIFEST).exists()
 
     def save(self, bundle_dir: Path) -> None:
@@ -147,18 +155,22 @@ class Manifest:
 
     @property
     def version(self) -> str:
+        """The bundle's version, which names it everywhere (face records, caches, deploys)."""
         return self.document["version"]
 
     @property
     def build_key(self) -> str | None:
+        """What the bundle was built from, hashed (None for a bundle not built by the factory)."""
         return self.document.get("build_key")
 
     @property
     def files(self) -> dict[str, FileEntry]:
+        """The bundle's files by name."""
         return self.document["files"]
 
     @property
     def detector(self) -> Detector:
+        """The detector's settings: its stages' thresholds and the pyramid factor."""
         return self.document["detector"]
 
     @property
@@ -182,6 +194,7 @@ class Manifest:
         return self.document.get("training")
 
     def path(self, bundle_dir: Path, name: str) -> Path:
+        """Where the file named ``name`` is in ``bundle_dir``."""
         return Path(bundle_dir) / self.files[name]["path"]
 
     @property
@@ -191,6 +204,7 @@ class Manifest:
 
     @property
     def embedding_dim(self) -> int:
+        """The length of a served vector."""
         return self.document["embedder"]["embedding_dim"]
 
     @property

@@ -16,6 +16,8 @@ import numpy as np
 
 @dataclass
 class Detections:
+    """The faces found in one image: boxes, scores and five landmarks each."""
+
     boxes: np.ndarray  # (K, 4) x1, y1, x2, y2 in image pixels
     scores: np.ndarray  # (K,)
     landmarks: np.ndarray  # (K, 5, 2): left eye, right eye, nose, left and right mouth corners
@@ -25,6 +27,7 @@ class Detections:
 
     @classmethod
     def empty(cls) -> Detections:
+        """No face."""
         return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
 
 
@@ -145,6 +148,8 @@ def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
 
 
 class MTCNN:
+    """MTCNN's three stages on ONNX Runtime: proposals over an image pyramid, then two refinements."""
+
     def __init__(self, pnet, rnet, onet, thresholds: Sequence[float] = (0.6, 0.7, 0.7), factor: float = 0.709):
         """``pnet``/``rnet``/``onet`` are ONNX Runtime sessions (input ``pixels``)."""
         self.pnet, self.rnet, self.onet = pnet, rnet, onet

@@ -101,6 +101,8 @@ class EmbedderPart:
 
 @dataclass
 class Face:
+    """One face as the engine answers it."""
+
     box: list[float]  # x, y, w, h in original pixels
     score: float
     landmarks: list[list[float]]
@@ -109,6 +111,7 @@ class Face:
     aligned: bool | None = None  # for a caller-given box: were landmarks found inside it
 
     def to_json(self) -> dict:
+        """The face as the endpoint's JSON answer holds it."""
         assert self.embedding is not None, "a face is answered once it is embedded"
         out = {
             "box": [round(v, 2) for v in self.box],
@@ -124,6 +127,8 @@ class Face:
 
 
 class FaceEngine:
+    """Detects, aligns and embeds the faces of an image with one model bundle."""
+
     def __init__(
         self,
         bundle_dir,
@@ -193,6 +198,7 @@ class FaceEngine:
 
     @property
     def version(self) -> str:
+        """The served bundle's version."""
         return self.manifest.version
 
     @property
@@ -285,6 +291,7 @@ class FaceEngine:
         return self.fuse([part.embed(part.chips(image, faces), self.batch_size) for part in self.parts])
 
     def fuse(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        """One vector per face from the embedder parts' outputs, weighted as the bundle says."""
         return fuse(outputs, [part.weight for part in self.parts])
 
     def split(self, embeddings: np.ndarray) -> list[np.ndarray]:

@@ -16,10 +16,12 @@ import sys
 
 
 def default_workers(gpu: bool) -> int:
+    """Worker processes: one on a GPU, half the cores on a CPU."""
     return 1 if gpu else max(1, (os.cpu_count() or 2) // 2)
 
 
 def main(argv=None) -> int:
+    """Serve the bundle with gunicorn (SageMaker's ``serve``)."""
     import onnxruntime as ort
 
     gpu = "CUDAExecutionProvider" in ort.get_available_providers()

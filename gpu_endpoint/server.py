@@ -49,6 +49,8 @@ MAX_REQUEST_PIXELS = int(os.environ.get("MAX_REQUEST_PIXELS", 2 * MAX_PIXELS))
 
 
 class BadRequest(Exception):
+    """A request the endpoint refuses: its status and code go back in the JSON answer."""
+
     def __init__(self, message: str, status: int = 400, code: str = "bad_request"):
         super().__init__(message)
         self.message, self.status, self.code = message, status, code
@@ -70,6 +72,7 @@ class S3Reader:
         self._client = client
 
     def read(self, uri: str, max_bytes: int) -> bytes:
+        """The bytes of an ``s3://bucket/key`` object in an allowed bucket, at most ``max_bytes``."""
         if not isinstance(uri, str) or not uri.startswith("s3://") or "/" not in uri[5:]:
             raise ImageError("s3_uri must look like s3://bucket/key", 400, "bad_s3_uri")
         bucket, key = uri[5:].split("/", 1)
@@ -229,6 +232,7 @@ class Invocation:
 
     @classmethod
     def parse(cls, request_, s3: S3Reader) -> Invocation:
+        """One ``/invocations`` request parsed from JSON or raw image bytes (BadRequest otherwise)."""
         content_type = (request_.mimetype or "").lower()
         if content_type == "application/json":
             return cls._from_json(request_, s3)

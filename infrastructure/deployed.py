@@ -31,6 +31,7 @@ def _resources(stage: str, chalice_dir: Path) -> tuple[Path, list[dict]]:
 
 
 def rest_api(stage: str, chalice_dir: Path = CHALICE_DIR) -> dict:
+    """The stage's deployed REST API, as Chalice recorded it."""
     record_path, resources = _resources(stage, chalice_dir)
     for resource in resources:
         if resource.get("resource_type") == "rest_api":
@@ -54,6 +55,7 @@ def function_names(stage: str, chalice_dir: Path = CHALICE_DIR) -> list[str]:
 
 
 def rest_api_id(stage: str, chalice_dir: Path = CHALICE_DIR) -> str:
+    """The stage's REST API id."""
     return rest_api(stage, chalice_dir)["rest_api_id"]
 
 
@@ -76,6 +78,7 @@ def post_deploy_target(description: str, argv: list | None) -> tuple[dict, str, 
 
 
 def main(argv: list | None = None) -> int:
+    """Print what Chalice deployed for a stage."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True)
     parser.add_argument("--origin", action="store_true", help="print the API's origin (else its id)")

@@ -107,6 +107,7 @@ def _for_the_wheels_abi(execute: Callable) -> Callable:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``chalice`` for a stage with the packaging and runtime checks around it."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(__doc__.strip() + f"\n\nCommands: {', '.join(COMMANDS)} (Chalice's own options after them).")

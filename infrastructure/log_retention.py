@@ -7,11 +7,15 @@ from Chalice's deployment record.
 from __future__ import annotations
 
 from contextlib import suppress
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types_boto3_logs import CloudWatchLogsClient
 
 DAYS = {"dev": 14, "prod": 90}
 
 
-def apply(logs, function_names: list[str], days: int) -> list[str]:
+def apply(logs: CloudWatchLogsClient, function_names: list[str], days: int) -> list[str]:
     """Each function's log group, created if Lambda has not yet, keeps ``days``; their names."""
     groups = [f"/aws/lambda/{name}" for name in function_names]
     for group in groups:

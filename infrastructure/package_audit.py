@@ -33,6 +33,8 @@ Check = tuple[str, bool, str]
 
 @dataclass(frozen=True)
 class Runtime:
+    """A Lambda runtime: its OS, its glibc and when it is deprecated."""
+
     os: str
     glibc: tuple[int, int]
     deprecated: date  # AWS's projected deprecation date
@@ -59,6 +61,7 @@ _LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 
 
 
 def runtime_supported(runtime: str, today: date) -> Check:
+    """Whether AWS still supports the runtime on ``today``."""
     known = RUNTIMES.get(runtime)
     if known is None:
         return ("runtime", False, f"{runtime} is not a runtime this audit knows")
@@ -84,6 +87,7 @@ def glibc_needed(elf_bytes: bytes) -> tuple[int, int] | None:
 
 
 def native_libraries(archive: zipfile.ZipFile, runtime: str) -> Check:
+    """Whether every native library of the package runs on the runtime's glibc."""
     limit = RUNTIMES[runtime].glibc
     names = [n for n in archive.namelist() if re.search(r"\.so(\.\d+)*$", n)]
     too_new = []
@@ -133,6 +137,7 @@ def _tag_fits(tag: str, abi: str, glibc: tuple[int, int]) -> bool:
 
 
 def unzipped_size(archive: zipfile.ZipFile) -> Check:
+    """Whether the package fits Lambda's unzipped size limit."""
     size = sum(info.file_size for info in archive.infolist())
     headroom = UNZIPPED_LIMIT - size
     detail = f"{size / 1e6:.1f} MB of {UNZIPPED_LIMIT / 1e6:.1f} MB, headroom {headroom / 1e6:.1f} MB"
@@ -171,6 +176,7 @@ def optional_os_functions(archive: zipfile.ZipFile, runtime: str) -> Check:
 
 
 def audit(archive_path: Path, runtime: str, today: date | None = None) -> list[Check]:
+    """Every check of a deployment package against its runtime."""
     with zipfile.ZipFile(archive_path) as archive:
         checks = [runtime_supported(runtime, today or date.today())]
         if runtime in RUNTIMES:
@@ -199,6 +205,7 @@ def _v(version: tuple[int, int]) -> str:
 
 
 def main(argv: list | None = None) -> int:
+    """Audit the packages ``chalice package`` wrote."""
     from infrastructure.lambda_runtime import TARGET
     from infrastructure.preflight import report
 

@@ -127,6 +127,7 @@ FUNCTIONS = {
 
 
 def policy_file(stage: str, function: str) -> str:
+    """The file name of a function's IAM policy for a stage."""
     return f"policy-{stage}-{function}.json"
 
 
@@ -148,6 +149,7 @@ BACKFILL = ["Backfill", "BackfillObjects"]
 
 
 def policy(stage: str, env: dict, function: str, in_vpc: bool = False) -> dict:
+    """A function's IAM policy for a stage: only the grants it needs."""
     table = grants(stage, env)
     sids = FUNCTIONS[function] + (BACKFILL if function == "index_photos" and env.get("BACKFILL_ENDPOINT_NAME") else [])
     statements = [{"Sid": sid, "Effect": "Allow", **table[sid]} for sid in sids]
@@ -182,6 +184,7 @@ def write(config: dict, chalice_dir: Path = CHALICE_DIR, check: bool = False) ->
 
 
 def main(argv=None) -> int:
+    """Write each stage's IAM policies (``--check``: fail if one is stale)."""
     check = "--check" in (argv if argv is not None else sys.argv[1:])
     stale = write(read_config(), check=check)
     if check and stale:

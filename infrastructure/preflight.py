@@ -70,6 +70,7 @@ def account_checks(stage: str, config: dict, session) -> list[Check]:
 
 
 def region(stage: str, environment: dict, region_name: str | None) -> Check:
+    """Whether the deploy's region is the user pool's."""
     configured = environment.get("COGNITO_USER_POOL_ARN", "").split(":")[3:4]
     if not region_name:
         return (f"{stage}: region", False, "no AWS region: export AWS_DEFAULT_REGION")
@@ -78,6 +79,7 @@ def region(stage: str, environment: dict, region_name: str | None) -> Check:
 
 
 def runtime() -> Check:
+    """Whether the Lambda runtime is still supported."""
     from datetime import date
 
     from infrastructure.lambda_runtime import TARGET
@@ -88,6 +90,7 @@ def runtime() -> Check:
 
 
 def concurrency(stage_config: dict, environment: dict, session) -> tuple[bool, str]:
+    """Whether the account's Lambda concurrency leaves room for the stage's reservations."""
     limits = session.client("lambda").get_account_settings()["AccountLimit"]
     reserved = sum(f.get("reserved_concurrency", 0) for f in stage_config.get("lambda_functions", {}).values())
     total = limits["ConcurrentExecutions"]
@@ -101,6 +104,7 @@ def concurrency(stage_config: dict, environment: dict, session) -> tuple[bool, s
 def endpoint_quota(
     stage_config: dict, environment: dict, session, instance_type: str = "ml.g4dn.xlarge"
 ) -> tuple[bool, str]:
+    """Whether the account may run the endpoint's instance type."""
     wanted = f"{instance_type} for endpoint usage"
     pages = session.client("service-quotas").get_paginator("list_service_quotas").paginate(ServiceCode="sagemaker")
     value = next((q["Value"] for page in pages for q in page["Quotas"] if q["QuotaName"] == wanted), None)
@@ -128,12 +132,14 @@ def atlas_secret_and_cluster(stage_config: dict, environment: dict, session) -> 
 
 
 def report(checks: list[Check]) -> int:
+    """Print the checks; 1 if any failed."""
     for name, ok, detail in checks:
         print(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")
     return 0 if all(ok for _, ok, _ in checks) else 1
 
 
 def main(argv: list | None = None) -> int:
+    """Check an account before a first deploy."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", required=True, choices=["dev", "prod"])
     parser.add_argument("--aws", action="store_true", help="read the account too (its credentials, read-only)")

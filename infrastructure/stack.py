@@ -16,15 +16,21 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.exceptions import ClientError
 
 from infrastructure import policies
 
+if TYPE_CHECKING:
+    from types_boto3_cloudformation import CloudFormationClient
+    from types_boto3_cloudformation.literals import CapabilityType
+    from types_boto3_cloudformation.type_defs import ParameterTypeDef, WaiterConfigTypeDef
+
 TEMPLATE = Path(__file__).with_name("resources.yaml")
-CAPABILITIES = ["CAPABILITY_IAM"]
-WAITER = {"Delay": 5, "MaxAttempts": 720}  # an hour
+CAPABILITIES: list[CapabilityType] = ["CAPABILITY_IAM"]
+WAITER: WaiterConfigTypeDef = {"Delay": 5, "MaxAttempts": 720}  # an hour
 # Chalice environment variable ← the stack output that holds it.
 CONFIG_FROM_OUTPUTS = {
     "PHOTO_BUCKET": "PhotoBucketName",
@@ -47,10 +53,11 @@ def password_policy() -> dict:
 
 
 def stack_name(stage: str) -> str:
+    """The CloudFormation stack of a stage."""
     return f"memory-studio-{stage}"
 
 
-def _status(cloudformation, name: str) -> str | None:
+def _status(cloudformation: CloudFormationClient, name: str) -> str | None:
     """The stack's status; None when there is none (never created, or deleted)."""
     try:
         stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
@@ -62,7 +69,7 @@ def _status(cloudformation, name: str) -> str | None:
     return None if status == "DELETE_COMPLETE" else status
 
 
-def _exists(cloudformation, name: str) -> bool:
+def _exists(cloudformation: CloudFormationClient, name: str) -> bool:
     """Whether there is a stack to update. A first create that failed and rolled back
     (ROLLBACK_COMPLETE) can only be deleted: it is, and the next create starts clean (its
     retained resources are kept on create only when the create succeeded: RetainExceptOnCreate)."""
@@ -76,7 +83,7 @@ def _exists(cloudformation, name: str) -> bool:
 
 
 def deploy(
-    cloudformation,
+    cloudformation: CloudFormationClient,
     stage: str,
     web_origin: str | None = None,
     post_confirmation_arn: str | None = None,
@@ -90,7 +97,7 @@ def deploy(
     and the From address) an update keeps the value
     the stack has: the template's default on the first run."""
     name = stack_name(stage)
-    parameters: list[dict] = [{"ParameterKey": "Stage", "ParameterValue": stage}]
+    parameters: list[ParameterTypeDef] = [{"ParameterKey": "Stage", "ParameterValue": stage}]
     given = {
         "WebOrigin": web_origin,
         "PostConfirmationFunctionArn": post_confirmation_arn,
@@ -100,14 +107,18 @@ def deploy(
         "SesFromAddress": ses[1] if ses else None,
     }
     parameters += [{"ParameterKey": key, "ParameterValue": value} for key, value in given.items() if value]
-    request = dict(StackName=name, TemplateBody=TEMPLATE.read_text(), Capabilities=CAPABILITIES)
+    template = TEMPLATE.read_text()
     if not _exists(cloudformation, name):
-        cloudformation.create_stack(Parameters=parameters, **request)
+        cloudformation.create_stack(
+            StackName=name, TemplateBody=template, Capabilities=CAPABILITIES, Parameters=parameters
+        )
         cloudformation.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig=WAITER)
     else:
         parameters += [{"ParameterKey": key, "UsePreviousValue": True} for key, value in given.items() if not value]
         try:
-            cloudformation.update_stack(Parameters=parameters, **request)
+            cloudformation.update_stack(
+                StackName=name, TemplateBody=template, Capabilities=CAPABILITIES, Parameters=parameters
+            )
         except ClientError as error:
             if "No updates are to be performed" not in str(error):
                 raise
@@ -116,7 +127,8 @@ def deploy(
     return outputs(cloudformation, stage)
 
 
-def outputs(cloudformation, stage: str) -> dict[str, str]:
+def outputs(cloudformation: CloudFormationClient, stage: str) -> dict[str, str]:
+    """The stage stack's outputs by key."""
     stack = cloudformation.describe_stacks(StackName=stack_name(stage))["Stacks"][0]
     return {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
 
@@ -150,6 +162,7 @@ def configure(stage: str, stack_outputs: dict[str, str], chalice_dir: Path = pol
 
 
 def main(argv: list | None = None) -> int:
+    """Deploy the stage's stack, or configure the stage's Chalice settings from its outputs."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["deploy", "configure"])
     parser.add_argument("--stage", required=True, choices=policies.STAGES)

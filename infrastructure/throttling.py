@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infrastructure import deployed
+
+if TYPE_CHECKING:
+    from types_boto3_apigateway import APIGatewayClient
+    from types_boto3_apigateway.type_defs import StageResponseTypeDef
 
 LIMITS = Path(__file__).with_name("throttling.json")
 
 
 def stage_limits(stage: str) -> dict:
+    """The API's request rate and burst limits for a stage."""
     return json.loads(LIMITS.read_text())[stage]
 
 
-def apply(apigateway, rest_api_id: str, api_stage: str, rate_limit: float, burst_limit: int) -> dict:
+def apply(
+    apigateway: APIGatewayClient, rest_api_id: str, api_stage: str, rate_limit: float, burst_limit: int
+) -> StageResponseTypeDef:
     """Every method of ``api_stage``: at most ``rate_limit`` requests a second, bursts of ``burst_limit``."""
     return apigateway.update_stage(
         restApiId=rest_api_id,
@@ -33,6 +41,7 @@ def apply(apigateway, rest_api_id: str, api_stage: str, rate_limit: float, burst
 
 
 def main(argv: list | None = None) -> int:
+    """Apply the stage's throttling limits to its deployed API."""
     import boto3
 
     config, rest_api_id, stage = deployed.post_deploy_target(__doc__, argv)

@@ -69,6 +69,7 @@ def start_pumps(info: StackInfo) -> list:
 
 
 def up(args) -> int:
+    """Start the local stack and keep it running until interrupted."""
     import logging
 
     from moto.server import ThreadedMotoServer
@@ -155,6 +156,7 @@ def up(args) -> int:
 
 
 def user(args) -> int:
+    """Create a confirmed user in the local user pool."""
     info = StackInfo.read(STACK_FILE)
     create_confirmed_user(info, args.email, args.password)
     print(f"created confirmed user {args.email} in {info.user_pool_id}")
@@ -162,6 +164,7 @@ def user(args) -> int:
 
 
 def token(args) -> int:
+    """Print an ID token of a local user."""
     info = StackInfo.read(STACK_FILE)
     print(sign_in(info, args.email, args.password)["IdToken"])
     return 0
@@ -191,6 +194,7 @@ def reindex(args) -> int:
 
 
 def main(argv=None) -> int:
+    """``python -m local_stack``."""
     parser = argparse.ArgumentParser(
         prog="python -m local_stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -6,6 +6,7 @@ import json
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -19,6 +20,8 @@ CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 @dataclass
 class StackInfo:
+    """Where the running local stack's parts answer."""
+
     api_url: str
     region: str
     aws_endpoint_url: str
@@ -33,11 +36,13 @@ class StackInfo:
     people_jobs_url: str = ""
 
     def write(self, path: Path) -> None:
+        """Save the stack's addresses for the other commands."""
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def read(cls, path: Path) -> StackInfo:
+        """The addresses a running stack saved."""
         return cls(**json.loads(Path(path).read_text()))
 
     def app_environment(self) -> dict:
@@ -64,8 +69,9 @@ class StackInfo:
         }
 
 
-def client(name: str, endpoint_url: str):
-    return boto3.client(name, region_name=REGION, endpoint_url=endpoint_url, **CREDENTIALS)
+def client(name: str, endpoint_url: str) -> Any:
+    """A client of moto's server (typed where it is held)."""
+    return boto3.client(name, region_name=REGION, endpoint_url=endpoint_url, **CREDENTIALS)  # type: ignore[call-overload]
 
 
 def free_port() -> int:
@@ -76,6 +82,7 @@ def free_port() -> int:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host:port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -167,6 +174,7 @@ def provision(
 
 
 def create_confirmed_user(info: StackInfo, email: str, password: str) -> None:
+    """Sign up a user in the local pool and confirm them."""
     cognito = client("cognito-idp", info.aws_endpoint_url)
     cognito.sign_up(
         ClientId=info.user_pool_client_id,

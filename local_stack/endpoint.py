@@ -12,6 +12,8 @@ import requests
 
 
 class EndpointProcess:
+    """The face endpoint as a child process, served as SageMaker would."""
+
     def __init__(
         self, bundle_dir: Path, host: str, port: int, env: dict, log_path: Path, workers: int = 1, threads: int = 4
     ):
@@ -41,6 +43,7 @@ class EndpointProcess:
             )
 
     def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until ``/ping`` answers (RuntimeError with the log's tail if it dies or times out)."""
         try:
             wait_until_answering(self.process, f"{self.url}/ping", timeout, self.log_path, "the face endpoint")
         except RuntimeError:
@@ -48,6 +51,7 @@ class EndpointProcess:
             raise
 
     def stop(self) -> None:
+        """Stop the endpoint."""
         if self.process.poll() is None:
             self.process.terminate()
             try:

@@ -8,12 +8,18 @@ import logging
 import threading
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types_boto3_sqs import SQSClient
 
 log = logging.getLogger("local_stack.pump")
 
 
 class EventPump(threading.Thread):
-    def __init__(self, sqs, queue_url: str, handler, region: str = "us-east-1", wait_seconds: int = 1):
+    """Feeds an SQS queue's messages to a Lambda handler, as the SQS event source mapping does."""
+
+    def __init__(self, sqs: SQSClient, queue_url: str, handler, region: str = "us-east-1", wait_seconds: int = 1):
         super().__init__(name="event-pump", daemon=True)
         self.sqs, self.queue_url, self.handler = sqs, queue_url, handler
         self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -24,6 +30,7 @@ class EventPump(threading.Thread):
         self.handled = self.failed = 0
 
     def stop(self) -> None:
+        """Stop after the current message."""
         self._stopping.set()
 
     def pump_once(self) -> int:
@@ -60,6 +67,7 @@ class EventPump(threading.Thread):
         return len(messages)
 
     def run(self) -> None:
+        """Receive, handle and delete messages until stopped (a failed message is received again later)."""
         while not self._stopping.is_set():
             try:
                 self.pump_once()
@@ -78,6 +86,7 @@ class Schedule(threading.Thread):
         self._stopping = threading.Event()
 
     def stop(self) -> None:
+        """Stop after the current tick."""
         self._stopping.set()
 
     def event(self) -> dict:
@@ -99,6 +108,7 @@ class Schedule(threading.Thread):
         return self.handler(self.event(), _Context())
 
     def run(self) -> None:
+        """Tick every ``every_s`` seconds until stopped."""
         while not self._stopping.is_set():
             try:
                 self.tick()

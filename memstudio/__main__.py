@@ -34,6 +34,7 @@ LOCAL_STACK = Path(__file__).resolve().parent.parent / ".local" / "stack.json"
 
 
 def default_api() -> str:
+    """The API to talk to: ``MEMSTUDIO_API``, else the local stack's."""
     if os.environ.get("MEMSTUDIO_API"):
         return os.environ["MEMSTUDIO_API"]
     if LOCAL_STACK.exists():
@@ -42,6 +43,7 @@ def default_api() -> str:
 
 
 def cmd_login(args) -> int:
+    """``memstudio login``: sign in and keep the session."""
     password = args.password or os.environ.get("MEMSTUDIO_PASSWORD") or getpass.getpass(f"password for {args.email}: ")
     session = Session.login(args.api, args.email, password)
     print(f"signed in to {session.api} as {args.email}")
@@ -49,12 +51,14 @@ def cmd_login(args) -> int:
 
 
 def cmd_logout(args) -> int:
+    """``memstudio logout``: sign out, revoking the refresh token."""
     Session.load(args.api).logout()
     print(f"signed out of {args.api}; the refresh token is revoked")
     return 0
 
 
 def cmd_upload(args) -> int:
+    """``memstudio upload``: upload a folder's photos, resuming where a run stopped."""
     uploaded, skipped, failures = upload_folder(
         Session.load(args.api), Path(args.folder), args.parallel, progress=not args.quiet
     )
@@ -65,6 +69,7 @@ def cmd_upload(args) -> int:
 
 
 def cmd_list(args) -> int:
+    """``memstudio list``: the album's photos, newest first."""
     session, cursor = Session.load(args.api), None
     while True:
         page = session.call("GET", "photos", params={"limit": 100, **({"cursor": cursor} if cursor else {})})
@@ -80,11 +85,13 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
+    """``memstudio show``: one photo as the API answers it."""
     print(json.dumps(Session.load(args.api).call("GET", f"photos/{args.photo_id}"), indent=2))
     return 0
 
 
 def cmd_search(args) -> int:
+    """``memstudio search``: the album's photos of a key photo's face."""
     from .uploads import post_file
 
     session, key = Session.load(args.api), Path(args.photo)
@@ -127,6 +134,7 @@ def cmd_delete(args) -> int:
 
 
 def cmd_trash(args) -> int:
+    """``memstudio trash``: the photos in the trash."""
     session = Session.load(args.api)
     for p in every_row(session, "trash", "photos"):
         print(f"{p['photo_id']}  deleted for good on {p['purge_at'][:10]}  {p['filename']}")
@@ -134,6 +142,7 @@ def cmd_trash(args) -> int:
 
 
 def cmd_restore(args) -> int:
+    """``memstudio restore``: bring photos back from the trash."""
     session, missing = Session.load(args.api), []
     for chunk in _in_chunks(args.photo_ids):
         answer = session.call("POST", "trash/restore", {"photo_ids": chunk})
@@ -146,6 +155,7 @@ def cmd_restore(args) -> int:
 
 
 def cmd_empty_trash(args) -> int:
+    """``memstudio empty-trash``: delete everything in the trash for good."""
     session, purged = Session.load(args.api), 0
     while True:
         answer = session.call("DELETE", "trash")
@@ -167,6 +177,7 @@ def every_row(session: Session, path: str, rows: str, **params):
 
 
 def cmd_people(args) -> int:
+    """``memstudio people``: the album's people."""
     for p in every_row(Session.load(args.api), "people", "people", **({"hidden": "true"} if args.hidden else {})):
         name = (p["name"] or "Unnamed") + ("  (hidden)" if p["hidden"] else "")
         print(f"{p['person_id']}  {p['face_count']:4} faces  {p['photo_count']:4} photos  {name}")
@@ -174,6 +185,7 @@ def cmd_people(args) -> int:
 
 
 def cmd_person(args) -> int:
+    """``memstudio person``: one person and their photos."""
     session = Session.load(args.api)
     person = session.call("GET", f"people/{args.person_id}")
     print(f"{person['name'] or 'Unnamed'}: {person['face_count']} faces in {person['photo_count']} photos")
@@ -183,12 +195,14 @@ def cmd_person(args) -> int:
 
 
 def cmd_name(args) -> int:
+    """``memstudio name``: name a person."""
     person = Session.load(args.api).call("PATCH", f"people/{args.person_id}", {"name": args.name})
     print(f"{person['person_id']} is now {person['name'] or 'Unnamed'}")
     return 0
 
 
 def cmd_merge(args) -> int:
+    """``memstudio merge``: make several people one."""
     merged = Session.load(args.api).call("POST", "people/merge", {"target": args.target, "sources": args.sources})
     person = merged["person"]
     print(f"merged into {person['person_id']} ({person['name'] or 'Unnamed'}): {person['face_count']} faces")
@@ -260,6 +274,7 @@ def cmd_reindex(args) -> int:
 
 
 def cmd_purge_user(args) -> int:
+    """``memstudio purge-user`` (operator): delete a user's account and data."""
     from .ops import purge_user, stage_settings
 
     removed = purge_user(stage_settings(Path(args.stack_file)), args.username)
@@ -268,6 +283,7 @@ def cmd_purge_user(args) -> int:
 
 
 def cmd_disable_user(args) -> int:
+    """``memstudio disable-user`` (operator): disable a user and end their sessions."""
     from .ops import disable_user, stage_settings
 
     sub = disable_user(stage_settings(Path(args.stack_file)), args.username)
@@ -276,6 +292,7 @@ def cmd_disable_user(args) -> int:
 
 
 def main(argv=None) -> int:
+    """``memstudio``."""
     parser = argparse.ArgumentParser(
         prog="memstudio", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

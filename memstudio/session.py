@@ -31,6 +31,7 @@ def _claims(token: str) -> dict:
 
 
 def client_config(api: str) -> dict:
+    """The API's client configuration (its user pool and client id)."""
     try:
         response = requests.get(f"{api.rstrip('/')}/web/config.json", timeout=15)
         response.raise_for_status()
@@ -40,6 +41,7 @@ def client_config(api: str) -> dict:
 
 
 def cognito(config: dict, action: str, body: dict) -> dict:
+    """One Cognito API call; its answer (SystemExit with Cognito's words on an error)."""
     response = requests.post(
         config["cognitoEndpoint"],
         json=body,
@@ -60,6 +62,8 @@ def cognito(config: dict, action: str, body: dict) -> dict:
 
 @dataclass
 class Session:
+    """A signed-in user's tokens for one API, kept on disk."""
+
     api: str
     email: str
     id_token: str
@@ -69,14 +73,17 @@ class Session:
 
     @property
     def sub(self) -> str:
+        """The user's id."""
         return _claims(self.id_token)["sub"]
 
     @staticmethod
     def path(api: str) -> Path:
+        """Where the session for ``api`` is kept."""
         name = base64.urlsafe_b64encode(api.rstrip("/").encode()).decode().rstrip("=")
         return state_dir() / f"session-{name}.json"
 
     def save(self) -> None:
+        """Keep the session on disk, readable by its owner only."""
         path = self.path(self.api)
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -85,6 +92,7 @@ class Session:
 
     @classmethod
     def load(cls, api: str) -> Session:
+        """The kept session for ``api`` (SystemExit when not signed in)."""
         path = cls.path(api)
         if not path.exists():
             raise CliError(f"not signed in to {api}: run 'memstudio login EMAIL' first")
@@ -92,6 +100,7 @@ class Session:
 
     @classmethod
     def login(cls, api: str, email: str, password: str) -> Session:
+        """Sign in with a password."""
         config = client_config(api)
         result = cognito(
             config,
@@ -115,11 +124,13 @@ class Session:
         return session
 
     def token(self) -> str:
+        """A valid ID token, refreshed when it is about to expire."""
         if time.time() > self.expires_at - 60:
             self.refresh()
         return self.id_token
 
     def refresh(self) -> None:
+        """New tokens from the refresh token."""
         config = client_config(self.api)
         result = cognito(
             config,

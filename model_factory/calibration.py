@@ -27,12 +27,16 @@ def fit_transform(raw: np.ndarray):
     return mean, anchor
 
 
+# Identity names per face: a list, or the array the functions make of it.
+Labels = Sequence[str] | np.ndarray
+
+
 def embed_transform(raw: np.ndarray, mean: np.ndarray, anchor: float) -> np.ndarray:
     """What the calibrated graph computes, in numpy (tests compare the two)."""
     return unit(np.hstack([raw - mean, np.full((len(raw), 1), anchor, np.float32)]))
 
 
-def pair_similarities(embeddings: np.ndarray, labels: Sequence[str], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def pair_similarities(embeddings: np.ndarray, labels: Labels, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """All positive pairs, and as many negative pairs drawn at random (fixed seed)."""
     embeddings = np.asarray(embeddings, np.float32)
     labels = np.asarray(labels)
@@ -49,6 +53,7 @@ def pair_similarities(embeddings: np.ndarray, labels: Sequence[str], seed: int =
 
 
 def metrics_at(positives: np.ndarray, negatives: np.ndarray, threshold: float) -> dict[str, float]:
+    """Precision, recall and accuracy of same-person pairs at one threshold."""
     tp = int((positives >= threshold).sum())
     fn = len(positives) - tp
     fp = int((negatives >= threshold).sum())
@@ -107,9 +112,7 @@ def report(positives: np.ndarray, negatives: np.ndarray, threshold: float | None
     return result
 
 
-def retrieval_report(
-    embeddings: np.ndarray, labels: Sequence[str], threshold: float, min_photos: int = 3
-) -> dict[str, float]:
+def retrieval_report(embeddings: np.ndarray, labels: Labels, threshold: float, min_photos: int = 3) -> dict[str, float]:
     """Search as the product does it: each photo of an identity with ``min_photos`` or more
     is the key over all the others; mean precision, recall and F1 at ``threshold``, and mAP."""
     embeddings = np.asarray(embeddings, np.float32)
@@ -162,7 +165,7 @@ def identity_interval(values, identities, draws: int = BOOTSTRAP_DRAWS, seed: in
 
 
 def best_search_threshold(
-    embeddings: np.ndarray, labels: Sequence[str], low: float = 0.5, high: float = 0.98, steps: int = 97
+    embeddings: np.ndarray, labels: Labels, low: float = 0.5, high: float = 0.98, steps: int = 97
 ) -> float:
     """The threshold with the best mean retrieval F1: an album holds far more other people
     than photos of the key's person, so this sits above the pair-balanced verification one."""
@@ -178,7 +181,7 @@ MIN_SOURCE_KEYS = 10  # a source with fewer keys is too few to weigh as much as 
 
 def fit_normalised_search(
     embeddings: np.ndarray,
-    labels: Sequence[str],
+    labels: Labels,
     cohort_mask=None,
     top_n_choices=(20, 50, 100),
     raw_grid=RAW_FLOOR_GRID,
@@ -228,6 +231,7 @@ def fit_normalised_search(
                 f1 = float(np.mean([f1s[group].mean() for group in groups]))
                 if best is None or f1 > best["f1"]:
                     best = {"top_n": int(top_n), "raw_floor": float(floor), "threshold": float(threshold), "f1": f1}
+    assert best is not None, "the grids are never empty"
     return best
 
 
@@ -257,13 +261,13 @@ def fold_albums(vectors: np.ndarray, identities: np.ndarray, cohort_mask: np.nda
 
 def fit_query_expansion(
     embeddings: np.ndarray,
-    labels: Sequence[str],
+    labels: Labels,
     cohort_mask,
     top_n: int,
     raw_floor: float,
     threshold: float,
     min_photos: int = 3,
-) -> dict:
+) -> dict | None:
     """Query expansion (``chalicelib.shared.score_norm.QueryExpansion``) on top of the fitted normalised
     search, on the two ``fold_albums`` (every face of an identity with ``min_photos`` or more a key
     over the rest of its fold): the grid point with the best worse-fold mean F1 among those that
@@ -384,7 +388,7 @@ def grouping_scores(labels: np.ndarray, identities: np.ndarray, photos: Sequence
     }
 
 
-def fit_grouping(vectors: np.ndarray, identities: Sequence[str], cohort_mask, top_n: int) -> dict:
+def fit_grouping(vectors: np.ndarray, identities: Labels, cohort_mask, top_n: int) -> dict:
     """The grouping parameters with the best BCubed recall while *each* fold keeps BCubed precision ≥
     the goal (the best F1 when none does), over a grid, on calibration faces. As in a user's album,
     whose people are never in the bundle's cohort, the identities are split in two folds: each fold is

@@ -23,14 +23,23 @@ import json
 import sys
 import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.exceptions import ClientError
 
 from gpu_endpoint.bundle import DEFAULT_DIR, BundleError, Manifest
 
+if TYPE_CHECKING:
+    from types_boto3_application_autoscaling import ApplicationAutoScalingClient
+    from types_boto3_application_autoscaling.type_defs import TargetTrackingScalingPolicyConfigurationTypeDef
+    from types_boto3_s3 import S3Client
+    from types_boto3_sagemaker import SageMakerClient
+    from types_boto3_sagemaker.type_defs import DeploymentConfigTypeDef, WaiterConfigTypeDef
+
 
 def bundle_version(bundle: Path) -> str:
+    """The version of the bundle in ``bundle``."""
     return Manifest.load(bundle).version
 
 
@@ -43,7 +52,8 @@ def model_tarball(bundle: Path) -> bytes:
     return buffer.getvalue()
 
 
-def publish(s3, bucket: str, bundle: Path) -> str:
+def publish(s3: S3Client, bucket: str, bundle: Path) -> str:
+    """Upload the bundle as SageMaker's ``model.tar.gz``; its S3 URL."""
     version = bundle_version(bundle)
     key = f"models/{version}/model.tar.gz"
     s3.put_object(Bucket=bucket, Key=key, Body=model_tarball(bundle), ServerSideEncryption="AES256")
@@ -56,16 +66,17 @@ def publish(s3, bucket: str, bundle: Path) -> str:
 INFERENCE_AMI = "al2-ami-sagemaker-inference-gpu-3-1"
 INFERENCE_AMI_CUDA = (12, 4)
 VARIANT = "AllTraffic"
-WAIT = {"Delay": 30, "MaxAttempts": 120}  # an hour
+WAIT: WaiterConfigTypeDef = {"Delay": 30, "MaxAttempts": 120}  # an hour
 
 
 def is_gpu(instance_type: str) -> bool:
+    """Whether a SageMaker instance type has a GPU."""
     return instance_type.split(".")[1][:1] in ("g", "p")
 
 
 def deploy(
-    sagemaker,
-    autoscaling,
+    sagemaker: SageMakerClient,
+    autoscaling: ApplicationAutoScalingClient,
     *,
     model_url: str,
     version: str,
@@ -160,28 +171,33 @@ def deploy(
     return {"endpoint": endpoint, "config": name, "action": action}
 
 
-def _scaling_target(endpoint: str, invocations_per_instance: int, asynchronous: bool) -> dict:
+def _scaling_target(
+    endpoint: str, invocations_per_instance: int, asynchronous: bool
+) -> TargetTrackingScalingPolicyConfigurationTypeDef:
     """Real-time: invocations per instance. Asynchronous: the queued requests per instance."""
+    metric: TargetTrackingScalingPolicyConfigurationTypeDef
     if asynchronous:
-        metric: dict = {
+        metric = {
             "CustomizedMetricSpecification": {
                 "MetricName": "ApproximateBacklogSizePerInstance",
                 "Namespace": "AWS/SageMaker",
                 "Dimensions": [{"Name": "EndpointName", "Value": endpoint}],
                 "Statistic": "Average",
-            }
+            },
+            "TargetValue": 5.0,
         }
-        target = 5.0
     else:
-        metric = {"PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}}
-        target = float(invocations_per_instance)
-    return {"TargetValue": target, **metric, "ScaleInCooldown": 300, "ScaleOutCooldown": 60}
+        metric = {
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+            "TargetValue": float(invocations_per_instance),
+        }
+    return metric | {"ScaleInCooldown": 300, "ScaleOutCooldown": 60}
 
 
-def guardrails(rollback_alarm: str | None) -> dict:
+def guardrails(rollback_alarm: str | None) -> DeploymentConfigTypeDef:
     """Blue/green, all traffic at once after the new fleet is up, the old fleet kept for 10 minutes
     of baking; rolled back automatically when the alarm fires meanwhile."""
-    config: dict = {
+    config: DeploymentConfigTypeDef = {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
             "TerminationWaitInSeconds": 600,
@@ -193,7 +209,7 @@ def guardrails(rollback_alarm: str | None) -> dict:
     return config
 
 
-def _deregister(autoscaling, resource: str) -> None:
+def _deregister(autoscaling: ApplicationAutoScalingClient, resource: str) -> None:
     with contextlib.suppress(autoscaling.exceptions.ObjectNotFoundException):
         autoscaling.deregister_scalable_target(
             ServiceNamespace="sagemaker",
@@ -234,6 +250,7 @@ def index_refusal(bundle_dimensions: int) -> str | None:
 
 
 def main(argv=None) -> int:
+    """Publish a bundle and deploy it to an endpoint."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("dimensions", help="print the bundle's embedding dimension").add_argument(

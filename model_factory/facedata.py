@@ -29,6 +29,7 @@ SWAPPED = "swapped"
 
 
 def split_swapped() -> bool:
+    """Whether the calibration and held-out identities trade places (cross-validation's second fold)."""
     mode = os.environ.get(SPLIT_ENV, "")
     if mode not in ("", SWAPPED):
         raise ValueError(f"{SPLIT_ENV} is '{SWAPPED}' or unset, not {mode!r}")
@@ -44,28 +45,34 @@ def identity_split(identity: str, swapped: bool | None = None) -> str:
 
 
 def facedata_root() -> Path | None:
+    """The labelled face photos' folder, if it is there."""
     root = Path(os.environ.get("FACEDATA_DIR", DEFAULT_ROOT))
     return root if (root / "manifest.tsv").exists() else None
 
 
 @dataclass(frozen=True)
 class LabelledPhoto:
+    """One labelled face photo."""
+
     path: Path
     source: str
     identity: str  # normalised: the same person under two sources is one identity
 
     @property
     def split(self) -> str:
+        """Which side of the identity split the photo's person is on."""
         return identity_split(self.identity)
 
 
 def normalise_identity(source: str, name: str) -> str:
+    """One name per person across sources."""
     key = re.sub(r"[^a-z0-9]", "", name.lower())
     # CelebA identities are numbers: keep them apart from other sources' names.
     return f"celeba:{key}" if source == "celeba" else key
 
 
 def labelled_photos(root: Path, kind: str = "single") -> list[LabelledPhoto]:
+    """The labelled photos of one kind (``single``: one face each)."""
     with open(root / "manifest.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     return [
@@ -76,6 +83,7 @@ def labelled_photos(root: Path, kind: str = "single") -> list[LabelledPhoto]:
 
 
 def group_photos(root: Path) -> list[Path]:
+    """The group photos (several faces each)."""
     with open(root / "manifest.tsv", newline="") as handle:
         return [root / r["path"] for r in csv.DictReader(handle, delimiter="\t") if r["kind"] == "group"]
 

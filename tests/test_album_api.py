@@ -120,7 +120,7 @@ def test_too_many_pending_uploads(api, make_user, services, monkeypatch):
 def test_a_cancelled_upload_is_forgotten_with_what_arrived(api, make_user, services, aws_stack):
     user, other = make_user(), make_user()
     kept, cancelled, arrived = request_uploads(api, user, [JPEG, JPEG, JPEG])
-    before = services.photo_store.usage_of(user.sub)
+    before = services.photo_store.usage.of(user.sub)
     assert post_to_s3(arrived, b"\xff\xd8\xff partly").status_code == 204  # arrived, not yet indexed
 
     # Another user's upload, a made-up id: 404, and nothing changes.
@@ -133,7 +133,7 @@ def test_a_cancelled_upload_is_forgotten_with_what_arrived(api, make_user, servi
     listed = api.http.get("/photos", headers=user.headers).json_body["photos"]
     assert [p["photo_id"] for p in listed] == [kept["photo_id"]]  # no ghost tile
     assert arrived["fields"]["key"] not in object_keys(aws_stack, user.sub)
-    after = services.photo_store.usage_of(user.sub)
+    after = services.photo_store.usage.of(user.sub)
     assert after["photos"] == before["photos"] - 2 and after["bytes"] == before["bytes"] - 2 * JPEG["size"]
     assert api.http.delete(f"/photos/uploads/{cancelled['photo_id']}", headers=user.headers).status_code == 404
 
@@ -297,15 +297,15 @@ def test_a_photo_in_the_trash_is_deleted_for_good_on_request_with_its_objects_an
     # Only what is in the trash can be deleted for good.
     response = api.http.delete(f"/trash/{photo_id}", headers=user.headers)
     assert response.status_code == 409 and response.json_body["error"] == "not_in_trash"
-    used = services.photo_store.usage_of(user.sub)
+    used = services.photo_store.usage.of(user.sub)
 
     api.http.delete(f"/photos/{photo_id}", headers=user.headers)
-    assert services.photo_store.usage_of(user.sub) == used  # the trash still counts against the quota
+    assert services.photo_store.usage.of(user.sub) == used  # the trash still counts against the quota
     assert api.http.delete(f"/trash/{photo_id}", headers=user.headers).status_code == 204
     assert object_keys(aws_stack, user.sub) == [keep["fields"]["key"]]
     assert services.photo_store.list_faces(user.sub, photo_id) == []
     assert services.photo_store.trashed_faces.count_documents({"owner": user.sub}) == 0
-    assert services.photo_store.usage_of(user.sub) == {"photos": 1, "bytes": JPEG["size"]}
+    assert services.photo_store.usage.of(user.sub) == {"photos": 1, "bytes": JPEG["size"]}
     assert api.http.get(f"/photos/{photo_id}", headers=user.headers).status_code == 404
     assert api.http.delete(f"/trash/{photo_id}", headers=user.headers).status_code == 404
 
@@ -364,6 +364,9 @@ def test_delete_me_removes_everything_of_that_user_only(api, make_user, services
     for who in (user, other):
         for upload in request_uploads(api, who, [JPEG, JPEG]):
             post_to_s3(upload, b"bytes")
+        # What search keeps of theirs: a key photo counted against the hour, and its analysis.
+        assert services.album.rates.take(who.sub, "key_photo", datetime(2026, 1, 1), limit=5)
+        services.album.key_faces.save(who.sub, "key:1", {"faces": []}, timedelta(minutes=5))
     assert api.http.delete("/me", headers=user.headers).status_code == 204
 
     assert object_keys(aws_stack, user.sub) == []
@@ -373,6 +376,17 @@ def test_delete_me_removes_everything_of_that_user_only(api, make_user, services
     cognito = client("cognito-idp", aws_stack.aws_endpoint_url)
     with pytest.raises(cognito.exceptions.UserNotFoundException):
         cognito.admin_get_user(UserPoolId=aws_stack.user_pool_id, Username=user.email)
+    # No store keeps a record of theirs, but the tombstone that refuses their tokens and the random
+    # change token that voids warm containers' caches of their album.
+    database = services.photo_store.db
+    kept = {name: _records_of(database[name], user.sub) for name in database.list_collection_names()}
+    assert {name: n for name, n in kept.items() if n} == {"tombstones": 1, "owner_versions": 1}
+    assert [_records_of(database[name], other.sub) for name in ("usage", "rates", "key_faces")] == [1, 1, 1]
+
+
+def _records_of(collection, sub: str) -> int:
+    """Documents of ``collection`` that belong to ``sub``: by owner, by id, or by an id it starts."""
+    return sum(1 for doc in collection.find({}) if doc.get("owner") == sub or str(doc.get("_id", "")).startswith(sub))
 
 
 def test_errors_never_leak_stack_traces(api, make_user, services, monkeypatch):
@@ -419,5 +433,5 @@ def test_uploads_never_made_leave_no_ghost_tile_or_count(api, make_user, setting
     result = api.lambda_.invoke("purge_trash", api.events.generate_cw_event("aws.events", "Scheduled Event", {}, []))
     assert result.payload == {"purged": 0, "abandoned_uploads": 2}
     assert short.photo_store.count_photos(away.sub, status="pending") == 0
-    assert short.photo_store.usage_of(away.sub)["photos"] == 0  # their quota freed too
+    assert short.photo_store.usage.of(away.sub)["photos"] == 0  # their quota freed too
     assert app_module.services is short

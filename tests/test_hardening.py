@@ -4,6 +4,7 @@ real face endpoint: nothing crashes, nothing leaks, nothing is left behind."""
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import threading
@@ -20,9 +21,10 @@ import yaml
 from PIL import Image
 
 import app as app_module
+from chalicelib.clock import Deadline
 from chalicelib.edge.request_models import FileToUpload, valid_unicode
 from chalicelib.errors import Invalid, RateLimited
-from chalicelib.face_client import Deadline, FaceClient, FaceServiceError
+from chalicelib.face_client import FaceClient, FaceServiceError
 from chalicelib.records import User
 from chalicelib.services import Services
 from chalicelib.stores.vector_index import ExactIndex
@@ -156,7 +158,7 @@ def test_abandoned_uploads_expire_and_free_their_slots(api, make_user, services,
     assert len(request_uploads(api, user, [JPEG])) == 1  # the abandoned one expired
     listed = {p["photo_id"] for p in api.http.get("/photos", headers=user.headers).json_body["photos"]}
     assert abandoned["photo_id"] not in listed and arrived["photo_id"] in listed  # the uploaded one waits
-    assert limited.photo_store.usage_of(user.sub)["photos"] == 2
+    assert limited.photo_store.usage.of(user.sub)["photos"] == 2
 
 
 def test_the_search_cache_never_serves_faces_of_a_deleted_album(services):
@@ -166,7 +168,7 @@ def test_the_search_cache_never_serves_faces_of_a_deleted_album(services):
     photo_store.delete_owner("owner")
     for photo_id in ("b" * 32, "c" * 32):  # two writes: with a counter reset to 0, the cached value came back
         photo_store.replace_faces("other", photo_id, [])
-        photo_store.bump_owner_version("owner")
+        photo_store.versions.bump("owner")
     assert index.nearest("owner", "v", [1.0, 0.0], 10, 0.5) == []
 
 
@@ -293,11 +295,12 @@ def test_quotas_count_photos_held_from_before_quotas(services):
             for i in range(3)
         ]
     )
-    assert not photo_store.reserve_usage("old", 1, 1000, max_photos=3, max_bytes=10_000)  # 3 held + 1 > 3
-    assert photo_store.usage_of("old") == {"photos": 3, "bytes": 3000}
-    assert photo_store.reserve_usage("old", 1, 1000, max_photos=4, max_bytes=10_000)
+    usage, held = photo_store.usage, functools.partial(photo_store.held_usage, "old")
+    assert not usage.reserve("old", 1, 1000, max_photos=3, max_bytes=10_000, held=held)  # 3 held + 1 > 3
+    assert usage.of("old") == {"photos": 3, "bytes": 3000}
+    assert usage.reserve("old", 1, 1000, max_photos=4, max_bytes=10_000, held=held)
     photo_store.delete_photo("old", f"{0:032x}")
-    assert photo_store.usage_of("old") == {"photos": 3, "bytes": 3000}
+    assert photo_store.usage.of("old") == {"photos": 3, "bytes": 3000}
 
 
 def test_sagemaker_calls_use_a_client_with_the_attempts_timeout(settings):

@@ -21,7 +21,14 @@ from werkzeug.serving import make_server
 import app as app_module
 from chalicelib.ops.layout_migration import LEGACY_PREFIX, NotificationStillLegacy, migrate
 from chalicelib.services import Services
-from chalicelib.stores.object_storage import ObjectStorage, parse_photo_key, photo_key, thumbnail_key
+from chalicelib.stores.object_storage import (
+    ObjectEvent,
+    ObjectStorage,
+    object_events,
+    parse_photo_key,
+    photo_key,
+    thumbnail_key,
+)
 from chalicelib.stores.photo_store import binary_to_vector, vector_to_binary
 from local_stack.aws import client
 from local_stack.pump import EventPump
@@ -454,6 +461,44 @@ def test_s3_test_event_and_foreign_keys_are_ignored(indexing, aws_stack):
         "s3": {"bucket": {"name": aws_stack.bucket}, "object": {"key": "thumbs/x/abc.jpg"}},
     }
     assert services.indexer.handle_notification({"Records": [record]}) == ["ignored"]
+    # What S3 never sends (a hand-made message, a queue shared by mistake) indexes nothing and
+    # raises nothing, so the message is not delivered again for ever.
+    assert services.indexer.handle_notification({"Records": [None, {"eventName": "ObjectCreated:Put"}]}) == [
+        "malformed",
+        "malformed",
+    ]
+
+
+@pytest.mark.parametrize(
+    "message, outcomes",
+    [
+        ({}, []),
+        (
+            {
+                "Records": [
+                    {
+                        "eventName": "ObjectCreated:Post",
+                        "s3": {"bucket": {"name": "b"}, "object": {"key": "a+b%2B.jpg"}},
+                    }
+                ]
+            },
+            [ObjectEvent("ObjectCreated:Post", "b", "a b+.jpg")],
+        ),
+        ({"Records": "not a list"}, []),
+        ({"Records": [None, "x", 3]}, [None] * 3),
+        ({"Records": [{"eventName": "ObjectCreated:Put"}]}, [None]),
+        (
+            {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {}, "object": {"key": "k"}}}]},
+            [None],
+        ),
+        (
+            {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": None}}]},
+            [None],
+        ),
+    ],
+)
+def test_an_s3_notification_names_its_objects_or_says_a_record_is_malformed(message, outcomes):
+    assert object_events(message) == outcomes
 
 
 def test_reindex_moves_stale_photos_to_the_served_bundle_and_resumes(api, make_user, indexing):
@@ -687,7 +732,7 @@ def test_the_album_is_a_timeline_by_date_taken_and_paging_it_misses_no_photo_bei
 def test_the_timeline_place_of_a_photo():
     from datetime import datetime
 
-    from chalicelib.stores.photo_store import timeline_at
+    from chalicelib.records import timeline_at
 
     uploaded = datetime(2024, 6, 1, 12, 0)
     assert timeline_at(uploaded) == uploaded
@@ -739,7 +784,7 @@ def test_a_heic_photo_is_viewed_through_a_jpeg_preview_that_goes_with_it(api, ma
 def test_taken_times_stored_by_the_first_version_are_shown_as_local_time():
     from datetime import datetime
 
-    from chalicelib.album import taken_at
+    from chalicelib.photo_views import taken_at
 
     assert taken_at(datetime(2021, 5, 1, 14, 3)) == "2021-05-01T14:03:00"
     assert taken_at("2021-05-01T14:03:00+09:00") == "2021-05-01T14:03:00+09:00" and taken_at(None) is None
@@ -854,7 +899,7 @@ def test_the_same_bytes_twice_make_one_photo(api, make_user, indexing, aws_stack
         thumbnail_key(user.sub, original),
     ]
     assert services.photo_store.faces.count_documents({"owner": user.sub}) == 1
-    assert services.photo_store.usage_of(user.sub)["photos"] == 1
+    assert services.photo_store.usage.of(user.sub)["photos"] == 1
     assert photo(api, other, theirs)["status"] == "indexed"
 
     sha = hashlib.sha256(data).hexdigest()
@@ -872,7 +917,7 @@ def test_the_same_bytes_twice_make_one_photo(api, make_user, indexing, aws_stack
     }
     assert (
         services.photo_store.count_photos(user.sub, status="pending") == 1
-        and services.photo_store.usage_of(user.sub)["photos"] == 2
+        and services.photo_store.usage.of(user.sub)["photos"] == 2
     )
     bad = api.http.post(
         "/photos/uploads",
@@ -883,7 +928,7 @@ def test_the_same_bytes_twice_make_one_photo(api, make_user, indexing, aws_stack
 
     # Deleting the duplicate's record leaves the album and the quota as they are.
     assert api.http.delete(f"/photos/{again}", headers=user.headers).status_code == 204
-    assert services.photo_store.usage_of(user.sub)["photos"] == 2
+    assert services.photo_store.usage.of(user.sub)["photos"] == 2
     assert photo(api, user, original)["status"] == "indexed"
     # A photo in the trash is not the original of a new upload of its bytes: that one stays.
     api.http.delete(f"/photos/{original}", headers=user.headers)

@@ -23,8 +23,8 @@ MONGO_CALLS = {
     "find_one_and_update",
 }
 # chalicelib's wings: what each may import of chalicelib (its own modules always). The domain's
-# modules stay flat in chalicelib/; records, errors and settings are the kernel every layer shares.
-KERNEL = {"chalicelib", "chalicelib.records", "chalicelib.errors", "chalicelib.settings"}
+# modules stay flat in chalicelib/; records, errors, settings and the clock are the kernel every layer shares.
+KERNEL = {"chalicelib", "chalicelib.records", "chalicelib.errors", "chalicelib.settings", "chalicelib.clock"}
 WINGS = {
     "chalicelib.shared": {"chalicelib"},  # the face image copies it alone: nothing else of ours
     "chalicelib.stores": KERNEL | {"chalicelib.shared"},  # no domain module, no edge

@@ -70,7 +70,7 @@ def test_the_algorithm_never_overrides_the_user(stores):
 def test_a_merge_is_undone_once_only_while_it_is_recent(stores):
     from datetime import timedelta
 
-    from chalicelib.stores.photo_store import now_ms
+    from chalicelib.clock import now_ms
 
     photos, people = stores
     pid = "e" * 32

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from pymongo.errors import DuplicateKeyError
 
+from chalicelib.clock import now_ms
 from chalicelib.settings import Settings
 from chalicelib.stores.mongo_connection import open_database
-from chalicelib.stores.photo_store import PhotoStore, now_ms
+from chalicelib.stores.photo_store import PhotoStore
 
 BACKENDS = ["memory", "embedded", "mongodb"]
 

@@ -30,6 +30,7 @@ def _config(args) -> TrainConfig:
 
 
 def main(argv=None) -> int:
+    """``python -m training``."""
     parser = argparse.ArgumentParser(
         prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

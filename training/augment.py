@@ -11,6 +11,8 @@ import torch.nn.functional as F
 
 @dataclass
 class AugmentConfig:
+    """How training chips are varied."""
+
     flip: bool = True
     brightness: float = 0.2  # multiply by 1 ± this
     contrast: float = 0.2

@@ -12,6 +12,8 @@ from .augment import AugmentConfig
 
 @dataclass
 class TrainConfig:
+    """Everything a fine-tuning run is made of."""
+
     model: str = "dlib-resnet"  # dlib-resnet | facenet
     weights: str | None = None  # dlib .dat or InceptionResnetV1 state dict; default: see models.py
     input_size: int | None = None  # chip size ("resize"); default: the model's native size
@@ -41,10 +43,12 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
 
     def to_dict(self) -> dict:
+        """The settings as JSON-ready values."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
+        """Settings from a dict (ValueError for an unknown name)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -57,6 +61,7 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
+        """Raise ValueError for a setting out of range."""
         if self.loss not in ("arcface", "triplet", "arcface+triplet"):
             raise ValueError(f"loss must be arcface, triplet or arcface+triplet, not {self.loss!r}")
         if self.optimizer not in ("sgd", "adam"):

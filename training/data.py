@@ -31,6 +31,8 @@ ROLES = ("train", "validation", "evaluation")
 
 @dataclass(frozen=True)
 class Sample:
+    """One labelled photo to cut a chip from."""
+
     path: Path
     identity: str
     source: str
@@ -102,6 +104,7 @@ class ChipSet:
         return len(self.chips)
 
     def subset(self, mask) -> ChipSet:
+        """The chips where ``mask`` holds."""
         mask = np.asarray(mask)
         return ChipSet(
             self.chips[mask],
@@ -113,9 +116,11 @@ class ChipSet:
         )
 
     def role(self, name: str) -> ChipSet:
+        """The chips of one role: train, validation or test."""
         return self.subset(self.roles == name)
 
     def save(self, path: Path) -> None:
+        """Write the chips to ``path``, whole or not at all."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(
@@ -131,6 +136,7 @@ class ChipSet:
 
     @classmethod
     def load(cls, path: Path) -> ChipSet:
+        """Chips saved by ``save``."""
         with np.load(path) as z:
             return cls(z["chips"], z["identities"], z["sources"], z["paths"], z["roles"], str(z["bundle_version"]))
 

@@ -58,6 +58,7 @@ def fine_tuned(stock: Path, facedata: Path, run_dir: Path = FINE_TUNE_DIR, force
 
 
 def build_default(out_dir: Path = DEFAULT_DIR, facedata: Path | None = None, force: bool = False, log=print) -> Path:
+    """Build the served default bundle (stock, then fine-tuned, then fused) unless it is up to date."""
     facedata = facedata or facedata_root()
     if facedata is None:
         raise SystemExit("../shared/facedata (or FACEDATA_DIR) is needed to build the bundle")
@@ -66,6 +67,7 @@ def build_default(out_dir: Path = DEFAULT_DIR, facedata: Path | None = None, for
 
 
 def main(argv=None) -> int:
+    """Build the served default bundle."""
     args = cli_parser(__doc__, DEFAULT_DIR).parse_args(argv)
     return run_cli(args, lambda log: build_default(args.out, args.facedata, args.force, log))
 

@@ -42,30 +42,32 @@ class DlibResNet(nn.Module):
             if layer.kind == "input":
                 self.register_buffer("mean", torch.tensor(p["mean"], dtype=torch.float32).view(1, 3, 1, 1))
                 continue
+            module: nn.Module | None = None
             if layer.kind == "con_4":
                 conv = nn.Conv2d(p["weight"].shape[1], p["filters"], p["kernel"], p["stride"], p["padding"])
                 conv.weight.data = torch.from_numpy(p["weight"].copy())
-                conv.bias.data = torch.from_numpy(p["bias"].copy())
+                conv.bias.data = torch.from_numpy(p["bias"].copy())  # type: ignore[union-attr]  # made with a bias
                 module = conv
             elif layer.kind == "affine_":
                 module = _Affine(p["gamma"], p["beta"])
             elif layer.kind == "fc_2":
-                module = nn.Linear(p["inputs"], p["outputs"], bias=p["bias"] is not None)
-                module.weight.data = torch.from_numpy(p["weight"].T.copy())
-                if p["bias"] is not None:
-                    module.bias.data = torch.from_numpy(p["bias"].copy())
-            else:
-                module = None
+                linear = nn.Linear(p["inputs"], p["outputs"], bias=p["bias"] is not None)
+                linear.weight.data = torch.from_numpy(p["weight"].T.copy())
+                if linear.bias is not None:
+                    linear.bias.data = torch.from_numpy(p["bias"].copy())
+                module = linear
             if module is not None:
                 self.layers.append(module)
             self.ops.append((layer.kind, len(self.layers) - 1 if module is not None else None, p))
 
     @classmethod
     def from_dat(cls, path: str) -> DlibResNet:
+        """The network of a dlib ``.dat`` file."""
         with open(path, "rb") as handle:
             return cls(read_network(handle.read()))
 
     def forward(self, chips):
+        """Descriptors for a batch of chips (N, 3, 150, 150), RGB 0..255."""
         x = (chips - self.mean) / 256.0
         tags, last = {}, None
         for kind, index, p in self.ops:

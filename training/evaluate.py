@@ -110,6 +110,7 @@ def write_report(out_dir: Path, results: dict[str, dict], context: dict) -> dict
 
 
 def markdown(document: dict) -> str:
+    """An evaluation report as Markdown."""
     lines = [
         "# Face embedder evaluation",
         "",

@@ -19,6 +19,7 @@ MAX_EXPORT_ERROR = 1e-4
 
 
 def export_onnx(model: Embedder, mean, anchor: float, path: Path) -> Calibrated:
+    """Write the model behind the bundle's output transform as ONNX; the served module."""
     served = Calibrated(model.cpu().eval(), mean, anchor).eval()
     example = torch.zeros(2, 3, model.input_size, model.input_size)
     # The chip size is fixed, so what the tracer records as constants from it (faceres's SAME

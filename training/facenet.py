@@ -35,6 +35,7 @@ def _nms(boxes, scores, threshold):
 
 
 def batched_nms(boxes, scores, idxs, threshold):
+    """Non-maximum suppression per class (``idxs``), as torchvision's."""
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.long)
     offsets = idxs.to(boxes) * (boxes.max() + 1)
@@ -56,8 +57,10 @@ def _ensure_torchvision() -> None:
     boxes = types.ModuleType("torchvision.ops.boxes")
     transforms = types.ModuleType("torchvision.transforms")
     functional = types.ModuleType("torchvision.transforms.functional")
-    boxes.batched_nms = batched_nms
-    tv.ops, ops.boxes, tv.transforms, transforms.functional = ops, boxes, transforms, functional
+    vars(boxes).update(batched_nms=batched_nms)
+    vars(tv).update(ops=ops, transforms=transforms)
+    vars(ops).update(boxes=boxes)
+    vars(transforms).update(functional=functional)
     sys.modules.update(
         {
             "torchvision": tv,

@@ -77,6 +77,7 @@ class OnnxGraphTwin(nn.Module):
 
     @classmethod
     def from_onnx(cls, path: Path) -> OnnxGraphTwin:
+        """The twin of an ONNX file."""
         return cls(onnx.load(str(path)))
 
     def _value(self, name: str, env: dict) -> torch.Tensor:
@@ -86,6 +87,7 @@ class OnnxGraphTwin(nn.Module):
         return self.weights[index] if kind == "weights" else getattr(self, f"fixed_{index}")
 
     def forward(self, chips: torch.Tensor) -> torch.Tensor:
+        """The graph's output for ``chips``, computed with torch ops."""
         env = {self.input: chips}
         for op, inputs, output, attrs in self.nodes:
             env[output] = _OPS[op](*(self._value(name, env) for name in inputs), **attrs)

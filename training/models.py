@@ -17,12 +17,15 @@ BASE_PART = {"dlib-resnet": 0, "facenet": 0, "faceres": 1}
 
 
 class Embedder(nn.Module):
+    """A backbone with its input standardisation: chips (0..255) to raw vectors."""
+
     def __init__(self, name: str, backbone: nn.Module, input_size: int, dim: int, standardise):
         super().__init__()
         self.name, self.backbone, self.input_size, self.dim = name, backbone, input_size, dim
         self._standardise = standardise
 
     def forward(self, chips: torch.Tensor) -> torch.Tensor:
+        """Raw vectors for a batch of chips."""
         return self.backbone(self._standardise(chips))
 
 
@@ -82,5 +85,6 @@ class Calibrated(nn.Module):
         self.register_buffer("anchor", torch.tensor([[float(anchor)]], dtype=torch.float32))
 
     def forward(self, chips):
+        """The served vectors: raw minus the mean face, with the anchor, unit length."""
         raw = self.embedder(chips) - self.mean
         return F.normalize(torch.cat([raw, self.anchor.expand(raw.shape[0], 1)], 1), dim=1)

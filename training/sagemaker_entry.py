@@ -33,6 +33,7 @@ def hyperparameters() -> list:
 
 
 def main() -> int:
+    """A SageMaker training job's entry point: train on its channels, write the model."""
     data = Path(os.environ.get("SM_CHANNEL_TRAINING", "/opt/ml/input/data/training"))
     bundle = Path(os.environ.get("SM_CHANNEL_BUNDLE", "/opt/ml/input/data/bundle"))
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))

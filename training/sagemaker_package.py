@@ -38,6 +38,7 @@ def _pins(path: Path) -> dict[str, str]:
 
 
 def requirements() -> list[str]:
+    """The training job's pinned requirements."""
     chosen: dict[str, str] = {}
     for path, names in PINS_FROM.items():
         pins = _pins(path)
@@ -59,6 +60,7 @@ def build(out: Path) -> Path:
 
 
 def main(argv: list | None = None) -> int:
+    """Write the training job's source package."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "sagemaker-training")
     out = build(parser.parse_args(argv).out)

@@ -14,11 +14,13 @@ from .pipeline import DEFAULT_CACHE, fine_tune, load_chips
 
 
 def combinations(grid: dict[str, list]) -> list[dict]:
+    """Every combination of the grid's values."""
     keys = sorted(grid)
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
 def run_name(values: dict) -> str:
+    """A run folder's name for one combination."""
     return ",".join(f"{k}={v}" for k, v in sorted(values.items())).replace("/", "_")
 
 
@@ -33,6 +35,7 @@ def sweep(
     progress: bool = True,
     table_groups=("all", "kpop"),
 ) -> list[dict]:
+    """Train and evaluate each combination of the grid; a row per run."""
     rows, chip_sets = [], {}
     for values in combinations(grid):
         cfg = base.with_overrides(f"{k}={json.dumps(v)}" for k, v in values.items())
@@ -75,6 +78,7 @@ def _cell(column, value, grid_keys) -> str:
 
 
 def write_table(rows: list[dict], out_dir: Path) -> None:
+    """Write the sweep's rows as JSON and Markdown."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.json").write_text(json.dumps(rows, indent=2))
     columns = list(rows[0])

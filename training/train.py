@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ BEST = "best.pt"
 
 
 def resolve_device(name: str) -> str:
+    """``auto`` becomes cuda when there is one, else cpu."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
@@ -55,6 +57,7 @@ def fit_output(raw: np.ndarray, centre: bool = True) -> tuple[np.ndarray, float]
 
 
 def validation_auc(model: Embedder, chips: ChipSet, device: str, centre: bool = True) -> dict[str, float]:
+    """The model's same-person pair AUC and accuracy on ``chips``."""
     raw = embed(model, chips.chips, device)
     mean, anchor = fit_output(raw, centre)
     pos, neg = calibration.pair_similarities(embed_transform(raw, mean, anchor), list(chips.identities))
@@ -62,6 +65,8 @@ def validation_auc(model: Embedder, chips: ChipSet, device: str, centre: bool = 
 
 
 class Losses(torch.nn.Module):
+    """The fine-tuning loss: ArcFace, triplet, or their sum."""
+
     def __init__(self, cfg: TrainConfig, num_classes: int, dim: int, class_means: torch.Tensor):
         super().__init__()
         from pytorch_metric_learning import distances, losses, miners
@@ -79,6 +84,7 @@ class Losses(torch.nn.Module):
             self.miner = miners.BatchHardMiner(distance=distances.CosineSimilarity())
 
     def forward(self, embeddings, labels):
+        """The loss of a batch."""
         total = embeddings.new_zeros(())
         if self.arcface is not None:
             total = total + self.arcface(embeddings, labels)
@@ -92,11 +98,39 @@ def _settings(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "epochs"}
 
 
+@dataclass
+class _Run:
+    """What one training run holds between its steps."""
+
+    model: Embedder
+    served: Calibrated  # what the loss sees: the model behind the bundle's output transform
+    loss_fn: Losses
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # batches
+    aug_generator: torch.Generator  # augmentations
+    train_set: ChipSet
+    val_set: ChipSet
+    labels: np.ndarray  # the train set's class per chip
+    classes: list[str]
+    frozen: int
+    device: str
+    history: list[dict] = field(default_factory=list)
+
+
 def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: bool = True) -> dict:
     """Train on the ``train`` chips, choose by ``validation`` AUC; resumable from ``run_dir``."""
-    from tqdm import tqdm
-
     run_dir.mkdir(parents=True, exist_ok=True)
+    run = _start(cfg, chips)
+    start_epoch = (
+        _resume(run, cfg, run_dir, log) if (run_dir / CHECKPOINT).exists() else _baseline(run, cfg, run_dir, log)
+    )
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        _epoch(run, cfg, epoch, run_dir, log, progress)
+    return _choose(run, cfg, run_dir)
+
+
+def _start(cfg: TrainConfig, chips: ChipSet) -> _Run:
+    """The model, its loss and optimizer, seeded: the same settings give the same run."""
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -124,109 +158,136 @@ def train(cfg: TrainConfig, chips: ChipSet, run_dir: Path, log=print, progress: 
         optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
         optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+    return _Run(
+        model, served, loss_fn, optimizer, generator, aug_generator, train_set, val_set, labels, classes, frozen, device
+    )
 
-    history: list[dict] = []
-    start_epoch = 1
+
+def _resume(run: _Run, cfg: TrainConfig, run_dir: Path, log) -> int:
+    """Load the last checkpoint; the epoch to go on from."""
     checkpoint_path = run_dir / CHECKPOINT
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if _settings(state["config"]) != _settings(cfg.to_dict()):
-            raise ValueError(f"{checkpoint_path} was written with other settings; use a new run folder")
-        model.load_state_dict(state["model"])
-        loss_fn.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"].cpu())
-        aug_generator.set_state(state["aug_generator"].cpu())
-        history = state["history"]
-        start_epoch = state["epoch"] + 1
-        log(f"resuming after epoch {state['epoch']} from {checkpoint_path}")
-    else:
-        baseline = validation_auc(model, val_set, device, cfg.centre)
-        history.append(
-            {
-                "epoch": 0,
-                "train_loss": None,
-                "val_auc": baseline["auc"],
-                "val_accuracy": baseline["accuracy"],
-                "seconds": 0.0,
-            }
-        )
-        torch.save(model.state_dict(), run_dir / BEST)
-        log(f"epoch 0 (starting weights): validation AUC {baseline['auc']:.4f}, accuracy {baseline['accuracy']:.4f}")
+    state = torch.load(checkpoint_path, map_location=run.device, weights_only=False)
+    if _settings(state["config"]) != _settings(cfg.to_dict()):
+        raise ValueError(f"{checkpoint_path} was written with other settings; use a new run folder")
+    run.model.load_state_dict(state["model"])
+    run.loss_fn.load_state_dict(state["loss"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.generator.set_state(state["generator"].cpu())
+    run.aug_generator.set_state(state["aug_generator"].cpu())
+    run.history = state["history"]
+    log(f"resuming after epoch {state['epoch']} from {checkpoint_path}")
+    return state["epoch"] + 1
 
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        started = time.time()
-        model.train()
-        batches = identity_batches(labels, cfg.batch_size, cfg.per_identity, generator)
-        if cfg.max_steps_per_epoch:
-            batches = batches[: cfg.max_steps_per_epoch]
-        losses = []
-        for idx in tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress, leave=False):
-            x = torch.from_numpy(train_set.chips[idx]).permute(0, 3, 1, 2).float().to(device)
-            if cfg.augment:
-                x = augment(x, cfg.augmentation, aug_generator)
-            y = torch.from_numpy(labels[idx]).to(device)
-            loss = loss_fn(served(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-        if device == "cuda":
-            torch.cuda.synchronize()
-        train_seconds = time.time() - started
-        val = validation_auc(model, val_set, device, cfg.centre)
-        best_auc = max(h["val_auc"] for h in history)
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)) if losses else None,
-                "val_auc": val["auc"],
-                "val_accuracy": val["accuracy"],
-                "seconds": round(train_seconds, 2),
-                "steps": len(batches),
-                "device": device,
-            }
-        )
-        if val["auc"] > best_auc and cfg.select == "best-validation":
-            torch.save(model.state_dict(), run_dir / BEST)
-        log(
-            f"epoch {epoch}: loss {history[-1]['train_loss']:.4f}, validation AUC {val['auc']:.4f} "
-            f"(accuracy {val['accuracy']:.4f}), {train_seconds:.1f}s on {device}"
-        )
-        torch.save(
-            {
-                "config": cfg.to_dict(),
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "loss": loss_fn.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(),
-                "aug_generator": aug_generator.get_state(),
-                "history": history,
-            },
-            run_dir / (CHECKPOINT + ".tmp"),
-        )
-        (run_dir / (CHECKPOINT + ".tmp")).replace(checkpoint_path)
 
+def _baseline(run: _Run, cfg: TrainConfig, run_dir: Path, log) -> int:
+    """Epoch 0: the starting weights' validation AUC, and they are the best so far."""
+    baseline = validation_auc(run.model, run.val_set, run.device, cfg.centre)
+    run.history.append(
+        {
+            "epoch": 0,
+            "train_loss": None,
+            "val_auc": baseline["auc"],
+            "val_accuracy": baseline["accuracy"],
+            "seconds": 0.0,
+        }
+    )
+    torch.save(run.model.state_dict(), run_dir / BEST)
+    log(f"epoch 0 (starting weights): validation AUC {baseline['auc']:.4f}, accuracy {baseline['accuracy']:.4f}")
+    return 1
+
+
+def _epoch(run: _Run, cfg: TrainConfig, epoch: int, run_dir: Path, log, progress: bool) -> None:
+    """One pass over the train set, its validation, the best weights and a checkpoint."""
+    started = time.time()
+    losses, steps = _steps(run, cfg, epoch, progress)
+    train_seconds = time.time() - started
+    val = validation_auc(run.model, run.val_set, run.device, cfg.centre)
+    best_auc = max(h["val_auc"] for h in run.history)
+    run.history.append(
+        {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)) if losses else None,
+            "val_auc": val["auc"],
+            "val_accuracy": val["accuracy"],
+            "seconds": round(train_seconds, 2),
+            "steps": steps,
+            "device": run.device,
+        }
+    )
+    if val["auc"] > best_auc and cfg.select == "best-validation":
+        torch.save(run.model.state_dict(), run_dir / BEST)
+    log(
+        f"epoch {epoch}: loss {run.history[-1]['train_loss']:.4f}, validation AUC {val['auc']:.4f} "
+        f"(accuracy {val['accuracy']:.4f}), {train_seconds:.1f}s on {run.device}"
+    )
+    _checkpoint(run, cfg, epoch, run_dir)
+
+
+def _steps(run: _Run, cfg: TrainConfig, epoch: int, progress: bool) -> tuple[list[float], int]:
+    """The epoch's optimisation steps: each batch's loss, and how many batches."""
+    from tqdm import tqdm
+
+    run.model.train()
+    batches = identity_batches(run.labels, cfg.batch_size, cfg.per_identity, run.generator)
+    if cfg.max_steps_per_epoch:
+        batches = batches[: cfg.max_steps_per_epoch]
+    losses = []
+    for idx in tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress, leave=False):
+        x = torch.from_numpy(run.train_set.chips[idx]).permute(0, 3, 1, 2).float().to(run.device)
+        if cfg.augment:
+            x = augment(x, cfg.augmentation, run.aug_generator)
+        y = torch.from_numpy(run.labels[idx]).to(run.device)
+        loss = run.loss_fn(run.served(x), y)
+        run.optimizer.zero_grad()
+        loss.backward()
+        run.optimizer.step()
+        losses.append(float(loss.detach()))
+    if run.device == "cuda":
+        torch.cuda.synchronize()
+    return losses, len(batches)
+
+
+def _checkpoint(run: _Run, cfg: TrainConfig, epoch: int, run_dir: Path) -> None:
+    """Everything a rerun resumes from, written whole or not at all."""
+    partial = run_dir / (CHECKPOINT + ".tmp")
+    torch.save(
+        {
+            "config": cfg.to_dict(),
+            "epoch": epoch,
+            "model": run.model.state_dict(),
+            "loss": run.loss_fn.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "generator": run.generator.get_state(),
+            "aug_generator": run.aug_generator.get_state(),
+            "history": run.history,
+        },
+        partial,
+    )
+    partial.replace(run_dir / CHECKPOINT)
+
+
+def _choose(run: _Run, cfg: TrainConfig, run_dir: Path) -> dict:
+    """The weights ``cfg.select`` names become best.pt; the run's summary."""
     if cfg.select == "last":
-        torch.save(model.state_dict(), run_dir / BEST)
-        chosen = history[-1]
+        torch.save(run.model.state_dict(), run_dir / BEST)
+        chosen = run.history[-1]
     else:
-        chosen = max(history, key=lambda h: h["val_auc"])
+        chosen = max(run.history, key=lambda h: h["val_auc"])
     summary = {
-        "history": history,
+        "history": run.history,
         "chosen_epoch": chosen["epoch"],
-        "frozen_tensors": frozen,
-        "device": device,
-        "classes": len(classes),
-        "train_faces": len(train_set),
-        "validation_faces": len(val_set),
+        "frozen_tensors": run.frozen,
+        "device": run.device,
+        "classes": len(run.classes),
+        "train_faces": len(run.train_set),
+        "validation_faces": len(run.val_set),
     }
     (run_dir / "history.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
 def load_best(cfg: TrainConfig, run_dir: Path, device: str = "cpu") -> Embedder:
+    """The weights the run chose."""
     model = build_model(cfg.model, cfg.weights, cfg.input_size)
     model.load_state_dict(torch.load(run_dir / BEST, map_location=device, weights_only=True))
     return model.to(device).eval()

@@ -24,6 +24,7 @@ _POLICY = (
 
 
 def spec() -> Response:
+    """The OpenAPI document, as YAML."""
     return Response(
         SPEC_PATH.read_text(),
         status_code=200,
@@ -32,6 +33,7 @@ def spec() -> Response:
 
 
 def page() -> Response:
+    """The Swagger UI page (its files fetched from npm at build time)."""
     missing = [name for name in SWAGGER_FILES if not (WEB_DIR / name).is_file()]
     if missing:
         raise Unavailable(

@@ -41,6 +41,8 @@ def bearer_token(headers: Mapping[str, str]) -> str:
 
 
 class TokenVerifier:
+    """Verifies Cognito ID and access tokens: signature, issuer, audience, expiry, and account state."""
+
     def __init__(
         self,
         issuer: str,

@@ -20,14 +20,17 @@ STATUS: dict[type[errors.DomainError], int] = {
 
 
 def status_of(error: errors.DomainError) -> int:
+    """The HTTP status of a domain error (500 for a kind without one)."""
     return next((status for kind, status in STATUS.items() if isinstance(error, kind)), 500)
 
 
 def body_of(error: errors.DomainError) -> dict:
+    """A domain error's JSON body: ``{"error": code, "message": words}``."""
     return {"error": error.code, "message": error.message}
 
 
 def headers_of(error: errors.DomainError) -> dict:
+    """A domain error's headers: ``Retry-After`` when it says when to try again."""
     return {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
 
 

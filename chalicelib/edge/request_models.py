@@ -65,6 +65,8 @@ def _is_number(value) -> bool:
 # Uploads -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FileToUpload:
+    """One file a client wants to upload, as it declares it."""
+
     filename: str
     content_type: str
     size: int
@@ -133,6 +135,7 @@ class SearchRequest:
 
 
 def search_request(body) -> SearchRequest:
+    """A search's body parsed: exactly one key (photo, face or person) and its page."""
     body = _object(body)
     sources = [name for name in SEARCH_SOURCES if body.get(name) is not None]
     if len(sources) != 1:
@@ -195,11 +198,14 @@ def person_update(body) -> dict:
 
 @dataclass(frozen=True)
 class Merge:
+    """People to merge into one."""
+
     target: str
     sources: list[str]  # repeats dropped
 
 
 def merge_request(body) -> Merge:
+    """A merge's body parsed: the person that stays and those merged into it."""
     body = _object(body)
     target, sources = body.get("target"), body.get("sources")
     if not isinstance(target, str) or not isinstance(sources, list) or not sources:
@@ -222,6 +228,7 @@ class FaceDecision:
 
 
 def face_decision(body) -> FaceDecision:
+    """Whose face it is: a person, a new person, or not the person it has."""
     if not isinstance(body, dict) or ("person_id" in body) == bool(body.get("new_person")):
         raise Invalid('send "person_id" (an id, or null for "not this person") or "new_person": true')
     if body.get("new_person"):
@@ -239,6 +246,8 @@ def drawn_box(body) -> list[float]:
 
 @dataclass(frozen=True)
 class Answer:
+    """The owner's answer to "Is this …?" for one face."""
+
     face_id: str
     accept: bool | None  # None: skipped (not asked again)
 
@@ -269,6 +278,7 @@ class Page:
 
 
 def timeline_page(query: dict, default: int, most: int) -> Page:
+    """A timeline page from the query string: its size and the cursor of where it starts."""
     limit = int_in_range(query.get("limit"), "limit", default, 1, most, from_query=True)
     return Page(limit, decode_position(query.get("cursor")))
 
@@ -283,6 +293,7 @@ class PeoplePage:
 
 
 def people_page(query: dict) -> PeoplePage:
+    """A page of people from the query string: size, offset, and whether hidden people count."""
     return PeoplePage(
         int_in_range(query.get("limit"), "limit", 50, 1, 100, from_query=True),
         int_in_range(query.get("cursor"), "cursor", 0, 0, 10**7, from_query=True),

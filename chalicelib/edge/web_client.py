@@ -3,6 +3,7 @@ origin as the API, so the only cross-origin calls are to Cognito and to S3."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from chalice import Response
@@ -44,6 +45,7 @@ def _headers(settings: Settings, content_type: str) -> dict:
 
 
 def asset(name: str, settings: Settings) -> Response:
+    """A file of the web client with its type and caching (NotFound for any other name)."""
     path = WEB_DIR / name
     if "/" in name or path.suffix not in TYPES or not path.is_file():
         raise NotFound(f"no such file: {name}")
@@ -53,7 +55,7 @@ def asset(name: str, settings: Settings) -> Response:
     return Response(path.read_text(), status_code=200, headers=headers)
 
 
-def client_config(settings: Settings, password_policy: dict | None) -> Response:
+def client_config(settings: Settings, password_policy: Mapping[str, object] | None) -> Response:
     """What the browser needs to talk to Cognito and to check files before asking for uploads."""
     cognito = settings.aws_endpoint_url or f"https://cognito-idp.{settings.region}.amazonaws.com/"
     body = {

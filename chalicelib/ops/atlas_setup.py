@@ -65,9 +65,11 @@ def ensure_vector_index(faces_collection, dimensions: int) -> str:
 
 
 def main(argv: list | None = None) -> int:
+    """Make the store's indexes and the vector index on Atlas (run at deploy time)."""
     import boto3
 
     from chalicelib.settings import Settings
+    from chalicelib.stores.key_face_store import KeyFaceStore
     from chalicelib.stores.mongo_connection import AtlasUri, open_database
     from chalicelib.stores.people_store import PeopleStore
     from chalicelib.stores.photo_store import PhotoStore
@@ -83,6 +85,7 @@ def main(argv: list | None = None) -> int:
     database = open_database(settings, AtlasUri(settings, secrets).current())
     PhotoStore(database).ensure_indexes()
     PeopleStore(database).ensure_indexes()
+    KeyFaceStore(database).ensure_indexes()
     print(f"store indexes ensured on {database.name}")
     try:
         outcome = ensure_vector_index(database["faces"], args.dimensions)

@@ -30,16 +30,23 @@ _LEGACY_KEY = re.compile(
 
 
 class NotificationStillLegacy(RuntimeError):
+    """The bucket still notifies for the old key layout: migrating now would lose events."""
+
     pass
 
 
 def notified_prefixes(object_storage: ObjectStorage) -> list[str]:
+    """The key prefixes the bucket's event notifications filter on ("" for every key)."""
     config = object_storage.notification_configuration()
     prefixes = []
-    for kind in ("QueueConfigurations", "TopicConfigurations", "LambdaFunctionConfigurations"):
-        for target in config.get(kind, []):
-            rules = target.get("Filter", {}).get("Key", {}).get("FilterRules", [])
-            prefixes += [r["Value"] for r in rules if r["Name"].lower() == "prefix"] or [""]
+    targets = [
+        *config.get("QueueConfigurations", []),
+        *config.get("TopicConfigurations", []),
+        *config.get("LambdaFunctionConfigurations", []),
+    ]
+    for target in targets:
+        rules = target.get("Filter", {}).get("Key", {}).get("FilterRules", [])
+        prefixes += [r.get("Value", "") for r in rules if r.get("Name", "").lower() == "prefix"] or [""]
     return prefixes
 
 
@@ -75,6 +82,7 @@ def migrate(object_storage: ObjectStorage, photo_store: PhotoStore) -> Counter:
 
 
 def main() -> int:
+    """Move every user's objects to the current key layout."""
     from chalicelib.services import Services
 
     services = Services()

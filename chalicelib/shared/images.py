@@ -59,6 +59,8 @@ class ImageError(ValueError):
 
 @dataclass
 class DecodedImage:
+    """An image decoded from untrusted bytes, upright, with what its bytes said it is."""
+
     image: Image.Image  # RGB, EXIF orientation applied
     content_type: str  # from the bytes, not the name
     width: int

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class MediaType:
+    """An image type the album takes: its extensions and whether browsers show it."""
+
     extensions: tuple[str, ...]  # the first one names the stored object
     browsers_show: bool  # else the indexer keeps a JPEG preview to show
 

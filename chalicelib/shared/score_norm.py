@@ -37,8 +37,11 @@ def cohort_stats(
     return top.mean(axis=1), np.maximum(top.std(axis=1), MIN_STD)
 
 
-def as_norm(raw: np.ndarray, key_mean: float, key_std: float, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Normalised scores of one key against album faces (their μ, σ in ``mean``, ``std``)."""
+def as_norm(
+    raw: np.ndarray, key_mean: float | np.ndarray, key_std: float | np.ndarray, mean: np.ndarray, std: np.ndarray
+) -> np.ndarray:
+    """Normalised scores of keys against album faces (their μ, σ in ``mean``, ``std``): one key's
+    μ, σ as numbers, or many keys' as a column against a row of faces."""
     return 0.5 * ((raw - key_mean) / key_std + (raw - mean) / std)
 
 
@@ -83,6 +86,7 @@ class QueryExpansion:
         return cls(**{f.name: settings[f.name] for f in fields(cls) if f.name in settings})
 
     def settings(self) -> dict:
+        """The expansion as the bundle's manifest stores it."""
         return asdict(self)
 
     def confident(self, scores: np.ndarray, sims: np.ndarray) -> np.ndarray:
@@ -139,4 +143,5 @@ class KeyNormalisation:
         return np.where(np.isnan(scores), -np.inf, scores)
 
     def passes(self, scores):
+        """Which normalised scores pass the decision (all finite ones without a threshold)."""
         return scores >= self.threshold if self.threshold is not None else np.isfinite(scores)

@@ -6,18 +6,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from chalicelib.stores.photo_store import insert_if_absent, now_ms, utc
+from chalicelib.clock import now_ms, utc
+from chalicelib.stores.mongo_connection import insert_if_absent
 
 
 class AccountStore:
+    """Tombstones of deleted accounts and token revocations, read on every request."""
+
     def __init__(self, database):
         self.tombstones = database["tombstones"]  # subs of deleted accounts: their tokens are refused
         self.revocations = database["revocations"]  # per sub: tokens issued before this time are refused
 
     def add_tombstone(self, sub: str) -> None:
+        """Mark the account deleted: its tokens are refused from now on."""
         insert_if_absent(self.tombstones, {"_id": sub, "deleted_at": now_ms()})
 
     def is_tombstoned(self, sub: str) -> bool:
+        """Whether the account was deleted."""
         return self.tombstones.find_one({"_id": sub}) is not None
 
     def revoke_tokens(self, sub: str, before: datetime) -> None:
@@ -25,6 +30,7 @@ class AccountStore:
         self.revocations.update_one({"_id": sub}, {"$set": {"before": before.replace(tzinfo=None)}}, upsert=True)
 
     def tokens_revoked_before(self, sub: str) -> datetime | None:
+        """The time before which the account's tokens are refused, if any."""
         doc = self.revocations.find_one({"_id": sub})
         return utc(doc["before"]) if doc else None
 

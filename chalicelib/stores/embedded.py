@@ -33,6 +33,8 @@ class WriteResult:
 
 
 class EmbeddedDatabase:
+    """The embedded (tinymongo) database, whose collections plan their writes from their indexes."""
+
     def __init__(self, database):
         self._database = database
         self._lock = threading.RLock()
@@ -48,6 +50,8 @@ class EmbeddedDatabase:
 
 
 class EmbeddedCollection:
+    """A tinymongo collection whose filtered writes find their documents by an indexed read first."""
+
     def __init__(self, collection, lock: threading.RLock):
         self._collection = collection
         self._lock = lock
@@ -73,6 +77,7 @@ class EmbeddedCollection:
         return [doc["_id"] for doc in cursor]
 
     def update_one(self, query: dict, update: dict, upsert: bool = False, **kwargs) -> Any:
+        """pymongo's ``update_one``, atomic within this process."""
         with self._lock:
             ids = self._ids(query, first_only=True)
             if not ids:
@@ -81,12 +86,14 @@ class EmbeddedCollection:
             return WriteResult(matched_count=1, modified_count=result.modified_count)
 
     def update_many(self, query: dict, update: dict, **kwargs) -> WriteResult:
+        """pymongo's ``update_many``, atomic within this process."""
         with self._lock:
             ids = self._ids(query, first_only=False)
             modified = sum(self._collection.update_one({"_id": i}, update, **kwargs).modified_count for i in ids)
             return WriteResult(matched_count=len(ids), modified_count=modified)
 
     def replace_one(self, query: dict, replacement: dict, upsert: bool = False, **kwargs) -> Any:
+        """pymongo's ``replace_one``, atomic within this process."""
         with self._lock:
             ids = self._ids(query, first_only=True)
             if ids:
@@ -97,6 +104,7 @@ class EmbeddedCollection:
             return WriteResult(upserted_id=self._collection.insert_one(dict(replacement)).inserted_id)
 
     def delete_one(self, query: dict, **kwargs) -> WriteResult:
+        """pymongo's ``delete_one``, atomic within this process."""
         with self._lock:
             ids = self._ids(query, first_only=True)
             if not ids:

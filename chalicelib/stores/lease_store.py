@@ -8,10 +8,12 @@ from datetime import timedelta
 
 from pymongo.errors import DuplicateKeyError
 
-from chalicelib.stores.photo_store import now_ms
+from chalicelib.clock import now_ms
 
 
 class LeaseStore:
+    """Named leases, one holder at a time."""
+
     def __init__(self, database):
         self.leases = database["leases"]
 
@@ -31,4 +33,5 @@ class LeaseStore:
         return token if taken.matched_count == 1 else None
 
     def release(self, name: str, token: str) -> None:
+        """Give the lease back, if ``token`` still holds it."""
         self.leases.delete_one({"_id": name, "token": token})

@@ -86,6 +86,7 @@ class LowRankBound:
 
     @property
     def nbytes(self) -> int:
+        """The memory the bound holds."""
         return self.basis.nbytes + sum(p.nbytes + r.nbytes for p, r in zip(self.projections, self.residuals))
 
 

@@ -1,11 +1,19 @@
-"""Opens the document database the settings name: Atlas, embedded or in-memory."""
+"""Opens the document database the settings name: Atlas, embedded or in-memory; and the one write
+the backends spell differently."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pymongo.errors import DuplicateKeyError
 
 from chalicelib.settings import Settings
+
+if TYPE_CHECKING:
+    from types_boto3_secretsmanager import SecretsManagerClient
 
 
 class AtlasUri:
@@ -14,7 +22,7 @@ class AtlasUri:
     parameter cache) so that a rotated secret reaches running containers without a redeploy
     (``Services.refresh``)."""
 
-    def __init__(self, settings: Settings, secrets_client=None):
+    def __init__(self, settings: Settings, secrets_client: SecretsManagerClient | None = None):
         if not settings.mongodb_uri and not settings.mongodb_secret_id:
             raise RuntimeError("STORE_BACKEND=mongodb needs MONGODB_URI or MONGODB_SECRET_ID")
         self._settings = settings
@@ -25,6 +33,7 @@ class AtlasUri:
             self._provider = SecretsProvider(boto3_client=secrets_client)
 
     def current(self) -> str:
+        """The Atlas URI now (the secret re-read when its cached value is old)."""
         if self._provider is None:
             return str(self._settings.mongodb_uri)
         settings = self._settings
@@ -75,3 +84,10 @@ def open_database(settings: Settings, uri: str | None = None):
 
         return mongomock.MongoClient()[settings.mongodb_database]
     raise ValueError(f"unknown STORE_BACKEND {backend!r} (mongodb, embedded or memory)")
+
+
+def insert_if_absent(collection, doc: dict) -> None:
+    """``$setOnInsert`` for every backend (the embedded one has no such operator)."""
+    if collection.find_one({"_id": doc["_id"]}) is None:
+        with contextlib.suppress(DuplicateKeyError):  # a concurrent request inserted it first
+            collection.insert_one(doc)

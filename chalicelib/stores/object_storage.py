@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
-from urllib.parse import quote
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import quote, unquote_plus
 
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import Unavailable
 from chalicelib.shared.media_types import extension
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import (
+        HeadObjectOutputTypeDef,
+        NotificationConfigurationResponseTypeDef,
+        ObjectIdentifierTypeDef,
+    )
 
 PHOTOS, THUMBS, PREVIEWS, KEYS = "photos", "thumbs", "previews", "keys"
 KINDS = (PHOTOS, THUMBS, PREVIEWS, KEYS)  # the users' top-level prefixes; only PHOTOS is notified
@@ -32,14 +42,17 @@ def user_prefixes(owner: str) -> list[str]:
 
 
 def photo_key(owner: str, photo_id: str, content_type: str) -> str:
+    """The key of a photo's original."""
     return f"{PHOTOS}/{owner}/{photo_id}{extension(content_type)}"
 
 
 def thumbnail_key(owner: str, photo_id: str) -> str:
+    """The key of a photo's thumbnail."""
     return f"{THUMBS}/{owner}/{photo_id}.jpg"
 
 
 def preview_key(owner: str, photo_id: str) -> str:
+    """The key of a photo's browser-viewable preview."""
     return f"{PREVIEWS}/{owner}/{photo_id}.jpg"
 
 
@@ -67,12 +80,34 @@ def upload_metadata(owner: str, photo_id: str, upload_token: str) -> dict[str, s
     return {"owner": owner, "photo-id": photo_id, "upload-token": upload_token}
 
 
-def is_upload_of(head: dict, owner: str, photo_id: str, upload_token: str | None) -> bool:
+def is_upload_of(head: Mapping[str, object], owner: str, photo_id: str, upload_token: str | None) -> bool:
     """Whether the object (S3's HEAD answer) came through this record's own form. Records from
     before forms carried a token (``upload_token`` None) take any object at their key."""
     if upload_token is None:
         return True
     return head.get("Metadata", {}) == upload_metadata(owner, photo_id, upload_token)
+
+
+class ObjectEvent(NamedTuple):
+    """One record of an S3 notification: what happened to which object."""
+
+    name: str  # S3's eventName: ObjectCreated:Put, ObjectRemoved:Delete, …
+    bucket: str
+    key: str  # decoded (S3 sends keys URL-encoded, spaces as +)
+
+
+def object_events(message: dict) -> list[ObjectEvent | None]:
+    """The records of an S3 notification (none if it holds no list of them), read through
+    Powertools' typed event; None for a record S3 never sends (a hand-made message)."""
+    if not isinstance(message.get("Records"), list):
+        return []
+    events: list[ObjectEvent | None] = []
+    for record in S3Event(message).records:
+        try:
+            events.append(ObjectEvent(record.event_name, record.s3.bucket.name, unquote_plus(record.s3.get_object.key)))
+        except (KeyError, TypeError, AttributeError):
+            events.append(None)
+    return events
 
 
 def content_disposition(filename: str, disposition: str = "attachment") -> str:
@@ -83,7 +118,9 @@ def content_disposition(filename: str, disposition: str = "attachment") -> str:
 
 
 class ObjectStorage:
-    def __init__(self, s3_client, bucket: str):
+    """The photo bucket: keys, presigned forms and URLs, reads, copies and deletions."""
+
+    def __init__(self, s3_client: S3Client, bucket: str):
         self.s3 = s3_client
         self.bucket = bucket
 
@@ -111,7 +148,7 @@ class ObjectStorage:
             self.bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
         )
 
-    def head(self, key: str) -> dict | None:
+    def head(self, key: str) -> HeadObjectOutputTypeDef | None:
         """The object's ``ETag``, ``ContentLength`` and ``Metadata`` (S3's HEAD answer); None when
         there is no such object (other S3 errors raise)."""
         try:
@@ -127,9 +164,11 @@ class ObjectStorage:
         return None if head is None else head.get("Metadata", {})
 
     def read(self, key: str) -> bytes:
+        """An object's bytes."""
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def put_json(self, key: str, document: dict) -> None:
+        """Write ``document`` as a JSON object."""
         self.s3.put_object(
             Bucket=self.bucket, Key=key, Body=json.dumps(document).encode(), ContentType="application/json"
         )
@@ -163,7 +202,7 @@ class ObjectStorage:
         for _ in range(attempts):
             failed: dict[str, str] = {}
             for start in range(0, len(pending), 1000):
-                batch = [{"Key": k} for k in pending[start : start + 1000]]
+                batch: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in pending[start : start + 1000]]
                 answer = self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
                 failed.update({e["Key"]: e.get("Code", "error") for e in answer.get("Errors", [])})
             if not failed:
@@ -173,13 +212,16 @@ class ObjectStorage:
         raise Unavailable(f"{len(failed)} stored objects could not be deleted: {shown}; try again", retry_after=60)
 
     def list_keys(self, prefix: str) -> list:
+        """Every key under ``prefix``."""
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
     def copy(self, source: str, target: str) -> None:
+        """Copy an object within the bucket."""
         self.s3.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source})
 
     def list_user_keys(self, owner: str) -> list:
+        """Every key of the owner's, under each of their prefixes."""
         return [key for prefix in user_prefixes(owner) for key in self.list_keys(prefix)]
 
     def delete_user_objects(self, owner: str) -> int:
@@ -194,12 +236,15 @@ class ObjectStorage:
         return next((item["Key"] for item in listed.get("Contents", [])), None)
 
     def exists(self, key: str) -> bool:
+        """Whether there is an object at ``key``."""
         return self.metadata(key) is not None
 
-    def notification_configuration(self) -> dict:
+    def notification_configuration(self) -> NotificationConfigurationResponseTypeDef:
+        """The bucket's event notifications."""
         return self.s3.get_bucket_notification_configuration(Bucket=self.bucket)
 
     def check(self) -> None:
+        """Raise unless the bucket answers."""
         self.s3.head_bucket(Bucket=self.bucket)
 
 
@@ -208,4 +253,5 @@ SEARCH_KEY_TAG = {"kind": "search-key"}
 
 
 def key_photo_key(owner: str, key_id: str, content_type: str) -> str:
+    """The key of a key photo."""
     return f"{KEYS}/{owner}/{key_id}{extension(content_type)}"

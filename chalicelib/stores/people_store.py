@@ -16,9 +16,10 @@ from typing import cast
 
 from pymongo import ASCENDING, DESCENDING
 
+from chalicelib.clock import now_ms
 from chalicelib.records import Face, Person
 from chalicelib.shared.boxes import box_iou
-from chalicelib.stores.photo_store import binary_to_vector, now_ms
+from chalicelib.stores.photo_store import binary_to_vector
 
 _NO_ID = {"_id": 0}
 USER, AUTO = "user", "auto"
@@ -27,6 +28,8 @@ SAME_FACE_IOU = 0.5
 
 
 class PeopleStore:
+    """People, their faces' assignments, merges and regrouping requests in MongoDB."""
+
     def __init__(self, database):
         self.people = database["people"]
         self.faces = database["faces"]
@@ -34,17 +37,20 @@ class PeopleStore:
         self.merges = database["people_merges"]  # what a recent merge changed, so the user can undo it
 
     def ensure_indexes(self) -> None:
+        """The indexes people's queries need."""
         self.people.create_index([("person_id", ASCENDING), ("owner", ASCENDING)], unique=True)
         self.people.create_index([("owner", ASCENDING), ("face_count", ASCENDING)])
         self.faces.create_index([("person_id", ASCENDING), ("owner", ASCENDING)])
 
     # Regrouping requests (``people_jobs``) ---------------------------------------------
     def request_regroup(self, owner: str, token: str) -> None:
+        """Record ``token`` as the owner's latest regrouping request."""
         self.regroup_requests.update_one(
             {"_id": owner}, {"$set": {"owner": owner, "token": token, "requested_at": now_ms()}}, upsert=True
         )
 
     def regroup_token(self, owner: str) -> str | None:
+        """The owner's latest regrouping request, if any."""
         current = self.regroup_requests.find_one({"_id": owner})
         return current.get("token") if current else None
 
@@ -54,6 +60,7 @@ class PeopleStore:
 
     # People ---------------------------------------------------------------------
     def create(self, owner: str, name: str | None = None) -> Person:
+        """A new person of the owner's, without faces yet."""
         now = now_ms()
         doc: Person = {
             "owner": owner,
@@ -71,6 +78,7 @@ class PeopleStore:
         return doc
 
     def get(self, owner: str, person_id: str) -> Person | None:
+        """One of the owner's people."""
         return self.people.find_one({"person_id": person_id, "owner": owner}, _NO_ID)
 
     def page(self, owner: str, offset: int, limit: int, include_hidden: bool) -> list[Person]:
@@ -82,9 +90,11 @@ class PeopleStore:
         return list(cursor.skip(offset).limit(limit))
 
     def ids(self, owner: str) -> set[str]:
+        """The ids of the owner's people."""
         return {p["person_id"] for p in self.people.find({"owner": owner}, {"_id": 0, "person_id": 1})}
 
     def update(self, owner: str, person_id: str, fields: dict) -> bool:
+        """Set fields of a person; False if there is no such person."""
         result = self.people.update_one(
             {"person_id": person_id, "owner": owner}, {"$set": dict(fields, updated_at=now_ms())}
         )
@@ -103,6 +113,7 @@ class PeopleStore:
         self.people.delete_one({"person_id": person_id, "owner": owner})
 
     def delete_owner(self, owner: str) -> int:
+        """Forget every person of the owner's; how many there were."""
         self.regroup_requests.delete_many({"_id": owner})
         self.merges.delete_many({"owner": owner})
         return self.people.delete_many({"owner": owner}).deleted_count
@@ -145,12 +156,15 @@ class PeopleStore:
 
     # Faces' person fields ----------------------------------------------------------
     def face(self, owner: str, face_id: str) -> Face | None:
+        """One face of the owner's, without its vector."""
         return self.faces.find_one({"face_id": face_id, "owner": owner}, {"_id": 0, "embedding": 0})
 
     def faces_of(self, owner: str, person_id: str) -> list[Face]:
+        """A person's faces, without their vectors."""
         return list(self.faces.find({"person_id": person_id, "owner": owner}, {"_id": 0, "embedding": 0}))
 
     def photo_ids_of(self, owner: str, person_id: str) -> set[str]:
+        """The photos a person is in."""
         rows = self.faces.find({"person_id": person_id, "owner": owner}, {"_id": 0, "photo_id": 1})
         return {r["photo_id"] for r in rows}
 
@@ -182,6 +196,7 @@ class PeopleStore:
         return list(self.faces.find({"face_id": {"$in": face_ids}, "owner": owner}, projection))
 
     def reject(self, owner: str, face_id: str, person_id: str) -> None:
+        """Remember that the face is not this person's (never assigned to them again)."""
         self.faces.update_one({"face_id": face_id, "owner": owner}, {"$addToSet": {"rejected_from": person_id}})
 
     def skip(self, owner: str, face_id: str, person_id: str) -> None:
@@ -246,6 +261,7 @@ class PeopleStore:
         return kept
 
     def drop_merges_before(self, owner: str, cutoff) -> None:
+        """Forget merges made before ``cutoff`` (a regrouping has taken them in)."""
         self.merges.delete_many({"owner": owner, "made_at": {"$lt": cutoff}})
 
     def restore_merge(self, owner: str, kept: dict) -> list[str]:

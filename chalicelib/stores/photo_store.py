@@ -1,4 +1,5 @@
-"""Photos and faces in MongoDB, through the pymongo API.
+"""Photos and their faces in MongoDB, through the pymongo API: the album's records, the trash's
+faces, and the writes that keep the owner's quota ledger and change token in step with them.
 
 The same class runs on MongoDB Atlas (pymongo), the embedded on-disk store
 (tinymongo's SQLite backend) and mongomock; only ``database.open_database``
@@ -7,20 +8,18 @@ knows which.  Every query is scoped by ``owner``.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
-from typing import overload
+from datetime import datetime
 
 import numpy as np
 from bson.binary import Binary, BinaryVectorDtype
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from chalicelib.records import DetectedFace, Face, Photo
+from chalicelib.records import Face, Photo, photo_size, timeline_at
+from chalicelib.stores.owner_versions import OwnerVersions
+from chalicelib.stores.usage_store import UsageStore
 
 _NO_ID = {"_id": 0}
 Position = tuple[datetime, str]  # a row's place in a page order: (its time, its photo_id)
@@ -32,32 +31,16 @@ DUPLICATE = "duplicate"
 _IN_ALBUM = {"status": {"$in": list(ALBUM_STATUSES)}, "trashed_at": None}  # neither a duplicate nor in the trash
 
 
-@overload
-def utc(value: datetime) -> datetime: ...
-@overload
-def utc(value: None) -> None: ...
-def utc(value: datetime | None) -> datetime | None:
-    """MongoDB returns naive UTC datetimes; make them aware."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
-def now_ms() -> datetime:
-    """Now, truncated to the millisecond BSON keeps, so cursors compare exactly."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
 def vector_to_binary(vector) -> Binary:
+    """A vector as BSON's float32 vector type."""
     return Binary.from_vector(np.asarray(vector, dtype=np.float32).tolist(), BinaryVectorDtype.FLOAT32)
 
 
 def binary_to_vector(value) -> np.ndarray:
+    """A stored BSON vector as a float32 array."""
     return np.asarray(Binary(value, subtype=9).as_vector().data, dtype=np.float32)
 
 
-_EPOCH = datetime(1970, 1, 1)
 _BANDS = 8  # a 64-bit picture hash in 8 bands of 8 bits: hashes ≤ 7 bits apart share at least one band
 NEAR_DUPLICATE_BITS = 6  # at most this many of the 64 bits differ: the same picture re-encoded or resized
 
@@ -68,61 +51,6 @@ def picture_hash_fields(value: int) -> dict:
         "picture_hash": f"{value:016x}",
         "picture_bands": [f"{i}:{(value >> (8 * i)) & 0xFF:02x}" for i in range(_BANDS)],
     }
-
-
-def timeline_at(uploaded_at: datetime | None, taken_at: str | datetime | None = None) -> datetime:
-    """Where a photo sits in the album's timeline (naive, as BSON keeps it): the camera's clock when the
-    photo says when it was taken (the local time people see; the offset is not applied, so a month
-    groups what its photos show), else the upload time. Never later than the upload: indexing only
-    moves a photo back in time, so a client paging the timeline may meet it twice (same ``photo_id``)
-    but never misses it. A record without an upload time (written by tools) sits at the epoch."""
-    uploaded = utc(uploaded_at).replace(tzinfo=None) if uploaded_at else _EPOCH
-    if not taken_at:
-        return uploaded
-    try:  # records of earlier versions hold the camera's time as a datetime
-        taken = (taken_at if isinstance(taken_at, datetime) else datetime.fromisoformat(taken_at)).replace(tzinfo=None)
-    except (TypeError, ValueError):
-        return uploaded
-    taken = taken.replace(microsecond=taken.microsecond // 1000 * 1000)
-    return min(taken, uploaded) if uploaded_at else taken
-
-
-MANUAL = "manual"  # a face's ``source`` when the user drew its box
-
-
-def face_record(face_id: str, index: int, analysed: DetectedFace, model_version: str) -> Face:
-    """A face as stored, from the face endpoint's answer for it."""
-    return {
-        "face_id": face_id,
-        "face_index": index,
-        "box": analysed["box"],
-        "score": analysed["score"],
-        "landmarks": analysed["landmarks"],
-        "embedding": analysed["embedding"],
-        "model_version": model_version,
-        "cohort_mean": analysed.get("cohort_mean"),
-        "cohort_std": analysed.get("cohort_std"),
-    }
-
-
-def drawn_face_record(face_id: str, index: int, analysed: DetectedFace, model_version: str) -> Face:
-    """A face whose box the user drew, from the endpoint's answer for that box."""
-    face = face_record(face_id, index, analysed, model_version)
-    face["source"], face["aligned"] = MANUAL, bool(analysed.get("aligned"))
-    return face
-
-
-def photo_size(photo: Photo) -> int:
-    """The bytes a photo counts for in its owner's quota: the declared size, which the upload
-    policy makes an upper bound of the object's."""
-    return int(photo.get("declared_size") or 0)
-
-
-def insert_if_absent(collection, doc: dict) -> None:
-    """``$setOnInsert`` for every backend (the embedded one has no such operator)."""
-    if collection.find_one({"_id": doc["_id"]}) is None:
-        with contextlib.suppress(DuplicateKeyError):  # a concurrent request inserted it first
-            collection.insert_one(doc)
 
 
 def _reindex_scope(owner: str | None) -> dict:
@@ -137,6 +65,7 @@ ATLAS_MAX_CANDIDATES = 10_000  # Atlas refuses numCandidates over 10,000 or a li
 
 
 def atlas_pipeline(owner: str, model_version: str, vector, limit: int, min_cosine: float) -> list:
+    """The ``$vectorSearch`` pipeline: the owner's faces of one model version nearest to ``vector``."""
     return [
         {
             "$vectorSearch": {
@@ -164,17 +93,18 @@ def atlas_pipeline(owner: str, model_version: str, vector, limit: int, min_cosin
 
 
 class PhotoStore:
+    """Photos and their faces, in and out of the trash, scoped by owner."""
+
     def __init__(self, database):
         self.db = database
         self.photos = database["photos"]
         self.faces = database["faces"]
         self.trashed_faces = database["trashed_faces"]  # faces of photos in the trash: out of search and people
-        self.counters = database["owner_versions"]
-        self.usage = database["usage"]  # per user: photos and bytes held, for quotas
-        self.rates = database["rates"]  # per user and hour: rate-limited actions
-        self.key_faces = database["key_faces"]  # a search key's analysed faces, for its later pages
+        self.usage = UsageStore(database)  # released here as photos leave the album
+        self.versions = OwnerVersions(database)  # bumped here on every change search must see
 
     def ensure_indexes(self) -> None:
+        """The indexes the photo and face queries need."""
         # Ascending keys only: the embedded backend supports no others, and a
         # compound index serves a descending sort just as well. Lookups by id name
         # the id first, in the filter and in its index: MongoDB minds neither order,
@@ -191,9 +121,9 @@ class PhotoStore:
         self.trashed_faces.create_index([("photo_id", ASCENDING), ("owner", ASCENDING)])
         self.faces.create_index([("photo_id", ASCENDING), ("owner", ASCENDING)])
         self.faces.create_index([("owner", ASCENDING), ("model_version", ASCENDING)])
-        self.key_faces.create_index([("owner", ASCENDING), ("key_ref", ASCENDING)], unique=True)
 
     def ping(self) -> None:
+        """Raise unless the database answers."""
         self.photos.find_one({"owner": "__ping__"}, _NO_ID)
 
     # Photos -----------------------------------------------------------------
@@ -246,19 +176,22 @@ class PhotoStore:
         if not self.update_photo(owner, photo["photo_id"], fields):
             return False
         self.faces.delete_many({"photo_id": photo["photo_id"], "owner": owner})
-        self.release_usage(owner, 1, photo_size(photo))
+        self.usage.release(owner, 1, photo_size(photo))
         return True
 
     def count_photos(self, owner: str, status: str | None = None) -> int:
+        """How many photo records the owner has (of one status, if given)."""
         query = {"owner": owner}
         if status:
             query["status"] = status
         return self.photos.count_documents(query)
 
     def get_photo(self, owner: str, photo_id: str) -> Photo | None:
+        """One photo record of the owner's."""
         return self.photos.find_one({"photo_id": photo_id, "owner": owner}, _NO_ID)
 
     def update_photo(self, owner: str, photo_id: str, fields: dict) -> bool:
+        """Set fields of a photo; False if there is no such photo."""
         result = self.photos.update_one({"photo_id": photo_id, "owner": owner}, {"$set": fields})
         return result.matched_count == 1
 
@@ -307,6 +240,7 @@ class PhotoStore:
     # with no filter of their own. The flag is written before the faces move, and the indexer
     # moves what it wrote after reading the flag, so faces never stay behind (``Indexer``).
     def trash_photo(self, owner: str, photo_id: str, at: datetime) -> bool:
+        """Move a photo of the album, with its faces, to the trash; False if it is not in the album."""
         query = {"owner": owner, "photo_id": photo_id, **_IN_ALBUM}
         if self.photos.update_one(query, {"$set": {"trashed_at": at}}).matched_count == 0:
             return False
@@ -320,7 +254,7 @@ class PhotoStore:
             self.trashed_faces.delete_many({"photo_id": photo_id, "owner": owner})
             self.trashed_faces.insert_many(faces)
             self.faces.delete_many({"photo_id": photo_id, "owner": owner})
-            self.bump_owner_version(owner)
+            self.versions.bump(owner)
 
     def restore_photo(self, owner: str, photo_id: str, people: set[str]) -> list[Face] | None:
         """Out of the trash, with its faces; a face's person that is gone meanwhile (merged,
@@ -334,7 +268,7 @@ class PhotoStore:
                 face.update(person_id=None, assigned_by=None)
             self.faces.replace_one({"face_id": face["face_id"], "owner": owner}, face, upsert=True)
         self.trashed_faces.delete_many({"photo_id": photo_id, "owner": owner})
-        self.bump_owner_version(owner)
+        self.versions.bump(owner)
         return faces
 
     def list_trash(self, owner: str, limit: int, after: Position | None = None) -> tuple[list[Photo], Position | None]:
@@ -361,18 +295,17 @@ class PhotoStore:
         self.faces.delete_many({"photo_id": photo_id, "owner": owner})
         self.trashed_faces.delete_many({"photo_id": photo_id, "owner": owner})
         if photo["status"] != DUPLICATE:  # a duplicate's quota was released when it was found
-            self.release_usage(owner, 1, photo_size(photo))
-        self.bump_owner_version(owner)
+            self.usage.release(owner, 1, photo_size(photo))
+        self.versions.bump(owner)
         return photo
 
     def delete_owner(self, owner: str) -> dict:
+        """Every photo and face of the owner's, and their quota ledger, go; the counts removed."""
         photos = self.photos.delete_many({"owner": owner}).deleted_count
         faces = self.faces.delete_many({"owner": owner}).deleted_count
         faces += self.trashed_faces.delete_many({"owner": owner}).deleted_count
-        self.usage.delete_one({"_id": owner})
-        self.rates.delete_many({"owner": owner})
-        self.key_faces.delete_many({"owner": owner})
-        self.bump_owner_version(owner)
+        self.usage.delete_owner(owner)
+        self.versions.bump(owner)
         return {"photos": photos, "faces": faces}
 
     def delete_orphan_faces(self, owner: str) -> int:
@@ -380,13 +313,15 @@ class PhotoStore:
         query = {"photo_id": {"$nin": sorted(self.photo_ids(owner))}, "owner": owner}
         removed = self.faces.delete_many(query).deleted_count + self.trashed_faces.delete_many(query).deleted_count
         if removed:
-            self.bump_owner_version(owner)
+            self.versions.bump(owner)
         return removed
 
     def photos_by_id(self, owner: str, photo_ids: list[str]) -> dict[str, Photo]:
+        """Some of the owner's photos, by id (absent ids left out)."""
         return {p["photo_id"]: p for p in self.photos.find({"photo_id": {"$in": photo_ids}, "owner": owner}, _NO_ID)}
 
     def photo_ids(self, owner: str) -> set:
+        """The ids of every photo record of the owner's."""
         return {p["photo_id"] for p in self.photos.find({"owner": owner}, {"_id": 0, "photo_id": 1})}
 
     def expired_pending(self, owner: str | None, created_before: datetime, limit: int) -> list[Photo]:
@@ -397,35 +332,6 @@ class PhotoStore:
             query = {"owner": owner, **query}
         return list(self.photos.find(query, _NO_ID).limit(limit))
 
-    # Per-owner change token: search caches a user's vectors until it changes. A fresh
-    # random value each time, so a value once cached can never come back.
-    def bump_owner_version(self, owner: str) -> None:
-        self.counters.update_one({"_id": owner}, {"$set": {"v": uuid.uuid4().hex}}, upsert=True)
-
-    def owner_version(self, owner: str) -> str | None:
-        doc = self.counters.find_one({"_id": owner})
-        return str(doc["v"]) if doc else None
-
-    # Quotas -----------------------------------------------------------------------
-    def reserve_usage(self, owner: str, photos: int, size: int, max_photos: int, max_bytes: int) -> bool:
-        """Count ``photos`` more photos of ``size`` bytes in all against the owner's quota,
-        if they fit: one conditional update, so concurrent requests cannot both pass. A user
-        without a usage record yet (new, or with photos from before quotas) starts from what
-        their photo records hold."""
-        if self.usage.find_one({"_id": owner}) is None:
-            held = list(
-                self.photos.find({"owner": owner, "status": {"$ne": DUPLICATE}}, {"_id": 0, "declared_size": 1})
-            )
-            insert_if_absent(self.usage, {"_id": owner, "photos": len(held), "bytes": sum(photo_size(p) for p in held)})
-        result = self.usage.update_one(
-            {"_id": owner, "photos": {"$lte": max_photos - photos}, "bytes": {"$lte": max_bytes - size}},
-            {"$inc": {"photos": photos, "bytes": size}},
-        )
-        return result.matched_count == 1
-
-    def release_usage(self, owner: str, photos: int, size: int) -> None:
-        self.usage.update_one({"_id": owner}, {"$inc": {"photos": -photos, "bytes": -size}})
-
     def album_counts(self, owner: str) -> dict[str, int]:
         """The album's photos (not in the trash) by state: pending, indexed, failed."""
         return {
@@ -433,29 +339,11 @@ class PhotoStore:
             for status in ("pending", "indexed", "failed")
         }
 
-    def usage_of(self, owner: str) -> dict:
-        doc = self.usage.find_one({"_id": owner}) or {}
-        return {"photos": int(doc.get("photos", 0)), "bytes": int(doc.get("bytes", 0))}
-
-    def take_rate(self, owner: str, action: str, window_start: datetime, limit: int) -> bool:
-        """One more ``action`` in the window starting at ``window_start``, if under ``limit``."""
-        doc_id = f"{owner}|{action}|{window_start.strftime('%Y%m%d%H')}"
-        insert_if_absent(self.rates, {"_id": doc_id, "owner": owner, "n": 0})
-        return self.rates.update_one({"_id": doc_id, "n": {"$lt": limit}}, {"$inc": {"n": 1}}).matched_count == 1
-
-    # Search keys' analysed faces, so that paging a search does not analyse the key again.
-    def save_key_faces(self, owner: str, key_ref: str, analysis: dict, ttl: timedelta) -> None:
-        doc = {"owner": owner, "key_ref": key_ref, "expires_at": now_ms() + ttl, "analysis": json.dumps(analysis)}
-        self.key_faces.replace_one({"owner": owner, "key_ref": key_ref}, doc, upsert=True)
-
-    def key_faces_of(self, owner: str, key_ref: str) -> dict | None:
-        doc = self.key_faces.find_one({"owner": owner, "key_ref": key_ref}, _NO_ID)
-        if doc is None:
-            return None
-        if utc(doc["expires_at"]) < datetime.now(UTC):
-            self.key_faces.delete_one({"owner": owner, "key_ref": key_ref})
-            return None
-        return json.loads(doc["analysis"])
+    def held_usage(self, owner: str) -> tuple[int, int]:
+        """What the owner's photo records count for in the quota: (photos, bytes). The ledger
+        (``UsageStore``) starts from it."""
+        held = list(self.photos.find({"owner": owner, "status": {"$ne": DUPLICATE}}, {"_id": 0, "declared_size": 1}))
+        return len(held), sum(photo_size(p) for p in held)
 
     # Faces ------------------------------------------------------------------
     def replace_faces(self, owner: str, photo_id: str, faces: list[Face]) -> None:
@@ -466,14 +354,14 @@ class PhotoStore:
         for face in faces:
             doc = dict(face, owner=owner, photo_id=photo_id, embedding=vector_to_binary(face["embedding"]))
             self.faces.replace_one({"face_id": face["face_id"], "owner": owner}, doc, upsert=True)
-        self.bump_owner_version(owner)
+        self.versions.bump(owner)
 
     def add_face(self, owner: str, photo_id: str, face: Face) -> bool:
         """One more face on an indexed photo (drawn by the user); False if the photo is gone."""
         doc = dict(face, owner=owner, photo_id=photo_id, embedding=vector_to_binary(face["embedding"]))
         self.faces.replace_one({"face_id": face["face_id"], "owner": owner}, doc, upsert=True)
         found = self.photos.update_one({"photo_id": photo_id, "owner": owner}, {"$inc": {"face_count": 1}})
-        self.bump_owner_version(owner)
+        self.versions.bump(owner)
         if found.matched_count == 0:
             self.faces.delete_one({"face_id": face["face_id"], "owner": owner})
             return False
@@ -487,7 +375,7 @@ class PhotoStore:
         if remember_box:
             update["$push"] = {"removed_boxes": face["box"]}
         self.photos.update_one({"photo_id": face["photo_id"], "owner": owner}, update)
-        self.bump_owner_version(owner)
+        self.versions.bump(owner)
 
     def get_face(self, owner: str, face_id: str) -> Face | None:
         """One face of ``owner`` with its vector as a float32 array."""
@@ -497,10 +385,12 @@ class PhotoStore:
         return doc
 
     def face_boxes(self, owner: str, face_ids: list[str]) -> dict[str, list]:
+        """Some faces' boxes, by face id."""
         rows = self.faces.find({"face_id": {"$in": face_ids}, "owner": owner}, {"_id": 0, "face_id": 1, "box": 1})
         return {f["face_id"]: f["box"] for f in rows}
 
     def list_faces(self, owner: str, photo_id: str) -> list[Face]:
+        """A photo's faces in their order, without vectors."""
         return list(self.faces.find({"photo_id": photo_id, "owner": owner}, _NO_VECTOR).sort("face_index", ASCENDING))
 
     def face_vectors(self, owner: str, model_version: str) -> tuple[list[Face], np.ndarray, np.ndarray]:
@@ -532,6 +422,7 @@ class PhotoStore:
         yield from self.photos.find(query, projection).sort("uploaded_at", ASCENDING)
 
     def reindex_progress(self, target_version: str, owner: str | None = None) -> dict:
+        """Of the photos in scope, how many there are and how many ``target_version`` indexed."""
         scope = _reindex_scope(owner)
         done = self.photos.count_documents(dict(scope, status="indexed", model_version=target_version))
         return {"total": self.photos.count_documents(scope), "done": done}

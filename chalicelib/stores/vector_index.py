@@ -30,7 +30,9 @@ class VectorIndex(Protocol):
         limit: int,
         threshold: float,
         key_norm: KeyNormalisation | None = None,
-    ) -> list[Hit]: ...
+    ) -> list[Hit]:
+        """The owner's faces of ``model_version`` that pass the decision for ``vector``, best first."""
+        ...
 
     def nearest_many(
         self,
@@ -65,7 +67,7 @@ class ExactIndex:
         self.loads = 0
 
     def _vectors(self, owner: str, model_version: str):
-        version = self.photo_store.owner_version(owner)
+        version = self.photo_store.versions.current(owner)
         key = (owner, model_version)
         with self._lock:
             cached = self._cache.get(key)
@@ -89,6 +91,7 @@ class ExactIndex:
         threshold: float,
         key_norm: KeyNormalisation | None = None,
     ) -> list[Hit]:
+        """The owner's faces nearest to ``vector``, scored exactly in the container, best first."""
         ids, matrix, stats, bound = self._vectors(owner, model_version)
         if not ids:
             return []

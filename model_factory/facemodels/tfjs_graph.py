@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,8 @@ _DTYPES = {"float32": np.float32, "int32": np.int32, "float16": np.float16, "uin
 
 
 class TfjsFormatError(ValueError):
+    """The model is not a TF.js graph this converter reads."""
+
     pass
 
 
@@ -61,6 +63,111 @@ def _attr_str(node, key):
     return base64.b64decode(value).decode() if value else None
 
 
+class _Graph:
+    """The ONNX graph being built from a TF.js graph: its nodes and constants, and the TF.js nodes
+    already converted (name → the ONNX value holding their output)."""
+
+    def __init__(self, nodes: dict[str, dict], weights: dict[str, np.ndarray]):
+        self.nodes, self.weights = nodes, weights
+        self.initializers: list = []
+        self.onnx_nodes: list = []
+        self.done: dict[str, str] = {}
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def weight(self, name: str) -> np.ndarray:
+        if name not in self.weights:
+            raise TfjsFormatError(f"constant {name} is not in the weights")
+        return self.weights[name]
+
+    def add(self, op: str, inputs: list[str], output: str, **attributes) -> None:
+        self.onnx_nodes.append(helper.make_node(op, inputs, [output], **attributes))
+
+    def visit(self, name: str) -> str:
+        """The ONNX value holding TF.js node ``name``'s output, converting it (and what it reads) once."""
+        name = name.split(":")[0]
+        if name not in self.done:
+            node = self.nodes[name]
+            handler = _OPS.get(node["op"])
+            if handler is None:
+                raise TfjsFormatError(f"{name}: op {node['op']} is not supported by this converter")
+            handler(self, name, node)
+            self.done[name] = name
+        return self.done[name]
+
+
+def _per_channel(value: np.ndarray) -> np.ndarray:
+    return value.reshape(-1, 1, 1) if value.ndim == 1 and value.size > 1 else value
+
+
+def _conv(graph: _Graph, name: str, node: dict) -> None:
+    """Conv2D and DepthwiseConv2dNative (NHWC, HWIO kernels) as an ONNX Conv (NCHW, OIHW)."""
+    inputs = node.get("input", [])
+    if _attr_str(node, "data_format") not in (None, "NHWC"):
+        raise TfjsFormatError(f"{name}: only NHWC")
+    padding = {"SAME": "SAME_UPPER", "VALID": "VALID"}.get(_attr_str(node, "padding"))
+    if padding is None:
+        raise TfjsFormatError(f"{name}: padding {_attr_str(node, 'padding')!r} is not SAME or VALID")
+    kernel = graph.weight(inputs[1])
+    strides = _attr_ints(node, "strides")[1:3] or [1, 1]
+    dilations = _attr_ints(node, "dilations")[1:3] or [1, 1]
+    if node["op"] == "Conv2D":
+        w, group = kernel.transpose(3, 2, 0, 1), 1
+    else:
+        w, group = kernel.transpose(2, 3, 0, 1).reshape(-1, 1, *kernel.shape[:2]), kernel.shape[2]
+    source = graph.visit(inputs[0])
+    graph.add(
+        "Conv",
+        [source, graph.const(name + "/W", w.astype(np.float32))],
+        name,
+        strides=strides,
+        dilations=dilations,
+        group=group,
+        kernel_shape=list(w.shape[2:]),
+        auto_pad=padding,
+    )
+
+
+def _elementwise(graph: _Graph, name: str, node: dict) -> None:
+    """A binary op; a constant operand (a per-channel bias or scale) becomes an initializer."""
+    operands = []
+    for item in node.get("input", []):
+        source = graph.nodes[item.split(":")[0]]
+        operands.append(
+            graph.const(item + "/c", _per_channel(graph.weight(source["name"])).astype(np.float32))
+            if source["op"] == "Const"
+            else graph.visit(item)
+        )
+    graph.add({"AddV2": "Add", "Minimum": "Min", "Maximum": "Max"}.get(node["op"], node["op"]), operands, name)
+
+
+def _relu(graph: _Graph, name: str, node: dict) -> None:
+    graph.add("Relu", [graph.visit(node["input"][0])], name)
+
+
+def _mean(graph: _Graph, name: str, node: dict) -> None:
+    """The spatial mean (global average pooling) only."""
+    inputs = node.get("input", [])
+    axes = [int(a) for a in np.atleast_1d(graph.weight(inputs[1]))]
+    if sorted(axes) != [1, 2]:
+        raise TfjsFormatError(f"{name}: only the spatial mean")
+    keep = int(node.get("attr", {}).get("keep_dims", {}).get("b", False))
+    source = graph.visit(inputs[0])
+    graph.add("ReduceMean", [source, graph.const(name + "/axes", np.array([2, 3], np.int64))], name, keepdims=keep)
+
+
+# Each TF.js op this converter knows, and the function that writes its ONNX node.
+_OPS: dict[str, Callable[[_Graph, str, dict], None]] = {
+    "Conv2D": _conv,
+    "DepthwiseConv2dNative": _conv,
+    **dict.fromkeys(("Add", "AddV2", "Sub", "Mul", "Minimum", "Maximum"), _elementwise),
+    "Relu": _relu,
+    "Mean": _mean,
+}
+
+
 def convert(
     model_json: Path, output: str, input_mean_bgr: Sequence[float] | None = None, unit_output: bool = True
 ) -> onnx.ModelProto:
@@ -71,114 +178,31 @@ def convert(
     L2-normalise the output (the descriptor is compared by cosine).
     """
     model = json.loads(Path(model_json).read_text())
-    nodes = {n["name"]: n for n in model["modelTopology"]["node"]}
-    weights = load_weights(model_json)
-    initializers, onnx_nodes = [], []
-    done: dict[str, str] = {}
-
-    def const(name: str, value: np.ndarray) -> str:
-        initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
-        return name
-
-    def weight(name: str) -> np.ndarray:
-        if name not in weights:
-            raise TfjsFormatError(f"constant {name} is not in the weights")
-        return weights[name]
-
-    placeholder = next(n for n in nodes.values() if n["op"] == "Placeholder")
+    graph = _Graph({n["name"]: n for n in model["modelTopology"]["node"]}, load_weights(model_json))
+    placeholder = next(n for n in graph.nodes.values() if n["op"] == "Placeholder")
     size = int(placeholder["attr"]["shape"]["shape"]["dim"][1]["size"])
     x = "chips"
     if input_mean_bgr is not None:
-        onnx_nodes.append(
-            helper.make_node(
-                "Gather", ["chips", const("bgr_order", np.array([2, 1, 0], np.int64))], ["chips_bgr"], axis=1
-            )
-        )
+        graph.add("Gather", ["chips", graph.const("bgr_order", np.array([2, 1, 0], np.int64))], "chips_bgr", axis=1)
         mean = np.asarray(input_mean_bgr, np.float32).reshape(1, 3, 1, 1)
-        onnx_nodes.append(helper.make_node("Sub", ["chips_bgr", const("input_mean", mean)], ["input_ready"]))
+        graph.add("Sub", ["chips_bgr", graph.const("input_mean", mean)], "input_ready")
         x = "input_ready"
-    done[placeholder["name"]] = x
+    graph.done[placeholder["name"]] = x
 
-    def per_channel(value: np.ndarray) -> np.ndarray:
-        return value.reshape(-1, 1, 1) if value.ndim == 1 and value.size > 1 else value
-
-    def visit(name: str) -> str:
-        name = name.split(":")[0]
-        if name in done:
-            return done[name]
-        node = nodes[name]
-        op, inputs, out = node["op"], node.get("input", []), name
-        if op in ("Conv2D", "DepthwiseConv2dNative"):
-            if _attr_str(node, "data_format") not in (None, "NHWC"):
-                raise TfjsFormatError(f"{name}: only NHWC")
-            padding = {"SAME": "SAME_UPPER", "VALID": "VALID"}.get(_attr_str(node, "padding"))
-            if padding is None:
-                raise TfjsFormatError(f"{name}: padding {_attr_str(node, 'padding')!r} is not SAME or VALID")
-            kernel = weight(inputs[1])
-            strides = _attr_ints(node, "strides")[1:3] or [1, 1]
-            dilations = _attr_ints(node, "dilations")[1:3] or [1, 1]
-            if op == "Conv2D":
-                w, group = kernel.transpose(3, 2, 0, 1), 1
-            else:
-                w, group = kernel.transpose(2, 3, 0, 1).reshape(-1, 1, *kernel.shape[:2]), kernel.shape[2]
-            onnx_nodes.append(
-                helper.make_node(
-                    "Conv",
-                    [visit(inputs[0]), const(name + "/W", w.astype(np.float32))],
-                    [out],
-                    strides=strides,
-                    dilations=dilations,
-                    group=group,
-                    kernel_shape=list(w.shape[2:]),
-                    auto_pad=padding,
-                )
-            )
-        elif op in ("Add", "AddV2", "Sub", "Mul", "Minimum", "Maximum"):
-            operands = []
-            for item in inputs:
-                source = nodes[item.split(":")[0]]
-                operands.append(
-                    const(item + "/c", per_channel(weight(source["name"])).astype(np.float32))
-                    if source["op"] == "Const"
-                    else visit(item)
-                )
-            onnx_op = {"AddV2": "Add", "Minimum": "Min", "Maximum": "Max"}.get(op, op)
-            onnx_nodes.append(helper.make_node(onnx_op, operands, [out]))
-        elif op == "Relu":
-            onnx_nodes.append(helper.make_node("Relu", [visit(inputs[0])], [out]))
-        elif op == "Mean":
-            axes = [int(a) for a in np.atleast_1d(weight(inputs[1]))]
-            if sorted(axes) != [1, 2]:
-                raise TfjsFormatError(f"{name}: only the spatial mean")
-            keep = int(node.get("attr", {}).get("keep_dims", {}).get("b", False))
-            onnx_nodes.append(
-                helper.make_node(
-                    "ReduceMean",
-                    [visit(inputs[0]), const(name + "/axes", np.array([2, 3], np.int64))],
-                    [out],
-                    keepdims=keep,
-                )
-            )
-        else:
-            raise TfjsFormatError(f"{name}: op {op} is not supported by this converter")
-        done[name] = out
-        return out
-
-    result = visit(output)
-    onnx_nodes.append(
-        helper.make_node("LpNormalization", [result], ["embedding"], axis=1, p=2)
-        if unit_output
-        else helper.make_node("Identity", [result], ["embedding"])
-    )
-    graph = helper.make_graph(
-        onnx_nodes,
+    result = graph.visit(output)
+    if unit_output:
+        graph.add("LpNormalization", [result], "embedding", axis=1, p=2)
+    else:
+        graph.add("Identity", [result], "embedding")
+    onnx_graph = helper.make_graph(
+        graph.onnx_nodes,
         "tfjs_" + Path(model_json).stem,
         [helper.make_tensor_value_info("chips", TensorProto.FLOAT, ["N", 3, size, size])],
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", None])],
-        initializers,
+        graph.initializers,
     )
     converted = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="memory-studio tfjs_graph"
+        onnx_graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="memory-studio tfjs_graph"
     )
     converted.ir_version = 8
     onnx.checker.check_model(converted)
