@@ -448,13 +448,15 @@ class People:
         fitting first: (face_id, photo_id, fit), the fit a face's mean normalised score to its
         ``FIT_NEIGHBOURS`` closest other faces of the person (``MAX_FIT_FACES`` of them at most,
         confirmed first)."""
-        faces = [f for f in self.people_store.faces_of(user.sub, person_id) if f.get("model_version") == model_version]
+        faces = [
+            f
+            for f in self.people_store.faces_of(user.sub, person_id, with_vectors=True)
+            if f.get("model_version") == model_version and f.get("cohort_std") is not None
+        ]
         faces.sort(key=lambda f: f.get("assigned_by") != USER)
-        vectors = self.photo_store.vectors_of_faces(user.sub, [f["face_id"] for f in faces])
-        faces = [f for f in faces if f["face_id"] in vectors and f.get("cohort_std") is not None]
         if len(faces) < 2:
             return []
-        matrix = np.vstack([vectors[f["face_id"]] for f in faces])
+        matrix = np.vstack([f["embedding"] for f in faces])
         stats = np.array([(f.get("cohort_mean"), f.get("cohort_std")) for f in faces], np.float64)
         reference = slice(0, MAX_FIT_FACES)
         scores = normalised_pair_scores(matrix, stats, matrix[reference], stats[reference])

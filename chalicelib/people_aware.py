@@ -41,7 +41,7 @@ class KeyPerson:
     person_id: str
     name: str | None
     how: str  # "album_face": the key is one of the person's faces; "matched": its neighbours voted
-    members: dict  # photo_id → the person's face in it (a confirmed one first)
+    members: dict  # photo_id → the person's face in it, with its vector (a confirmed one first)
 
     def present(self) -> dict:
         """The person as a search answer names them."""
@@ -94,7 +94,8 @@ class PeopleAware:
         if person is None or person_id is None:
             return None
         members: dict[str, Face] = {}
-        for face in sorted(self.people_store.faces_of(owner, person_id), key=lambda f: f.get("assigned_by") != USER):
+        faces = self.people_store.faces_of(owner, person_id, with_vectors=True)  # ``members`` scores them
+        for face in sorted(faces, key=lambda f: f.get("assigned_by") != USER):
             members.setdefault(face["photo_id"], face)
         return KeyPerson(person["person_id"], person.get("name"), how, members)
 
@@ -126,14 +127,12 @@ class PeopleAware:
         """photo_id → (face_id, cosine, score, match) of each of the person's photos indexed with
         ``model_version``, scored against the key as search scores them (-inf where a face has no
         cohort statistics)."""
-        faces = [f for f in key.members.values() if f.get("model_version") == model_version]
-        vectors = self.photo_store.vectors_of_faces(owner, [f["face_id"] for f in faces])
         query = np.asarray(vector, np.float32)
         out = {}
-        for face in faces:
-            found = vectors.get(face["face_id"])
-            if found is None or found.shape != query.shape:
-                continue  # deleted meanwhile
+        for face in key.members.values():
+            found = face.get("embedding")
+            if face.get("model_version") != model_version or found is None or found.shape != query.shape:
+                continue
             similarity = float(found @ query)
             score = similarity
             if key_norm is not None:

@@ -159,9 +159,15 @@ class PeopleStore:
         """One face of the owner's, without its vector."""
         return self.faces.find_one({"face_id": face_id, "owner": owner}, {"_id": 0, "embedding": 0})
 
-    def faces_of(self, owner: str, person_id: str) -> list[Face]:
-        """A person's faces, without their vectors."""
-        return list(self.faces.find({"person_id": person_id, "owner": owner}, {"_id": 0, "embedding": 0}))
+    def faces_of(self, owner: str, person_id: str, with_vectors: bool = False) -> list[Face]:
+        """A person's faces, with their vectors as float32 arrays only if asked."""
+        query = {"person_id": person_id, "owner": owner}
+        if not with_vectors:
+            return list(self.faces.find(query, {"_id": 0, "embedding": 0}))
+        faces = list(self.faces.find(query, {"_id": 0}))
+        for face in faces:
+            face["embedding"] = binary_to_vector(face["embedding"])
+        return faces
 
     def photo_ids_of(self, owner: str, person_id: str) -> set[str]:
         """The photos a person is in."""
