@@ -350,7 +350,6 @@ class FaceSearch:
             photo = photos.get(photo_id)
             if photo is None or photo.get("trashed_at"):
                 continue  # deleted or trashed since the vectors were cached
-            shown = self.views.present(photo)
             results.append(
                 {
                     "photo_id": photo_id,
@@ -359,8 +358,8 @@ class FaceSearch:
                     "score": round(score, 4),
                     "match": word or (kinds or {}).get(photo_id) or words.of(similarity, score),
                     "box": boxes.get(face_id),
-                    "thumbnail_url": shown["thumbnail_url"],
-                    "url": shown["url"],
+                    "thumbnail_url": self.views.thumbnail_url(photo),
+                    "url": self.views.url(photo),
                 }
             )
         return results

@@ -226,14 +226,13 @@ class People:
             face = self.people_store.face(user.sub, cover_face_id)
             photo = self.photo_store.get_photo(user.sub, cover_photo_id) if face else None
             if face and photo:
-                shown = self.views.present(photo)
                 cover = {
                     "face_id": face["face_id"],
                     "photo_id": photo["photo_id"],
                     "box": face["box"],
                     "photo_width": photo.get("width"),
                     "photo_height": photo.get("height"),
-                    "thumbnail_url": shown["thumbnail_url"],
+                    "thumbnail_url": self.views.thumbnail_url(photo),
                 }
         return {
             "person_id": person["person_id"],
@@ -586,7 +585,6 @@ class People:
             photo = photos.get(photo_id)
             if photo is None:
                 continue
-            shown = self.views.present(photo)
             out.append(
                 {
                     "face_id": face_id,
@@ -595,8 +593,8 @@ class People:
                     "score": None if score is None else round(float(score), 4),
                     "photo_width": photo.get("width"),
                     "photo_height": photo.get("height"),
-                    "thumbnail_url": shown["thumbnail_url"],
-                    "url": shown["url"],
+                    "thumbnail_url": self.views.thumbnail_url(photo),
+                    "url": self.views.url(photo),
                 }
             )
         return out

@@ -31,13 +31,27 @@ class PhotoViews:
     def __init__(self, object_storage: ObjectStorage, settings: Settings):
         self.object_storage, self.settings = object_storage, settings
 
+    def thumbnail_url(self, photo: Photo) -> str | None:
+        """The thumbnail's signed URL (None before indexing made one)."""
+        thumbnail = photo.get("thumbnail_key")
+        return self.object_storage.presigned_get(thumbnail, self.settings.download_url_ttl) if thumbnail else None
+
+    def url(self, photo: Photo) -> str | None:
+        """The original's signed URL, shown inline under its file name (None once it is gone)."""
+        key = photo.get("key")
+        if not key:
+            return None
+        filename, content_type = photo.get("filename") or "photo", photo.get("content_type")
+        return self.object_storage.presigned_get(key, self.settings.download_url_ttl, content_type, filename)
+
     def present(self, photo: Photo) -> dict:
-        """A photo as the API answers it: its fields and signed URLs for the original, thumbnail and preview."""
+        """A photo as the API answers it: its fields and signed URLs for the original, thumbnail and
+        preview. A list that shows less signs less: ``thumbnail_url`` and ``url`` alone."""
         ttl = self.settings.download_url_ttl
-        thumbnail, preview = photo.get("thumbnail_key"), photo.get("preview_key")
+        preview = photo.get("preview_key")
         trashed_at = photo.get("trashed_at")
         key, filename, content_type = photo.get("key"), photo.get("filename") or "photo", photo.get("content_type")
-        url = self.object_storage.presigned_get(key, ttl, content_type, filename) if key else None
+        url = self.url(photo)
         return {
             "photo_id": photo["photo_id"],
             "filename": photo.get("filename"),
@@ -50,7 +64,7 @@ class PhotoViews:
             "uploaded_at": iso(photo.get("uploaded_at")),
             "taken_at": taken_at(photo.get("taken_at")),
             "timeline_at": taken_at(photo.get("timeline_at")),
-            "thumbnail_url": self.object_storage.presigned_get(thumbnail, ttl) if thumbnail else None,
+            "thumbnail_url": self.thumbnail_url(photo),
             "url": url,
             # What a browser can show: the original, or a JPEG of a HEIC original.
             "preview_url": self.object_storage.presigned_get(preview, ttl) if preview and url else url,

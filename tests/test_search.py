@@ -154,6 +154,18 @@ def test_face_already_in_the_album(api, album):
     assert wrong.status_code == 404
 
 
+def test_a_result_signs_only_the_urls_it_answers(api, album, module_services, monkeypatch):
+    """A result answers a thumbnail and the original: two signatures, not the photo view's three."""
+    alice, _, ids, _, _ = album
+    photo = api.http.get(f"/photos/{ids['clooney'][0]}", headers=alice.headers).json_body
+    storage = module_services.object_storage
+    signed, sign = [], storage.presigned_get
+    monkeypatch.setattr(storage, "presigned_get", lambda *a, **k: signed.append(a[0]) or sign(*a, **k))
+    body = search(api, alice, {"photo_id": photo["photo_id"], "face_id": photo["faces"][0]["face_id"]}).json_body
+    assert body["results"] and all(r["thumbnail_url"] and r["url"] for r in body["results"])
+    assert len(signed) == 2 * len(body["results"])
+
+
 def test_multi_face_key_chooses_a_face(api, album):
     alice, _, ids, _, _ = album
     group = b64(FACEDATA / "groups/dlib/2008_002470.jpg")
