@@ -2,6 +2,7 @@
 
 import json
 import statistics
+from collections import Counter
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -37,3 +38,9 @@ def percentiles(samples) -> dict:
         "p50_ms": round(statistics.median(ordered) * 1000, 3),
         "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 3),
     }
+
+
+def majority(named: list):
+    """The most frequent label; a tie goes to the label seen first, so a run never depends on
+    Python's hash seed (``max(set(...))`` did: the same album judged two ways from run to run)."""
+    return Counter(named).most_common(1)[0][0]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import cpu_engine, write_results
+from benchmarks.common import cpu_engine, majority, write_results
 from benchmarks.search_quality import EAST_ASIAN, Album, cached_album
 from chalicelib.grouping import GroupingParams, agglomerate, knn_edges
 from model_factory.calibration import grouping_scores
@@ -90,7 +90,7 @@ def feedback_value(labels, vectors, stats, identities, sources, norm: dict) -> d
         named = [identities[i] for i in members if identities[i]]
         if not named:
             continue
-        truth = max(set(named), key=named.count)
+        truth = majority(named)
         relevant = set(np.nonzero(identities == truth)[0].tolist())
         source = sources[next(iter(relevant))]
         floor, cut = float(norm["raw_floor"]), float(norm["threshold"])

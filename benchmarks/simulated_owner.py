@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.common import cpu_engine, write_results
+from benchmarks.common import cpu_engine, majority, write_results
 from benchmarks.search_quality import EAST_ASIAN, Album, album_people, cached_album, expanded, search_rows, summarise
 from chalicelib.grouping import GroupingParams, normalised_pair_scores
 from model_factory import calibration
@@ -108,18 +108,31 @@ class Simulation:
     def candidates(self, owner: Owner, person: int, members: np.ndarray) -> list:
         """("candidate", face) of faces matching the person's key faces, best first: not in it, not
         rejected from it, not confirmed elsewhere (``People.candidates``)."""
-        keys = sorted(members, key=lambda f: not owner.confirmed[f])[:MAX_KEY_FACES]
-        passing = (self.raw[keys] >= self.norm["raw_floor"]) & (self.scores[keys] >= self.norm["threshold"])
-        best = np.where(passing, self.scores[keys], -np.inf).max(axis=0)
+        best = self.person_scores(owner, members)
         best[members] = -np.inf
         best[owner.confirmed] = -np.inf
+        keeps = self.person_keeps(owner, person)
+        if keeps is not None:
+            best[~keeps] = -np.inf
         eligible = [int(f) for f in np.argsort(-best) if np.isfinite(best[f])]
         return [("candidate", f) for f in eligible if person not in owner.rejected[f]]
+
+    def person_scores(self, owner: Owner, members: np.ndarray) -> np.ndarray:
+        """Each face's best normalised score against the person's key faces (confirmed first) that
+        passes the search decision; -inf where none does."""
+        keys = sorted(members, key=lambda f: not owner.confirmed[f])[:MAX_KEY_FACES]
+        passing = (self.raw[keys] >= self.norm["raw_floor"]) & (self.scores[keys] >= self.norm["threshold"])
+        return np.where(passing, self.scores[keys], -np.inf).max(axis=0)
+
+    def person_keeps(self, owner: Owner, person: int) -> np.ndarray | None:
+        """Which faces outside the person its own decision still allows (None: all); the product
+        has no per-person decision (``benchmarks.person_decisions`` tries some)."""
+        return None
 
     def answer(self, owner: Owner, person: int, kind: str, face: int) -> None:
         members = np.nonzero(owner.labels == person)[0]
         named = [self.identities[i] for i in members if self.identities[i]]
-        truth = max(set(named), key=named.count) if named else None
+        truth = majority(named) if named else None
         owner.answers += 1
         if truth is not None and self.identities[face] == truth:
             owner.labels[face], owner.confirmed[face] = person, True
@@ -145,6 +158,7 @@ class Simulation:
         """Per key, ``search_rows``'s row for people-aware Find with an album face as the key."""
         verdicts = self.verdicts.copy()
         labels = owner.labels
+        keeps: dict = {}
         for k, i in enumerate(self.keys):
             person = labels[i]
             if person < 0:  # nobody known: its own decision, but never a person it was rejected from
@@ -152,6 +166,10 @@ class Simulation:
                     verdicts[k] &= ~np.isin(labels, list(owner.rejected[i]))
                 continue
             not_rejected = np.array([person not in r for r in owner.rejected])
+            if person not in keeps:
+                keeps[person] = self.person_keeps(owner, person)
+            if keeps[person] is not None:
+                not_rejected &= keeps[person]
             verdicts[k] = (verdicts[k] & (labels < 0) & not_rejected) | (labels == person)
         n = len(self.album.vectors)
         decided = (verdicts[:, :n], verdicts[:, n:])
@@ -165,7 +183,7 @@ class Simulation:
             named = [self.identities[i] for i in members if self.identities[i]]
             if not named:
                 continue
-            truth = max(set(named), key=named.count)
+            truth = majority(named)
             others = (owner.labels >= 0) & (owner.labels != person)
             found = set(members.tolist()) | {f for _, f in self.candidates(owner, person, members) if not others[f]}
             relevant = set(np.nonzero(self.identities == truth)[0].tolist())
@@ -245,20 +263,29 @@ def choose_order(folds: list, norm: dict, grouping: GroupingParams, per_person: 
     return {"chosen": best, "answers_per_person": per_person, "orders": rows}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--order", choices=ORDERS, action="append", help="orders reported on held-out (default all)")
-    args = parser.parse_args(argv)
+def owner_setup():
+    """(the served bundle on CPU, the benchmark album, its search normalisation, its grouping
+    parameters), or None, said on stderr, without facedata or a calibrated bundle."""
     loaded = cpu_engine()
     if loaded is None:
-        return 1
+        return None
     root, engine = loaded
     norm = engine.normalisation
     grouping = GroupingParams.from_model_info({"grouping": engine.grouping})
     if not norm or not norm.get("expansion") or grouping is None:
         print("this bundle has no normalisation or grouping calibration: rebuild it (./dev setup)", file=sys.stderr)
+        return None
+    return engine, cached_album(engine, root), norm, grouping
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--order", choices=ORDERS, action="append", help="orders reported on held-out (default all)")
+    args = parser.parse_args(argv)
+    loaded = owner_setup()
+    if loaded is None:
         return 1
-    album = cached_album(engine, root)
+    engine, album, norm, grouping = loaded
     choice = choose_order(calibration_folds(album, norm["top_n"]), norm, grouping)
     sim = Simulation(album, norm, grouping)
     masks = holdout_slices(album)
