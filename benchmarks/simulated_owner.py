@@ -6,13 +6,15 @@ photos' faces as unlabelled distractors), its people what regrouping finds with 
 calibration. For each person, in turn, the owner is asked the app's next question and answers it with
 the person's majority identity as the truth, as ``chalicelib.people`` takes answers:
 
-- the questions, in the order ``chalicelib.people.People.questions`` asks them: the person's
-  grouped (not confirmed) faces that fit it least (the lowest mean normalised score to its 3 closest
-  other faces), then faces not in it that match its faces (``People.candidates``), best first;
-  ``--order`` compares other orders;
-- "yes" confirms the face into the person; "no" takes a grouped face out of the person, rejects it
-  from it, and lets its neighbours vote it into another person (``PeopleAware.vote``, the rule new
-  faces join people by); "no" to a face outside the person rejects it from the person.
+- the questions, as ``chalicelib.people.People.suggestions`` asks them: the person's half question
+  first (``grouping.doubtful_half``), then its grouped (not confirmed) faces that fit it least (the
+  lowest mean normalised score to its 3 closest other faces) and faces not in it that match its faces
+  (``People.candidates``), best first, in the order ``--order`` names (the product alternates);
+- "yes" confirms the face into the person; "no" to the half question takes the half's unconfirmed
+  faces out together, as a new person, each rejected from this one; "no" to another grouped face
+  takes it out, rejects it, and lets its neighbours vote it into another person
+  (``PeopleAware.vote``, the rule new faces join people by); "no" to a face outside the person
+  rejects it from the person.
 
 Then Find (``chalicelib.people_aware``: each album face with ≥ 2 other photos of its identity as the
 key) and search by person are judged as ``benchmarks.search_quality`` and ``benchmarks.people_quality``
@@ -38,7 +40,7 @@ import numpy as np
 
 from benchmarks.common import cpu_engine, majority, write_results
 from benchmarks.search_quality import EAST_ASIAN, Album, album_people, cached_album, expanded, search_rows, summarise
-from chalicelib.grouping import GroupingParams, normalised_pair_scores
+from chalicelib.grouping import GroupingParams, doubtful_half, normalised_pair_scores
 from model_factory import calibration
 from model_factory.build_bundle import COHORT_SOURCES
 
@@ -59,6 +61,10 @@ class Owner:
 
 
 class Simulation:
+    """The product's people rules over an album's vectors, and an owner who answers with the truth."""
+
+    ask_halves = True  # ``People.half_question``: asked before the person's other questions
+
     def __init__(self, album: Album, norm: dict, grouping: GroupingParams):
         self.album, self.norm, self.grouping = album, norm, grouping
         vectors = np.vstack([album.vectors, album.groups])
@@ -87,6 +93,8 @@ class Simulation:
         members = np.nonzero(owner.labels == person)[0]
         if len(members) == 0:
             return None
+        if self.ask_halves and (half := self.half_question(owner, members)) is not None:
+            return ("half", int(members[half[1]]))
         doubtful = self.doubtful_members(owner, members)
         candidates = self.candidates(owner, person, members)
         first, second = (doubtful, candidates) if order == "members_first" else (candidates, doubtful)
@@ -94,6 +102,11 @@ class Simulation:
             first, second = doubtful, candidates
         chosen = first[:1] or second[:1]
         return chosen[0] if chosen else None
+
+    def half_question(self, owner: Owner, members: np.ndarray):
+        """``grouping.doubtful_half`` of the person (``People.half_question``)."""
+        scores = self.scores[np.ix_(members, members)]
+        return doubtful_half(scores, owner.confirmed[members], ~owner.confirmed[members])
 
     def doubtful_members(self, owner: Owner, members: np.ndarray) -> list:
         """("member", face) of the person's grouped faces, the least fitting first."""
@@ -137,8 +150,14 @@ class Simulation:
         if truth is not None and self.identities[face] == truth:
             owner.labels[face], owner.confirmed[face] = person, True
             return
+        if kind == "half" and (half := self.half_question(owner, members)) is not None and members[half[1]] == face:
+            leaving = members[half[0] & ~owner.confirmed[members]]
+            owner.labels[leaving] = int(owner.labels.max()) + 1  # a person of their own
+            for f in leaving:
+                owner.rejected[f].add(person)
+            return
         owner.rejected[face].add(person)
-        if kind == "member":
+        if kind in ("member", "half"):
             owner.labels[face] = self.vote(owner, face)
 
     def vote(self, owner: Owner, face: int) -> int:

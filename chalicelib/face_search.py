@@ -157,15 +157,18 @@ class FaceSearch:
         own = key_face.photo_id
         person = self._key_person(user, key_face)
         hits = self.index.nearest(user.sub, key_face.model_version, key_face.vector, MAX_HITS, threshold, key_norm)
-        best = _best_per_photo(self._compete(user, person, key_face, hits), skip={own})
+        with_possible = offset == 0 and request.threshold is None
+        loose = self._possible(user, key_face, threshold, key_norm) if with_possible else []
+        rows = self._decisions(user, person, key_face, hits + loose)
+        best = _best_per_photo(self._compete(user, person, key_face, hits, rows), skip={own})
         best, kinds = self._with_person(user, person, key_face, key_norm, best)
         ranked = list(best.items())
         page = ranked[offset : offset + limit]
         next_cursor = search_cursor(offset + limit) if offset + limit < len(ranked) else None
         words = _Words(threshold, key_norm)
         possible = []
-        if offset == 0 and request.threshold is None:
-            possible = self._compete(user, person, key_face, self._possible(user, key_face, threshold, key_norm))
+        if with_possible:
+            possible = self._compete(user, person, key_face, loose, rows)
             possible = list(_best_per_photo(possible, skip={own, *best}).items())[:POSSIBLE_MAX]
         return {
             "model_version": key_face.model_version,
@@ -208,10 +211,17 @@ class FaceSearch:
         ranked = dict(sorted(best.items(), key=lambda item: -item[1][2]))
         return ranked, {photo_id: row[3] for photo_id, row in members.items()}
 
-    def _compete(self, user: User, person: KeyPerson | None, key_face: KeyFace, hits: list) -> list:
+    def _decisions(self, user: User, person: KeyPerson | None, key_face: KeyFace, hits: list) -> dict | None:
+        """The hits' person fields, read once, when the people compete for them (else None)."""
+        if self.aware is None or not hits or (person is None and not key_face.rejected_from):
+            return None
+        return self.aware.decisions_of(user.sub, hits)
+
+    def _compete(self, user: User, person: KeyPerson | None, key_face: KeyFace, hits: list, rows=None) -> list:
         if self.aware is None:
             return hits
-        return self.aware.compete(user.sub, hits, person.person_id if person else None, key_face.rejected_from)
+        person_id = person.person_id if person else None
+        return self.aware.compete(user.sub, hits, person_id, key_face.rejected_from, rows)
 
     def _possible(self, user: User, key_face: KeyFace, threshold: float, key_norm) -> list:
         """The faces just below the decision (``POSSIBLE_MARGIN``), for "nobody found" pages: the

@@ -9,7 +9,8 @@ Agglomeration merges the two groups with the best link first, as long as that li
 the threshold, and never merges across a constraint:
 - cannot-link: two faces of one photo are never one person;
 - a group holding faces the user confirmed for person P never merges with one confirmed for Q;
-- a face the user rejected from P never joins P's confirmed faces.
+- a face the user rejected from P never joins P's confirmed faces, nor (when the faces' current
+  people are given) any face in P now: a half the user took out of P stays out.
 ``linkage="average"``: a link is the sum of the graph's edge scores between the two groups over
 the number of edges expected between them were they one person, min(|A|·|B|, d·|A|·|B|/(|A|+|B|))
 with d the graph's mean degree
@@ -76,14 +77,17 @@ class _Group:
     photos: set
     person: str | None = None  # the person whose confirmed faces it holds
     rejects: set = field(default_factory=set)  # persons some face of it was rejected from
+    now_in: set = field(default_factory=set)  # the people its faces are in now
 
 
 @dataclass(frozen=True)
 class Constraints:
-    """What the user said, per face index: confirmed person (or None), rejected persons."""
+    """What the user said, per face index: confirmed person (or None), rejected persons; and the
+    person each face is in now (or None), which a face rejected from that person never joins."""
 
     confirmed: Sequence[str | None] | None = None
     rejected: Sequence[frozenset] | None = None
+    current: Sequence[str | None] | None = None
 
 
 def agglomerate(
@@ -100,10 +104,12 @@ def agglomerate(
         raise ValueError(f"unknown linkage {linkage!r}")
     confirmed = (constraints.confirmed if constraints and constraints.confirmed is not None else None) or [None] * n
     rejected = (constraints.rejected if constraints and constraints.rejected is not None else None) or [frozenset()] * n
+    people_now = (constraints.current if constraints and constraints.current is not None else None) or [None] * n
     groups: dict[int, _Group] = {}
     owner = list(range(n))  # face -> group id (kept current for live faces)
     for f in range(n):
-        groups[f] = _Group([f], {photos[f]}, confirmed[f], set(rejected[f]))
+        now_in = {p for p in (people_now[f], confirmed[f]) if p is not None}
+        groups[f] = _Group([f], {photos[f]}, confirmed[f], set(rejected[f]), now_in)
     # A user's confirmed faces of one person start as one group.
     by_person: dict[str, int] = {}
     for f in range(n):
@@ -176,7 +182,7 @@ def _compatible(a: _Group, b: _Group) -> bool:
         return False
     if a.person is not None and b.person is not None and a.person != b.person:
         return False
-    return not ((a.person is not None and a.person in b.rejects) or (b.person is not None and b.person in a.rejects))
+    return not (a.rejects & b.now_in or b.rejects & a.now_in)
 
 
 def _absorb(groups: dict, owner: list, keep: int, gone: int, links: dict, allow_shared_photo: bool) -> None:
@@ -187,6 +193,7 @@ def _absorb(groups: dict, owner: list, keep: int, gone: int, links: dict, allow_
     a.faces.extend(b.faces)
     a.photos |= b.photos
     a.rejects |= b.rejects
+    a.now_in |= b.now_in
     a.person = a.person or b.person
     for f in b.faces:
         owner[f] = keep
@@ -204,6 +211,59 @@ def _absorb(groups: dict, owner: list, keep: int, gone: int, links: dict, allow_
             merged = [mine[0] + entry[0], mine[1] + entry[1], max(mine[2], entry[2])]
         links[keep][other] = merged
         links[other][keep] = merged
+
+
+MIN_HALF = 2  # each half of a person a half question asks about holds at least this many faces
+
+
+def two_halves(scores: np.ndarray) -> np.ndarray:
+    """A person's faces in two groups (0/1 per face): average linkage over their pair scores
+    (``scores``, square; non-finite where a face has no statistics), merged until two are left."""
+    n = len(scores)
+    if n < 2:
+        return np.zeros(n, np.int64)
+    finite = np.isfinite(scores)
+    low = float(scores[finite].min()) - 1.0 if finite.any() else 0.0
+    link = np.where(finite, scores, low).astype(np.float64)
+    np.fill_diagonal(link, -np.inf)
+    size = np.ones(n)
+    label = np.arange(n)
+    for _ in range(n - 2):
+        a, b = divmod(int(np.argmax(link)), n)
+        merged = (size[a] * link[a] + size[b] * link[b]) / (size[a] + size[b])
+        link[a], link[:, a] = merged, merged
+        link[b], link[:, b] = -np.inf, -np.inf
+        link[a, a] = -np.inf
+        size[a] += size[b]
+        label[label == b] = a
+    return (label != label[0]).astype(np.int64)
+
+
+def doubtful_half(scores: np.ndarray, confirmed: np.ndarray, askable: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """The half question of a person: its faces' ``two_halves``, the half the user has confirmed
+    no face of (the smaller when neither), and the face that stands for it best (the highest sum
+    of scores to its half, among ``askable`` faces) as (the half's mask, that face's index); None
+    when both halves hold a confirmed face, a half has fewer than ``MIN_HALF`` faces, or no face
+    of the half can be asked. A family album's worst grouping error is two look-alikes made one
+    person; one answer about the half that is not the person's takes all of it out."""
+    if len(scores) < 2 * MIN_HALF:
+        return None
+    scores = np.array(scores, np.float64)
+    np.fill_diagonal(scores, -np.inf)  # a face against itself says nothing
+    halves = two_halves(scores)
+    sides = [halves == h for h in (0, 1)]
+    if min(int(side.sum()) for side in sides) < MIN_HALF:
+        return None
+    holds = [bool(confirmed[side].any()) for side in sides]
+    if all(holds):
+        return None
+    half = sides[holds.index(True) ^ 1] if any(holds) else min(sides, key=lambda side: int(side.sum()))
+    choices = np.nonzero(half & askable)[0]
+    if not len(choices):
+        return None
+    within = scores[np.ix_(choices, np.nonzero(half)[0])]
+    within = np.where(np.isfinite(within), within, 0.0)
+    return half, int(choices[int(np.argmax(within.sum(axis=1)))])
 
 
 @dataclass(frozen=True)

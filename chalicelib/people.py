@@ -16,6 +16,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import timedelta
+from itertools import zip_longest
 
 import numpy as np
 
@@ -25,7 +26,14 @@ from chalicelib.cursors import encode_position
 from chalicelib.edge.request_models import Answer, FaceDecision, Merge, Page, PeoplePage
 from chalicelib.errors import Conflict, Invalid, NotFound, Unavailable
 from chalicelib.face_client import FaceClient, FaceServiceError
-from chalicelib.grouping import Constraints, GroupingParams, agglomerate, knn_edges, normalised_pair_scores
+from chalicelib.grouping import (
+    Constraints,
+    GroupingParams,
+    agglomerate,
+    doubtful_half,
+    knn_edges,
+    normalised_pair_scores,
+)
 from chalicelib.observability import logger
 from chalicelib.people_aware import PeopleAware
 from chalicelib.records import MANUAL, Face, ModelInfo, Person, User, drawn_face_record
@@ -39,6 +47,7 @@ MAX_KEY_FACES = 30  # a person's faces used as search keys (confirmed first)
 FIT_NEIGHBOURS = 3  # a grouped face's fit to its person: its mean score to this many of the person's faces
 MAX_FIT_FACES = 2000  # the person's faces a fit is measured against (confirmed first)
 QUESTION_PEOPLE = 20  # the album's questions come from this many of its biggest people
+MAX_HALF_FACES = 300  # a person's faces split in two for its half question (confirmed first)
 UNDO_SECONDS = 600  # a merge can be undone this long after it was made
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
@@ -133,7 +142,7 @@ class People:
             params.threshold,
             params.min_faces,
             params.linkage,
-            Constraints(confirmed, rejected),
+            Constraints(confirmed, rejected, [r.get("person_id") for r in rows]),
         )
         wanted = self._map_groups(owner, rows, labels, confirmed)
         changed, touched = 0, set()
@@ -469,31 +478,67 @@ class People:
                 out.append((face["face_id"], face["photo_id"], float(fit)))
         return sorted(out, key=lambda row: row[2])
 
+    def half_question(self, owner: str, person_id: str, model_version: str) -> tuple[str, str, list[str]] | None:
+        """The person's half question (``grouping.doubtful_half`` over its first ``MAX_HALF_FACES``
+        faces, confirmed first): (the face that stands for the half, its photo, the half's faces the
+        user has not decided), or None."""
+        faces = [
+            f
+            for f in self.people_store.faces_of(owner, person_id, with_vectors=True)
+            if f.get("model_version") == model_version and f.get("cohort_std") is not None
+        ]
+        faces = sorted(faces, key=lambda f: f.get("assigned_by") != USER)[:MAX_HALF_FACES]
+        if not faces:
+            return None
+        matrix = np.vstack([f["embedding"] for f in faces])
+        stats = np.array([(f.get("cohort_mean"), f.get("cohort_std")) for f in faces], np.float64)
+        confirmed = np.array([f.get("assigned_by") == USER for f in faces])
+        askable = ~confirmed & np.array([person_id not in (f.get("skipped_for") or ()) for f in faces])
+        found = doubtful_half(normalised_pair_scores(matrix, stats, matrix, stats), confirmed, askable)
+        if found is None:
+            return None
+        half, chosen = found
+        leaving = [f["face_id"] for f, inside, mine in zip(faces, half, confirmed) if inside and not mine]
+        return faces[chosen]["face_id"], faces[chosen]["photo_id"], leaving
+
     def suggestions(self, user: User, person_id: str, limit: int) -> dict:
         """ "Is this <name>?": the questions whose answers change the most, in the order chosen on
-        the calibration identities (``benchmarks.simulated_owner``): faces outside the person that
-        match its faces, best first, one per photo (``kind: candidate``), then the person's own
-        grouped faces that fit it least (``kind: member``). A face answered or skipped for the
-        person is never asked again."""
-        seen, out, kinds = set(), [], []
+        the calibration identities (``benchmarks.simulated_owner``). First the half question, when
+        the person's faces fall in two halves and one holds no confirmed face (``kind: half``, with
+        the half's other faces a "no" takes out, ``with_faces``); then, in turn, the person's own
+        grouped faces that fit it least (``kind: member``) and faces outside it that match its faces,
+        best first, one per photo (``kind: candidate``) — members first after an even number of
+        answers. A face answered or skipped for the person is never asked again."""
+        person = self._owned(user, person_id)
+        model_version = self.served_model()["model_version"]
+        out: list[tuple] = []
+        half = self.half_question(user.sub, person_id, model_version)
+        if half is not None:
+            out.append((half[0], half[1], None, "half", len(half[2]) - 1))
+        asked = {half[0]} if half else set()
+        members = [
+            (face_id, photo_id, None, "member", None)
+            for face_id, photo_id, _ in self.doubtful_members(user, person_id, model_version)
+            if face_id not in asked
+        ]
+        candidates: list[tuple] = []
+        seen: set[str] = set()
         for face_id, photo_id, score, _ in self.candidates(user, person_id):
+            if len(candidates) == limit:
+                break
             if photo_id in seen or self._photo_has_other_face_in(
                 user.sub, {"face_id": face_id, "photo_id": photo_id}, person_id
             ):
                 continue
             seen.add(photo_id)
-            out.append((face_id, photo_id, score))
-            kinds.append("candidate")
-            if len(out) == limit:
-                break
-        if len(out) < limit:
-            model_version = self.served_model()["model_version"]
-            for face_id, photo_id, _ in self.doubtful_members(user, person_id, model_version)[: limit - len(out)]:
-                out.append((face_id, photo_id, None))
-                kinds.append("member")
-        shown = self._present_faces(user, out)
-        kind_of = {face_id: kind for (face_id, _, _), kind in zip(out, kinds)}
-        return {"suggestions": [dict(row, kind=kind_of[row["face_id"]]) for row in shown]}
+            candidates.append((face_id, photo_id, score, "candidate", None))
+        turns = [members, candidates] if person.get("answers", 0) % 2 == 0 else [candidates, members]
+        for first, second in zip_longest(*turns):
+            out += [q for q in (first, second) if q is not None]
+        out = out[:limit]
+        shown = self._present_faces(user, [q[:3] for q in out])
+        extra = {q[0]: {"kind": q[3], **({"with_faces": q[4]} if q[3] == "half" else {})} for q in out}
+        return {"suggestions": [dict(row, **extra[row["face_id"]]) for row in shown]}
 
     def album_questions(self, user: User, limit: int) -> dict:
         """The album's next questions: the first question of each of its ``QUESTION_PEOPLE`` biggest
@@ -513,7 +558,8 @@ class People:
         out of the person joins the person its neighbours vote for, if any (``PeopleAware.vote``):
         the answer is learnt at once, with no regrouping. Each answer says where its face is now."""
         before = self._owned(user, person_id).get("photo_count", 0)
-        done = []
+        self.people_store.count_answers(user.sub, person_id, len(answers))
+        done: list[dict] = []
         for a in answers:
             face = self._owned_face(user, a.face_id)
             if a.accept is None:
@@ -522,7 +568,7 @@ class People:
                 continue
             if a.accept:
                 if self._photo_has_other_face_in(user.sub, face, person_id):
-                    done.append({"face_id": a.face_id, "result": "same_photo"})
+                    done.append({"face_id": a.face_id, "result": "same_photo", "person_id": face.get("person_id")})
                     continue
                 elsewhere = face.get("person_id") if face.get("person_id") != person_id else None
                 self.people_store.set_by_user(user.sub, a.face_id, person_id, elsewhere)
@@ -530,6 +576,11 @@ class People:
                 done.append({"face_id": a.face_id, "result": "confirmed", "person_id": person_id})
             else:
                 now = face.get("person_id")
+                moved = self._move_half(user.sub, face, person_id) if now == person_id else None
+                if moved is not None:
+                    target, others = moved
+                    done.append({"face_id": a.face_id, "result": "rejected", "person_id": target, "with_faces": others})
+                    continue
                 if now == person_id:
                     self.people_store.set_by_user(user.sub, a.face_id, None, person_id)
                     self.people_store.refresh(user.sub, [person_id])
@@ -539,6 +590,23 @@ class People:
                 done.append({"face_id": a.face_id, "result": "rejected", "person_id": now})
         person = self.get_person(user, person_id)
         return {"answers": done, "person": person, "photos_before": before}
+
+    def _move_half(self, owner: str, face: Face, person_id: str) -> tuple[str, int] | None:
+        """A "no" to the face that stands for the person's doubtful half (its half question, asked
+        now): the half's faces the user has not decided leave together, as a new person, each
+        rejected from this one. (The new person, how many faces went with the face), or None when
+        the face is not that question's."""
+        try:
+            model_version = self.served_model()["model_version"]
+        except Unavailable:
+            return None
+        half = self.half_question(owner, person_id, model_version)
+        if half is None or half[0] != face["face_id"]:
+            return None
+        target = self.people_store.create(owner)["person_id"]
+        moved = self.people_store.move_out(owner, half[2], person_id, target)
+        self.people_store.refresh(owner, [person_id, target])
+        return target, max(0, moved - 1)
 
     def _revote(self, owner: str, face: Face) -> str | None:
         """The face's person after its photo's undecided faces are assigned again (None when the

@@ -99,15 +99,26 @@ class PeopleAware:
             members.setdefault(face["photo_id"], face)
         return KeyPerson(person["person_id"], person.get("name"), how, members)
 
+    def decisions_of(self, owner: str, hits: list[Hit]) -> dict[str, Face]:
+        """face_id → the person fields of each hit's face: read once for all the lists a search
+        answers (its results and the faces just below its decision)."""
+        return {r["face_id"]: r for r in self.people_store.decisions(owner, list({h[0] for h in hits}))}
+
     def compete(
-        self, owner: str, hits: list[Hit], person_id: str | None, not_people: frozenset = frozenset()
+        self,
+        owner: str,
+        hits: list[Hit],
+        person_id: str | None,
+        not_people: frozenset = frozenset(),
+        rows: dict[str, Face] | None = None,
     ) -> list[Hit]:
         """``hits`` without the faces of other people than ``person_id`` and those rejected from it
         (with ``person_id`` None: without the faces of the people in ``not_people``, those the key
-        face was rejected from)."""
+        face was rejected from). ``rows``: ``decisions_of`` the hits, when already read."""
         if not hits or (person_id is None and not not_people):
             return hits
-        rows = {r["face_id"]: r for r in self.people_store.decisions(owner, [h[0] for h in hits])}
+        if rows is None:
+            rows = self.decisions_of(owner, hits)
         kept = []
         for hit in hits:
             row = rows.get(hit[0], {})

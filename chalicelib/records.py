@@ -92,6 +92,7 @@ class Person(TypedDict, total=False):
     face_count: int
     photo_count: int
     confirmed_count: int  # faces the user confirmed (or moved) into the person
+    answers: int  # answers the user gave to the person's questions
     cover_face_id: str | None
     cover_photo_id: str | None
     created_at: datetime

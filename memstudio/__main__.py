@@ -231,6 +231,8 @@ def cmd_review(args) -> int:
         person = question["person"]
         name = person["name"] or f"person {person['person_id']}"
         print(f"Is this {name}? photo {question['photo_id']}, face {question['face_id']}: {question['url']}")
+        if question.get("kind") == "half" and question.get("with_faces"):
+            print(f"  and {question['with_faces']} more faces like it: a no takes them out too")
         try:
             reply = input("y yes / n no / s skip / q stop: ").strip().lower()[:1]
         except EOFError:

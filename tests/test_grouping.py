@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from chalicelib.grouping import Constraints, GroupingParams, agglomerate, knn_edges, normalised_pair_scores
+from chalicelib.grouping import (
+    Constraints,
+    GroupingParams,
+    agglomerate,
+    doubtful_half,
+    knn_edges,
+    normalised_pair_scores,
+    two_halves,
+)
 from model_factory.calibration import grouping_scores
 
 
@@ -79,6 +87,22 @@ def test_confirmed_faces_decide_and_rejections_hold():
     assert alone[0] >= 0 and (alone[1:] == -1).all()
 
 
+def test_a_half_taken_out_of_a_person_never_joins_it_again():
+    """One person of look-alikes to the graph: a regrouping would make them one again, but the
+    faces the user took out of P (rejected from it) never join the faces in P now."""
+    vectors, stats, _ = people_like(1, 6)
+    photos = list("abcdef")
+    edges = knn_edges(vectors, stats, 5)
+    out = frozenset({"P"})
+    rejected = [frozenset()] * 3 + [out] * 3
+    together = agglomerate(6, edges, photos, -100.0, 2, constraints=Constraints(rejected=rejected))
+    assert len(set(together.tolist())) == 1  # without the people they are in now, nothing keeps them apart
+    current = ["P", "P", "P", "N", "N", None]
+    labels = agglomerate(6, edges, photos, -100.0, 2, constraints=Constraints(rejected=rejected, current=current))
+    assert set(labels[:3].tolist()).isdisjoint(labels[3:].tolist())
+    assert len(set(labels[:3].tolist())) == 1 and len(set(labels[3:].tolist())) == 1
+
+
 def test_average_linkage_does_not_chain_where_single_does():
     # Two tight groups bridged by a chain of faces each close to the next: single linkage joins
     # everything through the chain; average linkage keeps the groups apart.
@@ -116,3 +140,32 @@ def test_fit_grouping_asks_each_fold_for_the_precision_goal():
     assert best["worse_fold_precision"] >= calibration.GROUPING_PRECISION_GOAL
     assert best["bcubed_recall"] > 0.9 and set(fit["best_per_linkage"]) == set(calibration.GROUPING_LINKAGES)
     assert len(fit["grid"]) == len(calibration.GROUPING_KS) * 2 * 2 * len(calibration.GROUPING_THRESHOLDS)
+
+
+def test_a_person_of_two_look_alikes_falls_in_two_halves():
+    vectors, stats, identities = people_like(2, 5, spread=0.3, seed=3)
+    order = np.random.default_rng(1).permutation(len(vectors))  # the halves are found, not given
+    vectors, stats, identities = vectors[order], stats[order], identities[order]
+    scores = normalised_pair_scores(vectors, stats, vectors, stats)
+    halves = two_halves(scores)
+    assert len(set(zip(halves.tolist(), identities.tolist()))) == 2  # each half one identity
+    stats[0] = [np.nan, np.nan]  # a face without statistics still falls somewhere
+    assert set(two_halves(normalised_pair_scores(vectors, stats, vectors, stats)).tolist()) == {0, 1}
+
+
+def test_the_half_question_asks_about_the_half_nobody_confirmed():
+    vectors, stats, identities = people_like(2, 5, spread=0.3, seed=3)
+    vectors, stats, identities = vectors[:8], stats[:8], identities[:8]  # 5 of p0, 3 of p1
+    scores = normalised_pair_scores(vectors, stats, vectors, stats)
+    nobody, everyone = np.zeros(8, bool), np.ones(8, bool)
+    half, face = doubtful_half(scores, nobody, everyone)
+    assert set(identities[half]) == {"p1"} and identities[face] == "p1"  # none confirmed: the smaller half
+    confirmed = identities == "p1"
+    confirmed[5:7] = False
+    confirmed[7] = True  # one face of p1 confirmed: the question is about p0's half
+    half, face = doubtful_half(scores, confirmed, ~confirmed)
+    assert set(identities[half]) == {"p0"} and identities[face] == "p0" and not confirmed[face]
+    confirmed[0] = True  # both halves hold a confirmed face: no question
+    assert doubtful_half(scores, confirmed, ~confirmed) is None
+    assert doubtful_half(scores, nobody, np.zeros(8, bool)) is None  # nothing of it can be asked
+    assert doubtful_half(scores[:6, :6], nobody[:6], everyone[:6]) is None  # 5 and 1: a half needs two faces

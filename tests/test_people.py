@@ -326,21 +326,29 @@ def test_people_on_real_faces_and_corrections_that_stick(api, make_user, indexin
     assert not services.people_store.faces_of(alice.sub, jp)
 
 
-@needs_facedata
-def test_questions_ask_what_matters_and_each_answer_is_learnt_at_once(api, make_user, indexing, people_pump):  # noqa: F811
-    services, pump = indexing
-    bob = make_user("bob")
+def jolie_and_clooney(api, user, indexing, people_pump, hers: int, his: int) -> tuple:
+    """Her first ``hers`` photos and his first ``his`` uploaded, indexed and grouped: (her photo ids,
+    his, her person, his person)."""
+    _, pump = indexing
     jolie = [
-        upload(api, bob, p.read_bytes(), "image/jpeg") for p in sorted((PEOPLE / "Angelina_Jolie").glob("*.jpg"))[:5]
+        upload(api, user, p.read_bytes(), "image/jpeg")
+        for p in sorted((PEOPLE / "Angelina_Jolie").glob("*.jpg"))[:hers]
     ]
     clooney = [
-        upload(api, bob, p.read_bytes(), "image/jpeg") for p in sorted((PEOPLE / "George_Clooney").glob("*.jpg"))[:3]
+        upload(api, user, p.read_bytes(), "image/jpeg") for p in sorted((PEOPLE / "George_Clooney").glob("*.jpg"))[:his]
     ]
     drain(pump)
     drain(people_pump)
-    found = people_of(api, bob)
-    assert frozenset(clooney) in found  # another person of the album, competing with her
-    person, other = found[frozenset(jolie)]["person_id"], found[frozenset(clooney)]["person_id"]
+    found = people_of(api, user)
+    assert frozenset(jolie) in found and frozenset(clooney) in found  # two people of the album, competing
+    return jolie, clooney, found[frozenset(jolie)]["person_id"], found[frozenset(clooney)]["person_id"]
+
+
+@needs_facedata
+def test_questions_ask_what_matters_and_each_answer_is_learnt_at_once(api, make_user, indexing, people_pump):  # noqa: F811
+    services, _ = indexing
+    bob = make_user("bob")
+    jolie, clooney, person, other = jolie_and_clooney(api, bob, indexing, people_pump, 5, 3)
 
     def album_questions() -> list:
         response = api.http.get("/people/questions?limit=5", headers=bob.headers)
@@ -404,6 +412,62 @@ def test_questions_ask_what_matters_and_each_answer_is_learnt_at_once(api, make_
     for bad in ({"face_id": members[3]}, {"face_id": members[3], "accept": True, "skip": True}, {"face_id": 3}):
         body = json.dumps({"answers": [bad]})
         assert api.http.post(f"/people/{person}/suggestions", headers=bob.headers, body=body).status_code == 400
+
+
+@needs_facedata
+def test_a_person_grouped_from_two_people_comes_apart_with_one_answer(api, make_user, indexing, people_pump):  # noqa: F811
+    services, _ = indexing
+    carol = make_user("carol")
+    jolie, clooney, person, other = jolie_and_clooney(api, carol, indexing, people_pump, 3, 3)
+    # As if the grouping had made the two one person (look-alikes do): his faces are hers, by the algorithm.
+    his = [f["face_id"] for f in services.people_store.faces_of(carol.sub, other)]
+    for face_id in his:
+        assert services.people_store.set_by_algorithm(carol.sub, face_id, person)
+    services.people_store.refresh(carol.sub, [person, other])
+
+    def first_question() -> dict | None:
+        response = api.http.get(f"/people/{person}/suggestions?limit=10", headers=carol.headers)
+        assert response.status_code == 200, response.body
+        return (response.json_body["suggestions"] or [None])[0]
+
+    def answer(face_id: str, accept: bool) -> dict:
+        body = json.dumps({"answers": [{"face_id": face_id, "accept": accept}]})
+        response = api.http.post(f"/people/{person}/suggestions", headers=carol.headers, body=body)
+        assert response.status_code == 200, response.body
+        return response.json_body
+
+    # The first question is about a half of the person, the face that stands for it; the owner
+    # says the person is her. A yes confirms that face only; the next half question is the other half.
+    question = first_question()
+    assert question["kind"] == "half" and question["with_faces"] == 2
+    if question["photo_id"] in jolie:
+        assert answer(question["face_id"], True)["answers"][0]["result"] == "confirmed"
+        question = first_question()
+        assert question["kind"] == "half" and question["with_faces"] == 2
+    assert question["photo_id"] in clooney
+
+    # One "no" takes his whole half out, as a person of its own, each face rejected from her.
+    done = answer(question["face_id"], False)
+    (said,) = done["answers"]
+    assert said["result"] == "rejected" and said["with_faces"] == 2 and said["person_id"] not in (None, person)
+    assert (done["photos_before"], done["person"]["photo_count"]) == (6, 3)
+    now = people_of(api, carol)
+    assert frozenset(jolie) in now and now[frozenset(clooney)]["person_id"] == said["person_id"]
+    assert all(person in services.people_store.face(carol.sub, f)["rejected_from"] for f in his)
+    assert (first_question() or {}).get("kind") != "half"  # three faces left: no halves to ask about
+
+    # A regrouping keeps them apart: none of his faces may join a group of her faces again.
+    response = api.http.post("/people/recluster", headers=carol.headers)
+    assert response.status_code == 202
+    drain(people_pump)
+    now = people_of(api, carol)
+    assert now[frozenset(jolie)]["person_id"] == person and frozenset(clooney) in now
+
+    # Find with one of her faces returns none of his photos any more.
+    key = next(f for f in services.people_store.faces_of(carol.sub, person))
+    body = {"photo_id": key["photo_id"], "face_id": key["face_id"], "limit": 100}
+    results = search(api, carol, body).json_body["results"]
+    assert not set(clooney) & {r["photo_id"] for r in results}
 
 
 @needs_facedata

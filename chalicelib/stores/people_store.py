@@ -224,6 +224,19 @@ class PeopleStore:
         update = {"$set": {"person_id": person_id, "assigned_by": AUTO if person_id else None}}
         return self.faces.update_one(query, update).matched_count == 1
 
+    def move_out(self, owner: str, face_ids: list[str], source: str, target: str) -> int:
+        """The user's "no" to a half of ``source``: its faces the user has not decided leave it for
+        ``target`` (as the algorithm's, so a regrouping may place them again, never back into
+        ``source``: each is rejected from it). How many moved."""
+        query = {"face_id": {"$in": face_ids}, "person_id": source, "assigned_by": {"$ne": USER}, "owner": owner}
+        update = {"$set": {"person_id": target, "assigned_by": AUTO}, "$addToSet": {"rejected_from": source}}
+        return self.faces.update_many(query, update).modified_count
+
+    def count_answers(self, owner: str, person_id: str, answers: int) -> None:
+        """Answers the user gave about the person: the parity decides which kind of question is
+        asked next (``People.suggestions``)."""
+        self.people.update_one({"person_id": person_id, "owner": owner}, {"$inc": {"answers": answers}})
+
     def merge_into(self, owner: str, source: str, target: str) -> None:
         """Merge is the user's word that both are one person: ``source``'s faces join ``target``, and
         every face of both counts as confirmed (a regrouping never splits them again) and none is

@@ -1368,6 +1368,11 @@ const people = {
     const item = document.createElement("li");
     item.dataset.faceId = face.face_id;
     item.append(faceTile(face.thumbnail_url, face.box, face.photo_width, face.photo_height));
+    if (face.kind === "half" && face.with_faces > 0) {  // a no takes the faces like it out too
+      const more = document.createElement("p");
+      more.className = "half"; more.textContent = t("people.half", { count: face.with_faces });
+      item.append(more);
+    }
     const answers = document.createElement("div");
     answers.className = "answer";
     for (const [letter, key, word] of [["y", "people.yes", { accept: true }], ["n", "people.no", { accept: false }], ["s", "people.skip", { skip: true }]]) {
