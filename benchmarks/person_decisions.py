@@ -15,7 +15,10 @@ judged after 5, 10 and 20 answers a person. The rules:
   to its confirmed faces leave it and join whom their neighbours vote for (a person grouped from two
   look-alikes comes apart at the first "no" to the wrong one);
 - ``person_threshold``: the person's own score threshold for faces outside it, fitted to its answered
-  candidates (the fewest wrong of its yes and no answers), above the bundle's.
+  candidates (the fewest wrong of its yes and no answers), above the bundle's;
+- ``merge_question``: the opposite of the half question, for people split in two: after the half
+  questions, "Is this <name>?" about the face of the other person whose faces link closest to this
+  one's (mean pair score ≥ ``MERGE_LINK``); a yes merges the two, a no is never asked again.
 
 Judged on the calibration identities only (the two ``calibration.fold_albums``, each judged against
 a cohort of the other fold's faces), by the worse fold's Find F1, as the question order is chosen:
@@ -30,13 +33,14 @@ import sys
 
 import numpy as np
 
-from benchmarks.common import write_results
+from benchmarks.common import majority, write_results
 from benchmarks.search_quality import summarise
 from benchmarks.simulated_owner import Owner, Simulation, calibration_folds, owner_setup
 from model_factory import calibration
 
-RULES = ("today", "without_half_questions", "rejected_lookalikes", "no_splits", "person_threshold")
+RULES = ("today", "without_half_questions", "rejected_lookalikes", "no_splits", "person_threshold", "merge_question")
 ANSWERS = (5, 10, 20)
+MERGE_LINK = 2.0  # ``merge_question``: the mean normalised pair score two people need to be asked about
 ORDER = "alternate"  # the product's (``benchmarks.simulated_owner`` chose it on the same folds)
 
 
@@ -47,10 +51,43 @@ class RuleSimulation(Simulation):
 
     def answered(self, per_person: int, order: str) -> Owner:
         self.log: dict = {}  # person → (score against the person, yes) of each answered candidate
+        self.apart: set = set()  # (person, person) the owner said are not one
         return super().answered(per_person, order)
+
+    def next_question(self, owner: Owner, person: int, order: str, step: int):
+        members = np.nonzero(owner.labels == person)[0]
+        if self.rule == "merge_question" and len(members) and self.half_question(owner, members) is None:
+            merge = self.merge_question(owner, person, members)
+            if merge is not None:
+                return merge
+        return super().next_question(owner, person, order, step)
+
+    def merge_question(self, owner: Owner, person: int, members: np.ndarray):
+        """("merge", the face of the other person linking closest to this one that stands for it)."""
+        best, chosen = MERGE_LINK, None
+        for other in sorted(set(owner.labels[owner.labels >= 0].tolist()) - {person}):
+            if (person, other) in self.apart:
+                continue
+            faces = np.nonzero(owner.labels == other)[0]
+            scores = self.scores[np.ix_(members, faces)]
+            scores = np.where(np.isfinite(scores), scores, 0.0)
+            if scores.mean() >= best:
+                best, chosen = float(scores.mean()), int(faces[int(np.argmax(scores.mean(axis=0)))])
+        return ("merge", chosen) if chosen is not None else None
 
     def answer(self, owner: Owner, person: int, kind: str, face: int) -> None:
         members = np.nonzero(owner.labels == person)[0]
+        if kind == "merge":
+            other = int(owner.labels[face])
+            named = [self.identities[i] for i in members if self.identities[i]]
+            owner.answers += 1
+            if named and self.identities[face] == majority(named):
+                owner.labels[owner.labels == other] = person
+                owner.confirmed[owner.labels == person] = True  # a merge is the owner's word on both
+            else:
+                self.apart |= {(person, other), (other, person)}
+                owner.rejected[face].add(person)
+            return
         score = float(self.person_scores(owner, members)[face])
         super().answer(owner, person, kind, face)
         if kind == "candidate":
