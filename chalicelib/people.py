@@ -456,12 +456,7 @@ class People:
         fitting first: (face_id, photo_id, fit), the fit a face's mean normalised score to its
         ``FIT_NEIGHBOURS`` closest other faces of the person (``MAX_FIT_FACES`` of them at most,
         confirmed first)."""
-        faces = [
-            f
-            for f in self.people_store.faces_of(user.sub, person_id, with_vectors=True)
-            if f.get("model_version") == model_version and f.get("cohort_std") is not None
-        ]
-        faces.sort(key=lambda f: f.get("assigned_by") != USER)
+        faces = self._comparable_faces(user.sub, person_id, model_version)
         if len(faces) < 2:
             return []
         matrix = np.vstack([f["embedding"] for f in faces])
@@ -478,16 +473,20 @@ class People:
                 out.append((face["face_id"], face["photo_id"], float(fit)))
         return sorted(out, key=lambda row: row[2])
 
-    def half_question(self, owner: str, person_id: str, model_version: str) -> tuple[str, str, list[str]] | None:
-        """The person's half question (``grouping.doubtful_half`` over its first ``MAX_HALF_FACES``
-        faces, confirmed first): (the face that stands for the half, its photo, the half's faces the
-        user has not decided), or None."""
+    def _comparable_faces(self, owner: str, person_id: str, model_version: str) -> list[Face]:
+        """The person's faces of ``model_version`` with cohort statistics, with vectors, confirmed first."""
         faces = [
             f
             for f in self.people_store.faces_of(owner, person_id, with_vectors=True)
             if f.get("model_version") == model_version and f.get("cohort_std") is not None
         ]
-        faces = sorted(faces, key=lambda f: f.get("assigned_by") != USER)[:MAX_HALF_FACES]
+        return sorted(faces, key=lambda f: f.get("assigned_by") != USER)
+
+    def half_question(self, owner: str, person_id: str, model_version: str) -> tuple[str, str, list[str]] | None:
+        """The person's half question (``grouping.doubtful_half`` over its first ``MAX_HALF_FACES``
+        faces, confirmed first): (the face that stands for the half, its photo, the half's faces the
+        user has not decided), or None."""
+        faces = self._comparable_faces(owner, person_id, model_version)[:MAX_HALF_FACES]
         if not faces:
             return None
         matrix = np.vstack([f["embedding"] for f in faces])
@@ -515,30 +514,35 @@ class People:
         half = self.half_question(user.sub, person_id, model_version)
         if half is not None:
             out.append((half[0], half[1], None, "half", len(half[2]) - 1))
-        asked = {half[0]} if half else set()
-        members = [
-            (face_id, photo_id, None, "member", None)
-            for face_id, photo_id, _ in self.doubtful_members(user, person_id, model_version)
-            if face_id not in asked
-        ]
-        candidates: list[tuple] = []
+        if len(out) < limit:  # the album's queue asks one question a person: often the half's
+            members = [
+                (face_id, photo_id, None, "member", None)
+                for face_id, photo_id, _ in self.doubtful_members(user, person_id, model_version)
+                if face_id not in {q[0] for q in out}
+            ]
+            candidates = self._candidate_questions(user, person_id, limit)
+            turns = [members, candidates] if person.get("answers", 0) % 2 == 0 else [candidates, members]
+            for first, second in zip_longest(*turns):
+                out += [q for q in (first, second) if q is not None]
+            out = out[:limit]
+        shown = self._present_faces(user, [q[:3] for q in out])
+        extra = {q[0]: {"kind": q[3], **({"with_faces": q[4]} if q[3] == "half" else {})} for q in out}
+        return {"suggestions": [dict(row, **extra[row["face_id"]]) for row in shown]}
+
+    def _candidate_questions(self, user: User, person_id: str, limit: int) -> list[tuple]:
+        """Up to ``limit`` candidates to ask about, one per photo, none in a photo the person is in."""
+        out: list[tuple] = []
         seen: set[str] = set()
         for face_id, photo_id, score, _ in self.candidates(user, person_id):
-            if len(candidates) == limit:
+            if len(out) == limit:
                 break
             if photo_id in seen or self._photo_has_other_face_in(
                 user.sub, {"face_id": face_id, "photo_id": photo_id}, person_id
             ):
                 continue
             seen.add(photo_id)
-            candidates.append((face_id, photo_id, score, "candidate", None))
-        turns = [members, candidates] if person.get("answers", 0) % 2 == 0 else [candidates, members]
-        for first, second in zip_longest(*turns):
-            out += [q for q in (first, second) if q is not None]
-        out = out[:limit]
-        shown = self._present_faces(user, [q[:3] for q in out])
-        extra = {q[0]: {"kind": q[3], **({"with_faces": q[4]} if q[3] == "half" else {})} for q in out}
-        return {"suggestions": [dict(row, **extra[row["face_id"]]) for row in shown]}
+            out.append((face_id, photo_id, score, "candidate", None))
+        return out
 
     def album_questions(self, user: User, limit: int) -> dict:
         """The album's next questions: the first question of each of its ``QUESTION_PEOPLE`` biggest
