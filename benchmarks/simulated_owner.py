@@ -39,7 +39,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from benchmarks.common import cpu_engine, majority, write_results
-from benchmarks.search_quality import EAST_ASIAN, Album, album_people, cached_album, expanded, search_rows, summarise
+from benchmarks.search_quality import (
+    EAST_ASIAN,
+    Album,
+    album_people,
+    cached_album,
+    expanded,
+    search_rows,
+    summarise,
+    voted_person,
+)
 from chalicelib.grouping import GroupingParams, doubtful_half, normalised_pair_scores
 from model_factory import calibration
 from model_factory.build_bundle import COHORT_SOURCES
@@ -173,15 +182,18 @@ class Simulation:
         return max(links, key=lambda p: float(np.mean(links[p]))) if links else -1
 
     # What the owner then sees ------------------------------------------------------
-    def find(self, owner: Owner) -> list:
-        """Per key, ``search_rows``'s row for people-aware Find with an album face as the key."""
+    def find(self, owner: Owner, key_photo: bool = False) -> list:
+        """Per key, ``search_rows``'s row for people-aware Find with an album face as the key, or
+        (``key_photo``) with that face as a new photo from outside the album, whose person is the
+        one its nearest album faces vote for (``search_quality.voted_person``; the album's people
+        are as the answers left them, the key's face among them, as ``people_aware_levers`` has it)."""
         verdicts = self.verdicts.copy()
         labels = owner.labels
         keeps: dict = {}
         for k, i in enumerate(self.keys):
-            person = labels[i]
+            person = voted_person(self.album, labels, i, self.grouping) if key_photo else labels[i]
             if person < 0:  # nobody known: its own decision, but never a person it was rejected from
-                if owner.rejected[i]:
+                if owner.rejected[i] and not key_photo:
                     verdicts[k] &= ~np.isin(labels, list(owner.rejected[i]))
                 continue
             not_rejected = np.array([person not in r for r in owner.rejected])
@@ -316,6 +328,7 @@ def main(argv=None) -> int:
             held_out[order][str(per_person)] = {
                 "answers": owner.answers,
                 "find_album_face": sliced_find(album, sim.keys, sim.find(owner), masks),
+                "find_key_photo": sliced_find(album, sim.keys, sim.find(owner, key_photo=True), masks),
                 **{"people": sliced_people(sim, owner, masks)},
             }
     write_results(
