@@ -145,7 +145,23 @@ def judged(sim: RuleSimulation, per_person: int) -> dict:
             "recall": round(float(np.mean([r for _, _, r in rows])), 4),
         },
         "grouping": {k: grouped[k] for k in ("bcubed_precision", "bcubed_recall")},
+        "find_wrong_results": wrong_results(sim, owner),
     }
+
+
+def wrong_results(sim: RuleSimulation, owner: Owner) -> dict:
+    """Find's results of another identity than the key's, summed over the keys: faces of the key's
+    own person, and the rest (faces of no person, or of a key of nobody known)."""
+    n = len(sim.album.vectors)
+    verdicts = sim.decided(owner)[:, :n]
+    labels, identities = owner.labels[:n], sim.album.identities
+    own = other = 0
+    for k, i in enumerate(sim.keys):
+        wrong = verdicts[k] & (identities != identities[i])
+        mine = (labels == labels[i]) if labels[i] >= 0 else np.zeros(n, bool)
+        own += int((wrong & mine).sum())
+        other += int((wrong & ~mine).sum())
+    return {"in_the_keys_person": own, "elsewhere": other}
 
 
 def main() -> int:

@@ -187,6 +187,13 @@ class Simulation:
         (``key_photo``) with that face as a new photo from outside the album, whose person is the
         one its nearest album faces vote for (``search_quality.voted_person``; the album's people
         are as the answers left them, the key's face among them, as ``people_aware_levers`` has it)."""
+        n = len(self.album.vectors)
+        verdicts = self.decided(owner, key_photo)
+        decided = (verdicts[:, :n], verdicts[:, n:])
+        return search_rows(self.ranking, self.group_ranking, self.album.identities, self.keys, 0.0, decided)
+
+    def decided(self, owner: Owner, key_photo: bool = False) -> np.ndarray:
+        """Per key (``find``), which faces Find returns."""
         verdicts = self.verdicts.copy()
         labels = owner.labels
         keeps: dict = {}
@@ -202,9 +209,7 @@ class Simulation:
             if keeps[person] is not None:
                 not_rejected &= keeps[person]
             verdicts[k] = (verdicts[k] & (labels < 0) & not_rejected) | (labels == person)
-        n = len(self.album.vectors)
-        decided = (verdicts[:, :n], verdicts[:, n:])
-        return search_rows(self.ranking, self.group_ranking, self.album.identities, self.keys, 0.0, decided)
+        return verdicts
 
     def by_person(self, owner: Owner) -> list:
         """(person's majority identity, precision, recall) of search by person, per person."""
