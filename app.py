@@ -436,6 +436,22 @@ def group_people(event):
     flush_metrics()
 
 
+# A large album's graph, one block of rows a message (chalicelib/graph_fanout.py): the workers never
+# open the database; the last one asks the people-jobs queue to agglomerate.
+@app.on_sqs_message(
+    queue=os.environ.get("GRAPH_JOBS_QUEUE", "memory-studio-graph-jobs"),
+    batch_size=1,
+    maximum_concurrency=int(os.environ.get("GRAPH_WORKERS", "32")),
+)
+def graph_rows(event):
+    """Graph jobs (through SQS): one block of rows of a fanned-out nearest-neighbour graph."""
+    logger.remove_keys(["path", "user", "photo_id"])
+    for record in event:
+        outcome = services.graph_fanout.rows(json.loads(record.body))
+        logger.info("graph block handled", extra={"outcome": outcome})
+    flush_metrics()
+
+
 @app.schedule(Rate(6, unit=Rate.HOURS), name="purge_trash")
 def purge_trash(event):
     """Photos trashed more than TRASH_DAYS ago are deleted for good, with their objects and vectors;

@@ -3,7 +3,8 @@
 Two faces are compared by their cohort-normalised score (``score_norm``: each side judged
 against the bundle's cohort, so East-Asian faces, which the embedder places close together, are
 not merged at a Western face's cosine). The graph keeps each face's ``k`` best neighbours,
-computed block by block, so memory grows with n·k, not n².
+computed block by block, so memory grows with n·k, not n²; the columns may come in chunks (a worker
+of a fanned-out graph streams them), only scores above a row's k-th best so far are looked at.
 
 Agglomeration merges the two groups with the best link first, as long as that link reaches
 the threshold, and never merges across a constraint:
@@ -23,7 +24,7 @@ become a person (Immich's minFaces); the rest stay unassigned (-1).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,36 +33,94 @@ from chalicelib.records import ModelInfo
 from chalicelib.shared.score_norm import MIN_STD
 
 
+def score_sides(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The symmetric AS-norm split by side: per face (u, w) with score(a, b) = cos(a, b)·(u_a + u_b)
+    + w_a + w_b, u = 0.5/std, w = -0.5·mean/std; a face without statistics (NaN) gets u 0, w -inf."""
+    stats = np.asarray(stats, np.float64).reshape(-1, 2)
+    missing = np.isnan(stats).any(axis=1)
+    std = np.maximum(np.where(missing, 1.0, stats[:, 1]), MIN_STD)
+    u = np.where(missing, 0.0, 0.5 / std)
+    w = np.where(missing, -np.inf, -0.5 * np.where(missing, 0.0, stats[:, 0]) / std)
+    return u.astype(np.float32), w.astype(np.float32)
+
+
 def normalised_pair_scores(a: np.ndarray, a_stats: np.ndarray, b: np.ndarray, b_stats: np.ndarray) -> np.ndarray:
     """Symmetric AS-norm scores of every face of ``a`` against every face of ``b``; stats are
     (n, 2) arrays of cohort (mean, std). A face without statistics scores -inf."""
+    (ua, wa), (ub, wb) = score_sides(a_stats), score_sides(b_stats)
     raw = np.asarray(a, np.float32) @ np.asarray(b, np.float32).T
-    a_mean, a_std = a_stats[:, :1], np.maximum(a_stats[:, 1:], MIN_STD)
-    b_mean, b_std = b_stats[:, 0][None, :], np.maximum(b_stats[:, 1], MIN_STD)[None, :]
-    scores = 0.5 * ((raw - a_mean) / a_std + (raw - b_mean) / b_std)
-    return np.where(np.isnan(scores), -np.inf, scores)
+    return raw * (ua[:, None] + ub[None, :]) + (wa[:, None] + wb[None, :])
 
 
-def knn_edges(vectors: np.ndarray, stats: np.ndarray, k: int, block: int | None = None) -> tuple[np.ndarray, ...]:
-    """Each face's ``k`` best neighbours (not itself): undirected edges (i < j, score), each once.
-    Rows are scored ``block`` at a time (default: about 50 million scores, 200 MB, per block)."""
-    vectors = np.asarray(vectors, np.float32)
-    stats = np.asarray(stats, np.float32)
-    n = len(vectors)
-    block = block or max(16, 50_000_000 // max(1, n))
-    k = min(k, n - 1)
-    if k <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    rows, cols, vals = [], [], []
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        scores = normalised_pair_scores(vectors[start:stop], stats[start:stop], vectors, stats)
-        scores[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        rows.append(np.repeat(np.arange(start, stop), k))
-        cols.append(top.ravel())
-        vals.append(np.take_along_axis(scores, top, axis=1).ravel())
-    i, j, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+SCORES_PER_BLOCK = 50_000_000  # scores held at once (200 MB of float32, twice): memory stays flat
+SEED_COLUMNS = 8192  # a row's first k come from this many columns; the rest only where they beat its k-th
+
+
+def nearest_rows(
+    rows: np.ndarray, row_stats: np.ndarray, row_start: int, columns: Iterable[tuple], k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` best neighbours of faces ``row_start…`` among the faces of ``columns`` (chunks of
+    (first index, vectors, stats), streamed), a face never its own: directed edges (i, j, score),
+    up to k a row. A worker of a fanned-out graph runs this over its rows; ``knn_edges`` over all."""
+    rows = np.asarray(rows, np.float32)
+    m = len(rows)
+    row_u, row_w = score_sides(row_stats)
+    best_j = np.full((m, k), -1, np.int64)
+    best_s = np.full((m, k), -np.inf, np.float32)
+    for col_start, vectors, stats in columns:
+        vectors = np.asarray(vectors, np.float32)
+        col_u, col_w = score_sides(stats)
+        width = len(vectors)
+        block = max(1, min(m, SCORES_PER_BLOCK // max(1, width)))
+        scores, scratch = np.empty((block, width), np.float32), np.empty((block, width), np.float32)
+        for a in range(0, m, block):
+            b = min(m, a + block)
+            s, t = scores[: b - a], scratch[: b - a]
+            np.matmul(rows[a:b], vectors.T, out=s)
+            np.multiply(s, col_u, out=t)  # cos·(u_row + u_col) + w_col, in place; w_row added last
+            s *= row_u[a:b, None]
+            s += t
+            s += col_w
+            own = np.arange(row_start + a, row_start + b)
+            inside = (own >= col_start) & (own < col_start + width)
+            s[np.nonzero(inside)[0], own[inside] - col_start] = -np.inf
+            best_j[a:b], best_s[a:b] = _merge_best(s, col_start, best_j[a:b], best_s[a:b])
+    keep = best_j >= 0
+    scores = best_s + row_w[:, None]
+    keep &= np.isfinite(scores)
+    return np.nonzero(keep)[0] + row_start, best_j[keep], scores[keep]
+
+
+def _merge_best(s: np.ndarray, col_start: int, best_j: np.ndarray, best_s: np.ndarray) -> tuple:
+    """Rows' k best so far merged with the scores ``s`` of columns ``col_start…``: the k best of
+    both. Only scores above a row's k-th best are looked at, so most of ``s`` is read once."""
+    m, k = best_j.shape
+    seed = 0
+    if not np.isfinite(best_s).any():  # the first chunk: the first SEED_COLUMNS columns give the k-th
+        seed = min(s.shape[1], SEED_COLUMNS)
+        kk = min(k, seed)
+        top = np.argpartition(s[:, :seed], seed - kk, axis=1)[:, seed - kk :]
+        best_s = np.full((m, k), -np.inf, np.float32)
+        best_j = np.full((m, k), -1, np.int64)
+        best_s[:, :kk] = np.take_along_axis(s[:, :seed], top, axis=1)
+        best_j[:, :kk] = top + col_start
+    kth = best_s.min(axis=1)
+    r, c = np.nonzero(s[:, seed:] > kth[:, None])
+    if not len(r):
+        return best_j, best_s
+    c = c + seed
+    rows = np.concatenate([np.repeat(np.arange(m), k), r])
+    cols = np.concatenate([best_j.ravel(), c + col_start])
+    vals = np.concatenate([best_s.ravel(), s[r, c]])
+    order = np.lexsort((-vals, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    first = np.searchsorted(rows, np.arange(m))
+    take = first[:, None] + np.arange(k)  # every row holds at least its k old entries
+    return cols[take], vals[take]
+
+
+def undirected(i: np.ndarray, j: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Directed nearest-neighbour edges as undirected ones (i < j, score), each pair once."""
     keep = np.isfinite(s)
     i, j, s = np.minimum(i, j)[keep], np.maximum(i, j)[keep], s[keep]
     order = np.lexsort((-s, j, i))
@@ -69,6 +128,15 @@ def knn_edges(vectors: np.ndarray, stats: np.ndarray, k: int, block: int | None 
     first = np.ones(len(i), bool)
     first[1:] = (i[1:] != i[:-1]) | (j[1:] != j[:-1])
     return i[first], j[first], s[first]
+
+
+def knn_edges(vectors: np.ndarray, stats: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """Each face's ``k`` best neighbours (not itself): undirected edges (i < j, score), each once."""
+    vectors = np.asarray(vectors, np.float32)
+    k = min(k, len(vectors) - 1)
+    if k <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return undirected(*nearest_rows(vectors, stats, 0, [(0, vectors, stats)], k))
 
 
 @dataclass

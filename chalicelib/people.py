@@ -6,7 +6,9 @@
   another face of the photo or the face was rejected from it.
 - **Regrouping** (``regroup``): every face of the served model version, grouped again by
   ``grouping.agglomerate`` under the user's confirmations and rejections; groups are mapped back to
-  the existing people (confirmed faces decide, then the most auto faces), so names survive.
+  the existing people (confirmed faces decide, then the most auto faces), so names survive. A large
+  album's graph is built by a fan-out of workers (``graph_fanout``) and agglomerated when it is
+  finished (``regroup_from_graph``).
 - **Corrections** are the user's word and are never undone by either: see ``people_store``.
 """
 
@@ -26,6 +28,7 @@ from chalicelib.cursors import encode_position
 from chalicelib.edge.request_models import Answer, FaceDecision, Merge, Page, PeoplePage
 from chalicelib.errors import Conflict, Invalid, NotFound, Unavailable
 from chalicelib.face_client import FaceClient, FaceServiceError
+from chalicelib.graph_fanout import GraphFanout
 from chalicelib.grouping import (
     Constraints,
     GroupingParams,
@@ -65,9 +68,11 @@ class People:
         album: Album,
         face_client: Callable[[], FaceClient],
         index: VectorIndex,
+        graph_fanout: GraphFanout | None = None,
     ):
         """``face_client``: gives the face client, asked only by what needs the endpoint."""
         self.photo_store, self.people_store, self.album, self.index = photo_store, people_store, album, index
+        self.graph_fanout = graph_fanout
         self.views = album.views
         self.face_client = face_client
         self.aware = PeopleAware(photo_store, people_store, index)
@@ -124,17 +129,48 @@ class People:
         )
 
     # Regrouping ----------------------------------------------------------------------
-    def regroup(self, owner: str, deadline: Deadline | None = None) -> dict:
-        """Group every face of the served version again, keeping names, confirmations, rejections."""
+    def regroup(self, owner: str, deadline: Deadline | None = None, token: str | None = None) -> dict:
+        """Group every face of the served version again, keeping names, confirmations, rejections.
+        A job's ``token`` lets a large album's graph fan out: then the grouping waits for it."""
         model_version, params = self._served(deadline)
         rows = self.people_store.grouping_input(owner, model_version)
         if not rows:
             return {"faces": 0, "people": 0, "changed": 0}
-        vectors = np.vstack([r["embedding"] for r in rows])
-        stats = np.array([(r.get("cohort_mean"), r.get("cohort_std")) for r in rows], dtype=np.float64)
+        vectors, stats = _grouping_matrix(rows)
+        if token and self.graph_fanout and self.graph_fanout.wanted(len(rows)):
+            face_ids = [r["face_id"] for r in rows]
+            return self.graph_fanout.start(owner, token, model_version, face_ids, vectors, stats, params.k)
+        return self._group(owner, rows, knn_edges(vectors, stats, params.k), params)
+
+    def regroup_from_graph(self, owner: str, token: str, deadline: Deadline | None = None) -> dict:
+        """Group the faces of a finished fanned-out graph (``graph_fanout``). Faces deleted since are
+        left out; faces indexed since keep what indexing gave them (a later regrouping takes them in)."""
+        fanout = self.graph_fanout
+        job = fanout.job(owner, token) if fanout else None
+        if fanout is None or job is None:
+            return {"status": "gone"}  # applied already (a second announcement), or expired
+        if not fanout.finished(job):
+            return {"status": "waiting"}
+        model_version, params = self._served(deadline)
+        if (job.model_version, job.k) != (model_version, params.k):  # a new bundle since: build it again
+            fanout.clear(owner, token)
+            return self.regroup(owner, deadline, token)
+        face_ids, (i, j, s) = fanout.graph(job)
+        rows = self.people_store.grouping_input(owner, model_version)
+        where = {r["face_id"]: n for n, r in enumerate(rows)}
+        kept = [n for n in (where.get(face) for face in face_ids) if n is not None]
+        position = np.full(len(face_ids), -1, np.int64)
+        position[[n for n, face in enumerate(face_ids) if face in where]] = np.arange(len(kept))
+        i, j = position[i], position[j]
+        both = (i >= 0) & (j >= 0)
+        result = self._group(owner, [rows[n] for n in kept], (i[both], j[both], s[both]), params)
+        fanout.clear(owner, token)
+        return result
+
+    def _group(self, owner: str, rows: list[Face], edges: tuple[np.ndarray, ...], params: GroupingParams) -> dict:
+        """Agglomerate ``rows`` over the graph ``edges`` (indexes into ``rows``) and apply it."""
         confirmed = [r.get("person_id") if r.get("assigned_by") == USER else None for r in rows]
         rejected = [frozenset(r.get("rejected_from") or ()) for r in rows]
-        edges = knn_edges(vectors, stats, params.k)
         labels = agglomerate(
             len(rows),
             edges,
@@ -670,3 +706,10 @@ class People:
                 }
             )
         return out
+
+
+def _grouping_matrix(rows: list[Face]) -> tuple[np.ndarray, np.ndarray]:
+    """The faces' vectors and cohort statistics (mean, std; NaN where missing) as matrices."""
+    vectors = np.vstack([r["embedding"] for r in rows])
+    stats = np.array([(r.get("cohort_mean"), r.get("cohort_std")) for r in rows], dtype=np.float64)
+    return vectors, stats

@@ -5,6 +5,10 @@ fresh token for the user and sends ``{"regroup": owner, "token"}`` with a delay.
 the job only for the message carrying the user's newest token, so a burst of uploads ends in one
 regrouping, ``delay`` seconds after its last photo (trailing-edge debounce). Without a queue
 (``PEOPLE_JOBS_QUEUE_URL`` unset) a request is answered by running the job at once.
+
+A large album's job fans its graph out (``graph_fanout``) and ends there; the graph's last worker
+sends ``{"regroup", "token", "graph": true}``, which agglomerates the finished graph even when a
+newer request came meanwhile (that one runs after it: an album that keeps growing is still grouped).
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ MAX_SQS_DELAY = 900
 class PeopleJobs:
     """Debounced regrouping: requests queued with a delay, only the latest one per owner runs."""
 
-    def __init__(self, people_store: PeopleStore, sqs: SQSClient | None, queue_url: str | None, delay: int, run):
-        """``run(owner)`` does the regrouping (``People.regroup``)."""
+    def __init__(
+        self, people_store: PeopleStore, sqs: SQSClient | None, queue_url: str | None, delay: int, run, run_graph
+    ):
+        """``run(owner, token=None)`` does the regrouping (``People.regroup``); ``run_graph(owner,
+        token)`` the grouping of a finished fanned-out graph (``People.regroup_from_graph``)."""
         self.people_store = people_store
-        self.sqs, self.queue_url, self.delay, self.run = sqs, queue_url, min(delay, MAX_SQS_DELAY), run
+        self.sqs, self.queue_url, self.delay = sqs, queue_url, min(delay, MAX_SQS_DELAY)
+        self.run, self.run_graph = run, run_graph
 
     def request(self, owner: str, delay: int | None = None) -> dict:
         """Ask for the owner's regrouping (at once without a queue); what was done or queued."""
@@ -48,8 +56,13 @@ class PeopleJobs:
         owner, token = message.get("regroup"), message.get("token")
         if not isinstance(owner, str) or not isinstance(token, str):
             return "ignored"
-        if self.people_store.regroup_token(owner) != token:
+        if message.get("graph") is True:
+            outcome = self.run_graph(owner, token)
+            if "status" in outcome:
+                return outcome["status"]  # gone (applied already) or waiting
+        elif self.people_store.regroup_token(owner) != token:
             return "superseded"  # a later request's message will run the job
-        self.run(owner)
-        self.people_store.clear_regroup_request(owner, token)
+        elif self.run(owner, token).get("status") == "fanned_out":
+            return "fanned_out"  # the graph's last worker asks for the rest
+        self.people_store.clear_regroup_request(owner, token)  # only if it is still the newest
         return "regrouped"

@@ -16,6 +16,7 @@ from chalicelib.album import Album
 from chalicelib.edge.auth import TokenVerifier
 from chalicelib.face_client import FaceClient, HttpTransport, SageMakerTransport, Transport
 from chalicelib.face_search import FaceSearch
+from chalicelib.graph_fanout import GraphFanout
 from chalicelib.observability import logger
 from chalicelib.people import People
 from chalicelib.people_jobs import PeopleJobs
@@ -143,6 +144,7 @@ class Services:
             self.album,
             lambda: self.face_client,
             self.vector_index,
+            self.graph_fanout,
         )
 
     @cached_property
@@ -150,7 +152,29 @@ class Services:
         """Regrouping requests: queued when a queue is configured, else run at once."""
         s = self.settings
         sqs = self.client("sqs") if s.people_jobs_queue_url else None
-        return PeopleJobs(self.people_store, sqs, s.people_jobs_queue_url, s.regroup_delay, self.people.regroup)
+        return PeopleJobs(
+            self.people_store,
+            sqs,
+            s.people_jobs_queue_url,
+            s.regroup_delay,
+            self.people.regroup,
+            self.people.regroup_from_graph,
+        )
+
+    @cached_property
+    def graph_fanout(self) -> GraphFanout:
+        """Large albums' graphs, built by a fan-out of workers (needs no store: workers never open it)."""
+        s = self.settings
+        sqs = self.client("sqs") if s.graph_jobs_queue_url else None
+        return GraphFanout(
+            self.s3,
+            s.bucket,
+            sqs,
+            s.graph_jobs_queue_url,
+            s.people_jobs_queue_url,
+            s.graph_fanout_faces,
+            s.graph_workers,
+        )
 
     @cached_property
     def object_storage(self) -> ObjectStorage:

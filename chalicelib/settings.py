@@ -65,6 +65,11 @@ class Settings:
     # People regrouping jobs: their queue (unset: a job runs at once) and the debounce delay.
     people_jobs_queue_url: str | None = None
     regroup_delay: int = 60
+    # A regrouping from this many faces builds its graph with a fan-out of workers on this queue
+    # (chalicelib.graph_fanout), at most graph_workers at once; unset queue: in one job.
+    graph_jobs_queue_url: str | None = None
+    graph_fanout_faces: int = 50_000
+    graph_workers: int = 32
     face_timeout: int = 30
     face_attempts: int = 4
     # Time limits the face calls must fit in: API Gateway ends a request at 29 s; the indexer
@@ -124,6 +129,9 @@ class Settings:
             events_queue_url=env.get("PHOTO_EVENTS_QUEUE_URL") or None,
             people_jobs_queue_url=env.get("PEOPLE_JOBS_QUEUE_URL") or None,
             regroup_delay=_int(env, "REGROUP_DELAY", 60),
+            graph_jobs_queue_url=env.get("GRAPH_JOBS_QUEUE_URL") or None,
+            graph_fanout_faces=_int(env, "GRAPH_FANOUT_FACES", 50_000),
+            graph_workers=_int(env, "GRAPH_WORKERS", 32),
             face_timeout=_int(env, "FACE_TIMEOUT", 30),
             face_attempts=_int(env, "FACE_ATTEMPTS", 4),
             max_photos_per_user=_int(env, "MAX_PHOTOS_PER_USER", 50_000),

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from chalicelib.stores.object_storage import INFERENCE, KEYS, KINDS, PHOTOS, PREVIEWS, THUMBS
+from chalicelib.stores.object_storage import GRAPHS, INFERENCE, KEYS, KINDS, PHOTOS, PREVIEWS, THUMBS
 from infrastructure.deployed import CHALICE_DIR, read_config
 
 STAGES = ("dev", "prod")
@@ -27,6 +27,7 @@ def grants(stage: str, env: dict) -> dict[str, dict]:
     bucket = f"arn:aws:s3:::{env['PHOTO_BUCKET']}"
     photo_events = f"arn:aws:sqs:*:*:{env['PHOTO_EVENTS_QUEUE']}"
     people_jobs = f"arn:aws:sqs:*:*:{env['PEOPLE_JOBS_QUEUE']}"
+    graph_jobs = f"arn:aws:sqs:*:*:{env['GRAPH_JOBS_QUEUE']}"
     return {
         "Logs": {
             "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
@@ -93,6 +94,20 @@ def grants(stage: str, env: dict) -> dict[str, dict]:
         "SendPhotoEvents": {"Action": ["sqs:SendMessage"], "Resource": photo_events},
         "ConsumePeopleJobs": {"Action": QUEUE_CONSUMER, "Resource": people_jobs},
         "SendPeopleJobs": {"Action": ["sqs:SendMessage"], "Resource": people_jobs},
+        # A large album's fanned-out graph (chalicelib/graph_fanout.py): the regrouping writes its
+        # inputs, reads the blocks and removes it all; a worker reads the inputs and writes its block.
+        "GraphObjects": {
+            "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
+            "Resource": f"{bucket}/{GRAPHS}/*",
+        },
+        "GraphBlocks": {"Action": ["s3:PutObject", "s3:GetObject"], "Resource": f"{bucket}/{GRAPHS}/*"},
+        "ListGraphs": {
+            "Action": ["s3:ListBucket"],
+            "Resource": bucket,
+            "Condition": {"StringLike": {"s3:prefix": [f"{GRAPHS}/*"]}},
+        },
+        "ConsumeGraphJobs": {"Action": QUEUE_CONSUMER, "Resource": graph_jobs},
+        "SendGraphJobs": {"Action": ["sqs:SendMessage"], "Resource": graph_jobs},
     }
 
 
@@ -120,7 +135,8 @@ FUNCTIONS = {
         "SendPeopleJobs",
     ],
     "reindex": COMMON + ["SendPhotoEvents"],
-    "group_people": COMMON + ["ConsumePeopleJobs"],
+    "group_people": COMMON + ["ConsumePeopleJobs", "GraphObjects", "ListGraphs", "SendGraphJobs"],
+    "graph_rows": ["Logs", "GraphBlocks", "ListGraphs", "ConsumeGraphJobs", "SendPeopleJobs"],
     "purge_trash": ["Logs", "AtlasSecret", "DeletePhotosAndThumbnails"],
     "cognito_post_confirmation": ["Logs", "AtlasSecret", "SignOutEverywhere"],
 }

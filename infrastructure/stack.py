@@ -39,9 +39,14 @@ CONFIG_FROM_OUTPUTS = {
     "COGNITO_CLIENT_IDS": "UserPoolClientId",
     "PHOTO_EVENTS_QUEUE_URL": "PhotoEventsQueueUrl",
     "PEOPLE_JOBS_QUEUE_URL": "PeopleJobsQueueUrl",
+    "GRAPH_JOBS_QUEUE_URL": "GraphJobsQueueUrl",
 }
 # The event sources Chalice subscribes take the queue's name: the last segment of its URL.
-QUEUE_NAMES_FROM_URLS = {"PHOTO_EVENTS_QUEUE": "PHOTO_EVENTS_QUEUE_URL", "PEOPLE_JOBS_QUEUE": "PEOPLE_JOBS_QUEUE_URL"}
+QUEUE_NAMES_FROM_URLS = {
+    "PHOTO_EVENTS_QUEUE": "PHOTO_EVENTS_QUEUE_URL",
+    "PEOPLE_JOBS_QUEUE": "PEOPLE_JOBS_QUEUE_URL",
+    "GRAPH_JOBS_QUEUE": "GRAPH_JOBS_QUEUE_URL",
+}
 
 
 def password_policy() -> dict:

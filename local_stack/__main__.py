@@ -23,6 +23,7 @@ from .endpoint import EndpointProcess
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".local"
 STACK_FILE = STATE / "stack.json"
+GRAPH_WORKERS = 2  # local worker processes of a fanned-out regrouping (this machine: 2 cores)
 
 
 def serve_api(host: str, port: int):
@@ -55,12 +56,14 @@ def start_pumps(info: StackInfo) -> list:
     import app as app_module
 
     from .aws import client
-    from .pump import EventPump, Schedule
+    from .pump import EventPump, Schedule, WorkerProcesses
 
     sqs = client("sqs", info.aws_endpoint_url)
-    pumps = [
+    environment = {**os.environ, **info.app_environment()}
+    pumps: list[EventPump | WorkerProcesses | Schedule] = [
         EventPump(sqs, info.queue_url, app_module.index_photos, info.region),
         EventPump(sqs, info.people_jobs_url, app_module.group_people, info.region),
+        WorkerProcesses(environment, info.graph_jobs_url, "graph_rows", GRAPH_WORKERS, info.region),
         Schedule(app_module.purge_trash, every_s=6 * 3600, region=info.region),
     ]
     for pump in pumps:

@@ -34,6 +34,7 @@ class StackInfo:
     store_path: str
     endpoint_url: str = ""
     people_jobs_url: str = ""
+    graph_jobs_url: str = ""
 
     def write(self, path: Path) -> None:
         """Save the stack's addresses for the other commands."""
@@ -64,6 +65,7 @@ class StackInfo:
             "FACE_ENDPOINT_URL": self.endpoint_url,
             "PHOTO_EVENTS_QUEUE_URL": self.queue_url,
             "PEOPLE_JOBS_QUEUE_URL": self.people_jobs_url,
+            "GRAPH_JOBS_QUEUE_URL": self.graph_jobs_url,
             # Regroup a few seconds after the last upload (the cloud waits a minute).
             "REGROUP_DELAY": "3",
         }
@@ -133,6 +135,9 @@ def provision(
     people_jobs_url = sqs.create_queue(
         QueueName=f"{bucket}-people-jobs", Attributes={"VisibilityTimeout": str(visibility_timeout)}
     )["QueueUrl"]
+    graph_jobs_url = sqs.create_queue(
+        QueueName=f"{bucket}-graph-jobs", Attributes={"VisibilityTimeout": str(visibility_timeout)}
+    )["QueueUrl"]
     s3.put_bucket_notification_configuration(
         Bucket=bucket,
         NotificationConfiguration={
@@ -170,6 +175,7 @@ def provision(
         jwks_url=f"{endpoint_url}/{pool['Id']}/.well-known/jwks.json",
         store_path=store_path,
         people_jobs_url=people_jobs_url,
+        graph_jobs_url=graph_jobs_url,
     )
 
 

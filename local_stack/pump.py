@@ -1,10 +1,12 @@
 """Feeds messages from a local SQS queue into a handler (S3 notifications into the indexer, people
-jobs into the regrouper), as Lambda's SQS event source does in the cloud, and calls scheduled
-handlers (moto cannot run Lambda functions)."""
+jobs into the regrouper, a fanned-out graph's blocks into worker processes), as Lambda's SQS event
+source does in the cloud, and calls scheduled handlers (moto cannot run Lambda functions)."""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -74,6 +76,37 @@ class EventPump(threading.Thread):
             except Exception:
                 log.exception("event pump error")
                 self._stopping.wait(1)
+
+
+class WorkerProcesses:
+    """Processes that each feed a queue into a handler of the app (``app.<name>``), as concurrent
+    Lambda instances do: a fanned-out graph's blocks are built in parallel (chalicelib/graph_fanout.py)."""
+
+    def __init__(self, environment: dict, queue_url: str, handler: str, count: int, region: str = "us-east-1"):
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter each, like a Lambda instance
+        args = (dict(environment), queue_url, handler, region)
+        self.processes = [
+            context.Process(target=_work, args=args, name=f"{handler}-{n}", daemon=True) for n in range(count)
+        ]
+
+    def start(self) -> None:
+        """Start every worker."""
+        for process in self.processes:
+            process.start()
+
+    def stop(self) -> None:
+        """Stop every worker (a block in flight is delivered again, as after a Lambda timeout)."""
+        for process in self.processes:
+            process.terminate()
+
+
+def _work(environment: dict, queue_url: str, handler: str, region: str) -> None:
+    os.environ.update(environment)
+    import app as app_module
+
+    from .aws import client
+
+    EventPump(client("sqs", environment["AWS_ENDPOINT_URL"]), queue_url, getattr(app_module, handler), region).run()
 
 
 class Schedule(threading.Thread):

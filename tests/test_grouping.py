@@ -3,14 +3,17 @@
 import numpy as np
 import pytest
 
+from chalicelib import grouping
 from chalicelib.grouping import (
     Constraints,
     GroupingParams,
     agglomerate,
     doubtful_half,
     knn_edges,
+    nearest_rows,
     normalised_pair_scores,
     two_halves,
+    undirected,
 )
 from model_factory.calibration import grouping_scores
 
@@ -37,14 +40,41 @@ def test_pair_scores_are_symmetric_as_norm():
     assert np.isneginf(normalised_pair_scores(vectors, stats, vectors, stats)[0, 1])
 
 
-def test_knn_edges_are_undirected_unique_and_blockwise_equal():
-    vectors, stats, _ = people_like(3, 4)
-    i, j, s = knn_edges(vectors, stats, k=3)
-    assert (i < j).all() and len(set(zip(i.tolist(), j.tolist()))) == len(i)
-    blocked = knn_edges(vectors, stats, k=3, block=5)
-    assert set(zip(i.tolist(), j.tolist())) == set(zip(blocked[0].tolist(), blocked[1].tolist()))
+def brute_force_edges(vectors, stats, k) -> dict:
+    """{(i, j): score} of every face's k best neighbours, from the full score matrix."""
     full = normalised_pair_scores(vectors, stats, vectors, stats)
-    assert np.allclose(s, full[i, j], rtol=1e-5)
+    np.fill_diagonal(full, -np.inf)
+    edges = {}
+    for i, row in enumerate(full):
+        for j in np.argsort(-row)[:k]:
+            if np.isfinite(row[j]):
+                edges[(min(i, int(j)), max(i, int(j)))] = float(row[j])
+    return edges
+
+
+def test_knn_edges_are_each_faces_k_best_undirected_and_once():
+    vectors, stats, _ = people_like(5, 9)
+    rng = np.random.default_rng(1)  # each face its own cohort statistics: both sides of the norm count
+    stats = np.column_stack([rng.normal(0.0, 0.05, len(vectors)), rng.uniform(0.05, 0.15, len(vectors))])
+    stats[7] = [np.nan, np.nan]  # a face without statistics has no edge
+    i, j, s = knn_edges(vectors, stats, k=4)
+    assert (i < j).all() and len(set(zip(i.tolist(), j.tolist()))) == len(i)
+    expected = brute_force_edges(vectors, stats, 4)
+    assert set(zip(i.tolist(), j.tolist())) == set(expected) and 7 not in set(i) | set(j)
+    assert np.allclose(s, [expected[e] for e in zip(i.tolist(), j.tolist())], rtol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 13])
+def test_rows_and_streamed_column_chunks_find_the_same_edges(chunk, monkeypatch):
+    """A fanned-out graph: row blocks, each streaming the columns in chunks, merged = the whole graph."""
+    monkeypatch.setattr(grouping, "SEED_COLUMNS", 3)  # seeding and the threshold pass both run
+    vectors, stats, _ = people_like(4, 10)
+    columns = [(a, vectors[a : a + chunk], stats[a : a + chunk]) for a in range(0, len(vectors), chunk)]
+    parts = [nearest_rows(vectors[a : a + 7], stats[a : a + 7], a, columns, 5) for a in range(0, len(vectors), 7)]
+    merged = undirected(*(np.concatenate(p) for p in zip(*parts)))
+    whole = knn_edges(vectors, stats, 5)
+    assert set(zip(merged[0].tolist(), merged[1].tolist())) == set(zip(whole[0].tolist(), whole[1].tolist()))
+    assert set(zip(whole[0].tolist(), whole[1].tolist())) == set(brute_force_edges(vectors, stats, 5))
 
 
 @pytest.mark.parametrize("linkage", ["average", "single"])

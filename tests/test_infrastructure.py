@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.graph_fanout import graph_prefix
 from chalicelib.stores import object_storage
 from local_stack.aws import client
 
@@ -157,6 +158,7 @@ def aws_calls(stage: str) -> dict[str, tuple]:
     thumb = object_storage.thumbnail_key(sub, photo_id)
     preview = object_storage.preview_key(sub, photo_id)
     key_photo = object_storage.key_photo_key(sub, photo_id, "image/png")
+    graph = graph_prefix(sub, "1" * 32)
     return {
         "presigned photo upload": ("s3:PutObject", f"{bucket}/{photo}", None),
         "presigned key upload": ("s3:PutObject", f"{bucket}/{key_photo}", None),
@@ -198,6 +200,12 @@ def aws_calls(stage: str) -> dict[str, tuple]:
         "read photo events": ("sqs:ReceiveMessage", sqs + env["PHOTO_EVENTS_QUEUE"], None),
         "request a regrouping": ("sqs:SendMessage", sqs + env["PEOPLE_JOBS_QUEUE"], None),
         "read regrouping requests": ("sqs:ReceiveMessage", sqs + env["PEOPLE_JOBS_QUEUE"], None),
+        "write a graph's objects": ("s3:PutObject", f"{bucket}/{graph}vectors.f32", None),
+        "read a graph's objects": ("s3:GetObject", f"{bucket}/{graph}vectors.f32", None),
+        "delete a graph's objects": ("s3:DeleteObject", f"{bucket}/{graph}edges/0000000000.npz", None),
+        "list a graph's objects": ("s3:ListBucket", bucket, {"s3:prefix": graph}),
+        "send graph blocks": ("sqs:SendMessage", sqs + env["GRAPH_JOBS_QUEUE"], None),
+        "read graph blocks": ("sqs:ReceiveMessage", sqs + env["GRAPH_JOBS_QUEUE"], None),
     }
 
 
@@ -235,7 +243,23 @@ CALLERS = {  # what each function's code calls (chalicelib: album, search, accou
         "request a regrouping",
     },
     "reindex": {"face endpoint", "Atlas secret", "send photo events (a batch is authorised as SendMessage)"},
-    "group_people": {"face endpoint", "Atlas secret", "read regrouping requests"},
+    "group_people": {
+        "face endpoint",
+        "Atlas secret",
+        "read regrouping requests",
+        "write a graph's objects",
+        "read a graph's objects",
+        "delete a graph's objects",
+        "list a graph's objects",
+        "send graph blocks",
+    },
+    "graph_rows": {
+        "write a graph's objects",
+        "read a graph's objects",
+        "list a graph's objects",
+        "read graph blocks",
+        "request a regrouping",
+    },
     "purge_trash": {"Atlas secret", "delete a photo", "delete a thumbnail", "delete a preview"},
     "cognito_post_confirmation": {"Atlas secret", "sign a Cognito user out"},
 }
@@ -276,6 +300,9 @@ def test_each_function_may_make_exactly_its_own_aws_calls(stage, function):
     )
     assert every_prefix_allowed == (function == "api_handler")
     assert not any(fnmatch.fnmatchcase("other/", pattern) for pattern in prefixes)  # nothing but a user's kinds
+    graph = graph_prefix("a-sub", "1" * 32)  # a fanned-out graph's objects: the regrouping and its workers
+    lists_graphs = any(fnmatch.fnmatchcase(graph, pattern) for pattern in prefixes)
+    assert lists_graphs == (function in ("group_people", "graph_rows"))
 
 
 def test_every_deployed_function_has_its_own_policy_and_the_files_are_current():
@@ -346,6 +373,7 @@ def test_configure_puts_every_value_chalice_needs_from_the_stack_into_the_config
         "UserPoolClientId": "client123",
         "PhotoEventsQueueUrl": queue,
         "PeopleJobsQueueUrl": queue.replace("photo-events", "people-jobs"),
+        "GraphJobsQueueUrl": queue.replace("photo-events", "graph-jobs"),
     }
     with pytest.raises(SystemExit, match="no output UserPoolArn"):
         stack.configure("prod", {k: v for k, v in outputs.items() if k != "UserPoolArn"}, tmp_path)
@@ -353,6 +381,7 @@ def test_configure_puts_every_value_chalice_needs_from_the_stack_into_the_config
     env = config["stages"]["prod"]["environment_variables"]
     assert "REPLACEME" not in json.dumps(env) and "111122223333" not in json.dumps(env)
     assert env["PHOTO_EVENTS_QUEUE"] == "memory-studio-prod-photo-events" and env["COGNITO_CLIENT_IDS"] == "client123"
+    assert env["GRAPH_JOBS_QUEUE"] == "memory-studio-prod-graph-jobs"
     assert config["stages"]["dev"] == json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["dev"]
     assert json.loads((tmp_path / "config.json").read_text()) == config
     api_policy = (tmp_path / policies.policy_file("prod", "api_handler")).read_text()

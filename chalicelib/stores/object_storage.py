@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 PHOTOS, THUMBS, PREVIEWS, KEYS = "photos", "thumbs", "previews", "keys"
 KINDS = (PHOTOS, THUMBS, PREVIEWS, KEYS)  # the users' top-level prefixes; only PHOTOS is notified
 INFERENCE = "inference"  # the backfill endpoint's requests and answers (chalicelib.backfill), a day at most
+GRAPHS = "graphs"  # fanned-out regroupings' inputs and blocks (chalicelib.graph_fanout), a day at most
 
 _USER_KEY = re.compile(rf"^(?P<kind>{'|'.join(KINDS)})/(?P<owner>[A-Za-z0-9-]+)/(?P<id>[0-9a-f]{{32}})\.[a-z]+$")
 
