@@ -30,11 +30,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from chalicelib.grouping import nearest_rows, undirected
-from chalicelib.stores.object_storage import GRAPHS
+from chalicelib.stores.object_storage import GRAPHS, ObjectStorage
 
 if TYPE_CHECKING:
-    from types_boto3_s3 import S3Client
-    from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
     from types_boto3_sqs import SQSClient
 
 logger = logging.getLogger(__name__)
@@ -61,15 +59,14 @@ class GraphFanout:
 
     def __init__(
         self,
-        s3: S3Client,
-        bucket: str,
+        storage: ObjectStorage,
         sqs: SQSClient | None,
         graph_queue_url: str | None,
         jobs_queue_url: str | None,
         fanout_faces: int,
         workers: int,
     ):
-        self.s3, self.bucket, self.sqs = s3, bucket, sqs
+        self.storage, self.sqs = storage, sqs
         self.graph_queue_url, self.jobs_queue_url = graph_queue_url, jobs_queue_url
         self.fanout_faces, self.workers = fanout_faces, max(1, workers)
 
@@ -97,11 +94,11 @@ class GraphFanout:
         blocks = tuple(zip(edges[:-1], edges[1:]))
         prefix = graph_prefix(owner, token)
         self.clear(owner, token)  # a retried job starts from nothing
-        self._put(prefix + "vectors.f32", vectors.tobytes())
-        self._put(prefix + "stats.f32", np.ascontiguousarray(stats, np.float32).tobytes())
-        self._put(prefix + "faces.json", json.dumps(face_ids).encode())
+        self.storage.put_bytes(prefix + "vectors.f32", vectors.tobytes())
+        self.storage.put_bytes(prefix + "stats.f32", np.ascontiguousarray(stats, np.float32).tobytes())
+        self.storage.put_json(prefix + "faces.json", face_ids)
         job = {"model_version": model_version, "faces": n, "dim": dim, "k": k, "blocks": blocks}
-        self._put(prefix + "job.json", json.dumps(job).encode())  # last: a worker needs all of it
+        self.storage.put_json(prefix + "job.json", job)  # last: a worker needs all of it
         for start, stop in blocks:
             body = {"graph_rows": token, "owner": owner, "start": start, "stop": stop}
             self.sqs.send_message(QueueUrl=self.graph_queue_url, MessageBody=json.dumps(body))
@@ -112,15 +109,15 @@ class GraphFanout:
         """The job's description; None once it is removed (applied, or expired). Found by listing:
         a missing object's GET is refused (403), not answered 404, to a role that may not list it."""
         key = graph_prefix(owner, token) + "job.json"
-        if key not in self._keys(key):
+        if key not in self.storage.list_keys(key):
             return None
-        job = json.loads(self._get(key))
+        job = json.loads(self.storage.read(key))
         blocks = tuple((int(a), int(b)) for a, b in job["blocks"])
         return GraphJob(owner, token, job["model_version"], job["faces"], job["dim"], job["k"], blocks)
 
     def written(self, job: GraphJob) -> list[str]:
         """The keys of the blocks written so far."""
-        return self._keys(graph_prefix(job.owner, job.token) + "edges/")
+        return sorted(self.storage.list_keys(graph_prefix(job.owner, job.token) + "edges/"))
 
     def finished(self, job: GraphJob) -> bool:
         """Whether every block of the job is written."""
@@ -129,20 +126,17 @@ class GraphFanout:
     def graph(self, job: GraphJob) -> tuple[list[str], tuple[np.ndarray, ...]]:
         """The finished graph: the faces' ids and the undirected edges (i < j, score) between them."""
         prefix = graph_prefix(job.owner, job.token)
-        face_ids = json.loads(self._get(prefix + "faces.json"))
+        face_ids = json.loads(self.storage.read(prefix + "faces.json"))
         parts = []
         for key in self.written(job):
-            with np.load(io.BytesIO(self._get(key))) as part:
+            with np.load(io.BytesIO(self.storage.read(key))) as part:
                 parts.append((part["i"].astype(np.int64), part["j"].astype(np.int64), part["s"]))
         i, j, s = (np.concatenate(column) for column in zip(*parts))
         return face_ids, undirected(i, j, s)
 
     def clear(self, owner: str, token: str) -> None:
         """Remove the job's objects (a bucket lifecycle rule removes any left after a day)."""
-        keys = self._keys(graph_prefix(owner, token))
-        for start in range(0, len(keys), 1000):
-            objects: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys[start : start + 1000]]
-            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+        self.storage.delete_keys(self.storage.list_keys(graph_prefix(owner, token)))
 
     # The worker ----------------------------------------------------------------------
     def rows(self, message: dict) -> str:
@@ -158,12 +152,12 @@ class GraphFanout:
         prefix = graph_prefix(owner, token)
         key = f"{prefix}edges/{start:010d}.npz"
         if key not in self.written(job):  # a redelivered block is not built twice
-            stats = np.frombuffer(self._get(prefix + "stats.f32"), np.float32).reshape(-1, 2)
+            stats = np.frombuffer(self.storage.read(prefix + "stats.f32"), np.float32).reshape(-1, 2)
             rows = self._vectors(job, start, stop)
             i, j, s = nearest_rows(rows, stats[start:stop], start, self._columns(job, stats), job.k)
             out = io.BytesIO()
             np.savez(out, i=i.astype(np.int32), j=j.astype(np.int32), s=s.astype(np.float32))
-            self._put(key, out.getvalue())
+            self.storage.put_bytes(key, out.getvalue())
         if not self.finished(job):
             return "block written"
         assert self.sqs is not None and self.jobs_queue_url
@@ -181,20 +175,8 @@ class GraphFanout:
     def _vectors(self, job: GraphJob, start: int, stop: int) -> np.ndarray:
         """Rows ``start…stop`` of the job's vectors, by one ranged GET."""
         row = 4 * job.dim
-        key = graph_prefix(job.owner, job.token) + "vectors.f32"
-        body = self.s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start * row}-{stop * row - 1}")["Body"]
-        return np.frombuffer(body.read(), np.float32).reshape(stop - start, job.dim)
-
-    # S3 ------------------------------------------------------------------------------
-    def _put(self, key: str, data: bytes) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
-
-    def _get(self, key: str) -> bytes:
-        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-
-    def _keys(self, prefix: str) -> list[str]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+        data = self.storage.read_range(graph_prefix(job.owner, job.token) + "vectors.f32", start * row, stop * row)
+        return np.frombuffer(data, np.float32).reshape(stop - start, job.dim)
 
 
 def graph_prefix(owner: str, token: str) -> str:

@@ -272,13 +272,14 @@ class Indexer:
     def _assign_people(self, owner: str, photo_id: str, version: str, grouping: GroupingParams) -> None:
         """The photo is indexed whatever happens here: a failed assignment is left to the regrouping."""
         assert self.people is not None
+        new_faces: list[str] | None
         try:
-            unassigned = self.people.assign_photo(owner, photo_id, version, grouping)["unassigned"]
+            new_faces = self.people.assign_photo(owner, photo_id, version, grouping)["unassigned_faces"]
         except Exception:
             logger.exception("people assignment failed; left to the regrouping", extra={"photo_id": photo_id})
-            unassigned = 1
-        if unassigned and self.jobs is not None:
-            self.jobs.request(owner)
+            new_faces = None  # a full regrouping
+        if (new_faces is None or new_faces) and self.jobs is not None:
+            self.jobs.request(owner, new_faces=new_faces)
 
     def _fail(
         self, photo: Photo, message: str, etag: str, retriable: bool = False, thumbnail: str | None = None

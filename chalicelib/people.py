@@ -38,7 +38,7 @@ from chalicelib.grouping import (
     normalised_pair_scores,
 )
 from chalicelib.observability import logger
-from chalicelib.people_aware import PeopleAware
+from chalicelib.people_aware import NO_RAW_FLOOR, PeopleAware
 from chalicelib.records import MANUAL, Face, ModelInfo, Person, User, drawn_face_record
 from chalicelib.shared.boxes import box_iou
 from chalicelib.shared.score_norm import KeyNormalisation
@@ -51,6 +51,7 @@ FIT_NEIGHBOURS = 3  # a grouped face's fit to its person: its mean score to this
 MAX_FIT_FACES = 2000  # the person's faces a fit is measured against (confirmed first)
 QUESTION_PEOPLE = 20  # the album's questions come from this many of its biggest people
 MAX_HALF_FACES = 300  # a person's faces split in two for its half question (confirmed first)
+NEIGHBOURHOOD = 30  # a new face's nearest album faces an incremental grouping looks at
 UNDO_SECONDS = 600  # a merge can be undone this long after it was made
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _FACE_ID = re.compile(r"^[0-9a-f]{32}-[0-9]{3}$")
@@ -95,10 +96,10 @@ class People:
     # Assignment on indexing ---------------------------------------------------------
     def assign_photo(self, owner: str, photo_id: str, model_version: str, params: GroupingParams) -> dict:
         """Assign (or re-validate, after a reindex) the photo's faces that the user has not decided.
-        Returns ``{"assigned": n, "unassigned": m}``."""
+        Returns ``{"assigned": n, "unassigned": m, "unassigned_faces": [face ids]}``."""
         faces = [f for f in self.photo_store.list_faces(owner, photo_id) if f.get("model_version") == model_version]
         taken = {f["person_id"] for f in faces if f.get("assigned_by") == USER and f.get("person_id")}
-        counts = {"assigned": 0, "unassigned": 0}
+        counts: dict = {"assigned": 0, "unassigned": 0, "unassigned_faces": []}
         touched = set()
         for face in sorted(faces, key=lambda f: -float(f.get("score", 0))):
             if face.get("assigned_by") == USER:
@@ -110,6 +111,8 @@ class People:
             if person:
                 taken.add(person)
             counts["assigned" if person else "unassigned"] += 1
+            if not person:
+                counts["unassigned_faces"].append(face["face_id"])
         self.people_store.refresh(owner, touched)
         return counts
 
@@ -129,10 +132,22 @@ class People:
         )
 
     # Regrouping ----------------------------------------------------------------------
-    def regroup(self, owner: str, deadline: Deadline | None = None, token: str | None = None) -> dict:
+    def regroup(
+        self,
+        owner: str,
+        deadline: Deadline | None = None,
+        token: str | None = None,
+        new_faces: list[str] | None = None,
+    ) -> dict:
         """Group every face of the served version again, keeping names, confirmations, rejections.
-        A job's ``token`` lets a large album's graph fan out: then the grouping waits for it."""
+        A job's ``token`` lets a large album's graph fan out: then the grouping waits for it. With
+        ``new_faces`` (indexing left them unassigned) a large album groups only those faces and
+        their neighbourhoods (``group_new_faces``)."""
         model_version, params = self._served(deadline)
+        fanout = self.graph_fanout
+        large = fanout is not None and self.people_store.face_count(owner, model_version) >= fanout.fanout_faces
+        if new_faces is not None and large:
+            return self.group_new_faces(owner, new_faces, model_version, params)
         rows = self.people_store.grouping_input(owner, model_version)
         if not rows:
             return {"faces": 0, "people": 0, "changed": 0}
@@ -141,6 +156,27 @@ class People:
             face_ids = [r["face_id"] for r in rows]
             return self.graph_fanout.start(owner, token, model_version, face_ids, vectors, stats, params.k)
         return self._group(owner, rows, knn_edges(vectors, stats, params.k), params)
+
+    def group_new_faces(self, owner: str, face_ids: list[str], model_version: str, params: GroupingParams) -> dict:
+        """An incremental grouping: the faces indexing left unassigned, with the unassigned faces
+        among each one's ``NEIGHBOURHOOD`` nearest album faces, grouped among themselves; a group
+        becomes a new person. The album's people are not regrouped, and no face the user decided
+        moves. Its cost grows with the new faces, not with the album."""
+        new = _undecided_and_unassigned(self.people_store.grouping_input(owner, model_version, list(face_ids)))
+        near: set[str] = set()
+        for row in new:
+            mean, std = row.get("cohort_mean"), row.get("cohort_std")
+            if mean is None or std is None:
+                continue
+            key = KeyNormalisation(float(mean), float(std), params.threshold)
+            hits = self.index.nearest(owner, model_version, row["embedding"], NEIGHBOURHOOD, NO_RAW_FLOOR, key)
+            near |= {hit[0] for hit in hits}
+        near -= {row["face_id"] for row in new}
+        rows = new + _undecided_and_unassigned(self.people_store.grouping_input(owner, model_version, sorted(near)))
+        if not rows:
+            return {"faces": 0, "people": 0, "changed": 0, "incremental": True}
+        vectors, stats = _grouping_matrix(rows)
+        return {**self._group(owner, rows, knn_edges(vectors, stats, params.k), params), "incremental": True}
 
     def regroup_from_graph(self, owner: str, token: str, deadline: Deadline | None = None) -> dict:
         """Group the faces of a finished fanned-out graph (``graph_fanout``). Faces deleted since are
@@ -713,3 +749,8 @@ def _grouping_matrix(rows: list[Face]) -> tuple[np.ndarray, np.ndarray]:
     vectors = np.vstack([r["embedding"] for r in rows])
     stats = np.array([(r.get("cohort_mean"), r.get("cohort_std")) for r in rows], dtype=np.float64)
     return vectors, stats
+
+
+def _undecided_and_unassigned(rows: list[Face]) -> list[Face]:
+    """The faces in no person that the user has not decided."""
+    return [r for r in rows if not r.get("person_id") and r.get("assigned_by") != USER]

@@ -167,8 +167,7 @@ class Services:
         s = self.settings
         sqs = self.client("sqs") if s.graph_jobs_queue_url else None
         return GraphFanout(
-            self.s3,
-            s.bucket,
+            self.object_storage,
             sqs,
             s.graph_jobs_queue_url,
             s.people_jobs_queue_url,

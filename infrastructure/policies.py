@@ -53,6 +53,7 @@ def grants(stage: str, env: dict) -> dict[str, dict]:
             "Resource": [f"{bucket}/{kind}/*" for kind in KINDS],
         },
         # The indexer reads photos; it removes orphaned photos and the thumbnails of deleted ones.
+        "DeleteUserGraphs": {"Action": ["s3:DeleteObject"], "Resource": f"{bucket}/{GRAPHS}/*"},  # account deletion
         "ReadPhotos": {"Action": ["s3:GetObject"], "Resource": f"{bucket}/{PHOTOS}/*"},
         "DeletePhotosAndThumbnails": {  # and previews: what the indexer derives from a photo
             "Action": ["s3:DeleteObject"],
@@ -62,7 +63,7 @@ def grants(stage: str, env: dict) -> dict[str, dict]:
         "ListUserPrefixes": {  # account deletion and the sweep list {kind}/{sub}/
             "Action": ["s3:ListBucket"],
             "Resource": bucket,
-            "Condition": {"StringLike": {"s3:prefix": [f"{kind}/*" for kind in KINDS]}},
+            "Condition": {"StringLike": {"s3:prefix": [f"{kind}/*" for kind in (*KINDS, GRAPHS)]}},
         },
         # HeadBucket (/health) carries no prefix; and HeadObject on a missing key answers 404 only
         # to a caller allowed s3:ListBucket (403 otherwise), which the indexer and the API rely on.
@@ -120,6 +121,7 @@ FUNCTIONS = {
         "TagKeyPhotos",
         "ReadAndDeleteUserObjects",
         "ListUserPrefixes",
+        "DeleteUserGraphs",
         "ListWithoutPrefix",
         "ReadPasswordRules",
         "DeleteOwnAccount",

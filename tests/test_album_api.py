@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from chalicelib.graph_fanout import graph_prefix
 from local_stack.aws import client
 from tests.conftest import object_keys, post_to_s3, request_uploads, stored_face
 
@@ -367,11 +368,13 @@ def test_delete_me_removes_everything_of_that_user_only(api, make_user, services
         # What search keeps of theirs: a key photo counted against the hour, and its analysis.
         assert services.album.rates.take(who.sub, "key_photo", datetime(2026, 1, 1), limit=5)
         services.album.key_faces.save(who.sub, "key:1", {"faces": []}, timedelta(minutes=5))
+        # A large album's regrouping in flight: its graph holds their faces' vectors.
+        services.object_storage.put_bytes(graph_prefix(who.sub, "0" * 32) + "vectors.f32", b"vectors")
     assert api.http.delete("/me", headers=user.headers).status_code == 204
 
     assert object_keys(aws_stack, user.sub) == []
     assert services.photo_store.count_photos(user.sub) == 0
-    assert len(object_keys(aws_stack, other.sub)) == 2
+    assert len(object_keys(aws_stack, other.sub)) == 3
     assert services.photo_store.count_photos(other.sub) == 2
     cognito = client("cognito-idp", aws_stack.aws_endpoint_url)
     with pytest.raises(cognito.exceptions.UserNotFoundException):

@@ -229,6 +229,8 @@ CALLERS = {  # what each function's code calls (chalicelib: album, search, accou
         "sign a Cognito user out",
         "read the pool's password rules (web/config.json)",
         "request a regrouping",
+        "delete a graph's objects",
+        "list a graph's objects",
     },
     "index_photos": {
         "read a photo (presigned view, indexing, HeadObject)",
@@ -302,7 +304,7 @@ def test_each_function_may_make_exactly_its_own_aws_calls(stage, function):
     assert not any(fnmatch.fnmatchcase("other/", pattern) for pattern in prefixes)  # nothing but a user's kinds
     graph = graph_prefix("a-sub", "1" * 32)  # a fanned-out graph's objects: the regrouping and its workers
     lists_graphs = any(fnmatch.fnmatchcase(graph, pattern) for pattern in prefixes)
-    assert lists_graphs == (function in ("group_people", "graph_rows"))
+    assert lists_graphs == (function in ("api_handler", "group_people", "graph_rows"))
 
 
 def test_every_deployed_function_has_its_own_policy_and_the_files_are_current():

@@ -38,8 +38,9 @@ _USER_KEY = re.compile(rf"^(?P<kind>{'|'.join(KINDS)})/(?P<owner>[A-Za-z0-9-]+)/
 
 
 def user_prefixes(owner: str) -> list[str]:
-    """Every prefix that holds objects of ``owner``, one per kind."""
-    return [f"{kind}/{owner}/" for kind in KINDS]
+    """Every prefix that holds objects of ``owner``: one per kind, and a regrouping's graphs (its
+    faces' vectors: they go with the account, not a day later)."""
+    return [f"{kind}/{owner}/" for kind in (*KINDS, GRAPHS)]
 
 
 def photo_key(owner: str, photo_id: str, content_type: str) -> str:
@@ -168,7 +169,15 @@ class ObjectStorage:
         """An object's bytes."""
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
-    def put_json(self, key: str, document: dict) -> None:
+    def read_range(self, key: str, first: int, stop: int) -> bytes:
+        """Bytes ``first…stop - 1`` of an object (one ranged GET)."""
+        return self.s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={first}-{stop - 1}")["Body"].read()
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write an object the app alone reads back (a fanned-out graph's parts)."""
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/octet-stream")
+
+    def put_json(self, key: str, document: dict | list) -> None:
         """Write ``document`` as a JSON object."""
         self.s3.put_object(
             Bucket=self.bucket, Key=key, Body=json.dumps(document).encode(), ContentType="application/json"

@@ -43,11 +43,19 @@ class PeopleStore:
         self.faces.create_index([("person_id", ASCENDING), ("owner", ASCENDING)])
 
     # Regrouping requests (``people_jobs``) ---------------------------------------------
-    def request_regroup(self, owner: str, token: str) -> None:
-        """Record ``token`` as the owner's latest regrouping request."""
-        self.regroup_requests.update_one(
-            {"_id": owner}, {"$set": {"owner": owner, "token": token, "requested_at": now_ms()}}, upsert=True
-        )
+    def request_regroup(self, owner: str, token: str, new_faces: list[str] | None = None) -> None:
+        """Record ``token`` as the owner's latest regrouping request: a full regrouping, or (with
+        ``new_faces``) one of the faces indexing left unassigned, added to those still waiting."""
+        update: dict = {"$set": {"owner": owner, "token": token, "requested_at": now_ms()}}
+        if new_faces is None:
+            update["$set"]["full"] = True
+        else:
+            update["$addToSet"] = {"new_faces": {"$each": list(new_faces)}}
+        self.regroup_requests.update_one({"_id": owner}, update, upsert=True)
+
+    def regroup_request(self, owner: str) -> dict | None:
+        """The owner's latest regrouping request: its token, ``full``, the ``new_faces`` waiting."""
+        return self.regroup_requests.find_one({"_id": owner})
 
     def regroup_token(self, owner: str) -> str | None:
         """The owner's latest regrouping request, if any."""
@@ -301,9 +309,13 @@ class PeopleStore:
             self.faces.update_many({"face_id": {"$in": face_ids}, "owner": owner}, {"$set": update})
         return [p["person_id"] for p in kept["people"]]
 
-    def grouping_input(self, owner: str, model_version: str) -> list[Face]:
-        """Every face of one model version with what grouping needs: vector, cohort statistics,
-        photo, person fields."""
+    def face_count(self, owner: str, model_version: str) -> int:
+        """How many faces of one model version the owner has."""
+        return self.faces.count_documents({"owner": owner, "model_version": model_version})
+
+    def grouping_input(self, owner: str, model_version: str, face_ids: list[str] | None = None) -> list[Face]:
+        """Every face of one model version (or those of ``face_ids``) with what grouping needs:
+        vector, cohort statistics, photo, person fields."""
         projection = {
             "_id": 0,
             "face_id": 1,
@@ -315,7 +327,10 @@ class PeopleStore:
             "assigned_by": 1,
             "rejected_from": 1,
         }
-        rows = list(self.faces.find({"owner": owner, "model_version": model_version}, projection))
+        query: dict = {"owner": owner, "model_version": model_version}
+        if face_ids is not None:
+            query["face_id"] = {"$in": face_ids}
+        rows = list(self.faces.find(query, projection))
         for row in rows:
             row["embedding"] = binary_to_vector(row["embedding"])
         return rows
