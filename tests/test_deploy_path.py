@@ -39,6 +39,7 @@ CHALICE_NAMES = {
     "IndexPhotos": "index_photos",
     "Reindex": "reindex",
     "GroupPeople": "group_people",
+    "GraphRows": "graph_rows",
     "PurgeTrash": "purge_trash",
     "CognitoPostConfirmation": "cognito_post_confirmation",
 }
@@ -109,7 +110,11 @@ def test_the_stack_creates_the_queues_buckets_and_role_it_declares(cloud):
     outputs = cloud["outputs"]
     assert set(stack.CONFIG_FROM_OUTPUTS.values()) - MOTO_SKIPS <= set(outputs)
     sqs = client("sqs", cloud["endpoint"])
-    for queue, visibility, receives in (("photo-events", "720", 5), ("people-jobs", "5400", 3)):
+    for queue, visibility, receives in (
+        ("photo-events", "720", 5),
+        ("people-jobs", "5400", 3),
+        ("graph-jobs", "5400", 3),
+    ):
         url = sqs.get_queue_url(QueueName=f"memory-studio-{STAGE}-{queue}")["QueueUrl"]
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         assert attributes["VisibilityTimeout"] == visibility
@@ -133,6 +138,7 @@ def test_configure_writes_the_stacks_values_and_their_policies(cloud):
     assert env["PHOTO_EVENTS_QUEUE_URL"] == outputs["PhotoEventsQueueUrl"]
     assert env["PHOTO_EVENTS_QUEUE"] == f"memory-studio-{STAGE}-photo-events"
     assert env["PEOPLE_JOBS_QUEUE"] == f"memory-studio-{STAGE}-people-jobs"
+    assert env["GRAPH_JOBS_QUEUE"] == f"memory-studio-{STAGE}-graph-jobs"
     assert env["COGNITO_USER_POOL_ARN"] == cloud["pool"]["Arn"]
     assert "REPLACEME" not in json.dumps(env) and "111122223333" not in json.dumps(env)
     # The policies follow: the API may delete accounts of this pool and no other.
@@ -153,7 +159,7 @@ def test_chalice_deploy_creates_every_function_with_its_role_settings_and_event_
     iam = client("iam", cloud["endpoint"])
     queue_arns = {
         name: f"arn:aws:sqs:{REGION}:123456789012:{stage['environment_variables'][name]}"
-        for name in ("PHOTO_EVENTS_QUEUE", "PEOPLE_JOBS_QUEUE")
+        for name in ("PHOTO_EVENTS_QUEUE", "PEOPLE_JOBS_QUEUE", "GRAPH_JOBS_QUEUE")
     }
     every_mapping = lambda_client.list_event_source_mappings()["EventSourceMappings"]
     for catalog_name, entry in CATALOG.items():
@@ -179,7 +185,11 @@ def test_chalice_deploy_creates_every_function_with_its_role_settings_and_event_
         policy_file = cloud["project"] / ".chalice" / settings["iam_policy_file"]
         assert document == json.loads(policy_file.read_text())
         mappings = [m for m in every_mapping if m["FunctionArn"] == function["FunctionArn"]]
-        queue = {"IndexPhotos": "PHOTO_EVENTS_QUEUE", "GroupPeople": "PEOPLE_JOBS_QUEUE"}.get(catalog_name)
+        queue = {
+            "IndexPhotos": "PHOTO_EVENTS_QUEUE",
+            "GroupPeople": "PEOPLE_JOBS_QUEUE",
+            "GraphRows": "GRAPH_JOBS_QUEUE",
+        }.get(catalog_name)
         if queue is None:
             assert mappings == []
             continue
@@ -188,6 +198,8 @@ def test_chalice_deploy_creates_every_function_with_its_role_settings_and_event_
         assert mapping["BatchSize"] == 1
         if catalog_name == "IndexPhotos":
             assert mapping["ScalingConfig"]["MaximumConcurrency"] == int(environment["INDEXER_MAX_CONCURRENCY"])
+        if catalog_name == "GraphRows":  # a large album's graph: at most 32 workers at once
+            assert mapping["ScalingConfig"]["MaximumConcurrency"] == 32
 
 
 def test_the_endpoint_deploy_script_runs_against_the_stacks_bucket_and_role(cloud, tmp_path):
