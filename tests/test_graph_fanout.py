@@ -104,8 +104,14 @@ def test_a_fanned_out_regrouping_groups_real_faces_as_one_job_does(
     assert services.people_store.regroup_token(alice.sub)  # the request stays open until the graph ends
     drain(graph_pump)
     assert graph_pump.handled >= 3 and graph_pump.failed == 0  # one message a block
+    # A photo trashed while the workers build the graph: its face is left out when the graph is applied.
+    biggest = max(in_one_job, key=len)
+    trashed = sorted(biggest)[0]
+    response = api.http.post("/photos/trash", headers=alice.headers, body=json.dumps({"photo_ids": [trashed]}))
+    assert response.status_code == 200
     drain(people_pump)  # the graph's end: agglomerated and applied
-    assert {photos: person["person_id"] for photos, person in people_of(api, alice).items()} == in_one_job
+    expected = {(photos - {trashed} if photos == biggest else photos): person for photos, person in in_one_job.items()}
+    assert {photos: person["person_id"] for photos, person in people_of(api, alice).items()} == expected
     assert services.people_store.regroup_token(alice.sub) is None
     assert services.object_storage.list_keys(f"graphs/{alice.sub}/") == []  # the job's objects are removed
 
@@ -119,7 +125,7 @@ def test_a_fanned_out_regrouping_groups_real_faces_as_one_job_does(
     now = {person["person_id"]: photos for photos, person in people_of(api, alice).items()}
     new_people = [person for person, photos in now.items() if set(katy) <= photos]
     assert len(new_people) == 1 and new_people[0] not in in_one_job.values()  # Katy: a new person
-    for photos, person in in_one_job.items():  # the others keep their photos (indexing may add a face)
+    for photos, person in expected.items():  # the others keep their photos (indexing may add a face)
         assert photos <= now[person]
     assert services.people_store.regroup_request(alice.sub) is None
 
