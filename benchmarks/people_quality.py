@@ -7,7 +7,9 @@ The album is one user's: every labelled photo of the **held-out** identities of 
 share photos, so the cannot-link rule is exercised). The parameters were fitted by the bundle
 builder on the calibration identities only (``model_factory.calibration.fit_grouping``); the best
 grid point of each linkage is evaluated here too, to show why the default won. Slices: East-Asian
-(kpop, asian_faces, casia_v5) first, then the rest, then all.
+(kpop, asian_faces, casia_v5) first, then the rest, then all. The served grouping is also run on the
+graph as a large album's fanned-out workers build it (``fanned_out``: row blocks, columns streamed in
+chunks), which must give the same people.
 
     .venv/bin/python -m benchmarks.people_quality   → benchmarks/results/people_quality.json
     .venv/bin/python -m benchmarks.people_quality --bundle DIR   → people_quality_<bundle version>.json
@@ -26,7 +28,7 @@ import numpy as np
 
 from benchmarks.common import cpu_engine, majority, write_results
 from benchmarks.search_quality import EAST_ASIAN, Album, cached_album
-from chalicelib.grouping import GroupingParams, agglomerate, knn_edges
+from chalicelib.grouping import GroupingParams, agglomerate, knn_edges, nearest_rows, undirected
 from model_factory.calibration import grouping_scores
 
 
@@ -60,6 +62,18 @@ def evaluate(params: GroupingParams, vectors, stats, photos, identities, sources
         ],
         "seconds": round(seconds, 3),
     }
+
+
+def fanned_out_edges(vectors, stats, k: int, workers: int = 8, chunk: int = 64) -> tuple[np.ndarray, ...]:
+    """The graph as ``workers`` graph workers build it (``chalicelib.graph_fanout``): a block of rows
+    each, every face's vectors streamed in chunks of ``chunk``, the blocks merged."""
+    n = len(vectors)
+    bounds = np.linspace(0, n, workers + 1).round().astype(int).tolist()
+    parts = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        columns = ((c, vectors[c : c + chunk], stats[c : c + chunk]) for c in range(0, n, chunk))
+        parts.append(nearest_rows(vectors[a:b], stats[a:b], a, columns, k))
+    return undirected(*(np.concatenate(column) for column in zip(*parts)))
 
 
 MAX_KEY_FACES = 30  # as chalicelib.people: a person's faces used as search keys
@@ -146,10 +160,20 @@ def main(argv=None) -> int:
     vectors, stats, photos, identities, sources = data
     edges = knn_edges(vectors, stats, served.k)
     labels = agglomerate(len(vectors), edges, photos, served.threshold, served.min_faces, served.linkage)
+    fanned = fanned_out_edges(vectors, stats, served.k)
+    fanned_labels = agglomerate(len(vectors), fanned, photos, served.threshold, served.min_faces, served.linkage)
+    east = np.isin(sources, EAST_ASIAN)
     results = {
         "bundle": engine.version,
         "album": {"faces": len(data[0]), "distractor_faces": len(album.groups)},
         "served": evaluate(served, *data),
+        "fanned_out": {
+            "workers": 8,
+            "same_edges_as_one_job": bool(all(np.array_equal(a, b) for a, b in zip(edges[:2], fanned[:2]))),
+            "same_people_as_one_job": bool(np.array_equal(labels, fanned_labels)),
+            "east_asian": grouping_scores(fanned_labels, identities, photos, east),
+            "all": grouping_scores(fanned_labels, identities, photos, identities != ""),
+        },
         "search_by_person_feedback": {
             "what": f"each person's search (members + matches above the search threshold) before and after "
             f"answering its top {ANSWERED} suggestions with the truth; macro averages over people",

@@ -48,15 +48,21 @@ LOCAL_STRETCH, LOCAL_OTHERS = 4_000, 8_000  # the 1M aggregation's local graph (
 
 
 def album(n: int) -> Path:
-    """The synthetic album of ``n`` faces on disk (vectors.f32, stats.npy, photos.npy), made once."""
+    """The synthetic album of ``n`` faces on disk (vectors.f32, stats.npy, photos.npy), made once, in
+    a child process: a process's peak memory includes its parent's at the fork, so the parent stays small."""
     folder = CACHE / f"fanout_album_{n}"
     if not (folder / "photos.npy").exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        vectors, stats, photos = synthetic_album(n)
-        vectors.tofile(folder / "vectors.f32")
-        np.save(folder / "stats.npy", stats)
-        np.save(folder / "photos.npy", np.array(photos))
+        in_child(_write_album, folder, n)
     return folder
+
+
+def _write_album(folder: Path, n: int, out) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    vectors, stats, photos = synthetic_album(n)
+    vectors.tofile(folder / "vectors.f32")
+    np.save(folder / "stats.npy", stats)
+    np.save(folder / "photos.npy", np.array(photos))
+    out.put(None)
 
 
 def _rows(folder: Path, start: int, stop: int) -> np.ndarray:
